@@ -1,0 +1,1 @@
+"""kseg's command line, installed as the subpackage kseg.cli."""

@@ -1,0 +1,107 @@
+"""The `kseg` command: a Click group whose verbs are imported only when used.
+
+Each verb lives in its own module of this package and imports TensorFlow inside its
+function body, so `kseg --help` and `kseg --version` answer at once.
+
+Errors meant for the user (`KsegError`) are printed as one line, `error: ...`, with exit
+code 1; anything unexpected too, unless `--debug` asks for the traceback.
+"""
+
+import importlib
+import logging
+import os
+import sys
+
+import click
+
+from kseg import __version__
+
+# TensorFlow's C++ start-up chatter (oneDNN notices, CPU feature lines) is not for users.
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+# verb -> (module in kseg.cli, function name, one-line help shown by `kseg --help`)
+COMMANDS = {
+    "models": ("kseg.cli.models", "models", "List the registered models."),
+}
+
+
+class LazyGroup(click.Group):
+    """A group that imports a verb's module only when that verb is run or asked for help."""
+
+    def list_commands(self, ctx):
+        return sorted(COMMANDS)
+
+    def get_command(self, ctx, name):
+        if name not in COMMANDS:
+            return None
+        module, function, _ = COMMANDS[name]
+        return getattr(importlib.import_module(module), function)
+
+    def format_commands(self, ctx, formatter):
+        rows = [(name, COMMANDS[name][2]) for name in self.list_commands(ctx)]
+        with formatter.section("Commands"):
+            formatter.write_dl(rows)
+
+    def invoke(self, ctx):
+        from kseg.errors import KsegError
+
+        try:
+            return super().invoke(ctx)
+        except (click.exceptions.Exit, click.ClickException, click.Abort):
+            raise
+        except KsegError as error:
+            if ctx.obj and ctx.obj.get("debug"):
+                raise
+            click.echo(f"error: {error}", err=True)
+            sys.exit(1)
+        except KeyboardInterrupt:
+            click.echo("interrupted", err=True)
+            sys.exit(130)
+        except Exception as error:  # a bug, or a failure kseg did not anticipate
+            if ctx.obj and ctx.obj.get("debug"):
+                raise
+            click.echo(
+                f"error: {type(error).__name__}: {error} (run with --debug for the traceback)",
+                err=True,
+            )
+            sys.exit(1)
+
+
+@click.group(cls=LazyGroup, context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, "--version", prog_name="kseg")
+@click.option("--debug", is_flag=True, help="Show Python tracebacks instead of one-line errors.")
+@click.pass_context
+def cli(ctx, debug):
+    """kseg: semantic segmentation with Fully Convolutional Networks (FCN-32s/16s/8s).
+
+    Train on Cityscapes, Pascal VOC, CamVid or your own folders, evaluate with the FCN
+    paper's metrics, predict on images of any size, and export to SavedModel or TFLite.
+    Run `kseg COMMAND --help` for the options of a command.
+    """
+    logging.basicConfig(level=logging.INFO, format="%(message)s")
+    ctx.ensure_object(dict)["debug"] = debug
+    import_tensorflow_quietly()
+
+
+def import_tensorflow_quietly():
+    """Imports TensorFlow with file descriptor 2 sent to a temporary file.
+
+    TensorFlow's C++ start-up notices ignore TF_CPP_MIN_LOG_LEVEL; if the import fails,
+    what it wrote is replayed so the real cause is still seen.
+    """
+    import tempfile
+
+    sys.stderr.flush()
+    saved = os.dup(2)
+    with tempfile.TemporaryFile() as captured:
+        os.dup2(captured.fileno(), 2)
+        try:
+            import tensorflow  # noqa: F401
+        except BaseException:
+            os.dup2(saved, 2)
+            captured.seek(0)
+            sys.stderr.write(captured.read().decode(errors="replace"))
+            raise
+        finally:
+            os.dup2(saved, 2)
+            os.close(saved)

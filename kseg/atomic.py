@@ -1,0 +1,60 @@
+"""Writing files and folders so that a kill never leaves a half-written result.
+
+Everything is written under a temporary name beside its destination and renamed into
+place at the end; `os.replace` is atomic on one filesystem, so readers see either the
+previous complete file or the new complete file.
+"""
+
+import contextlib
+import os
+import shutil
+import tempfile
+
+
+@contextlib.contextmanager
+def atomic_path(path, directory=False):
+    """Yields a temporary path to write to; on success it is renamed to `path`.
+
+    On an exception the temporary file or folder is removed and `path` is untouched.
+
+    Args:
+        path: str. The final destination.
+        directory: bool. Whether the result is a folder (e.g. a SavedModel) or a file.
+    """
+    path = os.fspath(path)
+    parent = os.path.dirname(os.path.abspath(path))
+    os.makedirs(parent, exist_ok=True)
+    base = os.path.basename(path)
+    # Keep the suffix: some writers (keras .keras, cv2.imwrite) choose the format by it.
+    suffix = "" if directory else "".join(base.partition(".")[1:])
+    if directory:
+        temporary = tempfile.mkdtemp(prefix=f".{base}.", suffix=".tmp", dir=parent)
+    else:
+        handle, temporary = tempfile.mkstemp(prefix=f".{base}.", suffix=f".tmp{suffix}", dir=parent)
+        os.close(handle)
+    try:
+        yield temporary
+        if directory and os.path.isdir(path):
+            # Folders cannot be replaced atomically; move the old one aside first.
+            old = tempfile.mkdtemp(prefix=f".{base}.", suffix=".old", dir=parent)
+            os.rmdir(old)
+            os.replace(path, old)
+            os.replace(temporary, path)
+            shutil.rmtree(old, ignore_errors=True)
+        else:
+            os.replace(temporary, path)
+    except BaseException:
+        if os.path.isdir(temporary):
+            shutil.rmtree(temporary, ignore_errors=True)
+        elif os.path.exists(temporary):
+            os.remove(temporary)
+        raise
+
+
+def write_bytes_atomic(path, data):
+    """Writes `data` to `path` atomically."""
+    with atomic_path(path) as temporary:
+        with open(temporary, "wb") as handle:
+            handle.write(data)
+            handle.flush()
+            os.fsync(handle.fileno())

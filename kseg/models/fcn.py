@@ -1,0 +1,166 @@
+"""FCN-32s, FCN-16s and FCN-8s (Long, Shelhamer & Darrell, CVPR 2015) on VGG16.
+
+    RGB image (any H x W) -> BGR, minus ImageNet mean -> pad to a multiple of 32
+      -> VGG16 blocks 1-5 -> fc6 (7x7 conv) -> fc7 (1x1 conv) -> score_fr (1x1 conv)
+      FCN-32s: score_fr -> upscore (x32)
+      FCN-16s: score_fr -> upscore2 (x2) + score_pool4 -> upscore16 (x16)
+      FCN-8s:  ... -> upscore_pool4 (x2) + score_pool3 -> upscore8 (x8)
+    -> crop to H x W -> float32 logits
+
+Scoring layers start at zero (as in the paper), so a 16s model initialised from a trained
+32s model predicts exactly what the 32s model did. Every upsampling layer starts as
+bilinear interpolation; the x2 layers are learned, the final one is learned only with
+`learn_upsampling=True` (the paper keeps it fixed).
+"""
+
+import logging
+import os
+
+import keras
+from keras import layers
+
+from kseg.errors import KsegError
+from kseg.models.bilinear import BilinearUpsampling
+from kseg.models.layers import CropToReference, PadToMultiple, VGGPreprocessing
+from kseg.models.pretrained import assign_vgg16_weights
+from kseg.models.registry import register_model
+from kseg.models.transfer import transfer_weights
+from kseg.models.vgg16 import fully_connected_as_convs, vgg16_trunk
+
+logger = logging.getLogger("kseg")
+
+INPUT_MULTIPLE = 32  # VGG16 pools five times
+
+
+def upsample(x, factor, name, trainable=True):
+    """A Conv2DTranspose of kernel 2 x factor and stride `factor`, initialised bilinear."""
+    return layers.Conv2DTranspose(
+        x.shape[-1], 2 * factor, strides=factor, padding="same", use_bias=False,
+        kernel_initializer=BilinearUpsampling(), trainable=trainable, name=name,
+    )(x)  # fmt: skip
+
+
+def score(x, num_classes, name):
+    """A zero-initialised 1x1 convolution giving one score per class."""
+    return layers.Conv2D(num_classes, 1, kernel_initializer="zeros", name=name)(x)
+
+
+def validate_arguments(num_classes, weights, dropout, width):
+    if not isinstance(num_classes, int) or isinstance(num_classes, bool) or num_classes < 2:
+        raise ValueError(f"`num_classes` must be an integer >= 2. Received: num_classes={num_classes}")
+    if not 0 <= dropout < 1:
+        raise ValueError(f"`dropout` must be in [0, 1). Received: dropout={dropout}")
+    if not 0 < width <= 1:
+        raise ValueError(f"`width` must be in (0, 1]. Received: width={width}")
+    if weights is not None and width != 1:
+        raise ValueError(
+            f"pretrained weights need the full VGG16 (width=1). Received: weights={weights!r}, "
+            f"width={width}"
+        )
+    if weights not in (None, "imagenet") and not os.path.isfile(os.fspath(weights)):
+        raise KsegError(f"{weights}: weights file not found (expected 'imagenet', none or a path)")
+
+
+def build_fcn(
+    output_stride,
+    num_classes,
+    weights="imagenet",
+    learn_upsampling=False,
+    dropout=0.5,
+    width=1.0,
+    init_from=None,
+    name=None,
+):
+    """Builds an FCN on VGG16 with the given output stride (32, 16 or 8).
+
+    Args:
+        output_stride: int. 32, 16 or 8: FCN-32s, FCN-16s or FCN-8s.
+        num_classes: int. Number of classes scored per pixel (the ignore label is not one).
+        weights: str or None. "imagenet" (keras' download and cache), None (random), or a
+            path to a keras VGG16 classifier weights file; fc1/fc2 become fc6/fc7.
+        learn_upsampling: bool. Whether the final upsampling layer is trained; the x2
+            upsampling layers of FCN-16s/8s always are.
+        dropout: float. Dropout rate after fc6 and fc7.
+        width: float. Multiplier on VGG16's channel counts; below 1 only for random weights
+            (small models for tests and quick demos).
+        init_from: keras.Model, str or None. A trained model or `.keras` file whose layers of
+            matching name and shape are copied in (e.g. FCN-32s into FCN-16s).
+        name: str or None. Model name; defaults to "fcn{output_stride}s".
+    """
+    if output_stride not in (8, 16, 32):
+        raise ValueError(f"`output_stride` must be 8, 16 or 32. Received: output_stride={output_stride}")
+    validate_arguments(num_classes, weights, dropout, width)
+
+    images = keras.Input(shape=(None, None, 3), name="images")
+    x = VGGPreprocessing(name="preprocess")(images)
+    x = PadToMultiple(INPUT_MULTIPLE, name="pad")(x)
+    taps = vgg16_trunk(x, width)
+    x = fully_connected_as_convs(taps["block5_pool"], width, dropout)
+    x = score(x, num_classes, "score_fr")
+    if output_stride == 32:
+        x = upsample(x, 32, "upscore", trainable=learn_upsampling)
+    else:
+        x = upsample(x, 2, "upscore2")
+        x = layers.Add(name="fuse_pool4")([x, score(taps["block4_pool"], num_classes, "score_pool4")])
+        if output_stride == 16:
+            x = upsample(x, 16, "upscore16", trainable=learn_upsampling)
+        else:
+            x = upsample(x, 2, "upscore_pool4")
+            x = layers.Add(name="fuse_pool3")(
+                [x, score(taps["block3_pool"], num_classes, "score_pool3")]
+            )
+            x = upsample(x, 8, "upscore8", trainable=learn_upsampling)
+    logits = CropToReference(dtype="float32", name="logits")([x, images])
+    model = keras.Model(images, logits, name=name or f"fcn{output_stride}s")
+
+    if weights is not None:
+        assign_vgg16_weights(model, weights)
+    if init_from is not None:
+        transfer_weights(init_from, model)
+    return model
+
+
+@register_model("fcn32s", output_stride=32, description="FCN-32s: VGG16, single x32 upsampling")
+def fcn32s(num_classes=21, weights="imagenet", learn_upsampling=False, dropout=0.5, width=1.0):
+    """FCN-32s. See `build_fcn` for the arguments."""
+    return build_fcn(32, num_classes, weights, learn_upsampling, dropout, width)
+
+
+@register_model("fcn16s", output_stride=16, description="FCN-16s: FCN-32s + pool4 skip")
+def fcn16s(
+    num_classes=21, weights="imagenet", learn_upsampling=False, dropout=0.5, width=1.0,
+    init_from=None,
+):  # fmt: skip
+    """FCN-16s, optionally initialised from a trained FCN-32s. See `build_fcn`."""
+    return build_fcn(16, num_classes, weights, learn_upsampling, dropout, width, init_from)
+
+
+@register_model("fcn8s", output_stride=8, description="FCN-8s: FCN-16s + pool3 skip")
+def fcn8s(
+    num_classes=21, weights="imagenet", learn_upsampling=False, dropout=0.5, width=1.0,
+    init_from=None,
+):  # fmt: skip
+    """FCN-8s, optionally initialised from a trained FCN-16s (or FCN-32s). See `build_fcn`."""
+    return build_fcn(8, num_classes, weights, learn_upsampling, dropout, width, init_from)
+
+
+def parameter_count(output_stride, num_classes, width=1.0):
+    """Counts the parameters of `build_fcn(output_stride, num_classes, width=width)` without
+    building it (a full FCN holds 134M parameters)."""
+    from kseg.models.vgg16 import FC6_KERNEL, FC_CHANNELS, VGG16_BLOCKS, scaled
+
+    count, channels, pooled = 0, 3, {}
+    for block, convs, block_channels in VGG16_BLOCKS:
+        for _ in range(convs):
+            count += 9 * channels * scaled(block_channels, width) + scaled(block_channels, width)
+            channels = scaled(block_channels, width)
+        pooled[block] = channels
+    fc = scaled(FC_CHANNELS, width)
+    count += FC6_KERNEL**2 * channels * fc + fc + fc * fc + fc
+    count += fc * num_classes + num_classes  # score_fr
+    final_kernel = (2 * output_stride) ** 2 * num_classes**2
+    if output_stride <= 16:  # upscore2 and score_pool4
+        count += 16 * num_classes**2 + pooled[4] * num_classes + num_classes
+    if output_stride == 8:  # upscore_pool4 and score_pool3
+        count += 16 * num_classes**2 + pooled[3] * num_classes + num_classes
+    return count + final_kernel

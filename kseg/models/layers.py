@@ -1,0 +1,81 @@
+"""Layers that let an FCN take raw images of any size and return logits of that size.
+
+The model owns its preprocessing: callers pass RGB images (uint8 or float in [0, 255]) and
+never need to know the channel order or the mean that VGG16 was trained with.
+"""
+
+import keras
+from keras import ops
+
+# Keras' VGG16 was trained on BGR images with these per-channel means subtracted.
+IMAGENET_BGR_MEAN = (103.939, 116.779, 123.68)
+
+
+@keras.saving.register_keras_serializable(package="kseg")
+class VGGPreprocessing(keras.layers.Layer):
+    """RGB [0, 255] -> BGR with the ImageNet mean subtracted (keras' "caffe" mode).
+
+    Computed in float32 whatever the global dtype policy; the next layer casts.
+    """
+
+    def __init__(self, **kwargs):
+        kwargs.setdefault("dtype", "float32")
+        super().__init__(**kwargs)
+
+    def call(self, images):
+        images = ops.cast(images, "float32")
+        bgr = ops.flip(images, axis=-1)
+        return bgr - ops.convert_to_tensor(IMAGENET_BGR_MEAN, dtype="float32")
+
+    def compute_output_shape(self, input_shape):
+        return input_shape
+
+
+@keras.saving.register_keras_serializable(package="kseg")
+class PadToMultiple(keras.layers.Layer):
+    """Pads height and width at the bottom and right up to a multiple of `multiple`.
+
+    After VGG preprocessing a zero pad is the ImageNet mean colour.
+
+    Args:
+        multiple: int. Height and width are padded up to a multiple of this.
+    """
+
+    def __init__(self, multiple=32, **kwargs):
+        if int(multiple) != multiple or multiple < 1:
+            raise ValueError(f"`multiple` must be a positive integer. Received: multiple={multiple}")
+        super().__init__(**kwargs)
+        self.multiple = int(multiple)
+
+    def call(self, images):
+        shape = ops.shape(images)
+        pad_h = (-shape[1]) % self.multiple
+        pad_w = (-shape[2]) % self.multiple
+        return ops.pad(images, [[0, 0], [0, pad_h], [0, pad_w], [0, 0]])
+
+    def compute_output_shape(self, input_shape):
+        def round_up(size):
+            return None if size is None else -(-size // self.multiple) * self.multiple
+
+        return (input_shape[0], round_up(input_shape[1]), round_up(input_shape[2]), input_shape[3])
+
+    def get_config(self):
+        return {**super().get_config(), "multiple": self.multiple}
+
+
+@keras.saving.register_keras_serializable(package="kseg")
+class CropToReference(keras.layers.Layer):
+    """Crops `inputs[0]` at the top left to the height and width of `inputs[1]`.
+
+    Used last in every FCN, with dtype float32, so logits come out float32 and exactly as
+    large as the input image even under a mixed-precision policy.
+    """
+
+    def call(self, inputs):
+        tensor, reference = inputs
+        shape = ops.shape(reference)
+        return tensor[:, : shape[1], : shape[2], :]
+
+    def compute_output_shape(self, input_shapes):
+        tensor_shape, reference_shape = input_shapes
+        return (tensor_shape[0], reference_shape[1], reference_shape[2], tensor_shape[3])

@@ -1,0 +1,176 @@
+"""Reading ImageNet VGG16 classifier weights: keras' download and cache, or a local file.
+
+The weights are read layer by layer straight from the HDF5 file with h5py, so a full
+VGG16 classifier (134M parameters) is never built beside the FCN that receives them.
+Both layouts keras writes are understood: the legacy one of keras' published
+`vgg16_weights_tf_dim_ordering_tf_kernels.h5` (top-level groups named after layers) and
+Keras 3's `.weights.h5` (`layers/<name>/vars/<i>`).
+"""
+
+import os
+
+import h5py
+import keras
+import numpy as np
+
+from kseg.errors import WeightsError
+
+# The file keras.applications.VGG16(weights="imagenet", include_top=True) downloads; the
+# same name, address, hash and cache folder, so kseg and keras share one cached copy.
+IMAGENET_FILENAME = "vgg16_weights_tf_dim_ordering_tf_kernels.h5"
+IMAGENET_URL = (
+    "https://storage.googleapis.com/tensorflow/keras-applications/vgg16/" + IMAGENET_FILENAME
+)
+IMAGENET_MD5 = "64373286793e3c8b2b4e3219cbf3544b"
+
+# Names of the VGG16 layers with weights, in keras' naming.
+CONV_LAYERS = (
+    "block1_conv1", "block1_conv2",
+    "block2_conv1", "block2_conv2",
+    "block3_conv1", "block3_conv2", "block3_conv3",
+    "block4_conv1", "block4_conv2", "block4_conv3",
+    "block5_conv1", "block5_conv2", "block5_conv3",
+)  # fmt: skip
+DENSE_LAYERS = ("fc1", "fc2", "predictions")
+
+
+def imagenet_weights_path():
+    """Returns the local path of keras' ImageNet VGG16 weights, downloading them if needed.
+
+    Raises:
+        WeightsError: when the file can neither be found in keras' cache nor downloaded.
+    """
+    try:
+        return keras.utils.get_file(
+            IMAGENET_FILENAME, IMAGENET_URL, cache_subdir="models", file_hash=IMAGENET_MD5
+        )
+    except Exception as error:  # keras raises bare Exception for fetch failures
+        raise WeightsError(
+            f"could not download the ImageNet VGG16 weights from {IMAGENET_URL} "
+            f"({type(error).__name__}: {error}); put the file in ~/.keras/models/, or pass "
+            "--weights PATH to a local VGG16 weights file, or --weights none to train from "
+            "random weights"
+        ) from None
+
+
+class VGG16WeightsFile:
+    """Read access, layer by layer, to a VGG16 classifier weights file written by keras.
+
+    Use as a context manager. `arrays(name)` returns the layer's [kernel, bias] as NumPy.
+
+    Args:
+        path: str. A keras HDF5 weights file of VGG16 with its top (fc1, fc2, predictions).
+    """
+
+    def __init__(self, path):
+        self.path = os.fspath(path)
+        if not os.path.isfile(self.path):
+            raise WeightsError(f"{self.path}: weights file not found")
+        try:
+            self._file = h5py.File(self.path, "r")
+        except OSError as error:
+            raise WeightsError(
+                f"{self.path}: not a readable HDF5 weights file, truncated or corrupt ({error})"
+            ) from None
+        root = self._file["model_weights"] if "model_weights" in self._file else self._file
+        if "layer_names" in root.attrs:
+            self._layers = {_text(name): root[_text(name)] for name in root.attrs["layer_names"]}
+            self._keras3 = False
+        elif "layers" in root:
+            self._layers = dict(root["layers"].items())
+            self._keras3 = True
+        else:
+            self.close()
+            raise WeightsError(f"{self.path}: HDF5 file holds no keras layer weights")
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc_info):
+        self.close()
+
+    def close(self):
+        self._file.close()
+
+    def arrays(self, name):
+        """Returns the weight arrays stored for layer `name`, in keras' order."""
+        if name not in self._layers:
+            hint = " (a 'notop' file without the classifier?)" if name in DENSE_LAYERS else ""
+            raise WeightsError(
+                f"{self.path}: no weights for layer '{name}'{hint}; expected a keras VGG16 "
+                "classifier weights file (include_top=True)"
+            )
+        group = self._layers[name]
+        try:
+            if self._keras3:
+                variables = group["vars"]
+                return [variables[str(i)][()] for i in range(len(variables))]
+            return [group[_text(w)][()] for w in group.attrs["weight_names"]]
+        except (KeyError, OSError) as error:
+            raise WeightsError(
+                f"{self.path}: weights of layer '{name}' are unreadable, truncated or corrupt "
+                f"({error})"
+            ) from None
+
+
+def _text(value):
+    return value.decode("utf8") if isinstance(value, bytes) else str(value)
+
+
+def resolve_weights_path(weights):
+    """Maps the `weights` argument ("imagenet" or a path) to a local file path."""
+    if weights == "imagenet":
+        return imagenet_weights_path()
+    return os.fspath(weights)
+
+
+def assign_vgg16_weights(model, weights, dense_as_conv=("fc1", "fc2")):
+    """Loads VGG16 classifier weights into the same-named layers of `model`.
+
+    Convolution layers are copied as they are. The Dense layers named in `dense_as_conv`
+    are convolutionalized: fc1 (25088 x 4096) is reshaped into the 7x7x512x4096 kernel of
+    `fc6`, fc2 into the 1x1 kernel of `fc7`, predictions into the 1x1 kernel of
+    `predictions`. Keras' VGG16 flattens a channels-last 7x7x512 map, so the Dense row
+    index is (row * 7 + column) * 512 + channel: a plain reshape is exact.
+
+    Args:
+        model: keras.Model. Holds the conv layers and the fc6/fc7(/predictions) convs.
+        weights: str. "imagenet" or a path to a keras VGG16 weights file.
+        dense_as_conv: tuple. Which of fc1, fc2, predictions to convert and load.
+    """
+    dense_to_conv = {"fc1": "fc6", "fc2": "fc7", "predictions": "predictions"}
+    path = resolve_weights_path(weights)
+    with VGG16WeightsFile(path) as source:
+        names = [(n, n) for n in CONV_LAYERS] + [(d, dense_to_conv[d]) for d in dense_as_conv]
+        for source_name, target_name in names:
+            arrays = source.arrays(source_name)
+            layer = model.get_layer(target_name)
+            expected = [tuple(v.shape) for v in layer.weights]
+            if len(arrays) != len(expected):
+                raise WeightsError(
+                    f"{path}: layer '{source_name}' has {len(arrays)} arrays, expected "
+                    f"{len(expected)}"
+                )
+            if source_name in dense_to_conv:
+                arrays = [_dense_to_conv(a, shape) for a, shape in zip(arrays, expected)]
+            for array, shape in zip(arrays, expected):
+                if tuple(array.shape) != shape:
+                    raise WeightsError(
+                        f"{path}: layer '{source_name}' has shape {tuple(array.shape)}, "
+                        f"expected {shape} for '{target_name}'; is this a keras VGG16 "
+                        "classifier (channels-last, 224x224 inputs)?"
+                    )
+            layer.set_weights(arrays)
+
+
+def _dense_to_conv(array, conv_shape):
+    """Reshapes a Dense kernel (rows, units) into a conv kernel (kh, kw, channels, units).
+
+    Only a 2-D kernel whose rows are exactly kh * kw * channels is reshaped; anything else
+    is returned unchanged so that the caller's shape check reports it.
+    """
+    if array.ndim == 2 and len(conv_shape) == 4 and array.shape == (
+        int(np.prod(conv_shape[:3])), conv_shape[3]
+    ):
+        return array.reshape(conv_shape)
+    return array
