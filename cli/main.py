@@ -21,7 +21,13 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 # verb -> (module in kseg.cli, function name, one-line help shown by `kseg --help`)
 COMMANDS = {
+    "data": ("kseg.cli.data", "data", "Verify datasets, show statistics, make the synthetic set."),
+    "evaluate": ("kseg.cli.evaluate", "evaluate", "Score a model or prediction files."),
+    "export": ("kseg.cli.export", "export", "Export to SavedModel, TFLite or ONNX."),
+    "heatmap": ("kseg.cli.heatmap", "heatmap", "ImageNet class heatmap of an image."),
     "models": ("kseg.cli.models", "models", "List the registered models."),
+    "predict": ("kseg.cli.predict", "predict", "Segment images of any size."),
+    "train": ("kseg.cli.train", "train", "Train an FCN on a dataset."),
 }
 
 
