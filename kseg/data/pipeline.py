@@ -1,0 +1,202 @@
+"""tf.data pipelines: (image, mask) batches for training and evaluation.
+
+    pairs -> [epoch order: seeded shuffle when training] -> parallel read (+ augment)
+          -> [skip bad pairs] -> batch (padding image 0, mask 255) -> prefetch
+
+Reading and augmentation run in OpenCV/albumentations through `tf.numpy_function`, in
+parallel threads (OpenCV releases the GIL while decoding and resizing). Every sample gets
+its own seed from (seed, epoch, position), so the output is the same from run to run
+whatever the thread timing. The dataset is finite: one pass is one epoch.
+"""
+
+import contextlib
+import logging
+import operator
+import threading
+
+import numpy as np
+
+from kseg.data.augment import DEFAULT_SCALE_RANGE, TrainAugmenter, check_crop
+from kseg.errors import KsegError
+
+logger = logging.getLogger("kseg")
+
+# Marks messages of errors raised inside the pipeline so `data_errors` can recover them
+# from the TensorFlow error that carries them out of tf.numpy_function.
+ERROR_MARKER = "[kseg-data] "
+
+
+class SkippedPairs:
+    """Counts the bad pairs a `skip_bad` pipeline has left out (each pair counted once).
+
+    Attributes:
+        count: int. Number of distinct bad pairs seen so far.
+        problems: list. (mask_or_image_path, message) for each of them.
+    """
+
+    def __init__(self):
+        self._lock = threading.Lock()
+        self._seen = set()
+        self.problems = []
+
+    @property
+    def count(self):
+        return len(self.problems)
+
+    def add(self, pair, message):
+        with self._lock:
+            if pair in self._seen:
+                return
+            self._seen.add(pair)
+            self.problems.append((pair[0], message))
+            total = len(self.problems)
+        logger.warning("skipping bad pair (%d so far): %s", total, message)
+
+
+class _EpochOrder:
+    """A generator factory: each call yields one epoch of (index, sample seed)."""
+
+    def __init__(self, size, seed, shuffle):
+        self.size = size
+        self.seed = int(seed)
+        self.shuffle = shuffle
+        self.epoch = 0
+        self._lock = threading.Lock()
+
+    def __call__(self):
+        with self._lock:
+            epoch = self.epoch
+            self.epoch += 1
+        rng = np.random.default_rng([self.seed, epoch])
+        order = rng.permutation(self.size) if self.shuffle else np.arange(self.size)
+        seeds = rng.integers(0, 2**31 - 1, size=self.size)
+        for index, sample_seed in zip(order, seeds):
+            yield np.int64(index), np.int64(sample_seed)
+
+
+class _PairLoader:
+    """Reads (and augments) the pair at an index; called by tf.numpy_function."""
+
+    def __init__(self, spec, pairs, augmenter, skip_bad, skipped):
+        self.spec = spec
+        self.pairs = pairs
+        self.augmenter = augmenter
+        self.skip_bad = skip_bad
+        self.skipped = skipped
+
+    def __call__(self, index, seed):
+        pair = self.pairs[int(index)]
+        try:
+            image, mask = self.spec.read_pair(*pair)
+        except KsegError as error:
+            if not self.skip_bad:
+                raise ValueError(ERROR_MARKER + str(error)) from None
+            self.skipped.add(pair, str(error))
+            return np.zeros((0, 0, 3), np.uint8), np.zeros((0, 0), np.uint8), np.False_
+        if self.augmenter is not None:
+            image, mask = self.augmenter(image, mask, int(seed))
+        return np.ascontiguousarray(image), np.ascontiguousarray(mask), np.True_
+
+
+def make_dataset(spec, split, *, training, batch_size, crop=None, seed=0, skip_bad=False,
+                 scale_range=DEFAULT_SCALE_RANGE, num_parallel_calls=None):
+    """Builds a tf.data.Dataset of (images uint8 [B, H, W, 3], masks uint8 [B, H, W]).
+
+    Args:
+        spec: DatasetSpec. From `get_dataset_spec`.
+        split: str. The split to read, e.g. "train" or "val".
+        training: bool. True: seeded shuffle and augmentation (random scale, pad/crop to
+            `crop`, horizontal flip, colour jitter). False: fixed order, whole images.
+        batch_size: int. Samples per batch; the last batch may be smaller. Images of
+            different sizes in one batch are padded (image 0, mask 255).
+        crop: tuple or None. (height, width) of training crops; smaller scaled images are
+            padded. Ignored when training is False.
+        seed: int. Fixes the shuffle and every augmentation.
+        skip_bad: bool. Leave out pairs that cannot be read (counted in
+            `dataset.skipped`, a SkippedPairs, and logged); otherwise the first bad pair
+            stops iteration with an error naming the file (see `data_errors`).
+        scale_range: tuple. (low, high) random scale factors for training.
+        num_parallel_calls: int or None. Reader threads; None lets tf.data tune it.
+
+    Returns:
+        tf.data.Dataset. Finite (one epoch per pass); `dataset.skipped` counts skipped
+        pairs, `dataset.num_pairs` is the number of listed pairs.
+
+    Raises:
+        KsegError: bad arguments, or `spec.pairs(split)` failing (missing root, layout,
+            empty split).
+    """
+    import tensorflow as tf
+
+    try:
+        batch_size = operator.index(batch_size)
+    except TypeError:
+        batch_size = 0
+    if batch_size < 1:
+        raise KsegError(f"batch_size must be a positive integer. Received: batch_size={batch_size!r}")
+    if crop is not None:
+        crop = check_crop(crop)
+    pairs = spec.pairs(split)
+    augmenter = TrainAugmenter(crop=crop, scale_range=scale_range) if training else None
+    skipped = SkippedPairs()
+    loader = _PairLoader(spec, pairs, augmenter, skip_bad, skipped)
+    order = _EpochOrder(len(pairs), seed, shuffle=training)
+
+    dataset = tf.data.Dataset.from_generator(
+        order,
+        output_signature=(tf.TensorSpec((), tf.int64), tf.TensorSpec((), tf.int64)),
+    )
+
+    def read(index, sample_seed):
+        image, mask, ok = tf.numpy_function(
+            loader, [index, sample_seed], [tf.uint8, tf.uint8, tf.bool], stateful=False
+        )
+        image.set_shape([None, None, 3])
+        mask.set_shape([None, None])
+        ok.set_shape([])
+        return image, mask, ok
+
+    parallel = tf.data.AUTOTUNE if num_parallel_calls is None else int(num_parallel_calls)
+    dataset = dataset.map(read, num_parallel_calls=parallel, deterministic=True)
+    if skip_bad:
+        dataset = dataset.filter(lambda image, mask, ok: ok)
+    dataset = dataset.map(lambda image, mask, ok: (image, mask))
+
+    if training and crop is not None:
+        height, width = crop
+        dataset = dataset.map(
+            lambda image, mask: (tf.ensure_shape(image, [height, width, 3]), tf.ensure_shape(mask, [height, width]))
+        )
+        dataset = dataset.batch(batch_size)
+    else:
+        dataset = dataset.padded_batch(
+            batch_size,
+            padded_shapes=([None, None, 3], [None, None]),
+            padding_values=(tf.constant(0, tf.uint8), tf.constant(spec.ignore_index, tf.uint8)),
+        )
+    dataset = dataset.prefetch(tf.data.AUTOTUNE)
+    dataset.skipped = skipped
+    dataset.num_pairs = len(pairs)
+    return dataset
+
+
+@contextlib.contextmanager
+def data_errors():
+    """Turns a bad-pair error raised while iterating a kseg dataset back into KsegError.
+
+    TensorFlow carries errors out of a pipeline as its own error types; inside this
+    context the message the pipeline gave (naming the file) is raised as a KsegError.
+
+        with data_errors():
+            model.fit(make_dataset(spec, "train", training=True, batch_size=8), ...)
+    """
+    import tensorflow as tf
+
+    try:
+        yield
+    except tf.errors.OpError as error:
+        message = str(error.message if hasattr(error, "message") else error)
+        if ERROR_MARKER not in message:
+            raise
+        text = message.split(ERROR_MARKER, 1)[1].splitlines()[0].strip()
+        raise KsegError(text) from None

@@ -1,0 +1,221 @@
+"""The dataset description every adapter provides, and what they share.
+
+A `DatasetSpec` knows where a dataset lives, its classes and colours, how to list the
+(image, mask) pairs of a split, and how to turn a stored mask into train ids: 0 to
+num_classes - 1 for classes and 255 (`IGNORE_INDEX`) for everything to be ignored.
+
+Adapters describe a mask by two 256-entry tables over its raw 8-bit values:
+`raw_to_train` (value -> train id) and `valid_raw` (whether a value may occur at all).
+A value outside `valid_raw` is an error naming the file, never silently ignored.
+"""
+
+import os
+
+import numpy as np
+
+from kseg.errors import KsegError
+from kseg.images import IMAGE_EXTENSIONS
+from kseg.data.readers import read_index_mask, read_rgb_image
+
+IGNORE_INDEX = 255
+
+
+def default_palette(num_classes):
+    """Returns distinct, deterministic colours for classes without given colours.
+
+    The bits of each class index are spread over the high bits of R, G and B, so nearby
+    indices get clearly different colours (index 0 is black).
+
+    Args:
+        num_classes: int. How many colours to make.
+
+    Returns:
+        tuple. One (r, g, b) tuple of ints per class.
+    """
+    colours = []
+    for index in range(num_classes):
+        red = green = blue = 0
+        value = index
+        for shift in range(7, -1, -1):
+            red |= (value & 1) << shift
+            green |= ((value >> 1) & 1) << shift
+            blue |= ((value >> 2) & 1) << shift
+            value >>= 3
+            if not value:
+                break
+        colours.append((red, green, blue))
+    return tuple(colours)
+
+
+def identity_tables(num_classes, void_values=()):
+    """Tables for masks that store train ids directly: 0..num_classes-1 and 255 valid.
+
+    Args:
+        num_classes: int. Number of classes.
+        void_values: iterable of int. Extra raw values that mean "ignore" (mapped to 255).
+
+    Returns:
+        tuple. (raw_to_train, valid_raw): uint8[256] and bool[256] arrays.
+    """
+    raw_to_train = np.full(256, IGNORE_INDEX, dtype=np.uint8)
+    raw_to_train[:num_classes] = np.arange(num_classes, dtype=np.uint8)
+    valid_raw = np.zeros(256, dtype=bool)
+    valid_raw[:num_classes] = True
+    valid_raw[IGNORE_INDEX] = True
+    for value in void_values:
+        valid_raw[value] = True
+    return raw_to_train, valid_raw
+
+
+def describe_values(values, limit=8):
+    """Formats a list of mask values for a message, e.g. '12, 40, 77 (+3 more)'."""
+    values = [int(value) for value in values]
+    text = ", ".join(str(value) for value in values[:limit])
+    if len(values) > limit:
+        text += f" (+{len(values) - limit} more)"
+    return text
+
+
+def list_images(folder):
+    """Returns the image files directly inside `folder`, sorted by name."""
+    return sorted(
+        os.path.join(folder, name)
+        for name in os.listdir(folder)
+        if name.lower().endswith(IMAGE_EXTENSIONS) and not name.startswith(".")
+    )
+
+
+class DatasetSpec:
+    """A dataset: its classes, colours, files and mask encoding.
+
+    Subclasses set `name`, `class_names`, `palette`, `raw_to_train` and `valid_raw`,
+    and implement `_list_pairs(split)`; they may override `read_raw_mask` for masks
+    stored another way (palette or colour PNGs).
+
+    Args:
+        root: str. The dataset's root folder.
+    """
+
+    name = None
+    ignore_index = IGNORE_INDEX
+
+    def __init__(self, root):
+        self.root = os.fspath(root)
+        self.class_names = ()
+        self.palette = ()
+        self.raw_to_train = None
+        self.valid_raw = None
+
+    @property
+    def num_classes(self):
+        """int. Number of classes learned (the ignore label not counted)."""
+        return len(self.class_names)
+
+    def __repr__(self):
+        return f"{type(self).__name__}(root={self.root!r}, num_classes={self.num_classes})"
+
+    # -- files -------------------------------------------------------------------------
+
+    def splits(self):
+        """Returns the split names found on disk (e.g. ('train', 'val'))."""
+        raise NotImplementedError
+
+    def pairs(self, split):
+        """Lists the (image_path, mask_path) pairs of a split, sorted by image path.
+
+        Args:
+            split: str. A split name such as "train" or "val".
+
+        Raises:
+            KsegError: missing root, unexpected layout, unknown or empty split.
+        """
+        if not isinstance(split, str) or not split:
+            raise KsegError(f"{self.name}: split must be a non-empty name. Received: split={split!r}")
+        if not os.path.isdir(self.root):
+            raise KsegError(f"{self.root}: {self.name} dataset root not found")
+        pairs = self._list_pairs(split)
+        if not pairs:
+            raise KsegError(f"{self.root}: the {self.name} split '{split}' has no image/mask pairs")
+        return sorted(pairs)
+
+    def _list_pairs(self, split):
+        raise NotImplementedError
+
+    def _require_dir(self, path, what):
+        if not os.path.isdir(path):
+            raise KsegError(
+                f"{path}: missing {what}; is {self.root} a {self.name} dataset root? "
+                f"(expected layout: {self.layout})"
+            )
+        return path
+
+    layout = ""
+
+    # -- reading -----------------------------------------------------------------------
+
+    def read_image(self, path):
+        """Reads an image as uint8 RGB (H, W, 3); see `kseg.data.readers.read_rgb_image`."""
+        return read_rgb_image(path)
+
+    def read_raw_mask(self, path):
+        """Reads a mask's stored 8-bit values as a 2-D uint8 array."""
+        return read_index_mask(path)
+
+    def unexpected_values(self, raw_mask):
+        """Returns the sorted raw values of `raw_mask` that this dataset does not define."""
+        present = np.flatnonzero(np.bincount(raw_mask.ravel(), minlength=256))
+        return present[~self.valid_raw[present]]
+
+    def allowed_values_text(self):
+        """Describes the raw mask values this dataset accepts, for error messages."""
+        return f"0..{self.num_classes - 1} and {IGNORE_INDEX} (ignore)"
+
+    def to_train_ids(self, raw_mask, mask_path="mask"):
+        """Maps stored mask values to train ids, refusing values the dataset does not define.
+
+        Args:
+            raw_mask: np.ndarray. 2-D uint8 stored values.
+            mask_path: str. Named in the error message.
+
+        Raises:
+            KsegError: the mask holds values outside the dataset's classes and void values.
+        """
+        bad = self.unexpected_values(raw_mask)
+        if bad.size:
+            raise KsegError(
+                f"{mask_path}: mask values {describe_values(bad)} are not {self.name} labels "
+                f"(expected {self.allowed_values_text()})"
+            )
+        return self.raw_to_train[raw_mask]
+
+    def read_pair(self, image_path, mask_path):
+        """Reads one training pair.
+
+        Args:
+            image_path: str. The image file.
+            mask_path: str. Its mask.
+
+        Returns:
+            tuple. (image uint8 RGB (H, W, 3), mask uint8 (H, W) of train ids or 255).
+
+        Raises:
+            KsegError: unreadable or unsuitable file, size mismatch, undefined mask values;
+                the message names the file.
+        """
+        image = self.read_image(image_path)
+        raw_mask = self.read_raw_mask(mask_path)
+        if raw_mask.shape[:2] != image.shape[:2]:
+            raise KsegError(
+                f"{mask_path}: mask is {raw_mask.shape[1]}x{raw_mask.shape[0]} (WxH) but its "
+                f"image {image_path} is {image.shape[1]}x{image.shape[0]}"
+            )
+        return image, self.to_train_ids(raw_mask, mask_path)
+
+    def encode_label_ids(self, train_id_map):
+        """Turns a map of train ids into the dataset's own label ids (for saving predictions).
+
+        Only datasets whose stored ids differ from train ids (Cityscapes) implement it.
+        """
+        raise KsegError(
+            f"{self.name}: masks already store train ids; there are no separate label ids"
+        )
