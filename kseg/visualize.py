@@ -1,0 +1,121 @@
+"""Colours for label maps and score maps: palettes, colour maps, overlays.
+
+A run's classes.json names the palette its dataset uses (Cityscapes, Pascal VOC, ...);
+without one, `default_palette` gives the Pascal VOC colour scheme, which has distinct
+colours for any number of classes up to 256 and black for class 0.
+All images here are uint8 RGB arrays of shape (H, W, 3).
+"""
+
+import cv2
+import numpy as np
+
+from kseg.errors import KsegError
+
+IGNORE_INDEX = 255
+IGNORE_COLOR = (0, 0, 0)
+
+
+def default_palette(num_colors=256):
+    """Returns the Pascal VOC palette: colour i spreads the bits of i over R, G and B.
+
+    Args:
+        num_colors: int. How many colours (at most 256).
+
+    Returns:
+        uint8 array of shape (num_colors, 3).
+    """
+    if not 1 <= num_colors <= 256:
+        raise ValueError(f"`num_colors` must be in [1, 256]. Received: num_colors={num_colors}")
+    palette = np.zeros((num_colors, 3), dtype=np.uint8)
+    for index in range(num_colors):
+        value, red, green, blue = index, 0, 0, 0
+        for shift in range(7, -1, -1):  # the lowest 3 bits of i land in the highest bits
+            red |= (value & 1) << shift
+            green |= ((value >> 1) & 1) << shift
+            blue |= ((value >> 2) & 1) << shift
+            value >>= 3
+        palette[index] = (red, green, blue)
+    return palette
+
+
+def palette_from_classes(classes, num_classes):
+    """Returns a (num_classes, 3) palette from a run's classes.json, else the default one.
+
+    Classes beyond those listed in classes.json get default-palette colours.
+
+    Args:
+        classes: dict or None. What `kseg.runs.read_classes` returned.
+        num_classes: int. Number of classes the model predicts.
+    """
+    if not 1 <= num_classes <= 256:
+        raise KsegError(f"cannot colour {num_classes} classes; 1 to 256 are supported")
+    palette = default_palette(num_classes)
+    listed = (classes or {}).get("palette") or []
+    try:
+        listed = np.asarray(listed, dtype=np.int64).reshape(-1, 3) if listed else np.zeros((0, 3))
+    except ValueError:
+        raise KsegError(
+            "classes.json: 'palette' must be a list of [R, G, B] triples"
+        ) from None
+    if listed.size and (listed.min() < 0 or listed.max() > 255):
+        raise KsegError("classes.json: palette colours must be in 0..255")
+    count = min(len(listed), num_classes)
+    palette[:count] = listed[:count]
+    return palette
+
+
+def colorize(labels, palette, ignore_index=IGNORE_INDEX, ignore_color=IGNORE_COLOR):
+    """Maps a label map to colours.
+
+    Args:
+        labels: integer array (H, W). Class indices.
+        palette: uint8 array (N, 3). Colour of each class.
+        ignore_index: int. Label drawn in `ignore_color` (255, as everywhere in kseg).
+        ignore_color: tuple. RGB colour of ignored pixels and of labels beyond the palette.
+
+    Returns:
+        uint8 array (H, W, 3).
+    """
+    labels = np.asarray(labels)
+    table = np.tile(np.asarray(ignore_color, dtype=np.uint8), (max(256, len(palette)), 1))
+    table[: len(palette)] = palette
+    if ignore_index is not None and 0 <= ignore_index < len(table):
+        table[ignore_index] = ignore_color
+    return table[np.clip(labels, 0, len(table) - 1)]
+
+
+def overlay(image, colors, alpha=0.5):
+    """Blends a colour map over an image: (1 - alpha) * image + alpha * colors.
+
+    Args:
+        image: uint8 array (H, W, 3).
+        colors: uint8 array (H, W, 3), e.g. from `colorize` or `score_colors`.
+        alpha: float. Weight of the colours, in [0, 1].
+    """
+    if not 0 <= alpha <= 1:
+        raise ValueError(f"`alpha` must be in [0, 1]. Received: alpha={alpha}")
+    if image.shape != colors.shape:
+        raise ValueError(
+            f"image and colours differ in shape. Received: {image.shape} and {colors.shape}"
+        )
+    blended = (1 - alpha) * image.astype(np.float32) + alpha * colors.astype(np.float32)
+    return np.clip(np.rint(blended), 0, 255).astype(np.uint8)
+
+
+def score_colors(scores, low=None, high=None):
+    """Colours a score map with the "jet" colour map (blue low, red high).
+
+    Args:
+        scores: float array (H, W).
+        low: float or None. Score drawn blue; the minimum of `scores` when None.
+        high: float or None. Score drawn red; the maximum of `scores` when None.
+
+    Returns:
+        uint8 RGB array (H, W, 3).
+    """
+    scores = np.asarray(scores, dtype=np.float32)
+    low = float(scores.min()) if low is None else float(low)
+    high = float(scores.max()) if high is None else float(high)
+    scaled = (scores - low) / (high - low) if high > low else np.zeros_like(scores)
+    levels = np.clip(np.rint(scaled * 255), 0, 255).astype(np.uint8)
+    return cv2.applyColorMap(levels, cv2.COLORMAP_JET)[:, :, ::-1].copy()  # BGR -> RGB

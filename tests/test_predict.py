@@ -1,0 +1,156 @@
+"""Whole-image, tiled and test-time-augmented inference (kseg/predict.py)."""
+
+import keras
+import numpy as np
+import pytest
+
+from kseg.errors import KsegError
+from kseg.predict import (
+    TTA,
+    cityscapes_label_ids,
+    collect_images,
+    iter_tiled_logits,
+    parse_size,
+    parse_tta,
+    predict_labels,
+    predict_logits,
+    tile_starts,
+    tiled_logits,
+)
+
+
+def randomize(model, seed=0, scale=0.1):
+    """Sets every variable from a seeded normal: the builders start score layers at zero."""
+    rng = np.random.default_rng(seed)
+    for variable in model.weights:
+        variable.assign(rng.normal(0, scale, variable.shape).astype("float32"))
+    return model
+
+
+def local_model(radius, classes=3, seed=0):
+    """Plain 3x3 convolutions ('same' padding): each output sees `radius` pixels around it."""
+    layers = [keras.Input((None, None, 3))]
+    layers += [keras.layers.Rescaling(1 / 255.0)]
+    layers += [keras.layers.Conv2D(4, 3, padding="same", activation="tanh") for _ in range(radius)]
+    layers += [keras.layers.Conv2D(classes, 1)]
+    return randomize(keras.Sequential(layers), seed, scale=0.5)
+
+
+@pytest.fixture(scope="module")
+def fcn():
+    from kseg.models import create_model
+
+    return randomize(create_model("fcn8s", num_classes=3, weights=None, width=0.0625))
+
+
+@pytest.fixture(scope="module")
+def image():
+    return np.random.default_rng(1).integers(0, 256, (45, 70, 3), dtype=np.uint8)
+
+
+def test_whole_image_logits_match_the_model(fcn, image):
+    logits = predict_logits(fcn, image)
+    assert logits.shape == (45, 70, 3) and logits.dtype == np.float32
+    np.testing.assert_allclose(logits, np.asarray(fcn(image[None]))[0], atol=1e-5)
+    labels = predict_labels(fcn, image)
+    assert labels.dtype == np.uint8 and (labels == logits.argmax(-1)).all()
+
+
+def test_tile_starts_cover_and_overlap():
+    assert tile_starts(100, 200, 10) == [0]
+    assert tile_starts(100, 40, 10) == [0, 30, 60]
+    assert tile_starts(101, 40, 10) == [0, 30, 60, 61]
+
+
+@pytest.mark.parametrize("blend", ["center", "mean"])
+def test_tiled_equals_whole_for_a_pointwise_model(blend, image):
+    model = local_model(radius=0)
+    whole = predict_logits(model, image)
+    tiled = tiled_logits(model, image, (16, 24), overlap=6, blend=blend)
+    np.testing.assert_allclose(tiled, whole, atol=1e-5)
+
+
+@pytest.mark.parametrize("tile,overlap", [((16, 24), 4), ((20, 20), 5), ((13, 31), 8)])
+def test_center_blend_is_exact_when_the_receptive_field_fits_in_half_the_overlap(
+    tile, overlap, image
+):
+    # Two 3x3 convolutions see 2 pixels to each side; overlap // 2 >= 2.
+    model = local_model(radius=2)
+    whole = predict_logits(model, image)
+    tiled = tiled_logits(model, image, tile, overlap=overlap, blend="center")
+    np.testing.assert_allclose(tiled, whole, atol=1e-5)
+    # Too little overlap, or averaging in the tile edges, is not exact, and the test can tell.
+    assert np.abs(tiled_logits(model, image, tile, overlap=2, blend="center") - whole).max() > 1e-3
+    assert np.abs(tiled_logits(model, image, tile, overlap=overlap, blend="mean") - whole).max() > 1e-3
+
+
+def test_fcn_tile_larger_than_image_is_whole_image(fcn, image):
+    np.testing.assert_allclose(
+        tiled_logits(fcn, image, (64, 96), overlap=16), predict_logits(fcn, image), atol=1e-5
+    )
+
+
+def test_tiled_strips_are_bounded_and_ordered(image):
+    model = local_model(radius=1)
+    strips = list(iter_tiled_logits(model, image, (16, 16), overlap=4))
+    tops = [top for top, _ in strips]
+    assert tops[0] == 0 and tops == sorted(tops)
+    assert sum(len(logits) for _, logits in strips) == image.shape[0]
+    assert max(len(logits) for _, logits in strips) <= 16
+    labels = predict_labels(model, image, tile=(16, 16), overlap=4)
+    assert labels.shape == image.shape[:2]
+
+
+def test_tiling_rejects_bad_overlap(image):
+    with pytest.raises(KsegError, match="overlap"):
+        tiled_logits(local_model(0), image, (16, 16), overlap=16)
+
+
+def test_flip_tta_averages_flipped_logits(image):
+    model = local_model(radius=1)
+    plain = predict_logits(model, image)
+    flipped = predict_logits(model, image[:, ::-1])[:, ::-1]
+    np.testing.assert_allclose(predict_logits(model, image, TTA(flip=True)), (plain + flipped) / 2,
+                               atol=1e-5)
+
+
+def test_scale_tta_keeps_size_and_unit_scale_is_identity(fcn, image):
+    logits = predict_logits(fcn, image, TTA(scales=(0.5, 1.0, 1.5)))
+    assert logits.shape == (45, 70, 3)
+    np.testing.assert_allclose(predict_logits(fcn, image, TTA(scales=(1.0,))),
+                               predict_logits(fcn, image), atol=1e-6)
+
+
+def test_parse_tta_and_size():
+    assert parse_tta(["flip"]) == TTA(flip=True)
+    assert parse_tta(["flip+scales=0.75,1,1.25"]) == TTA(True, (0.75, 1.0, 1.25))
+    assert parse_tta(["scales=0.5,1", "flip"]) == TTA(True, (0.5, 1.0))
+    assert parse_tta([]) == TTA() and parse_tta(["none"]) == TTA()
+    with pytest.raises(KsegError, match="unknown augmentation"):
+        parse_tta(["rotate"])
+    with pytest.raises(KsegError, match="positive"):
+        parse_tta(["scales=0,1"])
+    assert parse_size("512x1024") == (512, 1024) and parse_size("64") == (64, 64)
+    with pytest.raises(KsegError, match="HEIGHTxWIDTH"):
+        parse_size("big")
+
+
+def test_cityscapes_label_ids():
+    ids = cityscapes_label_ids(np.array([[0, 1, 10, 18]], np.uint8))
+    assert ids.tolist() == [[7, 8, 23, 33]]
+    with pytest.raises(KsegError, match="19"):
+        cityscapes_label_ids(np.array([[19]], np.uint8))
+
+
+def test_collect_images(tmp_path):
+    (tmp_path / "a").mkdir()
+    (tmp_path / "a" / "sub").mkdir()
+    for name in ("a/x.png", "a/sub/x.png", "a/notes.txt", "y.jpg"):
+        (tmp_path / name).write_bytes(b"")
+    items, problems = collect_images(
+        [str(tmp_path / "a"), str(tmp_path / "*.jpg"), str(tmp_path / "missing.png")]
+    )
+    assert [name for _, name in items] == ["sub/x", "x", "y"]
+    assert len(problems) == 1 and "missing.png: file not found" in problems[0]
+    with pytest.raises(KsegError, match="both be written"):
+        collect_images([str(tmp_path / "a" / "x.png"), str(tmp_path / "a" / "sub" / "x.png")])
