@@ -1,0 +1,152 @@
+"""`kseg data`: verify a dataset, show its statistics, write the synthetic dataset."""
+
+import click
+
+DATASETS = ("cityscapes", "voc", "camvid", "folder", "synthetic")  # kseg.data.DATASET_NAMES
+
+
+def dataset_options(function):
+    """The options that pick a dataset, shared by verify and stats."""
+    function = click.option(
+        "--classes", "classes_file", type=click.Path(dir_okay=False),
+        help="Class list (YAML) of a folder/synthetic dataset. Default: DATA_DIR/classes.yaml.",
+    )(function)
+    function = click.option(
+        "--split", "splits", multiple=True,
+        help="Split to check, e.g. train or val; repeat for several. Default: every split found "
+             "(a folder dataset without split folders is one pool, checked once).",
+    )(function)
+    function = click.option(
+        "--data-dir", type=click.Path(file_okay=False),
+        help="Dataset root folder. Default: $CITYSCAPES_DATASET for cityscapes, "
+             "./data/synthetic for synthetic; required for the others.",
+    )(function)
+    function = click.option(
+        "--data", "name", required=True, type=click.Choice(DATASETS),
+        help="Dataset type: its folder layout and mask encoding.",
+    )(function)
+    return function
+
+
+def _splits(spec, splits):
+    if splits:
+        return list(dict.fromkeys(splits))
+    found = [split for split in spec.splits() if split in ("train", "val", "test")] or list(spec.splits())
+    return found or ["train"]
+
+
+@click.group()
+def data():
+    """Verify datasets, show statistics, make the synthetic set.
+
+    \b
+    Layouts (DATA_DIR is the root given with --data-dir):
+      cityscapes  leftImg8bit/SPLIT/CITY/*_leftImg8bit.png, gtFine/SPLIT/CITY/*_gtFine_labelIds.png
+      voc         JPEGImages/*.jpg, SegmentationClass/*.png, ImageSets/Segmentation/SPLIT.txt
+      camvid      SPLIT/*.png, SPLITannot/*.png (SegNet layout; value 11 = void)
+      folder      images/[SPLIT/]*, masks/[SPLIT/]* matched by stem, classes.yaml
+      synthetic   a folder dataset written by `kseg data synth`
+
+    Masks become train ids 0..N-1 with 255 ignored. A folder dataset without SPLIT
+    subfolders is one pool used for every split (train and val are then the same images).
+    """
+
+
+@data.command()
+@dataset_options
+@click.option("--max-problems", default=20, show_default=True, type=click.IntRange(min=0),
+              help="How many individual problems to print per split (all are counted).")
+@click.option("--no-progress", is_flag=True, help="Do not show the progress bar.")
+def verify(name, data_dir, splits, classes_file, max_problems, no_progress):
+    """Check every image/mask pair; exit 0 when clean, 1 when problems were found.
+
+    Reports unreadable or truncated files, 16-bit/RGBA/grayscale images, colour masks
+    where index masks are expected, masks of another size than their image, mask values
+    outside the classes and ignore values (with pixel counts and example files),
+    duplicate images and empty splits.
+    """
+    import sys
+
+    from kseg.data import get_dataset_spec
+    from kseg.data.verify import verify_dataset
+
+    spec = get_dataset_spec(name, data_dir=data_dir, classes_file=classes_file)
+    clean = True
+    for split in _splits(spec, splits):
+        report = verify_dataset(spec, split, progress=not no_progress)
+        click.echo(report.summary(max_problems=max_problems))
+        clean = clean and report.ok
+    if not clean:
+        sys.exit(1)
+
+
+@data.command()
+@dataset_options
+@click.option("--json", "json_path", type=click.Path(dir_okay=False),
+              help="Also write the statistics to this JSON file.")
+@click.option("--no-progress", is_flag=True, help="Do not show the progress bar.")
+def stats(name, data_dir, splits, classes_file, json_path, no_progress):
+    """Per-class pixel frequencies, suggested class weights and image sizes.
+
+    Class weights use median frequency balancing (Eigen & Fergus 2015): weight(c) =
+    median frequency / frequency(c), where frequency(c) is c's pixels over the pixels of
+    the images that contain c. Only masks are read; run `verify` to check the images.
+    """
+    import json
+
+    from kseg.atomic import write_bytes_atomic
+    from kseg.data import get_dataset_spec
+    from kseg.data.stats import compute_stats
+
+    spec = get_dataset_spec(name, data_dir=data_dir, classes_file=classes_file)
+    payload = {}
+    for split in _splits(spec, splits):
+        result = compute_stats(spec, split, progress=not no_progress)
+        click.echo(f"{spec.name} / {split}: " + result.summary())
+        payload[split] = result.as_dict()
+    if json_path:
+        write_bytes_atomic(json_path, json.dumps(payload, indent=2).encode())
+        click.echo(f"wrote {json_path}")
+
+
+def _parse_size(ctx, param, value):
+    try:
+        height, width = (int(part) for part in value.lower().split("x"))
+    except ValueError:
+        raise click.BadParameter(f"expected HEIGHTxWIDTH such as 96x128. Received: {value!r}") from None
+    if height < 32 or width < 32:
+        raise click.BadParameter(f"each side must be at least 32. Received: {value!r}")
+    return height, width
+
+
+@data.command()
+@click.argument("out", type=click.Path(file_okay=False))
+@click.option("--num-train", default=300, show_default=True, type=click.IntRange(min=1),
+              help="Number of training scenes.")
+@click.option("--num-val", default=60, show_default=True, type=click.IntRange(min=1),
+              help="Number of validation scenes.")
+@click.option("--size", default="96x128", show_default=True, callback=_parse_size,
+              help="Scene size as HEIGHTxWIDTH in pixels (each side at least 32).")
+@click.option("--seed", default=0, show_default=True, type=int,
+              help="Random seed; the same seed gives the same dataset.")
+@click.option("--force", is_flag=True, help="Replace OUT if it already exists.")
+def synth(out, num_train, num_val, size, seed, force):
+    """Write the synthetic shapes dataset to OUT (folder layout with classes.yaml).
+
+    Classes: background, circle, rectangle, triangle, ring, cross. Shapes and backgrounds
+    take colours from one shared range, so the class is told by shape, not colour. Read
+    it back with `--data synthetic --data-dir OUT` (or `--data folder`).
+    """
+    import os
+
+    from tqdm import tqdm
+
+    from kseg.data.synthetic import write_synthetic_dataset
+    from kseg.errors import KsegError
+
+    if os.path.exists(out) and not force:
+        raise KsegError(f"{out}: already exists; pass --force to replace it")
+    with tqdm(total=num_train + num_val, desc="synth", unit="scene", leave=False) as bar:
+        write_synthetic_dataset(out, num_train=num_train, num_val=num_val, size=size, seed=seed,
+                                progress=bar.update)
+    click.echo(f"wrote {num_train} train + {num_val} val scenes of {size[0]}x{size[1]} to {out}")
