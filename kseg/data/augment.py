@@ -64,7 +64,7 @@ class TrainAugmenter:
         if (low, high) != (1.0, 1.0):
             steps.append(
                 A.RandomScale(scale_limit=(low - 1.0, high - 1.0), interpolation=cv2.INTER_LINEAR,
-                              mask_interpolation=cv2.INTER_NEAREST, p=1.0)
+                              mask_interpolation=cv2.INTER_NEAREST_EXACT, p=1.0)
             )
         if self.crop is not None:
             height, width = self.crop
@@ -80,7 +80,7 @@ class TrainAugmenter:
                 A.ColorJitter(brightness=(0.75, 1.25), contrast=(0.75, 1.25), saturation=(0.75, 1.25),
                               hue=(-0.05, 0.05), p=0.8)
             )
-        return A.Compose(steps, mask_interpolation=cv2.INTER_NEAREST)
+        return A.Compose(steps, mask_interpolation=cv2.INTER_NEAREST_EXACT)
 
     def __call__(self, image, mask, seed):
         """Augments one pair.
