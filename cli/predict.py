@@ -1,0 +1,143 @@
+"""`kseg predict`: segment image files, folders or glob patterns of any image size.
+
+For each image it writes into --out (names keep an input folder's subfolders):
+
+    <stem>.png          label map: one channel, pixel value = class index (train id)
+                        (with --format cityscapes-ids: Cityscapes label ids instead)
+    <stem>_color.png    the label map in the dataset's colours (classes.json, else the
+                        Pascal VOC palette)
+    <stem>_overlay.png  those colours blended over the image
+"""
+
+import os
+import sys
+
+import click
+
+OUTPUTS = ("labels", "color", "overlay", "cityscapes-ids")
+
+
+def parse_formats(text):
+    """Parses --format "labels,color,overlay" into a tuple of known output kinds."""
+    from kseg.errors import KsegError
+
+    formats = tuple(dict.fromkeys(item.strip().lower() for item in text.split(",") if item.strip()))
+    unknown = [item for item in formats if item not in OUTPUTS]
+    if unknown or not formats:
+        raise KsegError(
+            f"--format {text!r}: unknown output {', '.join(unknown) or '(none)'}; choose from "
+            f"{', '.join(OUTPUTS)}"
+        )
+    if "labels" in formats and "cityscapes-ids" in formats:
+        raise KsegError(
+            "--format: labels and cityscapes-ids are both written as <stem>.png; choose one"
+        )
+    return formats
+
+
+@click.command()
+@click.argument("inputs", nargs=-1, required=True)
+@click.option("--model", "model_path", default=None, metavar="RUN_DIR|MODEL.keras",
+              help="Run directory or .keras file. Default: the latest run under ./runs.")
+@click.option("--out", "out_dir", default="predictions", show_default=True,
+              type=click.Path(file_okay=False), help="Folder the outputs are written to.")
+@click.option("--format", "formats", default="labels,color,overlay", show_default=True,
+              help="Comma-separated outputs: labels, color, overlay, cityscapes-ids "
+                   "(label maps in Cityscapes label ids, for the official evaluation script).")
+@click.option("--tile", default=None, metavar="HxW",
+              help="Sliding-window inference with tiles of this size (bounded memory).")
+@click.option("--overlap", default=64, show_default=True, type=click.IntRange(min=0),
+              help="Pixels shared by neighbouring tiles.")
+@click.option("--blend", default="center", show_default=True,
+              type=click.Choice(["center", "mean"]),
+              help="Tile overlap: use each tile's centre, or average all tiles.")
+@click.option("--tta", multiple=True, metavar="SPEC",
+              help="Test-time augmentation: flip, scales=0.75,1,1.25, or both "
+                   "(repeat the option or join with '+'). Logits are averaged.")
+@click.option("--alpha", default=0.5, show_default=True, type=click.FloatRange(0, 1),
+              help="Opacity of the colours in the overlay.")
+@click.option("--unsafe", is_flag=True,
+              help="Allow models containing code (Lambda layers); trusted files only.")
+def predict(inputs, model_path, out_dir, formats, tile, overlap, blend, tta, alpha, unsafe):
+    """Segment INPUTS (image files, folders, glob patterns) with a trained model.
+
+    \b
+    Outputs per image, in --out:
+      <stem>.png          label map (pixel value = class index)
+      <stem>_color.png    label map in the dataset's colours
+      <stem>_overlay.png  colours over the image
+    A file that cannot be read is reported and skipped; the exit code is then 1.
+    """
+    from tqdm import tqdm
+
+    from kseg.errors import KsegError
+    from kseg.predict import collect_images, parse_size, parse_tta
+    from kseg.runs import load_model, read_classes, resolve_model_path
+
+    formats = parse_formats(formats)
+    tile_size = parse_size(tile, "--tile") if tile else None
+    if tile_size:
+        from kseg.predict import validate_tiling
+
+        validate_tiling(tile_size, overlap, blend)
+    augmentation = parse_tta(tta)
+    items, problems = collect_images(inputs)
+    for problem in problems:
+        click.echo(f"error: {problem}", err=True)
+    if not items:
+        raise KsegError("no images to predict")
+
+    path, run_dir = resolve_model_path(model_path)
+    if model_path is None:
+        click.echo(f"using the latest run: {run_dir} ({path})", err=True)
+    model = load_model(path, unsafe=unsafe)
+    num_classes = int(model.output_shape[-1])
+    classes = read_classes(run_dir)
+    if "cityscapes-ids" in formats and num_classes != 19:
+        raise KsegError(
+            f"--format cityscapes-ids needs a Cityscapes model with 19 classes; {path} "
+            f"predicts {num_classes}"
+        )
+    if "cityscapes-ids" in formats and len(formats) > 1:
+        click.echo(
+            "warning: the Cityscapes evaluation script expects one PNG per image in its "
+            "results folder; write cityscapes-ids to a folder of its own", err=True,
+        )
+
+    failed = len(problems)
+    progress = tqdm(items, desc="predict", unit="image", disable=len(items) < 2, file=sys.stderr)
+    for image_path, name in progress:
+        try:
+            predict_one(model, image_path, os.path.join(out_dir, name), formats, num_classes,
+                        classes, tile_size, overlap, blend, augmentation, alpha)
+        except KsegError as error:
+            failed += 1
+            tqdm.write(f"error: {error}", file=sys.stderr)
+        except Exception as error:  # one odd file must not stop the others
+            failed += 1
+            tqdm.write(f"error: {image_path}: {type(error).__name__}: {error}", file=sys.stderr)
+    written = len(items) - (failed - len(problems))
+    click.echo(f"wrote predictions of {written} image(s) to {out_dir}", err=True)
+    if failed:
+        raise KsegError(f"{failed} input(s) failed (see the messages above)")
+
+
+def predict_one(model, image_path, stem, formats, num_classes, classes, tile, overlap, blend,
+                tta, alpha):
+    """Predicts one image file and writes the requested outputs next to `stem`."""
+    from kseg.images import read_image, write_png
+    from kseg.predict import cityscapes_label_ids, predict_labels
+    from kseg.visualize import colorize, overlay, palette_from_classes
+
+    image = read_image(image_path)
+    labels = predict_labels(model, image, tile=tile, overlap=overlap, tta=tta, blend=blend)
+    if "labels" in formats:
+        write_png(stem + ".png", labels)
+    if "cityscapes-ids" in formats:
+        write_png(stem + ".png", cityscapes_label_ids(labels))
+    if "color" in formats or "overlay" in formats:
+        colors = colorize(labels, palette_from_classes(classes, num_classes))
+        if "color" in formats:
+            write_png(stem + "_color.png", colors)
+        if "overlay" in formats:
+            write_png(stem + "_overlay.png", overlay(image, colors, alpha))

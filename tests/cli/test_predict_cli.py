@@ -1,0 +1,114 @@
+"""`kseg predict` end to end on a tiny model and images in every format kseg reads."""
+
+import os
+
+import cv2
+import numpy as np
+import pytest
+from click.testing import CliRunner
+
+from kseg.cli.main import cli
+from kseg.images import read_image, read_mask
+from kseg.runs import write_classes
+
+PALETTE = [[255, 0, 0], [0, 255, 0], [0, 0, 255]]
+
+
+@pytest.fixture(scope="module")
+def run_dir(tmp_path_factory):
+    from kseg.models import create_model
+
+    model = create_model("fcn8s", num_classes=3, weights=None, width=0.0625)
+    rng = np.random.default_rng(0)
+    for variable in model.weights:
+        variable.assign(rng.normal(0, 0.1, variable.shape).astype("float32"))
+    run = tmp_path_factory.mktemp("runs") / "tiny"
+    (run / "checkpoints").mkdir(parents=True)
+    model.save(run / "checkpoints" / "best.keras")
+    write_classes(str(run), "toy", ["a", "b", "c"], PALETTE)
+    return run
+
+
+def write_odd_images(folder):
+    """Writes one image per odd case; returns {stem: expected (height, width)}."""
+    rng = np.random.default_rng(2)
+    rgb = rng.integers(0, 256, (37, 53, 3), dtype=np.uint8)
+    folder.mkdir(parents=True, exist_ok=True)
+    cv2.imwrite(str(folder / "gray.png"), rgb[:, :, 0])
+    cv2.imwrite(str(folder / "rgba.png"), np.dstack([rgb, np.full(rgb.shape[:2], 128, np.uint8)]))
+    cv2.imwrite(str(folder / "deep.png"), rgb.astype(np.uint16) * 257)
+    cv2.imwrite(str(folder / "bitmap.bmp"), rgb)
+    cv2.imwrite(str(folder / "web.webp"), rgb)
+    from PIL import Image
+
+    exif = Image.Exif()
+    exif[0x0112] = 6  # rotate 90 degrees clockwise when shown
+    Image.fromarray(rgb).save(folder / "rotated.jpg", exif=exif)
+    return {"gray": (37, 53), "rgba": (37, 53), "deep": (37, 53), "bitmap": (37, 53),
+            "web": (37, 53), "rotated": (53, 37)}
+
+
+def test_predict_odd_formats_writes_all_outputs(run_dir, tmp_path):
+    expected = write_odd_images(tmp_path / "images")
+    out = tmp_path / "out"
+    result = CliRunner().invoke(
+        cli, ["predict", str(tmp_path / "images"), "--model", str(run_dir), "--out", str(out)]
+    )
+    assert result.exit_code == 0, result.output
+    for stem, size in expected.items():
+        labels = read_mask(out / f"{stem}.png")
+        assert labels.shape == size and labels.max() < 3, stem
+        color = read_image(out / f"{stem}_color.png")
+        overlay = read_image(out / f"{stem}_overlay.png")
+        assert color.shape == overlay.shape == size + (3,)
+        # The colour map uses classes.json's palette.
+        np.testing.assert_array_equal(color, np.array(PALETTE, np.uint8)[labels])
+    assert not [name for name in os.listdir(out) if ".tmp" in name]
+
+
+def test_predict_reports_bad_files_and_writes_the_rest(run_dir, tmp_path):
+    write_odd_images(tmp_path / "images")
+    (tmp_path / "images" / "broken.png").write_bytes(b"\x89PNG not really")
+    out = tmp_path / "out"
+    result = CliRunner().invoke(
+        cli, ["predict", str(tmp_path / "images" / "*.png"), str(tmp_path / "missing.jpg"),
+              "--model", str(run_dir / "checkpoints" / "best.keras"), "--out", str(out),
+              "--format", "labels"],
+    )
+    assert result.exit_code == 1
+    assert "broken.png" in result.output and "missing.jpg" in result.output
+    assert "2 input(s) failed" in result.output
+    assert sorted(os.listdir(out)) == ["deep.png", "gray.png", "rgba.png"]
+
+
+def test_predict_tiled_tta_and_latest_run(run_dir, tmp_path, monkeypatch):
+    rng = np.random.default_rng(3)
+    cv2.imwrite(str(tmp_path / "big.png"), rng.integers(0, 256, (70, 90, 3), dtype=np.uint8))
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "runs").mkdir()
+    os.symlink(run_dir, tmp_path / "runs" / "tiny")
+    result = CliRunner().invoke(
+        cli, ["predict", "big.png", "--tile", "48x64", "--overlap", "16", "--tta", "flip",
+              "--format", "labels,overlay"],
+    )
+    assert result.exit_code == 0, result.output
+    assert "using the latest run" in result.output
+    assert read_mask(tmp_path / "predictions" / "big.png").shape == (70, 90)
+    assert os.path.isfile(tmp_path / "predictions" / "big_overlay.png")
+    assert not os.path.exists(tmp_path / "predictions" / "big_color.png")
+
+
+def test_predict_without_runs_or_with_bad_options(tmp_path, monkeypatch, run_dir):
+    monkeypatch.chdir(tmp_path)
+    cv2.imwrite("x.png", np.zeros((8, 8, 3), np.uint8))
+    result = CliRunner().invoke(cli, ["predict", "x.png"])
+    assert result.exit_code == 1 and "no trained model found" in result.output
+    result = CliRunner().invoke(cli, ["predict", "x.png", "--model", str(run_dir),
+                                      "--format", "labels,cityscapes-ids"])
+    assert result.exit_code == 1 and "choose one" in result.output
+    result = CliRunner().invoke(cli, ["predict", "x.png", "--model", str(run_dir),
+                                      "--format", "cityscapes-ids"])
+    assert result.exit_code == 1 and "19 classes" in result.output
+    result = CliRunner().invoke(cli, ["predict", "x.png", "--model", str(run_dir),
+                                      "--tile", "32x32", "--overlap", "40"])
+    assert result.exit_code == 1 and "--overlap 40" in result.output
