@@ -1,0 +1,129 @@
+"""Pixel-wise softmax cross-entropy that ignores the void label, and class weighting.
+
+The loss of a batch is the mean, over every pixel whose label is not `ignore_index` (255),
+of -log softmax(logits)[label], computed in float32 whatever the model's dtype policy.
+With class weights w it is sum(w[label] * nll) / sum(w[label]) over those pixels: a weighted
+mean, so its scale does not depend on the weights chosen.
+"""
+
+import keras
+import numpy as np
+from keras import ops
+
+IGNORE_INDEX = 255
+
+
+@keras.saving.register_keras_serializable(package="kseg")
+class MaskedSparseCrossEntropy(keras.losses.Loss):
+    """Softmax cross-entropy on logits (B, H, W, C) against labels (B, H, W), 255 ignored.
+
+    `call` returns one value per pixel, scaled so that keras' default reduction (the sum
+    over all pixels divided by their number, then divided by the number of replicas under
+    a tf.distribute strategy) gives the mean over labelled pixels only. A batch with no
+    labelled pixel has loss 0.
+
+    Args:
+        num_classes: int. Number of classes (channels of the logits).
+        ignore_index: int. Label value excluded from the loss.
+        class_weights: list of float or None. One weight per class; None weighs all alike.
+        name: str. Name of the loss.
+    """
+
+    def __init__(self, num_classes, ignore_index=IGNORE_INDEX, class_weights=None,
+                 name="masked_cross_entropy", **kwargs):  # fmt: skip
+        kwargs.pop("dtype", None)
+        super().__init__(name=name, dtype="float32", **kwargs)
+        if class_weights is not None:
+            class_weights = [float(weight) for weight in class_weights]
+            if len(class_weights) != num_classes:
+                raise ValueError(
+                    f"`class_weights` needs one weight per class ({num_classes}). "
+                    f"Received: {len(class_weights)} weights"
+                )
+        self.num_classes = int(num_classes)
+        self.ignore_index = int(ignore_index)
+        self.class_weights = class_weights
+
+    def call(self, y_true, y_pred):
+        logits = ops.cast(y_pred, "float32")
+        labels = ops.cast(y_true, "int32")
+        if len(labels.shape) == len(logits.shape):  # (B, H, W, 1)
+            labels = ops.squeeze(labels, axis=-1)
+        valid = ops.logical_and(
+            ops.not_equal(labels, self.ignore_index),
+            ops.logical_and(labels >= 0, labels < self.num_classes),
+        )
+        safe_labels = ops.where(valid, labels, ops.zeros_like(labels))
+        log_probs = ops.log_softmax(logits, axis=-1)
+        nll = -ops.squeeze(ops.take_along_axis(log_probs, safe_labels[..., None], axis=-1), -1)
+        weights = ops.cast(valid, "float32")
+        if self.class_weights is not None:
+            table = ops.convert_to_tensor(self.class_weights, dtype="float32")
+            weights = weights * ops.take(table, safe_labels)
+        pixels = ops.cast(ops.size(weights), "float32")
+        # sum(weights * nll) / sum(weights) once keras divides by the number of pixels.
+        scale = pixels / ops.maximum(ops.sum(weights), 1e-12)
+        return ops.where(weights > 0, weights * nll, ops.zeros_like(nll)) * scale
+
+    def get_config(self):
+        return {
+            "name": self.name,
+            "reduction": self.reduction,
+            "num_classes": self.num_classes,
+            "ignore_index": self.ignore_index,
+            "class_weights": self.class_weights,
+        }
+
+
+def masked_cross_entropy(labels, logits, num_classes, ignore_index=IGNORE_INDEX, class_weights=None):
+    """The mean masked cross-entropy as a scalar tensor (a functional form of the loss)."""
+    loss = MaskedSparseCrossEntropy(num_classes, ignore_index, class_weights)
+    return loss(labels, logits)
+
+
+def class_pixel_counts(masks, num_classes, ignore_index=IGNORE_INDEX):
+    """Counts, over an iterable of label masks, what median-frequency weighting needs.
+
+    Args:
+        masks: iterable of integer arrays (any shape; batches are fine).
+        num_classes: int. Labels outside [0, num_classes) (e.g. 255) are not counted.
+        ignore_index: int. The void label.
+
+    Returns:
+        (pixels, present_pixels): int64 arrays of length num_classes; pixels[c] counts the
+        pixels of class c, present_pixels[c] the labelled pixels of the masks holding c.
+    """
+    pixels = np.zeros(num_classes, np.int64)
+    present_pixels = np.zeros(num_classes, np.int64)
+    for mask in masks:
+        mask = np.asarray(mask)
+        # A batch is several images: count "present" per image.
+        images = mask.reshape((-1,) + mask.shape[-2:]) if mask.ndim >= 3 else mask[None]
+        for image in images:
+            labels = image[(image != ignore_index) & (image < num_classes)].astype(np.int64)
+            counts = np.bincount(labels, minlength=num_classes)[:num_classes]
+            pixels += counts
+            present_pixels[counts > 0] += labels.size
+    return pixels, present_pixels
+
+
+def median_frequency_weights(pixels, present_pixels):
+    """Median frequency balancing (Eigen & Fergus, ICCV 2015): w_c = median(f) / f_c.
+
+    f_c is the pixel count of class c over the total labelled pixels of the images where c
+    occurs. Classes never seen get weight 0 (they never occur in the loss anyway).
+
+    Args:
+        pixels: array. Pixels of each class (from `class_pixel_counts`).
+        present_pixels: array. Labelled pixels of the images holding each class.
+    """
+    pixels = np.asarray(pixels, np.float64)
+    present_pixels = np.asarray(present_pixels, np.float64)
+    seen = (pixels > 0) & (present_pixels > 0)
+    if not seen.any():
+        raise ValueError("median frequency weights need at least one labelled pixel")
+    frequency = np.zeros_like(pixels)
+    frequency[seen] = pixels[seen] / present_pixels[seen]
+    weights = np.zeros_like(pixels)
+    weights[seen] = np.median(frequency[seen]) / frequency[seen]
+    return weights
