@@ -20,7 +20,7 @@ test-all: install
 	$(BIN)/python -m pytest -q tests
 
 lint: install
-	$(BIN)/python -m compileall -q kseg cli tests
+	$(BIN)/ruff check kseg cli tests benchmarks
 
 demo: install
 	$(BIN)/kseg models

@@ -29,6 +29,7 @@ setup(
         ],
         "test": [
             "pytest==9.2.0",
+            "ruff==0.17.6",
             "jax[cpu]==0.10.2",
             "ai-edge-litert==2.3.0",
             "tf2onnx==1.17.0",

@@ -77,7 +77,7 @@ class VGG16WeightsFile:
             self._layers = {_text(name): root[_text(name)] for name in root.attrs["layer_names"]}
             self._keras3 = False
         elif "layers" in root:
-            self._layers = dict(root["layers"].items())
+            self._layers = _keras3_layer_groups(root["layers"])
             self._keras3 = True
         else:
             self.close()
@@ -111,6 +111,25 @@ class VGG16WeightsFile:
                 f"{self.path}: weights of layer '{name}' are unreadable, truncated or corrupt "
                 f"({error})"
             ) from None
+
+
+def _keras3_layer_groups(layers_group):
+    """Maps VGG16 layer names to the groups of a Keras 3 `.weights.h5` file.
+
+    Keras 3 names each group after the layer's class and position among layers of that
+    class (conv2d, conv2d_1, ..., dense, dense_1, dense_2), not after the layer's name, so
+    VGG16's layers are found by their order.
+    """
+    groups = dict(layers_group.items())
+    if CONV_LAYERS[0] in groups:
+        return groups
+    by_position = {}
+    for prefix, names in (("conv2d", CONV_LAYERS), ("dense", DENSE_LAYERS)):
+        for index, name in enumerate(names):
+            key = prefix if index == 0 else f"{prefix}_{index}"
+            if key in groups:
+                by_position[name] = groups[key]
+    return by_position
 
 
 def _text(value):

@@ -4,7 +4,6 @@ Layer names are the public contract: pretrained weights load by them, `init_from
 copies by them, and a model summary reads like keras.applications.VGG16's.
 """
 
-import keras
 from keras import layers
 
 # (block, convolutions, channels) of VGG16.

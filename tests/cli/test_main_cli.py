@@ -1,0 +1,44 @@
+import subprocess
+import sys
+
+from click.testing import CliRunner
+
+from kseg import __version__
+from kseg.cli.main import cli
+
+
+def test_version():
+    result = CliRunner().invoke(cli, ["--version"])
+    assert result.exit_code == 0 and __version__ in result.output
+
+
+def test_help_lists_the_verbs():
+    result = CliRunner().invoke(cli, ["--help"])
+    assert result.exit_code == 0
+    for verb in ("models", "train", "predict", "export", "evaluate", "data"):
+        assert verb in result.output
+
+
+def test_models_lists_names_parameters_and_strides():
+    from kseg.models.fcn import parameter_count
+
+    result = CliRunner().invoke(cli, ["models", "--num-classes", "19"])
+    assert result.exit_code == 0, result.output
+    lines = {line.split()[0]: line.split() for line in result.output.splitlines()[1:]}
+    assert set(lines) >= {"fcn32s", "fcn16s", "fcn8s"}
+    assert lines["fcn8s"][1] == f"{parameter_count(8, 19):,}" and lines["fcn8s"][2] == "8"
+    assert lines["fcn32s"][2] == "32"
+
+
+def test_unknown_option_exits_non_zero_with_one_message():
+    result = CliRunner().invoke(cli, ["models", "--bogus"])
+    assert result.exit_code == 2 and "No such option" in result.output
+
+
+def test_installed_entry_point_runs_without_tensorflow_chatter():
+    result = subprocess.run(
+        [sys.executable, "-m", "kseg.cli", "models"], capture_output=True, text=True, timeout=300
+    )
+    assert result.returncode == 0, result.stderr
+    assert "fcn8s" in result.stdout
+    assert "oneDNN" not in result.stderr
