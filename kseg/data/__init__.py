@@ -7,8 +7,10 @@ Images stay uint8 RGB until the model (which does its own preprocessing); masks 
 train ids 0..num_classes-1 and 255 for "ignore", in every dataset.
 """
 
-from kseg.data.pipeline import make_dataset
+from kseg.data.pipeline import data_errors, make_dataset
 from kseg.data.registry import DATASET_NAMES, get_dataset_spec
 from kseg.data.spec import IGNORE_INDEX, DatasetSpec
 
-__all__ = ["DATASET_NAMES", "IGNORE_INDEX", "DatasetSpec", "get_dataset_spec", "make_dataset"]
+__all__ = [
+    "DATASET_NAMES", "IGNORE_INDEX", "DatasetSpec", "data_errors", "get_dataset_spec", "make_dataset",
+]

@@ -1,0 +1,85 @@
+"""make_dataset: shapes, dtypes, padding, determinism and bad pairs."""
+
+import numpy as np
+import pytest
+
+from data_helpers import make_folder
+from kseg.data import data_errors, get_dataset_spec, make_dataset
+from kseg.errors import KsegError
+
+
+@pytest.fixture
+def spec(tmp_path):
+    make_folder(str(tmp_path), counts=(("train", 5), ("val", 3)), sizes=((24, 32), (20, 28), (30, 18)))
+    return get_dataset_spec("folder", data_dir=str(tmp_path))
+
+
+def _collect(dataset):
+    images, masks = [], []
+    for image, mask in dataset:
+        images.append(image.numpy())
+        masks.append(mask.numpy())
+    return images, masks
+
+
+def test_training_batches_have_crop_shape(spec):
+    dataset = make_dataset(spec, "train", training=True, batch_size=2, crop=(16, 20), seed=3)
+    assert dataset.element_spec[0].shape.as_list() == [None, 16, 20, 3]
+    assert dataset.element_spec[1].shape.as_list() == [None, 16, 20]
+    images, masks = _collect(dataset)
+    assert [len(batch) for batch in images] == [2, 2, 1]  # one pass = one epoch, no repeat
+    for image, mask in zip(images, masks):
+        assert image.dtype == np.uint8 and mask.dtype == np.uint8
+        assert set(np.unique(mask).tolist()) <= {0, 1, 2, 255}
+    assert dataset.num_pairs == 5 and dataset.skipped.count == 0
+
+
+def test_evaluation_keeps_whole_images_in_order_and_pads(spec):
+    dataset = make_dataset(spec, "val", training=False, batch_size=3)
+    images, masks = _collect(dataset)
+    assert len(images) == 1 and images[0].shape == (3, 30, 32, 3) and masks[0].shape == (3, 30, 32)
+    for row, (image_path, mask_path) in enumerate(spec.pairs("val")):
+        image, mask = spec.read_pair(image_path, mask_path)
+        height, width = mask.shape
+        np.testing.assert_array_equal(images[0][row, :height, :width], image)
+        np.testing.assert_array_equal(masks[0][row, :height, :width], mask)
+        assert (images[0][row, height:] == 0).all() and (images[0][row, :, width:] == 0).all()
+        assert (masks[0][row, height:] == 255).all() and (masks[0][row, :, width:] == 255).all()
+
+
+def test_training_is_deterministic_by_seed_and_epochs_differ(spec):
+    def first_epochs(seed):
+        dataset = make_dataset(spec, "train", training=True, batch_size=5, crop=(16, 16), seed=seed)
+        return [_collect(dataset) for _ in range(2)]
+
+    first, again, other = first_epochs(1), first_epochs(1), first_epochs(2)
+    for epoch in range(2):
+        np.testing.assert_array_equal(first[epoch][0][0], again[epoch][0][0])
+        np.testing.assert_array_equal(first[epoch][1][0], again[epoch][1][0])
+    assert not np.array_equal(first[0][0][0], other[0][0][0])
+    assert not np.array_equal(first[0][0][0], first[1][0][0])
+
+
+def test_bad_pair_is_skipped_and_counted_or_named(spec, tmp_path):
+    bad_image = spec.pairs("train")[1][0]
+    with open(bad_image, "rb") as handle:
+        data = handle.read()
+    with open(bad_image, "wb") as handle:
+        handle.write(data[: len(data) // 3])  # truncated PNG
+    dataset = make_dataset(spec, "train", training=True, batch_size=2, crop=(16, 16), skip_bad=True)
+    images, _ = _collect(dataset)
+    assert sum(len(batch) for batch in images) == 4
+    assert dataset.skipped.count == 1 and dataset.skipped.problems[0][0] == bad_image
+    strict = make_dataset(spec, "train", training=False, batch_size=1)
+    with pytest.raises(KsegError, match="train1.png"):
+        with data_errors():
+            _collect(strict)
+
+
+def test_bad_arguments(spec):
+    with pytest.raises(KsegError, match="batch_size"):
+        make_dataset(spec, "train", training=True, batch_size=0)
+    with pytest.raises(KsegError, match="crop"):
+        make_dataset(spec, "train", training=True, batch_size=1, crop=(16,))
+    with pytest.raises(KsegError, match="no split folder"):
+        make_dataset(spec, "test", training=False, batch_size=1)
