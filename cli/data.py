@@ -28,6 +28,14 @@ def dataset_options(function):
     return function
 
 
+def _quiet_opencv():
+    """Keeps OpenCV's decoder warnings (e.g. "PNG input buffer is incomplete") off the
+    terminal: kseg reports each bad file itself, with its name."""
+    import cv2
+
+    cv2.utils.logging.setLogLevel(cv2.utils.logging.LOG_LEVEL_ERROR)
+
+
 def _splits(spec, splits):
     if splits:
         return list(dict.fromkeys(splits))
@@ -70,6 +78,7 @@ def verify(name, data_dir, splits, classes_file, max_problems, no_progress):
     from kseg.data import get_dataset_spec
     from kseg.data.verify import verify_dataset
 
+    _quiet_opencv()
     spec = get_dataset_spec(name, data_dir=data_dir, classes_file=classes_file)
     clean = True
     for split in _splits(spec, splits):
@@ -98,6 +107,7 @@ def stats(name, data_dir, splits, classes_file, json_path, no_progress):
     from kseg.data import get_dataset_spec
     from kseg.data.stats import compute_stats
 
+    _quiet_opencv()
     spec = get_dataset_spec(name, data_dir=data_dir, classes_file=classes_file)
     payload = {}
     for split in _splits(spec, splits):
