@@ -1,0 +1,81 @@
+"""`kseg evaluate`: the FCN-paper metrics of a model, or of label-map PNGs, on a split."""
+
+import os
+
+import click
+
+from kseg.errors import KsegError
+
+DATASETS = ("cityscapes", "voc", "camvid", "folder", "synthetic")
+
+
+@click.command()
+@click.argument("model", required=False)
+@click.option("--predictions", "predictions_dir", type=click.Path(file_okay=False),
+              help="Score the label-map PNGs in this folder (matched by file stem) instead of a model.")
+@click.option("--data", required=True, type=click.Choice(DATASETS), help="Dataset holding the ground truth.")
+@click.option("--data-dir", help="Dataset root folder.")
+@click.option("--classes", "classes_file", help="Classes file of a folder/synthetic dataset.")
+@click.option("--split", default="val", show_default=True, help="Split to score.")
+@click.option("--batch-size", default=1, show_default=True, type=click.IntRange(min=1),
+              help="Images per forward pass.")
+@click.option("--max-images", type=click.IntRange(min=1), help="Score only the first N images.")
+@click.option("--label-format", type=click.Choice(["auto", "train-ids", "label-ids"]), default="auto",
+              show_default=True, help="With --predictions on Cityscapes: train ids or official label ids.")
+@click.option("--out", type=click.Path(dir_okay=False),
+              help="Write the metrics as JSON here. [default: RUN_DIR/metrics-SPLIT.json for a run]")
+@click.option("--confusion-png", type=click.Path(dir_okay=False),
+              help="Write the confusion matrix image here. [default: beside --out]")
+@click.option("--unsafe", is_flag=True, help="Allow models containing code (trusted files only).")
+def evaluate(model, predictions_dir, data, data_dir, classes_file, split, batch_size, max_images,
+             label_format, out, confusion_png, unsafe):  # fmt: skip
+    """Score MODEL (a run directory or .keras file) or --predictions DIR on a dataset split.
+
+    Reports pixel accuracy, mean class accuracy, mean IoU and frequency-weighted IoU (FCN
+    paper, section 5) over one confusion matrix of the whole split, void pixels excluded,
+    with a per-class IoU table.
+
+    \b
+    Examples:
+      kseg evaluate runs/fcn8s-camvid-... --data camvid --data-dir data/camvid --split test
+      kseg evaluate --predictions out/labels --data cityscapes --data-dir data/cityscapes
+    """
+    from kseg import runs
+    from kseg.data import get_dataset_spec
+    from kseg.evaluation import (
+        evaluate_model,
+        evaluate_predictions,
+        plot_confusion_matrix,
+        write_metrics_json,
+    )
+
+    if predictions_dir and model:
+        raise KsegError("give either MODEL or --predictions DIR, not both")
+    spec = get_dataset_spec(data, data_dir, classes_file)
+    run_dir = None
+    if predictions_dir:
+        result = evaluate_predictions(predictions_dir, spec, split, label_format=label_format)
+    else:
+        model_path, run_dir = runs.resolve_model_path(model)
+        click.echo(f"model: {model_path}", err=True)
+        if unsafe:
+            loaded = runs.load_model(model_path, unsafe=True)
+            from kseg.evaluation import check_run_classes
+
+            check_run_classes(run_dir, spec)
+            result = evaluate_model(loaded, spec, split, batch_size=batch_size, max_images=max_images)
+            result.source = model_path
+        else:
+            result = evaluate_model(model_path, spec, split, batch_size=batch_size, max_images=max_images)
+    for line in result.report_lines():
+        click.echo(line)
+    if out is None and run_dir is not None:
+        out = os.path.join(run_dir, f"metrics-{split}.json")
+    if out:
+        write_metrics_json(result, out)
+        click.echo(f"metrics: {out}")
+        if confusion_png is None:
+            confusion_png = os.path.splitext(out)[0] + "-confusion.png"
+    if confusion_png:
+        plot_confusion_matrix(result, confusion_png)
+        click.echo(f"confusion matrix: {confusion_png}")

@@ -1,0 +1,375 @@
+"""Scoring a model, or label maps already written, on a dataset split.
+
+Both paths accumulate one confusion matrix over the whole split (`kseg.metrics`; pixels
+whose ground truth is the ignore label 255 left out) and report the four FCN-paper
+metrics with a per-class table. The same matrix and scores serve as the validation metric
+during training (`kseg.metrics.ConfusionMatrixMetric`).
+
+Prediction files are matched to the split's images by file stem (`kseg predict` writes
+`<image stem>.png`). For Cityscapes, files holding official label ids (0..33, as the
+benchmark expects) are accepted as well as train ids (0..18) and mapped with
+`cityscapesscripts.helpers.labels`; see `evaluate_predictions` for why kseg's mean IoU then
+equals the official script's average class IoU.
+"""
+
+import dataclasses
+import json
+import logging
+import math
+import os
+
+import numpy as np
+
+from kseg import runs
+from kseg.atomic import atomic_path, write_bytes_atomic
+from kseg.errors import KsegError
+from kseg.metrics import METRIC_NAMES, confusion_matrix, segmentation_scores
+
+logger = logging.getLogger("kseg")
+
+LABEL_FORMATS = ("auto", "train-ids", "label-ids")
+ABSENT_NOTE = (
+    "classes absent from both ground truth and prediction have IoU NaN (null in JSON) "
+    "and are left out of the means"
+)
+
+
+@dataclasses.dataclass
+class EvaluationResult:
+    """A confusion matrix over a split and the scores computed from it.
+
+    Args:
+        confusion: np.ndarray. (C, C + 1) int64, rows ground truth, columns prediction,
+            last column predictions that are no class.
+        class_names: list of str. The C class names.
+        num_images: int. Number of images scored.
+        dataset: str. Dataset name.
+        split: str. Split name.
+        source: str. The model file or prediction folder scored.
+    """
+
+    confusion: np.ndarray
+    class_names: list
+    num_images: int
+    dataset: str = ""
+    split: str = ""
+    source: str = ""
+
+    @property
+    def scores(self):
+        return segmentation_scores(self.confusion)
+
+    def to_dict(self):
+        """A JSON-ready summary (NaN written as null)."""
+        scores = self.scores
+        classes = [
+            {"name": name, "iou": _json_float(iou), "accuracy": _json_float(accuracy), "pixels": pixels}
+            for name, iou, accuracy, pixels in zip(
+                self.class_names, scores["class_iou"], scores["class_accuracy"], scores["class_pixels"]
+            )
+        ]
+        return {
+            "source": self.source,
+            "dataset": self.dataset,
+            "split": self.split,
+            "num_images": self.num_images,
+            **{name: _json_float(scores[name]) for name in METRIC_NAMES},
+            "classes": classes,
+            "absent_classes": [self.class_names[index] for index in scores["absent_classes"]],
+            "note": ABSENT_NOTE,
+            "confusion_matrix": self.confusion.tolist(),
+            "confusion_matrix_columns": list(self.class_names) + ["(no class)"],
+        }
+
+    def report_lines(self):
+        """The per-class table and the four metrics, as lines of text."""
+        scores = self.scores
+        width = max([len(name) for name in self.class_names] + [5])
+        lines = [f"{'class':<{width}}  {'IoU':>7}  {'acc':>7}  {'pixels':>12}"]
+        for name, iou, accuracy, pixels in zip(
+            self.class_names, scores["class_iou"], scores["class_accuracy"], scores["class_pixels"]
+        ):
+            lines.append(f"{name:<{width}}  {_percent(iou):>7}  {_percent(accuracy):>7}  {pixels:>12,}")
+        lines.append("")
+        lines.append(f"images scored           {self.num_images}")
+        for name, label in (
+            ("pixel_accuracy", "pixel accuracy"), ("mean_accuracy", "mean class accuracy"),
+            ("mean_iou", "mean IoU"), ("frequency_weighted_iou", "frequency weighted IoU"),
+        ):  # fmt: skip
+            lines.append(f"{label:<23} {_percent(scores[name])}")
+        absent = [self.class_names[index] for index in scores["absent_classes"]]
+        if absent:
+            lines.append(f"NaN: {', '.join(absent)} ({ABSENT_NOTE})")
+        invalid = int(self.confusion[:, -1].sum())
+        if invalid:
+            lines.append(f"{invalid:,} labelled pixels were predicted as no class (counted as errors)")
+        return lines
+
+
+def _json_float(value):
+    return None if value is None or math.isnan(value) else float(value)
+
+
+def _percent(value):
+    return "nan" if value is None or math.isnan(value) else f"{100 * value:.2f}"
+
+
+# -- a model ------------------------------------------------------------------------------
+
+
+def evaluate_model(model, spec, split="val", batch_size=1, max_images=None, progress=True):
+    """Runs a model over a split and accumulates its confusion matrix.
+
+    Args:
+        model: keras.Model, or str: a run directory or a `.keras` file.
+        spec: DatasetSpec. From `kseg.data.get_dataset_spec`.
+        split: str. The split to score.
+        batch_size: int. Images per forward pass (images of one batch are padded to the
+            largest; padding is ignored).
+        max_images: int or None. Score only the first images of the split.
+        progress: bool. Show a progress bar (tqdm, on stderr).
+
+    Returns:
+        EvaluationResult.
+    """
+    from kseg.data import make_dataset
+    from kseg.data.pipeline import data_errors
+
+    source = "model"
+    if not hasattr(model, "predict_on_batch"):
+        model_path, run_dir = runs.resolve_model_path(model)
+        check_run_classes(run_dir, spec)
+        source = model_path
+        model = runs.load_model(model_path)
+    outputs = model.outputs[0].shape[-1] if getattr(model, "outputs", None) else None
+    if outputs is not None and outputs != spec.num_classes:
+        raise KsegError(
+            f"{source}: the model predicts {outputs} classes but {spec.name} has {spec.num_classes}"
+        )
+    dataset = make_dataset(spec, split, training=False, batch_size=batch_size)
+    total = dataset.num_pairs if max_images is None else min(max_images, dataset.num_pairs)
+    if max_images is not None:
+        dataset = dataset.take(math.ceil(max_images / batch_size))
+    confusion = np.zeros((spec.num_classes, spec.num_classes + 1), np.int64)
+    seen = 0
+    bar = _progress_bar(total, f"evaluating {split}", progress)
+    with data_errors():
+        for images, masks in dataset:
+            images, masks = images.numpy(), masks.numpy()
+            if max_images is not None:
+                images, masks = images[: total - seen], masks[: total - seen]
+            logits = np.asarray(model.predict_on_batch(images))
+            predictions = logits.argmax(axis=-1)
+            confusion += confusion_matrix(masks, predictions, spec.num_classes, spec.ignore_index)
+            seen += len(images)
+            bar.update(len(images))
+    bar.close()
+    return EvaluationResult(confusion, list(spec.class_names), seen, spec.name, split, source)
+
+
+def check_run_classes(run_dir, spec):
+    """Refuses a run trained on other classes than the dataset's."""
+    classes = runs.read_classes(run_dir)
+    if not classes:
+        return
+    trained = list(classes.get("class_names", []))
+    if len(trained) != spec.num_classes:
+        raise KsegError(
+            f"{run_dir}: trained on {len(trained)} classes ({classes.get('dataset')}), but "
+            f"{spec.name} has {spec.num_classes}"
+        )
+    if trained != list(spec.class_names):
+        logger.warning("%s: class names differ from %s's; scoring by index", run_dir, spec.name)
+
+
+class _NoBar:
+    def update(self, count):
+        pass
+
+    def close(self):
+        pass
+
+
+def _progress_bar(total, description, enabled):
+    if not enabled:
+        return _NoBar()
+    from tqdm import tqdm
+
+    return tqdm(total=total, desc=description, unit="img", leave=False)
+
+
+# -- label maps already written -----------------------------------------------------------
+
+
+def _index_predictions(folder):
+    """Maps file stem -> path for every PNG under `folder` (recursively)."""
+    found = {}
+    for parent, _, names in os.walk(folder):
+        for name in names:
+            if name.lower().endswith(".png") and not name.startswith("."):
+                stem = os.path.splitext(name)[0]
+                if stem in found:
+                    raise KsegError(f"{folder}: two prediction files named {stem}.png ({found[stem]}, {os.path.join(parent, name)})")
+                found[stem] = os.path.join(parent, name)
+    return found
+
+
+def _cityscapes_key(stem):
+    """city_sequence_frame, e.g. frankfurt_000000_000294, the id the benchmark matches on."""
+    parts = stem.split("_")
+    return "_".join(parts[:3]) if len(parts) >= 3 else None
+
+
+def find_prediction(stem, predictions, cityscapes=False):
+    """Returns the prediction file for an image stem, or None."""
+    if stem in predictions:
+        return predictions[stem]
+    if cityscapes:
+        key = _cityscapes_key(stem)
+        matches = [path for other, path in predictions.items() if _cityscapes_key(other) == key]
+        if len(matches) == 1:
+            return matches[0]
+    return None
+
+
+def _read_prediction(path):
+    from kseg.data.readers import read_index_mask
+
+    return read_index_mask(path)
+
+
+def evaluate_predictions(folder, spec, split="val", label_format="auto", progress=True):
+    """Scores label-map PNGs already written, matched to the split's images by file stem.
+
+    Each ground-truth image of the split needs a prediction `<stem>.png` somewhere under
+    `folder` (for Cityscapes, any file whose name starts with the image's
+    city_sequence_frame id also matches, as in the official script); a missing one is an
+    error. Predicted values that are no class (e.g. 255) count as errors of the true class.
+
+    Cityscapes label ids. The official `evalPixelLevelSemanticLabeling` builds a confusion
+    matrix over label ids and, for each of the 19 evaluated classes l, computes
+    IoU_l = TP / (TP + FP + FN) with TP = n_ll, FN = all pixels of ground truth l predicted
+    as anything else (void ids included), and FP = pixels predicted l whose ground truth is
+    another *evaluated* class (void ground truth excluded); the class score is the mean of
+    the 19 IoUs, NaN ones (class in neither) left out. kseg maps ground truth and
+    predictions to train ids with the same `cityscapesscripts.helpers.labels` table: the 19
+    evaluated label ids become train ids 0..18 one to one, void ground truth becomes 255
+    and is dropped (so never a false positive), and a void prediction lands in the "no
+    class" column, where it still counts in t_l (a false negative) but as no class's false
+    positive. The two matrices are the same counts relabelled, so every per-class IoU, and
+    their mean, agree.
+
+    Args:
+        folder: str. Where the prediction PNGs are.
+        spec: DatasetSpec. The dataset whose ground truth is used.
+        split: str. The split scored.
+        label_format: str. "auto", "train-ids" or "label-ids" (Cityscapes only). "auto"
+            takes label ids when any file of the folder holds a value from 19 to 254.
+        progress: bool. Show a progress bar.
+
+    Returns:
+        EvaluationResult.
+    """
+    folder = os.fspath(folder)
+    if not os.path.isdir(folder):
+        raise KsegError(f"{folder}: prediction folder not found")
+    if label_format not in LABEL_FORMATS:
+        raise KsegError(f"--label-format: expected one of {', '.join(LABEL_FORMATS)}. Received: {label_format!r}")
+    cityscapes = spec.name == "cityscapes"
+    if label_format == "label-ids" and not cityscapes:
+        raise KsegError(f"--label-format label-ids applies to Cityscapes only, not {spec.name}")
+    predictions = _index_predictions(folder)
+    if not predictions:
+        raise KsegError(f"{folder}: no prediction PNGs found")
+    pairs = spec.pairs(split)
+    matched, missing = [], []
+    for image_path, mask_path in pairs:
+        stem = os.path.splitext(os.path.basename(image_path))[0]
+        path = find_prediction(stem, predictions, cityscapes)
+        (matched.append((path, mask_path)) if path else missing.append(stem))
+    if missing:
+        raise KsegError(
+            f"{folder}: no prediction for {len(missing)} of {len(pairs)} {split} images "
+            f"(first: {missing[0]}.png); predictions are matched by image file stem"
+        )
+    table = None
+    if cityscapes and label_format != "train-ids":
+        if label_format == "label-ids" or _holds_label_ids(path for path, _ in matched):
+            from kseg.data.cityscapes import label_id_to_train_id_table
+
+            table = label_id_to_train_id_table()
+            logger.info("%s: predictions hold Cityscapes label ids; mapping them to train ids", folder)
+
+    num_classes = spec.num_classes
+    confusion = np.zeros((num_classes, num_classes + 1), np.int64)
+    bar = _progress_bar(len(matched), f"scoring {split}", progress)
+    for prediction_path, mask_path in matched:
+        truth = spec.to_train_ids(spec.read_raw_mask(mask_path), mask_path)
+        prediction = _read_prediction(prediction_path)
+        if prediction.shape != truth.shape:
+            raise KsegError(
+                f"{prediction_path}: prediction is {prediction.shape[1]}x{prediction.shape[0]} "
+                f"(WxH) but the ground truth {mask_path} is {truth.shape[1]}x{truth.shape[0]}"
+            )
+        if table is not None:
+            prediction = table[prediction]
+        confusion += confusion_matrix(truth, prediction, num_classes, spec.ignore_index)
+        bar.update(1)
+    bar.close()
+    return EvaluationResult(confusion, list(spec.class_names), len(matched), spec.name, split, folder)
+
+
+def _holds_label_ids(paths, num_train_ids=19):
+    for path in paths:
+        values = np.unique(_read_prediction(path))
+        if ((values >= num_train_ids) & (values < 255)).any():
+            return True
+    return False
+
+
+# -- outputs ------------------------------------------------------------------------------
+
+
+def write_metrics_json(result, path):
+    """Writes `result.to_dict()` as JSON, atomically."""
+    write_bytes_atomic(path, (json.dumps(result.to_dict(), indent=2) + "\n").encode("utf8"))
+
+
+def plot_confusion_matrix(result, path):
+    """Draws the row-normalised confusion matrix (recall per class) as a PNG.
+
+    The "no class" column is drawn only when some prediction fell there.
+    """
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    confusion = result.confusion.astype(np.float64)
+    columns = list(result.class_names)
+    if confusion[:, -1].sum() > 0:
+        columns.append("(no class)")
+    else:
+        confusion = confusion[:, :-1]
+    rows = confusion.sum(axis=1, keepdims=True)
+    normalised = np.divide(confusion, rows, out=np.zeros_like(confusion), where=rows > 0)
+    size = max(4.0, 0.45 * len(columns) + 2)
+    figure = Figure(figsize=(size + 1, size), dpi=100)
+    FigureCanvasAgg(figure)
+    axes = figure.subplots()
+    image = axes.imshow(normalised, cmap="Blues", vmin=0, vmax=1)
+    figure.colorbar(image, ax=axes, fraction=0.046, pad=0.04, label="fraction of the true class")
+    axes.set_xticks(range(len(columns)), columns, rotation=90)
+    axes.set_yticks(range(len(result.class_names)), result.class_names)
+    axes.set_xlabel("predicted")
+    axes.set_ylabel("ground truth")
+    mean_iou = result.scores["mean_iou"]
+    axes.set_title(f"{result.dataset} {result.split}: mean IoU {_percent(mean_iou)}")
+    if len(columns) <= 25:
+        for row in range(normalised.shape[0]):
+            for column in range(normalised.shape[1]):
+                value = normalised[row, column]
+                if value >= 0.005:
+                    axes.text(column, row, f"{value:.2f}", ha="center", va="center", fontsize=7,
+                              color="white" if value > 0.5 else "black")  # fmt: skip
+    figure.tight_layout()
+    with atomic_path(path) as temporary:
+        figure.savefig(temporary, format="png")
