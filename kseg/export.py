@@ -1,0 +1,413 @@
+"""Exporting a trained FCN to SavedModel, TFLite or ONNX, and checking the export.
+
+Every export takes uint8 RGB images `[batch, height, width, 3]` and returns
+`logits` (float32, `[batch, height, width, classes]`) and `classes` (int32 class map,
+`[batch, height, width]`); the preprocessing stays inside, as in the Keras model.
+
+- SavedModel: a `serving_default` signature for any image size (or the fixed
+  `input_size`), written with keras' `ExportArchive`.
+- TFLite: converted from that SavedModel. `quantize` is "none" (float32), "fp16"
+  (float16 weights), "dynamic" (int8 weights, float activations) or "int8" (full-integer:
+  weights and activations int8, calibrated on real images; only the uint8 image input and
+  the float logits stay outside). Without `input_size` the input shape is
+  `[1, -1, -1, 3]` and LiteRT resizes it per image; mobile delegates usually want a fixed
+  `input_size`.
+- ONNX: through keras' exporter (tf2onnx), checked with onnxruntime.
+
+`check_export` runs the exported file and the Keras model on the same images and reports
+the largest logit difference and the fraction of pixels whose class agrees.
+
+The exported graph swaps the model's `PadToMultiple` layer for `ExportPadToMultiple`,
+which computes the same padding with operations the converters translate faithfully
+(a static channel count for TFLite, no modulo of negative numbers for ONNX).
+"""
+
+import dataclasses
+import os
+import tempfile
+
+import keras
+import numpy as np
+
+from kseg.atomic import atomic_path
+from kseg.errors import KsegError
+from kseg.images import IMAGE_EXTENSIONS, read_image
+from kseg.models.layers import PadToMultiple
+
+FORMATS = ("savedmodel", "tflite", "onnx")
+QUANTIZATIONS = ("none", "fp16", "dynamic", "int8")
+SIGNATURE = "serving_default"
+INPUT_NAME = "images"
+DEFAULT_CALIBRATION_IMAGES = 100
+
+
+@keras.saving.register_keras_serializable(package="kseg")
+class ExportPadToMultiple(PadToMultiple):
+    """PadToMultiple written for converters: the same output, a friendlier graph.
+
+    `(multiple - size % multiple) % multiple` only takes remainders of non-negative
+    numbers (tf2onnx maps floor-mod to a truncating one), and the final reshape restores
+    the static channel count that a dynamic `tf.pad` loses (TFLite would otherwise need
+    TensorFlow kernels for every convolution). TensorFlow only, as exports are.
+    """
+
+    def call(self, images):
+        import tensorflow as tf
+
+        shape = tf.shape(images)
+        pad_h = (self.multiple - shape[1] % self.multiple) % self.multiple
+        pad_w = (self.multiple - shape[2] % self.multiple) % self.multiple
+        padded = tf.pad(images, [[0, 0], [0, pad_h], [0, pad_w], [0, 0]])
+        return tf.reshape(padded, [shape[0], shape[1] + pad_h, shape[2] + pad_w, images.shape[-1]])
+
+
+@keras.saving.register_keras_serializable(package="kseg")
+class ClassMap(keras.layers.Layer):
+    """Logits (N, H, W, C) -> int32 class map (N, H, W): the arg-max over classes."""
+
+    def call(self, logits):
+        import tensorflow as tf  # keras.ops.argmax adds bit tricks TFLite cannot run
+
+        return tf.argmax(logits, axis=-1, output_type=tf.int32)
+
+    def compute_output_shape(self, input_shape):
+        return tuple(input_shape[:-1])
+
+
+def serving_model(model):
+    """Returns a copy of `model` (shared weights values) with outputs {logits, classes}.
+
+    Args:
+        model: keras.Model. RGB images -> logits, as built by kseg's builders.
+    """
+    def clone_layer(layer):
+        if isinstance(layer, PadToMultiple):
+            return ExportPadToMultiple.from_config(layer.get_config())
+        return layer.__class__.from_config(layer.get_config())
+
+    try:
+        clone = keras.models.clone_model(model, clone_function=clone_layer)
+    except Exception as error:
+        raise KsegError(
+            f"cannot export model '{model.name}': it is not a functional Keras model "
+            f"({type(error).__name__}: {error})"
+        ) from None
+    clone.set_weights(model.get_weights())
+    images = keras.Input((None, None, 3), dtype="uint8", name=INPUT_NAME)
+    logits = clone(images)
+    classes = ClassMap(name="classes")(logits)
+    logits = keras.layers.Identity(name="logits", dtype="float32")(logits)
+    return keras.Model(images, {"logits": logits, "classes": classes}, name=f"{model.name}_serving")
+
+
+def input_spec(input_size=None, batch=None):
+    import tensorflow as tf
+
+    height, width = input_size if input_size else (None, None)
+    return tf.TensorSpec([batch, height, width, 3], tf.uint8, name=INPUT_NAME)
+
+
+def write_savedmodel(model, path, input_size=None, batch=None):
+    """Writes a SavedModel with a `serving_default` signature (see the module docstring).
+
+    Not atomic by itself; `export_model` wraps it.
+    """
+    served = serving_model(model)
+    archive = keras.export.ExportArchive()
+    archive.track(served)
+    archive.add_endpoint(
+        SIGNATURE, lambda images: served(images, training=False),
+        input_signature=[input_spec(input_size, batch)],
+    )  # fmt: skip
+    archive.write_out(os.fspath(path), verbose=False)
+
+
+def tflite_bytes(model, quantize="none", input_size=None, calibration=None):
+    """Converts `model` to a TFLite flatbuffer.
+
+    Args:
+        model: keras.Model. RGB images -> logits.
+        quantize: str. One of QUANTIZATIONS.
+        input_size: tuple (height, width) or None. Fixed input shape; None for any size.
+        calibration: list of uint8 RGB arrays or None. Images for "int8" calibration;
+            resized to `input_size` when it is given.
+    """
+    import tensorflow as tf
+
+    if quantize not in QUANTIZATIONS:
+        raise KsegError(f"unknown quantization {quantize!r}; choose one of {', '.join(QUANTIZATIONS)}")
+    if quantize == "int8" and not calibration:
+        raise KsegError(
+            "int8 quantization needs calibration images: pass --calibration-data with a "
+            "folder of images or a dataset name"
+        )
+    with tempfile.TemporaryDirectory(prefix="kseg-export-") as folder:
+        saved = os.path.join(folder, "savedmodel")
+        write_savedmodel(model, saved, input_size, batch=1)
+        converter = tf.lite.TFLiteConverter.from_saved_model(saved, signature_keys=[SIGNATURE])
+        if quantize != "none":
+            converter.optimizations = [tf.lite.Optimize.DEFAULT]
+        if quantize == "fp16":
+            converter.target_spec.supported_types = [tf.float16]
+        if quantize == "int8":
+            converter.representative_dataset = _representative(calibration, input_size)
+            converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
+        try:
+            return converter.convert()
+        except Exception as error:
+            unsupported = [line.strip() for line in str(error).splitlines() if "ops:" in line]
+            detail = unsupported[0] if unsupported else str(error).strip()[:300]
+            raise KsegError(
+                f"TFLite conversion ({quantize}) failed: {type(error).__name__}: {detail}"
+            ) from None
+
+
+def _representative(images, input_size):
+    from kseg.predict import resize
+
+    def generate():
+        for image in images:
+            if input_size:
+                image = resize(image, input_size)
+            yield {INPUT_NAME: np.ascontiguousarray(image[None], dtype=np.uint8)}
+
+    return generate
+
+
+def write_onnx(model, path, input_size=None):
+    """Writes an ONNX file (keras' exporter, via tf2onnx) with outputs logits and classes."""
+    served = serving_model(model)
+    try:
+        served.export(os.fspath(path), format="onnx", input_signature=[input_spec(input_size)],
+                      verbose=False)
+    except ImportError as error:
+        raise KsegError(
+            f"ONNX export needs tf2onnx and onnx ({error}); install kseg[export]"
+        ) from None
+
+
+def export_model(model, out, format, quantize="none", input_size=None, calibration=None):
+    """Exports `model` to `out`, atomically (a kill leaves any previous export intact).
+
+    Args:
+        model: keras.Model. RGB images -> logits.
+        out: str. Destination: a folder for "savedmodel", a file otherwise.
+        format: str. One of FORMATS.
+        quantize: str. TFLite only: one of QUANTIZATIONS.
+        input_size: tuple (height, width) or None. Fixed input shape, else any size.
+        calibration: list of uint8 RGB images or None. For TFLite "int8".
+
+    Returns:
+        str. The path written.
+    """
+    if format not in FORMATS:
+        raise KsegError(f"unknown export format {format!r}; choose one of {', '.join(FORMATS)}")
+    if quantize != "none" and format != "tflite":
+        raise KsegError(f"--quantize {quantize} applies to TFLite exports, not {format}")
+    out = os.fspath(out)
+    if format == "savedmodel":
+        if os.path.isfile(out):
+            raise KsegError(f"{out}: exists and is a file; a SavedModel is a folder")
+        with atomic_path(out, directory=True) as temporary:
+            os.rmdir(temporary)  # the SavedModel writer creates the folder itself
+            write_savedmodel(model, temporary, input_size)
+    elif format == "tflite":
+        content = tflite_bytes(model, quantize, input_size, calibration)
+        with atomic_path(out) as temporary:
+            with open(temporary, "wb") as handle:
+                handle.write(content)
+    else:
+        with atomic_path(out) as temporary:
+            write_onnx(model, temporary, input_size)
+    return out
+
+
+def default_output_path(model_path, run_dir, format, quantize="none"):
+    """Where `kseg export` writes without --out: beside the model, named by format."""
+    base = os.path.join(run_dir, "export") if run_dir else os.path.dirname(os.path.abspath(model_path))
+    stem = os.path.splitext(os.path.basename(model_path))[0]
+    if format == "savedmodel":
+        return os.path.join(base, f"{stem}_savedmodel")
+    if format == "tflite":
+        return os.path.join(base, f"{stem}{'' if quantize == 'none' else '_' + quantize}.tflite")
+    return os.path.join(base, f"{stem}.onnx")
+
+
+# -- reading exports back --------------------------------------------------------------
+
+
+class ExportedModel:
+    """Runs an exported file on one image: `exported(image) -> logits (H, W, classes)`.
+
+    Args:
+        path: str. A SavedModel folder, `.tflite` or `.onnx` file.
+        format: str. One of FORMATS.
+    """
+
+    def __init__(self, path, format):
+        self.path, self.format = os.fspath(path), format
+        self.input_size = None
+        if not os.path.exists(self.path):
+            raise KsegError(f"{self.path}: exported model not found")
+        if format == "savedmodel":
+            import tensorflow as tf
+
+            self._loaded = tf.saved_model.load(self.path)
+            self._function = self._loaded.signatures[SIGNATURE]
+            shape = self._function.structured_input_signature[1][INPUT_NAME].shape
+            self.input_size = _fixed(shape[1], shape[2])
+        elif format == "tflite":
+            from ai_edge_litert.interpreter import Interpreter
+
+            self._interpreter = Interpreter(model_path=self.path)
+            self._runner = self._interpreter.get_signature_runner(SIGNATURE)
+            signature = self._interpreter.get_input_details()[0]["shape_signature"]
+            self.input_size = _fixed(signature[1], signature[2])
+        elif format == "onnx":
+            import onnxruntime
+
+            self._session = onnxruntime.InferenceSession(
+                self.path, providers=["CPUExecutionProvider"]
+            )
+            self._input = self._session.get_inputs()[0]
+            names = [output.name for output in self._session.get_outputs()]
+            shape = self._input.shape
+            self.input_size = _fixed(shape[1], shape[2])
+            # tf2onnx keeps the outputs in the order of the signature's sorted keys.
+            ranks = [len(output.shape) for output in self._session.get_outputs()]
+            self._logits_name = names[ranks.index(4)]
+        else:
+            raise KsegError(f"unknown export format {format!r}")
+
+    def __call__(self, image):
+        batch = np.ascontiguousarray(np.asarray(image, dtype=np.uint8)[None])
+        if self.format == "savedmodel":
+            import tensorflow as tf
+
+            return self._function(**{INPUT_NAME: tf.constant(batch)})["logits"].numpy()[0]
+        if self.format == "tflite":
+            return self._runner(**{INPUT_NAME: batch})["logits"][0]
+        return self._session.run([self._logits_name], {self._input.name: batch})[0][0]
+
+
+def _fixed(height, width):
+    def known(size):
+        return isinstance(size, (int, np.integer)) and size > 0
+
+    return (int(height), int(width)) if known(height) and known(width) else None
+
+
+@dataclasses.dataclass
+class Parity:
+    """How closely an export reproduces the Keras model.
+
+    Args:
+        max_logit_diff: float. Largest absolute logit difference over all images.
+        pixel_agreement: float. Fraction of pixels with the same predicted class.
+        images: int. Number of images compared.
+        max_logit: float. Largest absolute Keras logit, for scale.
+    """
+
+    max_logit_diff: float
+    pixel_agreement: float
+    images: int
+    max_logit: float
+
+    def __str__(self):
+        return (
+            f"max |logit difference| {self.max_logit_diff:.3g} (logits up to "
+            f"{self.max_logit:.3g}), class agreement {100 * self.pixel_agreement:.2f}% of "
+            f"pixels, over {self.images} image(s)"
+        )
+
+
+def check_export(model, exported, images):
+    """Compares an `ExportedModel` with the Keras model on uint8 RGB images.
+
+    Images are resized to the export's fixed input size when it has one.
+    """
+    from kseg.predict import predict_logits, resize
+
+    worst, largest, agree, total = 0.0, 0.0, 0, 0
+    for image in images:
+        if exported.input_size:
+            image = resize(image, exported.input_size)
+        expected = predict_logits(model, image)
+        actual = np.asarray(exported(image), dtype=np.float32)
+        if actual.shape != expected.shape:
+            raise KsegError(
+                f"{exported.path}: returned logits of shape {actual.shape}, expected "
+                f"{expected.shape}"
+            )
+        worst = max(worst, float(np.abs(actual - expected).max()))
+        largest = max(largest, float(np.abs(expected).max()))
+        agree += int((actual.argmax(-1) == expected.argmax(-1)).sum())
+        total += expected.shape[0] * expected.shape[1]
+    return Parity(worst, agree / max(total, 1), len(images), largest)
+
+
+# -- images for checks and calibration -------------------------------------------------
+
+
+def sample_images(count=4, sizes=((96, 128), (75, 61)), seed=0):
+    """Generated RGB test images: smooth colour gradients with shapes and some noise.
+
+    Used by `--check` when no --check-images are given; sizes alternate so both a
+    multiple of 32 and an odd size go through the export.
+    """
+    rng = np.random.default_rng(seed)
+    images = []
+    for index in range(count):
+        height, width = sizes[index % len(sizes)]
+        rows, columns = np.mgrid[0:height, 0:width].astype(np.float32)
+        image = np.zeros((height, width, 3), np.float32)
+        for channel in range(3):
+            angle = rng.uniform(0, 2 * np.pi)
+            image[:, :, channel] = 127 + 100 * np.sin(
+                (np.cos(angle) * rows + np.sin(angle) * columns) / rng.uniform(8, 30)
+            )
+        for _ in range(3):  # a few solid rectangles
+            top, left = rng.integers(0, height), rng.integers(0, width)
+            image[top:top + height // 3, left:left + width // 3] = rng.integers(0, 256, 3)
+        image += rng.normal(0, 8, image.shape)
+        images.append(np.clip(image, 0, 255).astype(np.uint8))
+    return images
+
+
+def list_image_files(folder):
+    """Image files in a folder and its subfolders, sorted."""
+    found = []
+    for root, _, names in os.walk(folder):
+        found += [os.path.join(root, n) for n in names if n.lower().endswith(IMAGE_EXTENSIONS)]
+    return sorted(found)
+
+
+def load_images(source, data_dir=None, limit=DEFAULT_CALIBRATION_IMAGES, split=None):
+    """Reads up to `limit` images from a folder or from a dataset named by kseg.data.
+
+    Args:
+        source: str. A folder of images, or a dataset name ("cityscapes", "voc", ...).
+        data_dir: str or None. The dataset root, for a dataset name.
+        limit: int. Most images read (spread evenly over what is there).
+        split: str or None. Dataset split; the training split by default.
+    """
+    if os.path.isdir(source):
+        paths = list_image_files(source)
+        if not paths:
+            raise KsegError(f"{source}: folder holds no images ({', '.join(IMAGE_EXTENSIONS)})")
+    else:
+        try:
+            from kseg.data import get_dataset_spec
+        except ImportError:
+            raise KsegError(f"{source}: no such folder (and kseg.data is not available)") from None
+        spec = get_dataset_spec(source, data_dir)
+        if split is None:
+            splits = list(spec.splits())
+            if not splits:
+                raise KsegError(f"{source}: dataset has no splits on disk")
+            split = "train" if "train" in splits else splits[0]
+        paths = [image for image, _ in spec.pairs(split)]
+    if len(paths) > limit:
+        paths = [paths[i] for i in np.linspace(0, len(paths) - 1, limit).round().astype(int)]
+    return [read_image(path) for path in paths]
+

@@ -1,0 +1,150 @@
+"""Exports reload and equal the Keras model (kseg/export.py)."""
+
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from kseg.errors import KsegError
+from kseg.export import (
+    ExportedModel,
+    check_export,
+    default_output_path,
+    export_model,
+    load_images,
+    sample_images,
+)
+
+pytestmark = pytest.mark.filterwarnings("ignore::UserWarning", "ignore::FutureWarning")
+
+
+@pytest.fixture(scope="module")
+def model():
+    """A tiny FCN-8s with every variable drawn from a seeded normal.
+
+    The builders start the score layers at zero; unperturbed, every logit would be 0 and
+    any export would "agree".
+    """
+    from kseg.models import create_model
+
+    model = create_model("fcn8s", num_classes=4, weights=None, width=0.0625)
+    rng = np.random.default_rng(0)
+    for variable in model.weights:
+        variable.assign(rng.normal(0, 0.1, variable.shape).astype("float32"))
+    return model
+
+
+@pytest.fixture(scope="module")
+def images():
+    return sample_images(4, sizes=((64, 96), (45, 70)), seed=1)
+
+
+def keras_logits(model, batch):
+    return np.asarray(model(batch))
+
+
+def test_savedmodel_signature_takes_any_size_and_equals_keras(model, tmp_path):
+    import tensorflow as tf
+
+    out = export_model(model, tmp_path / "saved", "savedmodel")
+    loaded = tf.saved_model.load(out)
+    serve = loaded.signatures["serving_default"]
+    spec = serve.structured_input_signature[1]["images"]
+    assert spec.dtype == tf.uint8 and spec.shape.as_list() == [None, None, None, 3]
+    rng = np.random.default_rng(2)
+    for shape in [(1, 45, 70, 3), (2, 33, 97, 3), (1, 64, 64, 3)]:
+        batch = rng.integers(0, 256, shape, dtype=np.uint8)
+        outputs = serve(images=tf.constant(batch))
+        expected = keras_logits(model, batch)
+        np.testing.assert_allclose(outputs["logits"].numpy(), expected, atol=1e-5)
+        assert outputs["classes"].dtype == tf.int32
+        np.testing.assert_array_equal(outputs["classes"].numpy(), expected.argmax(-1))
+    assert not [name for name in os.listdir(tmp_path) if name.startswith(".")]
+
+
+def test_saved_model_cli_shows_the_signature(model, tmp_path):
+    tool = os.path.join(os.path.dirname(sys.executable), "saved_model_cli")
+    if not os.path.isfile(tool):
+        pytest.skip("saved_model_cli is not installed beside this Python")
+    out = export_model(model, tmp_path / "saved", "savedmodel")
+    shown = subprocess.run(
+        [tool, "show", "--dir", out, "--tag_set", "serve", "--signature_def", "serving_default"],
+        capture_output=True, text=True, check=True,
+    ).stdout
+    assert "images" in shown and "DT_UINT8" in shown and "(-1, -1, -1, 3)" in shown
+    assert "logits" in shown and "classes" in shown and "DT_INT32" in shown
+
+
+def test_tflite_float_equals_keras_at_any_size(model, images, tmp_path):
+    out = export_model(model, tmp_path / "model.tflite", "tflite")
+    exported = ExportedModel(out, "tflite")
+    assert exported.input_size is None
+    parity = check_export(model, exported, images)
+    assert parity.max_logit_diff < 1e-4 and parity.pixel_agreement > 0.999
+    assert parity.max_logit > 0.5  # the comparison is not between zeros
+
+
+def test_tflite_int8_is_full_integer_and_agrees_on_most_pixels(model, images, tmp_path):
+    from ai_edge_litert.interpreter import Interpreter
+
+    calibration = tmp_path / "calibration"
+    calibration.mkdir()
+    from kseg.images import write_png
+
+    for index, image in enumerate(sample_images(8, sizes=((64, 96),), seed=7)):
+        write_png(calibration / f"{index}.png", image)
+    out = export_model(model, tmp_path / "int8.tflite", "tflite", "int8", (64, 96),
+                       load_images(str(calibration)))
+    exported = ExportedModel(out, "tflite")
+    assert exported.input_size == (64, 96)
+    interpreter = Interpreter(model_path=out)
+    assert interpreter.get_input_details()[0]["dtype"] == np.uint8
+    kernels = [t for t in interpreter.get_tensor_details() if "block3_conv1" in t["name"]]
+    assert kernels and any(t["dtype"] == np.int8 for t in kernels)
+    parity = check_export(model, exported, images)
+    assert parity.pixel_agreement > 0.8, parity
+    assert os.path.getsize(out) < os.path.getsize(
+        export_model(model, tmp_path / "float.tflite", "tflite", input_size=(64, 96))
+    ) / 2
+
+
+@pytest.mark.parametrize("quantize,agreement", [("fp16", 0.99), ("dynamic", 0.9)])
+def test_tflite_weight_quantization_agrees(model, images, tmp_path, quantize, agreement):
+    out = export_model(model, tmp_path / f"{quantize}.tflite", "tflite", quantize)
+    parity = check_export(model, ExportedModel(out, "tflite"), images)
+    assert parity.pixel_agreement > agreement, parity
+
+
+def test_onnx_equals_keras_at_any_size(model, images, tmp_path):
+    out = export_model(model, tmp_path / "model.onnx", "onnx")
+    exported = ExportedModel(out, "onnx")
+    assert exported.input_size is None
+    parity = check_export(model, exported, images)
+    assert parity.max_logit_diff < 1e-4 and parity.pixel_agreement > 0.999
+
+
+def test_failed_export_leaves_the_previous_file(model, tmp_path):
+    out = tmp_path / "model.tflite"
+    out.write_bytes(b"previous")
+    with pytest.raises(KsegError, match="calibration"):
+        export_model(model, out, "tflite", "int8")
+    assert out.read_bytes() == b"previous"
+    with pytest.raises(KsegError, match="TFLite"):
+        export_model(model, tmp_path / "x.onnx", "onnx", "int8")
+
+
+def test_default_output_paths(tmp_path):
+    run = str(tmp_path / "run")
+    model = os.path.join(run, "checkpoints", "best.keras")
+    assert default_output_path(model, run, "savedmodel") == os.path.join(run, "export", "best_savedmodel")
+    assert default_output_path(model, run, "tflite", "int8") == os.path.join(run, "export", "best_int8.tflite")
+    assert default_output_path("/m/x.keras", None, "onnx") == "/m/x.onnx"
+
+
+def test_load_images_reports_empty_folders_and_unknown_sources(tmp_path):
+    with pytest.raises(KsegError, match="no images"):
+        load_images(str(tmp_path))
+    with pytest.raises(KsegError):
+        load_images(str(tmp_path / "nowhere"))
