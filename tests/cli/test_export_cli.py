@@ -1,0 +1,80 @@
+"""`kseg export` from a run directory, with --check."""
+
+import os
+import re
+
+import numpy as np
+import pytest
+from click.testing import CliRunner
+
+from kseg.cli.main import cli
+from kseg.images import write_png
+
+pytestmark = pytest.mark.filterwarnings("ignore::UserWarning", "ignore::FutureWarning")
+
+
+@pytest.fixture(scope="module")
+def run_dir(tmp_path_factory):
+    from kseg.models import create_model
+
+    model = create_model("fcn16s", num_classes=3, weights=None, width=0.0625)
+    rng = np.random.default_rng(0)
+    for variable in model.weights:
+        variable.assign(rng.normal(0, 0.1, variable.shape).astype("float32"))
+    run = tmp_path_factory.mktemp("runs") / "tiny"
+    (run / "checkpoints").mkdir(parents=True)
+    model.save(run / "checkpoints" / "best.keras")
+    return run
+
+
+def parity(output):
+    match = re.search(r"max \|logit difference\| (\S+) .* agreement (\S+)%", output)
+    assert match, output
+    return float(match.group(1)), float(match.group(2)) / 100
+
+
+def test_export_tflite_with_check_from_a_run(run_dir, tmp_path):
+    from kseg.export import sample_images
+
+    folder = tmp_path / "images"
+    for index, image in enumerate(sample_images(3, seed=4)):
+        write_png(folder / f"{index}.png", image)
+    result = CliRunner().invoke(
+        cli, ["export", str(run_dir), "--format", "tflite", "--check-images", str(folder)]
+    )
+    assert result.exit_code == 0, result.output
+    out = run_dir / "export" / "best.tflite"
+    assert os.path.isfile(out) and f"wrote tflite: {out}" in result.output
+    difference, agreement = parity(result.output)
+    assert difference < 1e-4 and agreement > 0.999
+    assert "over 3 image(s)" in result.output
+
+
+def test_export_int8_with_calibration_folder_and_fixed_size(run_dir, tmp_path):
+    from kseg.export import sample_images
+
+    folder = tmp_path / "calibration"
+    for index, image in enumerate(sample_images(6, seed=5)):
+        write_png(folder / f"{index}.png", image)
+    out = tmp_path / "int8.tflite"
+    result = CliRunner().invoke(
+        cli, ["export", str(run_dir / "checkpoints" / "best.keras"), "--format", "tflite",
+              "--quantize", "int8", "--calibration-data", str(folder), "--input-size", "64x96",
+              "--out", str(out), "--check"],
+    )
+    assert result.exit_code == 0, result.output
+    assert "calibrating int8 on 6 image(s)" in result.output
+    _, agreement = parity(result.output)
+    assert agreement > 0.8
+
+
+def test_export_option_errors(run_dir, tmp_path):
+    runner = CliRunner()
+    result = runner.invoke(cli, ["export", str(run_dir), "--format", "onnx", "--quantize", "fp16"])
+    assert result.exit_code == 1 and "tflite only" in result.output
+    result = runner.invoke(cli, ["export", str(run_dir), "--format", "tflite", "--quantize", "int8"])
+    assert result.exit_code == 1 and "--calibration-data" in result.output
+    result = runner.invoke(cli, ["export", str(tmp_path / "none"), "--format", "onnx"])
+    assert result.exit_code == 1 and "no such model file or run directory" in result.output
+    result = runner.invoke(cli, ["export", str(run_dir), "--format", "tflite", "--input-size", "x"])
+    assert result.exit_code == 1 and "--input-size" in result.output
