@@ -61,8 +61,10 @@ class MaskedSparseCrossEntropy(keras.losses.Loss):
             table = ops.convert_to_tensor(self.class_weights, dtype="float32")
             weights = weights * ops.take(table, safe_labels)
         pixels = ops.cast(ops.size(weights), "float32")
-        # sum(weights * nll) / sum(weights) once keras divides by the number of pixels.
-        scale = pixels / ops.maximum(ops.sum(weights), 1e-12)
+        # sum(weights * nll) / sum(weights) once keras divides by the number of pixels
+        # (and by the number of replicas, whose sum of weights is pooled: the loss is the
+        # mean over the global batch, not a mean of per-replica means).
+        scale = pixels / ops.maximum(_mean_over_replicas(ops.sum(weights)), 1e-12)
         return ops.where(weights > 0, weights * nll, ops.zeros_like(nll)) * scale
 
     def get_config(self):
@@ -73,6 +75,20 @@ class MaskedSparseCrossEntropy(keras.losses.Loss):
             "ignore_index": self.ignore_index,
             "class_weights": self.class_weights,
         }
+
+
+def _mean_over_replicas(value):
+    """The mean of `value` over the replicas of a tf.distribute strategy (else `value`)."""
+    if keras.backend.backend() != "tensorflow":
+        return value
+    import tensorflow as tf
+
+    if not tf.distribute.has_strategy() or tf.distribute.in_cross_replica_context():
+        return value
+    context = tf.distribute.get_replica_context()
+    if context is None or context.num_replicas_in_sync == 1:
+        return value
+    return tf.stop_gradient(context.all_reduce(tf.distribute.ReduceOp.MEAN, value))
 
 
 def masked_cross_entropy(labels, logits, num_classes, ignore_index=IGNORE_INDEX, class_weights=None):

@@ -474,13 +474,15 @@ def _distribute(dataset, multiworker):
     return dataset
 
 
-def train(config, resume=False, verbose=1):
+def train(config, resume=False, verbose=1, callbacks=()):
     """Trains the model the config describes; returns the run directory.
 
     Args:
         config: TrainConfig. What to train on what (see `kseg.config.TrainConfig`).
         resume: bool. Continue the run in `config.run_dir` from its checkpoints/last.keras.
         verbose: int. Keras progress output: 0 silent, 1 progress bar, 2 one line per epoch.
+        callbacks: sequence of keras.callbacks.Callback. Extra callbacks for every epoch's
+            `fit` (epoch numbers are those of the whole run).
 
     Returns:
         str. The run directory (config.yaml, classes.json, checkpoints/, log.csv,
@@ -526,20 +528,16 @@ def train(config, resume=False, verbose=1):
     write_dir = run_dir if chief else tempfile.mkdtemp(prefix="kseg-worker-")
     policy = resolve_precision(config.mixed_precision)
     try:
-        os.makedirs(os.path.join(write_dir, runs.CHECKPOINTS), exist_ok=True)
-        remove_stale_temporaries(os.path.join(write_dir, runs.CHECKPOINTS))
-        config.to_yaml(os.path.join(write_dir, "config.yaml"))
-        runs.write_classes(write_dir, spec.name, spec.class_names, spec.palette, spec.ignore_index)
         with dtype_policy(policy):
             return _run(config, spec, strategy, multiworker, write_dir, run_dir, class_weights,
-                        resume, verbose, policy, skipped)  # fmt: skip
+                        resume, verbose, policy, skipped, list(callbacks))  # fmt: skip
     finally:
         if not chief:
             shutil.rmtree(write_dir, ignore_errors=True)
 
 
 def _run(config, spec, strategy, multiworker, write_dir, run_dir, class_weights, resume,
-         verbose, policy, skipped):  # fmt: skip
+         verbose, policy, skipped, extra_callbacks):  # fmt: skip
     import keras
 
     from kseg.data.pipeline import data_errors
@@ -575,6 +573,12 @@ def _run(config, spec, strategy, multiworker, write_dir, run_dir, class_weights,
                 variable.assign(np.asarray(value, dtype=variable.dtype))
             logger.info("resuming %s after epoch %d (best mIoU %.4f at epoch %d)",
                         run_dir, state.epoch, state.best_score, state.best_epoch)  # fmt: skip
+    # The run directory is written once the model exists (so a missing-weights error
+    # leaves no empty run behind).
+    os.makedirs(os.path.join(write_dir, runs.CHECKPOINTS), exist_ok=True)
+    remove_stale_temporaries(os.path.join(write_dir, runs.CHECKPOINTS))
+    config.to_yaml(os.path.join(write_dir, "config.yaml"))
+    runs.write_classes(write_dir, spec.name, spec.class_names, spec.palette, spec.ignore_index)
     logger.info(
         "training %s on %s (%d classes, %d training pairs, %d steps/epoch) with policy %s "
         "on %d replica(s); writing %s",
@@ -623,7 +627,7 @@ def _run(config, spec, strategy, multiworker, write_dir, run_dir, class_weights,
                 warnings.filterwarnings("ignore", message="Your input ran out of data")
                 fitted = model.fit(
                     _distribute(train_data, multiworker), validation_data=val_data,
-                    epochs=config.epochs, initial_epoch=epoch, callbacks=[watcher],
+                    epochs=config.epochs, initial_epoch=epoch, callbacks=[watcher, *extra_callbacks],
                     verbose=verbose, shuffle=False,
                 )  # fmt: skip
             if watcher.bad_loss is not None:

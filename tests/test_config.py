@@ -1,0 +1,69 @@
+import pytest
+
+from kseg.config import TrainConfig, parse_crop
+from kseg.errors import KsegError
+
+
+def test_yaml_round_trip(tmp_path):
+    config = TrainConfig(model="fcn16s", data="camvid", data_dir="/data/camvid", crop="360x480",
+                         class_weights=[1.0, 2.5], epochs=3, weights="none", width=0.125)  # fmt: skip
+    path = tmp_path / "config.yaml"
+    config.to_yaml(path)
+    again = TrainConfig.from_yaml(path)
+    assert again == config
+    assert again.crop == [360, 480]
+
+
+def test_file_then_overrides(tmp_path):
+    path = tmp_path / "train.yaml"
+    path.write_text("model: fcn32s\nepochs: 7\nlr: 0.01\n")
+    config = TrainConfig.from_yaml(path, overrides={"epochs": 2, "lr": None})
+    assert (config.model, config.epochs, config.lr) == ("fcn32s", 2, 0.01)
+
+
+def test_unknown_key_names_it(tmp_path):
+    path = tmp_path / "bad.yaml"
+    path.write_text("model: fcn8s\nlearning_rate: 0.1\n")
+    with pytest.raises(KsegError, match="learning_rate") as error:
+        TrainConfig.from_yaml(path)
+    assert str(path) in str(error.value)
+
+
+@pytest.mark.parametrize(
+    "key, value",
+    [("epochs", "ten"), ("epochs", 2.5), ("lr", "fast"), ("skip_bad", "yes"), ("model", 8),
+     ("class_weights", ["a", 1])],
+)  # fmt: skip
+def test_wrong_type_names_key(key, value):
+    with pytest.raises(KsegError, match=key):
+        TrainConfig.from_dict({key: value})
+
+
+@pytest.mark.parametrize(
+    "values, key",
+    [({"epochs": 0}, "epochs"), ({"optimizer": "rmsprop"}, "optimizer"), ({"width": 2.0}, "width"),
+     ({"width": 0.5}, "weights"), ({"class_weights": "inverse"}, "class_weights"), ({"crop": "big"}, "crop")],
+)  # fmt: skip
+def test_bad_values_name_key(values, key):
+    with pytest.raises(KsegError, match=key):
+        TrainConfig.from_dict(values)
+
+
+def test_not_a_mapping_and_bad_yaml(tmp_path):
+    path = tmp_path / "list.yaml"
+    path.write_text("- 1\n- 2\n")
+    with pytest.raises(KsegError, match="mapping"):
+        TrainConfig.from_yaml(path)
+    path.write_text("model: [unclosed\n")
+    with pytest.raises(KsegError, match="YAML"):
+        TrainConfig.from_yaml(path)
+    with pytest.raises(KsegError, match="not found"):
+        TrainConfig.from_yaml(tmp_path / "missing.yaml")
+
+
+def test_parse_crop():
+    assert parse_crop("512x1024") == (512, 1024)
+    assert parse_crop([8, 16]) == (8, 16)
+    assert parse_crop("none") is None
+    with pytest.raises(KsegError, match="--crop"):
+        parse_crop("0x5", key="--crop")
