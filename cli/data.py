@@ -19,7 +19,7 @@ def dataset_options(function):
     function = click.option(
         "--data-dir", type=click.Path(file_okay=False),
         help="Dataset root folder. Default: $CITYSCAPES_DATASET for cityscapes, "
-             "./data/synthetic for synthetic; required for the others.",
+             "./data/synthetic for synthetic (generated there if missing); required for the others.",
     )(function)
     function = click.option(
         "--data", "name", required=True, type=click.Choice(DATASETS),
