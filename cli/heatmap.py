@@ -1,0 +1,52 @@
+"""`kseg heatmap`: where in an image the ImageNet VGG16 classifier sees a class."""
+
+import os
+
+import click
+
+
+@click.command()
+@click.argument("image_path", metavar="IMG", type=click.Path(dir_okay=False))
+@click.option("--class", "class_spec", required=True, metavar="NAME|INDEX",
+              help="ImageNet class: index 0-999, or a name / WordNet id when a class index "
+                   "file is available (--class-index or keras' cache).")
+@click.option("--weights", default="imagenet", show_default=True, metavar="imagenet|PATH",
+              help="VGG16 classifier weights: keras' ImageNet file or a local .h5 file.")
+@click.option("--class-index", "class_index", default=None,
+              type=click.Path(exists=True, dir_okay=False),
+              help="keras' imagenet_class_index.json, for class names.")
+@click.option("--out", default=None, type=click.Path(dir_okay=False),
+              help="PNG to write. Default: <image stem>_heatmap_<class index>.png here.")
+@click.option("--alpha", default=0.5, show_default=True, type=click.FloatRange(0, 1),
+              help="Opacity of the heatmap over the image.")
+@click.option("--absolute", is_flag=True,
+              help="Colour probability 0 blue and 1 red (default: the image's own range).")
+def heatmap(image_path, class_spec, weights, class_index, out, alpha, absolute):
+    """Save an ImageNet class heatmap of IMG (any size) as a PNG overlay.
+
+    \b
+    Example:
+      kseg heatmap cat.jpg --class 281 --out cat_tabby.png
+      kseg heatmap cat.jpg --class tabby --class-index imagenet_class_index.json
+    """
+    import numpy as np
+
+    from kseg.heatmap import class_scores, render_heatmap, resolve_class
+    from kseg.images import read_image, write_png
+    from kseg.models import imagenet_heatmap_model
+
+    index, name = resolve_class(class_spec, class_index)
+    image = read_image(image_path)
+    model = imagenet_heatmap_model(weights)
+    scores, grid = class_scores(model, image, index)
+    if out is None:
+        stem = os.path.splitext(os.path.basename(image_path))[0]
+        out = f"{stem}_heatmap_{index}.png"
+    write_png(out, render_heatmap(image, scores, alpha, absolute))
+    row, column = np.unravel_index(int(np.argmax(grid)), grid.shape)
+    label = f"{index} ({name})" if name else str(index)
+    click.echo(
+        f"class {label}: highest probability {grid.max():.4f} near pixel "
+        f"({min(row * 32 + 16, image.shape[0] - 1)}, {min(column * 32 + 16, image.shape[1] - 1)}) "
+        f"(row, column); wrote {out}"
+    )
