@@ -138,8 +138,9 @@ def test_failed_export_leaves_the_previous_file(model, tmp_path):
 def test_default_output_paths(tmp_path):
     run = str(tmp_path / "run")
     model = os.path.join(run, "checkpoints", "best.keras")
-    assert default_output_path(model, run, "savedmodel") == os.path.join(run, "export", "best_savedmodel")
-    assert default_output_path(model, run, "tflite", "int8") == os.path.join(run, "export", "best_int8.tflite")
+    export = os.path.join(run, "export")
+    assert default_output_path(model, run, "savedmodel") == os.path.join(export, "best_savedmodel")
+    assert default_output_path(model, run, "tflite", "int8") == os.path.join(export, "best_int8.tflite")
     assert default_output_path("/m/x.keras", None, "onnx") == "/m/x.onnx"
 
 
