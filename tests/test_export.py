@@ -149,3 +149,11 @@ def test_load_images_reports_empty_folders_and_unknown_sources(tmp_path):
         load_images(str(tmp_path))
     with pytest.raises(KsegError):
         load_images(str(tmp_path / "nowhere"))
+
+
+def test_calibration_images_from_a_dataset_name(tmp_path):
+    synthetic = pytest.importorskip("kseg.data.synthetic")
+    root = tmp_path / "synthetic"
+    synthetic.write_synthetic_dataset(str(root), num_train=5, num_val=2, size=(40, 56))
+    images = load_images("synthetic", str(root), limit=3)
+    assert len(images) == 3 and all(image.shape == (40, 56, 3) for image in images)
