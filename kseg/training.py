@@ -50,6 +50,9 @@ LOG_COLUMNS = (
     "epoch", "loss", "val_loss", "pixel_accuracy", "mean_accuracy", "mean_iou",
     "frequency_weighted_iou", "lr", "seconds", "images_per_second",
 )  # fmt: skip
+# Options a checkpoint's weights or optimizer state depend on.
+FIXED_ON_RESUME = ("model", "data", "classes_file", "width", "optimizer", "mixed_precision",
+                   "learn_upsampling", "class_weights")  # fmt: skip
 PRECISION_POLICIES = {"off": "float32", "fp16": "mixed_float16", "bf16": "mixed_bfloat16"}
 
 
@@ -157,8 +160,14 @@ def resume_config(run_dir, overrides=None):
     path = os.path.join(run_dir, "config.yaml")
     if not os.path.isfile(path):
         raise KsegError(f"{run_dir}: cannot resume, no config.yaml (not a kseg run directory)")
-    overrides = dict(overrides or {}, run_dir=os.fspath(run_dir))
-    return TrainConfig.from_yaml(path, overrides=overrides)
+    saved = TrainConfig.from_yaml(path)
+    for key, value in (overrides or {}).items():
+        if key in FIXED_ON_RESUME and value is not None and value != getattr(saved, key):
+            raise KsegError(
+                f"--{key.replace('_', '-')}: cannot change on --resume (the run was trained with "
+                f"{key}={getattr(saved, key)!r}); start a new run, e.g. with --init-from {run_dir}"
+            )
+    return saved.replace(**dict(overrides or {}, run_dir=os.fspath(run_dir)))
 
 
 def compute_class_weights(config, spec):
@@ -565,10 +574,15 @@ def _run(config, spec, strategy, multiworker, write_dir, run_dir, class_weights,
         if resume:
             state = RunState(**read_checkpoint_state(last_path))
             model.optimizer.build(model.trainable_variables)
-            try:
-                model.load_weights(last_path)
-            except Exception as error:
-                raise KsegError(f"{last_path}: cannot resume from this checkpoint ({error})") from None
+            with warnings.catch_warnings(record=True) as caught:
+                warnings.simplefilter("always")
+                try:
+                    model.load_weights(last_path)
+                except Exception as error:
+                    raise KsegError(f"{last_path}: cannot resume from this checkpoint ({error})") from None
+            skipped_loading = [str(w.message) for w in caught if "Skipping variable loading" in str(w.message)]
+            if skipped_loading:  # keras only warns when optimizer or layer state does not fit
+                raise KsegError(f"{last_path}: the checkpoint does not fit this run ({skipped_loading[0]})")
             for variable, value in zip(seed_generator_variables(model), state.seed_generators):
                 variable.assign(np.asarray(value, dtype=variable.dtype))
             logger.info("resuming %s after epoch %d (best mIoU %.4f at epoch %d)",

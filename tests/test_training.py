@@ -1,0 +1,268 @@
+import csv
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pytest
+
+from kseg import runs
+from kseg.config import TrainConfig
+from kseg.errors import KsegError
+
+WORKER = os.path.join(os.path.dirname(__file__), "training_worker.py")
+
+
+@pytest.fixture(scope="module")
+def tiny_data(tmp_path_factory):
+    from kseg.data.synthetic import write_synthetic_dataset
+
+    return write_synthetic_dataset(
+        str(tmp_path_factory.mktemp("data") / "synthetic"), num_train=8, num_val=4, size=(32, 48), seed=0
+    )
+
+
+def tiny_config(data_dir, run_dir, **changes):
+    values = dict(
+        model="fcn8s", data="synthetic", data_dir=data_dir, weights="none", width=0.0625,
+        epochs=3, batch_size=4, crop=[32, 32], optimizer="adam", lr=1e-3, run_dir=str(run_dir),
+        seed=0,
+    )  # fmt: skip
+    values.update(changes)
+    return TrainConfig(**values)
+
+
+def read_log(run_dir):
+    with open(os.path.join(run_dir, "log.csv"), newline="") as handle:
+        return list(csv.DictReader(handle))
+
+
+def model_weights(path):
+    return runs.load_model(path).get_weights()
+
+
+@pytest.fixture(scope="module")
+def trained_run(tiny_data, tmp_path_factory):
+    from kseg.training import train
+
+    run_dir = tmp_path_factory.mktemp("runs") / "tiny"
+    config = tiny_config(tiny_data, run_dir, class_weights="median-frequency")
+    return train(config, verbose=0)
+
+
+def test_run_directory_and_loss_goes_down(trained_run):
+    for name in ("config.yaml", "classes.json", "log.csv", "training_curves.png"):
+        assert os.path.isfile(os.path.join(trained_run, name)), name
+    for which in (runs.BEST, runs.LAST):
+        assert os.path.isfile(runs.checkpoint_path(trained_run, which))
+    for part in ("train", "validation"):
+        folder = os.path.join(trained_run, "tensorboard", part)
+        assert any(name.startswith("events.out.tfevents") for name in os.listdir(folder))
+    log = read_log(trained_run)
+    assert [int(row["epoch"]) for row in log] == [1, 2, 3]
+    losses = [float(row["loss"]) for row in log]
+    assert losses[-1] < losses[0]
+    assert all(0 <= float(row["mean_iou"]) <= 1 for row in log)
+    # The resolved config holds the computed class weights, one per class.
+    saved = TrainConfig.from_yaml(os.path.join(trained_run, "config.yaml"))
+    assert isinstance(saved.class_weights, list) and len(saved.class_weights) == 6
+    classes = runs.read_classes(trained_run)
+    assert classes["dataset"] == "synthetic" and len(classes["class_names"]) == 6
+    model = runs.load_model(runs.checkpoint_path(trained_run, runs.BEST))
+    logits = model.predict(np.zeros((1, 37, 41, 3), np.uint8), verbose=0)
+    assert logits.shape == (1, 37, 41, 6)
+
+
+def test_resume_of_finished_run_does_nothing(trained_run):
+    from kseg.training import resume_config, train
+
+    before = os.path.getmtime(runs.checkpoint_path(trained_run, runs.LAST))
+    train(resume_config(trained_run), resume=True, verbose=0)
+    assert os.path.getmtime(runs.checkpoint_path(trained_run, runs.LAST)) == before
+
+
+def test_nan_loss_stops_and_keeps_last_good_checkpoint(trained_run, tmp_path):
+    from kseg.training import read_checkpoint_state, resume_config, train
+
+    run_dir = str(tmp_path / "copy")
+    shutil.copytree(trained_run, run_dir)
+    last = runs.checkpoint_path(run_dir, runs.LAST)
+    weights = model_weights(last)
+    config = resume_config(run_dir, {"epochs": 5, "lr": 1e30})
+    with pytest.raises(KsegError, match="loss became (nan|inf)"):
+        train(config, resume=True, verbose=0)
+    assert read_checkpoint_state(last)["epoch"] == 3
+    for before, after in zip(weights, model_weights(last)):
+        np.testing.assert_array_equal(before, after)
+    assert len(read_log(run_dir)) == 3
+
+
+def test_resume_refuses_incompatible_changes(trained_run):
+    from kseg.training import resume_config
+
+    with pytest.raises(KsegError, match="--optimizer: cannot change on --resume"):
+        resume_config(trained_run, {"optimizer": "sgd"})
+    assert resume_config(trained_run, {"epochs": 9, "optimizer": "adam"}).epochs == 9
+
+
+def test_bad_pairs_refused_unless_skip_bad(tiny_data, tmp_path):
+    from kseg.training import train
+
+    data_dir = str(tmp_path / "data")
+    shutil.copytree(tiny_data, data_dir)
+    with open(os.path.join(data_dir, "masks", "train", "00003.png"), "wb") as handle:
+        handle.write(b"not a png")
+    with pytest.raises(KsegError, match="--skip-bad"):
+        train(tiny_config(data_dir, tmp_path / "refused", epochs=1), verbose=0)
+    assert not os.path.exists(tmp_path / "refused")
+    run_dir = train(tiny_config(data_dir, tmp_path / "skipped", epochs=1, skip_bad=True), verbose=0)
+    assert len(read_log(run_dir)) == 1
+
+
+def test_missing_imagenet_weights_is_a_clear_error(tiny_data, tmp_path, monkeypatch):
+    from kseg.models import pretrained
+    from kseg.training import train
+
+    def offline(*args, **kwargs):
+        raise Exception("offline")
+
+    monkeypatch.setattr(pretrained.keras.utils, "get_file", offline)
+    config = tiny_config(tiny_data, tmp_path / "run", weights="imagenet", width=1.0)
+    with pytest.raises(KsegError, match="ImageNet VGG16 weights"):
+        train(config, verbose=0)
+    assert not os.path.exists(tmp_path / "run")
+
+
+@pytest.mark.parametrize("policy", ["mixed_float16", "mixed_bfloat16"])
+def test_mixed_precision_trains_a_step(policy):
+    import keras
+
+    from kseg.losses import MaskedSparseCrossEntropy
+    from kseg.models import create_model
+    from kseg.training import dtype_policy
+
+    original = keras.config.dtype_policy().name
+    rng = np.random.default_rng(0)
+    images = rng.integers(0, 256, size=(2, 32, 32, 3), dtype=np.uint8)
+    labels = rng.integers(0, 3, size=(2, 32, 32)).astype(np.uint8)
+    labels[:, :4] = 255
+    with dtype_policy(policy):
+        model = create_model("fcn8s", num_classes=3, weights=None, width=0.0625)
+        model.compile(optimizer=keras.optimizers.Adam(1e-3), loss=MaskedSparseCrossEntropy(3))
+        assert model.get_layer("fc6").compute_dtype == policy.split("_")[1]
+        loss = model.train_on_batch(images, labels)
+        logits = model(images, training=False)
+    assert keras.config.dtype_policy().name == original
+    assert np.isfinite(loss)
+    assert keras.backend.standardize_dtype(logits.dtype) == "float32"
+    if policy == "mixed_float16":
+        assert isinstance(model.optimizer, keras.optimizers.LossScaleOptimizer)
+
+
+def test_dtype_policy_restored_after_error():
+    import keras
+
+    from kseg.training import dtype_policy
+
+    original = keras.config.dtype_policy().name
+    with pytest.raises(RuntimeError):
+        with dtype_policy("mixed_bfloat16"):
+            raise RuntimeError("boom")
+    assert keras.config.dtype_policy().name == original
+
+
+# -- in fresh processes ------------------------------------------------------------------
+
+
+def run_worker(config, tmp_path, *args, name="config", env=None, wait=True):
+    path = tmp_path / f"{name}.json"
+    path.write_text(json.dumps(config.to_dict()))
+    command = [sys.executable, WORKER, str(path), *args]
+    environment = dict(os.environ, **(env or {}))
+    if not wait:
+        return subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=environment)
+    done = subprocess.run(command, capture_output=True, text=True, env=environment, timeout=600)
+    assert done.returncode == 0, done.stdout + done.stderr
+    return done
+
+
+@pytest.mark.slow
+def test_resume_after_sigkill_matches_uninterrupted_run(tiny_data, tmp_path):
+    from kseg.training import read_checkpoint_state
+
+    straight = tiny_config(tiny_data, tmp_path / "straight", dropout=0.5)
+    killed = tiny_config(tiny_data, tmp_path / "killed", dropout=0.5)
+    run_worker(straight, tmp_path, name="straight")
+
+    process = run_worker(killed, tmp_path, "--pause-at-epoch", "1", name="killed", wait=False)
+    deadline = time.time() + 300
+    for line in process.stdout:
+        if "PAUSED" in line or time.time() > deadline:
+            break
+    os.kill(process.pid, signal.SIGKILL)
+    process.wait()
+    last = runs.checkpoint_path(killed.run_dir, runs.LAST)
+    assert read_checkpoint_state(last)["epoch"] == 1
+    assert len(read_log(killed.run_dir)) == 1
+
+    run_worker(killed, tmp_path, "--resume", name="resumed")
+    assert read_checkpoint_state(last)["epoch"] == 3
+    straight_log, resumed_log = read_log(straight.run_dir), read_log(killed.run_dir)
+    assert len(resumed_log) == len(straight_log) == 3
+    for a, b in zip(straight_log, resumed_log):
+        for key in ("loss", "val_loss", "mean_iou", "pixel_accuracy", "lr"):
+            assert float(a[key]) == pytest.approx(float(b[key]), rel=1e-4, abs=1e-6), key
+    for a, b in zip(model_weights(runs.checkpoint_path(straight.run_dir, runs.LAST)), model_weights(last)):
+        np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-6)
+
+
+@pytest.mark.slow
+def test_mirrored_over_two_cpus_matches_one_device(tiny_data, tmp_path):
+    single = tiny_config(tiny_data, tmp_path / "single", epochs=2, dropout=0.0, strategy="none")
+    mirrored = tiny_config(tiny_data, tmp_path / "mirrored", epochs=2, dropout=0.0, strategy="mirrored")
+    run_worker(single, tmp_path, "--logical-cpus", "2", name="single")
+    done = run_worker(mirrored, tmp_path, "--logical-cpus", "2", name="mirrored")
+    single_log, mirrored_log = read_log(single.run_dir), read_log(mirrored.run_dir)
+    for a, b in zip(single_log, mirrored_log):
+        assert float(a["loss"]) == pytest.approx(float(b["loss"]), rel=1e-3)
+        assert float(a["mean_iou"]) == pytest.approx(float(b["mean_iou"]), abs=1e-3)
+    single_weights = model_weights(runs.checkpoint_path(single.run_dir, runs.LAST))
+    mirrored_weights = model_weights(runs.checkpoint_path(mirrored.run_dir, runs.LAST))
+    for a, b in zip(single_weights, mirrored_weights):
+        np.testing.assert_allclose(a, b, rtol=1e-3, atol=1e-4)
+    assert "DONE" in done.stdout
+
+
+def free_port():
+    with socket.socket() as handle:
+        handle.bind(("127.0.0.1", 0))
+        return handle.getsockname()[1]
+
+
+@pytest.mark.slow
+def test_two_process_multiworker_run_completes(tiny_data, tmp_path):
+    config = tiny_config(tiny_data, tmp_path / "multi", epochs=1, dropout=0.0, strategy="multiworker")
+    workers = [f"127.0.0.1:{free_port()}", f"127.0.0.1:{free_port()}"]
+    processes = []
+    for index in range(2):
+        tf_config = {"cluster": {"worker": workers}, "task": {"type": "worker", "index": index}}
+        processes.append(
+            run_worker(config, tmp_path, name=f"worker{index}", wait=False, env={"TF_CONFIG": json.dumps(tf_config)})
+        )
+    outputs = []
+    for process in processes:
+        try:
+            output, _ = process.communicate(timeout=400)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            output, _ = process.communicate()
+        outputs.append(output)
+        assert process.returncode == 0, output
+    assert all("DONE" in output for output in outputs)
+    assert len(read_log(config.run_dir)) == 1
+    assert os.path.isfile(runs.checkpoint_path(config.run_dir, runs.BEST))
