@@ -29,7 +29,9 @@ SYNTHETIC_PALETTE = (
 )
 DEFAULT_ROOT = os.path.join("data", "synthetic")
 DEFAULT_SIZE = (96, 128)
-SPLIT_OFFSETS = {"train": 0, "val": 1_000_000}  # val scenes never equal train scenes
+DEFAULT_NUM_TRAIN = 300
+DEFAULT_NUM_VAL = 60
+VAL_INDEX_OFFSET = 1_000_000  # val scene i is scene VAL_INDEX_OFFSET + i: never a train scene
 
 
 def _random_colour(rng):
@@ -121,7 +123,8 @@ def _classes_yaml():
     return "\n".join(lines) + "\n"
 
 
-def write_synthetic_dataset(out_dir, num_train=300, num_val=60, size=DEFAULT_SIZE, seed=0, progress=None):
+def write_synthetic_dataset(out_dir, num_train=DEFAULT_NUM_TRAIN, num_val=DEFAULT_NUM_VAL, size=DEFAULT_SIZE,
+                            seed=0, progress=None):
     """Writes a synthetic dataset in the `folder` layout.
 
     The dataset is built in a temporary folder beside `out_dir` and renamed into place,
@@ -145,9 +148,9 @@ def write_synthetic_dataset(out_dir, num_train=300, num_val=60, size=DEFAULT_SIZ
         raise KsegError(f"num_train and num_val must be at least 1. Received: {num_train}, {num_val}")
     out_dir = os.fspath(out_dir)
     with atomic_path(out_dir, directory=True) as temporary:
-        for split, count in (("train", num_train), ("val", num_val)):
+        for split, count, offset in (("train", num_train, 0), ("val", num_val, VAL_INDEX_OFFSET)):
             for index in range(count):
-                image, mask = make_scene(seed, SPLIT_OFFSETS[split] + index, (height, width))
+                image, mask = make_scene(seed, offset + index, (height, width))
                 name = f"{index:05d}.png"
                 _write_png_plain(os.path.join(temporary, "images", split, name), image)
                 _write_png_plain(os.path.join(temporary, "masks", split, name), mask)
@@ -187,7 +190,7 @@ class SyntheticSpec(FolderSpec):
             root = DEFAULT_ROOT
             if not os.path.isdir(root):
                 logger.info("generating the synthetic dataset in %s (kseg data synth)", root)
-                write_synthetic_dataset(root)
+                write_synthetic_dataset(root, num_train=DEFAULT_NUM_TRAIN, num_val=DEFAULT_NUM_VAL)
         elif not os.path.isdir(root):
             raise KsegError(f"{root}: no synthetic dataset here; create it with `kseg data synth {root}`")
         super().__init__(root, classes_file)

@@ -66,7 +66,8 @@ def test_missing_or_bad_arguments(tmp_path):
 
 def test_default_location_is_generated(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
-    monkeypatch.setattr("kseg.data.synthetic.write_synthetic_dataset.__defaults__", (3, 2, (40, 40), 0, None))
+    monkeypatch.setattr("kseg.data.synthetic.DEFAULT_NUM_TRAIN", 3)
+    monkeypatch.setattr("kseg.data.synthetic.DEFAULT_NUM_VAL", 2)
     spec = get_dataset_spec("synthetic")
     assert spec.root == os.path.join("data", "synthetic")
     assert len(spec.pairs("train")) == 3
