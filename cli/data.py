@@ -13,8 +13,8 @@ def dataset_options(function):
     )(function)
     function = click.option(
         "--split", "splits", multiple=True,
-        help="Split to check, e.g. train or val; repeat for several. Default: every split found "
-             "(a folder dataset without split folders is one pool, checked once).",
+        help="Split to check, e.g. train or val; repeat for several. Default: train, val and test "
+             "where found (a folder dataset without split folders is one pool, named 'all').",
     )(function)
     function = click.option(
         "--data-dir", type=click.Path(file_okay=False),

@@ -5,8 +5,9 @@
     ROOT/classes.yaml              (or the file given as classes_file)
 
 If images/{split}/ and masks/{split}/ exist, each split is its own folder. Otherwise every
-image is in one pool that is returned for any split name, so the same pairs serve as train
-and val (fine for a quick look, not for honest validation: make split folders for that).
+image is in one pool (listed by `splits()` as "all") that is returned for any split name,
+so the same pairs serve as train and val (fine for a quick look, not for honest
+validation: make split folders for that).
 
 classes.yaml lists the classes in train-id order, as names or as name + colour:
 
@@ -30,6 +31,7 @@ from kseg.errors import KsegError
 
 CLASSES_FILE = "classes.yaml"
 MASK_EXTENSIONS = (".png", ".bmp", ".tif", ".tiff")
+POOLED_SPLIT = "all"  # the split name reported for a layout without split folders
 
 
 def _colour(value, where):
@@ -140,20 +142,28 @@ class FolderSpec(DatasetSpec):
         masks = os.path.join(self.root, "masks")
         self._require_dir(images, "images/")
         self._require_dir(masks, "masks/")
-        if os.path.isdir(os.path.join(images, split)):
+        folders = self._split_folders()
+        if split in folders:
             return os.path.join(images, split), os.path.join(masks, split)
-        if self.splits():
-            raise KsegError(
-                f"{images}: no split folder '{split}' (found: {', '.join(self.splits())})"
-            )
+        if folders:
+            raise KsegError(f"{images}: no split folder '{split}' (found: {', '.join(folders)})")
         return images, masks
 
-    def splits(self):
-        """Split folders under images/; () when all images form one pool."""
+    def _split_folders(self):
         images = os.path.join(self.root, "images")
         if not os.path.isdir(images):
             return ()
         return tuple(sorted(name for name in os.listdir(images) if os.path.isdir(os.path.join(images, name))))
+
+    def splits(self):
+        """Split folders under images/; ("all",) when every image is in one pool.
+
+        In the pooled layout any split name (train, val, all, ...) gives the same pairs.
+        """
+        folders = self._split_folders()
+        if folders:
+            return folders
+        return (POOLED_SPLIT,) if os.path.isdir(os.path.join(self.root, "images")) else ()
 
     def _list_pairs(self, split):
         images_dir, masks_dir = self._split_dirs(split)

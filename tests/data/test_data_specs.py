@@ -155,6 +155,7 @@ def test_folder_split_folders_and_index_masks(tmp_path):
     assert spec.class_names == ("class0", "class1", "class2")
     assert spec.palette[1] == (80, 175, 7)
     assert len(spec.pairs("train")) == 4 and len(spec.pairs("val")) == 2
+    assert spec.splits() == ("train", "val")
     image, mask = spec.read_pair(*spec.pairs("train")[0])
     assert set(np.unique(mask)) <= {0, 1, 2, 255}
     with pytest.raises(KsegError, match="no split folder 'test'"):
@@ -165,6 +166,7 @@ def test_folder_without_split_folders_is_one_pool(tmp_path):
     make_folder(str(tmp_path), counts=(("all", 3),), split_folders=False, with_colours=False)
     spec = get_dataset_spec("folder", data_dir=str(tmp_path))
     assert spec.pairs("train") == spec.pairs("val") and len(spec.pairs("train")) == 3
+    assert spec.splits() == ("all",) and spec.pairs("all") == spec.pairs("train")
     assert len(set(spec.palette)) == 3  # default colours when none are given
 
 
