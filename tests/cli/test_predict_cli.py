@@ -112,3 +112,30 @@ def test_predict_without_runs_or_with_bad_options(tmp_path, monkeypatch, run_dir
     result = CliRunner().invoke(cli, ["predict", "x.png", "--model", str(run_dir),
                                       "--tile", "32x32", "--overlap", "40"])
     assert result.exit_code == 1 and "--overlap 40" in result.output
+
+
+def test_predict_cityscapes_label_ids(tmp_path):
+    from kseg.models import create_model
+
+    model = create_model("fcn32s", num_classes=19, weights=None, width=0.0625)
+    rng = np.random.default_rng(5)
+    for variable in model.weights:
+        variable.assign(rng.normal(0, 0.1, variable.shape).astype("float32"))
+    model.save(tmp_path / "city.keras")
+    cv2.imwrite(str(tmp_path / "frankfurt_000000_000294_leftImg8bit.png"),
+                rng.integers(0, 256, (40, 80, 3), dtype=np.uint8))
+    result = CliRunner().invoke(
+        cli, ["predict", str(tmp_path / "frankfurt_000000_000294_leftImg8bit.png"),
+              "--model", str(tmp_path / "city.keras"), "--out", str(tmp_path / "results"),
+              "--format", "cityscapes-ids"],
+    )
+    assert result.exit_code == 0, result.output
+    assert os.listdir(tmp_path / "results") == ["frankfurt_000000_000294_leftImg8bit.png"]
+    ids = read_mask(tmp_path / "results" / "frankfurt_000000_000294_leftImg8bit.png")
+    train_ids = np.asarray(model(cv2.imread(str(tmp_path / "frankfurt_000000_000294_leftImg8bit.png"))
+                                 [None, :, :, ::-1].copy())).argmax(-1)[0]
+    from cityscapesscripts.helpers.labels import trainId2label
+
+    expected = np.vectorize(lambda t: trainId2label[int(t)].id)(train_ids)
+    np.testing.assert_array_equal(ids, expected)
+    assert set(np.unique(ids)) <= {7, 8, 11, 12, 13, 17, 19, 20, 21, 22, 23, 24, 25, 26, 27, 28, 31, 32, 33}
