@@ -16,10 +16,6 @@ Every export takes uint8 RGB images `[batch, height, width, 3]` and returns
 
 `check_export` runs the exported file and the Keras model on the same images and reports
 the largest logit difference and the fraction of pixels whose class agrees.
-
-The exported graph swaps the model's `PadToMultiple` layer for `ExportPadToMultiple`,
-which computes the same padding with operations the converters translate faithfully
-(a static channel count for TFLite, no modulo of negative numbers for ONNX).
 """
 
 import dataclasses
@@ -32,33 +28,12 @@ import numpy as np
 from kseg.atomic import atomic_path
 from kseg.errors import KsegError
 from kseg.images import IMAGE_EXTENSIONS, read_image
-from kseg.models.layers import PadToMultiple
 
 FORMATS = ("savedmodel", "tflite", "onnx")
 QUANTIZATIONS = ("none", "fp16", "dynamic", "int8")
 SIGNATURE = "serving_default"
 INPUT_NAME = "images"
 DEFAULT_CALIBRATION_IMAGES = 100
-
-
-@keras.saving.register_keras_serializable(package="kseg")
-class ExportPadToMultiple(PadToMultiple):
-    """PadToMultiple written for converters: the same output, a friendlier graph.
-
-    `(multiple - size % multiple) % multiple` only takes remainders of non-negative
-    numbers (tf2onnx maps floor-mod to a truncating one), and the final reshape restores
-    the static channel count that a dynamic `tf.pad` loses (TFLite would otherwise need
-    TensorFlow kernels for every convolution). TensorFlow only, as exports are.
-    """
-
-    def call(self, images):
-        import tensorflow as tf
-
-        shape = tf.shape(images)
-        pad_h = (self.multiple - shape[1] % self.multiple) % self.multiple
-        pad_w = (self.multiple - shape[2] % self.multiple) % self.multiple
-        padded = tf.pad(images, [[0, 0], [0, pad_h], [0, pad_w], [0, 0]])
-        return tf.reshape(padded, [shape[0], shape[1] + pad_h, shape[2] + pad_w, images.shape[-1]])
 
 
 @keras.saving.register_keras_serializable(package="kseg")
@@ -75,26 +50,13 @@ class ClassMap(keras.layers.Layer):
 
 
 def serving_model(model):
-    """Returns a copy of `model` (shared weights values) with outputs {logits, classes}.
+    """Returns a model around `model` (the same layers) with outputs {logits, classes}.
 
     Args:
         model: keras.Model. RGB images -> logits, as built by kseg's builders.
     """
-    def clone_layer(layer):
-        if isinstance(layer, PadToMultiple):
-            return ExportPadToMultiple.from_config(layer.get_config())
-        return layer.__class__.from_config(layer.get_config())
-
-    try:
-        clone = keras.models.clone_model(model, clone_function=clone_layer)
-    except Exception as error:
-        raise KsegError(
-            f"cannot export model '{model.name}': it is not a functional Keras model "
-            f"({type(error).__name__}: {error})"
-        ) from None
-    clone.set_weights(model.get_weights())
     images = keras.Input((None, None, 3), dtype="uint8", name=INPUT_NAME)
-    logits = clone(images)
+    logits = model(images)
     classes = ClassMap(name="classes")(logits)
     logits = keras.layers.Identity(name="logits", dtype="float32")(logits)
     return keras.Model(images, {"logits": logits, "classes": classes}, name=f"{model.name}_serving")

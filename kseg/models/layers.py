@@ -48,10 +48,14 @@ class PadToMultiple(keras.layers.Layer):
         self.multiple = int(multiple)
 
     def call(self, images):
+        # Written for converters too: remainders of non-negative numbers only (tf2onnx
+        # turns floor-mod into a truncating one), and a reshape that restores the static
+        # channel count a dynamic pad loses (TFLite needs it for its own conv kernels).
         shape = ops.shape(images)
-        pad_h = (-shape[1]) % self.multiple
-        pad_w = (-shape[2]) % self.multiple
-        return ops.pad(images, [[0, 0], [0, pad_h], [0, pad_w], [0, 0]])
+        pad_h = (self.multiple - shape[1] % self.multiple) % self.multiple
+        pad_w = (self.multiple - shape[2] % self.multiple) % self.multiple
+        padded = ops.pad(images, [[0, 0], [0, pad_h], [0, pad_w], [0, 0]])
+        return ops.reshape(padded, (shape[0], shape[1] + pad_h, shape[2] + pad_w, images.shape[-1]))
 
     def compute_output_shape(self, input_shape):
         def round_up(size):
