@@ -467,6 +467,20 @@ def _epoch_seed(seed, epoch):
     return int(seed) * 100003 + int(epoch)
 
 
+def _start_a_pass(dataset):
+    """Reads the first batch of `dataset` and drops it.
+
+    kseg's training pipelines reshuffle on every pass (the n-th pass of a dataset has its
+    own order and augmentation), and keras' fit() under a tf.distribute strategy starts a
+    pass of its own to read one batch before the real pass. Doing the same without a
+    strategy makes the real pass the second one everywhere, so one device and several
+    replicas (and a resumed run) see the same data in the same order.
+    """
+    iterator = iter(dataset)
+    next(iterator, None)
+    del iterator
+
+
 def _with_length(dataset, batches):
     import tensorflow as tf
 
@@ -562,7 +576,12 @@ def _run(config, spec, strategy, multiworker, write_dir, run_dir, class_weights,
     last_path = runs.checkpoint_path(write_dir if not resume else run_dir, runs.LAST)
     best_path = runs.checkpoint_path(write_dir, runs.BEST)
 
+    import tensorflow as tf
+
     with strategy.scope():
+        # Under a tf.distribute strategy, keras' fit() starts one extra pass over the
+        # training data (to read a batch for building) before the real one.
+        keras_peeks = tf.distribute.has_strategy()
         model = build_model(config, spec.num_classes, initialise=not resume)
         metric = ConfusionMatrixMetric(spec.num_classes, spec.ignore_index, name="mean_iou")
         model.compile(
@@ -635,6 +654,8 @@ def _run(config, spec, strategy, multiworker, write_dir, run_dir, class_weights,
                 if not config.skip_bad:
                     val_data = _with_length(val_data, val_batches)
                 val_data = _distribute(val_data, multiworker)
+            if not keras_peeks:
+                _start_a_pass(train_data)
             watcher = one_epoch()
             with data_errors(), warnings.catch_warnings():
                 # Skipped bad pairs make an epoch shorter than announced; that is expected.
