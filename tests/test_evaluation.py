@@ -1,0 +1,186 @@
+import json
+import math
+import os
+
+import numpy as np
+import pytest
+
+from kseg.errors import KsegError
+from kseg.evaluation import (
+    evaluate_model,
+    evaluate_predictions,
+    plot_confusion_matrix,
+    write_metrics_json,
+)
+from kseg.images import write_png
+from kseg.metrics import confusion_matrix
+
+
+@pytest.fixture(scope="module")
+def tiny_data(tmp_path_factory):
+    from kseg.data.synthetic import write_synthetic_dataset
+
+    return write_synthetic_dataset(
+        str(tmp_path_factory.mktemp("data") / "synthetic"), num_train=2, num_val=3, size=(32, 40), seed=1
+    )
+
+
+@pytest.fixture(scope="module")
+def spec(tiny_data):
+    from kseg.data import get_dataset_spec
+
+    return get_dataset_spec("synthetic", tiny_data)
+
+
+def ground_truth(spec, split="val"):
+    return [(image, spec.read_pair(image, mask)[1]) for image, mask in spec.pairs(split)]
+
+
+def test_model_confusion_equals_direct_count(spec):
+    from kseg.models import create_model
+
+    model = create_model("fcn32s", num_classes=spec.num_classes, weights=None, width=0.0625)
+    # Non-zero scores so predictions are not all class 0.
+    score = model.get_layer("score_fr")
+    kernel, bias = score.get_weights()
+    score.set_weights([np.random.default_rng(0).normal(size=kernel.shape).astype("float32"), bias])
+    result = evaluate_model(model, spec, "val", batch_size=2, progress=False)
+    expected = np.zeros_like(result.confusion)
+    for image_path, mask_path in spec.pairs("val"):
+        image, mask = spec.read_pair(image_path, mask_path)
+        prediction = model.predict(image[None], verbose=0)[0].argmax(-1)
+        expected += confusion_matrix(mask, prediction, spec.num_classes)
+    np.testing.assert_array_equal(result.confusion, expected)
+    assert result.num_images == 3
+
+
+def test_model_with_other_class_count_is_refused(spec):
+    from kseg.models import create_model
+
+    model = create_model("fcn32s", num_classes=3, weights=None, width=0.0625)
+    with pytest.raises(KsegError, match="predicts 3 classes"):
+        evaluate_model(model, spec, "val", progress=False)
+
+
+def test_prediction_files_scored_by_stem(spec, tmp_path):
+    truth = ground_truth(spec)
+    expected = np.zeros((spec.num_classes, spec.num_classes + 1), np.int64)
+    for index, (image_path, mask) in enumerate(truth):
+        prediction = mask.copy()
+        prediction[: 4 + index] = (prediction[: 4 + index] + 1) % spec.num_classes
+        prediction[-1, :3] = 255  # "no class": an error for the true class
+        stem = os.path.splitext(os.path.basename(image_path))[0]
+        write_png(tmp_path / "nested" / f"{stem}.png", prediction.astype(np.uint8))
+        expected += confusion_matrix(mask, prediction, spec.num_classes)
+    result = evaluate_predictions(tmp_path, spec, "val", progress=False)
+    np.testing.assert_array_equal(result.confusion, expected)
+    assert result.confusion[:, -1].sum() > 0
+
+    out = tmp_path / "metrics.json"
+    write_metrics_json(result, out)
+    payload = json.loads(out.read_text())
+    assert payload["mean_iou"] == pytest.approx(result.scores["mean_iou"])
+    assert [row["name"] for row in payload["classes"]] == list(spec.class_names)
+    assert "left out of the means" in payload["note"]
+    plot_confusion_matrix(result, tmp_path / "confusion.png")
+    assert (tmp_path / "confusion.png").stat().st_size > 1000
+
+
+def test_perfect_predictions_and_absent_classes(spec, tmp_path):
+    for image_path, mask in ground_truth(spec):
+        stem = os.path.splitext(os.path.basename(image_path))[0]
+        write_png(tmp_path / f"{stem}.png", mask)
+    result = evaluate_predictions(tmp_path, spec, "val", progress=False)
+    scores = result.scores
+    assert scores["pixel_accuracy"] == 1.0 and scores["mean_iou"] == 1.0
+    for index in scores["absent_classes"]:
+        assert math.isnan(scores["class_iou"][index])
+    if scores["absent_classes"]:
+        assert any("NaN" in line for line in result.report_lines())
+
+
+def test_missing_and_misshapen_predictions(spec, tmp_path):
+    truth = ground_truth(spec)
+    stem = os.path.splitext(os.path.basename(truth[0][0]))[0]
+    write_png(tmp_path / f"{stem}.png", truth[0][1])
+    with pytest.raises(KsegError, match="no prediction for 2 of 3"):
+        evaluate_predictions(tmp_path, spec, "val", progress=False)
+    for image_path, mask in truth[1:]:
+        other = os.path.splitext(os.path.basename(image_path))[0]
+        write_png(tmp_path / f"{other}.png", mask[:-1])
+    with pytest.raises(KsegError, match="prediction is 40x31"):
+        evaluate_predictions(tmp_path, spec, "val", progress=False)
+
+
+# -- Cityscapes: kseg's mean IoU equals the official script's -----------------------------
+
+
+@pytest.fixture
+def fake_cityscapes(tmp_path):
+    """Two 'val' images with random label ids (void ones included) and predictions."""
+    from cityscapesscripts.helpers.labels import labels
+
+    ids = np.array([label.id for label in labels if label.id >= 0])
+    rng = np.random.default_rng(3)
+    root, predictions = tmp_path / "cityscapes", tmp_path / "predictions"
+    gt_files, prediction_files = [], []
+    for index, city in enumerate(["aachen", "bochum"]):
+        stem = f"{city}_000000_00001{index}"
+        truth = rng.choice(ids, size=(24, 36)).astype(np.uint8)
+        truth[:, :5] = 7  # plenty of road
+        guess = np.where(rng.random(truth.shape) < 0.6, truth, rng.choice(ids, size=truth.shape)).astype(np.uint8)
+        write_png(root / "leftImg8bit" / "val" / city / f"{stem}_leftImg8bit.png", np.zeros((24, 36, 3), np.uint8))
+        gt_path = root / "gtFine" / "val" / city / f"{stem}_gtFine_labelIds.png"
+        write_png(gt_path, truth)
+        prediction_path = predictions / f"{stem}_leftImg8bit.png"
+        write_png(prediction_path, guess)
+        gt_files.append(str(gt_path))
+        prediction_files.append(str(prediction_path))
+    return root, predictions, gt_files, prediction_files
+
+
+def official_class_ious(prediction_files, gt_files):
+    from cityscapesscripts.evaluation import evalPixelLevelSemanticLabeling as official
+    from cityscapesscripts.helpers.labels import id2label
+
+    args = official.args
+    args.evalInstLevelScore = False
+    args.evalPixelAccuracy = False
+    args.quiet = True
+    matrix = official.generateMatrix(args)
+    for prediction, truth in zip(prediction_files, gt_files):
+        official.evaluatePair(prediction, truth, matrix, {}, {}, args)
+    scores = {id2label[label].name: official.getIouScoreForLabel(label, matrix, args) for label in args.evalLabels}
+    return scores, official.getScoreAverage(scores, args)
+
+
+def test_cityscapes_label_ids_match_official_script(fake_cityscapes):
+    from kseg.data import get_dataset_spec
+
+    root, predictions, gt_files, prediction_files = fake_cityscapes
+    spec = get_dataset_spec("cityscapes", str(root))
+    result = evaluate_predictions(predictions, spec, "val", progress=False)
+    official_scores, official_mean = official_class_ious(prediction_files, gt_files)
+    scores = result.scores
+    assert scores["mean_iou"] == pytest.approx(official_mean, abs=1e-12)
+    for name, iou in zip(spec.class_names, scores["class_iou"]):
+        if math.isnan(official_scores[name]):
+            assert math.isnan(iou)
+        else:
+            assert iou == pytest.approx(official_scores[name], abs=1e-12), name
+    # The same maps written as train ids score the same.
+    from kseg.data.cityscapes import label_id_to_train_id_table
+
+    table = label_id_to_train_id_table()
+    as_train_ids = predictions.parent / "train_ids"
+    for path in prediction_files:
+        from kseg.data.readers import read_index_mask
+
+        write_png(as_train_ids / os.path.basename(path), table[read_index_mask(path)])
+    again = evaluate_predictions(as_train_ids, spec, "val", label_format="train-ids", progress=False)
+    np.testing.assert_array_equal(again.confusion, result.confusion)
+
+
+def test_label_ids_only_for_cityscapes(spec, tmp_path):
+    with pytest.raises(KsegError, match="Cityscapes only"):
+        evaluate_predictions(tmp_path, spec, "val", label_format="label-ids", progress=False)
