@@ -110,13 +110,9 @@ def make_strategy(name):
     """
     import tensorflow as tf
 
-    gpus = tf.config.list_logical_devices("GPU")
-    if name == "none" or (name == "auto" and len(gpus) < 2):
-        return tf.distribute.get_strategy()
-    if name in ("auto", "mirrored"):
-        devices = gpus or tf.config.list_logical_devices("CPU")
-        return tf.distribute.MirroredStrategy(devices=[device.name for device in devices])
     if name == "multiworker":
+        # Must come before anything initialises TensorFlow's runtime (even listing
+        # logical devices does).
         if not os.environ.get("TF_CONFIG"):
             raise KsegError(
                 "--strategy multiworker needs the TF_CONFIG environment variable describing "
@@ -126,7 +122,16 @@ def make_strategy(name):
             json.loads(os.environ["TF_CONFIG"])
         except ValueError as error:
             raise KsegError(f"TF_CONFIG: not valid JSON ({error})") from None
-        return tf.distribute.MultiWorkerMirroredStrategy()
+        try:
+            return tf.distribute.MultiWorkerMirroredStrategy()
+        except RuntimeError as error:
+            raise KsegError(f"--strategy multiworker: {error}") from None
+    gpus = tf.config.list_physical_devices("GPU")
+    if name == "none" or (name == "auto" and len(gpus) < 2):
+        return tf.distribute.get_strategy()
+    if name in ("auto", "mirrored"):
+        devices = tf.config.list_logical_devices("GPU") or tf.config.list_logical_devices("CPU")
+        return tf.distribute.MirroredStrategy(devices=[device.name for device in devices])
     raise KsegError(f"--strategy: expected auto, none, mirrored or multiworker. Received: {name!r}")
 
 
@@ -412,6 +417,31 @@ class ScalarWriter:
         self._writer.close()
 
 
+def _multi_worker_model_class():
+    """A functional model whose step logs have shape (1,) instead of ().
+
+    Under MultiWorkerMirroredStrategy keras 3.15 combines each step's logs across workers
+    with a mean over axis 0, which fails for scalars (every loss and metric). Epoch-end
+    results are read from the metrics themselves and come out as scalars as usual.
+    """
+    import keras
+
+    class MultiWorkerModel(keras.Model):
+        def train_step(self, data):
+            return _as_vectors(super().train_step(data))
+
+        def test_step(self, data):
+            return _as_vectors(super().test_step(data))
+
+    return MultiWorkerModel
+
+
+def _as_vectors(logs):
+    from keras import ops
+
+    return {key: ops.reshape(value, (1,)) for key, value in logs.items()}
+
+
 def _keras_callbacks():
     """Callbacks defined lazily so this module imports without TensorFlow."""
     import keras
@@ -433,8 +463,10 @@ def _keras_callbacks():
         def on_train_batch_end(self, batch, logs=None):
             self.batches += 1
             loss = (logs or {}).get("loss")
-            if loss is not None and not math.isfinite(float(loss)):
-                self.bad_loss = (batch + 1, float(loss))
+            if loss is not None:
+                loss = float(np.asarray(loss).reshape(-1)[0])
+            if loss is not None and not math.isfinite(loss):
+                self.bad_loss = (batch + 1, loss)
                 self.model.stop_training = True
 
         def on_test_begin(self, logs=None):
@@ -465,20 +497,6 @@ class RunState:
 
 def _epoch_seed(seed, epoch):
     return int(seed) * 100003 + int(epoch)
-
-
-def _start_a_pass(dataset):
-    """Reads the first batch of `dataset` and drops it.
-
-    kseg's training pipelines reshuffle on every pass (the n-th pass of a dataset has its
-    own order and augmentation), and keras' fit() under a tf.distribute strategy starts a
-    pass of its own to read one batch before the real pass. Doing the same without a
-    strategy makes the real pass the second one everywhere, so one device and several
-    replicas (and a resumed run) see the same data in the same order.
-    """
-    iterator = iter(dataset)
-    next(iterator, None)
-    del iterator
 
 
 def _with_length(dataset, batches):
@@ -576,23 +594,29 @@ def _run(config, spec, strategy, multiworker, write_dir, run_dir, class_weights,
     last_path = runs.checkpoint_path(write_dir if not resume else run_dir, runs.LAST)
     best_path = runs.checkpoint_path(write_dir, runs.BEST)
 
-    import tensorflow as tf
-
     with strategy.scope():
-        # Under a tf.distribute strategy, keras' fit() starts one extra pass over the
-        # training data (to read a batch for building) before the real one.
-        keras_peeks = tf.distribute.has_strategy()
-        model = build_model(config, spec.num_classes, initialise=not resume)
+        network = build_model(config, spec.num_classes, initialise=not resume)
+    # The model trained is the same graph of layers (and variables, created above under
+    # the strategy) wrapped again outside the strategy scope, and fit() runs inside the
+    # scope. Keras then distributes each step as usual but does not start a pass of its
+    # own over the data before training (what it does for models created under a
+    # strategy): that pass would shift kseg's per-pass shuffling, so one device and
+    # several replicas would see different data, and under MultiWorkerMirroredStrategy
+    # keras 3.15 fails in it (it all-reduces the nested uint8 batch).
+    model_class = _multi_worker_model_class() if multiworker else keras.Model
+    model = model_class(inputs=network.inputs, outputs=network.outputs, name=network.name)
+    with strategy.scope():
         metric = ConfusionMatrixMetric(spec.num_classes, spec.ignore_index, name="mean_iou")
         model.compile(
             optimizer=build_optimizer(config, steps * config.epochs),
             loss=MaskedSparseCrossEntropy(spec.num_classes, spec.ignore_index, class_weights),
             metrics=[metric],
         )
+        # Optimizer variables are made here, under the strategy, not while tracing a step.
+        model.optimizer.build(model.trainable_variables)
         state = RunState()
         if resume:
             state = RunState(**read_checkpoint_state(last_path))
-            model.optimizer.build(model.trainable_variables)
             with warnings.catch_warnings(record=True) as caught:
                 warnings.simplefilter("always")
                 try:
@@ -654,10 +678,8 @@ def _run(config, spec, strategy, multiworker, write_dir, run_dir, class_weights,
                 if not config.skip_bad:
                     val_data = _with_length(val_data, val_batches)
                 val_data = _distribute(val_data, multiworker)
-            if not keras_peeks:
-                _start_a_pass(train_data)
             watcher = one_epoch()
-            with data_errors(), warnings.catch_warnings():
+            with data_errors(), warnings.catch_warnings(), strategy.scope():
                 # Skipped bad pairs make an epoch shorter than announced; that is expected.
                 warnings.filterwarnings("ignore", message="Your input ran out of data")
                 fitted = model.fit(

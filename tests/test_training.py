@@ -221,7 +221,6 @@ def test_resume_after_sigkill_matches_uninterrupted_run(tiny_data, tmp_path):
         np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-6)
 
 
-@pytest.mark.slow
 def test_mirrored_over_two_cpus_matches_one_device(tiny_data, tmp_path):
     single = tiny_config(tiny_data, tmp_path / "single", epochs=2, dropout=0.0, strategy="none")
     mirrored = tiny_config(tiny_data, tmp_path / "mirrored", epochs=2, dropout=0.0, strategy="mirrored")
