@@ -1,0 +1,113 @@
+import json
+import os
+
+import pytest
+import yaml
+from click.testing import CliRunner
+
+from kseg.cli.main import cli
+
+TINY = ["--weights", "none", "--width", "0.0625", "--batch-size", "4", "--crop", "32x32",
+        "--optimizer", "adam", "--lr", "0.001", "--quiet"]  # fmt: skip
+
+
+@pytest.fixture(scope="module")
+def tiny_data(tmp_path_factory):
+    from kseg.data.synthetic import write_synthetic_dataset
+
+    return write_synthetic_dataset(
+        str(tmp_path_factory.mktemp("data") / "synthetic"), num_train=4, num_val=2, size=(32, 40), seed=2
+    )
+
+
+@pytest.fixture(scope="module")
+def cli_run(tiny_data, tmp_path_factory):
+    """A run made by `kseg train --config FILE` with options overriding the file."""
+    folder = tmp_path_factory.mktemp("cli")
+    config_file = folder / "train.yaml"
+    config_file.write_text(yaml.safe_dump({"model": "fcn16s", "epochs": 5, "seed": 3, "dropout": 0.2}))
+    run_dir = str(folder / "run")
+    result = CliRunner().invoke(
+        cli,
+        ["train", "--config", str(config_file), "--data", "synthetic", "--data-dir", tiny_data,
+         "--epochs", "1", "--run-dir", run_dir, *TINY],
+    )  # fmt: skip
+    assert result.exit_code == 0, result.output
+    return run_dir, result.output
+
+
+def test_train_writes_a_run_and_options_override_the_file(cli_run):
+    run_dir, output = cli_run
+    assert f"run directory: {run_dir}" in output
+    saved = yaml.safe_load(open(os.path.join(run_dir, "config.yaml")))
+    assert saved["model"] == "fcn16s" and saved["seed"] == 3 and saved["dropout"] == 0.2  # from the file
+    assert saved["epochs"] == 1 and saved["crop"] == [32, 32]  # from the options
+    for name in ("classes.json", "log.csv", "training_curves.png", "checkpoints/best.keras", "checkpoints/last.keras"):
+        assert os.path.isfile(os.path.join(run_dir, name)), name
+
+
+def test_resume_continues_with_more_epochs(cli_run):
+    run_dir, _ = cli_run
+    result = CliRunner().invoke(cli, ["train", "--run-dir", run_dir, "--resume", "--epochs", "2", "--quiet"])
+    assert result.exit_code == 0, result.output
+    with open(os.path.join(run_dir, "log.csv")) as handle:
+        assert len(handle.read().strip().splitlines()) == 3  # header + 2 epochs
+
+
+def test_evaluate_a_run_writes_metrics(cli_run, tiny_data, tmp_path):
+    run_dir, _ = cli_run
+    out = tmp_path / "metrics.json"
+    result = CliRunner().invoke(
+        cli, ["evaluate", run_dir, "--data", "synthetic", "--data-dir", tiny_data, "--out", str(out)]
+    )
+    assert result.exit_code == 0, result.output
+    assert "mean IoU" in result.output and "frequency weighted IoU" in result.output
+    payload = json.loads(out.read_text())
+    assert payload["num_images"] == 2 and len(payload["classes"]) == 6
+    assert (tmp_path / "metrics-confusion.png").is_file()
+
+
+def test_evaluate_predictions_folder(tiny_data, tmp_path):
+    from kseg.data import get_dataset_spec
+    from kseg.images import write_png
+
+    spec = get_dataset_spec("synthetic", tiny_data)
+    for image_path, mask_path in spec.pairs("val"):
+        stem = os.path.splitext(os.path.basename(image_path))[0]
+        write_png(tmp_path / "labels" / f"{stem}.png", spec.read_pair(image_path, mask_path)[1])
+    result = CliRunner().invoke(
+        cli, ["evaluate", "--predictions", str(tmp_path / "labels"), "--data", "synthetic", "--data-dir", tiny_data]
+    )
+    assert result.exit_code == 0, result.output
+    assert "mean IoU                100.00" in result.output
+
+
+@pytest.mark.parametrize(
+    "arguments, message",
+    [
+        (["--epochs", "0"], "--epochs"),
+        (["--crop", "big"], "--crop"),
+        (["--class-weights", "1,x"], "--class-weights"),
+        (["--width", "0.5", "--weights", "imagenet"], "weights"),
+        (["--resume"], "--resume needs --run-dir"),
+    ],
+)
+def test_bad_options_give_one_line_errors(arguments, message, tiny_data):
+    result = CliRunner().invoke(cli, ["train", "--data", "synthetic", "--data-dir", tiny_data, *arguments])
+    assert result.exit_code != 0
+    assert message in result.output
+    assert "Traceback" not in result.output
+
+
+def test_unknown_key_in_config_file(tmp_path):
+    config_file = tmp_path / "bad.yaml"
+    config_file.write_text("model: fcn8s\nlearning_rate: 0.1\n")
+    result = CliRunner().invoke(cli, ["train", "--config", str(config_file)])
+    assert result.exit_code == 1
+    assert "unknown key 'learning_rate'" in result.output
+
+
+def test_resume_refuses_a_changed_optimizer(cli_run):
+    run_dir, _ = cli_run
+    result = CliRunner().invoke(cli, ["train", "--run-dir", run_dir, "--resume", "--optimizer", "sgd"])
+    assert result.exit_code == 1 and "cannot change on --resume" in result.output
