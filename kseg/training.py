@@ -445,14 +445,22 @@ def _keras_callbacks():
     import keras
 
     class OneEpoch(keras.callbacks.Callback):
-        """Runs exactly one epoch per `fit` call, watching the loss and the speed."""
+        """Runs exactly one epoch per `fit` call, watching the loss and the speed.
+
+        The speed is measured from the end of the first step to the end of the last, so
+        the first step's tracing and graph building (seconds) do not count; with a single
+        step the whole step is timed.
+        """
 
         def __init__(self):
             super().__init__()
             self.bad_loss = None
             self.batches = 0
             self.train_seconds = 0.0
+            self.timed_batches = 0
+            self.timed_seconds = 0.0
             self._start = None
+            self._first_step_end = None
 
         def on_epoch_begin(self, epoch, logs=None):
             self._start = time.perf_counter()
@@ -460,6 +468,11 @@ def _keras_callbacks():
 
         def on_train_batch_end(self, batch, logs=None):
             self.batches += 1
+            now = time.perf_counter()
+            if self._first_step_end is None:
+                self._first_step_end = now
+            self.timed_batches = self.batches - 1
+            self.timed_seconds = now - self._first_step_end
             loss = (logs or {}).get("loss")
             if loss is not None:
                 loss = float(np.asarray(loss).reshape(-1)[0])
@@ -475,6 +488,12 @@ def _keras_callbacks():
             if not self.train_seconds:
                 self.train_seconds = time.perf_counter() - self._start
             self.model.stop_training = True
+
+        def images_per_second(self, batch_size):
+            """Training images per second (the last batch counted as full)."""
+            if self.timed_batches > 0 and self.timed_seconds > 0:
+                return self.timed_batches * batch_size / self.timed_seconds
+            return self.batches * batch_size / max(self.train_seconds, 1e-9)
 
     return OneEpoch
 
@@ -659,6 +678,7 @@ def _run(config, spec, strategy, multiworker, write_dir, run_dir, class_weights,
                 spec, config.train_split, training=True, batch_size=config.batch_size,
                 crop=config.crop, seed=_epoch_seed(config.seed, epoch), skip_bad=config.skip_bad,
             )  # fmt: skip
+            skipped_pairs = getattr(train_data, "skipped", None)
             if config.steps_per_epoch:
                 train_data = train_data.take(config.steps_per_epoch)
             if not config.skip_bad:  # a known length gives keras' progress bar its total
@@ -699,7 +719,7 @@ def _run(config, spec, strategy, multiworker, write_dir, run_dir, class_weights,
                 "val_loss": float(logs["val_loss"]) if "val_loss" in logs else None,
                 "lr": float(keras.ops.convert_to_numpy(model.optimizer.learning_rate)),
                 "seconds": round(watcher.train_seconds, 3),
-                "images_per_second": round(watcher.batches * config.batch_size / max(watcher.train_seconds, 1e-9), 3),
+                "images_per_second": round(watcher.images_per_second(config.batch_size), 3),
             }
             if validate:
                 scores = metric.scores()
@@ -734,9 +754,12 @@ def _run(config, spec, strategy, multiworker, write_dir, run_dir, class_weights,
                 epoch + 1, config.epochs, row["loss"], _format(row.get("mean_iou")),
                 row["images_per_second"], " (best)" if state.best_epoch == epoch + 1 else "",
             )  # fmt: skip
-        bad = getattr(train_data, "skipped", None)
-        if config.skip_bad and (skipped or (bad is not None and bad.count)):
-            logger.warning("%d bad pair(s) were skipped", max(skipped, bad.count if bad else 0))
+        if config.skip_bad:
+            seen = skipped_pairs.count if skipped_pairs is not None else 0
+            logger.warning(
+                "--skip-bad: verification found %d problem(s); the last epoch skipped %d bad pair(s)",
+                skipped, seen,
+            )  # fmt: skip
     finally:
         for writer in writers.values():
             writer.close()

@@ -265,3 +265,16 @@ def test_two_process_multiworker_run_completes(tiny_data, tmp_path):
     assert all("DONE" in output for output in outputs)
     assert len(read_log(config.run_dir)) == 1
     assert os.path.isfile(runs.checkpoint_path(config.run_dir, runs.BEST))
+
+
+def test_init_from_a_run_copies_matching_layers(trained_run, tiny_data, tmp_path):
+    from kseg.training import build_model
+
+    config = tiny_config(tiny_data, tmp_path / "run", model="fcn16s", init_from=trained_run)
+    model = build_model(config, num_classes=6)
+    source = runs.load_model(runs.checkpoint_path(trained_run, runs.BEST))
+    for name in ("block1_conv1", "fc6", "score_fr", "score_pool4"):
+        for a, b in zip(source.get_layer(name).get_weights(), model.get_layer(name).get_weights()):
+            np.testing.assert_array_equal(a, b)
+    with pytest.raises(KsegError, match="no such model file or run directory"):
+        build_model(tiny_config(tiny_data, tmp_path / "x", init_from=str(tmp_path / "missing")), 6)
