@@ -351,6 +351,7 @@ def plot_training_curves(path, history):
     """Draws loss and validation metrics per epoch into a PNG (matplotlib, Agg canvas)."""
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
+    from matplotlib.ticker import MaxNLocator
 
     epochs = [row["epoch"] for row in history]
     figure = Figure(figsize=(10, 4), dpi=100)
@@ -368,6 +369,8 @@ def plot_training_curves(path, history):
         ("mean_accuracy", "mean accuracy"), ("frequency_weighted_iou", "f.w. IoU"),
     ):  # fmt: skip
         scores.plot(epochs, [_nan(row.get(key)) for row in history], marker="o", label=label)
+    for axes in (losses, scores):
+        axes.xaxis.set_major_locator(MaxNLocator(integer=True))
     scores.set_xlabel("epoch")
     scores.set_ylabel("validation score")
     scores.set_ylim(0, 1)
