@@ -572,7 +572,10 @@ def train(config, resume=False, verbose=1, callbacks=()):
     spec = get_dataset_spec(config.data, config.data_dir, config.classes_file)
     skipped = 0 if resume else check_dataset(config, spec)
 
-    resolved = {}
+    policy = resolve_precision(config.mixed_precision)
+    # The config written into the run holds what was actually used, so a resumed run (on
+    # this or another machine) trains the same way.
+    resolved = {"mixed_precision": {value: key for key, value in PRECISION_POLICIES.items()}[policy]}
     if config.crop is None and config.data in DEFAULT_CROPS:
         resolved["crop"] = list(DEFAULT_CROPS[config.data])
     if not isinstance(config.class_weights, list) and config.class_weights != "none":
@@ -587,7 +590,6 @@ def train(config, resume=False, verbose=1, callbacks=()):
     # Only the chief writes into the run directory; other workers write to a scratch copy
     # (saving must still happen on every worker under a multi-worker strategy).
     write_dir = run_dir if chief else tempfile.mkdtemp(prefix="kseg-worker-")
-    policy = resolve_precision(config.mixed_precision)
     try:
         with dtype_policy(policy):
             return _run(config, spec, strategy, multiworker, write_dir, run_dir, class_weights,
