@@ -278,3 +278,12 @@ def test_init_from_a_run_copies_matching_layers(trained_run, tiny_data, tmp_path
             np.testing.assert_array_equal(a, b)
     with pytest.raises(KsegError, match="no such model file or run directory"):
         build_model(tiny_config(tiny_data, tmp_path / "x", init_from=str(tmp_path / "missing")), 6)
+
+
+def test_without_validation_best_follows_training_loss(tiny_data, tmp_path):
+    from kseg.training import train
+
+    run_dir = train(tiny_config(tiny_data, tmp_path / "run", epochs=1, val_split="none"), verbose=0)
+    (row,) = read_log(run_dir)
+    assert row["mean_iou"] == "" and float(row["loss"]) > 0
+    assert os.path.isfile(runs.checkpoint_path(run_dir, runs.BEST))
