@@ -4,12 +4,28 @@ Layer names are the public contract: pretrained weights load by them, `init_from
 copies by them, and a model summary reads like keras.applications.VGG16's.
 """
 
+import keras
 from keras import layers
 
 # (block, convolutions, channels) of VGG16.
 VGG16_BLOCKS = ((1, 2, 64), (2, 2, 128), (3, 3, 256), (4, 3, 512), (5, 3, 512))
 FC_CHANNELS = 4096
 FC6_KERNEL = 7  # VGG16's fc1 sees a 7x7x512 map, so fc6 becomes a 7x7 convolution
+
+# Random initialisation (used as is with weights=None; pretrained weights replace it).
+# Keras' VGG16 uses Glorot, which halves the signal at each of the 15 ReLU layers, so a
+# randomly initialised FCN's fc7 output is ~1/700 of block1's and training from scratch
+# stalls. He initialisation (He et al. 2015) keeps the scale; the first layer is further
+# scaled for its input: mean-subtracted pixels in [0, 255] have a standard deviation of
+# roughly 64, not 1.
+PIXEL_STD = 64.0
+
+
+def he_initializer(input_std=1.0):
+    """He-normal initialisation for a ReLU layer whose inputs have std `input_std`."""
+    return keras.initializers.VarianceScaling(
+        scale=2.0 / input_std**2, mode="fan_in", distribution="truncated_normal"
+    )
 
 
 def scaled(channels, width):
@@ -30,8 +46,10 @@ def vgg16_trunk(x, width=1.0):
     taps = {}
     for block, convs, channels in VGG16_BLOCKS:
         for index in range(1, convs + 1):
+            first = block == 1 and index == 1
             x = layers.Conv2D(
                 scaled(channels, width), 3, padding="same", activation="relu",
+                kernel_initializer=he_initializer(PIXEL_STD if first else 1.0),
                 name=f"block{block}_conv{index}",
             )(x)  # fmt: skip
         x = layers.MaxPooling2D(2, strides=2, name=f"block{block}_pool")(x)
@@ -51,10 +69,13 @@ def fully_connected_as_convs(x, width=1.0, dropout=0.5):
         dropout: float. Dropout rate after fc6 and after fc7 (0.5 in VGG16 and FCN).
     """
     channels = scaled(FC_CHANNELS, width)
-    x = layers.Conv2D(channels, FC6_KERNEL, padding="same", activation="relu", name="fc6")(x)
+    x = layers.Conv2D(
+        channels, FC6_KERNEL, padding="same", activation="relu",
+        kernel_initializer=he_initializer(), name="fc6",
+    )(x)  # fmt: skip
     if dropout:
         x = layers.Dropout(dropout, name="drop6")(x)
-    x = layers.Conv2D(channels, 1, activation="relu", name="fc7")(x)
+    x = layers.Conv2D(channels, 1, activation="relu", kernel_initializer=he_initializer(), name="fc7")(x)
     if dropout:
         x = layers.Dropout(dropout, name="drop7")(x)
     return x

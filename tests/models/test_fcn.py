@@ -194,3 +194,16 @@ def test_invalid_arguments_are_rejected(kwargs, message):
 def test_missing_weights_path_is_a_clear_error(tmp_path):
     with pytest.raises(KsegError, match="weights file not found"):
         fcn32s(num_classes=3, weights=str(tmp_path / "missing.h5"))
+
+
+def test_random_initialisation_keeps_the_signal_through_all_relu_layers():
+    """With weights=None the deepest features keep the scale of the first layer's
+    (Glorot, keras' default, shrinks them about 700-fold and training stalls)."""
+    keras.utils.set_random_seed(0)
+    model = create_model("fcn8s", num_classes=3, weights=None, width=0.125, dropout=0)
+    names = ("block1_conv1", "fc7")
+    features = keras.Model(model.input, [model.get_layer(n).output for n in names])
+    images = np.random.default_rng(0).integers(0, 256, (2, 96, 128, 3), dtype=np.uint8)
+    first, last = (float(np.mean(np.abs(f))) for f in features(images))
+    assert 0.1 < first < 10
+    assert 0.1 < last / first < 10
