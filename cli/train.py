@@ -44,7 +44,8 @@ def parse_class_weights(text):
 @click.option("--val-split", help="Split validated on after each epoch (none: no validation). [default: val]")
 @click.option("--epochs", type=click.IntRange(min=1), help="Number of epochs. [default: 50]")
 @click.option("--batch-size", type=click.IntRange(min=1), help="Global batch size. [default: 8]")
-@click.option("--val-batch-size", type=click.IntRange(min=1), help="Validation batch size. [default: --batch-size]")
+@click.option("--val-batch-size", type=click.IntRange(min=1),
+              help="Validation batch size. [default: --batch-size]")
 @click.option("--crop", help="Training crop HxW, or none for whole images. "
                              "[default: 512x1024 for cityscapes, none otherwise]")
 @click.option("--optimizer", type=click.Choice(OPTIMIZERS), help="Optimizer. [default: sgd]")
@@ -53,7 +54,8 @@ def parse_class_weights(text):
 @click.option("--weight-decay", type=float, help="Decoupled weight decay. [default: 0.0005]")
 @click.option("--schedule", type=click.Choice(SCHEDULES), help="Learning rate schedule. [default: poly]")
 @click.option("--weights", help="imagenet, none, or a path to VGG16 classifier weights. [default: imagenet]")
-@click.option("--width", type=float, help="VGG16 channel multiplier, for small demo models (needs --weights none). [default: 1]")
+@click.option("--width", type=float,
+              help="VGG16 channel multiplier, for small demo models (needs --weights none). [default: 1]")
 @click.option("--dropout", type=float, help="Dropout after fc6/fc7. [default: 0.5]")
 @click.option("--learn-upsampling/--fixed-upsampling", default=None,
               help="Train the final bilinear upsampling layer. [default: fixed]")
@@ -62,7 +64,8 @@ def parse_class_weights(text):
               help="auto: float16 on a GPU, float32 on a CPU. [default: auto]")
 @click.option("--strategy", type=click.Choice(STRATEGIES),
               help="Distribution: mirrored (local devices) or multiworker (TF_CONFIG). [default: auto]")
-@click.option("--class-weights", help="none, median-frequency, or one weight per class: 1,2,0.5,... [default: none]")
+@click.option("--class-weights",
+              help="none, median-frequency, or one weight per class: 1,2,0.5,... [default: none]")
 @click.option("--seed", type=int, help="Random seed. [default: 0]")
 @click.option("--skip-bad/--no-skip-bad", default=None, help="Train despite bad pairs, skipping them.")
 @click.option("--steps-per-epoch", type=click.IntRange(min=1), help="Cap on training steps per epoch.")

@@ -209,7 +209,10 @@ def _index_predictions(folder):
             if name.lower().endswith(".png") and not name.startswith("."):
                 stem = os.path.splitext(name)[0]
                 if stem in found:
-                    raise KsegError(f"{folder}: two prediction files named {stem}.png ({found[stem]}, {os.path.join(parent, name)})")
+                    raise KsegError(
+                        f"{folder}: two prediction files named {stem}.png "
+                        f"({found[stem]}, {os.path.join(parent, name)})"
+                    )
                 found[stem] = os.path.join(parent, name)
     return found
 
@@ -274,7 +277,9 @@ def evaluate_predictions(folder, spec, split="val", label_format="auto", progres
     if not os.path.isdir(folder):
         raise KsegError(f"{folder}: prediction folder not found")
     if label_format not in LABEL_FORMATS:
-        raise KsegError(f"--label-format: expected one of {', '.join(LABEL_FORMATS)}. Received: {label_format!r}")
+        raise KsegError(
+            f"--label-format: expected one of {', '.join(LABEL_FORMATS)}. Received: {label_format!r}"
+        )
     cityscapes = spec.name == "cityscapes"
     if label_format == "label-ids" and not cityscapes:
         raise KsegError(f"--label-format label-ids applies to Cityscapes only, not {spec.name}")

@@ -217,7 +217,9 @@ def check_dataset(config, spec):
             f"{' ...' if len(problems) > 3 else ''}; fix them (see `kseg data verify`) or pass "
             "--skip-bad to leave the bad pairs out"
         )
-    logger.warning("%d bad pair(s) in %s will be skipped (--skip-bad): %s", len(problems), config.train_split, shown)
+    logger.warning(
+        "%d bad pair(s) in %s will be skipped (--skip-bad): %s", len(problems), config.train_split, shown
+    )
     return len(problems)
 
 
@@ -411,7 +413,8 @@ class ScalarWriter:
             for tag, value in values.items():
                 if value is None:
                     continue
-                tf.summary.write(tag, tf.constant(float(value), tf.float32), step=step, metadata=self._metadata)
+                value = tf.constant(float(value), tf.float32)
+                tf.summary.write(tag, value, step=step, metadata=self._metadata)
         self._writer.flush()
 
     def close(self):
@@ -552,8 +555,6 @@ def train(config, resume=False, verbose=1, callbacks=()):
     Raises:
         KsegError: bad data or options, missing weights, a NaN loss.
     """
-    import keras
-
     from kseg.data import get_dataset_spec
 
     if not isinstance(config, TrainConfig):
@@ -645,7 +646,9 @@ def _run(config, spec, strategy, multiworker, write_dir, run_dir, class_weights,
                     model.load_weights(last_path)
                 except Exception as error:
                     raise KsegError(f"{last_path}: cannot resume from this checkpoint ({error})") from None
-            skipped_loading = [str(w.message) for w in caught if "Skipping variable loading" in str(w.message)]
+            skipped_loading = [
+                str(w.message) for w in caught if "Skipping variable loading" in str(w.message)
+            ]
             if skipped_loading:  # keras only warns when optimizer or layer state does not fit
                 raise KsegError(f"{last_path}: the checkpoint does not fit this run ({skipped_loading[0]})")
             for variable, value in zip(seed_generator_variables(model), state.seed_generators):
@@ -665,7 +668,9 @@ def _run(config, spec, strategy, multiworker, write_dir, run_dir, class_weights,
         strategy.num_replicas_in_sync, run_dir,
     )  # fmt: skip
     if state.epoch >= config.epochs:
-        logger.info("%s: already trained for %d of %d epochs; nothing to do", run_dir, state.epoch, config.epochs)
+        logger.info(
+            "%s: already trained for %d of %d epochs; nothing to do", run_dir, state.epoch, config.epochs
+        )
         return run_dir
 
     inference_model = None  # a copy without optimizer state, for best.keras
@@ -712,7 +717,10 @@ def _run(config, spec, strategy, multiworker, write_dir, run_dir, class_weights,
                 )  # fmt: skip
             if watcher.bad_loss is not None:
                 step, value = watcher.bad_loss
-                kept = f"the checkpoints of epoch {state.epoch} are kept in {run_dir}" if state.epoch else "no checkpoint was written yet"
+                kept = (
+                    f"the checkpoints of epoch {state.epoch} are kept in {run_dir}"
+                    if state.epoch else "no checkpoint was written yet"
+                )
                 raise KsegError(
                     f"training stopped: the loss became {value} at epoch {epoch + 1}, step {step} "
                     f"(try a lower --lr, or --mixed-precision off); {kept}"
@@ -748,8 +756,11 @@ def _run(config, spec, strategy, multiworker, write_dir, run_dir, class_weights,
             if is_chief():
                 write_log_csv(os.path.join(write_dir, LOG_FILE), state.history)
                 plot_training_curves(os.path.join(write_dir, CURVES_FILE), state.history)
-                writers["train"].write({"loss": row["loss"], "learning_rate": row["lr"],
-                                        "images_per_second": row["images_per_second"]}, epoch + 1)  # fmt: skip
+                training_scalars = {
+                    "loss": row["loss"], "learning_rate": row["lr"],
+                    "images_per_second": row["images_per_second"],
+                }  # fmt: skip
+                writers["train"].write(training_scalars, epoch + 1)
                 writers["validation"].write(
                     {key: row.get(key) for key in ("val_loss", "pixel_accuracy", "mean_accuracy",
                                                    "mean_iou", "frequency_weighted_iou")}, epoch + 1,

@@ -128,8 +128,10 @@ def fake_cityscapes(tmp_path):
         stem = f"{city}_000000_00001{index}"
         truth = rng.choice(ids, size=(24, 36)).astype(np.uint8)
         truth[:, :5] = 7  # plenty of road
-        guess = np.where(rng.random(truth.shape) < 0.6, truth, rng.choice(ids, size=truth.shape)).astype(np.uint8)
-        write_png(root / "leftImg8bit" / "val" / city / f"{stem}_leftImg8bit.png", np.zeros((24, 36, 3), np.uint8))
+        noise = rng.choice(ids, size=truth.shape)
+        guess = np.where(rng.random(truth.shape) < 0.6, truth, noise).astype(np.uint8)
+        image_path = root / "leftImg8bit" / "val" / city / f"{stem}_leftImg8bit.png"
+        write_png(image_path, np.zeros((24, 36, 3), np.uint8))
         gt_path = root / "gtFine" / "val" / city / f"{stem}_gtFine_labelIds.png"
         write_png(gt_path, truth)
         prediction_path = predictions / f"{stem}_leftImg8bit.png"
@@ -150,7 +152,9 @@ def official_class_ious(prediction_files, gt_files):
     matrix = official.generateMatrix(args)
     for prediction, truth in zip(prediction_files, gt_files):
         official.evaluatePair(prediction, truth, matrix, {}, {}, args)
-    scores = {id2label[label].name: official.getIouScoreForLabel(label, matrix, args) for label in args.evalLabels}
+    scores = {
+        id2label[label].name: official.getIouScoreForLabel(label, matrix, args) for label in args.evalLabels
+    }
     return scores, official.getScoreAverage(scores, args)
 
 

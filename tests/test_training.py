@@ -185,7 +185,9 @@ def run_worker(config, tmp_path, *args, name="config", env=None, wait=True):
     command = [sys.executable, WORKER, str(path), *args]
     environment = dict(os.environ, **(env or {}))
     if not wait:
-        return subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=environment)
+        return subprocess.Popen(
+            command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=environment
+        )
     done = subprocess.run(command, capture_output=True, text=True, env=environment, timeout=600)
     assert done.returncode == 0, done.stdout + done.stderr
     return done
@@ -251,7 +253,9 @@ def test_two_process_multiworker_run_completes(tiny_data, tmp_path):
     for index in range(2):
         tf_config = {"cluster": {"worker": workers}, "task": {"type": "worker", "index": index}}
         processes.append(
-            run_worker(config, tmp_path, name=f"worker{index}", wait=False, env={"TF_CONFIG": json.dumps(tf_config)})
+            run_worker(
+                config, tmp_path, name=f"worker{index}", wait=False, env={"TF_CONFIG": json.dumps(tf_config)}
+            )
         )
     outputs = []
     for process in processes:

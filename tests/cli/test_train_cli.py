@@ -42,7 +42,9 @@ def test_train_writes_a_run_and_options_override_the_file(cli_run):
     saved = yaml.safe_load(open(os.path.join(run_dir, "config.yaml")))
     assert saved["model"] == "fcn16s" and saved["seed"] == 3 and saved["dropout"] == 0.2  # from the file
     assert saved["epochs"] == 1 and saved["crop"] == [32, 32]  # from the options
-    for name in ("classes.json", "log.csv", "training_curves.png", "checkpoints/best.keras", "checkpoints/last.keras"):
+    names = ("classes.json", "log.csv", "training_curves.png", "checkpoints/best.keras",
+             "checkpoints/last.keras")  # fmt: skip
+    for name in names:
         assert os.path.isfile(os.path.join(run_dir, name)), name
 
 
@@ -76,7 +78,9 @@ def test_evaluate_predictions_folder(tiny_data, tmp_path):
         stem = os.path.splitext(os.path.basename(image_path))[0]
         write_png(tmp_path / "labels" / f"{stem}.png", spec.read_pair(image_path, mask_path)[1])
     result = CliRunner().invoke(
-        cli, ["evaluate", "--predictions", str(tmp_path / "labels"), "--data", "synthetic", "--data-dir", tiny_data]
+        cli,
+        ["evaluate", "--predictions", str(tmp_path / "labels"), "--data", "synthetic",
+         "--data-dir", tiny_data],  # fmt: skip
     )
     assert result.exit_code == 0, result.output
     assert "mean IoU                100.00" in result.output
