@@ -572,6 +572,8 @@ def train(config, resume=False, verbose=1, callbacks=()):
     chief = is_chief()
     spec = get_dataset_spec(config.data, config.data_dir, config.classes_file)
     skipped = 0 if resume else check_dataset(config, spec)
+    if config.val_split.lower() != "none":
+        spec.pairs(config.val_split)  # a missing validation split is reported before any work
 
     policy = resolve_precision(config.mixed_precision)
     # The config written into the run holds what was actually used, so a resumed run (on
