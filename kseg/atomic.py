@@ -32,6 +32,7 @@ def atomic_path(path, directory=False):
     else:
         handle, temporary = tempfile.mkstemp(prefix=f".{base}.", suffix=f".tmp{suffix}", dir=parent)
         os.close(handle)
+        os.chmod(temporary, 0o666 & ~_umask())  # mkstemp makes 0600; give a normal file's mode
     try:
         yield temporary
         if directory and os.path.isdir(path):
@@ -49,6 +50,12 @@ def atomic_path(path, directory=False):
         elif os.path.exists(temporary):
             os.remove(temporary)
         raise
+
+
+def _umask():
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
 
 
 def write_bytes_atomic(path, data):

@@ -1,0 +1,40 @@
+import os
+import stat
+
+import pytest
+
+from kseg.atomic import atomic_path, write_bytes_atomic
+
+
+def test_file_appears_only_when_complete_and_gets_a_normal_mode(tmp_path):
+    target = tmp_path / "out.bin"
+    with atomic_path(target) as temporary:
+        assert temporary.endswith(".bin") and not target.exists()
+        with open(temporary, "wb") as handle:
+            handle.write(b"new")
+    assert target.read_bytes() == b"new"
+    mask = os.umask(0)
+    os.umask(mask)
+    assert stat.S_IMODE(target.stat().st_mode) == 0o666 & ~mask
+    assert os.listdir(tmp_path) == ["out.bin"]
+
+
+def test_failure_keeps_the_previous_file_and_leaves_no_temporary(tmp_path):
+    target = tmp_path / "model.keras"
+    write_bytes_atomic(target, b"old")
+    with pytest.raises(RuntimeError):
+        with atomic_path(target) as temporary:
+            with open(temporary, "wb") as handle:
+                handle.write(b"half")
+            raise RuntimeError("killed")
+    assert target.read_bytes() == b"old"
+    assert os.listdir(tmp_path) == ["model.keras"]
+
+
+def test_directories_are_replaced_whole(tmp_path):
+    target = tmp_path / "saved"
+    for content in (b"first", b"second"):
+        with atomic_path(target, directory=True) as temporary:
+            (open(os.path.join(temporary, "data"), "wb")).write(content)
+    assert (target / "data").read_bytes() == b"second"
+    assert os.listdir(tmp_path) == ["saved"]
