@@ -629,7 +629,7 @@ def _run(config, spec, strategy, multiworker, write_dir, run_dir, class_weights,
     # several replicas would see different data, and under MultiWorkerMirroredStrategy
     # keras 3.15 fails in it (it all-reduces the nested uint8 batch).
     model_class = _multi_worker_model_class() if multiworker else keras.Model
-    model = model_class(inputs=network.inputs, outputs=network.outputs, name=network.name)
+    model = model_class(inputs=network.input, outputs=network.output, name=network.name)
     with strategy.scope():
         metric = ConfusionMatrixMetric(spec.num_classes, spec.ignore_index, name="mean_iou")
         model.compile(

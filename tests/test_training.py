@@ -76,6 +76,8 @@ def test_run_directory_and_loss_goes_down(trained_run):
     model = runs.load_model(runs.checkpoint_path(trained_run, runs.BEST))
     logits = model.predict(np.zeros((1, 37, 41, 3), np.uint8), verbose=0)
     assert logits.shape == (1, 37, 41, 6)
+    # one output tensor, as the builders' models have (export wraps checkpoints)
+    assert not isinstance(model(np.zeros((1, 8, 8, 3), np.uint8)), (list, tuple))
 
 
 def test_resume_of_finished_run_does_nothing(trained_run):
