@@ -56,7 +56,12 @@ def serving_model(model):
         model: keras.Model. RGB images -> logits, as built by kseg's builders.
     """
     images = keras.Input((None, None, 3), dtype="uint8", name=INPUT_NAME)
-    logits = model(images)
+    outputs = keras.tree.flatten(model(images))
+    if len(outputs) != 1:
+        raise KsegError(
+            f"cannot export model '{model.name}': expected one output (the logits), found {len(outputs)}"
+        )
+    logits = outputs[0]
     classes = ClassMap(name="classes")(logits)
     logits = keras.layers.Identity(name="logits", dtype="float32")(logits)
     return keras.Model(images, {"logits": logits, "classes": classes}, name=f"{model.name}_serving")

@@ -64,6 +64,18 @@ def test_savedmodel_signature_takes_any_size_and_equals_keras(model, tmp_path):
     assert not [name for name in os.listdir(tmp_path) if name.startswith(".")]
 
 
+def test_models_with_a_one_element_output_list_export_and_others_are_refused(model):
+    import keras
+
+    from kseg.export import serving_model
+
+    listed = keras.Model(model.input, [model.output])
+    assert set(serving_model(listed).output) == {"logits", "classes"}
+    two = keras.Model(model.input, [model.output, model.output])
+    with pytest.raises(KsegError, match="expected one output"):
+        serving_model(two)
+
+
 def test_saved_model_cli_shows_the_signature(model, tmp_path):
     tool = os.path.join(os.path.dirname(sys.executable), "saved_model_cli")
     if not os.path.isfile(tool):
