@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 
-.PHONY: install test test-all lint demo bench clean
+.PHONY: install test test-fast lint demo clean
 
 $(BIN)/kseg: setup.py
 	$(PYTHON) -m venv $(VENV)
@@ -13,18 +13,36 @@ $(BIN)/kseg: setup.py
 
 install: $(BIN)/kseg
 
+# Every test, the slow-marked end-to-end ones included (about 5 minutes on 2 cores).
 test: install
-	$(BIN)/python -m pytest -q -m "not slow" tests
-
-test-all: install
 	$(BIN)/python -m pytest -q tests
+
+# The default suite without the slow-marked tests, for quick checks while developing.
+test-fast: install
+	$(BIN)/python -m pytest -q -m "not slow" tests
 
 lint: install
 	$(BIN)/ruff check kseg cli tests benchmarks
 
+# The embedded demo: synthetic scenes -> train FCN-8s on the CPU -> evaluate -> predict
+# -> TFLite export checked against Keras. Everything lands in $(DEMO)/.
+DEMO ?= demo
+DEMO_EPOCHS ?= 10
 demo: install
+	rm -rf $(DEMO)/run $(DEMO)/predictions
 	$(BIN)/kseg models
-	$(BIN)/python -m kseg.demo
+	$(BIN)/kseg data synth $(DEMO)/data --num-train 1500 --num-val 100 --force
+	$(BIN)/kseg train --model fcn8s --data synthetic --data-dir $(DEMO)/data --weights none \
+		--width 0.125 --epochs $(DEMO_EPOCHS) --batch-size 8 --optimizer adam --lr 3e-4 \
+		--dropout 0.1 --run-dir $(DEMO)/run --quiet
+	$(BIN)/kseg evaluate $(DEMO)/run --data synthetic --data-dir $(DEMO)/data --split val \
+		--out $(DEMO)/metrics.json
+	$(BIN)/kseg predict "$(DEMO)/data/images/val/0000*.png" --model $(DEMO)/run --out $(DEMO)/predictions
+	$(BIN)/kseg export $(DEMO)/run --format tflite --out $(DEMO)/model.tflite --check
+	@echo
+	@echo "demo finished: run $(DEMO)/run, metrics $(DEMO)/metrics.json,"
+	@echo "predictions (labels, colour maps, overlays) $(DEMO)/predictions, TFLite $(DEMO)/model.tflite"
+	@$(BIN)/python -c "import json; m = json.load(open('$(DEMO)/metrics.json')); print('validation mIoU: %.3f' % m['mean_iou'])"
 
 clean:
 	rm -rf $(VENV) build *.egg-info .pytest_cache

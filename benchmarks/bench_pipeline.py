@@ -67,14 +67,25 @@ def pipeline_rates(dataset, repeats):
 
 
 def main(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--data-dir", default=DEFAULT_DATA_DIR,
-                        help=f"CamVid root (SegNet layout). Default: $CAMVID_DIR or {DEFAULT_DATA_DIR}.")
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument(
+        "--data-dir",
+        default=DEFAULT_DATA_DIR,
+        help=f"CamVid root (SegNet layout). Default: $CAMVID_DIR or {DEFAULT_DATA_DIR}.",
+    )
     parser.add_argument("--split", default="train", help="Split to read. Default: train.")
     parser.add_argument("--batch-size", type=int, default=8, help="Batch size of the pipelines. Default: 8.")
-    parser.add_argument("--repeats", type=int, default=3, help="Passes per measurement; medians are shown. Default: 3.")
-    parser.add_argument("--threads", type=int, default=os.cpu_count() or 1,
-                        help="Threads for the parallel decode reference. Default: CPU cores.")
+    parser.add_argument(
+        "--repeats", type=int, default=3, help="Passes per measurement; medians are shown. Default: 3."
+    )
+    parser.add_argument(
+        "--threads",
+        type=int,
+        default=os.cpu_count() or 1,
+        help="Threads for the parallel decode reference. Default: CPU cores.",
+    )
     parser.add_argument("--out", default="bench_pipeline.json", help="JSON file for the results.")
     args = parser.parse_args(argv)
 
@@ -89,7 +100,9 @@ def main(argv=None):
     results = {}
 
     results["decode (1 thread)"] = [decode_rate(pairs, 1) for _ in range(args.repeats)]
-    results[f"decode ({args.threads} threads)"] = [decode_rate(pairs, args.threads) for _ in range(args.repeats)]
+    results[f"decode ({args.threads} threads)"] = [
+        decode_rate(pairs, args.threads) for _ in range(args.repeats)
+    ]
     cases = (
         ("train 360x480", dict(training=True, crop=(360, 480))),
         ("train 512x1024", dict(training=True, crop=(512, 1024), scale_range=(1.5, 3.0))),
@@ -101,18 +114,26 @@ def main(argv=None):
 
     load_after = os.getloadavg()
     medians = {name: statistics.median(rates) for name, rates in results.items()}
-    print(f"{len(pairs)} CamVid {args.split} pairs, batch {args.batch_size}, {os.cpu_count()} CPU cores, "
-          f"{args.repeats} passes each (median)")
-    print(f"load average (1 min) {load_before[0]:.1f} before, {load_after[0]:.1f} after: other work on the "
-          "machine lowers every figure")
+    print(
+        f"{len(pairs)} CamVid {args.split} pairs, batch {args.batch_size}, {os.cpu_count()} CPU cores, "
+        f"{args.repeats} passes each (median)"
+    )
+    print(
+        f"load average (1 min) {load_before[0]:.1f} before, {load_after[0]:.1f} after: other work on the "
+        "machine lowers every figure"
+    )
     print(f"{'measurement':<22} {'images/s':>10} {'model needs':>12} {'margin':>8}")
     needs = {}
     for name, value in medians.items():
         # The model's need falls with the pixels per image: 512x1024 has 3x those of 360x480.
-        needs[name] = MODEL_CONSUMPTION * (360 * 480) / (512 * 1024) if "512x1024" in name else MODEL_CONSUMPTION
+        needs[name] = (
+            MODEL_CONSUMPTION * (360 * 480) / (512 * 1024) if "512x1024" in name else MODEL_CONSUMPTION
+        )
         print(f"{name:<22} {value:>10.1f} {needs[name]:>12.2f} {value / needs[name]:>7.1f}x")
-    print(f"(FCN-8s training needs about {MODEL_CONSUMPTION:g} images/s at 360x480, proportionally fewer at "
-          "512x1024; goal: margin >= 10x)")
+    print(
+        f"(FCN-8s training needs about {MODEL_CONSUMPTION:g} images/s at 360x480, proportionally fewer at "
+        "512x1024; goal: margin >= 10x)"
+    )
 
     payload = {
         "data_dir": args.data_dir,

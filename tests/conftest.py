@@ -3,7 +3,40 @@ import os
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 os.environ.setdefault("KERAS_BACKEND", "tensorflow")
 
+import numpy as np  # noqa: E402
 import pytest  # noqa: E402
+
+
+def randomize_weights(model, seed=0, scale=0.1):
+    """Sets every variable of `model` from a seeded normal and returns the model.
+
+    kseg's builders start the score layers at zero, so an untouched model predicts all-zero
+    logits and any comparison of two code paths would trivially agree.
+    """
+    rng = np.random.default_rng(seed)
+    for variable in model.weights:
+        variable.assign(rng.normal(0, scale, variable.shape).astype("float32"))
+    return model
+
+
+def tiny_run_dir(parent, model_name="fcn8s", classes=None):
+    """Writes a run directory holding a tiny randomized model as checkpoints/best.keras.
+
+    Args:
+        parent: pathlib.Path. Folder the run directory "tiny" is made in.
+        model_name: str. Registered model to build (width 0.0625, random weights).
+        classes: tuple or None. (dataset, class_names, palette) for classes.json; 3 classes.
+    """
+    from kseg.models import create_model
+    from kseg.runs import write_classes
+
+    model = randomize_weights(create_model(model_name, num_classes=3, weights=None, width=0.0625))
+    run = parent / "tiny"
+    (run / "checkpoints").mkdir(parents=True)
+    model.save(run / "checkpoints" / "best.keras")
+    if classes is not None:
+        write_classes(str(run), *classes)
+    return run
 
 
 def write_legacy_vgg16_weights(model, path):

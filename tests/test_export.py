@@ -6,6 +6,7 @@ import sys
 
 import numpy as np
 import pytest
+from conftest import randomize_weights
 
 from kseg.errors import KsegError
 from kseg.export import (
@@ -29,11 +30,7 @@ def model():
     """
     from kseg.models import create_model
 
-    model = create_model("fcn8s", num_classes=4, weights=None, width=0.0625)
-    rng = np.random.default_rng(0)
-    for variable in model.weights:
-        variable.assign(rng.normal(0, 0.1, variable.shape).astype("float32"))
-    return model
+    return randomize_weights(create_model("fcn8s", num_classes=4, weights=None, width=0.0625))
 
 
 @pytest.fixture(scope="module")

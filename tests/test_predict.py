@@ -3,6 +3,7 @@
 import keras
 import numpy as np
 import pytest
+from conftest import randomize_weights
 
 from kseg.errors import KsegError
 from kseg.predict import (
@@ -19,28 +20,20 @@ from kseg.predict import (
 )
 
 
-def randomize(model, seed=0, scale=0.1):
-    """Sets every variable from a seeded normal: the builders start score layers at zero."""
-    rng = np.random.default_rng(seed)
-    for variable in model.weights:
-        variable.assign(rng.normal(0, scale, variable.shape).astype("float32"))
-    return model
-
-
 def local_model(radius, classes=3, seed=0):
     """Plain 3x3 convolutions ('same' padding): each output sees `radius` pixels around it."""
     layers = [keras.Input((None, None, 3))]
     layers += [keras.layers.Rescaling(1 / 255.0)]
     layers += [keras.layers.Conv2D(4, 3, padding="same", activation="tanh") for _ in range(radius)]
     layers += [keras.layers.Conv2D(classes, 1)]
-    return randomize(keras.Sequential(layers), seed, scale=0.5)
+    return randomize_weights(keras.Sequential(layers), seed, scale=0.5)
 
 
 @pytest.fixture(scope="module")
 def fcn():
     from kseg.models import create_model
 
-    return randomize(create_model("fcn8s", num_classes=3, weights=None, width=0.0625))
+    return randomize_weights(create_model("fcn8s", num_classes=3, weights=None, width=0.0625))
 
 
 @pytest.fixture(scope="module")

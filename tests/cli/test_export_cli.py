@@ -3,8 +3,8 @@
 import os
 import re
 
-import numpy as np
 import pytest
+from conftest import tiny_run_dir
 from click.testing import CliRunner
 
 from kseg.cli.main import cli
@@ -15,16 +15,7 @@ pytestmark = pytest.mark.filterwarnings("ignore::UserWarning", "ignore::FutureWa
 
 @pytest.fixture(scope="module")
 def run_dir(tmp_path_factory):
-    from kseg.models import create_model
-
-    model = create_model("fcn16s", num_classes=3, weights=None, width=0.0625)
-    rng = np.random.default_rng(0)
-    for variable in model.weights:
-        variable.assign(rng.normal(0, 0.1, variable.shape).astype("float32"))
-    run = tmp_path_factory.mktemp("runs") / "tiny"
-    (run / "checkpoints").mkdir(parents=True)
-    model.save(run / "checkpoints" / "best.keras")
-    return run
+    return tiny_run_dir(tmp_path_factory.mktemp("runs"), "fcn16s")
 
 
 def parity(output):

@@ -5,28 +5,18 @@ import os
 import cv2
 import numpy as np
 import pytest
+from conftest import randomize_weights, tiny_run_dir
 from click.testing import CliRunner
 
 from kseg.cli.main import cli
 from kseg.images import read_image, read_mask
-from kseg.runs import write_classes
 
 PALETTE = [[255, 0, 0], [0, 255, 0], [0, 0, 255]]
 
 
 @pytest.fixture(scope="module")
 def run_dir(tmp_path_factory):
-    from kseg.models import create_model
-
-    model = create_model("fcn8s", num_classes=3, weights=None, width=0.0625)
-    rng = np.random.default_rng(0)
-    for variable in model.weights:
-        variable.assign(rng.normal(0, 0.1, variable.shape).astype("float32"))
-    run = tmp_path_factory.mktemp("runs") / "tiny"
-    (run / "checkpoints").mkdir(parents=True)
-    model.save(run / "checkpoints" / "best.keras")
-    write_classes(str(run), "toy", ["a", "b", "c"], PALETTE)
-    return run
+    return tiny_run_dir(tmp_path_factory.mktemp("runs"), "fcn8s", ("toy", ["a", "b", "c"], PALETTE))
 
 
 def write_odd_images(folder):
@@ -117,10 +107,8 @@ def test_predict_without_runs_or_with_bad_options(tmp_path, monkeypatch, run_dir
 def test_predict_cityscapes_label_ids(tmp_path):
     from kseg.models import create_model
 
-    model = create_model("fcn32s", num_classes=19, weights=None, width=0.0625)
+    model = randomize_weights(create_model("fcn32s", num_classes=19, weights=None, width=0.0625), seed=5)
     rng = np.random.default_rng(5)
-    for variable in model.weights:
-        variable.assign(rng.normal(0, 0.1, variable.shape).astype("float32"))
     model.save(tmp_path / "city.keras")
     cv2.imwrite(str(tmp_path / "frankfurt_000000_000294_leftImg8bit.png"),
                 rng.integers(0, 256, (40, 80, 3), dtype=np.uint8))

@@ -1,6 +1,7 @@
 import keras
 import numpy as np
 import pytest
+from conftest import randomize_weights
 
 from kseg.errors import KsegError
 from kseg.models import create_model, fcn8s, fcn16s, fcn32s, list_models, register_model
@@ -9,17 +10,10 @@ from kseg.models.fcn import parameter_count
 SMALL = dict(num_classes=3, weights=None, width=0.0625)
 
 
-def randomize(model, seed=0):
-    """Gives every variable seeded random values (score layers start at zero otherwise)."""
-    rng = np.random.default_rng(seed)
-    for variable in model.weights:
-        variable.assign(rng.normal(0, 0.05, variable.shape).astype("float32"))
-    return model
-
-
 @pytest.fixture(scope="module")
 def small_models():
-    return {name: randomize(create_model(name, **SMALL)) for name in ("fcn32s", "fcn16s", "fcn8s")}
+    names = ("fcn32s", "fcn16s", "fcn8s")
+    return {name: randomize_weights(create_model(name, **SMALL), scale=0.05) for name in names}
 
 
 @pytest.mark.parametrize("name", ["fcn32s", "fcn16s", "fcn8s"])

@@ -7,6 +7,7 @@ import textwrap
 
 import numpy as np
 import pytest
+from conftest import randomize_weights
 
 from kseg.models import create_model
 
@@ -37,9 +38,7 @@ def test_models_build_and_predict_the_same_under_jax(tmp_path):
         height, width = map(int, size.split("x"))
         np.save(tmp_path / f"images_{size}.npy", rng.integers(0, 256, (2, height, width, 3), dtype=np.uint8))
     for name in ("fcn32s", "fcn16s", "fcn8s"):
-        model = create_model(name, num_classes=3, weights=None, width=0.0625)
-        for variable in model.weights:
-            variable.assign(rng.normal(0, 0.05, variable.shape).astype("float32"))
+        model = randomize_weights(create_model(name, num_classes=3, weights=None, width=0.0625), scale=0.05)
         model.save_weights(tmp_path / f"{name}.weights.h5")
         for size in ("37x53", "64x64"):
             expected[name, size] = np.asarray(model(np.load(tmp_path / f"images_{size}.npy")))
