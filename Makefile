@@ -34,7 +34,7 @@ demo: install
 	$(BIN)/kseg data synth $(DEMO)/data --num-train 1500 --num-val 100 --force
 	$(BIN)/kseg train --model fcn8s --data synthetic --data-dir $(DEMO)/data --weights none \
 		--width 0.125 --epochs $(DEMO_EPOCHS) --batch-size 8 --optimizer adam --lr 3e-4 \
-		--dropout 0.1 --run-dir $(DEMO)/run --quiet
+		--dropout 0.1 --class-weights median-frequency --run-dir $(DEMO)/run --quiet
 	$(BIN)/kseg evaluate $(DEMO)/run --data synthetic --data-dir $(DEMO)/data --split val \
 		--out $(DEMO)/metrics.json
 	$(BIN)/kseg predict "$(DEMO)/data/images/val/0000*.png" --model $(DEMO)/run --out $(DEMO)/predictions
