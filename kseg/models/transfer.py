@@ -37,10 +37,9 @@ def load_source_model(source):
         raise KsegError(f"{path}: model file not found")
     if not path.endswith(".keras"):
         raise KsegError(f"{path}: expected a .keras model file to initialise from")
-    try:
-        return keras.saving.load_model(path, compile=False, safe_mode=True)
-    except Exception as error:
-        raise KsegError(f"{path}: cannot load this model file ({error})") from None
+    from kseg.runs import load_model  # keras' safe mode, errors as KsegError
+
+    return load_model(path)
 
 
 def transfer_weights(source, target):
