@@ -168,6 +168,19 @@ def make_dataset(spec, split, *, training, batch_size, crop=None, seed=0, skip_b
             lambda image, mask: (tf.ensure_shape(image, [height, width, 3]), tf.ensure_shape(mask, [height, width]))
         )
         dataset = dataset.batch(batch_size)
+    elif not training:
+        # Evaluation batches hold images of one size only. Padding to the largest image in
+        # a batch would change the scores of real pixels (VGG16 sees hundreds of pixels
+        # around each one), so results would depend on the batch size.
+        def size_key(image, mask):
+            shape = tf.shape(image, out_type=tf.int64)
+            return shape[0] * 65536 + shape[1]
+
+        dataset = dataset.group_by_window(
+            key_func=size_key,
+            reduce_func=lambda key, window: window.batch(batch_size),
+            window_size=batch_size,
+        )
     else:
         dataset = dataset.padded_batch(
             batch_size,

@@ -1,5 +1,7 @@
 """make_dataset: shapes, dtypes, padding, determinism and bad pairs."""
 
+import collections
+
 import numpy as np
 import pytest
 
@@ -34,17 +36,30 @@ def test_training_batches_have_crop_shape(spec):
     assert dataset.num_pairs == 5 and dataset.skipped.count == 0
 
 
-def test_evaluation_keeps_whole_images_in_order_and_pads(spec):
-    dataset = make_dataset(spec, "val", training=False, batch_size=3)
-    images, masks = _collect(dataset)
-    assert len(images) == 1 and images[0].shape == (3, 30, 32, 3) and masks[0].shape == (3, 30, 32)
-    for row, (image_path, mask_path) in enumerate(spec.pairs("val")):
-        image, mask = spec.read_pair(image_path, mask_path)
-        height, width = mask.shape
-        np.testing.assert_array_equal(images[0][row, :height, :width], image)
-        np.testing.assert_array_equal(masks[0][row, :height, :width], mask)
-        assert (images[0][row, height:] == 0).all() and (images[0][row, :, width:] == 0).all()
-        assert (masks[0][row, height:] == 255).all() and (masks[0][row, :, width:] == 255).all()
+def test_evaluation_batches_whole_images_of_one_size_without_padding(tmp_path):
+    sizes = ((24, 32), (20, 28), (30, 18))
+    make_folder(str(tmp_path), counts=(("train", 1), ("val", 5)), sizes=sizes)
+    spec = get_dataset_spec("folder", data_dir=str(tmp_path))
+    images, masks = _collect(make_dataset(spec, "val", training=False, batch_size=3))
+    expected = [spec.read_pair(*pair) for pair in spec.pairs("val")]
+    # five images of three sizes (2 + 2 + 1): same-size images share a batch, none is padded
+    by_size = collections.Counter(image.shape for image, _ in expected)
+    assert sorted(by_size.values()) == [1, 2, 2]
+    assert sorted(batch.shape for batch in images) == sorted((n, *shape) for shape, n in by_size.items())
+    found = [(image, mask) for batch, mask_batch in zip(images, masks) for image, mask in zip(batch, mask_batch)]
+    assert len(found) == len(expected)
+    for image, mask in expected:
+        assert any(np.array_equal(image, i) and np.array_equal(mask, m) for i, m in found)
+
+
+def test_training_without_crop_pads_images_with_0_and_masks_with_255(spec):
+    images, masks = _collect(make_dataset(spec, "train", training=True, batch_size=5, seed=0))
+    assert len(images) == 1
+    for image, mask in zip(images[0], masks[0]):
+        labelled = (mask != 255).any(axis=1)
+        rows = np.flatnonzero(labelled)
+        assert (image[rows[-1] + 1 :] == 0).all()  # below the image: black, ignored
+        assert (mask[rows[-1] + 1 :] == 255).all()
 
 
 def test_training_is_deterministic_by_seed_and_epochs_differ(spec):
