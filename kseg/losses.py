@@ -7,7 +7,6 @@ mean, so its scale does not depend on the weights chosen.
 """
 
 import keras
-import numpy as np
 from keras import ops
 
 IGNORE_INDEX = 255
@@ -95,51 +94,3 @@ def masked_cross_entropy(labels, logits, num_classes, ignore_index=IGNORE_INDEX,
     """The mean masked cross-entropy as a scalar tensor (a functional form of the loss)."""
     loss = MaskedSparseCrossEntropy(num_classes, ignore_index, class_weights)
     return loss(labels, logits)
-
-
-def class_pixel_counts(masks, num_classes, ignore_index=IGNORE_INDEX):
-    """Counts, over an iterable of label masks, what median-frequency weighting needs.
-
-    Args:
-        masks: iterable of integer arrays (any shape; batches are fine).
-        num_classes: int. Labels outside [0, num_classes) (e.g. 255) are not counted.
-        ignore_index: int. The void label.
-
-    Returns:
-        (pixels, present_pixels): int64 arrays of length num_classes; pixels[c] counts the
-        pixels of class c, present_pixels[c] the labelled pixels of the masks holding c.
-    """
-    pixels = np.zeros(num_classes, np.int64)
-    present_pixels = np.zeros(num_classes, np.int64)
-    for mask in masks:
-        mask = np.asarray(mask)
-        # A batch is several images: count "present" per image.
-        images = mask.reshape((-1,) + mask.shape[-2:]) if mask.ndim >= 3 else mask[None]
-        for image in images:
-            labels = image[(image != ignore_index) & (image < num_classes)].astype(np.int64)
-            counts = np.bincount(labels, minlength=num_classes)[:num_classes]
-            pixels += counts
-            present_pixels[counts > 0] += labels.size
-    return pixels, present_pixels
-
-
-def median_frequency_weights(pixels, present_pixels):
-    """Median frequency balancing (Eigen & Fergus, ICCV 2015): w_c = median(f) / f_c.
-
-    f_c is the pixel count of class c over the total labelled pixels of the images where c
-    occurs. Classes never seen get weight 0 (they never occur in the loss anyway).
-
-    Args:
-        pixels: array. Pixels of each class (from `class_pixel_counts`).
-        present_pixels: array. Labelled pixels of the images holding each class.
-    """
-    pixels = np.asarray(pixels, np.float64)
-    present_pixels = np.asarray(present_pixels, np.float64)
-    seen = (pixels > 0) & (present_pixels > 0)
-    if not seen.any():
-        raise ValueError("median frequency weights need at least one labelled pixel")
-    frequency = np.zeros_like(pixels)
-    frequency[seen] = pixels[seen] / present_pixels[seen]
-    weights = np.zeros_like(pixels)
-    weights[seen] = np.median(frequency[seen]) / frequency[seen]
-    return weights

@@ -178,10 +178,9 @@ def resume_config(run_dir, overrides=None):
 def compute_class_weights(config, spec):
     """Returns the class weights (list of float) the config asks for, or None.
 
-    "median-frequency" reads every training mask once (not the images).
+    "median-frequency" reads every training mask once (not the images), with the same
+    definition `kseg data stats` prints (kseg.data.stats).
     """
-    from kseg.losses import class_pixel_counts, median_frequency_weights
-
     if isinstance(config.class_weights, list):
         if len(config.class_weights) != spec.num_classes:
             raise KsegError(
@@ -192,17 +191,13 @@ def compute_class_weights(config, spec):
     if config.class_weights == "none":
         return None
 
-    def masks():
-        for _, mask_path in spec.pairs(config.train_split):
-            try:
-                yield spec.to_train_ids(spec.read_raw_mask(mask_path), mask_path)
-            except KsegError:
-                if not config.skip_bad:
-                    raise
+    from kseg.data.stats import compute_stats
 
     logger.info("computing median-frequency class weights over the %s split", config.train_split)
-    pixels, present = class_pixel_counts(masks(), spec.num_classes, spec.ignore_index)
-    return [round(float(weight), 6) for weight in median_frequency_weights(pixels, present)]
+    stats = compute_stats(spec, config.train_split)
+    if stats.skipped and not config.skip_bad:
+        raise KsegError(stats.skipped[0][1])
+    return [round(float(weight), 6) for weight in stats.median_frequency_weights()]
 
 
 def check_dataset(config, spec):

@@ -1,12 +1,7 @@
 import numpy as np
 import pytest
 
-from kseg.losses import (
-    MaskedSparseCrossEntropy,
-    class_pixel_counts,
-    masked_cross_entropy,
-    median_frequency_weights,
-)
+from kseg.losses import MaskedSparseCrossEntropy, masked_cross_entropy
 
 IGNORE = 255
 
@@ -70,15 +65,3 @@ def test_config_round_trip():
     loss = MaskedSparseCrossEntropy(num_classes=3, class_weights=[1.0, 2.0, 3.0])
     again = MaskedSparseCrossEntropy.from_config(loss.get_config())
     assert again.class_weights == [1.0, 2.0, 3.0] and again.num_classes == 3
-
-
-def test_median_frequency_by_hand():
-    # image A: 3 px of class 0, 1 px of class 1; image B: 2 px of class 0, 2 px ignored.
-    masks = [np.array([[0, 0], [0, 1]]), np.array([[0, 0], [IGNORE, IGNORE]])]
-    pixels, present = class_pixel_counts(masks, num_classes=3)
-    np.testing.assert_array_equal(pixels, [5, 1, 0])
-    np.testing.assert_array_equal(present, [6, 4, 0])
-    weights = median_frequency_weights(pixels, present)
-    frequencies = np.array([5 / 6, 1 / 4])
-    median = np.median(frequencies)
-    np.testing.assert_allclose(weights, [median / (5 / 6), median / (1 / 4), 0.0])
