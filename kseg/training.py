@@ -155,6 +155,16 @@ def default_run_dir(config):
     return os.path.join(runs.DEFAULT_RUNS_ROOT, f"{config.model}-{config.data}-{stamp}")
 
 
+def _same_setting(key, requested, saved):
+    """Whether a requested option equals the saved one, which config.yaml holds resolved
+    (auto precision as the mode used, median-frequency as the computed weights)."""
+    if key == "mixed_precision":
+        return resolve_precision(requested) == resolve_precision(saved)
+    if key == "class_weights" and requested == "median-frequency":
+        return isinstance(saved, list)
+    return requested == saved
+
+
 def resume_config(run_dir, overrides=None):
     """Reads the config of an existing run for `--resume`; `overrides` (e.g. epochs) win.
 
@@ -167,12 +177,14 @@ def resume_config(run_dir, overrides=None):
         raise KsegError(f"{run_dir}: cannot resume, no config.yaml (not a kseg run directory)")
     saved = TrainConfig.from_yaml(path)
     for key, value in (overrides or {}).items():
-        if key in FIXED_ON_RESUME and value is not None and value != getattr(saved, key):
+        if key in FIXED_ON_RESUME and value is not None and not _same_setting(key, value, getattr(saved, key)):
             raise KsegError(
                 f"--{key.replace('_', '-')}: cannot change on --resume (the run was trained with "
                 f"{key}={getattr(saved, key)!r}); start a new run, e.g. with --init-from {run_dir}"
             )
-    return saved.replace(**dict(overrides or {}, run_dir=os.fspath(run_dir)))
+    # Options that cannot change were just found equal; the saved (resolved) values stay.
+    changes = {key: value for key, value in (overrides or {}).items() if key not in FIXED_ON_RESUME}
+    return saved.replace(**dict(changes, run_dir=os.fspath(run_dir)))
 
 
 def compute_class_weights(config, spec):

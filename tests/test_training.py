@@ -112,6 +112,14 @@ def test_resume_refuses_incompatible_changes(trained_run):
     with pytest.raises(KsegError, match="--optimizer: cannot change on --resume"):
         resume_config(trained_run, {"optimizer": "sgd"})
     assert resume_config(trained_run, {"epochs": 9, "optimizer": "adam"}).epochs == 9
+    # the options the run was started with are accepted again, though config.yaml holds
+    # them resolved (computed weights, the precision auto chose on this CPU)
+    same = {"class_weights": "median-frequency", "mixed_precision": "auto"}
+    assert isinstance(resume_config(trained_run, same).class_weights, list)
+    with pytest.raises(KsegError, match="--class-weights: cannot change"):
+        resume_config(trained_run, {"class_weights": "none"})
+    with pytest.raises(KsegError, match="--mixed-precision: cannot change"):
+        resume_config(trained_run, {"mixed_precision": "bf16"})
 
 
 def test_bad_pairs_refused_unless_skip_bad(tiny_data, tmp_path):

@@ -48,7 +48,9 @@ class TrainAugmenter:
             crop = check_crop(crop)
         low, high = (float(v) for v in scale_range)
         if not 0 < low <= high:
-            raise KsegError(f"scale_range must be (low, high) with 0 < low <= high. Received: scale_range={scale_range!r}")
+            raise KsegError(
+                f"scale_range must be (low, high) with 0 < low <= high. Received: scale_range={scale_range!r}"
+            )
         self.crop = crop
         self.scale_range = (low, high)
         self.flip = bool(flip)

@@ -107,7 +107,8 @@ def make_scene(seed, index, size=DEFAULT_SIZE):
         class_id = int(rng.integers(1, len(SYNTHETIC_CLASSES)))
         kind = SYNTHETIC_CLASSES[class_id]
         shape_seed = int(rng.integers(0, 2**31))
-        region = _draw_shape(np.random.default_rng(shape_seed), kind, np.zeros((height, width), np.uint8), height, width, 1)
+        blank = np.zeros((height, width), np.uint8)
+        region = _draw_shape(np.random.default_rng(shape_seed), kind, blank, height, width, 1)
         region = region.astype(bool)
         colour = np.array(_random_colour(rng), np.float32)
         texture = rng.normal(0, rng.uniform(4, 14), size=(height, width, 3))
