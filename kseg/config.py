@@ -29,6 +29,7 @@ CLASS_WEIGHT_MODES = ("none", "median-frequency")
 # Whole Cityscapes images (1024x2048) do not fit a useful batch; other sets train on whole
 # images unless --crop says otherwise.
 DEFAULT_CROPS = {"cityscapes": (512, 1024)}
+WHOLE_IMAGES = "none"  # crop value asking for whole images whatever the dataset's default
 
 
 def parse_crop(text, key="crop"):
@@ -67,8 +68,8 @@ class TrainConfig:
         epochs: int. Number of epochs (passes over the training split).
         batch_size: int. Global batch size (split across replicas under a strategy).
         val_batch_size: int or None. Batch size for validation; None means `batch_size`.
-        crop: [int, int] or None. Training crop (height, width); None: the dataset default
-            (512x1024 for Cityscapes, whole images otherwise).
+        crop: [int, int], "none" or None. Training crop (height, width); "none": whole
+            images; None: the dataset default (512x1024 for Cityscapes, whole images otherwise).
         optimizer: str. "sgd" or "adam".
         lr: float. Base learning rate.
         momentum: float. SGD momentum (ignored by adam).
@@ -103,7 +104,7 @@ class TrainConfig:
     epochs: int = 50
     batch_size: int = 8
     val_batch_size: typing.Optional[int] = None
-    crop: typing.Optional[typing.List[int]] = None
+    crop: typing.Union[None, str, typing.List[int]] = None
     optimizer: str = "sgd"
     lr: float = 1e-3
     momentum: float = 0.9
@@ -124,9 +125,9 @@ class TrainConfig:
     run_dir: typing.Optional[str] = None
 
     def __post_init__(self):
-        if isinstance(self.crop, str):  # "512x1024" in YAML or from the command line
-            self.crop = parse_crop(self.crop)
-            self.crop = None if self.crop is None else list(self.crop)
+        if isinstance(self.crop, str):  # "512x1024" or "none" in YAML or from the command line
+            crop = parse_crop(self.crop)
+            self.crop = WHOLE_IMAGES if crop is None else list(crop)
         for field in dataclasses.fields(self):
             setattr(self, field.name, _check_type(field.name, getattr(self, field.name), field.type))
         self._check_values()
@@ -140,7 +141,7 @@ class TrainConfig:
             need(getattr(self, key) >= 1, key, "must be at least 1")
         for key in ("val_batch_size", "steps_per_epoch", "val_steps"):
             need(getattr(self, key) is None or getattr(self, key) >= 1, key, "must be at least 1")
-        if self.crop is not None:
+        if self.crop not in (None, WHOLE_IMAGES):
             self.crop = list(parse_crop(self.crop))
         need(self.optimizer in OPTIMIZERS, "optimizer", f"must be one of {', '.join(OPTIMIZERS)}")
         need(self.schedule in SCHEDULES, "schedule", f"must be one of {', '.join(SCHEDULES)}")

@@ -37,7 +37,7 @@ import numpy as np
 
 from kseg import runs
 from kseg.atomic import atomic_path, write_bytes_atomic
-from kseg.config import DEFAULT_CROPS, TrainConfig
+from kseg.config import DEFAULT_CROPS, WHOLE_IMAGES, TrainConfig
 from kseg.errors import KsegError
 
 logger = logging.getLogger("kseg")
@@ -695,7 +695,8 @@ def _run(config, spec, strategy, multiworker, write_dir, run_dir, class_weights,
         for epoch in range(state.epoch, config.epochs):
             train_data = make_dataset(
                 spec, config.train_split, training=True, batch_size=config.batch_size,
-                crop=config.crop, seed=_epoch_seed(config.seed, epoch), skip_bad=config.skip_bad,
+                crop=None if config.crop == WHOLE_IMAGES else config.crop,
+                seed=_epoch_seed(config.seed, epoch), skip_bad=config.skip_bad,
             )  # fmt: skip
             skipped_pairs = getattr(train_data, "skipped", None)
             if config.steps_per_epoch:

@@ -67,3 +67,37 @@ def test_parse_crop():
     assert parse_crop("none") is None
     with pytest.raises(KsegError, match="--crop"):
         parse_crop("0x5", key="--crop")
+
+
+def test_crop_none_means_whole_images_even_where_a_dataset_has_a_default(tmp_path):
+    config = TrainConfig(model="fcn8s", data="cityscapes", crop="none")
+    assert config.crop == "none"
+    path = tmp_path / "config.yaml"
+    config.to_yaml(str(path))
+    assert TrainConfig.from_yaml(str(path)).crop == "none"
+    assert TrainConfig(model="fcn8s", data="cityscapes").crop is None  # the dataset default
+
+
+def test_training_passes_whole_images_for_crop_none(monkeypatch, tmp_path):
+    """train() hands make_dataset crop=None for "none", and the Cityscapes default otherwise."""
+    import kseg.data
+    import kseg.training
+    from kseg.config import DEFAULT_CROPS
+
+    seen = []
+
+    def stop(spec, split, **kwargs):
+        seen.append(kwargs.get("crop"))
+        raise KsegError("stop after the first dataset")
+
+    monkeypatch.setattr(kseg.data, "make_dataset", stop)
+    from kseg.data.synthetic import write_synthetic_dataset
+
+    write_synthetic_dataset(str(tmp_path / "d"), num_train=2, num_val=1, size=(32, 32))
+    for crop, expected in (("none", None), ("16x16", [16, 16])):
+        config = TrainConfig(model="fcn8s", data="synthetic", data_dir=str(tmp_path / "d"), weights="none",
+                             width=0.0625, epochs=1, batch_size=1, crop=crop, run_dir=str(tmp_path / crop))
+        with pytest.raises(KsegError, match="stop after"):
+            kseg.training.train(config, verbose=0)
+        assert seen[-1] == expected
+    assert DEFAULT_CROPS["cityscapes"] == (512, 1024)
