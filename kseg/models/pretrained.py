@@ -72,16 +72,22 @@ class VGG16WeightsFile:
             raise WeightsError(
                 f"{self.path}: not a readable HDF5 weights file, truncated or corrupt ({error})"
             ) from None
-        root = self._file["model_weights"] if "model_weights" in self._file else self._file
-        if "layer_names" in root.attrs:
-            self._layers = {_text(name): root[_text(name)] for name in root.attrs["layer_names"]}
-            self._keras3 = False
-        elif "layers" in root:
-            self._layers = _keras3_layer_groups(root["layers"])
-            self._keras3 = True
-        else:
+        try:
+            root = self._file["model_weights"] if "model_weights" in self._file else self._file
+            if "layer_names" in root.attrs:
+                self._layers = {_text(name): root[_text(name)] for name in root.attrs["layer_names"]}
+                self._keras3 = False
+            elif "layers" in root:
+                self._layers = _keras3_layer_groups(root["layers"])
+                self._keras3 = True
+            else:
+                raise WeightsError(f"{self.path}: HDF5 file holds no keras layer weights")
+        except (KeyError, OSError) as error:
             self.close()
-            raise WeightsError(f"{self.path}: HDF5 file holds no keras layer weights")
+            raise WeightsError(f"{self.path}: damaged keras weights file ({error})") from None
+        except WeightsError:
+            self.close()
+            raise
 
     def __enter__(self):
         return self

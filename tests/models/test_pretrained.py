@@ -151,3 +151,13 @@ def test_a_copy_of_the_file_gives_the_same_model(vgg16_weights_file, tmp_path, i
     a = fcn32s(num_classes=5, weights=vgg16_weights_file, dropout=0)
     b = fcn32s(num_classes=5, weights=str(copy), dropout=0)
     np.testing.assert_array_equal(a.get_layer("fc7").get_weights()[0], b.get_layer("fc7").get_weights()[0])
+
+
+def test_a_listed_layer_without_its_group_is_a_clear_error(tmp_path):
+    import h5py
+
+    path = tmp_path / "listed.h5"
+    with h5py.File(path, "w") as handle:
+        handle.attrs["layer_names"] = [b"block1_conv1"]
+    with pytest.raises(WeightsError, match="listed.h5: damaged keras weights file"):
+        fcn32s(num_classes=5, weights=str(path))
