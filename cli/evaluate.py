@@ -58,15 +58,9 @@ def evaluate(model, predictions_dir, data, data_dir, classes_file, split, batch_
     else:
         model_path, run_dir = runs.resolve_model_path(model)
         click.echo(f"model: {model_path}", err=True)
-        if unsafe:
-            loaded = runs.load_model(model_path, unsafe=True)
-            from kseg.evaluation import check_run_classes
-
-            check_run_classes(run_dir, spec)
-            result = evaluate_model(loaded, spec, split, batch_size=batch_size, max_images=max_images)
-            result.source = model_path
-        else:
-            result = evaluate_model(model_path, spec, split, batch_size=batch_size, max_images=max_images)
+        result = evaluate_model(
+            model_path, spec, split, batch_size=batch_size, max_images=max_images, unsafe=unsafe
+        )
     for line in result.report_lines():
         click.echo(line)
     if out is None and run_dir is not None:

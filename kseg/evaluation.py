@@ -117,17 +117,18 @@ def _percent(value):
 # -- a model ------------------------------------------------------------------------------
 
 
-def evaluate_model(model, spec, split="val", batch_size=1, max_images=None, progress=True):
+def evaluate_model(model, spec, split="val", batch_size=1, max_images=None, progress=True, unsafe=False):
     """Runs a model over a split and accumulates its confusion matrix.
 
     Args:
         model: keras.Model, or str: a run directory or a `.keras` file.
         spec: DatasetSpec. From `kseg.data.get_dataset_spec`.
         split: str. The split to score.
-        batch_size: int. Images per forward pass (images of one batch are padded to the
-            largest; padding is ignored).
+        batch_size: int. Images per forward pass (only images of one size share a batch,
+            so results do not depend on it).
         max_images: int or None. Score only the first images of the split.
         progress: bool. Show a progress bar (tqdm, on stderr).
+        unsafe: bool. Allow a model file containing code (Lambda layers); trusted files only.
 
     Returns:
         EvaluationResult.
@@ -140,7 +141,7 @@ def evaluate_model(model, spec, split="val", batch_size=1, max_images=None, prog
         model_path, run_dir = runs.resolve_model_path(model)
         check_run_classes(run_dir, spec)
         source = model_path
-        model = runs.load_model(model_path)
+        model = runs.load_model(model_path, unsafe=unsafe)
     outputs = model.outputs[0].shape[-1] if getattr(model, "outputs", None) else None
     if outputs is not None and outputs != spec.num_classes:
         raise KsegError(
