@@ -272,19 +272,15 @@ def cityscapes_label_ids(train_ids):
 
     Label-id PNGs are what the official `evalPixelLevelSemanticLabeling` script reads.
     """
-    from cityscapesscripts.helpers.labels import trainId2label
+    from kseg.data.cityscapes import train_id_to_label_id_table
 
-    table = np.zeros(256, dtype=np.uint8)  # anything else becomes 0, "unlabeled"
-    for train_id, label in trainId2label.items():
-        if 0 <= train_id < 255:
-            table[train_id] = label.id
     train_ids = np.asarray(train_ids)
     if train_ids.size and int(train_ids.max()) >= 19:
         raise KsegError(
             f"--format cityscapes-ids needs a Cityscapes model (19 train ids); found class "
             f"{int(train_ids.max())}"
         )
-    return table[train_ids]
+    return train_id_to_label_id_table()[train_ids]
 
 
 def collect_images(inputs):

@@ -26,16 +26,9 @@ def default_palette(num_colors=256):
     """
     if not 1 <= num_colors <= 256:
         raise ValueError(f"`num_colors` must be in [1, 256]. Received: num_colors={num_colors}")
-    palette = np.zeros((num_colors, 3), dtype=np.uint8)
-    for index in range(num_colors):
-        value, red, green, blue = index, 0, 0, 0
-        for shift in range(7, -1, -1):  # the lowest 3 bits of i land in the highest bits
-            red |= (value & 1) << shift
-            green |= ((value >> 1) & 1) << shift
-            blue |= ((value >> 2) & 1) << shift
-            value >>= 3
-        palette[index] = (red, green, blue)
-    return palette
+    from kseg.data.spec import default_palette as class_colours
+
+    return np.asarray(class_colours(num_colors), dtype=np.uint8)
 
 
 def palette_from_classes(classes, num_classes):
