@@ -7,6 +7,7 @@ Errors meant for the user (`KsegError`) are printed as one line, `error: ...`, w
 code 1; anything unexpected too, unless `--debug` asks for the traceback.
 """
 
+import functools
 import importlib
 import logging
 import os
@@ -19,15 +20,15 @@ from kseg import __version__
 # TensorFlow's C++ start-up chatter (oneDNN notices, CPU feature lines) is not for users.
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
-# verb -> (module in kseg.cli, function name, one-line help shown by `kseg --help`)
+# verb -> (module in kseg.cli, function name, one-line help, needs TensorFlow)
 COMMANDS = {
-    "data": ("kseg.cli.data", "data", "Verify datasets, show statistics, make the synthetic set."),
-    "evaluate": ("kseg.cli.evaluate", "evaluate", "Score a model or prediction files."),
-    "export": ("kseg.cli.export", "export", "Export to SavedModel, TFLite or ONNX."),
-    "heatmap": ("kseg.cli.heatmap", "heatmap", "ImageNet class heatmap of an image."),
-    "models": ("kseg.cli.models", "models", "List the registered models."),
-    "predict": ("kseg.cli.predict", "predict", "Segment images of any size."),
-    "train": ("kseg.cli.train", "train", "Train an FCN on a dataset."),
+    "data": ("kseg.cli.data", "data", "Verify datasets, show statistics, make the synthetic set.", False),
+    "evaluate": ("kseg.cli.evaluate", "evaluate", "Score a model or prediction files.", True),
+    "export": ("kseg.cli.export", "export", "Export to SavedModel, TFLite or ONNX.", True),
+    "heatmap": ("kseg.cli.heatmap", "heatmap", "ImageNet class heatmap of an image.", True),
+    "models": ("kseg.cli.models", "models", "List the registered models.", True),
+    "predict": ("kseg.cli.predict", "predict", "Segment images of any size.", True),
+    "train": ("kseg.cli.train", "train", "Train an FCN on a dataset.", True),
 }
 
 
@@ -40,8 +41,11 @@ class LazyGroup(click.Group):
     def get_command(self, ctx, name):
         if name not in COMMANDS:
             return None
-        module, function, _ = COMMANDS[name]
-        return getattr(importlib.import_module(module), function)
+        module, function, _, needs_tensorflow = COMMANDS[name]
+        command = getattr(importlib.import_module(module), function)
+        if needs_tensorflow and not getattr(command.callback, "imports_tensorflow", False):
+            command.callback = _after_quiet_tensorflow_import(command.callback)
+        return command
 
     def format_commands(self, ctx, formatter):
         rows = [(name, COMMANDS[name][2]) for name in self.list_commands(ctx)]
@@ -86,7 +90,19 @@ def cli(ctx, debug):
     """
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     ctx.ensure_object(dict)["debug"] = debug
-    import_tensorflow_quietly()
+
+
+def _after_quiet_tensorflow_import(callback):
+    """Wraps a verb so TensorFlow is imported (quietly) only when the verb runs, after its
+    arguments are parsed: `kseg VERB --help` stays fast."""
+
+    @functools.wraps(callback)
+    def run(*args, **kwargs):
+        import_tensorflow_quietly()
+        return callback(*args, **kwargs)
+
+    run.imports_tensorflow = True
+    return run
 
 
 def import_tensorflow_quietly():

@@ -42,3 +42,19 @@ def test_installed_entry_point_runs_without_tensorflow_chatter():
     assert result.returncode == 0, result.stderr
     assert "fcn8s" in result.stdout
     assert "oneDNN" not in result.stderr
+
+
+def test_help_of_a_verb_and_data_verbs_do_not_import_tensorflow(tmp_path):
+    script = (
+        "import sys\n"
+        "from click.testing import CliRunner\n"
+        "from kseg.cli.main import cli\n"
+        "for args in (['train', '--help'], ['predict', '--help'], ['data', 'synth', sys.argv[1],"
+        " '--num-train', '2', '--num-val', '1']):\n"
+        "    result = CliRunner().invoke(cli, args)\n"
+        "    assert result.exit_code == 0, result.output\n"
+        "assert 'tensorflow' not in sys.modules, 'tensorflow was imported'\n"
+    )
+    result = subprocess.run([sys.executable, "-c", script, str(tmp_path / "synth")],
+                            capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr[-2000:]
