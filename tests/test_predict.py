@@ -107,9 +107,17 @@ def test_flip_tta_averages_flipped_logits(image):
                                atol=1e-5)
 
 
-def test_scale_tta_keeps_size_and_unit_scale_is_identity(fcn, image):
+def test_scale_tta_averages_the_rescaled_logits_and_unit_scale_is_identity(fcn, image):
+    from kseg.predict import resize
+
     logits = predict_logits(fcn, image, TTA(scales=(0.5, 1.0, 1.5)))
     assert logits.shape == (45, 70, 3)
+    expected = np.mean(
+        [resize(predict_logits(fcn, resize(image, size)), (45, 70)) for size in ((22, 35), (45, 70), (68, 105))],
+        axis=0,
+    )
+    np.testing.assert_allclose(logits, expected, atol=1e-5)
+    assert np.abs(logits - predict_logits(fcn, image)).max() > 1e-3  # the other scales count
     np.testing.assert_allclose(predict_logits(fcn, image, TTA(scales=(1.0,))),
                                predict_logits(fcn, image), atol=1e-6)
 
