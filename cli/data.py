@@ -2,7 +2,7 @@
 
 import click
 
-DATASETS = ("cityscapes", "voc", "camvid", "folder", "synthetic")  # kseg.data.DATASET_NAMES
+from kseg.data.registry import DATASET_NAMES as DATASETS  # no TensorFlow import
 
 
 def dataset_options(function):

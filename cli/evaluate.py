@@ -6,7 +6,7 @@ import click
 
 from kseg.errors import KsegError
 
-DATASETS = ("cityscapes", "voc", "camvid", "folder", "synthetic")
+from kseg.data.registry import DATASET_NAMES as DATASETS  # no TensorFlow import
 
 
 @click.command()

@@ -14,7 +14,7 @@ from kseg.config import (
 )
 from kseg.errors import KsegError
 
-DATASETS = ("cityscapes", "voc", "camvid", "folder", "synthetic")
+from kseg.data.registry import DATASET_NAMES as DATASETS  # no TensorFlow import
 
 
 def parse_class_weights(text):

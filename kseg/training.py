@@ -588,14 +588,12 @@ def train(config, resume=False, verbose=1, callbacks=()):
     resolved = {"mixed_precision": {value: key for key, value in PRECISION_POLICIES.items()}[policy]}
     if config.crop is None and config.data in DEFAULT_CROPS:
         resolved["crop"] = list(DEFAULT_CROPS[config.data])
-    if not isinstance(config.class_weights, list) and config.class_weights != "none":
-        resolved["class_weights"] = compute_class_weights(config, spec)
-    elif isinstance(config.class_weights, list):
-        compute_class_weights(config, spec)  # checks the count
+    class_weights = compute_class_weights(config, spec)  # also checks a given list's length
+    if class_weights is not None:
+        resolved["class_weights"] = class_weights
     run_dir = config.run_dir or default_run_dir(config)
     resolved["run_dir"] = run_dir
     config = config.replace(**resolved)
-    class_weights = config.class_weights if isinstance(config.class_weights, list) else None
 
     # Only the chief writes into the run directory; other workers write to a scratch copy
     # (saving must still happen on every worker under a multi-worker strategy).
