@@ -27,7 +27,7 @@ import numpy as np
 
 from kseg.atomic import atomic_path
 from kseg.errors import KsegError
-from kseg.images import IMAGE_EXTENSIONS, read_image
+from kseg.images import IMAGE_EXTENSIONS, list_image_files, read_image
 
 FORMATS = ("savedmodel", "tflite", "onnx")
 QUANTIZATIONS = ("none", "fp16", "dynamic", "int8")
@@ -339,14 +339,6 @@ def sample_images(count=4, sizes=((96, 128), (75, 61)), seed=0):
         image += rng.normal(0, 8, image.shape)
         images.append(np.clip(image, 0, 255).astype(np.uint8))
     return images
-
-
-def list_image_files(folder):
-    """Image files in a folder and its subfolders, sorted."""
-    found = []
-    for root, _, names in os.walk(folder):
-        found += [os.path.join(root, n) for n in names if n.lower().endswith(IMAGE_EXTENSIONS)]
-    return sorted(found)
 
 
 def load_images(source, data_dir=None, limit=DEFAULT_CALIBRATION_IMAGES, split=None):

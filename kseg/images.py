@@ -21,6 +21,14 @@ class ImageError(KsegError):
     """An image or mask file that cannot be used; the message names the file."""
 
 
+def list_image_files(folder):
+    """Returns the image files (by extension) in `folder` and its subfolders, sorted."""
+    found = []
+    for root, _, names in os.walk(folder):
+        found += [os.path.join(root, name) for name in names if name.lower().endswith(IMAGE_EXTENSIONS)]
+    return sorted(found)
+
+
 def _read_raw(path, flags):
     path = os.fspath(path)
     if not os.path.exists(path):

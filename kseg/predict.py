@@ -29,7 +29,7 @@ import cv2
 import numpy as np
 
 from kseg.errors import KsegError
-from kseg.images import IMAGE_EXTENSIONS
+from kseg.images import IMAGE_EXTENSIONS, list_image_files
 
 BLENDS = ("center", "mean")
 
@@ -298,13 +298,10 @@ def collect_images(inputs):
     items, problems = [], []
     for text in inputs:
         if os.path.isdir(text):
-            found = []
-            for root, _, names in os.walk(text):
-                found += [os.path.join(root, name) for name in names
-                          if name.lower().endswith(IMAGE_EXTENSIONS)]
+            found = list_image_files(text)
             if not found:
                 problems.append(f"{text}: folder holds no images ({', '.join(IMAGE_EXTENSIONS)})")
-            for path in sorted(found):
+            for path in found:
                 relative = os.path.relpath(path, text)
                 items.append((path, os.path.splitext(relative)[0]))
         elif os.path.exists(text):
