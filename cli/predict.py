@@ -82,6 +82,8 @@ def predict(inputs, model_path, out_dir, formats, tile, overlap, blend, tta, alp
         validate_tiling(tile_size, overlap, blend)
     augmentation = parse_tta(tta)
     items, problems = collect_images(inputs)
+    if not items and len(problems) == 1:
+        raise KsegError(problems[0])  # one input, one line
     for problem in problems:
         click.echo(f"error: {problem}", err=True)
     if not items:
