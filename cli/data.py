@@ -100,6 +100,7 @@ def stats(name, data_dir, splits, classes_file, json_path, no_progress):
     Class weights use median frequency balancing (Eigen & Fergus 2015): weight(c) =
     median frequency / frequency(c), where frequency(c) is c's pixels over the pixels of
     the images that contain c. Only masks are read; run `verify` to check the images.
+    A mask that cannot be read is named, left out, and makes the exit code 1.
     """
     import json
 
@@ -107,16 +108,27 @@ def stats(name, data_dir, splits, classes_file, json_path, no_progress):
     from kseg.data import get_dataset_spec
     from kseg.data.stats import compute_stats
 
+    from kseg.errors import KsegError
+
     _quiet_opencv()
     spec = get_dataset_spec(name, data_dir=data_dir, classes_file=classes_file)
     payload = {}
+    skipped = 0
     for split in _splits(spec, splits):
         result = compute_stats(spec, split, progress=not no_progress)
         click.echo(f"{spec.name} / {split}: " + result.summary())
+        for path, message in result.skipped:  # each bad mask on a line of its own
+            click.echo(f"error: {message if message.startswith(path) else f'{path}: {message}'}", err=True)
+        skipped += len(result.skipped)
         payload[split] = result.as_dict()
     if json_path:
         write_bytes_atomic(json_path, json.dumps(payload, indent=2).encode())
         click.echo(f"wrote {json_path}")
+    if skipped:
+        raise KsegError(
+            f"{skipped} mask(s) could not be read and are left out of the statistics "
+            "(see the messages above; `kseg data verify` checks the whole dataset)"
+        )
 
 
 def _parse_size(ctx, param, value):

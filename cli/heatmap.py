@@ -6,7 +6,7 @@ import click
 
 
 @click.command()
-@click.argument("image_path", metavar="IMG", type=click.Path(dir_okay=False))
+@click.argument("image_path", metavar="IMG", type=click.Path(dir_okay=False, readable=False))
 @click.option("--class", "class_spec", required=True, metavar="NAME|INDEX",
               help="ImageNet class: index 0-999, or a name / WordNet id when a class index "
                    "file is available (--class-index or keras' cache).")
@@ -37,6 +37,11 @@ def heatmap(image_path, class_spec, weights, class_index, out, alpha, absolute):
 
     index, name = resolve_class(class_spec, class_index)
     image = read_image(image_path)
+    if weights != "imagenet":
+        from kseg.models.pretrained import VGG16WeightsFile
+
+        with VGG16WeightsFile(weights):  # a missing or damaged file fails before the big model is built
+            pass
     model = imagenet_heatmap_model(weights)
     scores, grid = class_scores(model, image, index)
     if out is None:

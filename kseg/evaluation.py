@@ -154,17 +154,19 @@ def evaluate_model(model, spec, split="val", batch_size=1, max_images=None, prog
     confusion = np.zeros((spec.num_classes, spec.num_classes + 1), np.int64)
     seen = 0
     bar = _progress_bar(total, f"evaluating {split}", progress)
-    with data_errors():
-        for images, masks in dataset:
-            images, masks = images.numpy(), masks.numpy()
-            if max_images is not None:
-                images, masks = images[: total - seen], masks[: total - seen]
-            logits = np.asarray(model.predict_on_batch(images))
-            predictions = logits.argmax(axis=-1)
-            confusion += confusion_matrix(masks, predictions, spec.num_classes, spec.ignore_index)
-            seen += len(images)
-            bar.update(len(images))
-    bar.close()
+    try:  # the bar is cleared before an error message is printed
+        with data_errors():
+            for images, masks in dataset:
+                images, masks = images.numpy(), masks.numpy()
+                if max_images is not None:
+                    images, masks = images[: total - seen], masks[: total - seen]
+                logits = np.asarray(model.predict_on_batch(images))
+                predictions = logits.argmax(axis=-1)
+                confusion += confusion_matrix(masks, predictions, spec.num_classes, spec.ignore_index)
+                seen += len(images)
+                bar.update(len(images))
+    finally:
+        bar.close()
     return EvaluationResult(confusion, list(spec.class_names), seen, spec.name, split, source)
 
 
@@ -309,19 +311,21 @@ def evaluate_predictions(folder, spec, split="val", label_format="auto", progres
     num_classes = spec.num_classes
     confusion = np.zeros((num_classes, num_classes + 1), np.int64)
     bar = _progress_bar(len(matched), f"scoring {split}", progress)
-    for prediction_path, mask_path in matched:
-        truth = spec.to_train_ids(spec.read_raw_mask(mask_path), mask_path)
-        prediction = _read_prediction(prediction_path)
-        if prediction.shape != truth.shape:
-            raise KsegError(
-                f"{prediction_path}: prediction is {prediction.shape[1]}x{prediction.shape[0]} "
-                f"(WxH) but the ground truth {mask_path} is {truth.shape[1]}x{truth.shape[0]}"
-            )
-        if table is not None:
-            prediction = table[prediction]
-        confusion += confusion_matrix(truth, prediction, num_classes, spec.ignore_index)
-        bar.update(1)
-    bar.close()
+    try:
+        for prediction_path, mask_path in matched:
+            truth = spec.to_train_ids(spec.read_raw_mask(mask_path), mask_path)
+            prediction = _read_prediction(prediction_path)
+            if prediction.shape != truth.shape:
+                raise KsegError(
+                    f"{prediction_path}: prediction is {prediction.shape[1]}x{prediction.shape[0]} "
+                    f"(WxH) but the ground truth {mask_path} is {truth.shape[1]}x{truth.shape[0]}"
+                )
+            if table is not None:
+                prediction = table[prediction]
+            confusion += confusion_matrix(truth, prediction, num_classes, spec.ignore_index)
+            bar.update(1)
+    finally:
+        bar.close()
     return EvaluationResult(confusion, list(spec.class_names), len(matched), spec.name, split, folder)
 
 
