@@ -73,7 +73,9 @@ def parse_class_weights(text):
 @click.option("--run-dir", help="Run directory. [default: runs/MODEL-DATA-TIME]")
 @click.option("--resume", is_flag=True, help="Continue the run in --run-dir from its last checkpoint.")
 @click.option("--quiet", is_flag=True, help="One line per epoch instead of progress bars.")
-def train(config_file, resume, quiet, **options):
+@click.option("--unsafe", is_flag=True,
+              help="Allow an --init-from model containing code (Lambda layers); trusted files only.")
+def train(config_file, resume, quiet, unsafe, **options):
     """Train an FCN on a dataset.
 
     \b
@@ -98,7 +100,7 @@ def train(config_file, resume, quiet, **options):
         config = TrainConfig.from_yaml(config_file, overrides=overrides)
     else:
         config = TrainConfig.from_dict(overrides, source="options")
-    run_dir = run_training(config, resume=resume, verbose=2 if quiet else 1)
+    run_dir = run_training(config, resume=resume, verbose=2 if quiet else 1, unsafe=unsafe)
     click.echo(f"run directory: {run_dir}")
 
 

@@ -2,12 +2,15 @@
 
 Everything is written under a temporary name beside its destination and renamed into
 place at the end; `os.replace` is atomic on one filesystem, so readers see either the
-previous complete file or the new complete file.
+previous complete file or the new complete file. A folder (a SavedModel) replaces an
+existing one by an atomic exchange of the two names where Linux offers it. Temporary
+names start with a dot, so a kill leaves nothing in plain sight.
 """
 
 import contextlib
 import os
 import shutil
+import sys
 import tempfile
 
 
@@ -36,12 +39,16 @@ def atomic_path(path, directory=False):
     try:
         yield temporary
         if directory and os.path.isdir(path):
-            # Folders cannot be replaced atomically; move the old one aside first.
-            old = tempfile.mkdtemp(prefix=f".{base}.", suffix=".old", dir=parent)
-            os.rmdir(old)
-            os.replace(path, old)
-            os.replace(temporary, path)
-            shutil.rmtree(old, ignore_errors=True)
+            if _exchange(temporary, path):
+                shutil.rmtree(temporary, ignore_errors=True)  # now the previous folder
+            else:
+                # Without an atomic exchange, move the old folder aside first (a kill
+                # between the two renames leaves it as .NAME.*.old beside `path`).
+                old = tempfile.mkdtemp(prefix=f".{base}.", suffix=".old", dir=parent)
+                os.rmdir(old)
+                os.replace(path, old)
+                os.replace(temporary, path)
+                shutil.rmtree(old, ignore_errors=True)
         else:
             os.replace(temporary, path)
     except BaseException:
@@ -50,6 +57,25 @@ def atomic_path(path, directory=False):
         elif os.path.exists(temporary):
             os.remove(temporary)
         raise
+
+
+def _exchange(first, second):
+    """Swaps two paths in one atomic step (Linux renameat2 RENAME_EXCHANGE).
+
+    Returns False where the system or filesystem does not offer it.
+    """
+    if not sys.platform.startswith("linux"):
+        return False
+    try:
+        import ctypes
+
+        libc = ctypes.CDLL(None, use_errno=True)
+        renameat2 = libc.renameat2
+    except (OSError, AttributeError):
+        return False
+    at_fdcwd, rename_exchange = -100, 2
+    result = renameat2(at_fdcwd, os.fsencode(first), at_fdcwd, os.fsencode(second), rename_exchange)
+    return result == 0
 
 
 def _umask():

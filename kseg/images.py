@@ -22,10 +22,14 @@ class ImageError(KsegError):
 
 
 def list_image_files(folder):
-    """Returns the image files (by extension) in `folder` and its subfolders, sorted."""
+    """Returns the image files (by extension) in `folder` and its subfolders, sorted.
+
+    Hidden files are left out: among them the temporary files of an interrupted write.
+    """
     found = []
     for root, _, names in os.walk(folder):
-        found += [os.path.join(root, name) for name in names if name.lower().endswith(IMAGE_EXTENSIONS)]
+        found += [os.path.join(root, name) for name in names
+                  if name.lower().endswith(IMAGE_EXTENSIONS) and not name.startswith(".")]
     return sorted(found)
 
 

@@ -116,14 +116,62 @@ def load_model(path, unsafe=False):
 
     import kseg.models  # noqa: F401  registers kseg's layers for deserialization
 
+    path = os.fspath(path)
+    if not os.path.isfile(path):
+        raise KsegError(f"{path}: model file not found")
+    code_layers = _code_layers(path)
+    if code_layers and not unsafe:
+        raise KsegError(_CODE_REFUSED.format(path=path, layers=", ".join(code_layers)))
     try:
         return keras.saving.load_model(path, compile=False, safe_mode=not unsafe)
     except ValueError as error:
         if "safe_mode" in str(error) or "Lambda" in str(error):
-            raise KsegError(
-                f"{path}: the model contains code (e.g. a Lambda layer) that kseg does not "
-                "run from files; pass --unsafe only if you trust its source"
-            ) from None
-        raise KsegError(f"{path}: not a loadable keras model ({error})") from None
+            raise KsegError(_CODE_REFUSED.format(path=path, layers="a Lambda layer")) from None
+        raise KsegError(f"{path}: not a loadable keras model ({_one_line(error)})") from None
     except Exception as error:
-        raise KsegError(f"{path}: not a loadable keras model ({type(error).__name__}: {error})") from None
+        raise KsegError(
+            f"{path}: not a loadable keras model ({type(error).__name__}: {_one_line(error)})"
+        ) from None
+
+
+_CODE_REFUSED = (
+    "{path}: the model contains code ({layers}) that kseg does not run from files; "
+    "pass --unsafe only if you trust its source"
+)
+
+
+def _code_layers(path):
+    """Names the Lambda layers in a `.keras` file's config, without building anything.
+
+    Returns [] for a file that is not a readable `.keras` archive (keras reports that).
+    """
+    import zipfile
+
+    try:
+        with zipfile.ZipFile(path) as archive:
+            config = json.loads(archive.read("config.json"))
+    except (OSError, KeyError, ValueError, zipfile.BadZipFile):
+        return []
+    found = []
+
+    def walk(node):
+        if isinstance(node, dict):
+            if node.get("class_name") == "Lambda":
+                name = (node.get("config") or {}).get("name", "?")
+                found.append(f"Lambda layer '{name}'")
+            for value in node.values():
+                walk(value)
+        elif isinstance(node, list):
+            for value in node:
+                walk(value)
+
+    walk(config)
+    return found
+
+
+def _one_line(error, limit=300):
+    """An exception's message on one line, cut to `limit` characters."""
+    text = " ".join(str(error).split())
+    # keras nests the cause of a failed deserialization after this phrase
+    text = text.rsplit("Exception encountered:", 1)[-1].strip()
+    return text if len(text) <= limit else text[: limit - 3] + "..."

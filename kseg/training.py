@@ -271,17 +271,23 @@ def resolve_init_from(path):
     return model_path
 
 
-def build_model(config, num_classes, initialise=True):
-    """Creates the registered model of the config (weights, width, dropout, init_from)."""
+def build_model(config, num_classes, initialise=True, unsafe=False):
+    """Creates the registered model of the config (weights, width, dropout, init_from).
+
+    `unsafe` allows an init_from model file that contains code (Lambda layers).
+    """
     from kseg.models import create_model, transfer_weights
 
+    source_model = None
+    if initialise and config.init_from:  # a bad file is reported before the model is built
+        source = resolve_init_from(config.init_from)
+        source_model = runs.load_model(source, unsafe=unsafe)
     model = create_model(
         config.model, num_classes=num_classes, weights=config.model_weights if initialise else None,
         width=config.width, dropout=config.dropout, learn_upsampling=config.learn_upsampling,
     )  # fmt: skip
-    if initialise and config.init_from:
-        source = resolve_init_from(config.init_from)
-        report = transfer_weights(source, model)
+    if source_model is not None:
+        report = transfer_weights(source_model, model)
         logger.info(
             "initialised from %s: %d layers copied, %d not copied",
             source, len(report.copied), len(report.skipped),
@@ -545,7 +551,7 @@ def _distribute(dataset, multiworker):
     return dataset
 
 
-def train(config, resume=False, verbose=1, callbacks=()):
+def train(config, resume=False, verbose=1, callbacks=(), unsafe=False):
     """Trains the model the config describes; returns the run directory.
 
     Args:
@@ -554,6 +560,8 @@ def train(config, resume=False, verbose=1, callbacks=()):
         verbose: int. Keras progress output: 0 silent, 1 progress bar, 2 one line per epoch.
         callbacks: sequence of keras.callbacks.Callback. Extra callbacks for every epoch's
             `fit` (epoch numbers are those of the whole run).
+        unsafe: bool. Allow an `init_from` model file containing code (Lambda layers);
+            trusted files only. (--resume reads weights only, never code.)
 
     Returns:
         str. The run directory (config.yaml, classes.json, checkpoints/, log.csv,
@@ -601,14 +609,14 @@ def train(config, resume=False, verbose=1, callbacks=()):
     try:
         with dtype_policy(policy):
             return _run(config, spec, strategy, multiworker, write_dir, run_dir, class_weights,
-                        resume, verbose, policy, skipped, list(callbacks))  # fmt: skip
+                        resume, verbose, policy, skipped, list(callbacks), unsafe)  # fmt: skip
     finally:
         if not chief:
             shutil.rmtree(write_dir, ignore_errors=True)
 
 
 def _run(config, spec, strategy, multiworker, write_dir, run_dir, class_weights, resume,
-         verbose, policy, skipped, extra_callbacks):  # fmt: skip
+         verbose, policy, skipped, extra_callbacks, unsafe=False):  # fmt: skip
     import keras
 
     from kseg.data.pipeline import data_errors
@@ -625,7 +633,7 @@ def _run(config, spec, strategy, multiworker, write_dir, run_dir, class_weights,
     best_path = runs.checkpoint_path(write_dir, runs.BEST)
 
     with strategy.scope():
-        network = build_model(config, spec.num_classes, initialise=not resume)
+        network = build_model(config, spec.num_classes, initialise=not resume, unsafe=unsafe)
     # The model trained is the same graph of layers (and variables, created above under
     # the strategy) wrapped again outside the strategy scope, and fit() runs inside the
     # scope. Keras then distributes each step as usual but does not start a pass of its
