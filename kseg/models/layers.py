@@ -83,3 +83,45 @@ class CropToReference(keras.layers.Layer):
     def compute_output_shape(self, input_shapes):
         tensor_shape, reference_shape = input_shapes
         return (tensor_shape[0], reference_shape[1], reference_shape[2], tensor_shape[3])
+
+
+@keras.saving.register_keras_serializable(package="kseg")
+class Im2ColConv2D(keras.layers.Conv2D):
+    """A Conv2D computed as one matrix multiply over gathered patches (im2col).
+
+    Same kernel, weights and results as Conv2D. Meant for fc6, VGG16's fc1 as a 7x7
+    convolution from 512 to 4096 channels on a small map: there the generic convolution
+    kernels reach well under the machine's matrix-multiply rate, and one large matmul
+    reaches it. The patches are gathered with pad + slices + concatenate, which every
+    backend and converter (TFLite, ONNX) supports, in the kernel's (row, column, channel)
+    order. Strided, dilated or grouped convolutions fall back to Conv2D's own op.
+    """
+
+    def convolution_op(self, inputs, kernel):
+        kernel_h, kernel_w, channels, filters = kernel.shape
+        plain = self.strides == (1, 1) and self.dilation_rate == (1, 1) and self.groups == 1
+        if not plain or self.data_format != "channels_last" or (kernel_h, kernel_w) == (1, 1):
+            return super().convolution_op(inputs, kernel)
+        shape = ops.shape(inputs)
+        if self.padding == "same":
+            top, left = (kernel_h - 1) // 2, (kernel_w - 1) // 2
+            padded = ops.pad(
+                inputs, [[0, 0], [top, kernel_h - 1 - top], [left, kernel_w - 1 - left], [0, 0]]
+            )
+            out_h, out_w = shape[1], shape[2]
+        else:
+            padded = inputs
+            out_h, out_w = shape[1] - kernel_h + 1, shape[2] - kernel_w + 1
+        patches = ops.concatenate(
+            [
+                padded[:, row : row + out_h, column : column + out_w, :]
+                for row in range(kernel_h)
+                for column in range(kernel_w)
+            ],
+            axis=-1,
+        )
+        outputs = ops.matmul(
+            ops.reshape(patches, (-1, kernel_h * kernel_w * channels)),
+            ops.reshape(kernel, (kernel_h * kernel_w * channels, filters)),
+        )
+        return ops.reshape(outputs, (shape[0], out_h, out_w, filters))
