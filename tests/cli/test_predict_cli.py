@@ -127,3 +127,30 @@ def test_predict_cityscapes_label_ids(tmp_path):
     expected = np.vectorize(lambda t: trainId2label[int(t)].id)(train_ids)
     np.testing.assert_array_equal(ids, expected)
     assert set(np.unique(ids)) <= {7, 8, 11, 12, 13, 17, 19, 20, 21, 22, 23, 24, 25, 26, 27, 28, 31, 32, 33}
+
+
+def test_predict_bf16_agrees_with_fp32(run_dir, tmp_path, monkeypatch):
+    import kseg.models.inference as inference
+
+    used = []
+    build = inference.inference_model
+    monkeypatch.setattr(inference, "inference_model", lambda model, precision: used.append(
+        {weight.dtype for weight in build(model, precision).weights}) or build(model, precision))
+    rng = np.random.default_rng(7)
+    (tmp_path / "images").mkdir()
+    cv2.imwrite(str(tmp_path / "images" / "scene.png"), rng.integers(0, 256, (64, 80, 3), dtype=np.uint8))
+    labels = {}
+    for precision in ("fp32", "bf16"):
+        out = tmp_path / precision
+        result = CliRunner().invoke(
+            cli, ["predict", str(tmp_path / "images"), "--model", str(run_dir), "--out", str(out),
+                  "--format", "labels", "--precision", precision],
+        )  # fmt: skip
+        assert result.exit_code == 0, result.output
+        labels[precision] = read_mask(out / "scene.png")
+    assert used == [{"float32"}, {"bfloat16"}]
+    assert labels["bf16"].shape == (64, 80)
+    # a tiny random model has near-tied logits; most pixels still keep their class
+    assert (labels["bf16"] == labels["fp32"]).mean() > 0.8
+    result = CliRunner().invoke(cli, ["predict", "x.png", "--precision", "fp8"])
+    assert result.exit_code == 2 and "fp8" in result.output
