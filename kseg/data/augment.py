@@ -8,10 +8,12 @@ Every call takes a seed, so an augmented sample depends only on (seed, image) an
 which thread of the tf.data pipeline ran it: each thread keeps its own transform objects.
 """
 
+import math
 import operator
 import threading
 
 import cv2
+import numpy as np
 
 from kseg.data.spec import IGNORE_INDEX
 from kseg.errors import KsegError
@@ -98,6 +100,13 @@ class TrainAugmenter:
         compose = getattr(self._local, "compose", None)
         if compose is None:
             compose = self._local.compose = self._build()
+        # A side shorter than 1 / lowest scale could shrink to 0 pixels, which OpenCV
+        # refuses; such tiny images are padded first (image 0, mask ignored).
+        smallest = math.ceil(1.0 / self.scale_range[0]) if self.scale_range[0] < 1 else 1
+        short_rows, short_columns = max(0, smallest - mask.shape[0]), max(0, smallest - mask.shape[1])
+        if short_rows or short_columns:
+            image = np.pad(image, ((0, short_rows), (0, short_columns), (0, 0)))
+            mask = np.pad(mask, ((0, short_rows), (0, short_columns)), constant_values=self.ignore_index)
         compose.set_random_seed(int(seed) % (2**32))
         result = compose(image=image, mask=mask)
         return result["image"], result["mask"]

@@ -402,3 +402,15 @@ def test_matrix_counts():
     used = {case for row in MATRIX.values() for case in row}
     assert used == set(corpus.CASES)
     assert sum(len(row) for row in MATRIX.values()) == len(matrix_entries())
+
+
+def test_training_augmentation_of_a_one_pixel_pair():
+    """Random down-scaling of a 1x1 pair once reached OpenCV as a 0-pixel size."""
+    from kseg.data.augment import TrainAugmenter
+
+    augmenter = TrainAugmenter(crop=(32, 32))
+    image, mask = corpus.random_rgb(1, 1), np.zeros((1, 1), np.uint8)
+    for seed in range(40):
+        out_image, out_mask = augmenter(image, mask, seed)
+        assert out_image.shape == (32, 32, 3) and out_mask.shape == (32, 32)
+        assert set(np.unique(out_mask)) <= {0, 255}
