@@ -112,9 +112,9 @@ def load_model(path, unsafe=False):
         path: str. A `.keras` file.
         unsafe: bool. Allow Lambda layers and other deserialized code (trusted files only).
     """
-    import keras
 
     import kseg.models  # noqa: F401  registers kseg's layers for deserialization
+    from kseg.models.saving import load_keras_file
 
     path = os.fspath(path)
     if not os.path.isfile(path):
@@ -123,7 +123,7 @@ def load_model(path, unsafe=False):
     if code_layers and not unsafe:
         raise KsegError(_CODE_REFUSED.format(path=path, layers=", ".join(code_layers)))
     try:
-        return keras.saving.load_model(path, compile=False, safe_mode=not unsafe)
+        return load_keras_file(path, safe_mode=not unsafe)
     except ValueError as error:
         if "safe_mode" in str(error) or "Lambda" in str(error):
             raise KsegError(_CODE_REFUSED.format(path=path, layers="a Lambda layer")) from None

@@ -1,0 +1,79 @@
+"""kseg.models.saving.load_keras_file: keras' .keras loading, one copy of the weights."""
+
+import zipfile
+
+import keras
+import numpy as np
+import pytest
+
+from kseg.models.fcn import build_fcn
+from kseg.models.saving import load_keras_file
+
+
+@pytest.fixture(scope="module")
+def saved(tmp_path_factory):
+    model = build_fcn(8, 3, weights=None, width=0.0625, dropout=0.5)
+    rng = np.random.default_rng(0)
+    model.set_weights([w + rng.normal(size=w.shape).astype(w.dtype) for w in model.get_weights()])
+    path = tmp_path_factory.mktemp("saved") / "model.keras"
+    model.save(path)
+    return model, path
+
+
+def test_loads_what_keras_loads(saved):
+    model, path = saved
+    loaded = load_keras_file(path)
+    reference = keras.saving.load_model(path, compile=False)
+    assert loaded.get_config() == reference.get_config()
+    assert [v.path for v in loaded.weights] == [v.path for v in reference.weights]
+    for a, b, c in zip(loaded.get_weights(), reference.get_weights(), model.get_weights()):
+        np.testing.assert_array_equal(a, b)
+        np.testing.assert_array_equal(a, c)
+    image = np.random.default_rng(1).integers(0, 256, (1, 40, 50, 3), dtype=np.uint8)
+    np.testing.assert_array_equal(np.asarray(loaded(image)), np.asarray(model(image)))
+    # the file's initializers are kept: the loaded model saves and trains as keras' would
+    assert loaded.get_layer("fc6").kernel_initializer.get_config() == (
+        model.get_layer("fc6").kernel_initializer.get_config()
+    )
+
+
+def test_wrong_shapes_in_the_file_are_an_error(saved, tmp_path):
+    _, path = saved
+    other = build_fcn(8, 5, weights=None, width=0.0625)  # 5 classes, same layer names
+    with zipfile.ZipFile(path) as archive:
+        config = archive.read("config.json")
+    other_path = tmp_path / "other.keras"
+    other.save(other_path)
+    mixed = tmp_path / "mixed.keras"
+    with zipfile.ZipFile(other_path) as source, zipfile.ZipFile(mixed, "w") as target:
+        for item in source.infolist():
+            target.writestr(item, config if item.filename == "config.json" else source.read(item))
+    with pytest.raises(ValueError, match="shape"):
+        load_keras_file(mixed)
+
+
+def test_lambda_layers_are_refused_in_safe_mode(tmp_path):
+    inputs = keras.Input((4,))
+    model = keras.Model(inputs, keras.layers.Lambda(lambda x: x * 2)(inputs))
+    path = tmp_path / "lambda.keras"
+    model.save(path)
+    with pytest.raises(ValueError, match="safe_mode|Lambda"):
+        load_keras_file(path)
+    loaded = load_keras_file(path, safe_mode=False)
+    np.testing.assert_allclose(np.asarray(loaded(np.ones((1, 4), "float32"))), 2.0)
+
+
+def test_a_failed_load_leaves_no_pending_variables(saved, tmp_path):
+    from keras.src.backend.common import global_state
+
+    _, path = saved
+    truncated = tmp_path / "truncated.keras"
+    with zipfile.ZipFile(path) as source, zipfile.ZipFile(truncated, "w") as target:
+        for item in source.infolist():
+            data = source.read(item)
+            target.writestr(item, data[: len(data) // 2] if item.filename.endswith(".h5") else data)
+    with pytest.raises(Exception):
+        load_keras_file(truncated)
+    assert not global_state.get_global_attribute("uninitialized_variables")
+    load_keras_file(path)
+    assert not global_state.get_global_attribute("uninitialized_variables")
