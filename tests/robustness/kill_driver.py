@@ -32,7 +32,7 @@ def main():
         with real_atomic_path(path, directory) as temporary:
             yield temporary
             if os.path.basename(os.fspath(path)) == name:
-                print(f"WRITING {temporary}", flush=True)
+                print(f"\nWRITING {temporary}", flush=True)
                 time.sleep(600)
 
     for module in (kseg.atomic, kseg.export, kseg.images, kseg.training):

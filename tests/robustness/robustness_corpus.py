@@ -178,7 +178,8 @@ def write_lambda_model(path):
     import keras
 
     inputs = keras.Input((None, None, 3), dtype="uint8")
-    scaled = keras.layers.Lambda(lambda x: keras.ops.cast(x, "float32") / 255.0, name="scale", output_shape=(None, None, 3))(inputs)
+    scaled = keras.layers.Lambda(lambda x: keras.ops.cast(x, "float32") / 255.0, name="scale",
+                                 output_shape=(None, None, 3))(inputs)
     logits = keras.layers.Conv2D(NUM_CLASSES, 1, name="score")(scaled)
     model = keras.Model(inputs, logits, name="lambda_model")
     os.makedirs(os.path.dirname(os.fspath(path)), exist_ok=True)

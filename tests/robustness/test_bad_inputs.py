@@ -124,7 +124,7 @@ def world():
     """The folder every case of this module is written under."""
     base = tempfile.mkdtemp(prefix="kseg-robustness-")
     yield base
-    _chmod_tree(base, readable=True)
+    _chmod_tree(base)
     shutil.rmtree(base, ignore_errors=True)
 
 
@@ -173,8 +173,9 @@ def unreadable_results(world, tiny_model, lambda_model, not_a_model):
     return json.loads(lines[-1][len("RESULTS "):])
 
 
-def _chmod_tree(folder, readable):
-    for parent, dirs, files in os.walk(folder):
+def _chmod_tree(folder):
+    """Makes every file readable again (the unreadable case's files are mode 000)."""
+    for parent, _, files in os.walk(folder):
         for name in files:
             os.chmod(os.path.join(parent, name), 0o644)
 
