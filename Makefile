@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 
-.PHONY: install test test-fast lint demo clean
+.PHONY: install test test-fast lint demo bench clean
 
 $(BIN)/kseg: setup.py
 	$(PYTHON) -m venv $(VENV)
@@ -43,6 +43,19 @@ demo: install
 	@echo "demo finished: run $(DEMO)/run, metrics $(DEMO)/metrics.json,"
 	@echo "predictions (labels, colour maps, overlays) $(DEMO)/predictions, TFLite $(DEMO)/model.tflite"
 	@$(BIN)/python -c "import json; m = json.load(open('$(DEMO)/metrics.json')); print('validation mIoU: %.3f' % m['mean_iou'])"
+
+# Speed and memory figures against references measured in the same run (see
+# docs/performance.md); about 15 minutes on 2 cores, not part of `make test`. The bf16
+# agreement check needs a trained CamVid run: AGREEMENT_MODEL=runs/camvid-fcn8s make bench
+BENCH ?= bench
+CAMVID_DIR ?= ../shared/data/camvid
+AGREEMENT_MODEL ?=
+bench: install
+	$(BIN)/python benchmarks/bench_performance.py --profile --out $(BENCH)/performance.json \
+		$(if $(AGREEMENT_MODEL),--agreement-model $(AGREEMENT_MODEL) --camvid $(CAMVID_DIR))
+	@if [ -d "$(CAMVID_DIR)" ]; then \
+		$(BIN)/python benchmarks/bench_pipeline.py --data-dir $(CAMVID_DIR) --out $(BENCH)/pipeline.json; \
+	else echo "skipping the input-pipeline benchmark: no CamVid at $(CAMVID_DIR) (set CAMVID_DIR)"; fi
 
 clean:
 	rm -rf $(VENV) build *.egg-info .pytest_cache
