@@ -303,8 +303,8 @@ def _write_predictions(data, case, folder):
     # The dataset pair of the case stays readable: the image is replaced by a good one of
     # the same size, so only the prediction is at fault.
     os.remove(data.bad)
-    height, width = corpus.image_shape(case)
-    corpus.write_bytes(os.path.join(data.images, "bad.png"), corpus.encode(".png", corpus.random_rgb(height, width)))
+    corpus.write_bytes(os.path.join(data.images, "bad.png"), corpus.encode(".png", corpus.random_rgb(*corpus.SIZE)))
+    corpus.write_bytes(os.path.join(masks, "bad.png"), corpus.encode(".png", corpus.index_mask(*corpus.SIZE)))
     return corpus.write_bytes(target, data_bytes)
 
 
