@@ -49,6 +49,7 @@ def load_keras_file(path, safe_mode=True):
     safe_mode=safe_mode)`, holding one copy of the weights (see the module)."""
     with zipfile.ZipFile(path) as archive:
         config = json.loads(archive.read("config.json"))
+    config["compile_config"] = None  # compile=False: no optimizer, as keras does
     with keras.StatelessScope(initialize_variables=False):
         model = keras.saving.deserialize_keras_object(config, safe_mode=safe_mode)
     try:

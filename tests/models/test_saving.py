@@ -37,6 +37,21 @@ def test_loads_what_keras_loads(saved):
     )
 
 
+def test_a_checkpoint_with_optimizer_state_loads_uncompiled(saved, tmp_path):
+    model, _ = saved
+    trained = keras.models.clone_model(model)
+    trained.set_weights(model.get_weights())
+    trained.compile(optimizer=keras.optimizers.SGD(0.01, momentum=0.9), loss="mse")
+    image = np.zeros((1, 32, 32, 3), np.uint8)
+    trained.train_on_batch(image, np.zeros((1, 32, 32, 3), "float32"))
+    path = tmp_path / "checkpoint.keras"
+    trained.save(path)
+    loaded = load_keras_file(path)
+    assert getattr(loaded, "optimizer", None) is None
+    for a, b in zip(loaded.get_weights(), trained.get_weights()):
+        np.testing.assert_array_equal(a, b)
+
+
 def test_wrong_shapes_in_the_file_are_an_error(saved, tmp_path):
     _, path = saved
     other = build_fcn(8, 5, weights=None, width=0.0625)  # 5 classes, same layer names
