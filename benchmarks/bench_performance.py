@@ -291,9 +291,7 @@ def bench_memory(args, context):
 
 
 def bench_tflite(args, context):
-    from ai_edge_litert.interpreter import Interpreter
-
-    from kseg.export import INPUT_NAME, SIGNATURE, tflite_bytes
+    from kseg.export import ExportedModel, tflite_bytes
 
     model = context.setdefault("fcn8s", build_fcn8s())
     height, width = 512, 1024
@@ -310,9 +308,8 @@ def bench_tflite(args, context):
                 file.write(tflite_bytes(model, quantize, (height, width), calibration))
             print(f"  converted {name} in {time.perf_counter() - start:.0f} s", file=sys.stderr)
             sizes[name] = os.path.getsize(path)
-            interpreter = Interpreter(model_path=path, num_threads=args.threads)
-            runner = interpreter.get_signature_runner(SIGNATURE)
-            functions[name] = (lambda runner=runner: runner(**{INPUT_NAME: image}))
+            exported = ExportedModel(path, "tflite", threads=args.threads)
+            functions[name] = (lambda exported=exported: exported(image[0]))
         times = interleaved(functions, args.repeats, reference="tflite fp32")
     results = []
     for name, values in times.items():

@@ -209,9 +209,10 @@ class ExportedModel:
     Args:
         path: str. A SavedModel folder, `.tflite` or `.onnx` file.
         format: str. One of FORMATS.
+        threads: int or None. CPU threads for TFLite; None lets LiteRT choose.
     """
 
-    def __init__(self, path, format):
+    def __init__(self, path, format, threads=None):
         self.path, self.format = os.fspath(path), format
         self.input_size = None
         if not os.path.exists(self.path):
@@ -226,7 +227,7 @@ class ExportedModel:
         elif format == "tflite":
             from ai_edge_litert.interpreter import Interpreter
 
-            self._interpreter = Interpreter(model_path=self.path)
+            self._interpreter = Interpreter(model_path=self.path, num_threads=threads)
             self._runner = self._interpreter.get_signature_runner(SIGNATURE)
             signature = self._interpreter.get_input_details()[0]["shape_signature"]
             self.input_size = _fixed(signature[1], signature[2])

@@ -97,11 +97,11 @@ def _check_pair(spec, image_path, mask_path):
     try:
         image = spec.read_image(image_path)
     except KsegError as error:
-        problems.append(("image: " + _image_kind(str(error)), image_path, str(error)))
+        problems.append(("image: " + _kind(str(error), IMAGE_KINDS), image_path, str(error)))
     try:
         raw_mask = spec.read_raw_mask(mask_path)
     except KsegError as error:
-        problems.append(("mask: " + _mask_kind(str(error)), mask_path, str(error)))
+        problems.append(("mask: " + _kind(str(error), MASK_KINDS), mask_path, str(error)))
     if image is not None and raw_mask is not None and image.shape[:2] != raw_mask.shape[:2]:
         problems.append((
             "mask size differs from image",
@@ -124,20 +124,16 @@ def _check_pair(spec, image_path, mask_path):
     return problems, digest, unexpected
 
 
-def _image_kind(message):
-    for word, kind in (("not found", "missing"), ("RGBA", "RGBA"), ("grayscale", "grayscale"),
-                       ("16-bit", "16-bit"), ("not a readable", "unreadable"), ("empty", "unreadable")):
-        if word in message:
-            return kind
-    return "unusable"
+IMAGE_KINDS = (("not found", "missing"), ("RGBA", "RGBA"), ("grayscale", "grayscale"),
+               ("16-bit", "16-bit"), ("not a readable", "unreadable"), ("empty", "unreadable"))
+MASK_KINDS = (("not found", "missing"), ("colour", "colour mask"), ("color", "colour mask"),
+              ("samples", "not 8-bit"), ("not a readable", "unreadable"), ("empty", "unreadable"))
 
 
-def _mask_kind(message):
-    for word, kind in (("not found", "missing"), ("colour", "colour mask"), ("color", "colour mask"),
-                       ("samples", "not 8-bit"), ("not a readable", "unreadable"), ("empty", "unreadable")):
-        if word in message:
-            return kind
-    return "unusable"
+def _kind(message, kinds):
+    """The kind of problem a reader's message names: the first (word, kind) whose word is
+    in it, else "unusable"."""
+    return next((kind for word, kind in kinds if word in message), "unusable")
 
 
 def verify_dataset(spec, split, progress=False, workers=None):

@@ -19,13 +19,14 @@ class LayerCost:
 
 
 def _kernel_flops(layer, input_shape, output_shape):
-    """FLOPs of one image through a Conv2D or Conv2DTranspose (its kernel is
-    (rows, columns, inputs per group, outputs), so groups need no special case)."""
+    """FLOPs of a Conv2D or Conv2DTranspose on a batch of the given (batch, H, W, C)
+    shapes (its kernel is (rows, columns, inputs per group, outputs), so groups need no
+    special case)."""
     kernel_size = 1
     for size in layer.kernel.shape:
         kernel_size *= size
     shape = input_shape if isinstance(layer, keras.layers.Conv2DTranspose) else output_shape
-    return 2 * shape[1] * shape[2] * kernel_size
+    return 2 * shape[0] * shape[1] * shape[2] * kernel_size
 
 
 def layer_costs(model, height, width, batch=1):
@@ -39,7 +40,7 @@ def layer_costs(model, height, width, batch=1):
     for layer, (inputs, outputs) in zip(layers, shapes):
         flops = 0
         if isinstance(layer, keras.layers.Conv2D | keras.layers.Conv2DTranspose):
-            flops = batch * _kernel_flops(layer, (1, *inputs.shape[1:]), (1, *outputs.shape[1:]))
+            flops = _kernel_flops(layer, inputs.shape, outputs.shape)
         costs.append(LayerCost(layer.name, tuple(outputs.shape), int(flops)))
     return costs
 
