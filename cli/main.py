@@ -53,28 +53,49 @@ class LazyGroup(click.Group):
             formatter.write_dl(rows)
 
     def invoke(self, ctx):
+        from kseg import signals
         from kseg.errors import KsegError
 
+        signals.install()
         try:
-            return super().invoke(ctx)
+            result = super().invoke(ctx)
+            signals.raise_if_interrupted()  # a signal whose exception a library swallowed
+            return result
+        except click.UsageError as error:
+            # One line, like every other error, with the way to the options.
+            command = error.ctx.command_path if error.ctx else "kseg"
+            click.echo(f"error: {_one_line(error.format_message())} (see `{command} --help`)", err=True)
+            sys.exit(error.exit_code)
         except (click.exceptions.Exit, click.ClickException, click.Abort):
             raise
         except KsegError as error:
             if ctx.obj and ctx.obj.get("debug"):
                 raise
-            click.echo(f"error: {error}", err=True)
+            click.echo(f"error: {_one_line(error)}", err=True)
             sys.exit(1)
-        except KeyboardInterrupt:
-            click.echo("interrupted", err=True)
-            sys.exit(130)
+        except KeyboardInterrupt as error:
+            name = getattr(error, "name", "Ctrl-C")
+            click.echo(f"interrupted ({name}); unfinished outputs were removed", err=True)
+            sys.exit(signals.exit_status(error))
+        except MemoryError:
+            if ctx.obj and ctx.obj.get("debug"):
+                raise
+            click.echo("error: out of memory (try smaller images, --tile, or a smaller batch)", err=True)
+            sys.exit(1)
         except Exception as error:  # a bug, or a failure kseg did not anticipate
             if ctx.obj and ctx.obj.get("debug"):
                 raise
             click.echo(
-                f"error: {type(error).__name__}: {error} (run with --debug for the traceback)",
+                f"error: {type(error).__name__}: {_one_line(error)} (run with --debug for the traceback)",
                 err=True,
             )
             sys.exit(1)
+
+
+def _one_line(error, limit=1000):
+    """An error message on one line, cut to `limit` characters."""
+    text = " ".join(str(error).split())
+    return text if len(text) <= limit else text[: limit - 4] + " ..."
 
 
 @click.group(cls=LazyGroup, context_settings={"help_option_names": ["-h", "--help"]})

@@ -5,6 +5,9 @@ place at the end; `os.replace` is atomic on one filesystem, so readers see eithe
 previous complete file or the new complete file. A folder (a SavedModel) replaces an
 existing one by an atomic exchange of the two names where Linux offers it. Temporary
 names start with a dot, so a kill leaves nothing in plain sight.
+
+A signal received while the result was written (see `kseg.signals`) stops the rename, and
+a full disk is reported as one `DiskFullError` naming the destination.
 """
 
 import contextlib
@@ -12,6 +15,9 @@ import os
 import shutil
 import sys
 import tempfile
+
+from kseg.errors import DiskFullError, is_disk_full
+from kseg.signals import raise_if_interrupted
 
 
 @contextlib.contextmanager
@@ -26,18 +32,29 @@ def atomic_path(path, directory=False):
     """
     path = os.fspath(path)
     parent = os.path.dirname(os.path.abspath(path))
-    os.makedirs(parent, exist_ok=True)
+    try:
+        os.makedirs(parent, exist_ok=True)
+    except OSError as error:
+        if is_disk_full(error):
+            raise DiskFullError(f"{parent}: no space left on device") from None
+        raise
     base = os.path.basename(path)
     # Keep the suffix: some writers (keras .keras, cv2.imwrite) choose the format by it.
     suffix = "" if directory else "".join(base.partition(".")[1:])
-    if directory:
-        temporary = tempfile.mkdtemp(prefix=f".{base}.", suffix=".tmp", dir=parent)
-    else:
-        handle, temporary = tempfile.mkstemp(prefix=f".{base}.", suffix=f".tmp{suffix}", dir=parent)
-        os.close(handle)
-        os.chmod(temporary, 0o666 & ~_umask())  # mkstemp makes 0600; give a normal file's mode
+    try:
+        if directory:
+            temporary = tempfile.mkdtemp(prefix=f".{base}.", suffix=".tmp", dir=parent)
+        else:
+            handle, temporary = tempfile.mkstemp(prefix=f".{base}.", suffix=f".tmp{suffix}", dir=parent)
+            os.close(handle)
+            os.chmod(temporary, 0o666 & ~_umask())  # mkstemp makes 0600; give a normal file's mode
+    except OSError as error:
+        if is_disk_full(error):
+            raise DiskFullError(f"{path}: no space left on device") from None
+        raise
     try:
         yield temporary
+        raise_if_interrupted()  # a swallowed Ctrl-C or SIGTERM must not complete the write
         if directory and os.path.isdir(path):
             if _exchange(temporary, path):
                 shutil.rmtree(temporary, ignore_errors=True)  # now the previous folder
@@ -51,11 +68,13 @@ def atomic_path(path, directory=False):
                 shutil.rmtree(old, ignore_errors=True)
         else:
             os.replace(temporary, path)
-    except BaseException:
+    except BaseException as error:
         if os.path.isdir(temporary):
             shutil.rmtree(temporary, ignore_errors=True)
         elif os.path.exists(temporary):
             os.remove(temporary)
+        if not isinstance(error, DiskFullError) and is_disk_full(error):
+            raise DiskFullError(f"{path}: no space left on device (the file was not written)") from None
         raise
 
 

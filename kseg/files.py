@@ -1,0 +1,241 @@
+"""Reading user files without hanging and without unbounded memory, and YAML without bombs.
+
+Every file kseg reads on a user's behalf goes through `read_bytes` or `read_text`:
+
+- the path is opened without blocking (`O_NONBLOCK`) and checked with `fstat` to be a
+  regular file *before* anything is read, so a FIFO, a socket, a terminal or a device such
+  as /dev/zero (directly or through a symlink) is refused by name instead of blocking
+  forever or being read until memory runs out;
+- at most `limit` bytes are accepted: a bigger file is refused, naming its size.
+
+`check_regular_file` does the same check for files another library opens itself
+(keras model archives, HDF5 weights).
+
+`load_yaml` parses YAML with the safe loader and refuses aliases (`&a` / `*a`), so an
+alias bomb ("billion laughs") cannot expand; nesting deeper than `MAX_YAML_DEPTH` is
+refused too. `brief` shortens user data before it goes into an error message.
+"""
+
+import errno
+import os
+import stat
+
+from kseg.errors import KsegError
+
+MiB = 1 << 20
+# Limits on what one file may hold. Images: a 16384x16384 16-bit RGBA PNG stored raw is
+# 2 GiB; anything larger is not a photograph. Text: configs, class lists, split lists.
+IMAGE_FILE_LIMIT = 2048 * MiB
+TEXT_FILE_LIMIT = 64 * MiB
+MAX_YAML_DEPTH = 64
+BRIEF_LIMIT = 80
+
+
+class FileKindError(KsegError):
+    """A path that exists but is not a regular file (folder, FIFO, device, socket)."""
+
+
+class FileTooLargeError(KsegError):
+    """A file larger than kseg accepts for its purpose."""
+
+
+class FileMissingError(KsegError):
+    """A path that does not exist."""
+
+
+class UnreadableFileError(KsegError):
+    """A regular file the operating system refuses to read (permissions, I/O error)."""
+
+
+def _kind_name(mode):
+    if stat.S_ISDIR(mode):
+        return "a folder"
+    if stat.S_ISFIFO(mode):
+        return "a FIFO (named pipe)"
+    if stat.S_ISCHR(mode):
+        return "a character device"
+    if stat.S_ISBLK(mode):
+        return "a block device"
+    if stat.S_ISSOCK(mode):
+        return "a socket"
+    return "not a regular file"
+
+
+def _not_regular(path, mode, what):
+    kind = _kind_name(mode)
+    link = " (through a symbolic link)" if os.path.islink(path) else ""
+    return FileKindError(f"{path}: {what} is {kind}{link}, not a regular file")
+
+
+def check_regular_file(path, what="file", limit=None):
+    """Raises a `KsegError` unless `path` is an existing regular file (symlinks followed).
+
+    Args:
+        path: str. The file.
+        what: str. What the file is for, in messages ("image", "model file", ...).
+        limit: int or None. Largest size accepted, in bytes.
+
+    Returns:
+        int. The file's size in bytes.
+    """
+    path = os.fspath(path)
+    try:
+        info = os.stat(path)
+    except FileNotFoundError:
+        raise FileMissingError(f"{path}: {what} not found") from None
+    except OSError as error:
+        raise UnreadableFileError(f"{path}: cannot read {what} ({error.strerror or error})") from None
+    if not stat.S_ISREG(info.st_mode):
+        raise _not_regular(path, info.st_mode, what)
+    _check_size(path, info.st_size, what, limit)
+    return info.st_size
+
+
+def _check_size(path, size, what, limit):
+    if limit is not None and size > limit:
+        raise FileTooLargeError(
+            f"{path}: {what} is {_format_size(size)}, more than the {_format_size(limit)} "
+            "kseg reads for it"
+        )
+
+
+def _format_size(size):
+    for unit, scale in (("GiB", 1 << 30), ("MiB", MiB), ("KiB", 1 << 10)):
+        if size >= scale:
+            return f"{size / scale:.1f} {unit}"
+    return f"{size} bytes"
+
+
+def read_bytes(path, what="file", limit=IMAGE_FILE_LIMIT):
+    """Returns the content of a regular file, refusing anything else before reading.
+
+    Args:
+        path: str. The file (symlinks are followed, then checked).
+        what: str. What the file is, for messages.
+        limit: int. Largest size accepted, in bytes.
+
+    Raises:
+        FileMissingError, FileKindError, FileTooLargeError, UnreadableFileError.
+    """
+    path = os.fspath(path)
+    try:
+        # O_NONBLOCK: opening a FIFO with no writer would otherwise wait forever.
+        descriptor = os.open(path, os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0))
+    except FileNotFoundError:
+        raise FileMissingError(f"{path}: {what} not found") from None
+    except IsADirectoryError:
+        raise FileKindError(f"{path}: {what} is a folder, not a regular file") from None
+    except OSError as error:
+        if error.errno == errno.ENXIO:  # a socket, or a FIFO opened for writing only
+            raise FileKindError(f"{path}: {what} is not a regular file") from None
+        raise UnreadableFileError(f"{path}: cannot read {what} ({error.strerror or error})") from None
+    try:
+        info = os.fstat(descriptor)
+        if not stat.S_ISREG(info.st_mode):
+            raise _not_regular(path, info.st_mode, what)
+        _check_size(path, info.st_size, what, limit)
+        chunks, total = [], 0
+        while True:
+            chunk = os.read(descriptor, min(16 * MiB, limit + 1 - total))
+            if not chunk:
+                break
+            chunks.append(chunk)
+            total += len(chunk)
+            if total > limit:  # the file grew while being read
+                _check_size(path, total, what, limit)
+        return b"".join(chunks)
+    except OSError as error:
+        raise UnreadableFileError(f"{path}: cannot read {what} ({error.strerror or error})") from None
+    finally:
+        os.close(descriptor)
+
+
+def read_text(path, what="file", limit=TEXT_FILE_LIMIT):
+    """Returns the UTF-8 text of a regular file (see `read_bytes`); bad UTF-8 is refused."""
+    data = read_bytes(path, what, limit)
+    try:
+        return data.decode("utf-8-sig")
+    except UnicodeDecodeError as error:
+        raise KsegError(
+            f"{os.fspath(path)}: {what} is not UTF-8 text (byte {error.start} is 0x{data[error.start]:02x})"
+        ) from None
+
+
+def brief(value, limit=BRIEF_LIMIT):
+    """`repr(value)`, cut to `limit` characters: user data in messages stays one short line."""
+    try:
+        text = repr(value)
+    except Exception:  # a repr that fails must not hide the real error
+        text = f"<{type(value).__name__}>"
+    text = " ".join(text.split())
+    return text if len(text) <= limit else text[: limit - 5] + " ...>"
+
+
+# -- YAML -----------------------------------------------------------------------------
+
+
+def _no_alias_loader():
+    import yaml
+
+    class Loader(yaml.SafeLoader):
+        """The safe loader, without aliases and with a bound on nesting."""
+
+        def compose_node(self, parent, index):
+            if self.check_event(yaml.AliasEvent):
+                event = self.peek_event()
+                raise yaml.composer.ComposerError(
+                    None, None, "aliases (*name) are not accepted", event.start_mark
+                )
+            self._depth = getattr(self, "_depth", 0) + 1
+            try:
+                if self._depth > MAX_YAML_DEPTH:
+                    raise yaml.composer.ComposerError(
+                        None, None, f"nested more than {MAX_YAML_DEPTH} levels deep",
+                        self.peek_event().start_mark,
+                    )
+                return super().compose_node(parent, index)
+            finally:
+                self._depth -= 1
+
+    return Loader
+
+
+def parse_yaml(text, source):
+    """Parses YAML text with the safe loader, refusing aliases and deep nesting.
+
+    Args:
+        text: str. The YAML document.
+        source: str. Where it came from (a path), for messages.
+    """
+    import yaml
+
+    try:
+        return yaml.load(text, Loader=_no_alias_loader())  # noqa: S506 (a SafeLoader subclass)
+    except yaml.YAMLError as error:
+        mark = getattr(error, "problem_mark", None)
+        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+        problem = getattr(error, "problem", None) or str(error).splitlines()[0]
+        raise KsegError(f"{source}: not valid YAML{where}: {' '.join(str(problem).split())[:200]}") from None
+    except RecursionError:
+        raise KsegError(f"{source}: YAML nested too deeply") from None
+
+
+def load_yaml(path, what="YAML file", limit=TEXT_FILE_LIMIT):
+    """Reads and parses a YAML file safely (see `read_text` and `parse_yaml`)."""
+    return parse_yaml(read_text(path, what, limit), os.fspath(path))
+
+
+def load_json(path, what="JSON file", limit=TEXT_FILE_LIMIT):
+    """Reads and parses a JSON file; malformed content is one error naming the file."""
+    import json
+
+    text = read_text(path, what, limit)
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError as error:
+        raise KsegError(
+            f"{os.fspath(path)}: {what} is not valid JSON (line {error.lineno}, column {error.colno}: "
+            f"{error.msg})"
+        ) from None
+    except RecursionError:
+        raise KsegError(f"{os.fspath(path)}: {what} is nested too deeply") from None

@@ -1,0 +1,68 @@
+"""SIGTERM handled like Ctrl-C, and an interruption that cannot be lost.
+
+`install()` (called by the CLI) makes SIGTERM and SIGHUP raise `Interrupted`, a
+`KeyboardInterrupt`, in the main thread, as Ctrl-C raises `KeyboardInterrupt`: every
+`atomic_path` then removes its temporary file or folder, and the CLI exits with one line
+and status 128 + the signal number.
+
+Python can lose such an exception: one raised while a garbage-collector callback or a
+`__del__` method runs is printed and dropped. So the signal is also remembered, and
+`raise_if_interrupted()` raises it again; `atomic_path` calls it before it renames a
+result into place, so an interrupted command never finishes a write.
+"""
+
+import signal
+
+_received = []  # signal numbers received since install()
+
+
+class Interrupted(KeyboardInterrupt):
+    """Raised in the main thread when kseg receives SIGTERM or SIGHUP."""
+
+    def __init__(self, signum):
+        super().__init__(signum)
+        self.signum = signum
+
+    @property
+    def name(self):
+        return signal.Signals(self.signum).name
+
+
+def _handler(signum, frame):
+    _received.append(signum)
+    raise Interrupted(signum)
+
+
+def _interrupt_handler(signum, frame):
+    _received.append(signum)
+    raise KeyboardInterrupt
+
+
+def install():
+    """Makes SIGTERM, SIGHUP and SIGINT interrupt kseg cleanly (main thread only)."""
+    for name in ("SIGTERM", "SIGHUP"):
+        if hasattr(signal, name):
+            signal.signal(getattr(signal, name), _handler)
+    if signal.getsignal(signal.SIGINT) is signal.default_int_handler:
+        signal.signal(signal.SIGINT, _interrupt_handler)
+
+
+def interrupted():
+    """The number of the first signal received since `install()`, or None."""
+    return _received[0] if _received else None
+
+
+def raise_if_interrupted():
+    """Raises the interruption again if a signal arrived (it may have been swallowed)."""
+    signum = interrupted()
+    if signum is None:
+        return
+    if signum == signal.SIGINT:
+        raise KeyboardInterrupt
+    raise Interrupted(signum)
+
+
+def exit_status(error=None):
+    """128 + the signal number (130 for Ctrl-C, 143 for SIGTERM)."""
+    signum = getattr(error, "signum", None) or interrupted() or signal.SIGINT
+    return 128 + int(signum)
