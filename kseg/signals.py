@@ -6,12 +6,14 @@
 and status 128 + the signal number.
 
 Python can lose such an exception: one raised while a garbage-collector callback or a
-`__del__` method runs is printed and dropped. So the signal is also remembered, and
-`raise_if_interrupted()` raises it again; `atomic_path` calls it before it renames a
-result into place, so an interrupted command never finishes a write.
+`__del__` method runs is printed and dropped. So the signal is also remembered (and the
+dropped exception's traceback is not printed), and `raise_if_interrupted()` raises it
+again; `atomic_path` calls it before it renames a result into place, so an interrupted
+command never finishes a write.
 """
 
 import signal
+import sys
 
 _received = []  # signal numbers received since install()
 
@@ -38,8 +40,22 @@ def _interrupt_handler(signum, frame):
     raise KeyboardInterrupt
 
 
+def _unraisable(hook):
+    """An unraisable-exception hook that stays silent about dropped interruptions."""
+
+    def report(unraisable):
+        if isinstance(unraisable.exc_value, KeyboardInterrupt) and interrupted() is not None:
+            return  # remembered; raise_if_interrupted() raises it where it can be handled
+        hook(unraisable)
+
+    report.kseg = True
+    return report
+
+
 def install():
     """Makes SIGTERM, SIGHUP and SIGINT interrupt kseg cleanly (main thread only)."""
+    if not getattr(sys.unraisablehook, "kseg", False):
+        sys.unraisablehook = _unraisable(sys.unraisablehook)
     for name in ("SIGTERM", "SIGHUP"):
         if hasattr(signal, name):
             signal.signal(getattr(signal, name), _handler)
