@@ -38,3 +38,27 @@ def test_directories_are_replaced_whole(tmp_path):
             (open(os.path.join(temporary, "data"), "wb")).write(content)
     assert (target / "data").read_bytes() == b"second"
     assert os.listdir(tmp_path) == ["saved"]
+
+
+def test_a_full_disk_is_one_error_naming_the_destination_and_leaves_nothing(tmp_path):
+    import errno
+
+    from kseg.errors import DiskFullError
+
+    target = tmp_path / "labels.png"
+    write_bytes_atomic(target, b"old")
+    with pytest.raises(DiskFullError, match="labels.png: no space left on device"):
+        with atomic_path(target):
+            raise OSError(errno.ENOSPC, "No space left on device")
+    assert target.read_bytes() == b"old" and os.listdir(tmp_path) == ["labels.png"]
+
+
+def test_a_remembered_interruption_stops_the_rename(tmp_path, monkeypatch):
+    from kseg import signals
+
+    monkeypatch.setattr(signals, "_received", [15])
+    with pytest.raises(KeyboardInterrupt):
+        with atomic_path(tmp_path / "model.tflite") as temporary:
+            with open(temporary, "wb") as handle:
+                handle.write(b"complete, but the command was interrupted")
+    assert os.listdir(tmp_path) == []
