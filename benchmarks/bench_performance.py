@@ -40,7 +40,9 @@ import time
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 SECTIONS = ("inference", "bf16", "train", "memory", "tflite")
-DEFAULT_CAMVID = os.environ.get("CAMVID_DIR", "/work/shared/data/camvid")
+DEFAULT_CAMVID = os.environ.get(
+    "CAMVID_DIR", os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "shared", "data", "camvid")
+)
 MATMUL_SIZE = 4096
 
 

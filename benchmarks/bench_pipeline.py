@@ -27,7 +27,9 @@ import time
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
-DEFAULT_DATA_DIR = os.environ.get("CAMVID_DIR", "/work/shared/data/camvid")
+DEFAULT_DATA_DIR = os.environ.get(
+    "CAMVID_DIR", os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "shared", "data", "camvid")
+)
 MODEL_CONSUMPTION = 2.0  # images/s, FCN-8s training at 360x480 on 2 cores (upper estimate)
 
 
