@@ -18,6 +18,8 @@ import yaml
 
 from kseg.atomic import write_bytes_atomic
 from kseg.errors import KsegError
+from kseg.files import brief, load_yaml
+from kseg.validation import check_number, describe_range
 
 MODEL_WEIGHT_CHOICES = ("imagenet", "none")
 OPTIMIZERS = ("sgd", "adam")
@@ -30,6 +32,51 @@ CLASS_WEIGHT_MODES = ("none", "median-frequency")
 # images unless --crop says otherwise.
 DEFAULT_CROPS = {"cityscapes": (512, 1024)}
 WHOLE_IMAGES = "none"  # crop value asking for whole images whatever the dataset's default
+
+# The one table of numeric limits: TrainConfig checks every value against it (from YAML,
+# Python or the command line), and `kseg train`'s options use it at parse time.
+MAX_CROP_SIDE = 16384
+MAX_SEED = 2**32 - 1  # numpy's and keras' seeds are unsigned 32-bit integers
+NUMBER_RANGES = {
+    "epochs": dict(low=1, high=100_000, integer=True),
+    "batch_size": dict(low=1, high=4096, integer=True),
+    "val_batch_size": dict(low=1, high=4096, integer=True),
+    "steps_per_epoch": dict(low=1, high=10**9, integer=True),
+    "val_steps": dict(low=1, high=10**9, integer=True),
+    "lr": dict(low=0, high=10, min_open=True),
+    "momentum": dict(low=0, high=1, max_open=True),
+    "weight_decay": dict(low=0, high=1),
+    "width": dict(low=0, high=1, min_open=True),
+    "dropout": dict(low=0, high=1, max_open=True),
+    "seed": dict(low=0, high=MAX_SEED, integer=True),
+    "class_weight": dict(low=0, high=1e6),
+    "worker_timeout": dict(low=0, high=86400, min_open=True),
+}
+MAX_STRING_LENGTH = 4096  # paths and names; PATH_MAX on Linux
+
+
+def check_setting(key, value, name=None):
+    """Checks a numeric setting against `NUMBER_RANGES[key]`; returns it as int or float.
+
+    Args:
+        key: str. A key of NUMBER_RANGES.
+        value: number or str.
+        name: str or None. How the setting is named in the message (default: `key`).
+    """
+    limits = dict(NUMBER_RANGES[key])
+    integer = limits.pop("integer", False)
+    name = name or key
+    try:
+        return check_number(value, name, integer=integer, **limits)
+    except KsegError as error:
+        if integer:
+            expected = f"a whole number from {limits['low']} to {limits['high']}"
+        else:
+            expected = f"a number in {describe_range(**limits)}"
+        problem = str(error).split(": ", 1)[-1]
+        if " is not in " in problem:
+            problem = problem.split(" is not in ")[0] + " is out of range"
+        raise KsegError(f"{name}: {problem}; expected {expected}") from None
 
 
 def parse_crop(text, key="crop"):
@@ -46,11 +93,15 @@ def parse_crop(text, key="crop"):
     else:
         parts = re.split(r"[x,X ]+", str(text).strip())
     try:
+        if len(parts) != 2 or any(isinstance(part, (bool, float)) for part in parts):
+            raise ValueError(parts)
         height, width = (int(part) for part in parts)
-    except (TypeError, ValueError):
-        raise KsegError(f"{key}: expected HxW such as 512x1024. Received: {key}={text!r}") from None
-    if height < 1 or width < 1:
-        raise KsegError(f"{key}: height and width must be positive. Received: {key}={text!r}")
+    except (TypeError, ValueError, OverflowError):
+        raise KsegError(f"{key}: expected HxW such as 512x1024. Received: {key}={brief(text)}") from None
+    if not (1 <= height <= MAX_CROP_SIDE and 1 <= width <= MAX_CROP_SIDE):
+        raise KsegError(
+            f"{key}: height and width must be between 1 and {MAX_CROP_SIDE}. Received: {key}={brief(text)}"
+        )
     return (height, width)
 
 
@@ -93,6 +144,8 @@ class TrainConfig:
         steps_per_epoch: int or None. Cap on training steps per epoch.
         val_steps: int or None. Cap on validation steps.
         run_dir: str or None. Where the run is written; None: runs/<model>-<data>-<time>.
+        worker_timeout: float. Seconds a multi-worker run waits for the other workers of
+            TF_CONFIG to answer before it gives up, naming the missing one.
     """
 
     model: str = "fcn8s"
@@ -123,6 +176,7 @@ class TrainConfig:
     steps_per_epoch: typing.Optional[int] = None
     val_steps: typing.Optional[int] = None
     run_dir: typing.Optional[str] = None
+    worker_timeout: float = 300.0
 
     def __post_init__(self):
         if isinstance(self.crop, str):  # "512x1024" or "none" in YAML or from the command line
@@ -135,21 +189,16 @@ class TrainConfig:
     def _check_values(self):
         def need(condition, key, what):
             if not condition:
-                raise KsegError(f"{key}: {what}. Received: {key}={getattr(self, key)!r}")
+                raise KsegError(f"{key}: {what}. Received: {key}={brief(getattr(self, key))}")
 
-        for key in ("epochs", "batch_size"):
-            need(getattr(self, key) >= 1, key, "must be at least 1")
-        for key in ("val_batch_size", "steps_per_epoch", "val_steps"):
-            need(getattr(self, key) is None or getattr(self, key) >= 1, key, "must be at least 1")
+        for key in NUMBER_RANGES:
+            if key in ("class_weight",) or getattr(self, key) is None:
+                continue
+            setattr(self, key, check_setting(key, getattr(self, key)))
         if self.crop not in (None, WHOLE_IMAGES):
             self.crop = list(parse_crop(self.crop))
         need(self.optimizer in OPTIMIZERS, "optimizer", f"must be one of {', '.join(OPTIMIZERS)}")
         need(self.schedule in SCHEDULES, "schedule", f"must be one of {', '.join(SCHEDULES)}")
-        need(self.lr > 0, "lr", "must be positive")
-        need(0 <= self.momentum < 1, "momentum", "must be in [0, 1)")
-        need(self.weight_decay >= 0, "weight_decay", "must be >= 0")
-        need(0 < self.width <= 1, "width", "must be in (0, 1]")
-        need(0 <= self.dropout < 1, "dropout", "must be in [0, 1)")
         need(
             self.mixed_precision in MIXED_PRECISION_MODES,
             "mixed_precision", f"must be one of {', '.join(MIXED_PRECISION_MODES)}",
@@ -167,9 +216,13 @@ class TrainConfig:
                 "class_weights", "must be none, median-frequency or a list of numbers",
             )  # fmt: skip
         else:
+            self.class_weights = [
+                check_setting("class_weight", weight, f"class_weights[{index}]")
+                for index, weight in enumerate(self.class_weights)
+            ]
             need(
-                all(weight >= 0 for weight in self.class_weights) and any(self.class_weights),
-                "class_weights", "weights must be >= 0 and not all zero",
+                len(self.class_weights) <= 4096 and any(self.class_weights),
+                "class_weights", "expected one weight per class (at most 4096), not all zero",
             )  # fmt: skip
 
     @property
@@ -188,15 +241,17 @@ class TrainConfig:
         if values is None:
             values = {}
         if not isinstance(values, dict):
-            raise KsegError(f"{source}: expected a mapping of option: value, found {type(values).__name__}")
+            raise KsegError(
+                f"{source}: expected a mapping of option: value, found {_yaml_kind(values)}; write one "
+                "key: value per line, such as 'epochs: 10'"
+            )
         known = {field.name for field in dataclasses.fields(cls)}
         cleaned = {}
         for key, value in values.items():
-            name = str(key).replace("-", "_")
+            name = str(key).replace("-", "_") if isinstance(key, str) else None
             if name not in known:
-                raise KsegError(
-                    f"{source}: unknown key '{key}'; known keys: {', '.join(sorted(known))}"
-                )
+                shown = f"'{key}'" if isinstance(key, str) and len(key) <= 60 else brief(key, 60)
+                raise KsegError(f"{source}: unknown key {shown}; known keys: {', '.join(sorted(known))}")
             cleaned[name] = value
         try:
             return cls(**cleaned)
@@ -212,15 +267,7 @@ class TrainConfig:
             overrides: dict or None. Values that win over the file, e.g. from CLI options.
         """
         path = os.fspath(path)
-        try:
-            with open(path, encoding="utf8") as handle:
-                values = yaml.safe_load(handle)
-        except FileNotFoundError:
-            raise KsegError(f"{path}: config file not found") from None
-        except OSError as error:
-            raise KsegError(f"{path}: cannot read config file ({error.strerror or error})") from None
-        except yaml.YAMLError as error:
-            raise KsegError(f"{path}: not valid YAML ({error})") from None
+        values = load_yaml(path, "config file")
         config = cls.from_dict(values, source=path)
         return config.replace(**(overrides or {}))
 
@@ -230,7 +277,7 @@ class TrainConfig:
         known = {field.name for field in dataclasses.fields(self)}
         for key in changes:
             if key not in known:
-                raise KsegError(f"unknown config key '{key}'")
+                raise KsegError(f"unknown config key {brief(key, 60)}")
         return dataclasses.replace(self, **changes)
 
     def to_dict(self):
@@ -242,6 +289,11 @@ class TrainConfig:
         if path is not None:
             write_bytes_atomic(path, text.encode("utf8"))
         return text
+
+
+def _yaml_kind(value):
+    names = {list: "a list", str: "a string", int: "a number", float: "a number", bool: "true/false"}
+    return names.get(type(value), type(value).__name__)
 
 
 def _type_name(annotation):
@@ -264,28 +316,34 @@ def _check_type(key, value, annotation):
                 return _check_type(key, value, option)
             except KsegError as error:
                 errors.append(str(error))
-        raise KsegError(errors[-1] if len(errors) == 1 else f"{key}: wrong type. Received: {key}={value!r}")
+        raise KsegError(errors[-1] if len(errors) == 1 else f"{key}: wrong type. Received: {key}={brief(value)}")
     if origin in (list, typing.List):
         (item_type,) = typing.get_args(annotation)
         if isinstance(value, tuple):
             value = list(value)
         if not isinstance(value, list):
-            raise KsegError(f"{key}: expected a list of {_type_name(item_type)}s. Received: {key}={value!r}")
+            raise KsegError(f"{key}: expected a list of {_type_name(item_type)}s. Received: {key}={brief(value)}")
+        if len(value) > 4096:
+            raise KsegError(f"{key}: a list of {len(value)} items is too long (at most 4096)")
         return [_check_type(f"{key}[{index}]", item, item_type) for index, item in enumerate(value)]
     if annotation is bool:
         if not isinstance(value, bool):
-            raise KsegError(f"{key}: expected true or false. Received: {key}={value!r}")
+            raise KsegError(f"{key}: expected true or false. Received: {key}={brief(value)}")
         return value
     if annotation is int:
         if isinstance(value, bool) or not isinstance(value, int):
-            raise KsegError(f"{key}: expected an integer. Received: {key}={value!r}")
+            raise KsegError(f"{key}: expected an integer. Received: {key}={brief(value)}")
         return value
     if annotation is float:
         if isinstance(value, bool) or not isinstance(value, (int, float)):
-            raise KsegError(f"{key}: expected a number. Received: {key}={value!r}")
+            raise KsegError(f"{key}: expected a number. Received: {key}={brief(value)}")
         return float(value)
     if annotation is str:
         if not isinstance(value, str):
-            raise KsegError(f"{key}: expected a string. Received: {key}={value!r}")
+            raise KsegError(f"{key}: expected a string. Received: {key}={brief(value)}")
+        if len(value) > MAX_STRING_LENGTH:
+            raise KsegError(f"{key}: a string of {len(value)} characters is too long (at most {MAX_STRING_LENGTH})")
+        if "\0" in value:
+            raise KsegError(f"{key}: a string with a NUL character is not a name or a path. Received: {brief(value)}")
         return value
     raise TypeError(f"unsupported config annotation {annotation!r} for {key}")
