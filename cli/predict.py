@@ -9,10 +9,11 @@ For each image it writes into --out (names keep an input folder's subfolders):
     <stem>_overlay.png  those colours blended over the image
 """
 
-import os
 import sys
 
 import click
+
+from kseg.cli.params import Number
 
 OUTPUTS = ("labels", "color", "overlay", "cityscapes-ids")
 
@@ -35,26 +36,56 @@ def parse_formats(text):
     return formats
 
 
+def size_option(option):
+    """A Click callback parsing HxW with `kseg.predict.parse_size`: a bad size is a usage
+    error (exit 2) before anything is read."""
+
+    def callback(ctx, param, value):
+        from kseg.errors import KsegError
+        from kseg.predict import parse_size
+
+        if value is None:
+            return None
+        try:
+            return parse_size(value, option)
+        except KsegError as error:
+            raise click.BadParameter(str(error)) from None
+
+    return callback
+
+
+def _tta_callback(ctx, param, value):
+    from kseg.errors import KsegError
+    from kseg.predict import parse_tta
+
+    try:
+        return parse_tta(value)
+    except KsegError as error:
+        raise click.BadParameter(str(error)) from None
+
+
 @click.command()
 @click.argument("inputs", nargs=-1, required=True)
 @click.option("--model", "model_path", default=None, metavar="RUN_DIR|MODEL.keras",
               help="Run directory or .keras file. Default: the latest run under ./runs.")
 @click.option("--out", "out_dir", default="predictions", show_default=True,
-              type=click.Path(file_okay=False), help="Folder the outputs are written to.")
+              type=click.Path(), help="Folder the outputs are written to (not an input "
+                                      "folder; files kseg did not write there are kept).")
 @click.option("--format", "formats", default="labels,color,overlay", show_default=True,
               help="Comma-separated outputs: labels, color, overlay, cityscapes-ids "
                    "(label maps in Cityscapes label ids, for the official evaluation script).")
-@click.option("--tile", default=None, metavar="HxW",
+@click.option("--tile", default=None, metavar="HxW", callback=size_option("--tile"),
               help="Sliding-window inference with tiles of this size (bounded memory).")
-@click.option("--overlap", default=64, show_default=True, type=click.IntRange(min=0),
+@click.option("--overlap", default=64, show_default=True,
+              type=Number(0, integer=True),
               help="Pixels shared by neighbouring tiles.")
 @click.option("--blend", default="center", show_default=True,
               type=click.Choice(["center", "mean"]),
               help="Tile overlap: use each tile's centre, or average all tiles.")
-@click.option("--tta", multiple=True, metavar="SPEC",
+@click.option("--tta", multiple=True, metavar="SPEC", callback=_tta_callback,
               help="Test-time augmentation: flip, scales=0.75,1,1.25, or both "
-                   "(repeat the option or join with '+'). Logits are averaged.")
-@click.option("--alpha", default=0.5, show_default=True, type=click.FloatRange(0, 1),
+                   "(repeat the option or join with '+'; scales in (0, 8]). Logits are averaged.")
+@click.option("--alpha", default=0.5, show_default=True, type=Number(0, 1),
               help="Opacity of the colours in the overlay.")
 @click.option("--precision", default="fp32", show_default=True, type=click.Choice(["fp32", "bf16"]),
               help="Compute precision. bf16 is about 1.8x faster on CPUs with bfloat16 "
@@ -71,28 +102,39 @@ def predict(inputs, model_path, out_dir, formats, tile, overlap, blend, tta, alp
       <stem>_color.png    label map in the dataset's colours
       <stem>_overlay.png  colours over the image
     A file that cannot be read is reported and skipped; the exit code is then 1.
+    Outputs never replace an input or a file kseg did not write (listed in
+    --out/.kseg-predictions.json).
     """
     from tqdm import tqdm
 
-    from kseg.errors import KsegError
+    from kseg.errors import DiskFullError, KsegError
     from kseg.models.inference import cpu_has_bf16, inference_model
-    from kseg.predict import collect_images, parse_size, parse_tta
-    from kseg.runs import load_model, read_classes, resolve_model_path
+    from kseg.predict import NonFiniteLogitsError, collect_images, plan_outputs, write_outputs
+    from kseg.runs import (
+        load_segmentation_model,
+        nonfinite_logits_message,
+        read_classes,
+        resolve_model_path,
+    )
+    from kseg.visualize import palette_from_classes
 
     formats = parse_formats(formats)
-    tile_size = parse_size(tile, "--tile") if tile else None
+    tile_size = tile
     if tile_size:
         from kseg.predict import validate_tiling
 
         validate_tiling(tile_size, overlap, blend)
-    augmentation = parse_tta(tta)
+    augmentation = tta
     items, problems = collect_images(inputs)
     if not items and len(problems) == 1:
         raise KsegError(problems[0])  # one input, one line
+    if not items:
+        for problem in problems:
+            click.echo(f"error: {problem}", err=True)
+        raise KsegError("no images to predict")
+    plan = plan_outputs(items, inputs, out_dir, formats)  # before the model is loaded
     for problem in problems:
         click.echo(f"error: {problem}", err=True)
-    if not items:
-        raise KsegError("no images to predict")
 
     path, run_dir = resolve_model_path(model_path)
     if model_path is None:
@@ -100,9 +142,10 @@ def predict(inputs, model_path, out_dir, formats, tile, overlap, blend, tta, alp
     if precision == "bf16" and cpu_has_bf16() is False:
         click.echo("warning: this CPU has no bfloat16 instructions (avx512_bf16, amx_bf16); "
                    "--precision bf16 will be slower than fp32 here", err=True)
-    model = inference_model(load_model(path, unsafe=unsafe), precision)
-    num_classes = int(model.output_shape[-1])
-    classes = read_classes(run_dir)
+    loaded, num_classes = load_segmentation_model(path, unsafe=unsafe)
+    if num_classes > 256:
+        raise KsegError(f"{path}: predicts {num_classes} classes; label maps hold at most 256")
+    classes = read_classes(run_dir, num_classes, path)
     if "cityscapes-ids" in formats and num_classes != 19:
         raise KsegError(
             f"--format cityscapes-ids needs a Cityscapes model with 19 classes; {path} "
@@ -113,41 +156,36 @@ def predict(inputs, model_path, out_dir, formats, tile, overlap, blend, tta, alp
             "warning: the Cityscapes evaluation script expects one PNG per image in its "
             "results folder; write cityscapes-ids to a folder of its own", err=True,
         )
+    palette = palette_from_classes(classes, num_classes)
+    model = inference_model(loaded, precision)
+    del loaded
 
-    failed = len(problems)
-    progress = tqdm(items, desc="predict", unit="image", disable=len(items) < 2, file=sys.stderr)
-    for image_path, name in progress:
-        try:
-            predict_one(model, image_path, os.path.join(out_dir, name), formats, num_classes,
-                        classes, tile_size, overlap, blend, augmentation, alpha)
-        except KsegError as error:
-            failed += 1
-            tqdm.write(f"error: {error}", file=sys.stderr)
-        except Exception as error:  # one odd file must not stop the others
-            failed += 1
-            tqdm.write(f"error: {image_path}: {type(error).__name__}: {error}", file=sys.stderr)
-    written = len(items) - (failed - len(problems))
+    failed, written = len(problems), 0
+    plan.start()
+    progress = tqdm(plan.outputs, desc="predict", unit="image", disable=len(items) < 2,
+                    file=sys.stderr)
+    try:
+        for image_path, paths in progress:
+            try:
+                write_outputs(model, image_path, paths, num_classes, palette, tile_size, overlap,
+                              blend, augmentation, alpha)
+                written += 1
+            except (DiskFullError, KeyboardInterrupt):
+                raise  # the next image would fail the same way
+            except NonFiniteLogitsError:
+                raise KsegError(nonfinite_logits_message(path, image_path)) from None
+            except KsegError as error:
+                failed += 1
+                tqdm.write(f"error: {error}", file=sys.stderr)
+            except Exception as error:  # one odd file must not stop the others
+                failed += 1
+                tqdm.write(f"error: {image_path}: {type(error).__name__}: {error}", file=sys.stderr)
+    except KsegError:
+        progress.close()
+        plan.finish()
+        click.echo(f"wrote predictions of {written} image(s) to {out_dir}", err=True)
+        raise
+    plan.finish()
     click.echo(f"wrote predictions of {written} image(s) to {out_dir}", err=True)
     if failed:
         raise KsegError(f"{failed} input(s) failed (see the messages above)")
-
-
-def predict_one(model, image_path, stem, formats, num_classes, classes, tile, overlap, blend,
-                tta, alpha):
-    """Predicts one image file and writes the requested outputs next to `stem`."""
-    from kseg.images import read_image, write_png
-    from kseg.predict import cityscapes_label_ids, predict_labels
-    from kseg.visualize import colorize, overlay, palette_from_classes
-
-    image = read_image(image_path)
-    labels = predict_labels(model, image, tile=tile, overlap=overlap, tta=tta, blend=blend)
-    if "labels" in formats:
-        write_png(stem + ".png", labels)
-    if "cityscapes-ids" in formats:
-        write_png(stem + ".png", cityscapes_label_ids(labels))
-    if "color" in formats or "overlay" in formats:
-        colors = colorize(labels, palette_from_classes(classes, num_classes))
-        if "color" in formats:
-            write_png(stem + "_color.png", colors)
-        if "overlay" in formats:
-            write_png(stem + "_overlay.png", overlay(image, colors, alpha))

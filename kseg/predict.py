@@ -29,9 +29,18 @@ import cv2
 import numpy as np
 
 from kseg.errors import KsegError
+from kseg.files import brief
 from kseg.images import IMAGE_EXTENSIONS, list_image_files
+from kseg.validation import check_number
 
 BLENDS = ("center", "mean")
+MAX_TTA_SCALE = 8.0  # an image scaled by more holds 64x the pixels
+MAX_TTA_SCALES = 16
+MAX_SIDE = 32768  # pixels a side of a tile or a fixed export input
+
+
+class NonFiniteLogitsError(KsegError):
+    """The model returned NaN or inf logits: the model is at fault, not one image."""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -47,8 +56,19 @@ class TTA:
     scales: tuple = (1.0,)
 
     def __post_init__(self):
-        if not self.scales or any(not scale > 0 for scale in self.scales):
-            raise KsegError(f"TTA scales must be positive numbers; got {list(self.scales)}")
+        if not isinstance(self.flip, bool):
+            raise KsegError(f"TTA flip must be True or False; got {self.flip!r}")
+        if not isinstance(self.scales, (tuple, list)) or not self.scales:
+            raise KsegError(f"TTA scales must be a list of positive numbers; got {self.scales!r}")
+        if len(self.scales) > MAX_TTA_SCALES:
+            raise KsegError(
+                f"--tta scales: {len(self.scales)} scales, at most {MAX_TTA_SCALES} are accepted"
+            )
+        scales = tuple(
+            check_number(scale, "--tta scales", 0, MAX_TTA_SCALE, min_open=True)
+            for scale in self.scales
+        )
+        object.__setattr__(self, "scales", scales)
 
     @property
     def views(self):
@@ -71,12 +91,17 @@ def parse_tta(values):
             if item == "flip":
                 flip = True
             elif item.startswith("scales="):
-                try:
-                    scales = tuple(float(s) for s in item[len("scales="):].split(",") if s.strip())
-                except ValueError:
+                texts = [text for text in item[len("scales="):].split(",") if text.strip()]
+                if not texts:
+                    raise KsegError(f"--tta {value!r}: scales= needs numbers, e.g. scales=0.75,1,1.25")
+                if len(texts) > MAX_TTA_SCALES:
                     raise KsegError(
-                        f"--tta {value!r}: scales must be numbers, e.g. scales=0.75,1,1.25"
-                    ) from None
+                        f"--tta scales: {len(texts)} scales, at most {MAX_TTA_SCALES} are accepted"
+                    )
+                scales = tuple(
+                    check_number(text, "--tta scales", 0, MAX_TTA_SCALE, min_open=True)
+                    for text in texts
+                )
             else:
                 raise KsegError(
                     f"--tta {value!r}: unknown augmentation {item!r}; use flip, "
@@ -85,9 +110,13 @@ def parse_tta(values):
     return TTA(flip=flip, scales=scales)
 
 
-def parse_size(text, option="--tile"):
-    """Parses "HxW" (or a single number for a square) into (height, width)."""
-    parts = str(text).lower().replace("*", "x").split("x")
+def parse_size(text, option="--tile", largest=MAX_SIDE):
+    """Parses "HxW" (or a single number for a square) into (height, width).
+
+    Each side must be a whole number from 1 to `largest` pixels; "inf", "nan", "0x5" and
+    "99999999x2" are refused naming the option.
+    """
+    parts = str(text).strip().lower().replace("*", "x").split("x")
     try:
         size = tuple(int(part) for part in parts)
     except ValueError:
@@ -95,7 +124,11 @@ def parse_size(text, option="--tile"):
     if len(size) == 1:
         size = size * 2
     if len(size) != 2 or min(size) < 1:
-        raise KsegError(f"{option} {text!r}: expected HEIGHTxWIDTH in pixels, e.g. 512x1024")
+        raise KsegError(f"{option} {brief(str(text))}: expected HEIGHTxWIDTH in pixels, e.g. 512x1024")
+    if max(size) > largest:
+        raise KsegError(
+            f"{option} {brief(str(text))}: at most {largest} pixels a side are accepted"
+        )
     return size
 
 
@@ -263,12 +296,24 @@ def label_dtype(num_classes):
 def predict_labels(model, image, tile=None, overlap=64, tta=TTA(), blend="center"):
     """Class map (H, W) uint8 of one uint8 RGB image: whole-image, or tiled if `tile`."""
     if tile is None:
-        logits = predict_logits(model, image, tta)
+        logits = check_finite_logits(predict_logits(model, image, tta))
         return np.argmax(logits, axis=-1).astype(label_dtype(logits.shape[-1]))
     strips = []
     for _, logits in iter_tiled_logits(model, image, tile, overlap, tta, blend):
+        check_finite_logits(logits)
         strips.append(np.argmax(logits, axis=-1).astype(label_dtype(logits.shape[-1])))
     return np.concatenate(strips, axis=0)
+
+
+def check_finite_logits(logits):
+    """Returns `logits`, or raises `NonFiniteLogitsError` when any is NaN or inf.
+
+    An arg-max over NaN picks class 0 everywhere: without this check a damaged model
+    writes all-zero label maps that look like predictions.
+    """
+    if not np.isfinite(logits).all():
+        raise NonFiniteLogitsError("the model's logits hold NaN or inf")
+    return logits
 
 
 def cityscapes_label_ids(train_ids):
@@ -331,3 +376,287 @@ def collect_images(inputs):
         owners[name] = path
         unique.append((path, name))
     return unique, problems
+
+
+# -- where the outputs go ---------------------------------------------------------------
+
+MANIFEST = ".kseg-predictions.json"
+SUFFIXES = {"labels": ".png", "cityscapes-ids": ".png", "color": "_color.png",
+            "overlay": "_overlay.png"}
+
+
+def output_paths(out_dir, name, formats):
+    """{output kind: path} of one image's outputs (`name` is its stem under `out_dir`)."""
+    return {kind: os.path.join(out_dir, name + SUFFIXES[kind]) for kind in formats}
+
+
+def _inside(path, folder):
+    """Whether the real path `path` is `folder` or lies under it (both real paths)."""
+    try:
+        return os.path.commonpath([path, folder]) == folder
+    except ValueError:  # different drives
+        return False
+
+
+def _file_id(path):
+    try:
+        info = os.stat(path)
+    except OSError:
+        return None
+    return (info.st_dev, info.st_ino)
+
+
+def _existing_ancestor(path):
+    path = os.path.abspath(path)
+    while not os.path.isdir(path):
+        parent = os.path.dirname(path)
+        if parent == path:
+            break
+        path = parent
+    return path
+
+
+def folds_case(folder):
+    """Whether the filesystem holding `folder` (or its nearest existing parent) ignores
+    the case of names, as on macOS and Windows by default."""
+    base = _existing_ancestor(folder)
+    candidates = [base] + [os.path.join(base, name) for name in _listing(base)[:20]]
+    for path in candidates:
+        name = os.path.basename(path)
+        if name.swapcase() != name:
+            other = os.path.join(os.path.dirname(path), name.swapcase())
+            try:
+                return os.path.samefile(path, other)
+            except OSError:
+                return False
+    return False
+
+
+def _listing(folder):
+    try:
+        return sorted(os.listdir(folder))
+    except OSError:
+        return []
+
+
+class OutputPlan:
+    """Every output path of a predict run, checked before any model is loaded.
+
+    `plan_outputs` refuses, naming both paths, an output that is one of the inputs
+    (symbolic and hard links included), two outputs on one path, an --out folder that is
+    an input, holds an input or lies in a searched input folder, and an existing file in
+    --out that kseg predict did not write. What kseg wrote into a folder is listed in its
+    manifest, `.kseg-predictions.json`, so that running again into the same folder
+    overwrites kseg's own files and nothing else.
+
+    Attributes:
+        out_dir: str. The output folder.
+        outputs: list of (image path, {kind: output path}), in input order.
+        listed: set of str. Paths relative to out_dir the manifest already lists.
+    """
+
+    def __init__(self, out_dir, outputs, listed):
+        self.out_dir, self.outputs, self.listed = out_dir, outputs, set(listed)
+
+    @property
+    def manifest_path(self):
+        return os.path.join(self.out_dir, MANIFEST)
+
+    def _relative(self, path):
+        return os.path.normpath(os.path.relpath(path, self.out_dir))
+
+    def start(self):
+        """Creates --out and lists every planned output in its manifest, before any is
+        written: a run killed halfway can be repeated into the same folder."""
+        planned = {self._relative(path) for _, paths in self.outputs for path in paths.values()}
+        if not planned <= self.listed:
+            self.listed |= planned
+            self._write()
+
+    def finish(self):
+        """Drops from the manifest the planned files that were never written."""
+        kept = {name for name in self.listed if os.path.lexists(os.path.join(self.out_dir, name))}
+        if kept != self.listed:
+            self.listed = kept
+            try:
+                self._write()
+            except (OSError, KsegError):  # a full disk: the longer list does no harm
+                pass
+
+    def _write(self):
+        import json
+
+        from kseg.atomic import write_bytes_atomic
+
+        payload = {"written_by": "kseg predict", "files": sorted(self.listed)}
+        write_bytes_atomic(self.manifest_path, (json.dumps(payload, indent=1) + "\n").encode())
+
+
+def read_manifest(out_dir):
+    """The relative paths `.kseg-predictions.json` in `out_dir` lists (empty without one)."""
+    from kseg.files import load_json
+
+    path = os.path.join(out_dir, MANIFEST)
+    if not os.path.lexists(path):
+        return set()
+    if os.path.islink(path):
+        raise KsegError(f"{path}: the predictions manifest is a symbolic link; delete it or "
+                        "choose another --out")
+    data = load_json(path, "predictions manifest")
+    files = data.get("files") if isinstance(data, dict) else None
+    if not isinstance(files, list) or not all(isinstance(name, str) for name in files):
+        raise KsegError(f"{path}: not a kseg predictions manifest (expected {{\"files\": "
+                        "[...]}}); delete it, or choose another --out")
+    listed = set()
+    for name in files:
+        name = os.path.normpath(name)
+        if name and not os.path.isabs(name) and name.split(os.sep)[0] != "..":
+            listed.add(name)
+    return listed
+
+
+def plan_outputs(items, inputs, out_dir, formats):
+    """Checks where a predict run would write and returns its `OutputPlan`.
+
+    Args:
+        items: list of (image path, output name) from `collect_images`.
+        inputs: list of str. The inputs as given (files, folders, patterns).
+        out_dir: str. --out.
+        formats: tuple of str. Output kinds (keys of SUFFIXES).
+
+    Raises:
+        KsegError: one line naming the output and the input (or other output) it would
+            destroy, and the way out. Nothing has been written then.
+    """
+    out_dir = os.fspath(out_dir)
+    out_real = os.path.realpath(out_dir)
+    input_ids = {}
+    for image, _ in items:
+        file_id = _file_id(image)
+        if file_id:
+            input_ids.setdefault(file_id, image)
+    input_reals = {os.path.realpath(image): image for image, _ in items}
+
+    if os.path.lexists(out_dir) and not os.path.isdir(out_dir):
+        owner = input_ids.get(_file_id(out_dir)) or input_reals.get(out_real)
+        if owner:
+            raise KsegError(f"--out {out_dir} is the input image {owner}; give --out a folder "
+                            "of its own")
+        raise KsegError(f"--out {out_dir}: exists and is not a folder; choose another --out")
+    for text in inputs:
+        if not os.path.isdir(text):
+            continue
+        folder = os.path.realpath(text)
+        if folder == out_real:
+            raise KsegError(
+                f"--out {out_dir} is the input folder {text}: the predictions would be mixed "
+                "with the images (and read as images next time); choose another --out"
+            )
+        if _inside(out_real, folder):
+            raise KsegError(
+                f"--out {out_dir} lies inside the input folder {text}, which is searched for "
+                "images: the next run would read the predictions as inputs; choose an --out "
+                "outside it"
+            )
+        if _inside(folder, out_real):
+            raise KsegError(f"--out {out_dir} contains the input folder {text}; choose another "
+                            "--out")
+    for real, image in input_reals.items():
+        if _inside(real, out_real):
+            raise KsegError(f"--out {out_dir} contains the input {image}: its outputs would "
+                            "be mixed with the inputs; choose another --out")
+
+    listed = read_manifest(out_dir) if os.path.isdir(out_dir) else set()
+    fold = folds_case(out_dir)
+    owners, outputs = {}, []
+    for image, name in items:
+        paths = output_paths(out_dir, name, formats)
+        for path in paths.values():
+            key = os.path.normpath(os.path.abspath(path))
+            key = key.casefold() if fold else key
+            if key in owners:
+                other_image, other_path = owners[key]
+                same = "" if other_path == path else f" (as {other_path})"
+                raise KsegError(
+                    f"{image} and {other_image} would both be written to {path}{same}; rename "
+                    "one of them or predict them into separate --out folders"
+                )
+            owners[key] = (image, path)
+            _check_output(path, image, out_dir, out_real, input_reals, input_ids, listed)
+        outputs.append((image, paths))
+    return OutputPlan(out_dir, outputs, listed)
+
+
+def _check_output(path, image, out_dir, out_real, input_reals, input_ids, listed):
+    real = os.path.realpath(path)
+    if not _inside(real, out_real):
+        raise KsegError(f"{path}: leads out of --out {out_dir} (through a symbolic link); "
+                        "remove the link or choose another --out")
+    victim = input_reals.get(real) or input_ids.get(_file_id(path))
+    if victim:
+        raise KsegError(f"{path}: the output of {image} would overwrite the input {victim}; "
+                        "choose another --out")
+    parent = os.path.dirname(path)
+    while parent and _inside(os.path.realpath(parent), out_real) and parent != out_dir:
+        if os.path.lexists(parent) and not os.path.isdir(parent):
+            raise KsegError(f"{parent}: exists and is not a folder, so {path} cannot be "
+                            "written; choose another --out")
+        parent = os.path.dirname(parent)
+    if not os.path.lexists(path):
+        return
+    if os.path.islink(path):
+        raise KsegError(f"{path}: exists (a symbolic link kseg did not write); delete it or "
+                        "choose another --out")
+    if not os.path.isfile(path):
+        raise KsegError(f"{path}: exists and is not a file; delete it or choose another --out")
+    if os.path.normpath(os.path.relpath(path, out_dir)) not in listed:
+        raise KsegError(
+            f"{path}: exists and was not written by kseg predict (not in {MANIFEST}); "
+            "choose another --out, or delete the file"
+        )
+
+
+def encode_png(array):
+    """PNG bytes of a uint8 array (H, W) or RGB (H, W, 3)."""
+    array = np.asarray(array)
+    if array.ndim == 3:
+        array = array[:, :, ::-1]  # RGB -> BGR for OpenCV
+    ok, encoded = cv2.imencode(".png", np.ascontiguousarray(array))
+    if not ok:
+        raise KsegError("could not encode a PNG")
+    return encoded.tobytes()
+
+
+def write_outputs(model, image_path, paths, num_classes, palette, tile=None, overlap=64,
+                  blend="center", tta=TTA(), alpha=0.5):
+    """Predicts one image file and writes the outputs `paths` ({kind: path}) atomically.
+
+    Each file is written whole or not at all (`kseg.atomic`); a full disk raises
+    `DiskFullError`, NaN or inf logits `NonFiniteLogitsError`: both end the run.
+
+    Returns:
+        list of str. The paths written.
+    """
+    from kseg.atomic import write_bytes_atomic
+    from kseg.images import read_image
+    from kseg.visualize import colorize, overlay
+
+    image = read_image(image_path)
+    labels = predict_labels(model, image, tile=tile, overlap=overlap, tta=tta, blend=blend)
+    files = []
+    if "labels" in paths:
+        files.append((paths["labels"], labels))
+    if "cityscapes-ids" in paths:
+        files.append((paths["cityscapes-ids"], cityscapes_label_ids(labels)))
+    colors = None
+    if "color" in paths or "overlay" in paths:
+        colors = colorize(labels, palette)
+    if "color" in paths:
+        files.append((paths["color"], colors))
+    if "overlay" in paths:
+        files.append((paths["overlay"], overlay(image, colors, alpha)))
+    written = []
+    for path, array in files:
+        write_bytes_atomic(path, encode_png(array))
+        written.append(path)
+    return written

@@ -16,6 +16,7 @@ import os
 
 from kseg.atomic import write_bytes_atomic
 from kseg.errors import KsegError
+from kseg.files import brief, check_regular_file, load_json
 
 DEFAULT_RUNS_ROOT = "runs"
 CLASSES_FILE = "classes.json"
@@ -91,22 +92,85 @@ def write_classes(run_dir, dataset, class_names, palette, ignore_index=255):
     )
 
 
-def read_classes(run_dir):
-    """Returns the classes.json of a run directory as a dict, or None when absent."""
+def read_classes(run_dir, num_classes=None, model_path=None):
+    """Returns the classes.json of a run directory as a checked dict, or None when absent.
+
+    The file is read with `kseg.files.load_json` (regular file, bounded size) and its
+    structure checked (`check_classes`), so a damaged file is one error naming it, never
+    an AttributeError later.
+
+    Args:
+        run_dir: str or None. The run directory.
+        num_classes: int or None. Classes the model predicts; the file must list as many.
+        model_path: str or None. The model, for the message about a class-count mismatch.
+    """
     if run_dir is None:
         return None
     path = os.path.join(run_dir, CLASSES_FILE)
-    if not os.path.isfile(path):
+    if not os.path.lexists(path):
         return None
-    try:
-        with open(path, encoding="utf8") as handle:
-            return json.load(handle)
-    except (OSError, ValueError) as error:
-        raise KsegError(f"{path}: unreadable class description ({error})") from None
+    return check_classes(load_json(path, "class description"), path, num_classes, model_path)
+
+
+def check_classes(classes, path=CLASSES_FILE, num_classes=None, model_path=None):
+    """Checks the structure of a classes.json payload; returns it.
+
+    Expected: {"dataset": str, "class_names": [str, ...], "palette": [[r, g, b], ...]
+    (one colour per class, or empty), "ignore_index": int 0..255}; every key optional.
+
+    Raises:
+        KsegError: one line naming `path`, what is wrong, and the way out.
+    """
+    way_out = "fix or delete it (kseg then uses default names and colours)"
+
+    def refuse(problem):
+        raise KsegError(f"{path}: {problem}; {way_out}")
+
+    if not isinstance(classes, dict):
+        refuse(f"expected a JSON object with class_names and palette, found {type(classes).__name__}")
+    names = classes.get("class_names")
+    if names is not None:
+        if not isinstance(names, list) or not all(isinstance(name, str) for name in names):
+            refuse(f"'class_names' must be a list of strings, found {brief(names)}")
+        if not names:
+            refuse("'class_names' is empty")
+    palette = classes.get("palette")
+    if palette is not None:
+        if not isinstance(palette, list):
+            refuse(f"'palette' must be a list of [R, G, B] colours, found {brief(palette)}")
+        for index, colour in enumerate(palette):
+            if not (isinstance(colour, list) and len(colour) == 3 and all(
+                    isinstance(value, int) and not isinstance(value, bool) and 0 <= value <= 255
+                    for value in colour)):
+                refuse(f"palette entry {index} is {brief(colour)}, expected [R, G, B] with whole "
+                       "numbers 0..255")
+        if names is not None and palette and len(palette) != len(names):
+            refuse(f"'palette' has {len(palette)} colours for {len(names)} class names")
+    ignore = classes.get("ignore_index")
+    if ignore is not None and (isinstance(ignore, bool) or not isinstance(ignore, int)
+                               or not 0 <= ignore <= 255):
+        refuse(f"'ignore_index' must be a whole number 0..255, found {brief(ignore)}")
+    dataset = classes.get("dataset")
+    if dataset is not None and not isinstance(dataset, str):
+        refuse(f"'dataset' must be a name, found {brief(dataset)}")
+    if num_classes is not None:
+        listed = len(names) if names is not None else len(palette or [])
+        if listed and listed != num_classes:
+            model = f"{model_path} predicts" if model_path else "the model predicts"
+            raise KsegError(
+                f"{path}: lists {listed} classes but {model} {num_classes}; the model and "
+                "classes.json do not belong together (pass the model file of this run, or fix "
+                "classes.json)"
+            )
+    return classes
 
 
 def load_model(path, unsafe=False):
     """Loads a `.keras` model in keras' safe mode (no code runs from the file).
+
+    Every floating-point weight is checked to be finite: a model holding NaN or inf (a
+    diverged training, a damaged file) is refused here, naming the first such weight,
+    instead of predicting garbage in every verb that uses it.
 
     Args:
         path: str. A `.keras` file.
@@ -117,13 +181,14 @@ def load_model(path, unsafe=False):
     from kseg.models.saving import load_keras_file
 
     path = os.fspath(path)
-    if not os.path.isfile(path):
+    if not os.path.lexists(path):
         raise KsegError(f"{path}: model file not found")
+    check_regular_file(path, "model file")
     code_layers = _code_layers(path)
     if code_layers and not unsafe:
         raise KsegError(_CODE_REFUSED.format(path=path, layers=", ".join(code_layers)))
     try:
-        return load_keras_file(path, safe_mode=not unsafe)
+        model = load_keras_file(path, safe_mode=not unsafe)
     except ValueError as error:
         if "safe_mode" in str(error) or "Lambda" in str(error):
             raise KsegError(_CODE_REFUSED.format(path=path, layers="a Lambda layer")) from None
@@ -132,6 +197,105 @@ def load_model(path, unsafe=False):
         raise KsegError(
             f"{path}: not a loadable keras model ({type(error).__name__}: {_one_line(error)})"
         ) from None
+    check_finite_weights(model, path)
+    return model
+
+
+def check_finite_weights(model, source):
+    """Raises a `KsegError` naming `source` and the first weight holding NaN or inf."""
+    from kseg.models.saving import first_nonfinite_weight
+
+    found = first_nonfinite_weight(model)
+    if found:
+        name, kind = found
+        raise KsegError(
+            f"{source}: weight '{name}' holds {kind}: the model is damaged (a training that "
+            "diverged, or a corrupted file); use another checkpoint or train it again"
+        )
+
+
+# A probe image of an odd size: a per-pixel model must return logits of exactly this size.
+PROBE_SIZE = (37, 45)
+
+
+def check_segmentation_model(model, path):
+    """Refuses, once, a keras model that is not image -> per-pixel logits; returns its classes.
+
+    kseg's verbs need one input (batch, any height, any width, 3) and one output
+    (batch, height, width, classes) of the input's size. A classifier (None, 1000), a
+    model fixed to 224x224 images, one with two inputs or grayscale input is refused here
+    with the shapes found, not once per image later. A model whose shapes look right is
+    run once on a small odd-sized image to see that its logits keep the image size.
+
+    Args:
+        model: keras.Model.
+        path: str. The model file, for messages.
+
+    Returns:
+        int. The number of classes.
+    """
+    import keras
+    import numpy as np
+
+    def shapes(tensors):
+        return ", ".join(str(tuple(tensor.shape)) for tensor in tensors) or "none"
+
+    try:
+        inputs = list(model.inputs or [])
+        outputs = keras.tree.flatten(model.outputs or [])
+    except (AttributeError, ValueError):
+        raise KsegError(f"{path}: not a segmentation model (a model without defined inputs "
+                        "and outputs)") from None
+    found = f"found input {shapes(inputs)} -> output {shapes(outputs)}"
+    need = ("kseg needs one RGB image input (None, None, None, 3) of any size and one per-pixel "
+            "logits output (None, None, None, classes)")
+    problem = None
+    if len(inputs) != 1:
+        problem = f"it has {len(inputs)} inputs"
+    elif len(outputs) != 1:
+        problem = f"it has {len(outputs)} outputs"
+    else:
+        in_shape, out_shape = tuple(inputs[0].shape), tuple(outputs[0].shape)
+        if len(in_shape) != 4 or in_shape[-1] != 3:
+            problem = "its input is not a batch of RGB images"
+        elif in_shape[1] is not None or in_shape[2] is not None:
+            problem = f"its input is fixed to {in_shape[1]}x{in_shape[2]} images"
+        elif len(out_shape) != 4 or not isinstance(out_shape[-1], int) or out_shape[-1] < 1:
+            problem = "its output is not per-pixel logits"
+    if problem:
+        raise KsegError(f"{path}: not a segmentation model: {problem} ({found}); {need}")
+    num_classes = int(tuple(outputs[0].shape)[-1])
+    probe = np.zeros((1,) + PROBE_SIZE + (3,), np.uint8)
+    try:
+        logits = keras.tree.flatten(model(probe, training=False))[0]
+        shape = tuple(int(size) for size in logits.shape)
+    except Exception as error:
+        raise KsegError(f"{path}: not a segmentation model: it fails on a "
+                        f"{PROBE_SIZE[0]}x{PROBE_SIZE[1]} image ({type(error).__name__}: "
+                        f"{_one_line(error, 200)})") from None
+    if shape != (1,) + PROBE_SIZE + (num_classes,):
+        raise KsegError(
+            f"{path}: not a segmentation model: a {PROBE_SIZE[0]}x{PROBE_SIZE[1]} image gives "
+            f"logits of shape {shape}; {need}, the output the size of the input"
+        )
+    if not np.isfinite(keras.ops.convert_to_numpy(logits)).all():
+        raise KsegError(nonfinite_logits_message(path))
+    return num_classes
+
+
+def nonfinite_logits_message(path, image=None):
+    """The one line for a model whose logits hold NaN or inf (finite weights that overflow)."""
+    where = f" for {image}" if image else ""
+    return (
+        f"{path}: the model's logits{where} hold NaN or inf (its weights overflow float32): "
+        "the model is damaged; use another checkpoint or train it again"
+    )
+
+
+def load_segmentation_model(path, unsafe=False):
+    """`load_model`, then `check_segmentation_model`: returns (model, number of classes)."""
+    model = load_model(path, unsafe=unsafe)
+    return model, check_segmentation_model(model, path)
 
 
 _CODE_REFUSED = (

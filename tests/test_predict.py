@@ -129,11 +129,17 @@ def test_parse_tta_and_size():
     assert parse_tta([]) == TTA() and parse_tta(["none"]) == TTA()
     with pytest.raises(KsegError, match="unknown augmentation"):
         parse_tta(["rotate"])
-    with pytest.raises(KsegError, match="positive"):
-        parse_tta(["scales=0,1"])
+    for bad in ("scales=0,1", "scales=inf", "scales=nan", "scales=1e9", "scales=-1", "scales=x"):
+        with pytest.raises(KsegError, match="--tta"):
+            parse_tta([bad])
+    with pytest.raises(KsegError, match="--tta scales"):
+        TTA(scales=(float("nan"),))
     assert parse_size("512x1024") == (512, 1024) and parse_size("64") == (64, 64)
-    with pytest.raises(KsegError, match="HEIGHTxWIDTH"):
-        parse_size("big")
+    for bad in ("big", "0x5", "inf", "nanxnan", "5x5x5", "-3x4"):
+        with pytest.raises(KsegError, match="HEIGHTxWIDTH"):
+            parse_size(bad)
+    with pytest.raises(KsegError, match="at most"):
+        parse_size("99999999x2", "--input-size")
 
 
 def test_cityscapes_label_ids():

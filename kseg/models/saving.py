@@ -72,3 +72,20 @@ def _forget_uninitialized(variables):
     if pending:
         ours = {id(variable) for variable in variables}
         pending[:] = [variable for variable in pending if id(variable) not in ours]
+
+
+def first_nonfinite_weight(model):
+    """The first floating-point weight of `model` holding NaN or inf, as (path, "NaN" or
+    "inf"), or None when every weight is finite.
+
+    Checked on the device, one variable at a time: no second copy of the weights.
+    """
+    for variable in model.weights:
+        if not keras.backend.is_float_dtype(variable.dtype):
+            continue
+        value = variable.value
+        if bool(keras.ops.all(keras.ops.isfinite(value))):
+            continue
+        kind = "NaN" if bool(keras.ops.any(keras.ops.isnan(value))) else "inf"
+        return variable.path, kind
+    return None

@@ -1,5 +1,6 @@
 """`kseg predict` end to end on a tiny model and images in every format kseg reads."""
 
+import json
 import os
 
 import cv2
@@ -54,6 +55,11 @@ def test_predict_odd_formats_writes_all_outputs(run_dir, tmp_path):
         # The colour map uses classes.json's palette.
         np.testing.assert_array_equal(color, np.array(PALETTE, np.uint8)[labels])
     assert not [name for name in os.listdir(out) if ".tmp" in name]
+    # a second run into its own folder overwrites its own files
+    result = CliRunner().invoke(
+        cli, ["predict", str(tmp_path / "images"), "--model", str(run_dir), "--out", str(out)]
+    )
+    assert result.exit_code == 0, result.output
 
 
 def test_predict_reports_bad_files_and_writes_the_rest(run_dir, tmp_path):
@@ -68,7 +74,10 @@ def test_predict_reports_bad_files_and_writes_the_rest(run_dir, tmp_path):
     assert result.exit_code == 1
     assert "broken.png" in result.output and "missing.jpg" in result.output
     assert "2 input(s) failed" in result.output
-    assert sorted(os.listdir(out)) == ["deep.png", "gray.png", "rgba.png"]
+    assert sorted(os.listdir(out)) == [".kseg-predictions.json", "deep.png", "gray.png", "rgba.png"]
+    # the manifest lists what was written (broken.png's planned output is dropped)
+    manifest = json.loads((out / ".kseg-predictions.json").read_text())
+    assert manifest["files"] == ["deep.png", "gray.png", "rgba.png"]
 
 
 def test_predict_tiled_tta_and_latest_run(run_dir, tmp_path, monkeypatch):
@@ -118,7 +127,8 @@ def test_predict_cityscapes_label_ids(tmp_path):
               "--format", "cityscapes-ids"],
     )
     assert result.exit_code == 0, result.output
-    assert os.listdir(tmp_path / "results") == ["frankfurt_000000_000294_leftImg8bit.png"]
+    assert sorted(os.listdir(tmp_path / "results")) == [
+        ".kseg-predictions.json", "frankfurt_000000_000294_leftImg8bit.png"]
     ids = read_mask(tmp_path / "results" / "frankfurt_000000_000294_leftImg8bit.png")
     train_ids = np.asarray(model(cv2.imread(str(tmp_path / "frankfurt_000000_000294_leftImg8bit.png"))
                                  [None, :, :, ::-1].copy())).argmax(-1)[0]
