@@ -2,7 +2,12 @@
 
 import click
 
+from cli.params import Number
 from kseg.data.registry import DATASET_NAMES as DATASETS  # no TensorFlow import
+
+MAX_SCENES = 1_000_000  # per split (kseg.data.synthetic.MAX_SCENES)
+MIN_SIDE, MAX_SIDE = 32, 4096  # pixels per side of a synthetic scene
+MAX_SEED = 2**63 - 1
 
 
 def dataset_options(function):
@@ -62,7 +67,7 @@ def data():
 
 @data.command()
 @dataset_options
-@click.option("--max-problems", default=20, show_default=True, type=click.IntRange(min=0),
+@click.option("--max-problems", default=20, show_default=True, type=Number(0, 10**9, integer=True),
               help="How many individual problems to print per split (all are counted).")
 @click.option("--no-progress", is_flag=True, help="Do not show the progress bar.")
 def verify(name, data_dir, splits, classes_file, max_problems, no_progress):
@@ -114,16 +119,26 @@ def stats(name, data_dir, splits, classes_file, json_path, no_progress):
     spec = get_dataset_spec(name, data_dir=data_dir, classes_file=classes_file)
     payload = {}
     skipped = 0
+    unlabelled = []
     for split in _splits(spec, splits):
         result = compute_stats(spec, split, progress=not no_progress)
         click.echo(f"{spec.name} / {split}: " + result.summary())
         for path, message in result.skipped:  # each bad mask on a line of its own
             click.echo(f"error: {message if message.startswith(path) else f'{path}: {message}'}", err=True)
         skipped += len(result.skipped)
+        if result.num_images and not result.labelled_pixels:
+            unlabelled.append(split)
         payload[split] = result.as_dict()
     if json_path:
         write_bytes_atomic(json_path, json.dumps(payload, indent=2).encode())
         click.echo(f"wrote {json_path}")
+    if unlabelled:
+        also = f"; {skipped} mask(s) could not be read (see above)" if skipped else ""
+        raise KsegError(
+            f"{spec.name}: split {', '.join(repr(split) for split in unlabelled)} has no labelled pixel "
+            f"(every mask value is ignore/void){also}; check the masks and the --data type "
+            "(`kseg data verify` lists the files)"
+        )
     if skipped:
         raise KsegError(
             f"{skipped} mask(s) could not be read and are left out of the statistics "
@@ -132,25 +147,26 @@ def stats(name, data_dir, splits, classes_file, json_path, no_progress):
 
 
 def _parse_size(ctx, param, value):
-    try:
-        height, width = (int(part) for part in value.lower().split("x"))
-    except ValueError:
-        raise click.BadParameter(f"expected HEIGHTxWIDTH such as 96x128. Received: {value!r}") from None
-    if height < 32 or width < 32:
-        raise click.BadParameter(f"each side must be at least 32. Received: {value!r}")
+    shown = repr(value[:40]) if len(value) <= 40 else repr(value[:35]) + "..."
+    parts = [part.strip() for part in value.lower().split("x")]
+    if len(parts) != 2 or not all(part.isascii() and part.isdigit() and len(part) <= 6 for part in parts):
+        raise click.BadParameter(f"expected HEIGHTxWIDTH such as 96x128. Received: {shown}")
+    height, width = (int(part) for part in parts)
+    if not (MIN_SIDE <= height <= MAX_SIDE and MIN_SIDE <= width <= MAX_SIDE):
+        raise click.BadParameter(f"each side must be {MIN_SIDE} to {MAX_SIDE} pixels. Received: {shown}")
     return height, width
 
 
 @data.command()
 @click.argument("out", type=click.Path(file_okay=False))
-@click.option("--num-train", default=300, show_default=True, type=click.IntRange(min=1),
-              help="Number of training scenes.")
-@click.option("--num-val", default=60, show_default=True, type=click.IntRange(min=1),
-              help="Number of validation scenes.")
+@click.option("--num-train", default=300, show_default=True, type=Number(1, MAX_SCENES, integer=True),
+              help=f"Number of training scenes (1 to {MAX_SCENES:,}).")
+@click.option("--num-val", default=60, show_default=True, type=Number(1, MAX_SCENES, integer=True),
+              help=f"Number of validation scenes (1 to {MAX_SCENES:,}).")
 @click.option("--size", default="96x128", show_default=True, callback=_parse_size,
-              help="Scene size as HEIGHTxWIDTH in pixels (each side at least 32).")
-@click.option("--seed", default=0, show_default=True, type=int,
-              help="Random seed; the same seed gives the same dataset.")
+              help=f"Scene size as HEIGHTxWIDTH in pixels (each side {MIN_SIDE} to {MAX_SIDE}).")
+@click.option("--seed", default=0, show_default=True, type=Number(0, MAX_SEED, integer=True),
+              help="Random seed (0 or more); the same seed gives the same dataset.")
 @click.option("--force", is_flag=True, help="Replace OUT if it already exists.")
 def synth(out, num_train, num_val, size, seed, force):
     """Write the synthetic shapes dataset to OUT (folder layout with classes.yaml).

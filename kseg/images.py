@@ -1,20 +1,66 @@
 """Reading images and label masks with one clear error per bad file, and writing PNGs.
 
-Images come back as uint8 RGB (H, W, 3) whatever is on disk: grayscale is repeated to
-three channels, an alpha channel is dropped, 16-bit samples are scaled to 8 bits, and the
-EXIF orientation of JPEGs is applied. Masks come back as 2-D uint8 arrays of raw values,
-and must be single-channel 8-bit files (a colour mask is reported, not guessed at).
+Every image and mask kseg reads (predict, heatmap, export calibration, training,
+evaluation, `kseg evaluate --predictions`, `kseg data verify` and `stats`) goes through
+this module, so one set of rules holds for every verb:
+
+- Files are read with `kseg.files.read_bytes`: a FIFO, socket, device (also behind a
+  symbolic link) or a folder named like an image is refused by name, never read or waited
+  on.
+- The image size is read from the file's header before anything is decoded; an image
+  claiming more than `MAX_IMAGE_PIXELS` pixels is refused (a few bytes of PNG or JPEG can
+  claim 100000x100000 pixels, 30 GB once decoded). Decoder failures (including OpenCV's
+  internal errors) become one `ImageError` naming the file.
+- EXIF orientation is applied, always, by kseg itself: the tag is read from the bytes
+  (JPEG APP1, PNG eXIf, WebP EXIF, TIFF IFD0), the pixels are decoded as stored
+  (`cv2.IMREAD_UNCHANGED`, which never rotates) and turned with numpy. So an image looks
+  the same to predict as to training and evaluation, whatever OpenCV does per format.
+  A mask that carries an orientation tag (rare) is turned by its own tag. (TIFF only:
+  libtiff inside OpenCV turns the pixels itself, so kseg does not turn them twice.)
+
+Images come back as uint8 RGB (H, W, 3) from `read_image`, whatever is on disk: grayscale
+is repeated to three channels, an alpha channel is dropped, 16-bit samples are scaled to 8
+bits. Masks come back from `read_mask` as 2-D uint8 arrays of the *stored* values: palette
+PNGs give their palette indices and 1-, 2- and 4-bit grayscale PNGs their stored indices
+(not OpenCV's scaling to 0..255). A mask must be a lossless single-channel 8-bit file:
+16-bit and colour masks are reported, and lossy files (JPEG content whatever the
+extension, lossy WebP, JPEG 2000, AVIF) are refused, since their compression changes
+class values along every edge.
 """
 
+import io
 import os
+import re
+import struct
+import warnings
+import zlib
 
 import cv2
 import numpy as np
 
 from kseg.atomic import atomic_path
 from kseg.errors import KsegError
+from kseg.files import IMAGE_FILE_LIMIT, read_bytes
 
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".webp", ".tif", ".tiff")
+# The most pixels kseg decodes from one file: enough for large tiled aerial images
+# (16384x16384), while one decoded image stays below 2 GiB even at 16-bit RGBA.
+MAX_IMAGE_PIXELS = 1 << 28
+ORIENTATION_TAG = 0x0112
+LOSSY_MASK_HINT = "store masks as PNG: JPEG-style compression changes class values along every edge"
+# What each EXIF orientation asks for (the stored pixels -> the displayed image).
+ORIENTATIONS = {
+    2: "mirrored left-right", 3: "rotated 180 degrees", 4: "mirrored top-bottom",
+    5: "transposed", 6: "rotated 90 degrees clockwise", 7: "transversed",
+    8: "rotated 90 degrees counter-clockwise",
+}
+
+PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+PNG_PALETTE_COLOUR_TYPE = 3
+PNG_GRAY_COLOUR_TYPE = 0
+JP2_SIGNATURE = b"\x00\x00\x00\x0cjP  \r\n\x87\n"
+J2K_SIGNATURE = b"\xff\x4f\xff\x51"
+_JPEG_SOF = {0xC0, 0xC1, 0xC2, 0xC3, 0xC5, 0xC6, 0xC7, 0xC9, 0xCA, 0xCB, 0xCD, 0xCE, 0xCF}
 
 
 class ImageError(KsegError):
@@ -25,6 +71,9 @@ def list_image_files(folder):
     """Returns the image files (by extension) in `folder` and its subfolders, sorted.
 
     Hidden files are left out: among them the temporary files of an interrupted write.
+    Entries that are not regular files (a FIFO or socket named like an image) are listed
+    too: reading them is refused with a message naming them, so they are reported, not
+    silently dropped, and never waited on.
     """
     found = []
     for root, _, names in os.walk(folder):
@@ -33,33 +82,323 @@ def list_image_files(folder):
     return sorted(found)
 
 
-def _read_raw(path, flags):
-    path = os.fspath(path)
-    if not os.path.exists(path):
-        raise ImageError(f"{path}: file not found")
-    if not os.path.isfile(path):
-        raise ImageError(f"{path}: not a file")
+# -- headers ---------------------------------------------------------------------------
+
+
+class ImageHeader:
+    """What a file's header says, read without decoding the pixels.
+
+    Attributes:
+        format: str or None. "png", "jpeg", "webp", "bmp", "gif", "tiff", "jpeg2000",
+            "avif", or None when not recognised here (OpenCV may still decode it).
+        width, height: int or None. The claimed size.
+        pixels: int or None. width * height, or a lower bound Pillow reported.
+        bit_depth, colour_type: int or None. From a PNG's IHDR.
+        lossy: str or None. The lossy format's name ("JPEG", "lossy WebP", ...).
+        orientation: int. The EXIF orientation, 1 (none) to 8.
+    """
+
+    def __init__(self, format=None, width=None, height=None, bit_depth=None, colour_type=None,
+                 lossy=None):
+        self.format = format
+        self.width = width
+        self.height = height
+        self.pixels = width * height if width is not None and height is not None else None
+        self.bit_depth = bit_depth
+        self.colour_type = colour_type
+        self.lossy = lossy
+        self.orientation = 1
+
+    @property
+    def swaps_axes(self):
+        """bool. Whether the orientation turns the image by 90 degrees (W and H swap)."""
+        return self.orientation in (5, 6, 7, 8)
+
+
+def _u16be(data, offset):
+    return struct.unpack_from(">H", data, offset)[0]
+
+
+def _jpeg_segments(data):
+    """Yields (marker, payload) of a JPEG's header segments, up to the scan."""
+    position = 2
+    end = len(data)
+    while position + 4 <= end:
+        if data[position] != 0xFF:
+            return
+        marker = data[position + 1]
+        if marker == 0xFF:  # fill byte
+            position += 1
+            continue
+        if marker in (0x01, 0xD8) or 0xD0 <= marker <= 0xD7:
+            position += 2
+            continue
+        if marker in (0xD9, 0xDA):  # end of image, start of scan
+            return
+        length = _u16be(data, position + 2)
+        if length < 2:
+            return
+        yield marker, data[position + 4: position + 2 + length]
+        position += 2 + length
+
+
+def _jpeg_header(data):
+    header = ImageHeader("jpeg", lossy="JPEG")
+    exif = None
+    for marker, payload in _jpeg_segments(data):
+        if marker == 0xE1 and exif is None and payload.startswith(b"Exif\x00\x00"):
+            exif = payload[6:]
+        elif marker in _JPEG_SOF and len(payload) >= 5:
+            height, width = _u16be(payload, 1), _u16be(payload, 3)
+            found = ImageHeader("jpeg", width, height, lossy="JPEG")
+            found.orientation = _orientation_from_exif(exif)
+            return found
+    header.orientation = _orientation_from_exif(exif)
+    return header
+
+
+def _png_exif(data):
+    """The payload of a PNG's eXIf chunk (found by its CRC, before or after IDAT)."""
+    start = 8
+    for _ in range(16):
+        index = data.find(b"eXIf", start)
+        if index < 12:
+            return None
+        length = struct.unpack_from(">I", data, index - 4)[0]
+        payload = data[index + 4: index + 4 + length]
+        crc = data[index + 4 + length: index + 8 + length]
+        expected = zlib.crc32(data[index: index + 4 + length])
+        if len(payload) == length and len(crc) == 4 and struct.unpack(">I", crc)[0] == expected:
+            return payload
+        start = index + 4
+    return None
+
+
+def _png_header(data):
+    if len(data) < 26 or data[12:16] != b"IHDR":
+        return ImageHeader("png")
+    width, height = struct.unpack_from(">II", data, 16)
+    header = ImageHeader("png", width, height, bit_depth=data[24], colour_type=data[25])
+    header.orientation = _orientation_from_exif(_png_exif(data))
+    return header
+
+
+def _webp_header(data):
+    header = ImageHeader("webp")
+    exif = None
+    position = 12
+    lossy = False
+    for _ in range(100000):
+        if position + 8 > len(data):
+            break
+        fourcc = data[position: position + 4]
+        size = struct.unpack_from("<I", data, position + 4)[0]
+        payload = data[position + 8: position + 8 + size]
+        if fourcc == b"VP8X" and len(payload) >= 10:
+            header.width = 1 + int.from_bytes(payload[4:7], "little")
+            header.height = 1 + int.from_bytes(payload[7:10], "little")
+        elif fourcc == b"VP8 ":
+            lossy = True
+            if header.width is None and len(payload) >= 10 and payload[3:6] == b"\x9d\x01\x2a":
+                header.width = struct.unpack_from("<H", payload, 6)[0] & 0x3FFF
+                header.height = struct.unpack_from("<H", payload, 8)[0] & 0x3FFF
+        elif fourcc == b"VP8L":
+            if header.width is None and len(payload) >= 5 and payload[0] == 0x2F:
+                bits = struct.unpack_from("<I", payload, 1)[0]
+                header.width = (bits & 0x3FFF) + 1
+                header.height = ((bits >> 14) & 0x3FFF) + 1
+        elif fourcc == b"ANMF" and b"VP8 " in payload[16:64]:
+            lossy = True
+        elif fourcc == b"EXIF" and exif is None:
+            exif = payload[6:] if payload.startswith(b"Exif\x00\x00") else payload
+        position += 8 + size + (size & 1)
+    if header.width is not None:
+        header.pixels = header.width * header.height
+    header.lossy = "WebP (lossy VP8)" if lossy else None
+    header.orientation = _orientation_from_exif(exif)
+    return header
+
+
+def _bmp_header(data):
+    if len(data) < 26:
+        return ImageHeader("bmp")
+    info_size = struct.unpack_from("<I", data, 14)[0]
+    if info_size == 12:
+        width, height = struct.unpack_from("<HH", data, 18)
+    else:
+        width, height = struct.unpack_from("<ii", data, 18)
+    return ImageHeader("bmp", abs(width), abs(height))
+
+
+def _pillow_header(data, format=None, lossy=None):
+    """The size Pillow reads from the header (TIFF, JPEG 2000 and the rest)."""
+    from PIL import Image
+
+    header = ImageHeader(format, lossy=lossy)
     try:
-        data = np.fromfile(path, dtype=np.uint8)  # works for non-ASCII paths, unlike imread
-    except OSError as error:
-        raise ImageError(f"{path}: cannot read ({error.strerror or error})") from None
-    if data.size == 0:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            with Image.open(io.BytesIO(data)) as image:
+                header.width, header.height = image.size
+                header.pixels = header.width * header.height
+                header.format = header.format or (image.format or "").lower() or None
+    except Image.DecompressionBombError as error:
+        match = re.search(r"\((\d+) pixels\)", str(error))
+        header.pixels = int(match.group(1)) if match else 2 * (Image.MAX_IMAGE_PIXELS or MAX_IMAGE_PIXELS)
+    except Exception:  # noqa: BLE001 - not a format Pillow knows; OpenCV decides
+        pass
+    return header
+
+
+def probe(data):
+    """Reads format, claimed size, PNG depth, lossiness and EXIF orientation from bytes.
+
+    Nothing is decoded: this is how a decompression bomb is refused before it expands.
+
+    Args:
+        data: bytes. The whole file.
+
+    Returns:
+        ImageHeader.
+    """
+    data = memoryview(data).tobytes() if not isinstance(data, bytes) else data
+    try:
+        if data.startswith(PNG_SIGNATURE):
+            return _png_header(data)
+        if data.startswith(b"\xff\xd8\xff"):
+            return _jpeg_header(data)
+        if data[:4] == b"RIFF" and data[8:12] == b"WEBP":
+            return _webp_header(data)
+        if data.startswith(b"BM"):
+            return _bmp_header(data)
+        if data[:6] in (b"GIF87a", b"GIF89a") and len(data) >= 10:
+            width, height = struct.unpack_from("<HH", data, 6)
+            return ImageHeader("gif", width, height)
+        if data.startswith(JP2_SIGNATURE) or data.startswith(J2K_SIGNATURE):
+            return _pillow_header(data, "jpeg2000", lossy="JPEG 2000")
+        if data[4:8] == b"ftyp" and data[8:12] in (b"avif", b"avis", b"heic", b"heix", b"mif1"):
+            return ImageHeader("avif", lossy="AVIF/HEIF")
+        if data[:4] in (b"II*\x00", b"MM\x00*"):
+            header = _pillow_header(data, "tiff")
+            header.orientation = _orientation_from_exif(data)
+            return header
+    except struct.error:  # a header cut short: the decoder reports the file
+        return ImageHeader()
+    return _pillow_header(data)
+
+
+def _orientation_from_exif(exif):
+    """The orientation tag (1..8) of an EXIF/TIFF block; 1 when absent or malformed."""
+    if not exif:
+        return 1
+    from PIL import Image
+
+    try:
+        tags = Image.Exif()
+        tags.load(exif)
+        value = tags.get(ORIENTATION_TAG)
+    except Exception:  # noqa: BLE001 - a damaged EXIF block does not make the image unusable
+        return 1
+    if isinstance(value, (tuple, list)) and value:
+        value = value[0]
+    return value if isinstance(value, int) and 1 <= value <= 8 else 1
+
+
+def apply_orientation(array, orientation):
+    """Turns stored pixels (H, W[, C]) into the image an EXIF `orientation` asks to show."""
+    if orientation == 2:
+        array = array[:, ::-1]
+    elif orientation == 3:
+        array = array[::-1, ::-1]
+    elif orientation == 4:
+        array = array[::-1]
+    elif orientation == 5:
+        array = array.swapaxes(0, 1)
+    elif orientation == 6:
+        array = np.rot90(array, -1)
+    elif orientation == 7:
+        array = array[::-1, ::-1].swapaxes(0, 1)
+    elif orientation == 8:
+        array = np.rot90(array, 1)
+    return np.ascontiguousarray(array)
+
+
+def _orient(array, header):
+    """Applies the header's orientation to pixels decoded as stored.
+
+    TIFF is the exception: libtiff, inside OpenCV's decoder, already turns TIFF images by
+    their orientation tag (even with IMREAD_UNCHANGED), so they are not turned twice.
+    """
+    if header.format == "tiff":
+        return array
+    return apply_orientation(array, header.orientation)
+
+
+# -- reading ---------------------------------------------------------------------------
+
+
+def read_file(path, what="image file"):
+    """The bytes of an image or mask file (regular files only, size-bounded)."""
+    try:
+        return read_bytes(path, what, IMAGE_FILE_LIMIT)
+    except ValueError:  # e.g. a NUL byte in the path
+        raise ImageError(f"{os.fspath(path)!a}: not a usable file name") from None
+
+
+def check_pixels(header, path, what="image"):
+    """Refuses an image whose header claims more than `MAX_IMAGE_PIXELS` pixels."""
+    if header.pixels is None or header.pixels <= MAX_IMAGE_PIXELS:
+        return
+    if header.width is not None and header.height is not None:
+        claim = f"{header.width}x{header.height} pixels ({header.pixels / 1e6:.0f} Mpx)"
+    else:
+        claim = f"at least {header.pixels / 1e6:.0f} Mpx"
+    raise ImageError(
+        f"{path}: {what} claims {claim}, more than kseg's limit of {MAX_IMAGE_PIXELS / 1e6:.0f} Mpx "
+        "(a damaged header or a decompression bomb; split real images into tiles)"
+    )
+
+
+def _decode(data, path, flags=cv2.IMREAD_UNCHANGED):
+    if not data:
         raise ImageError(f"{path}: empty file")
-    array = cv2.imdecode(data, flags)
+    try:
+        array = cv2.imdecode(np.frombuffer(data, np.uint8), flags)
+    except cv2.error:
+        array = None
+    except MemoryError:
+        raise ImageError(f"{path}: not enough memory to decode the image") from None
     if array is None or array.size == 0:
         raise ImageError(f"{path}: not a readable image (corrupt, truncated or unknown format)")
     return array
 
 
-def read_image(path):
-    """Reads an image file as uint8 RGB of shape (H, W, 3)."""
+def load(path, what="image", data=None):
+    """Reads, checks and decodes a file as stored, then applies its EXIF orientation.
+
+    Args:
+        path: str. The file (named in every message).
+        what: str. "image" or "mask", for messages.
+        data: bytes or None. The file's content when already read (read once, e.g. to
+            hash it too); read from `path` otherwise.
+
+    Returns:
+        tuple. (array as OpenCV decodes it with IMREAD_UNCHANGED: BGR(A) channel order,
+        any sample type; ImageHeader).
+    """
     path = os.fspath(path)
-    if path.lower().endswith((".jpg", ".jpeg")):
-        # JPEGs are 8-bit without alpha; IMREAD_COLOR applies their EXIF orientation.
-        array = _read_raw(path, cv2.IMREAD_COLOR)
-    else:
-        # UNCHANGED keeps 16-bit depth and alpha so they are converted deliberately.
-        array = _read_raw(path, cv2.IMREAD_UNCHANGED)
+    if data is None:
+        data = read_file(path, f"{what} file")
+    header = probe(data)
+    check_pixels(header, path, what)
+    array = _decode(data, path)
+    return _orient(array, header), header
+
+
+def read_image(path, data=None):
+    """Reads an image file as uint8 RGB of shape (H, W, 3), EXIF orientation applied."""
+    path = os.fspath(path)
+    array, _ = load(path, "image", data)
     if array.dtype == np.uint16:
         array = (array // 257).astype(np.uint8)
     elif array.dtype != np.uint8:
@@ -70,16 +409,72 @@ def read_image(path):
         return np.repeat(array, 3, axis=2)
     if array.shape[2] == 4:
         array = array[:, :, :3]
+    elif array.shape[2] != 3:
+        raise ImageError(f"{path}: image has {array.shape[2]} channels, expected 1, 3 or 4")
     return np.ascontiguousarray(array[:, :, ::-1])
 
 
-def read_mask(path):
+def _refuse_lossy(header, path):
+    if header.lossy:
+        raise ImageError(
+            f"{path}: mask is stored as {header.lossy}, a lossy format (whatever its file name); "
+            f"{LOSSY_MASK_HINT}"
+        )
+
+
+def _palette_indices(data, path):
+    """A palette PNG's indices (OpenCV would turn them into colours)."""
+    from PIL import PngImagePlugin
+
+    try:
+        # The plugin class itself: Pillow's own pixel limit (lower than kseg's, already
+        # checked) is applied by Image.open only.
+        with PngImagePlugin.PngImageFile(io.BytesIO(data)) as image:
+            if image.mode not in ("P", "L"):
+                raise ImageError(f"{path}: expected a palette or grayscale PNG, found mode {image.mode}")
+            return np.array(image, dtype=np.uint8)
+    except ImageError:
+        raise
+    except MemoryError:
+        raise ImageError(f"{path}: not enough memory to decode the mask") from None
+    except Exception:  # noqa: BLE001 - Pillow raises many types for damaged files
+        raise ImageError(f"{path}: not a readable image (corrupt, truncated or unknown format)") from None
+
+
+def load_mask(path, data=None):
+    """A mask's stored values as decoded (2-D, or (H, W, C) BGR(A) for colour files).
+
+    Palette PNGs give indices, 1/2/4-bit grayscale PNGs their stored values, lossy files
+    are refused, the mask's own EXIF orientation is applied.
+
+    Returns:
+        tuple. (array, ImageHeader).
+    """
+    path = os.fspath(path)
+    if data is None:
+        data = read_file(path, "mask file")
+    header = probe(data)
+    _refuse_lossy(header, path)
+    check_pixels(header, path, "mask")
+    if header.format == "png" and header.colour_type == PNG_PALETTE_COLOUR_TYPE:
+        array = _palette_indices(data, path)
+    else:
+        array = _decode(data, path)
+        if header.format == "png" and header.colour_type == PNG_GRAY_COLOUR_TYPE and header.bit_depth in (1, 2, 4):
+            # libpng scales 1/2/4-bit gray to 0..255 (index 1 of a 1-bit mask becomes
+            # 255); the stored value is exactly v / (255 / (2**depth - 1)).
+            array = array // (255 // (2 ** header.bit_depth - 1))
+    return _orient(array, header), header
+
+
+def read_mask(path, data=None):
     """Reads a label mask as a 2-D uint8 array of the stored values.
 
     Raises:
-        ImageError: unreadable file, 16-bit samples, or several channels (a colour mask).
+        ImageError: unreadable or lossy file, 16-bit samples, or several channels (a
+            colour mask).
     """
-    array = _read_raw(path, cv2.IMREAD_UNCHANGED)
+    array, _ = load_mask(path, data)
     path = os.fspath(path)
     if array.dtype != np.uint8:
         raise ImageError(f"{path}: mask has {array.dtype} samples, expected 8-bit class indices")
@@ -94,23 +489,20 @@ def read_mask(path):
     return array
 
 
-def read_palette_mask(path):
-    """Reads a palette ("P" mode) PNG such as Pascal VOC's as its palette indices.
+def read_palette_mask(path, data=None):
+    """Reads a palette ("P" mode) or grayscale PNG such as Pascal VOC's as its indices.
 
     OpenCV converts palette PNGs to colour, so Pillow reads the indices themselves.
     """
-    from PIL import Image, UnidentifiedImageError
-
     path = os.fspath(path)
-    if not os.path.isfile(path):
-        raise ImageError(f"{path}: file not found")
-    try:
-        with Image.open(path) as image:
-            if image.mode not in ("P", "L"):
-                raise ImageError(f"{path}: expected a palette or grayscale PNG, found mode {image.mode}")
-            return np.array(image, dtype=np.uint8)
-    except (UnidentifiedImageError, OSError, SyntaxError) as error:
-        raise ImageError(f"{path}: not a readable image ({error})") from None
+    if data is None:
+        data = read_file(path, "mask file")
+    header = probe(data)
+    _refuse_lossy(header, path)
+    check_pixels(header, path, "mask")
+    if header.format == "png" and header.colour_type == PNG_PALETTE_COLOUR_TYPE:
+        return _orient(_palette_indices(data, path), header)
+    return read_mask(path, data)
 
 
 def write_png(path, array):

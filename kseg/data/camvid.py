@@ -4,15 +4,17 @@
     ROOT/{split}annot/*.png     single-channel masks, values 0..10 and 11 = void
     ROOT/{split}.txt            optional list: "IMAGE LABEL" per line
 
-With a list file its order and entries are used (SegNet's lists hold absolute paths of
+With a list file its order and entries are used (it is read as a regular UTF-8 file only;
+masks it names are checked when read, so a listed .jpg mask is refused as lossy) (SegNet's lists hold absolute paths of
 the authors' machine, so only the last two path components are kept); without one, the
 images of {split}/ are matched to {split}annot/ by file name.
 """
 
 import os
 
-from kseg.data.spec import DatasetSpec, identity_tables, list_images
+from kseg.data.spec import DatasetSpec, check_listed_path, identity_tables, list_images
 from kseg.errors import KsegError
+from kseg.files import brief, read_text
 
 CAMVID_CLASSES = (
     "Sky", "Building", "Pole", "Road", "Pavement", "Tree", "SignSymbol", "Fence", "Car",
@@ -65,7 +67,7 @@ class CamVidSpec(DatasetSpec):
                 f"{self.root}: no CamVid split '{split}' ({split}/ and {split}annot/ expected; "
                 f"splits found: {found})"
             )
-        if os.path.isfile(list_file):
+        if os.path.lexists(list_file):  # a FIFO or folder in its place is reported, not skipped
             return self._pairs_from_list(list_file)
         pairs = []
         for image_path in list_images(images_dir):
@@ -75,14 +77,15 @@ class CamVidSpec(DatasetSpec):
 
     def _pairs_from_list(self, list_file):
         pairs = []
-        with open(list_file, encoding="utf8") as handle:
-            for number, line in enumerate(handle, 1):
-                fields = line.split()
-                if not fields:
-                    continue
-                if len(fields) != 2:
-                    raise KsegError(f"{list_file}:{number}: expected 'IMAGE LABEL', found {line.strip()!r}")
-                pairs.append(tuple(self._resolve(field) for field in fields))
+        for number, line in enumerate(read_text(list_file, "split list").splitlines(), 1):
+            fields = line.split()
+            if not fields:
+                continue
+            if len(fields) != 2:
+                raise KsegError(f"{list_file}:{number}: expected 'IMAGE LABEL', found {brief(line.strip())}")
+            for field in fields:
+                check_listed_path(field, list_file, number)
+            pairs.append(tuple(self._resolve(field) for field in fields))
         return pairs
 
     def _resolve(self, listed):

@@ -28,10 +28,15 @@ import numpy as np
 from kseg.data.readers import read_colour_or_index_mask
 from kseg.data.spec import DatasetSpec, default_palette, identity_tables, list_images
 from kseg.errors import KsegError
+from kseg.files import brief, load_yaml
 
 CLASSES_FILE = "classes.yaml"
 MASK_EXTENSIONS = (".png", ".bmp", ".tif", ".tiff")
 POOLED_SPLIT = "all"  # the split name reported for a layout without split folders
+
+
+MAX_CLASSES = 255  # 255 is the ignore label
+MAX_CLASS_NAME = 200  # characters
 
 
 def _colour(value, where):
@@ -40,12 +45,29 @@ def _colour(value, where):
         or len(value) != 3
         or not all(isinstance(c, int) and not isinstance(c, bool) and 0 <= c <= 255 for c in value)
     ):
-        raise KsegError(f"{where}: a colour must be [r, g, b] with integers 0..255. Received: {value!r}")
+        raise KsegError(f"{where}: a colour must be [r, g, b] with integers 0..255. Received: {brief(value)}")
     return tuple(value)
+
+
+def _class_name(name, where):
+    if not name.strip():
+        raise KsegError(f"{where}: empty class name")
+    if len(name) > MAX_CLASS_NAME:
+        raise KsegError(
+            f"{where}: class name of {len(name):,} characters, more than {MAX_CLASS_NAME} "
+            f"({brief(name, 40)})"
+        )
+    if any(ord(character) < 32 or ord(character) == 127 for character in name):
+        raise KsegError(f"{where}: class name {brief(name)} holds a control character (a line break?)")
+    return name
 
 
 def load_classes_file(path):
     """Reads a classes.yaml file.
+
+    The file is read as a regular file only (see `kseg.files`), parsed with YAML's safe
+    loader without aliases and with bounded nesting, and every entry is checked, so a
+    malformed file gives one line naming it.
 
     Args:
         path: str. The YAML file.
@@ -58,21 +80,24 @@ def load_classes_file(path):
     Raises:
         KsegError: missing or malformed file.
     """
-    import yaml
-
-    if not os.path.isfile(path):
+    path = os.fspath(path)
+    if not os.path.lexists(path):
         raise KsegError(f"{path}: classes file not found (it lists the class names; see `kseg data --help`)")
     try:
-        with open(path, encoding="utf8") as handle:
-            content = yaml.safe_load(handle)
-    except (OSError, yaml.YAMLError) as error:
-        raise KsegError(f"{path}: not a readable YAML file ({error})") from None
+        content = load_yaml(path, "classes file")
+    except (ValueError, TypeError, OverflowError) as error:  # e.g. an int of 10000 digits
+        raise KsegError(f"{path}: classes file is not valid YAML ({brief(str(error), 120)})") from None
     if isinstance(content, list):
         content = {"classes": content}
     if not isinstance(content, dict) or not isinstance(content.get("classes"), list):
-        raise KsegError(f"{path}: expected a 'classes:' list of names or {{name, color}} entries")
+        raise KsegError(
+            f"{path}: expected a 'classes:' list of names or {{name, color}} entries. Received: {brief(content)}"
+        )
+    entries = content["classes"]
+    if len(entries) > MAX_CLASSES:
+        raise KsegError(f"{path}: at most {MAX_CLASSES} classes (255 is the ignore label). Received: {len(entries)}")
     names, colours = [], []
-    for number, entry in enumerate(content["classes"]):
+    for number, entry in enumerate(entries):
         where = f"{path}: class {number}"
         if isinstance(entry, str):
             name, colour = entry, None
@@ -81,24 +106,21 @@ def load_classes_file(path):
             raw = entry.get("color", entry.get("colour"))
             colour = None if raw is None else _colour(raw, where)
         else:
-            raise KsegError(f"{where}: expected a name or {{name: ..., color: [r, g, b]}}. Received: {entry!r}")
-        if not name.strip():
-            raise KsegError(f"{where}: empty class name")
-        names.append(name)
+            raise KsegError(f"{where}: expected a name or {{name: ..., color: [r, g, b]}}. Received: {brief(entry)}")
+        names.append(_class_name(name, where))
         colours.append(colour)
     if len(names) < 2:
         raise KsegError(f"{path}: at least 2 classes are needed. Received: {len(names)}")
-    if len(names) > 255:
-        raise KsegError(f"{path}: at most 255 classes (255 is the ignore label). Received: {len(names)}")
     duplicates = sorted({name for name in names if names.count(name) > 1})
     if duplicates:
-        raise KsegError(f"{path}: duplicate class names: {', '.join(duplicates)}")
+        raise KsegError(f"{path}: duplicate class names: {brief(', '.join(duplicates))}")
     given = [colour for colour in colours if colour is not None]
     if len(set(given)) != len(given):
         raise KsegError(f"{path}: two classes share a colour, so colour masks would be ambiguous")
-    ignore = tuple(
-        _colour(value, f"{path}: ignore_colors") for value in content.get("ignore_colors", []) or []
-    )
+    ignore_list = content.get("ignore_colors", []) or []
+    if not isinstance(ignore_list, list) or len(ignore_list) > 1 << 16:
+        raise KsegError(f"{path}: ignore_colors must be a list of [r, g, b] colours. Received: {brief(ignore_list)}")
+    ignore = tuple(_colour(value, f"{path}: ignore_colors") for value in ignore_list)
     return tuple(names), tuple(colours), ignore
 
 
@@ -181,14 +203,18 @@ class FolderSpec(DatasetSpec):
             pairs.append((image_path, masks.get(stem, os.path.join(masks_dir, stem + ".png"))))
         return pairs
 
-    def read_raw_mask(self, path):
+    def read_raw_mask(self, path, data=None):
         """Reads a mask as class indices; colour masks are mapped through the palette.
+
+        Args:
+            path: str. The mask file.
+            data: bytes or None. Its content when already read.
 
         Raises:
             KsegError: a colour mask without colours in classes.yaml, or with a colour
                 that is not listed there (the message names the file and colour).
         """
-        mask = read_colour_or_index_mask(path)
+        mask = read_colour_or_index_mask(path, data)
         if mask.ndim == 2:
             return mask
         if not self.has_colours:

@@ -4,35 +4,53 @@
 For training and evaluation data a 16-bit, RGBA or grayscale image usually means a wrong
 file or a conversion gone astray, so these readers refuse it with a message naming the
 file and the fix, and `kseg data verify` lists every such file at once.
+
+They share `kseg.images`' rules (see there): regular files only, a pixel limit checked on
+the header before decoding, masks read as their stored indices (palette and 1/2/4-bit
+PNGs included), lossy masks refused, and the EXIF orientation applied in every verb, so
+the image trained on is the image predict shows. A mask drawn on the stored pixels of an
+image with an orientation tag no longer fits it; `kseg data verify` reports that case.
 """
 
 import os
+import stat
 
-import cv2
 import numpy as np
 
-from kseg.images import ImageError, _read_raw, read_mask, read_palette_mask
+from kseg.files import check_regular_file
+from kseg.images import (
+    PNG_PALETTE_COLOUR_TYPE,
+    PNG_SIGNATURE,
+    ImageError,
+    load,
+    load_mask,
+    read_mask,
+    read_palette_mask,
+)
+from kseg.errors import KsegError
 
-PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
-PNG_PALETTE_COLOUR_TYPE = 3
+__all__ = [
+    "ImageError", "is_palette_png", "read_colour_or_index_mask", "read_index_mask",
+    "read_palette_mask", "read_rgb_image",
+]
 
 
-def read_rgb_image(path):
-    """Reads an 8-bit, 3-channel image as uint8 RGB (H, W, 3).
-
-    The file is decoded as stored (no EXIF rotation), so its pixels line up with its mask.
+def read_rgb_image(path, data=None):
+    """Reads an 8-bit, 3-channel image as uint8 RGB (H, W, 3), EXIF orientation applied.
 
     Args:
         path: str. An image file (PNG, JPEG, ...).
+        data: bytes or None. The file's content if already read.
 
     Returns:
         np.ndarray. uint8 array of shape (H, W, 3), RGB order.
 
     Raises:
-        ImageError: unreadable or truncated file, 16-bit samples, alpha channel, grayscale.
+        KsegError: not a regular file, unreadable or truncated file, too many pixels,
+            16-bit samples, alpha channel, grayscale.
     """
-    array = _read_raw(path, cv2.IMREAD_UNCHANGED)
     path = os.fspath(path)
+    array, _ = load(path, "image", data)
     if array.dtype != np.uint8:
         raise ImageError(
             f"{path}: image has {array.dtype} samples (e.g. 16-bit), expected 8-bit RGB; "
@@ -51,14 +69,27 @@ def read_rgb_image(path):
 def is_palette_png(path):
     """Returns whether `path` is a PNG stored with a colour palette (PNG colour type 3).
 
+    Only the first 26 bytes are looked at, and only of a regular file: anything else
+    (missing, a FIFO, a folder, not a PNG) gives False; the reader then reports it.
+
     Args:
-        path: str. Any file; non-PNG files give False.
+        path: str. Any file.
     """
     try:
-        with open(path, "rb") as handle:
-            header = handle.read(26)
+        check_regular_file(path, "mask file")
+        # O_NONBLOCK and a second check on the open file: a FIFO put in its place
+        # between the two calls cannot block the read.
+        descriptor = os.open(path, os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0))
+    except (KsegError, OSError, ValueError):
+        return False
+    try:
+        if not stat.S_ISREG(os.fstat(descriptor).st_mode):
+            return False
+        header = os.read(descriptor, 26)
     except OSError:
         return False
+    finally:
+        os.close(descriptor)
     return (
         len(header) == 26
         and header[:8] == PNG_SIGNATURE
@@ -67,45 +98,44 @@ def is_palette_png(path):
     )
 
 
-def read_index_mask(path):
+def read_index_mask(path, data=None):
     """Reads a single-channel 8-bit index mask as a 2-D uint8 array of stored values.
 
-    Palette PNGs give their palette indices (the VOC convention), not their colours.
+    Palette PNGs give their palette indices (the VOC convention), not their colours;
+    1/2/4-bit grayscale PNGs give their stored indices.
 
     Args:
         path: str. A mask file.
+        data: bytes or None. The file's content if already read.
 
     Raises:
-        ImageError: unreadable file, 16-bit samples, or a colour (multi-channel) mask.
+        KsegError: unreadable or lossy file, 16-bit samples, or a colour mask.
     """
-    if is_palette_png(path):
-        return read_palette_mask(path)
-    return read_mask(path)
+    return read_mask(path, data)
 
 
-def read_colour_or_index_mask(path):
+def read_colour_or_index_mask(path, data=None):
     """Reads a mask that may be an index mask or an RGB colour mask.
 
     Args:
         path: str. A mask file.
+        data: bytes or None. The file's content if already read.
 
     Returns:
         np.ndarray. (H, W) uint8 for single-channel and palette masks, (H, W, 3) uint8
         RGB for 3- or 4-channel masks (alpha dropped), which the caller interprets.
 
     Raises:
-        ImageError: unreadable file, 16-bit samples, or an unexpected channel count.
+        KsegError: unreadable or lossy file, 16-bit samples, or an unexpected channel count.
     """
-    if is_palette_png(path):
-        return read_palette_mask(path)
-    array = _read_raw(path, cv2.IMREAD_UNCHANGED)
+    array, _ = load_mask(path, data)
     path = os.fspath(path)
     if array.dtype != np.uint8:
         raise ImageError(f"{path}: mask has {array.dtype} samples, expected 8 bits")
     if array.ndim == 2:
         return array
     if array.shape[2] == 1:
-        return array[:, :, 0]
+        return np.ascontiguousarray(array[:, :, 0])
     if array.shape[2] not in (3, 4):
         raise ImageError(f"{path}: mask has {array.shape[2]} channels, expected 1 or 3")
     return np.ascontiguousarray(array[:, :, 2::-1])

@@ -14,6 +14,7 @@ import os
 import numpy as np
 
 from kseg.errors import KsegError
+from kseg.files import brief
 from kseg.images import IMAGE_EXTENSIONS
 from kseg.data.readers import read_index_mask, read_rgb_image
 
@@ -77,12 +78,34 @@ def describe_values(values, limit=8):
 
 
 def list_images(folder):
-    """Returns the image files directly inside `folder`, sorted by name."""
+    """Returns the image files directly inside `folder`, sorted by name.
+
+    Entries named like images that are not regular files (a folder "x.png", a FIFO) are
+    listed too, so reading them reports them by name (they are never read or waited on).
+    """
     return sorted(
         os.path.join(folder, name)
         for name in os.listdir(folder)
         if name.lower().endswith(IMAGE_EXTENSIONS) and not name.startswith(".")
     )
+
+
+MAX_LISTED_PATH = 4096  # characters: PATH_MAX on Linux
+
+
+def check_listed_path(entry, list_file, number):
+    """Returns a path or id read from line `number` of a split list, or raises KsegError.
+
+    A NUL byte or an entry longer than any real path is refused, so a damaged list gives
+    one short line naming the list file.
+    """
+    if "\x00" in entry:
+        raise KsegError(f"{list_file}:{number}: entry holds a NUL byte (is this a text file?)")
+    if len(entry) > MAX_LISTED_PATH:
+        raise KsegError(
+            f"{list_file}:{number}: entry of {len(entry):,} characters is not a path ({brief(entry, 40)})"
+        )
+    return entry
 
 
 class DatasetSpec:
@@ -153,13 +176,29 @@ class DatasetSpec:
 
     # -- reading -----------------------------------------------------------------------
 
-    def read_image(self, path):
-        """Reads an image as uint8 RGB (H, W, 3); see `kseg.data.readers.read_rgb_image`."""
-        return read_rgb_image(path)
+    def read_image(self, path, data=None):
+        """Reads an image as uint8 RGB (H, W, 3); see `kseg.data.readers.read_rgb_image`.
 
-    def read_raw_mask(self, path):
-        """Reads a mask's stored 8-bit values as a 2-D uint8 array."""
-        return read_index_mask(path)
+        Args:
+            path: str. The image file.
+            data: bytes or None. Its content when already read (verify hashes it too).
+        """
+        return read_rgb_image(path, data)
+
+    def read_raw_mask(self, path, data=None):
+        """Reads a mask's stored 8-bit values as a 2-D uint8 array.
+
+        Args:
+            path: str. The mask file.
+            data: bytes or None. Its content when already read.
+        """
+        return read_index_mask(path, data)
+
+    def labelled_pixels(self, raw_mask):
+        """Counts the pixels of `raw_mask` whose train id is a class (not ignored)."""
+        counts = np.bincount(raw_mask.ravel(), minlength=256)[:256]
+        labelled = self.valid_raw & (self.raw_to_train != self.ignore_index)
+        return int(counts[labelled].sum())
 
     def unexpected_values(self, raw_mask):
         """Returns the sorted raw values of `raw_mask` that this dataset does not define."""

@@ -4,7 +4,8 @@ Class weights use median frequency balancing (Eigen & Fergus, ICCV 2015): the fr
 of class c is its pixel count divided by the pixel count of the images in which c occurs,
 and its weight is median(frequencies) / frequency(c). Common classes get weights below 1,
 rare ones above 1; a class that never occurs gets weight 0 (it cannot be learned from
-this split). Ignored pixels (255) count in no class.
+this split). Ignored pixels (255) count in no class; a split whose masks label no pixel at
+all is said so loudly (`kseg data stats` then exits 1).
 """
 
 import collections
@@ -14,6 +15,7 @@ import os
 import numpy as np
 
 from kseg.errors import KsegError
+from kseg.files import brief
 
 
 class DatasetStats:
@@ -52,6 +54,11 @@ class DatasetStats:
         self.sizes[mask.shape[:2]] += 1
         self.num_images += 1
 
+    @property
+    def labelled_pixels(self):
+        """int. Pixels whose train id is a class (not ignored). Zero means nothing to learn."""
+        return int(self.pixels.sum())
+
     def frequencies(self):
         """Returns each class's share of the labelled (non-ignored) pixels."""
         total = self.pixels.sum()
@@ -74,6 +81,11 @@ class DatasetStats:
         lines = [f"{self.num_images} masks, {total:,} pixels, {self.ignored_pixels:,} ignored (255)"]
         if self.skipped:
             lines.append(f"{len(self.skipped)} unreadable pair(s) left out (run `kseg data verify`)")
+        if self.num_images and not self.labelled_pixels:
+            lines.append(
+                f"NO LABELLED PIXEL: every pixel of the {self.num_images} mask(s) is ignored "
+                "(255 or a void value); nothing can be learned or scored from this split"
+            )
         lines.append("")
         lines.append(f"  {'id':>3} {'class':<20} {'pixels':>14} {'share':>8} {'images':>7} {'weight':>8}")
         for index, (name, pixels, share, images, weight) in enumerate(zip(
@@ -93,6 +105,7 @@ class DatasetStats:
         return {
             "num_images": self.num_images,
             "ignored_pixels": self.ignored_pixels,
+            "labelled_pixels": self.labelled_pixels,
             "classes": [
                 {"id": i, "name": name, "pixels": int(p), "share": float(s), "images": int(n), "weight": float(w)}
                 for i, (name, p, s, n, w) in enumerate(zip(
@@ -126,6 +139,8 @@ def compute_stats(spec, split, progress=False, workers=None):
             return spec.to_train_ids(spec.read_raw_mask(pair[1]), pair[1]), None
         except KsegError as error:
             return None, (pair[1], str(error))
+        except Exception as error:  # noqa: BLE001 - one bad file never ends the statistics
+            return None, (pair[1], f"{pair[1]}: cannot be read ({type(error).__name__}: {brief(str(error), 120)})")
 
     bar = None
     if progress:

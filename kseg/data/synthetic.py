@@ -20,6 +20,8 @@ import numpy as np
 from kseg.atomic import atomic_path
 from kseg.data.folder import FolderSpec
 from kseg.errors import KsegError
+from kseg.files import brief
+from kseg.validation import check_number
 
 logger = logging.getLogger("kseg")
 
@@ -32,6 +34,9 @@ DEFAULT_SIZE = (96, 128)
 DEFAULT_NUM_TRAIN = 300
 DEFAULT_NUM_VAL = 60
 VAL_INDEX_OFFSET = 1_000_000  # val scene i is scene VAL_INDEX_OFFSET + i: never a train scene
+MIN_SIDE, MAX_SIDE = 32, 4096  # pixels per side of a scene
+MAX_SCENES = VAL_INDEX_OFFSET  # per split: train indices must stay below the val offset
+MAX_SEED = 2**63 - 1
 
 
 def _random_colour(rng):
@@ -135,18 +140,28 @@ def write_synthetic_dataset(out_dir, num_train=DEFAULT_NUM_TRAIN, num_val=DEFAUL
         out_dir: str. Destination folder (replaced if it exists).
         num_train: int. Number of training scenes.
         num_val: int. Number of validation scenes.
-        size: tuple. (height, width) of every scene, each at least 32.
-        seed: int. Fixes every scene.
+        size: tuple. (height, width) of every scene, each side 32..4096.
+        seed: int. Fixes every scene (0 .. 2**63 - 1).
         progress: callable or None. Called with 1 after each scene (e.g. tqdm's update).
 
     Returns:
         str. `out_dir`.
     """
-    height, width = (int(v) for v in size)
-    if height < 32 or width < 32:
-        raise KsegError(f"synthetic scenes must be at least 32x32. Received: size={height}x{width}")
-    if num_train < 1 or num_val < 1:
-        raise KsegError(f"num_train and num_val must be at least 1. Received: {num_train}, {num_val}")
+    try:
+        height, width = size
+    except (TypeError, ValueError):
+        raise KsegError(f"size must be (height, width). Received: size={brief(size)}") from None
+    try:
+        height = check_number(height, "height", MIN_SIDE, MAX_SIDE, integer=True)
+        width = check_number(width, "width", MIN_SIDE, MAX_SIDE, integer=True)
+    except KsegError:
+        raise KsegError(
+            f"synthetic scenes must be at least {MIN_SIDE}x{MIN_SIDE} and at most {MAX_SIDE}x{MAX_SIDE} "
+            f"whole pixels. Received: size={brief(size)}"
+        ) from None
+    num_train = check_number(num_train, "num_train", 1, MAX_SCENES, integer=True)
+    num_val = check_number(num_val, "num_val", 1, MAX_SCENES, integer=True)
+    seed = check_number(seed, "seed", 0, MAX_SEED, integer=True)
     out_dir = os.fspath(out_dir)
     with atomic_path(out_dir, directory=True) as temporary:
         for split, count, offset in (("train", num_train, 0), ("val", num_val, VAL_INDEX_OFFSET)):

@@ -5,7 +5,16 @@ grayscale, truncated and corrupt files are reported), the mask a readable single
 8-bit index mask (or, for folder datasets, a colour mask with known colours), both of the
 same size, and the mask may hold only the dataset's class values and its void values.
 Across the split: byte-identical images are reported as duplicates, and an empty or
-missing split is a problem of its own.
+missing split, or one where no pixel is labelled, is a problem of its own.
+
+Every file is read once (the same bytes are hashed and decoded) and through
+`kseg.images`' rules: a FIFO, device or folder named like an image, a header claiming
+more pixels than kseg decodes, a lossy mask ("mask: lossy format") are each reported by
+name, and the report goes on. EXIF orientation: kseg applies it in every verb; where an
+image's orientation swaps width and height and its mask has the size of the stored
+pixels, that is reported as a problem ("image: EXIF orientation"), and an orientation
+that mirrors or turns by 180 degrees (the size stays) gives a warning, since its mask may
+have been drawn on the stored pixels.
 """
 
 import collections
@@ -16,6 +25,8 @@ import os
 import numpy as np
 
 from kseg.errors import KsegError
+from kseg.files import brief
+from kseg.images import ORIENTATIONS, probe, read_file
 
 EXAMPLES_PER_VALUE = 3
 
@@ -31,6 +42,13 @@ class VerifyReport:
         kinds: collections.Counter. Number of problems of each kind.
         unexpected_values: dict. Raw mask value -> {"pixels": int, "files": int,
             "examples": [path, ...]} for values the dataset does not define.
+        warnings: list. (path, message) of things worth a look that are not errors
+            (e.g. an image whose EXIF orientation mirrors or turns it by 180 degrees: its
+            mask may have been drawn on the stored pixels).
+        labelled_pixels: int. Pixels over the split's readable masks whose train id is a
+            class (not the ignore index). Zero with pairs listed is a problem of its own
+            ("split: no labelled pixel"): nothing could be learned or scored.
+        masks_read: int. Masks that could be read (and counted in labelled_pixels).
     """
 
     def __init__(self, dataset, split):
@@ -40,6 +58,9 @@ class VerifyReport:
         self.problems = []
         self.kinds = collections.Counter()
         self.unexpected_values = {}
+        self.warnings = []
+        self.labelled_pixels = 0
+        self.masks_read = 0
 
     @property
     def ok(self):
@@ -77,62 +98,149 @@ class VerifyReport:
                 lines.append(f"  {message}" if message.startswith(path) else f"  {path}: {message}")
             if len(self.problems) > max_problems:
                 lines.append(f"  ... and {len(self.problems) - max_problems} more")
+        if self.warnings:
+            lines.append("")
+            lines.append(f"  {len(self.warnings)} warning(s):")
+            for _, message in self.warnings[:max_problems]:
+                lines.append(f"  warning: {message}")
+            if len(self.warnings) > max_problems:
+                lines.append(f"  ... and {len(self.warnings) - max_problems} more")
         return "\n".join(lines)
 
     def __str__(self):
         return self.summary()
 
 
-def _check_pair(spec, image_path, mask_path):
-    """Checks one pair; returns (problems [(kind, path, message)], image digest, values)."""
-    problems = []
-    digest = None
-    unexpected = {}
-    image = raw_mask = None
+class _PairResult:
+    """What `_check_pair` found for one pair."""
+
+    def __init__(self):
+        self.problems = []  # (kind, path, message)
+        self.warnings = []  # (path, message)
+        self.digest = None
+        self.unexpected = {}
+        self.mask_read = False
+        self.labelled_pixels = 0
+
+
+def _read(path, what, result, kinds):
+    """The bytes of a file, or None after recording why they cannot be read."""
     try:
-        with open(image_path, "rb") as handle:
-            digest = hashlib.blake2b(handle.read(), digest_size=16).hexdigest()
-    except OSError:
-        pass  # read_image below reports missing and unreadable files
-    try:
-        image = spec.read_image(image_path)
+        return read_file(path, f"{what} file")
     except KsegError as error:
-        problems.append(("image: " + _kind(str(error), IMAGE_KINDS), image_path, str(error)))
-    try:
-        raw_mask = spec.read_raw_mask(mask_path)
-    except KsegError as error:
-        problems.append(("mask: " + _kind(str(error), MASK_KINDS), mask_path, str(error)))
-    if image is not None and raw_mask is not None and image.shape[:2] != raw_mask.shape[:2]:
-        problems.append((
-            "mask size differs from image",
-            mask_path,
-            f"{mask_path}: mask is {raw_mask.shape[1]}x{raw_mask.shape[0]} (WxH) but its image "
-            f"{image_path} is {image.shape[1]}x{image.shape[0]}",
+        result.problems.append((f"{what}: " + _kind(str(error), kinds, path), path, str(error)))
+        return None
+
+
+def _unexpected_error(path, error):
+    """A message for an exception no reader turned into a KsegError (it must not stop the report)."""
+    return f"{path}: cannot be read ({type(error).__name__}: {brief(str(error), 120)})"
+
+
+def _orientation_problem(result, image_path, mask_path, image, raw_mask, image_header, mask_header):
+    """Reports an EXIF-oriented image whose mask fits the stored (unturned) pixels.
+
+    Returns True when the size mismatch is explained (and reported) by the orientation.
+    """
+    orientation = image_header.orientation
+    if orientation == 1 or (mask_header is not None and mask_header.orientation == orientation):
+        return False
+    height, width = image.shape[:2]
+    what = f"image has EXIF orientation {orientation} ({ORIENTATIONS[orientation]})"
+    if image_header.swaps_axes and height != width:
+        if raw_mask.shape[:2] == (width, height):
+            result.problems.append((
+                "image: EXIF orientation", image_path,
+                f"{image_path}: {what}, which kseg applies in every verb, making it {width}x{height} "
+                f"(WxH); its mask {mask_path} is {height}x{width}, the size of the stored pixels: "
+                "rotate the mask to match or strip the orientation tag from the image",
+            ))
+            return True
+        return False
+    if raw_mask.shape[:2] == (height, width):
+        result.warnings.append((
+            image_path,
+            f"{image_path}: {what}, which kseg applies in every verb; check that its mask "
+            f"{mask_path} was drawn on the oriented image, not on the stored pixels",
         ))
+    return False
+
+
+def _check_pair(spec, image_path, mask_path):
+    """Checks one pair; returns a _PairResult.
+
+    Each file is read once: the same bytes are hashed (duplicate images) and decoded.
+    """
+    result = _PairResult()
+    image = raw_mask = image_header = mask_header = None
+    image_data = _read(image_path, "image", result, IMAGE_KINDS)
+    if image_data is not None:
+        result.digest = hashlib.blake2b(image_data, digest_size=16).hexdigest()
+        try:
+            image_header = probe(image_data)
+            image = spec.read_image(image_path, data=image_data)
+        except KsegError as error:
+            result.problems.append(("image: " + _kind(str(error), IMAGE_KINDS, image_path), image_path, str(error)))
+        except Exception as error:  # noqa: BLE001 - one bad file never ends the report
+            result.problems.append(("image: unusable", image_path, _unexpected_error(image_path, error)))
+    del image_data
+    mask_data = _read(mask_path, "mask", result, MASK_KINDS)
+    if mask_data is not None:
+        try:
+            mask_header = probe(mask_data)
+            raw_mask = spec.read_raw_mask(mask_path, data=mask_data)
+        except KsegError as error:
+            result.problems.append(("mask: " + _kind(str(error), MASK_KINDS, mask_path), mask_path, str(error)))
+        except Exception as error:  # noqa: BLE001 - one bad file never ends the report
+            result.problems.append(("mask: unusable", mask_path, _unexpected_error(mask_path, error)))
+    del mask_data
+    if image is not None and raw_mask is not None:
+        explained = _orientation_problem(
+            result, image_path, mask_path, image, raw_mask, image_header, mask_header
+        )
+        if not explained and image.shape[:2] != raw_mask.shape[:2]:
+            result.problems.append((
+                "mask size differs from image",
+                mask_path,
+                f"{mask_path}: mask is {raw_mask.shape[1]}x{raw_mask.shape[0]} (WxH) but its image "
+                f"{image_path} is {image.shape[1]}x{image.shape[0]}",
+            ))
     if raw_mask is not None:
+        result.mask_read = True
         counts = np.bincount(raw_mask.ravel(), minlength=256)
+        result.labelled_pixels = spec.labelled_pixels(raw_mask)
         bad = spec.unexpected_values(raw_mask)
         if bad.size:
-            unexpected = {int(value): int(counts[value]) for value in bad}
-            listed = ", ".join(f"{value} ({pixels:,} px)" for value, pixels in list(unexpected.items())[:6])
-            problems.append((
+            result.unexpected = {int(value): int(counts[value]) for value in bad}
+            listed = ", ".join(
+                f"{value} ({pixels:,} px)" for value, pixels in list(result.unexpected.items())[:6]
+            )
+            result.problems.append((
                 "mask: unexpected values",
                 mask_path,
                 f"{mask_path}: mask values {listed} are not {spec.name} labels "
                 f"(expected {spec.allowed_values_text()})",
             ))
-    return problems, digest, unexpected
+    return result
 
 
-IMAGE_KINDS = (("not found", "missing"), ("RGBA", "RGBA"), ("grayscale", "grayscale"),
-               ("16-bit", "16-bit"), ("not a readable", "unreadable"), ("empty", "unreadable"))
-MASK_KINDS = (("not found", "missing"), ("colour", "colour mask"), ("color", "colour mask"),
-              ("samples", "not 8-bit"), ("not a readable", "unreadable"), ("empty", "unreadable"))
+# (word in the reader's message, kind): the first match names the kind of problem.
+_FILE_KINDS = (("not a regular file", "not a regular file"), ("not found", "missing"),
+               ("kseg reads for it", "file too large"), ("claims", "too many pixels"),
+               ("Permission", "unreadable"), ("cannot read", "unreadable"))
+IMAGE_KINDS = _FILE_KINDS + (
+    ("RGBA", "RGBA"), ("grayscale", "grayscale"), ("16-bit", "16-bit"),
+    ("not a readable", "unreadable"), ("empty", "unreadable"))
+MASK_KINDS = _FILE_KINDS + (
+    ("lossy", "lossy format"), ("colour", "colour mask"), ("color", "colour mask"),
+    ("samples", "not 8-bit"), ("not a readable", "unreadable"), ("empty", "unreadable"))
 
 
-def _kind(message, kinds):
+def _kind(message, kinds, path=None):
     """The kind of problem a reader's message names: the first (word, kind) whose word is
-    in it, else "unusable"."""
+    in it (after the file name, which may hold any word), else "unusable"."""
+    if path and message.startswith(path):
+        message = message[len(path):]
     return next((kind for word, kind in kinds if word in message), "unusable")
 
 
@@ -166,15 +274,19 @@ def verify_dataset(spec, split, progress=False, workers=None):
     try:
         with concurrent.futures.ThreadPoolExecutor(workers) as pool:
             results = pool.map(lambda pair: _check_pair(spec, *pair), pairs)
-            for (image_path, mask_path), (problems, digest, unexpected) in zip(pairs, results):
+            for (image_path, mask_path), result in zip(pairs, results):
                 if bar is not None:
                     bar.update(1)
                 if image_path in seen_paths:
                     report.add("duplicate pair", image_path, f"{image_path}: listed twice in the split")
                     continue
                 seen_paths[image_path] = mask_path
-                for kind, path, message in problems:
+                for kind, path, message in result.problems:
                     report.add(kind, path, message)
+                report.warnings.extend(result.warnings)
+                report.labelled_pixels += result.labelled_pixels
+                report.masks_read += result.mask_read
+                digest, unexpected = result.digest, result.unexpected
                 if digest is not None:
                     if digest in seen_digests:
                         report.add(
@@ -192,4 +304,16 @@ def verify_dataset(spec, split, progress=False, workers=None):
     finally:
         if bar is not None:
             bar.close()
+    if report.num_pairs and not report.labelled_pixels:
+        unread = len(seen_paths) - report.masks_read
+        why = (
+            f"none of its {len(seen_paths)} masks could be read" if not report.masks_read else
+            f"every pixel of its {report.masks_read} readable mask(s) is ignored "
+            f"({spec.ignore_index} or a void value)" + (f"; {unread} more could not be read" if unread else "")
+        )
+        report.add(
+            "split: no labelled pixel", spec.root,
+            f"{spec.root}: the {spec.name} split '{split}' has no labelled pixel: {why}; "
+            "nothing can be learned or scored from it",
+        )
     return report

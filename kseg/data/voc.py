@@ -10,8 +10,9 @@ palette indices (not colours); the "difficult/border" band (255) stays ignored.
 
 import os
 
-from kseg.data.spec import DatasetSpec, default_palette, identity_tables
+from kseg.data.spec import DatasetSpec, check_listed_path, default_palette, identity_tables
 from kseg.errors import KsegError
+from kseg.files import read_text
 
 VOC_CLASSES = (
     "background", "aeroplane", "bicycle", "bird", "boat", "bottle", "bus", "car", "cat",
@@ -55,12 +56,14 @@ class VOCSpec(DatasetSpec):
         images_dir = self._require_dir(os.path.join(self.root, "JPEGImages"), "JPEGImages/")
         masks_dir = self._require_dir(os.path.join(self.root, "SegmentationClass"), "SegmentationClass/")
         list_file = os.path.join(self.root, "ImageSets", "Segmentation", f"{split}.txt")
-        if not os.path.isfile(list_file):
+        if not os.path.lexists(list_file):
             found = ", ".join(self.splits()) or "none"
             raise KsegError(f"{list_file}: no such VOC split list (found: {found})")
         # A listed file that is missing is reported when read (verify lists them all).
-        with open(list_file, encoding="utf8") as handle:
-            ids = [line.split()[0] for line in handle if line.strip()]
+        ids = []
+        for number, line in enumerate(read_text(list_file, "split list").splitlines(), 1):
+            if line.strip():
+                ids.append(check_listed_path(line.split()[0], list_file, number))
         pairs = []
         for image_id in ids:
             image_path = os.path.join(images_dir, image_id + ".jpg")
