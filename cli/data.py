@@ -2,7 +2,7 @@
 
 import click
 
-from cli.params import Number
+from kseg.cli.params import Number
 from kseg.data.registry import DATASET_NAMES as DATASETS  # no TensorFlow import
 
 MAX_SCENES = 1_000_000  # per split (kseg.data.synthetic.MAX_SCENES)
