@@ -2,9 +2,8 @@
 
 import click
 
-# An unquantized export is a conversion, not an approximation: logits may differ only by
-# float rounding. Differences above this (relative to the largest logit) fail --check.
-FLOAT_TOLERANCE = 1e-3
+from kseg.cli.params import Number
+from kseg.cli.predict import size_option
 
 
 @click.command()
@@ -14,6 +13,9 @@ FLOAT_TOLERANCE = 1e-3
 @click.option("--out", default=None, type=click.Path(),
               help="Destination (a folder for savedmodel). Default: RUN_DIR/export/"
                    "best_<format> or beside the model file.")
+@click.option("--force", is_flag=True,
+              help="Replace an existing export of the same format that kseg wrote "
+                   "(never anything else).")
 @click.option("--quantize", default="none", show_default=True,
               type=click.Choice(["none", "fp16", "dynamic", "int8"]),
               help="TFLite only: float16 weights, int8 weights (dynamic), or full-integer "
@@ -24,16 +26,17 @@ FLOAT_TOLERANCE = 1e-3
 @click.option("--data-dir", default=None, type=click.Path(file_okay=False),
               help="Dataset root for --calibration-data DATASET.")
 @click.option("--calibration-images", default=100, show_default=True,
-              type=click.IntRange(min=1), help="Most calibration images used.")
-@click.option("--input-size", default=None, metavar="HxW",
+              type=Number(1, 100000, integer=True), help="Most calibration images used.")
+@click.option("--input-size", default=None, metavar="HxW", callback=size_option("--input-size"),
               help="Fix the input shape (mobile runtimes); default: any size.")
 @click.option("--check", is_flag=True,
-              help="Reload the export and compare it with the Keras model.")
+              help="Reload the export and compare it with the Keras model; a failed check "
+                   "writes nothing.")
 @click.option("--check-images", default=None, type=click.Path(exists=True, file_okay=False),
               help="Folder of images for --check (implies it); default: generated images.")
 @click.option("--unsafe", is_flag=True,
               help="Allow models containing code (Lambda layers); trusted files only.")
-def export(model_path, export_format, out, quantize, calibration_data, data_dir,
+def export(model_path, export_format, out, force, quantize, calibration_data, data_dir,
            calibration_images, input_size, check, check_images, unsafe):
     """Export a trained model (a run directory or a .keras file).
 
@@ -41,6 +44,8 @@ def export(model_path, export_format, out, quantize, calibration_data, data_dir,
     Inputs: uint8 RGB images [batch, height, width, 3] (any size unless --input-size).
     Outputs: "logits" (float32, [batch, height, width, classes]) and
              "classes" (int32 class map, [batch, height, width]).
+    An existing --out is replaced only with --force, and only when it is an export of
+    the same format that kseg wrote.
     \b
     Examples:
       kseg export runs/voc_fcn8s --format savedmodel --check
@@ -51,14 +56,15 @@ def export(model_path, export_format, out, quantize, calibration_data, data_dir,
     from kseg.errors import KsegError
     from kseg.export import (
         ExportedModel,
+        check_destination,
         check_export,
         default_output_path,
         export_model,
         load_images,
+        parity_problem,
         sample_images,
     )
-    from kseg.predict import parse_size
-    from kseg.runs import load_model, resolve_model_path
+    from kseg.runs import load_segmentation_model, resolve_model_path
 
     if quantize != "none" and export_format != "tflite":
         raise KsegError(f"--quantize {quantize} applies to --format tflite only")
@@ -69,26 +75,29 @@ def export(model_path, export_format, out, quantize, calibration_data, data_dir,
             "--quantize int8 needs --calibration-data: a folder of representative images "
             "or a dataset name"
         )
-    size = parse_size(input_size, "--input-size") if input_size else None
+    size = input_size
     path, run_dir = resolve_model_path(model_path)
-    model = load_model(path, unsafe=unsafe)
     out = out or default_output_path(path, run_dir, export_format, quantize)
+    check_destination(out, export_format, path, run_dir, [calibration_data, data_dir, check_images],
+                      force)
+    model, _ = load_segmentation_model(path, unsafe=unsafe)
 
     calibration = None
     if quantize == "int8":
         calibration = load_images(calibration_data, data_dir, limit=calibration_images)
         click.echo(f"calibrating int8 on {len(calibration)} image(s) from {calibration_data}",
                    err=True)
-    export_model(model, out, export_format, quantize, size, calibration)
-    click.echo(f"wrote {export_format}{'' if quantize == 'none' else ' ' + quantize}: {out}")
-
+    verify = None
     if check or check_images:
-        images = load_images(check_images) if check_images else sample_images()
-        parity = check_export(model, ExportedModel(out, export_format), images)
-        click.echo(f"check: {parity}")
-        scale = max(1.0, parity.max_logit)
-        if quantize == "none" and parity.max_logit_diff > FLOAT_TOLERANCE * scale:
-            raise KsegError(
-                f"{out}: the export differs from the Keras model (max logit difference "
-                f"{parity.max_logit_diff:.3g})"
-            )
+        images = load_images(check_images, option="--check-images") if check_images else (
+            sample_images())
+
+        def verify(temporary):
+            parity = check_export(model, ExportedModel(temporary, export_format, name=out), images)
+            click.echo(f"check: {parity}")
+            problem = parity_problem(parity, out, quantize, path)
+            if problem:
+                raise KsegError(f"{problem}; nothing was written")
+
+    export_model(model, out, export_format, quantize, size, calibration, verify=verify)
+    click.echo(f"wrote {export_format}{'' if quantize == 'none' else ' ' + quantize}: {out}")

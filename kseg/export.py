@@ -19,21 +19,32 @@ the largest logit difference and the fraction of pixels whose class agrees.
 """
 
 import dataclasses
+import json
+import math
 import os
+import shutil
 import tempfile
 
 import keras
 import numpy as np
 
 from kseg.atomic import atomic_path
-from kseg.errors import KsegError
+from kseg.errors import DiskFullError, KsegError, is_disk_full
 from kseg.images import IMAGE_EXTENSIONS, list_image_files, read_image
 
 FORMATS = ("savedmodel", "tflite", "onnx")
 QUANTIZATIONS = ("none", "fp16", "dynamic", "int8")
 SIGNATURE = "serving_default"
 INPUT_NAME = "images"
+OUTPUT_NAMES = ("classes", "logits")
 DEFAULT_CALIBRATION_IMAGES = 100
+# An unquantized export is a conversion, not an approximation: logits may differ only by
+# float rounding. Differences above this (relative to the largest logit) fail --check.
+FLOAT_TOLERANCE = 1e-3
+# The marker every SavedModel kseg writes carries, so that --force recognises it.
+MARKER = os.path.join("assets.extra", "kseg_export.json")
+SAVEDMODEL_ENTRIES = {"saved_model.pb", "saved_model.pbtxt", "fingerprint.pb", "variables",
+                      "assets", "assets.extra"}
 
 
 @keras.saving.register_keras_serializable(package="kseg")
@@ -87,10 +98,21 @@ def write_savedmodel(model, path, input_size=None, batch=None):
         input_signature=[input_spec(input_size, batch)],
     )  # fmt: skip
     archive.write_out(os.fspath(path), verbose=False)
+    marker = os.path.join(os.fspath(path), MARKER)
+    os.makedirs(os.path.dirname(marker), exist_ok=True)
+    with open(marker, "w", encoding="utf8") as handle:
+        json.dump({"written_by": "kseg export", "format": "savedmodel", "inputs": [INPUT_NAME],
+                   "outputs": list(OUTPUT_NAMES)}, handle)
 
 
-def tflite_bytes(model, quantize="none", input_size=None, calibration=None):
+def tflite_bytes(model, quantize="none", input_size=None, calibration=None, workdir=None,
+                 name="kseg-export"):
     """Converts `model` to a TFLite flatbuffer.
+
+    The conversion goes through a SavedModel written to a hidden temporary folder
+    `.<name>.XXXXXXXX.tmp` in `workdir` (beside the output, not in $TMPDIR: a killed
+    export leaves nothing hundreds of megabytes large out of sight); it is removed on any
+    exception, Ctrl-C and SIGTERM included.
 
     Args:
         model: keras.Model. RGB images -> logits.
@@ -98,6 +120,8 @@ def tflite_bytes(model, quantize="none", input_size=None, calibration=None):
         input_size: tuple (height, width) or None. Fixed input shape; None for any size.
         calibration: list of uint8 RGB arrays or None. Images for "int8" calibration;
             resized to `input_size` when it is given.
+        workdir: str or None. Folder for the temporary SavedModel.
+        name: str. Base of the temporary folder's name (the output's file name).
     """
     import tensorflow as tf
 
@@ -108,7 +132,8 @@ def tflite_bytes(model, quantize="none", input_size=None, calibration=None):
             "int8 quantization needs calibration images: pass --calibration-data with a "
             "folder of images or a dataset name"
         )
-    with tempfile.TemporaryDirectory(prefix="kseg-export-") as folder:
+    folder = _hidden_temporary_folder(workdir, name)
+    try:
         saved = os.path.join(folder, "savedmodel")
         write_savedmodel(model, saved, input_size, batch=1)
         converter = tf.lite.TFLiteConverter.from_saved_model(saved, signature_keys=[SIGNATURE])
@@ -122,11 +147,34 @@ def tflite_bytes(model, quantize="none", input_size=None, calibration=None):
         try:
             return converter.convert()
         except Exception as error:
+            if is_disk_full(error):
+                raise
             unsupported = [line.strip() for line in str(error).splitlines() if "ops:" in line]
             detail = unsupported[0] if unsupported else str(error).strip()[:300]
             raise KsegError(
                 f"TFLite conversion ({quantize}) failed: {type(error).__name__}: {detail}"
             ) from None
+    except KsegError:
+        raise
+    except Exception as error:
+        if is_disk_full(error):
+            raise DiskFullError(f"{folder}: no space left on device (nothing was written)") from None
+        raise
+    finally:  # also on KeyboardInterrupt and SIGTERM (kseg.signals)
+        shutil.rmtree(folder, ignore_errors=True)
+
+
+def _hidden_temporary_folder(workdir, name):
+    """A new folder `.<name>.XXXXXXXX.tmp` in `workdir` (the system's temporary folder
+    when None), named as kseg.atomic names its temporaries."""
+    workdir = workdir or tempfile.gettempdir()
+    try:
+        os.makedirs(workdir, exist_ok=True)
+        return tempfile.mkdtemp(prefix=f".{name}.", suffix=".tmp", dir=workdir)
+    except OSError as error:
+        if is_disk_full(error):
+            raise DiskFullError(f"{workdir}: no space left on device") from None
+        raise
 
 
 def _representative(images, input_size):
@@ -153,7 +201,8 @@ def write_onnx(model, path, input_size=None):
         ) from None
 
 
-def export_model(model, out, format, quantize="none", input_size=None, calibration=None):
+def export_model(model, out, format, quantize="none", input_size=None, calibration=None,
+                 verify=None):
     """Exports `model` to `out`, atomically (a kill leaves any previous export intact).
 
     Args:
@@ -163,30 +212,252 @@ def export_model(model, out, format, quantize="none", input_size=None, calibrati
         quantize: str. TFLite only: one of QUANTIZATIONS.
         input_size: tuple (height, width) or None. Fixed input shape, else any size.
         calibration: list of uint8 RGB images or None. For TFLite "int8".
+        verify: callable or None. Called with the path of the complete export under its
+            temporary name, before it replaces `out`; an exception it raises (a failed
+            --check) leaves `out` as it was and removes the new export.
 
     Returns:
         str. The path written.
+
+    Raises:
+        DiskFullError: one line naming `out`; nothing is left behind.
     """
     if format not in FORMATS:
         raise KsegError(f"unknown export format {format!r}; choose one of {', '.join(FORMATS)}")
     if quantize != "none" and format != "tflite":
         raise KsegError(f"--quantize {quantize} applies to TFLite exports, not {format}")
     out = os.fspath(out)
-    if format == "savedmodel":
-        if os.path.isfile(out):
-            raise KsegError(f"{out}: exists and is a file; a SavedModel is a folder")
-        with atomic_path(out, directory=True) as temporary:
-            os.rmdir(temporary)  # the SavedModel writer creates the folder itself
-            write_savedmodel(model, temporary, input_size)
-    elif format == "tflite":
-        content = tflite_bytes(model, quantize, input_size, calibration)
-        with atomic_path(out) as temporary:
-            with open(temporary, "wb") as handle:
-                handle.write(content)
-    else:
-        with atomic_path(out) as temporary:
-            write_onnx(model, temporary, input_size)
+    parent = os.path.dirname(os.path.abspath(out))
+    created = _missing_folders(parent)
+    try:
+        if format == "savedmodel":
+            if os.path.isfile(out):
+                raise KsegError(f"{out}: exists and is a file; a SavedModel is a folder")
+            with atomic_path(out, directory=True) as temporary:
+                os.rmdir(temporary)  # the SavedModel writer creates the folder itself
+                _write_or_disk_full(out, write_savedmodel, model, temporary, input_size)
+                if verify:
+                    verify(temporary)
+        elif format == "tflite":
+            os.makedirs(parent, exist_ok=True)
+            content = tflite_bytes(model, quantize, input_size, calibration, workdir=parent,
+                                   name=os.path.basename(out))
+            with atomic_path(out) as temporary:
+                with open(temporary, "wb") as handle:
+                    handle.write(content)
+                    handle.flush()
+                    os.fsync(handle.fileno())
+                if verify:
+                    verify(temporary)
+        else:
+            with atomic_path(out) as temporary:
+                _write_or_disk_full(out, write_onnx, model, temporary, input_size)
+                if verify:
+                    verify(temporary)
+    except BaseException:
+        for folder in created:  # the folders made for it, innermost first, if still empty
+            try:
+                os.rmdir(folder)
+            except OSError:
+                break
+        raise
     return out
+
+
+def _write_or_disk_full(out, write, *args):
+    try:
+        write(*args)
+    except KsegError:
+        raise
+    except Exception as error:  # TensorFlow and tf2onnx wrap OSError in their own errors
+        if is_disk_full(error):
+            raise DiskFullError(f"{out}: no space left on device (nothing was written)") from None
+        raise
+
+
+def _missing_folders(folder):
+    """The folders on the way to `folder` that do not exist yet, innermost first."""
+    missing = []
+    while not os.path.lexists(folder):
+        missing.append(folder)
+        parent = os.path.dirname(folder)
+        if parent == folder:
+            break
+        folder = parent
+    return missing
+
+
+# -- where an export may go ------------------------------------------------------------
+
+
+def _inside(path, folder):
+    try:
+        return os.path.commonpath([path, folder]) == folder
+    except ValueError:
+        return False
+
+
+def check_destination(out, format, model_path, run_dir=None, inputs=(), force=False):
+    """Refuses an export destination that would destroy something kseg did not write.
+
+    - `out` equal to the model file, or (a SavedModel folder) holding it, or the run
+      directory: always refused.
+    - `out` equal to, inside or holding one of `inputs` (the --calibration-data and
+      --check-images folders): always refused.
+    - an existing `out`: refused unless `force`; with `force` only an export kseg wrote,
+      of the same kind (`kseg_export_kind`), is replaced; anything else (a user's folder
+      or file, a symbolic link, an export of another format) is refused naming it.
+
+    Args:
+        out: str. The destination.
+        format: str. One of FORMATS.
+        model_path: str. The .keras file exported.
+        run_dir: str or None. Its run directory.
+        inputs: iterable of str. Folders or files the export reads.
+        force: bool. --force.
+
+    Raises:
+        KsegError: one line naming `out`, what it is, and the way out.
+    """
+    out = os.fspath(out)
+    real = os.path.realpath(out)
+    model_real = os.path.realpath(model_path)
+    if real == model_real or (os.path.lexists(out) and os.path.exists(model_path)
+                              and os.path.samefile(out, model_path)):
+        raise KsegError(f"--out {out} is the model being exported ({model_path}); choose "
+                        "another --out")
+    if _inside(model_real, real):
+        raise KsegError(f"--out {out} holds the model being exported ({model_path}); choose "
+                        "another --out")
+    if run_dir and _inside(os.path.realpath(run_dir), real):
+        raise KsegError(f"--out {out} holds the run directory {run_dir}; choose another --out")
+    for source in inputs:
+        if not source or not os.path.exists(source):
+            continue
+        source_real = os.path.realpath(source)
+        if _inside(real, source_real) or _inside(source_real, real):
+            raise KsegError(
+                f"--out {out} is or lies in the input {source} (or holds it); an export must "
+                "not be written among its inputs; choose another --out"
+            )
+    parent = os.path.dirname(os.path.abspath(out))
+    while not os.path.lexists(parent):
+        parent = os.path.dirname(parent)
+    if not os.path.isdir(parent):
+        raise KsegError(f"--out {out}: {parent} is not a folder; choose another --out")
+    if not os.path.lexists(out):
+        return
+    if not force:
+        raise KsegError(
+            f"--out {out} exists; pass --force to replace an export kseg wrote, or choose "
+            "another --out"
+        )
+    kind, reason = kseg_export_kind(out)
+    if kind != format:
+        what = f"a kseg {kind} export" if kind else reason
+        raise KsegError(
+            f"--out {out} is {what}, not a kseg {format} export, so --force does not replace "
+            "it; choose another --out, or move it away yourself"
+        )
+
+
+def kseg_export_kind(path):
+    """What kseg export wrote at `path`: ("savedmodel" | "tflite" | "onnx", None), or
+    (None, what the path is instead) for anything kseg did not write.
+
+    - SavedModel: a folder holding nothing but SavedModel entries (saved_model.pb,
+      fingerprint.pb, variables/ with variables.index and variables.data-*, an empty
+      assets/, assets.extra/ with kseg's marker only) and kseg's marker file.
+    - TFLite: a file with the TFLite identifier (b"TFL3" at offset 4) whose
+      serving_default signature takes "images" and returns "classes" and "logits".
+    - ONNX: a file that parses as ONNX with input "images" and outputs classes, logits.
+    """
+    from kseg.files import check_regular_file
+
+    if os.path.islink(path):
+        return None, "a symbolic link"
+    if os.path.isdir(path):
+        return _savedmodel_kind(path)
+    if not os.path.isfile(path):
+        return None, "not a regular file"
+    try:
+        check_regular_file(path, "export")
+        with open(path, "rb") as handle:
+            head = handle.read(8)
+    except (OSError, KsegError):
+        return None, "an unreadable file"
+    if head[4:8] == b"TFL3":
+        return ("tflite", None) if _tflite_signature(path) else (None, "a TFLite file kseg did "
+                                                                      "not write")
+    if _onnx_signature(path):
+        return "onnx", None
+    return None, "a file kseg export did not write"
+
+
+def _savedmodel_kind(path):
+    import re
+
+    entries = set(os.listdir(path))
+    if not entries:
+        return None, "an empty folder kseg did not write"
+    foreign = sorted(entries - SAVEDMODEL_ENTRIES)
+    if foreign:
+        return None, f"a folder holding {foreign[0]!r}, which is no SavedModel entry"
+    if "saved_model.pb" not in entries:
+        return None, "a folder without saved_model.pb"
+    variables = os.path.join(path, "variables")
+    if os.path.lexists(variables):
+        if os.path.islink(variables) or not os.path.isdir(variables):
+            return None, "a folder whose variables entry is not a folder"
+        pattern = re.compile(r"variables\.(index|data-\d+-of-\d+)")
+        odd = [name for name in os.listdir(variables) if not pattern.fullmatch(name)]
+        if odd:
+            return None, f"a folder whose variables/ holds {odd[0]!r}"
+    assets = os.path.join(path, "assets")
+    if os.path.lexists(assets) and (not os.path.isdir(assets) or os.listdir(assets)):
+        return None, "a SavedModel with assets kseg does not write"
+    extra = os.path.join(path, "assets.extra")
+    if not os.path.isdir(extra) or os.path.islink(extra) or os.listdir(extra) != [
+            os.path.basename(MARKER)]:
+        return None, "a SavedModel kseg did not write (no kseg marker)"
+    from kseg.files import load_json
+
+    try:
+        marker = load_json(os.path.join(path, MARKER), "export marker", limit=1 << 16)
+    except KsegError:
+        return None, "a SavedModel with a damaged kseg marker"
+    if not isinstance(marker, dict) or marker.get("written_by") != "kseg export":
+        return None, "a SavedModel kseg did not write (no kseg marker)"
+    return "savedmodel", None
+
+
+def _tflite_signature(path):
+    try:
+        try:
+            from ai_edge_litert.interpreter import Interpreter
+        except ImportError:
+            import tensorflow as tf
+
+            Interpreter = tf.lite.Interpreter
+        signatures = Interpreter(model_path=path).get_signature_list()
+    except Exception:
+        return False
+    entry = signatures.get(SIGNATURE) or {}
+    return list(entry.get("inputs", [])) == [INPUT_NAME] and sorted(
+        entry.get("outputs", [])) == sorted(OUTPUT_NAMES)
+
+
+def _onnx_signature(path):
+    try:
+        import onnx
+
+        graph = onnx.load(path, load_external_data=False).graph
+    except Exception:
+        return False
+    initializers = {tensor.name for tensor in graph.initializer}
+    inputs = [item.name for item in graph.input if item.name not in initializers]
+    return inputs == [INPUT_NAME] and sorted(item.name for item in graph.output) == sorted(
+        OUTPUT_NAMES)
 
 
 def default_output_path(model_path, run_dir, format, quantize="none"):
@@ -210,10 +481,13 @@ class ExportedModel:
         path: str. A SavedModel folder, `.tflite` or `.onnx` file.
         format: str. One of FORMATS.
         threads: int or None. CPU threads for TFLite; None lets LiteRT choose.
+        name: str or None. What messages call the export (its final path while `path` is
+            still its temporary name); `path` by default.
     """
 
-    def __init__(self, path, format, threads=None):
+    def __init__(self, path, format, threads=None, name=None):
         self.path, self.format = os.fspath(path), format
+        self.name = name or self.path  # what messages call it (its final path)
         self.input_size = None
         if not os.path.exists(self.path):
             raise KsegError(f"{self.path}: exported model not found")
@@ -270,33 +544,46 @@ class Parity:
     """How closely an export reproduces the Keras model.
 
     Args:
-        max_logit_diff: float. Largest absolute logit difference over all images.
-        pixel_agreement: float. Fraction of pixels with the same predicted class.
+        max_logit_diff: float. Largest absolute logit difference over all images; inf
+            when either side has a non-finite logit.
+        pixel_agreement: float. Fraction of pixels with the same predicted class (a pixel
+            with a NaN or inf logit on either side never agrees).
         images: int. Number of images compared.
-        max_logit: float. Largest absolute Keras logit, for scale.
+        max_logit: float. Largest absolute finite Keras logit, for scale.
+        keras_nonfinite: int. NaN or inf values among the Keras model's logits.
+        export_nonfinite: int. NaN or inf values among the export's logits.
     """
 
     max_logit_diff: float
     pixel_agreement: float
     images: int
     max_logit: float
+    keras_nonfinite: int = 0
+    export_nonfinite: int = 0
 
     def __str__(self):
-        return (
+        text = (
             f"max |logit difference| {self.max_logit_diff:.3g} (logits up to "
             f"{self.max_logit:.3g}), class agreement {100 * self.pixel_agreement:.2f}% of "
             f"pixels, over {self.images} image(s)"
         )
+        if self.keras_nonfinite or self.export_nonfinite:
+            text += (f"; NaN/inf logits: {self.export_nonfinite} in the export, "
+                     f"{self.keras_nonfinite} in the Keras model")
+        return text
 
 
 def check_export(model, exported, images):
     """Compares an `ExportedModel` with the Keras model on uint8 RGB images.
 
-    Images are resized to the export's fixed input size when it has one.
+    Images are resized to the export's fixed input size when it has one. NaN and inf
+    are counted, never compared: `nan > tolerance` is false, so a NaN difference would
+    otherwise pass for agreement.
     """
     from kseg.predict import predict_logits, resize
 
     worst, largest, agree, total = 0.0, 0.0, 0, 0
+    keras_bad = export_bad = 0
     for image in images:
         if exported.input_size:
             image = resize(image, exported.input_size)
@@ -304,14 +591,42 @@ def check_export(model, exported, images):
         actual = np.asarray(exported(image), dtype=np.float32)
         if actual.shape != expected.shape:
             raise KsegError(
-                f"{exported.path}: returned logits of shape {actual.shape}, expected "
+                f"{exported.name}: returned logits of shape {actual.shape}, expected "
                 f"{expected.shape}"
             )
-        worst = max(worst, float(np.abs(actual - expected).max()))
-        largest = max(largest, float(np.abs(expected).max()))
-        agree += int((actual.argmax(-1) == expected.argmax(-1)).sum())
+        expected_ok, actual_ok = np.isfinite(expected), np.isfinite(actual)
+        keras_bad += int(expected.size - expected_ok.sum())
+        export_bad += int(actual.size - actual_ok.sum())
+        both = expected_ok & actual_ok
+        if both.any():
+            worst = max(worst, float(np.abs(np.where(both, actual - expected, 0)).max()))
+        if expected_ok.any():
+            largest = max(largest, float(np.abs(np.where(expected_ok, expected, 0)).max()))
+        same = (actual.argmax(-1) == expected.argmax(-1)) & both.all(-1)
+        agree += int(same.sum())
         total += expected.shape[0] * expected.shape[1]
-    return Parity(worst, agree / max(total, 1), len(images), largest)
+    if keras_bad or export_bad:
+        worst = math.inf
+    return Parity(worst, agree / max(total, 1), len(images), largest, keras_bad, export_bad)
+
+
+def parity_problem(parity, out, quantize="none", model_path="the Keras model"):
+    """The one-line reason an export fails --check, or None when it passes.
+
+    Any NaN or inf logit fails, in the export or in the Keras model; an unquantized
+    export must also match the Keras logits within FLOAT_TOLERANCE of the largest logit.
+    """
+    if parity.keras_nonfinite:
+        return (f"{model_path}: the model's logits hold NaN or inf on the check images "
+                f"({parity.keras_nonfinite} values): the model is damaged")
+    if parity.export_nonfinite:
+        return (f"{out}: the export's logits hold NaN or inf ({parity.export_nonfinite} values) "
+                "where the Keras model's are finite: the export is broken")
+    scale = max(1.0, parity.max_logit)
+    if quantize == "none" and not parity.max_logit_diff <= FLOAT_TOLERANCE * scale:
+        return (f"{out}: the export differs from the Keras model (max logit difference "
+                f"{parity.max_logit_diff:.3g})")
+    return None
 
 
 # -- images for checks and calibration -------------------------------------------------
@@ -342,24 +657,33 @@ def sample_images(count=4, sizes=((96, 128), (75, 61)), seed=0):
     return images
 
 
-def load_images(source, data_dir=None, limit=DEFAULT_CALIBRATION_IMAGES, split=None):
+def load_images(source, data_dir=None, limit=DEFAULT_CALIBRATION_IMAGES, split=None,
+                option="--calibration-data"):
     """Reads up to `limit` images from a folder or from a dataset named by kseg.data.
+
+    A name is taken as a dataset only when it is one of kseg's dataset names and no such
+    path exists; a missing folder is reported as missing, a file as not a folder.
 
     Args:
         source: str. A folder of images, or a dataset name ("cityscapes", "voc", ...).
         data_dir: str or None. The dataset root, for a dataset name.
         limit: int. Most images read (spread evenly over what is there).
         split: str or None. Dataset split; the training split by default.
+        option: str. The option that gave `source`, for messages.
     """
+    from kseg.data.registry import DATASET_NAMES
+
+    source = os.fspath(source)
     if os.path.isdir(source):
         paths = list_image_files(source)
         if not paths:
             raise KsegError(f"{source}: folder holds no images ({', '.join(IMAGE_EXTENSIONS)})")
-    else:
-        try:
-            from kseg.data import get_dataset_spec
-        except ImportError:
-            raise KsegError(f"{source}: no such folder (and kseg.data is not available)") from None
+    elif os.path.lexists(source):
+        raise KsegError(f"{option} {source}: is a file; it must be a folder of images"
+                        + (" or a dataset name" if option == "--calibration-data" else ""))
+    elif source in DATASET_NAMES and option == "--calibration-data":
+        from kseg.data import get_dataset_spec
+
         spec = get_dataset_spec(source, data_dir)
         if split is None:
             splits = list(spec.splits())
@@ -367,7 +691,10 @@ def load_images(source, data_dir=None, limit=DEFAULT_CALIBRATION_IMAGES, split=N
                 raise KsegError(f"{source}: dataset has no splits on disk")
             split = "train" if "train" in splits else splits[0]
         paths = [image for image, _ in spec.pairs(split)]
+    else:
+        names = f" (nor a dataset name: {', '.join(DATASET_NAMES)})" if (
+            option == "--calibration-data") else ""
+        raise KsegError(f"{option} {source}: no such folder{names}")
     if len(paths) > limit:
         paths = [paths[i] for i in np.linspace(0, len(paths) - 1, limit).round().astype(int)]
     return [read_image(path) for path in paths]
-

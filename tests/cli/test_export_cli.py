@@ -67,5 +67,15 @@ def test_export_option_errors(run_dir, tmp_path):
     assert result.exit_code == 1 and "--calibration-data" in result.output
     result = runner.invoke(cli, ["export", str(tmp_path / "none"), "--format", "onnx"])
     assert result.exit_code == 1 and "no such model file or run directory" in result.output
-    result = runner.invoke(cli, ["export", str(run_dir), "--format", "tflite", "--input-size", "x"])
-    assert result.exit_code == 1 and "--input-size" in result.output
+    for size in ("x", "0x5", "99999999x2", "infxinf"):
+        result = runner.invoke(cli, ["export", str(run_dir), "--format", "tflite", "--input-size", size])
+        assert result.exit_code == 2 and "--input-size" in result.output, size
+    result = runner.invoke(cli, ["export", str(run_dir), "--format", "tflite", "--quantize", "int8",
+                                 "--calibration-data", str(tmp_path / "nowhere")])
+    assert result.exit_code == 1 and "no such folder" in result.output
+    assert "unknown dataset" not in result.output
+    (tmp_path / "file.png").write_bytes(b"x")
+    result = runner.invoke(cli, ["export", str(run_dir), "--format", "tflite", "--quantize", "int8",
+                                 "--calibration-data", str(tmp_path / "file.png"),
+                                 "--out", str(tmp_path / "m.tflite")])
+    assert result.exit_code == 1 and "must be a folder" in result.output

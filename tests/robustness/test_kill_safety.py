@@ -112,7 +112,7 @@ def test_sigkill_while_exporting_keeps_the_previous_export(run_dir, tmp_path):
     before = digest(out)
 
     temporary = kill_inside_write("model_savedmodel", ["export", run_dir, "--format", "savedmodel",
-                                                       "--out", out])
+                                                       "--out", out, "--force"])
     assert os.path.isdir(temporary) and os.path.dirname(temporary) == os.path.dirname(out)
     assert digest(out) == before
     loaded = tf.saved_model.load(out).signatures["serving_default"]
@@ -149,6 +149,7 @@ def test_sigkill_while_predicting_keeps_the_earlier_outputs(run_dir, tmp_path):
         labels = read_mask(out / f"img{number}.png")
         assert labels.shape == (40, 56) and labels.max() < corpus.NUM_CLASSES
     assert visible(out) == ["img0.png", "img1.png"]
-    assert len(os.listdir(out)) == 3  # the hidden temporary of img1.png
+    # the hidden temporary of img1.png and predict's manifest
+    assert len(os.listdir(out)) == 4 and ".kseg-predictions.json" in os.listdir(out)
     # Listing the folder as input (e.g. to predict it again) does not pick the temporary up.
     assert [os.path.basename(path) for path in list_image_files(str(out))] == ["img0.png", "img1.png"]
