@@ -28,6 +28,8 @@ import logging
 import math
 import os
 import shutil
+import signal
+import sys
 import tempfile
 import time
 import warnings
@@ -38,7 +40,9 @@ import numpy as np
 from kseg import runs
 from kseg.atomic import atomic_path, write_bytes_atomic
 from kseg.config import DEFAULT_CROPS, WHOLE_IMAGES, TrainConfig
-from kseg.errors import KsegError
+from kseg.errors import DiskFullError, KsegError, is_disk_full
+from kseg.files import brief
+from kseg.runlock import RunLock, sweep_temporaries
 
 logger = logging.getLogger("kseg")
 
@@ -99,7 +103,269 @@ class dtype_policy:
         keras.config.set_dtype_policy(self._previous)
 
 
-def make_strategy(name):
+TF_CONFIG_TASK_TYPES = ("chief", "worker", "evaluator")
+TF_CONFIG_LIMIT = 1 << 20
+
+
+def _tf_config_error(problem):
+    return KsegError(
+        f"TF_CONFIG: {problem}; it should look like "
+        '{"cluster": {"worker": ["host1:port", "host2:port"]}, "task": {"type": "worker", "index": 0}}'
+    )
+
+
+def parse_address(address):
+    """"host:port" -> (host, port), or None when it is not such an address."""
+    if not isinstance(address, str) or len(address) > 1000:
+        return None
+    host, _, port = address.strip().rpartition(":")
+    host = host[1:-1] if host.startswith("[") and host.endswith("]") else host  # [IPv6]
+    if not host or any(character.isspace() for character in host) or not port.isdigit():
+        return None
+    port = int(port)
+    return (host, port) if 1 <= port <= 65535 else None
+
+
+def read_tf_config():
+    """The cluster and task of the TF_CONFIG environment variable, checked.
+
+    Returns:
+        dict with "cluster" (task type -> list of "host:port") and "task" ({"type": str,
+        "index": int}), both valid: the task is one of the cluster's.
+
+    Raises:
+        KsegError: one line naming TF_CONFIG and what is wrong.
+    """
+    raw = os.environ.get("TF_CONFIG", "")
+    if not raw.strip():
+        raise KsegError(
+            "--strategy multiworker needs the TF_CONFIG environment variable describing the cluster "
+            'and this worker\'s task, e.g. {"cluster": {"worker": ["host1:port", "host2:port"]}, '
+            '"task": {"type": "worker", "index": 0}}'
+        )
+    if len(raw) > TF_CONFIG_LIMIT:
+        raise _tf_config_error(f"{len(raw)} characters is too long")
+    try:
+        value = json.loads(raw)
+    except ValueError as error:
+        raise _tf_config_error(f"not valid JSON ({error})") from None
+    except RecursionError:
+        raise _tf_config_error("JSON nested too deeply") from None
+    if not isinstance(value, dict):
+        raise _tf_config_error(f"expected a JSON object, found {brief(value, 40)}")
+    cluster = value.get("cluster")
+    if not isinstance(cluster, dict) or not cluster:
+        raise _tf_config_error(
+            f'"cluster" must be an object of task type -> list of "host:port", found {brief(cluster, 40)}'
+        )
+    for kind, addresses in cluster.items():
+        if kind not in TF_CONFIG_TASK_TYPES:
+            raise _tf_config_error(
+                f"cluster task type {brief(kind, 40)} is not one of {', '.join(TF_CONFIG_TASK_TYPES)}"
+            )
+        if not isinstance(addresses, list) or not addresses:
+            raise _tf_config_error(
+                f'cluster "{kind}" must be a non-empty list of "host:port", found {brief(addresses, 40)}'
+            )
+        for index, address in enumerate(addresses):
+            if parse_address(address) is None:
+                raise _tf_config_error(
+                    f'cluster "{kind}"[{index}] is {brief(address, 60)}, not "host:port" with a port from 1 to 65535'
+                )
+    if "worker" not in cluster and "chief" not in cluster:
+        raise _tf_config_error('the cluster has neither "chief" nor "worker" tasks')
+    if len(cluster.get("chief", [])) > 1:
+        raise _tf_config_error(f'a cluster has at most one chief, found {len(cluster["chief"])}')
+    addresses = [address.strip() for kind in cluster for address in cluster[kind]]
+    if len(set(addresses)) != len(addresses):
+        raise _tf_config_error("two tasks of the cluster have the same host:port")
+    task = value.get("task")
+    if not isinstance(task, dict):
+        raise _tf_config_error(f'"task" must be an object with "type" and "index", found {brief(task, 40)}')
+    kind, index = task.get("type"), task.get("index", 0)
+    if not isinstance(kind, str) or kind not in cluster:
+        raise _tf_config_error(f'task type {brief(kind, 40)} is not a task type of the cluster ({", ".join(cluster)})')
+    if isinstance(index, bool) or not isinstance(index, int) or not 0 <= index < len(cluster[kind]):
+        raise _tf_config_error(
+            f'task index {brief(index, 40)} is not one of the {len(cluster[kind])} "{kind}" task(s) '
+            f"(0 to {len(cluster[kind]) - 1})"
+        )
+    return {"cluster": cluster, "task": {"type": kind, "index": index}}
+
+
+def _listen(port):
+    """A listening socket on `port` of every interface (None where it cannot be had)."""
+    import socket
+
+    for family, address in ((socket.AF_INET6, "::"), (socket.AF_INET, "")):
+        try:
+            listener = socket.socket(family, socket.SOCK_STREAM)
+        except OSError:
+            continue
+        try:
+            listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            if family == socket.AF_INET6:
+                listener.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 0)
+            listener.bind((address, port))
+            listener.listen(64)
+            listener.setblocking(False)
+            return listener
+        except OSError:
+            listener.close()
+    return None
+
+
+def _answers(host, port, timeout):
+    import socket
+
+    try:
+        with socket.create_connection((host, port), timeout=timeout):
+            return True
+    except OSError:
+        return False
+
+
+def wait_for_workers(tf_config, timeout):
+    """Waits until every other task of the cluster accepts a TCP connection.
+
+    Meanwhile this task's own port answers the others' probes (a listening socket, closed
+    before TensorFlow's server takes the port). The wait is a Python loop, so Ctrl-C and
+    SIGTERM stop it.
+
+    Raises:
+        KsegError: a task did not answer within `timeout` seconds; the message names it.
+    """
+    own_kind, own_index = tf_config["task"]["type"], tf_config["task"]["index"]
+    if own_kind == "evaluator":  # not part of the collective
+        return
+    cluster = tf_config["cluster"]
+    peers = [
+        (kind, index, address.strip())
+        for kind in cluster if kind != "evaluator"
+        for index, address in enumerate(cluster[kind])
+        if (kind, index) != (own_kind, own_index)
+    ]  # fmt: skip
+    if not peers:
+        return
+    _, own_port = parse_address(cluster[own_kind][own_index])
+    listener = _listen(own_port)
+    deadline = time.monotonic() + timeout
+    announced = set()
+    try:
+        while peers:
+            for peer in list(peers):
+                _drain(listener)
+                host, port = parse_address(peer[2])
+                if _answers(host, port, timeout=max(0.05, min(1.0, deadline - time.monotonic()))):
+                    peers.remove(peer)
+                elif peer not in announced:
+                    announced.add(peer)
+                    logger.warning(
+                        "waiting for %s %d at %s (TF_CONFIG), for up to %g s (--worker-timeout)",
+                        peer[0], peer[1], peer[2], timeout,
+                    )  # fmt: skip
+            if not peers:
+                break
+            if time.monotonic() >= deadline:
+                kind, index, address = peers[0]
+                others = f" (and {len(peers) - 1} other task(s))" if len(peers) > 1 else ""
+                raise KsegError(
+                    f"--strategy multiworker: {kind} {index} at {address}{others} of TF_CONFIG did not "
+                    f"answer within {timeout:g} s; start it, fix its address in TF_CONFIG, or wait longer "
+                    "with --worker-timeout"
+                )
+            time.sleep(0.2)
+        # The others may still be probing this task: answer them a little longer.
+        end = time.monotonic() + 1.0
+        while time.monotonic() < end:
+            _drain(listener)
+            time.sleep(0.1)
+    finally:
+        if listener is not None:
+            listener.close()
+
+
+def _drain(listener):
+    if listener is None:
+        return
+    while True:
+        try:
+            connection, _ = listener.accept()
+        except OSError:
+            return
+        connection.close()
+
+
+class _Watchdog:
+    """Ends the process if a blocking TensorFlow call outlives `timeout` seconds, or a
+    SIGTERM/SIGINT arrives while the main thread is stuck in it (Python's own handler runs
+    only once the main thread returns from C++)."""
+
+    def __init__(self, timeout, what):
+        self.timeout = timeout
+        self.what = what
+        self._done = None
+        self._pipe = None
+        self._previous_fd = None
+
+    def __enter__(self):
+        import threading
+
+        self._done = threading.Event()
+        try:
+            read_end, write_end = os.pipe()
+            os.set_blocking(write_end, False)
+            self._previous_fd = signal.set_wakeup_fd(write_end, warn_on_full_buffer=False)
+            self._pipe = (read_end, write_end)
+        except (ValueError, OSError):  # not the main thread: only the timeout is watched
+            self._pipe = None
+        threading.Thread(target=self._watch, name="kseg-watchdog", daemon=True).start()
+        return self
+
+    def __exit__(self, *exc_info):
+        self._done.set()
+        if self._pipe is not None:
+            signal.set_wakeup_fd(self._previous_fd if self._previous_fd is not None else -1)
+            for descriptor in self._pipe:
+                os.close(descriptor)
+            self._pipe = None
+
+    def _watch(self):
+        import select
+
+        deadline = time.monotonic() + self.timeout
+        while not self._done.is_set():
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                self._exit(f"error: {self.what} did not finish within {self.timeout:g} s (--worker-timeout); "
+                           "check that every worker of TF_CONFIG runs and can reach the others", 1)
+            pipe = self._pipe
+            if pipe is None:
+                self._done.wait(min(remaining, 0.5))
+                continue
+            try:
+                ready, _, _ = select.select([pipe[0]], [], [], min(remaining, 0.5))
+                received = os.read(pipe[0], 64) if ready else b""
+            except OSError:
+                return
+            for signum in received:
+                if signum in (signal.SIGTERM, signal.SIGINT, getattr(signal, "SIGHUP", -1)):
+                    # Python's handler gets a moment to stop the command the usual way.
+                    if self._done.wait(2.0):
+                        return
+                    name = signal.Signals(signum).name
+                    self._exit(f"interrupted ({name}) during {self.what}", 128 + signum)
+
+    @staticmethod
+    def _exit(message, status):
+        try:
+            sys.stderr.write(message + "\n")
+            sys.stderr.flush()
+        finally:
+            os._exit(status)
+
+
+def make_strategy(name, worker_timeout=300.0):
     """Returns a tf.distribute strategy for a `--strategy` choice.
 
     Args:
@@ -107,52 +373,85 @@ def make_strategy(name):
             the default strategy), "none", "mirrored" (all local GPUs, or all logical CPU
             devices when there is no GPU) or "multiworker" (MultiWorkerMirroredStrategy;
             the cluster comes from the TF_CONFIG environment variable).
+        worker_timeout: float. Under "multiworker", seconds to wait for the other workers.
     """
-    import tensorflow as tf
-
     if name == "multiworker":
         # Must come before anything initialises TensorFlow's runtime (even listing
         # logical devices does).
-        if not os.environ.get("TF_CONFIG"):
-            raise KsegError(
-                "--strategy multiworker needs the TF_CONFIG environment variable describing "
-                "the cluster and this worker's task"
-            )
-        try:
-            json.loads(os.environ["TF_CONFIG"])
-        except ValueError as error:
-            raise KsegError(f"TF_CONFIG: not valid JSON ({error})") from None
-        try:
-            return tf.distribute.MultiWorkerMirroredStrategy()
-        except RuntimeError as error:
-            raise KsegError(f"--strategy multiworker: {error}") from None
+        tf_config = read_tf_config()
+        wait_for_workers(tf_config, worker_timeout)
+        import tensorflow as tf
+
+        with _Watchdog(worker_timeout, "connecting to the other workers of TF_CONFIG"):
+            try:
+                return tf.distribute.MultiWorkerMirroredStrategy()
+            except (RuntimeError, ValueError) as error:
+                raise KsegError(f"--strategy multiworker: {str(error).splitlines()[0][:300]}") from None
+    import tensorflow as tf
+
     gpus = tf.config.list_physical_devices("GPU")
     if name == "none" or (name == "auto" and len(gpus) < 2):
         return tf.distribute.get_strategy()
     if name in ("auto", "mirrored"):
         devices = tf.config.list_logical_devices("GPU") or tf.config.list_logical_devices("CPU")
         return tf.distribute.MirroredStrategy(devices=[device.name for device in devices])
-    raise KsegError(f"--strategy: expected auto, none, mirrored or multiworker. Received: {name!r}")
+    raise KsegError(f"--strategy: expected auto, none, mirrored or multiworker. Received: {brief(name)}")
 
 
-def is_chief():
-    """Whether this process writes the run directory (always, except non-chief workers)."""
-    raw = os.environ.get("TF_CONFIG")
-    if not raw:
+def is_chief(strategy="multiworker"):
+    """Whether this process writes the run directory.
+
+    Always, except for the non-chief workers of a multi-worker run: TF_CONFIG is read only
+    for `strategy` "multiworker" (other strategies ignore it, malformed or not).
+    """
+    if strategy != "multiworker":
         return True
-    task = json.loads(raw).get("task", {})
-    return task.get("type", "chief") == "chief" or (
-        task.get("type") == "worker" and int(task.get("index", 0)) == 0
-        and "chief" not in json.loads(raw).get("cluster", {})
-    )  # fmt: skip
+    tf_config = read_tf_config()
+    task, cluster = tf_config["task"], tf_config["cluster"]
+    if task["type"] == "chief":
+        return True
+    return task["type"] == "worker" and task["index"] == 0 and "chief" not in cluster
 
 
 # -- configuration helpers ----------------------------------------------------------------
 
 
 def default_run_dir(config):
+    """runs/MODEL-DATA-YYYYmmdd-HHMMSS (`lock_run_dir` adds -2, -3, ... when it is taken)."""
     stamp = time.strftime("%Y%m%d-%H%M%S")
     return os.path.join(runs.DEFAULT_RUNS_ROOT, f"{config.model}-{config.data}-{stamp}")
+
+
+def lock_run_dir(config, resume):
+    """Locks the run folder of `config` (made first if needed) and returns the `RunLock`.
+
+    A fresh run needs a new or empty folder: one holding a run or anything else is refused
+    (nothing in it is touched). Without --run-dir a new name is chosen, never one in use.
+    Temporaries of killed writes are swept from the whole folder, under the lock.
+    """
+    if resume:
+        lock = RunLock(config.run_dir).acquire()
+    elif config.run_dir:
+        lock = RunLock(config.run_dir, create=True).acquire()
+        try:
+            lock.check_fresh()
+        except BaseException:
+            lock.release(remove_created=True)
+            raise
+    else:
+        base = default_run_dir(config)
+        for number in range(1, 10000):
+            try:
+                lock = RunLock(base if number == 1 else f"{base}-{number}", exclusive_create=True).acquire()
+                break
+            except FileExistsError:
+                continue
+        else:
+            raise KsegError(f"{base}: no free run folder name; give one with --run-dir")
+    removed = sweep_temporaries(lock.run_dir)
+    if removed:
+        logger.info("%s: removed %d temporary file(s) left by a killed run", lock.run_dir, len(removed))
+    return lock
 
 
 def _same_setting(key, requested, saved):
@@ -213,29 +512,82 @@ def compute_class_weights(config, spec):
 
 
 def check_dataset(config, spec):
-    """Verifies the training split; refuses bad data unless `skip_bad` (then warns)."""
-    problems = _dataset_problems(spec, config.train_split)
-    if not problems:
-        return 0
+    """Verifies the training split; refuses bad data unless `skip_bad` (then warns).
+
+    A split in which no pixel is labelled (every mask value is the ignore label) is
+    refused too: there would be nothing to learn.
+
+    Returns:
+        int. The number of problems skipped under `skip_bad`.
+    """
+    report = _verify(spec, config.train_split)
+    problems = _dataset_problems(report)
     shown = "; ".join(str(problem) for problem in problems[:3])
-    if not config.skip_bad:
+    if problems and not config.skip_bad:
         raise KsegError(
             f"{spec.root}: the {config.train_split} split has {len(problems)} problem(s): {shown}"
             f"{' ...' if len(problems) > 3 else ''}; fix them (see `kseg data verify`) or pass "
             "--skip-bad to leave the bad pairs out"
         )
-    logger.warning(
-        "%d bad pair(s) in %s will be skipped (--skip-bad): %s", len(problems), config.train_split, shown
-    )
+    labelled = getattr(report, "labelled_pixels", None)
+    if labelled is None:
+        labelled = count_labelled_pixels(spec, config.train_split)
+    if labelled == 0:
+        raise KsegError(
+            f"{spec.root}: the {config.train_split} split has no labelled pixel: every mask value is the "
+            f"ignore label {spec.ignore_index} (or maps to it), so there is nothing to learn; check the "
+            "masks and the classes file (`kseg data stats` counts the pixels of each class)"
+        )
+    if problems:
+        logger.warning(
+            "%d bad pair(s) in %s will be skipped (--skip-bad): %s", len(problems), config.train_split, shown
+        )
     return len(problems)
 
 
-def _dataset_problems(spec, split):
-    """Every problem `kseg data verify` finds in a split, as one message each."""
+def check_validation_split(config, spec):
+    """Refuses a validation split that is missing or in which no pixel is labelled."""
+    if config.val_split.lower() == "none":
+        return
+    spec.pairs(config.val_split)  # a missing validation split is reported before any work
+    if count_labelled_pixels(spec, config.val_split) == 0:
+        raise KsegError(
+            f"{spec.root}: the {config.val_split} split has no labelled pixel: every mask value is the "
+            f"ignore label {spec.ignore_index} (or maps to it), so no validation score can be computed; "
+            "fix its masks, or train without validation: --val-split none"
+        )
+
+
+def count_labelled_pixels(spec, split, stop_at_first=True):
+    """Pixels of a split's masks that hold a class (not the ignore label).
+
+    With `stop_at_first`, reading stops at the first mask holding one (the count is then
+    that mask's). Masks that cannot be read are passed over (verification reports them);
+    None when none could be read.
+    """
+    total, readable = 0, 0
+    for _, mask_path in spec.pairs(split):
+        try:
+            mask = spec.to_train_ids(spec.read_raw_mask(mask_path), mask_path)
+        except KsegError:
+            continue
+        readable += 1
+        mask = np.asarray(mask)
+        total += int(np.count_nonzero((mask != spec.ignore_index) & (mask < spec.num_classes)))
+        if total and stop_at_first:
+            break
+    return total if readable else None
+
+
+def _verify(spec, split):
     from kseg.data.verify import verify_dataset
 
     logger.info("verifying the %s split of %s (every pair is read once)", split, spec.name)
-    report = verify_dataset(spec, split, progress=True)
+    return verify_dataset(spec, split, progress=True)
+
+
+def _dataset_problems(report):
+    """Every problem of a `kseg data verify` report, as one message each."""
     problems = []
     for problem in report.problems:
         path, message = problem if isinstance(problem, tuple) else ("", str(problem))
@@ -324,21 +676,22 @@ def read_checkpoint_state(path):
     """Returns the training state stored in a `last.keras` checkpoint."""
     try:
         with zipfile.ZipFile(path) as archive:
-            return json.loads(archive.read(STATE_MEMBER))
+            if archive.getinfo(STATE_MEMBER).file_size > 64 << 20:
+                raise ValueError(f"{STATE_MEMBER} is too large")
+            state = json.loads(archive.read(STATE_MEMBER))
+        if not isinstance(state, dict):
+            raise ValueError(f"{STATE_MEMBER} is not a JSON object")
+        return state
     except KeyError:
         raise KsegError(f"{path}: no training state inside; it cannot be resumed from") from None
-    except (OSError, zipfile.BadZipFile, ValueError) as error:
-        raise KsegError(f"{path}: unreadable checkpoint ({error})") from None
+    except (OSError, zipfile.BadZipFile, ValueError, RecursionError) as error:
+        raise KsegError(f"{path}: unreadable checkpoint ({brief(str(error), 200)[1:-1]})") from None
 
 
 def remove_stale_temporaries(folder):
-    """Deletes temporary files a killed run left beside its checkpoints."""
-    if not os.path.isdir(folder):
-        return
-    for name in os.listdir(folder):
-        if name.startswith(".") and ".tmp" in name:
-            path = os.path.join(folder, name)
-            shutil.rmtree(path, ignore_errors=True) if os.path.isdir(path) else os.remove(path)
+    """Deletes temporary files and folders killed writes left in `folder` and below it
+    (only names `kseg.atomic` gives them; see `kseg.runlock.sweep_temporaries`)."""
+    return sweep_temporaries(folder)
 
 
 # -- logs ---------------------------------------------------------------------------------
@@ -415,6 +768,7 @@ class ScalarWriter:
         from tensorflow.core.framework import summary_pb2
 
         self._tf = tf
+        self.log_dir = log_dir
         self._writer = tf.summary.create_file_writer(log_dir)
         metadata = summary_pb2.SummaryMetadata()
         metadata.plugin_data.plugin_name = "scalars"
@@ -422,13 +776,18 @@ class ScalarWriter:
 
     def write(self, values, step):
         tf = self._tf
-        with self._writer.as_default():
-            for tag, value in values.items():
-                if value is None:
-                    continue
-                value = tf.constant(float(value), tf.float32)
-                tf.summary.write(tag, value, step=step, metadata=self._metadata)
-        self._writer.flush()
+        try:
+            with self._writer.as_default():
+                for tag, value in values.items():
+                    if value is None:
+                        continue
+                    value = tf.constant(float(value), tf.float32)
+                    tf.summary.write(tag, value, step=step, metadata=self._metadata)
+            self._writer.flush()
+        except Exception as error:
+            if is_disk_full(error):
+                raise DiskFullError(f"{self.log_dir}: no space left on device") from None
+            raise
 
     def close(self):
         self._writer.close()
@@ -529,6 +888,49 @@ class RunState:
     best_epoch: int = 0
     history: list = dataclasses.field(default_factory=list)
     seed_generators: list = dataclasses.field(default_factory=list)
+    # What the weights and optimizer state were made with (FIXED_ON_RESUME, num_classes);
+    # empty in checkpoints of kseg versions before it was stored.
+    trained_with: dict = dataclasses.field(default_factory=dict)
+
+    @classmethod
+    def from_checkpoint(cls, path):
+        """The state stored in a checkpoint, checked (a bad one is a one-line KsegError)."""
+        values = read_checkpoint_state(path)
+        known = {field.name: field for field in dataclasses.fields(cls)}
+        kinds = {"epoch": int, "best_epoch": int, "best_score": (int, float), "history": list,
+                 "seed_generators": list, "trained_with": dict}  # fmt: skip
+        state = {}
+        for key, value in values.items():
+            if key not in known:
+                continue
+            if isinstance(value, bool) or not isinstance(value, kinds[key]):
+                raise KsegError(f"{path}: unreadable training state ({key} is {brief(value, 40)})")
+            state[key] = value
+        return cls(**state)
+
+
+def trained_with(config, num_classes):
+    """What a checkpoint's weights and optimizer state depend on, as stored inside it."""
+    return dict({key: getattr(config, key) for key in FIXED_ON_RESUME}, num_classes=int(num_classes))
+
+
+def check_trained_with(config, state, num_classes, checkpoint, run_dir):
+    """Refuses to resume when config.yaml (or the dataset) no longer matches the checkpoint."""
+    current = trained_with(config, num_classes)
+    for key, saved in state.trained_with.items():
+        if key not in current or current[key] == saved:
+            continue
+        if key == "num_classes":
+            raise KsegError(
+                f"{checkpoint}: the checkpoint was trained for {brief(saved)} classes, but the dataset of "
+                f"{run_dir}/config.yaml has {current[key]}; use the dataset the run was trained on, or "
+                "start a new run (--init-from keeps the matching layers)"
+            )
+        raise KsegError(
+            f"{run_dir}/config.yaml says {key} {brief(current[key], 60)}, the checkpoint {checkpoint} "
+            f"was trained with {brief(saved, 60)}; put {key} back in config.yaml, or start a new run "
+            f"(e.g. --init-from {run_dir})"
+        )
 
 
 def _epoch_seed(seed, epoch):
@@ -554,6 +956,10 @@ def _distribute(dataset, multiworker):
 def train(config, resume=False, verbose=1, callbacks=(), unsafe=False):
     """Trains the model the config describes; returns the run directory.
 
+    The run folder is locked while training (a second `train` on it is refused). A fresh
+    run needs a new or empty folder; if it fails before its first checkpoint, what it
+    wrote is removed again (and the folder, if it made it).
+
     Args:
         config: TrainConfig. What to train on what (see `kseg.config.TrainConfig`).
         resume: bool. Continue the run in `config.run_dir` from its checkpoints/last.keras.
@@ -568,27 +974,65 @@ def train(config, resume=False, verbose=1, callbacks=(), unsafe=False):
         tensorboard/, training_curves.png).
 
     Raises:
-        KsegError: bad data or options, missing weights, a NaN loss.
+        KsegError: bad data or options, missing weights, a NaN loss, a locked or used
+            run folder, a full disk.
     """
-    from kseg.data import get_dataset_spec
-
     if not isinstance(config, TrainConfig):
         raise KsegError(f"train expects a TrainConfig. Received: {type(config).__name__}")
+    config = config.replace()  # checks every value again: fields may have been set since
+    multiworker = config.strategy == "multiworker"
+    if multiworker:
+        read_tf_config()  # a malformed TF_CONFIG is refused before any work
+    chief = is_chief(config.strategy)
     if resume:
         if not config.run_dir:
             raise KsegError("--resume needs --run-dir, the run directory to continue")
+        if not os.path.isdir(config.run_dir):
+            raise KsegError(f"{config.run_dir}: no such run directory to resume")
         last_path = runs.checkpoint_path(config.run_dir, runs.LAST)
         if not os.path.isfile(last_path):
-            raise KsegError(f"{config.run_dir}: nothing to resume (no {runs.CHECKPOINTS}/{runs.LAST})")
+            raise KsegError(
+                f"{config.run_dir}: nothing to resume (no {runs.CHECKPOINTS}/{runs.LAST}); start a new run "
+                "in another --run-dir"
+            )
+    # Only the chief writes into (and locks) the run directory; other workers write to a
+    # scratch folder (saving must still happen on every worker under a multi-worker strategy).
+    lock = lock_run_dir(config, resume) if chief else None
+    run_dir = lock.run_dir if lock else (config.run_dir or default_run_dir(config))
+    write_dir = run_dir if chief else tempfile.mkdtemp(prefix="kseg-worker-")
+    failed = True
+    try:
+        result = _prepare_and_run(config.replace(run_dir=run_dir), resume, verbose, callbacks, unsafe,
+                                  chief, write_dir)  # fmt: skip
+        failed = False
+        return result
+    finally:
+        if not chief:
+            shutil.rmtree(write_dir, ignore_errors=True)
+        if lock is not None:
+            # A fresh run that stopped before its first checkpoint leaves nothing behind.
+            clean = failed and not resume and not os.path.isfile(runs.checkpoint_path(run_dir, runs.LAST))
+            if clean:
+                lock.remove_run_files()
+            lock.release(remove_created=clean)
 
-    # The strategy comes first: MultiWorkerMirroredStrategy must exist before other TF work.
-    strategy = make_strategy(config.strategy)
+
+def _prepare_and_run(config, resume, verbose, callbacks, unsafe, chief, write_dir):
+    from kseg.data import get_dataset_spec
+
+    run_dir = config.run_dir
     multiworker = config.strategy == "multiworker"
-    chief = is_chief()
+    state = None
+    if resume:
+        last_path = runs.checkpoint_path(run_dir, runs.LAST)
+        state = RunState.from_checkpoint(last_path)  # read before the model is built
+    # The strategy comes first: MultiWorkerMirroredStrategy must exist before other TF work.
+    strategy = make_strategy(config.strategy, config.worker_timeout)
     spec = get_dataset_spec(config.data, config.data_dir, config.classes_file)
+    if resume:
+        check_trained_with(config, state, spec.num_classes, last_path, run_dir)
     skipped = 0 if resume else check_dataset(config, spec)
-    if config.val_split.lower() != "none":
-        spec.pairs(config.val_split)  # a missing validation split is reported before any work
+    check_validation_split(config, spec)
 
     policy = resolve_precision(config.mixed_precision)
     # The config written into the run holds what was actually used, so a resumed run (on
@@ -599,24 +1043,20 @@ def train(config, resume=False, verbose=1, callbacks=(), unsafe=False):
     class_weights = compute_class_weights(config, spec)  # also checks a given list's length
     if class_weights is not None:
         resolved["class_weights"] = class_weights
-    run_dir = config.run_dir or default_run_dir(config)
-    resolved["run_dir"] = run_dir
     config = config.replace(**resolved)
+    with dtype_policy(policy):
+        return _run(config, spec, strategy, multiworker, write_dir, run_dir, class_weights,
+                    resume, verbose, policy, skipped, list(callbacks), unsafe, chief, state)  # fmt: skip
 
-    # Only the chief writes into the run directory; other workers write to a scratch copy
-    # (saving must still happen on every worker under a multi-worker strategy).
-    write_dir = run_dir if chief else tempfile.mkdtemp(prefix="kseg-worker-")
-    try:
-        with dtype_policy(policy):
-            return _run(config, spec, strategy, multiworker, write_dir, run_dir, class_weights,
-                        resume, verbose, policy, skipped, list(callbacks), unsafe)  # fmt: skip
-    finally:
-        if not chief:
-            shutil.rmtree(write_dir, ignore_errors=True)
+
+def _kept(run_dir, epoch):
+    if not epoch:
+        return "no checkpoint was written yet, so the run folder is left as it was"
+    return f"the checkpoints of epoch {epoch} are kept in {run_dir} (continue with --resume)"
 
 
 def _run(config, spec, strategy, multiworker, write_dir, run_dir, class_weights, resume,
-         verbose, policy, skipped, extra_callbacks, unsafe=False):  # fmt: skip
+         verbose, policy, skipped, extra_callbacks, unsafe=False, chief=True, resumed_state=None):  # fmt: skip
     import keras
 
     from kseg.data.pipeline import data_errors
@@ -654,26 +1094,16 @@ def _run(config, spec, strategy, multiworker, write_dir, run_dir, class_weights,
         model.optimizer.build(model.trainable_variables)
         state = RunState()
         if resume:
-            state = RunState(**read_checkpoint_state(last_path))
-            with warnings.catch_warnings(record=True) as caught:
-                warnings.simplefilter("always")
-                try:
-                    model.load_weights(last_path)
-                except Exception as error:
-                    raise KsegError(f"{last_path}: cannot resume from this checkpoint ({error})") from None
-            skipped_loading = [
-                str(w.message) for w in caught if "Skipping variable loading" in str(w.message)
-            ]
-            if skipped_loading:  # keras only warns when optimizer or layer state does not fit
-                raise KsegError(f"{last_path}: the checkpoint does not fit this run ({skipped_loading[0]})")
+            state = resumed_state or RunState.from_checkpoint(last_path)
+            _load_checkpoint_weights(model, last_path, run_dir)
             for variable, value in zip(seed_generator_variables(model), state.seed_generators):
                 variable.assign(np.asarray(value, dtype=variable.dtype))
             logger.info("resuming %s after epoch %d (best mIoU %.4f at epoch %d)",
                         run_dir, state.epoch, state.best_score, state.best_epoch)  # fmt: skip
+    state.trained_with = trained_with(config, spec.num_classes)
     # The run directory is written once the model exists (so a missing-weights error
     # leaves no empty run behind).
     os.makedirs(os.path.join(write_dir, runs.CHECKPOINTS), exist_ok=True)
-    remove_stale_temporaries(os.path.join(write_dir, runs.CHECKPOINTS))
     config.to_yaml(os.path.join(write_dir, "config.yaml"))
     runs.write_classes(write_dir, spec.name, spec.class_names, spec.palette, spec.ignore_index)
     logger.info(
@@ -690,7 +1120,7 @@ def _run(config, spec, strategy, multiworker, write_dir, run_dir, class_weights,
 
     inference_model = None  # a copy without optimizer state, for best.keras
     writers = {}
-    if is_chief():
+    if chief:
         writers = {
             "train": ScalarWriter(os.path.join(write_dir, TENSORBOARD_DIR, "train")),
             "validation": ScalarWriter(os.path.join(write_dir, TENSORBOARD_DIR, "validation")),
@@ -733,54 +1163,62 @@ def _run(config, spec, strategy, multiworker, write_dir, run_dir, class_weights,
                 )  # fmt: skip
             if watcher.bad_loss is not None:
                 step, value = watcher.bad_loss
-                kept = (
-                    f"the checkpoints of epoch {state.epoch} are kept in {run_dir}"
-                    if state.epoch else "no checkpoint was written yet"
-                )
                 raise KsegError(
                     f"training stopped: the loss became {value} at epoch {epoch + 1}, step {step} "
-                    f"(try a lower --lr, or --mixed-precision off); {kept}"
+                    f"(try a lower --lr, or --mixed-precision off); {_kept(run_dir, state.epoch)}"
                 )
             logs = {key: values[-1] for key, values in fitted.history.items()}
             row = {
                 "epoch": epoch + 1,
-                "loss": float(logs["loss"]),
-                "val_loss": float(logs["val_loss"]) if "val_loss" in logs else None,
+                "loss": _as_float(logs["loss"]),
+                "val_loss": _as_float(logs["val_loss"]) if "val_loss" in logs else None,
                 "lr": float(keras.ops.convert_to_numpy(model.optimizer.learning_rate)),
                 "seconds": round(watcher.train_seconds, 3),
                 "images_per_second": round(watcher.images_per_second(config.batch_size), 3),
             }
+            for key, what in (("loss", "loss"), ("val_loss", "validation loss")):
+                if row[key] is not None and not math.isfinite(row[key]):
+                    raise KsegError(
+                        f"training stopped: the {what} became {row[key]} at epoch {epoch + 1} (try a lower "
+                        f"--lr, or --mixed-precision off); {_kept(run_dir, state.epoch)}"
+                    )
             if validate:
                 scores = metric.scores()
                 for key in ("pixel_accuracy", "mean_accuracy", "mean_iou", "frequency_weighted_iou"):
                     row[key] = scores[key]
-                score = scores["mean_iou"] if math.isfinite(scores["mean_iou"]) else -math.inf
+                score = scores["mean_iou"]
             else:
                 score = -row["loss"]
+            previous_epoch = state.epoch
             state.epoch = epoch + 1
             state.history = [*state.history, row]
-            if score > state.best_score or state.best_epoch == 0:
-                state.best_score, state.best_epoch = score, epoch + 1
-                if inference_model is None:
-                    inference_model = keras.Model.from_config(model.get_config())
-                inference_model.set_weights(model.get_weights())
-                save_checkpoint(inference_model, best_path)
-            state.seed_generators = [
-                np.asarray(keras.ops.convert_to_numpy(v)).tolist() for v in seed_generator_variables(model)
-            ]
-            save_checkpoint(model, runs.checkpoint_path(write_dir, runs.LAST), dataclasses.asdict(state))
-            if is_chief():
-                write_log_csv(os.path.join(write_dir, LOG_FILE), state.history)
-                plot_training_curves(os.path.join(write_dir, CURVES_FILE), state.history)
-                training_scalars = {
-                    "loss": row["loss"], "learning_rate": row["lr"],
-                    "images_per_second": row["images_per_second"],
-                }  # fmt: skip
-                writers["train"].write(training_scalars, epoch + 1)
-                writers["validation"].write(
-                    {key: row.get(key) for key in ("val_loss", "pixel_accuracy", "mean_accuracy",
-                                                   "mean_iou", "frequency_weighted_iou")}, epoch + 1,
-                )  # fmt: skip
+            try:
+                # A score that is not finite (nothing labelled was validated) never makes a best.
+                if math.isfinite(score) and (score > state.best_score or state.best_epoch == 0):
+                    state.best_score, state.best_epoch = score, epoch + 1
+                    if inference_model is None:
+                        inference_model = keras.Model.from_config(model.get_config())
+                    inference_model.set_weights(model.get_weights())
+                    save_checkpoint(inference_model, best_path)
+                state.seed_generators = [
+                    np.asarray(keras.ops.convert_to_numpy(v)).tolist() for v in seed_generator_variables(model)
+                ]
+                save_checkpoint(model, runs.checkpoint_path(write_dir, runs.LAST), dataclasses.asdict(state))
+                if chief:
+                    write_log_csv(os.path.join(write_dir, LOG_FILE), state.history)
+                    plot_training_curves(os.path.join(write_dir, CURVES_FILE), state.history)
+                    training_scalars = {
+                        "loss": row["loss"], "learning_rate": row["lr"],
+                        "images_per_second": row["images_per_second"],
+                    }  # fmt: skip
+                    writers["train"].write(training_scalars, epoch + 1)
+                    writers["validation"].write(
+                        {key: row.get(key) for key in ("val_loss", "pixel_accuracy", "mean_accuracy",
+                                                       "mean_iou", "frequency_weighted_iou")}, epoch + 1,
+                    )  # fmt: skip
+            except DiskFullError as error:
+                kept = _kept(run_dir, previous_epoch).replace("(continue", "(free some space, then continue")
+                raise DiskFullError(f"training stopped at epoch {epoch + 1}: {error}; {kept}") from None
             logger.info(
                 "epoch %d/%d: loss %.4f, val mIoU %s, %.1f images/s%s",
                 epoch + 1, config.epochs, row["loss"], _format(row.get("mean_iou")),
@@ -796,6 +1234,34 @@ def _run(config, spec, strategy, multiworker, write_dir, run_dir, class_weights,
         for writer in writers.values():
             writer.close()
     return run_dir
+
+
+def _as_float(value):
+    return float(np.asarray(value).reshape(-1)[0])
+
+
+def _load_checkpoint_weights(model, path, run_dir):
+    """Loads a checkpoint's weights and optimizer state; any mismatch is one short line."""
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        try:
+            model.load_weights(path)
+        except Exception as error:
+            if is_disk_full(error) or isinstance(error, (KeyboardInterrupt, MemoryError)):
+                raise
+            first = " ".join(str(error).strip().splitlines()[0].split()) if str(error).strip() else ""
+            raise KsegError(
+                f"{path}: cannot resume from this checkpoint: it does not fit the model {run_dir}/config.yaml "
+                f"describes ({first[:160] or type(error).__name__}); restore config.yaml as it was, or start "
+                "a new run"
+            ) from None
+    skipped_loading = [str(w.message) for w in caught if "Skipping variable loading" in str(w.message)]
+    if skipped_loading:  # keras only warns when optimizer or layer state does not fit
+        first = " ".join(skipped_loading[0].split())
+        raise KsegError(
+            f"{path}: the checkpoint does not fit this run ({first[:160]}); restore {run_dir}/config.yaml "
+            "as it was, or start a new run"
+        )
 
 
 def _format(value):

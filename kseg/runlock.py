@@ -1,0 +1,289 @@
+"""One training process per run folder, and temporaries of killed runs swept away.
+
+`RunLock(run_dir)` takes an exclusive `fcntl.flock` on a hidden file in the run folder
+(`.kseg-train.lock`). The operating system drops the lock when its process ends, however
+it ends (SIGKILL included), so a lock is never left stuck; a second `kseg train` on the
+same folder is refused at once, naming the process that holds it.
+
+The lock is taken before the folder's content is checked, so two runs started at the same
+moment cannot both find it empty:
+
+    with RunLock(run_dir, create=True) as lock:
+        lock.check_fresh()        # refuses a folder holding a run or a user's files
+        sweep_temporaries(run_dir)
+        ...                       # train
+
+`sweep_temporaries` removes only names that `kseg.atomic` gives its temporary files and
+folders (`.NAME.XXXXXXXX.tmpSUFFIX`, `.NAME.XXXXXXXX.tmp`, `.NAME.XXXXXXXX.old`).
+"""
+
+import errno
+import os
+import re
+import shutil
+import stat
+
+from kseg.errors import DiskFullError, KsegError, is_disk_full
+from kseg.files import brief
+
+LOCK_NAME = ".kseg-train.lock"
+_LOCK_TAG = b"kseg train lock, pid "
+# tempfile's random part: 8 characters of "abcdefghijklmnopqrstuvwxyz0123456789_".
+_TEMPORARY = re.compile(r"\.(?P<base>.+)\.[a-z0-9_]{8}\.(?P<kind>tmp|old)(?P<tail>.*)")
+RUN_FILES = ("config.yaml", "classes.json", "log.csv", "training_curves.png", "checkpoints", "tensorboard")
+
+
+class RunLockedError(KsegError):
+    """Another process is training in this run folder."""
+
+
+def is_temporary_name(name):
+    """Whether `name` is exactly a temporary name `kseg.atomic.atomic_path` makes."""
+    match = _TEMPORARY.fullmatch(name)
+    if not match:
+        return False
+    base, kind, tail = match.group("base", "kind", "tail")
+    if kind == "old":  # a folder moved aside while being replaced
+        return tail == ""
+    # files keep their suffix ("last.keras" -> ".tmp.keras"); folders have none
+    return tail in ("", "".join(base.partition(".")[1:]))
+
+
+def sweep_temporaries(folder):
+    """Removes, in `folder` and every folder below it, what killed writes left behind.
+
+    Symbolic links are neither followed nor removed; names that are not exactly a
+    temporary name of `kseg.atomic` (the lock file, a user's hidden files) are kept.
+
+    Returns:
+        list of str. The paths removed.
+    """
+    removed = []
+    if not os.path.isdir(folder):
+        return removed
+    for parent, folders, files in os.walk(folder, topdown=True, followlinks=False):
+        for name in list(folders):
+            path = os.path.join(parent, name)
+            if is_temporary_name(name) and not os.path.islink(path):
+                shutil.rmtree(path, ignore_errors=True)
+                folders.remove(name)
+                removed.append(path)
+        for name in files:
+            path = os.path.join(parent, name)
+            if is_temporary_name(name) and not os.path.islink(path):
+                try:
+                    os.remove(path)
+                    removed.append(path)
+                except FileNotFoundError:
+                    pass
+    return removed
+
+
+def _missing_parents(path):
+    """The folders `os.makedirs(path)` would create, deepest first."""
+    missing = []
+    path = os.path.abspath(path)
+    while not os.path.lexists(path):
+        missing.append(path)
+        parent = os.path.dirname(path)
+        if parent == path:
+            break
+        path = parent
+    return missing
+
+
+class RunLock:
+    """An exclusive lock on a run folder, held while a process trains in it.
+
+    Args:
+        run_dir: str. The run folder.
+        create: bool. Create the folder (and its parents) if it does not exist; the
+            folders created are remembered so `release(remove_created=True)` can take
+            them away again.
+        exclusive_create: bool. With `create`, the folder must not exist yet (a
+            `FileExistsError` is raised if it does): used to pick a fresh default name.
+    """
+
+    def __init__(self, run_dir, create=False, exclusive_create=False):
+        self.run_dir = os.fspath(run_dir)
+        self.create = create
+        self.exclusive_create = exclusive_create
+        self.created = []  # folders made by this lock, deepest first
+        self._descriptor = None
+
+    @property
+    def path(self):
+        return os.path.join(self.run_dir, LOCK_NAME)
+
+    def __enter__(self):
+        self.acquire()
+        return self
+
+    def __exit__(self, *exc_info):
+        self.release()
+
+    def acquire(self):
+        import fcntl
+
+        self._prepare_folder()
+        while True:
+            try:
+                descriptor = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o644)
+                made = True
+            except FileExistsError:
+                made = False
+                try:
+                    descriptor = os.open(self.path, os.O_RDWR | os.O_NONBLOCK | os.O_CLOEXEC | os.O_NOFOLLOW)
+                except FileNotFoundError:  # removed by its holder just now: try again
+                    continue
+                except OSError as error:
+                    raise self._os_error(error, "cannot open its lock file") from None
+            except OSError as error:
+                raise self._os_error(error, "cannot create its lock file") from None
+            try:
+                fcntl.flock(descriptor, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except OSError as error:
+                holder = _read_pid(descriptor)
+                os.close(descriptor)
+                if error.errno in (errno.EWOULDBLOCK, errno.EAGAIN, errno.EACCES):
+                    pid = f"pid {holder}" if holder else "pid unknown"
+                    raise RunLockedError(
+                        f"{self.run_dir}: is being trained by another kseg process ({pid}); "
+                        "wait for it or choose another --run-dir"
+                    ) from None
+                raise self._os_error(error, "cannot lock it") from None
+            # The holder before us may have removed the file between our open and our lock:
+            # the lock is only ours if the name still leads to the file we locked.
+            try:
+                same = os.path.samestat(os.fstat(descriptor), os.stat(self.path, follow_symlinks=False))
+            except FileNotFoundError:
+                same = False
+            if not same:
+                os.close(descriptor)
+                continue
+            break
+        if not stat.S_ISREG(os.fstat(descriptor).st_mode) or (
+            not made and os.pread(descriptor, 200, 0) != b"" and _read_pid(descriptor) is None
+        ):
+            os.close(descriptor)  # a file of that name that kseg did not write: keep it
+            raise KsegError(
+                f"{self.path}: a file kseg did not write has the name of kseg's lock file; "
+                "choose another --run-dir"
+            )
+        self._descriptor = descriptor
+        try:
+            os.ftruncate(descriptor, 0)
+            os.write(descriptor, _LOCK_TAG + str(os.getpid()).encode() + b"\n")
+        except OSError as error:
+            self.release()
+            raise self._os_error(error, "cannot write its lock file") from None
+        return self
+
+    def _prepare_folder(self):
+        if self.exclusive_create:  # FileExistsError when the name is taken (by anything)
+            missing = _missing_parents(self.run_dir)
+            try:
+                os.makedirs(os.path.dirname(os.path.abspath(self.run_dir)), exist_ok=True)
+                os.mkdir(self.run_dir)
+            except FileExistsError:
+                raise
+            except OSError as error:
+                raise self._os_error(error, "cannot create the run folder") from None
+            self.created = [path for path in missing if os.path.isdir(path)]
+            return
+        if os.path.lexists(self.run_dir) and not os.path.isdir(self.run_dir):
+            raise KsegError(f"{self.run_dir}: --run-dir is not a folder (a file); choose another --run-dir")
+        if self.create and not os.path.isdir(self.run_dir):
+            missing = _missing_parents(self.run_dir)
+            try:
+                os.makedirs(self.run_dir, exist_ok=True)
+            except OSError as error:
+                raise self._os_error(error, "cannot create the run folder") from None
+            self.created = [path for path in missing if os.path.isdir(path)]
+        elif not os.path.isdir(self.run_dir):
+            raise KsegError(f"{self.run_dir}: no such run folder")
+
+    def _os_error(self, error, what):
+        if is_disk_full(error):
+            return DiskFullError(f"{self.run_dir}: {what}: no space left on device")
+        return KsegError(
+            f"{self.run_dir}: {what} ({error.strerror or error}); choose another --run-dir"
+        )
+
+    def entries(self):
+        """What the run folder holds besides the lock file."""
+        return sorted(name for name in os.listdir(self.run_dir) if name != LOCK_NAME)
+
+    def check_fresh(self):
+        """Refuses a folder that holds anything but the lock and kseg temporaries.
+
+        A folder holding a run points to --resume (or says it has no checkpoint to resume
+        from); any other content is a user's and is left as it is.
+        """
+        entries = [name for name in self.entries() if not is_temporary_name(name)]
+        if not entries:
+            return
+        checkpoint = os.path.join(self.run_dir, "checkpoints", "last.keras")
+        if os.path.isfile(checkpoint):
+            raise KsegError(
+                f"{self.run_dir}: already holds a kseg run (checkpoints/last.keras); continue it with "
+                "--resume, or choose another --run-dir for a new run"
+            )
+        if any(name in ("config.yaml", "checkpoints") for name in entries):
+            raise KsegError(
+                f"{self.run_dir}: holds a run that stopped before its first checkpoint (config.yaml, "
+                "no checkpoints/last.keras); remove the folder to start again, or choose another --run-dir"
+            )
+        shown = ", ".join(brief(name, 40) for name in entries[:3])
+        raise KsegError(
+            f"{self.run_dir}: the folder is not empty ({len(entries)} entr{'y' if len(entries) == 1 else 'ies'}: "
+            f"{shown}{', ...' if len(entries) > 3 else ''}); kseg train writes a new run only into a new "
+            "or empty folder: choose another --run-dir (or --resume for a kseg run)"
+        )
+
+    def remove_run_files(self):
+        """Removes what a run writes (config.yaml, checkpoints/, ...) from the folder.
+
+        Used when a fresh run fails before its first checkpoint: the folder was empty when
+        it was locked, so these names are this run's own.
+        """
+        for name in RUN_FILES:
+            path = os.path.join(self.run_dir, name)
+            if os.path.islink(path):
+                continue
+            if os.path.isdir(path):
+                shutil.rmtree(path, ignore_errors=True)
+            elif os.path.isfile(path):
+                os.remove(path)
+        sweep_temporaries(self.run_dir)
+
+    def release(self, remove_created=False):
+        """Releases the lock (the lock file goes too); with `remove_created`, the folders
+        this lock created are removed again if they are empty."""
+        descriptor, self._descriptor = self._descriptor, None
+        if descriptor is not None:
+            # Removed while still locked: a process that opened the old file sees that the
+            # name no longer leads to it and starts again.
+            try:
+                os.remove(self.path)
+            except OSError:
+                pass
+            os.close(descriptor)  # drops the flock
+        if remove_created:
+            for path in self.created:
+                try:
+                    os.rmdir(path)
+                except OSError:
+                    break
+            self.created = []
+
+
+def _read_pid(descriptor):
+    try:
+        content = os.pread(descriptor, 200, 0)
+    except OSError:
+        return None
+    if not content.startswith(_LOCK_TAG):
+        return None
+    digits = content[len(_LOCK_TAG):].strip()
+    return int(digits) if digits.isdigit() else None
