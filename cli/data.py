@@ -7,7 +7,7 @@ from kseg.data.registry import DATASET_NAMES as DATASETS  # no TensorFlow import
 
 MAX_SCENES = 1_000_000  # per split (kseg.data.synthetic.MAX_SCENES)
 MIN_SIDE, MAX_SIDE = 32, 4096  # pixels per side of a synthetic scene
-MAX_SEED = 2**63 - 1
+MAX_SEED = 10**9
 
 
 def dataset_options(function):

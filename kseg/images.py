@@ -294,9 +294,11 @@ def _orientation_from_exif(exif):
     from PIL import Image
 
     try:
-        tags = Image.Exif()
-        tags.load(exif)
-        value = tags.get(ORIENTATION_TAG)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # Pillow warns about damaged EXIF blocks
+            tags = Image.Exif()
+            tags.load(exif)
+            value = tags.get(ORIENTATION_TAG)
     except Exception:  # noqa: BLE001 - a damaged EXIF block does not make the image unusable
         return 1
     if isinstance(value, (tuple, list)) and value:

@@ -29,6 +29,7 @@ from kseg.data.readers import read_colour_or_index_mask
 from kseg.data.spec import DatasetSpec, default_palette, identity_tables, list_images
 from kseg.errors import KsegError
 from kseg.files import brief, load_yaml
+from kseg.images import IMAGE_EXTENSIONS
 
 CLASSES_FILE = "classes.yaml"
 MASK_EXTENSIONS = (".png", ".bmp", ".tif", ".tiff")
@@ -37,6 +38,9 @@ POOLED_SPLIT = "all"  # the split name reported for a layout without split folde
 
 MAX_CLASSES = 255  # 255 is the ignore label
 MAX_CLASS_NAME = 200  # characters
+# 255 classes with names and colours take a few KiB; a bigger file is not a class list
+# (and YAML parsing of megabytes takes seconds).
+CLASSES_FILE_LIMIT = 256 << 10
 
 
 def _colour(value, where):
@@ -84,7 +88,7 @@ def load_classes_file(path):
     if not os.path.lexists(path):
         raise KsegError(f"{path}: classes file not found (it lists the class names; see `kseg data --help`)")
     try:
-        content = load_yaml(path, "classes file")
+        content = load_yaml(path, "classes file", limit=CLASSES_FILE_LIMIT)
     except (ValueError, TypeError, OverflowError) as error:  # e.g. an int of 10000 digits
         raise KsegError(f"{path}: classes file is not valid YAML ({brief(str(error), 120)})") from None
     if isinstance(content, list):
@@ -175,7 +179,13 @@ class FolderSpec(DatasetSpec):
         images = os.path.join(self.root, "images")
         if not os.path.isdir(images):
             return ()
-        return tuple(sorted(name for name in os.listdir(images) if os.path.isdir(os.path.join(images, name))))
+        # A folder named like an image ("x.png") is no split: it is listed, and reported, as
+        # an image that is not a regular file. Hidden folders are no splits either.
+        return tuple(sorted(
+            name for name in os.listdir(images)
+            if os.path.isdir(os.path.join(images, name))
+            and not name.startswith(".") and not name.lower().endswith(IMAGE_EXTENSIONS)
+        ))
 
     def splits(self):
         """Split folders under images/; ("all",) when every image is in one pool.
