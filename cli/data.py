@@ -73,10 +73,14 @@ def data():
 def verify(name, data_dir, splits, classes_file, max_problems, no_progress):
     """Check every image/mask pair; exit 0 when clean, 1 when problems were found.
 
-    Reports unreadable or truncated files, 16-bit/RGBA/grayscale images, colour masks
-    where index masks are expected, masks of another size than their image, mask values
-    outside the classes and ignore values (with pixel counts and example files),
-    duplicate images and empty splits.
+    Reports unreadable or truncated files, paths that are not regular files (FIFOs,
+    devices, folders named like images), headers claiming more pixels than kseg decodes,
+    16-bit/RGBA/grayscale images, colour masks where index masks are expected, lossy
+    (JPEG, lossy WebP, JPEG 2000) masks, masks of another size than their image
+    (including a mask drawn on the stored pixels of an image kseg turns by its EXIF
+    orientation), mask values outside the classes and ignore values (with pixel counts
+    and example files), duplicate images, empty splits and splits where no pixel is
+    labelled. Mirrored or 180-degree EXIF orientations are listed as warnings.
     """
     import sys
 

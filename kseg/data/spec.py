@@ -153,7 +153,12 @@ class DatasetSpec:
             KsegError: missing root, unexpected layout, unknown or empty split.
         """
         if not isinstance(split, str) or not split:
-            raise KsegError(f"{self.name}: split must be a non-empty name. Received: split={split!r}")
+            raise KsegError(f"{self.name}: split must be a non-empty name. Received: split={brief(split)}")
+        if len(split) > 255 or any(ord(character) < 32 for character in split):
+            raise KsegError(
+                f"{self.name}: split must be a folder or list name (no control characters, "
+                f"at most 255 characters). Received: split={brief(split)}"
+            )
         if not os.path.isdir(self.root):
             raise KsegError(f"{self.root}: {self.name} dataset root not found")
         pairs = self._list_pairs(split)

@@ -581,3 +581,10 @@ def test_verify_refuses_negative_max_problems(tmp_path):
     result = CliRunner().invoke(cli, ["data", "verify", "--data", "folder", "--data-dir", root,
                                       "--max-problems", "-1"], catch_exceptions=False)
     assert result.exit_code == 2 and len(_error_lines(result.output)) == 1, result.output
+
+
+@pytest.mark.parametrize("split", ["x" * 100000, "tr\x00ain", "a\nb"])
+def test_absurd_split_names_are_one_bounded_line(tmp_path, split):
+    root = _folder(tmp_path / "d")
+    code, output = _cli("data", "stats", "--data", "folder", "--data-dir", root, "--split", split, "--no-progress")
+    _one_error(code, output, "split must be")
