@@ -123,12 +123,17 @@ def _jpeg_segments(data):
     """Yields (marker, payload) of a JPEG's header segments, up to the scan."""
     position = 2
     end = len(data)
-    while position + 4 <= end:
-        if data[position] != 0xFF:
+    for _ in range(1 << 16):  # a real header has a few dozen segments; never loop for long
+        if position + 4 > end or data[position] != 0xFF:
             return
         marker = data[position + 1]
-        if marker == 0xFF:  # fill byte
-            position += 1
+        if marker == 0xFF:  # fill bytes: skip the whole run at once
+            run_end = position + 1
+            while run_end < end and data[run_end] == 0xFF and run_end - position < 64:
+                run_end += 1
+            if run_end - position >= 64:
+                return
+            position = run_end - 1
             continue
         if marker in (0x01, 0xD8) or 0xD0 <= marker <= 0xD7:
             position += 2

@@ -285,13 +285,19 @@ def test_damaged_headers_do_not_escape_as_python_errors(tmp_path):
         "short.gif": b"GIF89a\x01",
         "exif.jpg": b"\xff\xd8\xff\xe1\x00\x10Exif\x00\x00II*\x00\xff\xff\xff\xff\xff\xd9",
         "empty.png": b"",
+        "fill.jpg": b"\xff\xd8" + b"\xff" * 10_000_000,
+        "segments.jpg": b"\xff\xd8" + b"\xff\xfe\x00\x02" * 2_000_000,
+        "chunks.webp": b"RIFF\x00\x00\x00\x00WEBP" + b"JUNK\x00\x00\x00\x00" * 1_000_000,
+        "exif_spam.png": _png(np.zeros((4, 4), np.uint8))[:33] + b"eXIf" * 2_000_000,
     }
     for name, data in cases.items():
         path = _write(tmp_path / name, data)
         for reader in (read_image, read_rgb_image, read_mask):
+            started = time.monotonic()
             with pytest.raises(ImageError) as error:
                 reader(path)
             assert str(error.value).startswith(path)
+            assert time.monotonic() - started < 5, name
 
 
 # -- masks by stored index -------------------------------------------------------------
