@@ -218,6 +218,10 @@ def parse_yaml(text, source):
         raise KsegError(f"{source}: not valid YAML{where}: {' '.join(str(problem).split())[:200]}") from None
     except RecursionError:
         raise KsegError(f"{source}: YAML nested too deeply") from None
+    except (ValueError, OverflowError) as error:  # e.g. a 5000-digit integer, !!float abc
+        raise KsegError(f"{source}: not valid YAML: {' '.join(str(error).split())[:200]}") from None
+    except (TypeError, AttributeError):  # PyYAML's constructors fail so on malformed tagged values
+        raise KsegError(f"{source}: not valid YAML: a tagged value (!!...) is malformed") from None
 
 
 def load_yaml(path, what="YAML file", limit=TEXT_FILE_LIMIT):

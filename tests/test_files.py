@@ -112,3 +112,11 @@ def test_brief_bounds_user_data():
     text = brief("x" * 10_000_000)
     assert len(text) <= 80 and text.endswith("...>")
     assert brief([1, 2]) == "[1, 2]"
+
+
+@pytest.mark.parametrize("text", ["a: !!timestamp xyz", "a: " + "9" * 5000, "a: !!float abc", "a: !!int x"])
+def test_values_yaml_cannot_construct_are_one_error_naming_the_file(text, tmp_path):
+    path = tmp_path / "config.yaml"
+    path.write_text(text)
+    with pytest.raises(KsegError, match="config.yaml: not valid YAML"):
+        load_yaml(path)
