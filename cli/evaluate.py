@@ -4,6 +4,7 @@ import os
 
 import click
 
+from kseg.cli.params import Number
 from kseg.errors import KsegError
 
 from kseg.data.registry import DATASET_NAMES as DATASETS  # no TensorFlow import
@@ -17,9 +18,10 @@ from kseg.data.registry import DATASET_NAMES as DATASETS  # no TensorFlow import
 @click.option("--data-dir", help="Dataset root folder.")
 @click.option("--classes", "classes_file", help="Classes file of a folder/synthetic dataset.")
 @click.option("--split", default="val", show_default=True, help="Split to score.")
-@click.option("--batch-size", default=1, show_default=True, type=click.IntRange(min=1),
+@click.option("--batch-size", default=1, show_default=True, type=Number(1, 1024, integer=True),
               help="Images per forward pass.")
-@click.option("--max-images", type=click.IntRange(min=1), help="Score only the first N images.")
+@click.option("--max-images", type=Number(1, 2**31 - 1, integer=True),
+              help="Score only the first N images.")
 @click.option("--label-format", type=click.Choice(["auto", "train-ids", "label-ids"]), default="auto",
               show_default=True, help="With --predictions on Cityscapes: train ids or official label ids.")
 @click.option("--out", type=click.Path(dir_okay=False),

@@ -4,6 +4,8 @@ import os
 
 import click
 
+from kseg.cli.params import Number
+
 
 @click.command()
 @click.argument("image_path", metavar="IMG", type=click.Path(dir_okay=False, readable=False))
@@ -17,7 +19,7 @@ import click
               help="keras' imagenet_class_index.json, for class names.")
 @click.option("--out", default=None, type=click.Path(dir_okay=False),
               help="PNG to write. Default: <image stem>_heatmap_<class index>.png here.")
-@click.option("--alpha", default=0.5, show_default=True, type=click.FloatRange(0, 1),
+@click.option("--alpha", default=0.5, show_default=True, type=Number(0, 1),
               help="Opacity of the heatmap over the image.")
 @click.option("--absolute", is_flag=True,
               help="Colour probability 0 blue and 1 red (default: the image's own range).")
@@ -31,11 +33,15 @@ def heatmap(image_path, class_spec, weights, class_index, out, alpha, absolute):
     """
     import numpy as np
 
-    from kseg.heatmap import class_scores, render_heatmap, resolve_class
+    from kseg.heatmap import check_output, check_weights, class_scores, render_heatmap, resolve_class
     from kseg.images import read_image, write_png
     from kseg.models import imagenet_heatmap_model
 
     index, name = resolve_class(class_spec, class_index)
+    if out is None:
+        stem = os.path.splitext(os.path.basename(image_path))[0]
+        out = f"{stem}_heatmap_{index}.png"
+    check_output(out, [image_path, class_index, None if weights == "imagenet" else weights])
     image = read_image(image_path)
     if weights != "imagenet":
         from kseg.models.pretrained import VGG16WeightsFile
@@ -43,10 +49,9 @@ def heatmap(image_path, class_spec, weights, class_index, out, alpha, absolute):
         with VGG16WeightsFile(weights):  # a missing or damaged file fails before the big model is built
             pass
     model = imagenet_heatmap_model(weights)
-    scores, grid = class_scores(model, image, index)
-    if out is None:
-        stem = os.path.splitext(os.path.basename(image_path))[0]
-        out = f"{stem}_heatmap_{index}.png"
+    source = "the ImageNet VGG16 weights" if weights == "imagenet" else weights
+    check_weights(model, source)
+    scores, grid = class_scores(model, image, index, source)
     write_png(out, render_heatmap(image, scores, alpha, absolute))
     row, column = np.unravel_index(int(np.argmax(grid)), grid.shape)
     label = f"{index} ({name})" if name else str(index)

@@ -141,7 +141,7 @@ def evaluate_model(model, spec, split="val", batch_size=1, max_images=None, prog
         model_path, run_dir = runs.resolve_model_path(model)
         check_run_classes(run_dir, spec)
         source = model_path
-        model = runs.load_model(model_path, unsafe=unsafe)
+        model, _ = runs.load_segmentation_model(model_path, unsafe=unsafe)
     outputs = model.outputs[0].shape[-1] if getattr(model, "outputs", None) else None
     if outputs is not None and outputs != spec.num_classes:
         raise KsegError(
@@ -161,6 +161,8 @@ def evaluate_model(model, spec, split="val", batch_size=1, max_images=None, prog
                 if max_images is not None:
                     images, masks = images[: total - seen], masks[: total - seen]
                 logits = np.asarray(model.predict_on_batch(images))
+                if not np.isfinite(logits).all():  # argmax would score NaN as class 0
+                    raise KsegError(runs.nonfinite_logits_message(source) + "; no metrics computed")
                 predictions = logits.argmax(axis=-1)
                 confusion += confusion_matrix(masks, predictions, spec.num_classes, spec.ignore_index)
                 seen += len(images)
@@ -173,9 +175,9 @@ def evaluate_model(model, spec, split="val", batch_size=1, max_images=None, prog
 def check_run_classes(run_dir, spec):
     """Refuses a run trained on other classes than the dataset's."""
     classes = runs.read_classes(run_dir)
-    if not classes:
+    if not classes or classes.get("class_names") is None:
         return
-    trained = list(classes.get("class_names", []))
+    trained = list(classes["class_names"])
     if len(trained) != spec.num_classes:
         raise KsegError(
             f"{run_dir}: trained on {len(trained)} classes ({classes.get('dataset')}), but "

@@ -158,7 +158,8 @@ def tflite_bytes(model, quantize="none", input_size=None, calibration=None, work
         raise
     except Exception as error:
         if is_disk_full(error):
-            raise DiskFullError(f"{folder}: no space left on device (nothing was written)") from None
+            target = os.path.join(os.path.dirname(folder), name)
+            raise DiskFullError(f"{target}: no space left on device (nothing was written)") from None
         raise
     finally:  # also on KeyboardInterrupt and SIGTERM (kseg.signals)
         shutil.rmtree(folder, ignore_errors=True)

@@ -94,13 +94,36 @@ def resolve_class(spec, class_index_path=None):
     return matches[0], entries[matches[0]][1]
 
 
-def class_scores(model, image, class_index):
+def check_output(out, inputs):
+    """Refuses an --out that is one of the `inputs` (the image, the weights, the class
+    index), symbolic and hard links included."""
+    real = os.path.realpath(out)
+    for source in inputs:
+        if not source or not os.path.exists(source):
+            continue
+        if real == os.path.realpath(source) or (
+                os.path.exists(out) and os.path.samefile(out, source)):
+            raise KsegError(f"--out {out} is the input {source}; choose another --out")
+    if os.path.isdir(out):
+        raise KsegError(f"--out {out}: is a folder; give the PNG file to write")
+
+
+def check_weights(model, source):
+    """Refuses a heatmap model whose weights (from `source`) hold NaN or inf, naming the
+    first such weight: one line before any image is scored."""
+    from kseg.runs import check_finite_weights
+
+    check_finite_weights(model, source)
+
+
+def class_scores(model, image, class_index, source="the VGG16 weights"):
     """Probability of one class at every pixel of an image.
 
     Args:
         model: keras.Model. From `kseg.models.imagenet_heatmap_model`.
         image: uint8 array (H, W, 3). RGB, any size.
         class_index: int. ImageNet class 0-999.
+        source: str. Where the weights came from, for the message about NaN or inf.
 
     Returns:
         (scores, grid): float32 (H, W), bilinearly upsampled from the model's grid, and
@@ -110,6 +133,11 @@ def class_scores(model, image, class_index):
 
     height, width = image.shape[:2]
     grid = run_model(model, image[None])[0][:, :, class_index]
+    if not np.isfinite(grid).all():
+        raise KsegError(
+            f"{source}: the classifier's probabilities hold NaN or inf (its weights overflow "
+            "float32): the weights are damaged; use another weights file"
+        )
     # Grid cell (i, j) is centred on pixel (32 i + 16, 32 j + 16) of the padded image.
     padded = (grid.shape[0] * STRIDE, grid.shape[1] * STRIDE)
     scores = resize(grid[:, :, None], padded)[:height, :width, 0]

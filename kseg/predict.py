@@ -457,6 +457,7 @@ class OutputPlan:
 
     def __init__(self, out_dir, outputs, listed):
         self.out_dir, self.outputs, self.listed = out_dir, outputs, set(listed)
+        self.created = []  # folders start() made for --out, innermost first
 
     @property
     def manifest_path(self):
@@ -470,18 +471,28 @@ class OutputPlan:
         written: a run killed halfway can be repeated into the same folder."""
         planned = {self._relative(path) for _, paths in self.outputs for path in paths.values()}
         if not planned <= self.listed:
+            folder = os.path.abspath(self.out_dir)
+            while not os.path.lexists(folder):
+                self.created.append(folder)
+                folder = os.path.dirname(folder)
             self.listed |= planned
             self._write()
 
     def finish(self):
         """Drops from the manifest the planned files that were never written."""
         kept = {name for name in self.listed if os.path.lexists(os.path.join(self.out_dir, name))}
-        if kept != self.listed:
-            self.listed = kept
-            try:
+        if kept == self.listed:
+            return
+        self.listed = kept
+        try:
+            if kept:
                 self._write()
-            except (OSError, KsegError):  # a full disk: the longer list does no harm
-                pass
+                return
+            os.remove(self.manifest_path)  # nothing written: leave no trace
+            for folder in self.created:
+                os.rmdir(folder)  # only while empty
+        except (OSError, KsegError):  # a full disk: the longer list does no harm
+            pass
 
     def _write(self):
         import json
@@ -589,13 +600,13 @@ def plan_outputs(items, inputs, out_dir, formats):
 
 def _check_output(path, image, out_dir, out_real, input_reals, input_ids, listed):
     real = os.path.realpath(path)
-    if not _inside(real, out_real):
-        raise KsegError(f"{path}: leads out of --out {out_dir} (through a symbolic link); "
-                        "remove the link or choose another --out")
     victim = input_reals.get(real) or input_ids.get(_file_id(path))
     if victim:
         raise KsegError(f"{path}: the output of {image} would overwrite the input {victim}; "
                         "choose another --out")
+    if not _inside(real, out_real):
+        raise KsegError(f"{path}: leads out of --out {out_dir} (through a symbolic link); "
+                        "remove the link or choose another --out")
     parent = os.path.dirname(path)
     while parent and _inside(os.path.realpath(parent), out_real) and parent != out_dir:
         if os.path.lexists(parent) and not os.path.isdir(parent):
