@@ -123,6 +123,12 @@ class RunLock:
         self.release()
 
     def acquire(self):
+        """Takes the lock (making the folder first with `create`); returns self.
+
+        Raises:
+            RunLockedError: another process holds it.
+            KsegError: the folder cannot be made or is not a folder.
+        """
         import fcntl
 
         self._prepare_folder()
@@ -201,7 +207,7 @@ class RunLock:
                 raise self._os_error(error, "cannot create the run folder") from None
             self.created = [path for path in missing if os.path.isdir(path)]
         elif not os.path.isdir(self.run_dir):
-            raise KsegError(f"{self.run_dir}: no such run folder")
+            raise KsegError(f"{self.run_dir}: no such run folder (--run-dir)")
 
     def _os_error(self, error, what):
         if is_disk_full(error):
@@ -221,6 +227,11 @@ class RunLock:
         from); any other content is a user's and is left as it is.
         """
         entries = [name for name in self.entries() if not is_temporary_name(name)]
+        checkpoints = os.path.join(self.run_dir, "checkpoints")
+        if "checkpoints" in entries and os.path.isdir(checkpoints) and not os.path.islink(checkpoints) and all(
+            is_temporary_name(name) for name in os.listdir(checkpoints)
+        ):
+            entries.remove("checkpoints")  # made by a run killed before it wrote anything
         if not entries:
             return
         checkpoint = os.path.join(self.run_dir, "checkpoints", "last.keras")

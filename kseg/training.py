@@ -521,7 +521,9 @@ def check_dataset(config, spec):
         int. The number of problems skipped under `skip_bad`.
     """
     report = _verify(spec, config.train_split)
-    problems = _dataset_problems(report)
+    # verify counts a split without any labelled pixel as a problem of its own: not one that
+    # --skip-bad could leave out, so it is refused below with its own message.
+    problems = [problem for problem in _dataset_problems(report) if "has no labelled pixel" not in problem]
     shown = "; ".join(str(problem) for problem in problems[:3])
     if problems and not config.skip_bad:
         raise KsegError(
@@ -532,6 +534,11 @@ def check_dataset(config, spec):
     labelled = getattr(report, "labelled_pixels", None)
     if labelled is None:
         labelled = count_labelled_pixels(spec, config.train_split)
+    if labelled == 0 and getattr(report, "masks_read", None) == 0:
+        raise KsegError(
+            f"{spec.root}: the {config.train_split} split has no mask that can be read; fix them "
+            "(see `kseg data verify`)"
+        )
     if labelled == 0:
         raise KsegError(
             f"{spec.root}: the {config.train_split} split has no labelled pixel: every mask value is the "
@@ -984,21 +991,19 @@ def train(config, resume=False, verbose=1, callbacks=(), unsafe=False):
     if multiworker:
         read_tf_config()  # a malformed TF_CONFIG is refused before any work
     chief = is_chief(config.strategy)
-    if resume:
-        if not config.run_dir:
-            raise KsegError("--resume needs --run-dir, the run directory to continue")
-        if not os.path.isdir(config.run_dir):
-            raise KsegError(f"{config.run_dir}: no such run directory to resume")
-        last_path = runs.checkpoint_path(config.run_dir, runs.LAST)
-        if not os.path.isfile(last_path):
-            raise KsegError(
-                f"{config.run_dir}: nothing to resume (no {runs.CHECKPOINTS}/{runs.LAST}); start a new run "
-                "in another --run-dir"
-            )
+    if resume and not config.run_dir:
+        raise KsegError("--resume needs --run-dir, the run directory to continue")
     # Only the chief writes into (and locks) the run directory; other workers write to a
     # scratch folder (saving must still happen on every worker under a multi-worker strategy).
     lock = lock_run_dir(config, resume) if chief else None
     run_dir = lock.run_dir if lock else (config.run_dir or default_run_dir(config))
+    if resume and not os.path.isfile(runs.checkpoint_path(run_dir, runs.LAST)):
+        if lock is not None:
+            lock.release()
+        raise KsegError(
+            f"{run_dir}: nothing to resume (no {runs.CHECKPOINTS}/{runs.LAST}); start a new run in "
+            "another --run-dir"
+        )
     write_dir = run_dir if chief else tempfile.mkdtemp(prefix="kseg-worker-")
     failed = True
     try:
@@ -1051,7 +1056,7 @@ def _prepare_and_run(config, resume, verbose, callbacks, unsafe, chief, write_di
 
 def _kept(run_dir, epoch):
     if not epoch:
-        return "no checkpoint was written yet, so the run folder is left as it was"
+        return "no checkpoint was written yet, so nothing of this run was kept"
     return f"the checkpoints of epoch {epoch} are kept in {run_dir} (continue with --resume)"
 
 
