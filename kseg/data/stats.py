@@ -9,13 +9,13 @@ all is said so loudly (`kseg data stats` then exits 1).
 """
 
 import collections
-import concurrent.futures
-import os
+import contextlib
 
 import numpy as np
 
 from kseg.errors import KsegError
 from kseg.files import brief
+from kseg.parallel import ordered_map
 
 
 class DatasetStats:
@@ -148,8 +148,8 @@ def compute_stats(spec, split, progress=False, workers=None):
 
         bar = tqdm(total=len(pairs), desc=f"stats {spec.name}/{split}", unit="mask", leave=False)
     try:
-        with concurrent.futures.ThreadPoolExecutor(workers or min(8, os.cpu_count() or 1)) as pool:
-            for mask, problem in pool.map(load, pairs):
+        with contextlib.closing(ordered_map(load, pairs, workers)) as results:
+            for mask, problem in results:
                 if bar is not None:
                     bar.update(1)
                 if problem is not None:

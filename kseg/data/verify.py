@@ -18,14 +18,14 @@ have been drawn on the stored pixels.
 """
 
 import collections
-import concurrent.futures
+import contextlib
 import hashlib
-import os
 
 import numpy as np
 
 from kseg.errors import KsegError
 from kseg.files import brief
+from kseg.parallel import ordered_map
 from kseg.images import ORIENTATIONS, probe, read_file
 
 EXAMPLES_PER_VALUE = 3
@@ -263,7 +263,6 @@ def verify_dataset(spec, split, progress=False, workers=None):
         report.add("split: missing or empty", spec.root, str(error))
         return report
     report.num_pairs = len(pairs)
-    workers = workers or min(8, os.cpu_count() or 1)
     seen_paths = {}
     seen_digests = {}
     bar = None
@@ -272,35 +271,8 @@ def verify_dataset(spec, split, progress=False, workers=None):
 
         bar = tqdm(total=len(pairs), desc=f"verify {spec.name}/{split}", unit="pair", leave=False)
     try:
-        with concurrent.futures.ThreadPoolExecutor(workers) as pool:
-            results = pool.map(lambda pair: _check_pair(spec, *pair), pairs)
-            for (image_path, mask_path), result in zip(pairs, results):
-                if bar is not None:
-                    bar.update(1)
-                if image_path in seen_paths:
-                    report.add("duplicate pair", image_path, f"{image_path}: listed twice in the split")
-                    continue
-                seen_paths[image_path] = mask_path
-                for kind, path, message in result.problems:
-                    report.add(kind, path, message)
-                report.warnings.extend(result.warnings)
-                report.labelled_pixels += result.labelled_pixels
-                report.masks_read += result.mask_read
-                digest, unexpected = result.digest, result.unexpected
-                if digest is not None:
-                    if digest in seen_digests:
-                        report.add(
-                            "duplicate image", image_path,
-                            f"{image_path}: same content as {seen_digests[digest]}",
-                        )
-                    else:
-                        seen_digests[digest] = image_path
-                for value, pixels in unexpected.items():
-                    entry = report.unexpected_values.setdefault(value, {"pixels": 0, "files": 0, "examples": []})
-                    entry["pixels"] += pixels
-                    entry["files"] += 1
-                    if len(entry["examples"]) < EXAMPLES_PER_VALUE:
-                        entry["examples"].append(mask_path)
+        with contextlib.closing(ordered_map(lambda pair: _check_pair(spec, *pair), pairs, workers)) as results:
+            _collect(report, pairs, results, bar, seen_paths, seen_digests)
     finally:
         if bar is not None:
             bar.close()
@@ -317,3 +289,31 @@ def verify_dataset(spec, split, progress=False, workers=None):
             "nothing can be learned or scored from it",
         )
     return report
+
+
+def _collect(report, pairs, results, bar, seen_paths, seen_digests):
+    """Adds each pair's findings to the report, in pair order."""
+    for (image_path, mask_path), result in zip(pairs, results):
+        if bar is not None:
+            bar.update(1)
+        if image_path in seen_paths:
+            report.add("duplicate pair", image_path, f"{image_path}: listed twice in the split")
+            continue
+        seen_paths[image_path] = mask_path
+        for kind, path, message in result.problems:
+            report.add(kind, path, message)
+        report.warnings.extend(result.warnings)
+        report.labelled_pixels += result.labelled_pixels
+        report.masks_read += result.mask_read
+        if result.digest is not None:
+            if result.digest in seen_digests:
+                report.add("duplicate image", image_path,
+                           f"{image_path}: same content as {seen_digests[result.digest]}")
+            else:
+                seen_digests[result.digest] = image_path
+        for value, pixels in result.unexpected.items():
+            entry = report.unexpected_values.setdefault(value, {"pixels": 0, "files": 0, "examples": []})
+            entry["pixels"] += pixels
+            entry["files"] += 1
+            if len(entry["examples"]) < EXAMPLES_PER_VALUE:
+                entry["examples"].append(mask_path)
