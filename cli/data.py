@@ -171,7 +171,8 @@ def _parse_size(ctx, param, value):
               help=f"Scene size as HEIGHTxWIDTH in pixels (each side {MIN_SIDE} to {MAX_SIDE}).")
 @click.option("--seed", default=0, show_default=True, type=Number(0, MAX_SEED, integer=True),
               help="Random seed (0 or more); the same seed gives the same dataset.")
-@click.option("--force", is_flag=True, help="Replace OUT if it already exists.")
+@click.option("--force", is_flag=True,
+              help="Replace OUT if it is a synthetic dataset kseg wrote (any other folder is refused).")
 def synth(out, num_train, num_val, size, seed, force):
     """Write the synthetic shapes dataset to OUT (folder layout with classes.yaml).
 
@@ -179,16 +180,13 @@ def synth(out, num_train, num_val, size, seed, force):
     take colours from one shared range, so the class is told by shape, not colour. Read
     it back with `--data synthetic --data-dir OUT` (or `--data folder`).
     """
-    import os
 
     from tqdm import tqdm
 
-    from kseg.data.synthetic import write_synthetic_dataset
-    from kseg.errors import KsegError
+    from kseg.data.synthetic import check_replaceable, write_synthetic_dataset
 
-    if os.path.exists(out) and not force:
-        raise KsegError(f"{out}: already exists; pass --force to replace it")
+    check_replaceable(out, force)  # before the progress bar: a refusal is one line
     with tqdm(total=num_train + num_val, desc="synth", unit="scene", leave=False) as bar:
         write_synthetic_dataset(out, num_train=num_train, num_val=num_val, size=size, seed=seed,
-                                progress=bar.update)
+                                progress=bar.update, replace=force)
     click.echo(f"wrote {num_train} train + {num_val} val scenes of {size[0]}x{size[1]} to {out}")
