@@ -38,7 +38,7 @@ demo: install
 	$(BIN)/kseg evaluate $(DEMO)/run --data synthetic --data-dir $(DEMO)/data --split val \
 		--out $(DEMO)/metrics.json
 	$(BIN)/kseg predict "$(DEMO)/data/images/val/0000*.png" --model $(DEMO)/run --out $(DEMO)/predictions
-	$(BIN)/kseg export $(DEMO)/run --format tflite --out $(DEMO)/model.tflite --check
+	$(BIN)/kseg export $(DEMO)/run --format tflite --out $(DEMO)/model.tflite --force --check
 	@echo
 	@echo "demo finished: run $(DEMO)/run, metrics $(DEMO)/metrics.json,"
 	@echo "predictions (labels, colour maps, overlays) $(DEMO)/predictions, TFLite $(DEMO)/model.tflite"
