@@ -62,6 +62,17 @@ def test_model_with_other_class_count_is_refused(spec):
         evaluate_model(model, spec, "val", progress=False)
 
 
+def test_nonfinite_logits_are_an_error_not_a_score(spec):
+    import keras
+
+    model = keras.Sequential([keras.Input((None, None, 3)),
+                              keras.layers.Conv2D(spec.num_classes, 1, name="score")])
+    kernel = np.full((1, 1, 3, spec.num_classes), 1e37, np.float32)  # overflows on any pixel
+    model.get_layer("score").set_weights([kernel, np.zeros(spec.num_classes, np.float32)])
+    with pytest.raises(KsegError, match="NaN or inf.*no metrics computed"):
+        evaluate_model(model, spec, "val", progress=False)
+
+
 def test_prediction_files_scored_by_stem(spec, tmp_path):
     truth = ground_truth(spec)
     expected = np.zeros((spec.num_classes, spec.num_classes + 1), np.int64)

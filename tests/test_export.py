@@ -166,3 +166,32 @@ def test_calibration_images_from_a_dataset_name(tmp_path):
     synthetic.write_synthetic_dataset(str(root), num_train=5, num_val=2, size=(40, 56))
     images = load_images("synthetic", str(root), limit=3)
     assert len(images) == 3 and all(image.shape == (40, 56, 3) for image in images)
+
+
+def test_kseg_exports_are_recognised_and_a_failed_verify_keeps_the_previous(model, tmp_path):
+    from kseg.export import MARKER, check_destination, kseg_export_kind
+
+    out = export_model(model, tmp_path / "saved", "savedmodel")
+    assert os.path.isfile(os.path.join(out, MARKER))
+    assert kseg_export_kind(out) == ("savedmodel", None)
+    check_destination(out, "savedmodel", str(tmp_path / "m.keras"), force=True)  # accepted
+    with pytest.raises(KsegError, match="--force"):
+        check_destination(out, "savedmodel", str(tmp_path / "m.keras"))
+    (tmp_path / "saved" / "notes.txt").write_text("mine")
+    assert kseg_export_kind(out)[0] is None
+    os.remove(tmp_path / "saved" / "notes.txt")
+
+    before = sorted(os.listdir(out))
+
+    def failing(temporary):
+        assert os.path.basename(temporary).startswith(".")  # complete, under its hidden name
+        assert os.path.isfile(os.path.join(temporary, "saved_model.pb")) or os.path.getsize(temporary)
+        raise KsegError("check failed")
+
+    with pytest.raises(KsegError, match="check failed"):
+        export_model(model, out, "savedmodel", verify=failing)
+    assert sorted(os.listdir(out)) == before
+    assert sorted(os.listdir(tmp_path)) == ["saved"]  # no temporary left
+    with pytest.raises(KsegError, match="check failed"):
+        export_model(model, tmp_path / "new" / "deeper" / "m.onnx", "onnx", verify=failing)
+    assert sorted(os.listdir(tmp_path)) == ["saved"]  # the folders made for it are gone too

@@ -92,3 +92,22 @@ def test_a_failed_load_leaves_no_pending_variables(saved, tmp_path):
     assert not global_state.get_global_attribute("uninitialized_variables")
     load_keras_file(path)
     assert not global_state.get_global_attribute("uninitialized_variables")
+
+
+def test_first_nonfinite_weight_names_the_variable(saved, tmp_path):
+    from kseg.models.saving import first_nonfinite_weight
+
+    model, _ = saved
+    assert first_nonfinite_weight(model) is None
+    copy = keras.models.clone_model(model)
+    weights = model.get_weights()
+    copy.set_weights(weights)
+    for value, kind in ((np.inf, "inf"), (-np.inf, "inf"), (np.nan, "NaN")):
+        variable = copy.get_layer("fc7").kernel
+        array = variable.numpy()
+        array.flat[7] = value
+        variable.assign(array)
+        assert first_nonfinite_weight(copy) == ("fc7/kernel", kind)
+    path = tmp_path / "nan.keras"
+    copy.save(path)
+    assert first_nonfinite_weight(load_keras_file(path)) == ("fc7/kernel", "NaN")
