@@ -6,6 +6,8 @@ With class weights w it is sum(w[label] * nll) / sum(w[label]) over those pixels
 mean, so its scale does not depend on the weights chosen.
 """
 
+import math
+
 import keras
 from keras import ops
 
@@ -32,12 +34,21 @@ class MaskedSparseCrossEntropy(keras.losses.Loss):
                  name="masked_cross_entropy", **kwargs):  # fmt: skip
         kwargs.pop("dtype", None)
         super().__init__(name=name, dtype="float32", **kwargs)
+        if isinstance(num_classes, bool) or int(num_classes) != num_classes or num_classes < 1:
+            raise ValueError(f"`num_classes` must be a positive integer. Received: {str(num_classes)[:40]}")
         if class_weights is not None:
             class_weights = [float(weight) for weight in class_weights]
             if len(class_weights) != num_classes:
                 raise ValueError(
                     f"`class_weights` needs one weight per class ({num_classes}). "
                     f"Received: {len(class_weights)} weights"
+                )
+            # A NaN or infinite weight would make every loss NaN; a negative one rewards errors.
+            bad = [weight for weight in class_weights if not math.isfinite(weight) or weight < 0]
+            if bad or not any(class_weights):
+                raise ValueError(
+                    "`class_weights` must be finite, non-negative and not all zero. "
+                    f"Received: {bad[0] if bad else 'all zero'}"
                 )
         self.num_classes = int(num_classes)
         self.ignore_index = int(ignore_index)

@@ -118,6 +118,8 @@ class ConfusionMatrixMetric(keras.metrics.Metric):
     """
 
     def __init__(self, num_classes, ignore_index=IGNORE_INDEX, name="mean_iou", **kwargs):
+        if isinstance(num_classes, bool) or int(num_classes) != num_classes or num_classes < 1:
+            raise ValueError(f"`num_classes` must be a positive integer. Received: {str(num_classes)[:40]}")
         super().__init__(name=name, **kwargs)
         self.num_classes = int(num_classes)
         self.ignore_index = int(ignore_index)

@@ -927,6 +927,8 @@ def check_trained_with(config, state, num_classes, checkpoint, run_dir):
     for key, saved in state.trained_with.items():
         if key not in current or current[key] == saved:
             continue
+        if key != "num_classes" and _same_setting(key, current[key], saved):
+            continue  # e.g. "auto" precision, which resolves to the mode the run used
         if key == "num_classes":
             raise KsegError(
                 f"{checkpoint}: the checkpoint was trained for {brief(saved)} classes, but the dataset of "

@@ -536,3 +536,54 @@ def test_disk_full_while_checkpointing_stops_with_one_line(finished_run, tmp_pat
         assert handle.read() == before
     assert read_checkpoint_state(last)["epoch"] == 1
     assert not [name for name in os.listdir(os.path.dirname(last)) if is_temporary_name(name)]
+
+
+WATCHED_BLOCK = """
+import ctypes, sys
+from kseg import signals
+from kseg.training import _Watchdog
+signals.install()
+libc = ctypes.CDLL(None)
+mutex = ctypes.create_string_buffer(64)
+libc.pthread_mutex_init(mutex, None)
+libc.pthread_mutex_lock(mutex)
+print("READY", flush=True)
+with _Watchdog(float(sys.argv[1]), "connecting to the other workers"):
+    libc.pthread_mutex_lock(mutex)  # a C call that blocks for ever and does not return on signals
+"""
+
+
+@pytest.mark.parametrize("timeout, signum, status, message", [
+    (1, None, 1, "did not finish within 1 s"),
+    (100, signal.SIGTERM, 143, "interrupted (SIGTERM) during connecting"),
+])  # fmt: skip
+def test_watchdog_ends_a_blocked_native_call(timeout, signum, status, message):
+    process = subprocess.Popen(
+        [sys.executable, "-c", WATCHED_BLOCK, str(timeout)], stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+        text=True, env=ENV,
+    )  # fmt: skip
+    try:
+        assert process.stdout.readline().strip() == "READY"
+        if signum:
+            time.sleep(0.5)
+            process.send_signal(signum)
+        output, _ = process.communicate(timeout=30)
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()
+    assert process.returncode == status and message in output, output
+
+
+@pytest.mark.parametrize("weights", [[1.0, float("nan"), 1.0], [1.0, float("inf"), 1.0], [1.0, -1.0, 1.0], [0, 0, 0]])
+def test_loss_refuses_weights_that_would_poison_it(weights):
+    from kseg.losses import MaskedSparseCrossEntropy
+    from kseg.metrics import ConfusionMatrixMetric
+
+    with pytest.raises(ValueError, match="class_weights"):
+        MaskedSparseCrossEntropy(3, class_weights=weights)
+    for bad in (0, -2, 2.5):
+        with pytest.raises(ValueError, match="num_classes"):
+            MaskedSparseCrossEntropy(bad)
+        with pytest.raises(ValueError, match="num_classes"):
+            ConfusionMatrixMetric(bad)
