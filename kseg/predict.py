@@ -476,7 +476,11 @@ class OutputPlan:
                 self.created.append(folder)
                 folder = os.path.dirname(folder)
             self.listed |= planned
-            self._write()
+            try:
+                self._write()
+            except OSError as error:  # a full disk is a DiskFullError (a KsegError) already
+                raise KsegError(f"--out {self.out_dir}: cannot write there "
+                                f"({error.strerror or error})") from None
 
     def finish(self):
         """Drops from the manifest the planned files that were never written."""
