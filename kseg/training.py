@@ -16,8 +16,20 @@ temporary name and renamed, so a kill (even SIGKILL) leaves the previous one who
 `train(config, resume=True)` continues from it with the same result an uninterrupted run
 would have had.
 
-Training stops with a `KsegError` when the loss becomes NaN or infinite; the checkpoints
-of the last good epoch are kept.
+Training stops with a `KsegError` when the training or the validation loss becomes NaN or
+infinite; the checkpoints of the last good epoch are kept, and a score that is not finite
+never makes a best.keras. A full disk stops it the same way, naming the file.
+
+The run folder is locked (`kseg.runlock`) from before its content is checked until
+training ends, so a second `train` on it is refused at once; a fresh run needs a new or
+empty folder (a run or a user's files there are refused, never overwritten), and one that
+fails before its first checkpoint takes away what it wrote. Temporaries that killed writes
+left anywhere in the folder are swept under the lock.
+
+Under `--strategy multiworker` TF_CONFIG is checked first, the other workers are waited
+for (at most `worker_timeout` seconds, naming the missing one; Ctrl-C and SIGTERM stop the
+wait), and only the chief writes and locks the run folder. Other strategies ignore
+TF_CONFIG.
 """
 
 import csv

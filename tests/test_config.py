@@ -101,3 +101,33 @@ def test_training_passes_whole_images_for_crop_none(monkeypatch, tmp_path):
             kseg.training.train(config, verbose=0)
         assert seen[-1] == expected
     assert DEFAULT_CROPS["cityscapes"] == (512, 1024)
+
+
+def test_every_numeric_limit_is_a_field_and_refuses_non_finite_values():
+    import dataclasses
+    import math
+
+    from kseg.config import NUMBER_RANGES
+
+    fields = {field.name for field in dataclasses.fields(TrainConfig)}
+    assert set(NUMBER_RANGES) - {"class_weight"} <= fields
+    for key, limits in NUMBER_RANGES.items():
+        if key == "class_weight":
+            continue
+        for value in (math.inf, -math.inf, math.nan, limits["high"] * 10 + 1):
+            with pytest.raises(KsegError, match=key):
+                TrainConfig(**{key: value})
+
+
+def test_yaml_numbers_are_checked_and_messages_stay_short(tmp_path):
+    path = tmp_path / "train.yaml"
+    path.write_text("lr: .nan\n")
+    with pytest.raises(KsegError, match="lr: nan is not a finite number"):
+        TrainConfig.from_yaml(path)
+    path.write_text("model: " + "x" * 100000 + "\n")
+    with pytest.raises(KsegError, match="too long") as error:
+        TrainConfig.from_yaml(path)
+    assert len(str(error.value)) < 300
+    path.write_text("seed: -1\n")
+    with pytest.raises(KsegError, match="seed: -1 is out of range; expected a whole number from 0"):
+        TrainConfig.from_yaml(path)
