@@ -198,7 +198,7 @@ class RunLock:
             self.created = [path for path in missing if os.path.isdir(path)]
             return
         if os.path.lexists(self.run_dir) and not os.path.isdir(self.run_dir):
-            raise KsegError(f"{self.run_dir}: --run-dir is not a folder (a file); choose another --run-dir")
+            raise KsegError(f"{self.run_dir}: --run-dir exists and is not a folder; choose another --run-dir")
         if self.create and not os.path.isdir(self.run_dir):
             missing = _missing_parents(self.run_dir)
             try:
