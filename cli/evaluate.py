@@ -45,6 +45,7 @@ def evaluate(model, predictions_dir, data, data_dir, classes_file, split, batch_
     from kseg import runs
     from kseg.data import get_dataset_spec
     from kseg.evaluation import (
+        check_output_paths,
         evaluate_model,
         evaluate_predictions,
         plot_confusion_matrix,
@@ -54,24 +55,32 @@ def evaluate(model, predictions_dir, data, data_dir, classes_file, split, batch_
     if predictions_dir and model:
         raise KsegError("give either MODEL or --predictions DIR, not both")
     spec = get_dataset_spec(data, data_dir, classes_file)
-    run_dir = None
+    run_dir = model_path = None
+    if not predictions_dir:
+        model_path, run_dir = runs.resolve_model_path(model)
+    if out is None and run_dir is not None:
+        out = os.path.join(run_dir, f"metrics-{split}.json")
+    if out and confusion_png is None:
+        confusion_png = os.path.splitext(out)[0] + "-confusion.png"
+    try:
+        split_files = [path for pair in spec.pairs(split) for path in pair]
+    except KsegError:
+        split_files = []  # reported where the split is read
+    check_output_paths(out, confusion_png,
+                       [model_path, classes_file, os.path.join(run_dir, runs.CLASSES_FILE)
+                        if run_dir else None, *split_files], searched=[predictions_dir])
     if predictions_dir:
         result = evaluate_predictions(predictions_dir, spec, split, label_format=label_format)
     else:
-        model_path, run_dir = runs.resolve_model_path(model)
         click.echo(f"model: {model_path}", err=True)
         result = evaluate_model(
             model_path, spec, split, batch_size=batch_size, max_images=max_images, unsafe=unsafe
         )
     for line in result.report_lines():
         click.echo(line)
-    if out is None and run_dir is not None:
-        out = os.path.join(run_dir, f"metrics-{split}.json")
     if out:
         write_metrics_json(result, out)
         click.echo(f"metrics: {out}")
-        if confusion_png is None:
-            confusion_png = os.path.splitext(out)[0] + "-confusion.png"
     if confusion_png:
         plot_confusion_matrix(result, confusion_png)
         click.echo(f"confusion matrix: {confusion_png}")

@@ -342,6 +342,61 @@ def _holds_label_ids(paths, num_train_ids=19):
 # -- outputs ------------------------------------------------------------------------------
 
 
+def check_output_paths(out=None, confusion_png=None, inputs=(), searched=()):
+    """Refuses metrics outputs that would destroy something kseg did not write.
+
+    `out` and `confusion_png` must not be a folder, one of `inputs` (the model, the
+    split's images and masks, a classes file), an existing file inside one of `searched`
+    (the --predictions folder) or a PNG there (read as a prediction next time), nor the
+    same file; an existing `out` must be a metrics file kseg wrote (JSON with a confusion
+    matrix), an existing `confusion_png` a PNG.
+
+    Raises:
+        KsegError: one line naming the option, the path and the way out.
+    """
+    from kseg.files import load_json
+
+    if out and confusion_png and os.path.realpath(out) == os.path.realpath(confusion_png):
+        raise KsegError(f"--out and --confusion-png are both {out}; give them different files")
+    input_reals = {os.path.realpath(source): source for source in inputs if source}
+    for option, path in (("--out", out), ("--confusion-png", confusion_png)):
+        if not path:
+            continue
+        real = os.path.realpath(path)
+        if real in input_reals:
+            raise KsegError(f"{option} {path}: is the input {input_reals[real]}; choose another "
+                            "file")
+        for folder in searched:
+            if not folder or not os.path.isdir(folder):
+                continue
+            folder_real = os.path.realpath(folder)
+            inside = os.path.commonpath([real, folder_real]) == folder_real
+            if inside and (os.path.lexists(path) or path.lower().endswith(".png")):
+                raise KsegError(f"{option} {path}: lies in the input folder {folder} (it would "
+                                "replace or be read as one of its files); choose another file")
+        if os.path.isdir(path):
+            raise KsegError(f"{option} {path}: is a folder; give the file to write")
+        if not os.path.lexists(path):
+            continue
+        if os.path.islink(path) or not os.path.isfile(path):
+            raise KsegError(f"{option} {path}: exists and is not a regular file kseg wrote; "
+                            "choose another file")
+        if option == "--out":
+            try:
+                payload = load_json(path, "metrics file")
+            except KsegError:
+                payload = None
+            if not (isinstance(payload, dict) and "confusion_matrix" in payload):
+                raise KsegError(f"--out {path}: exists and is not a metrics file kseg wrote; "
+                                "choose another --out, or delete it")
+        else:
+            with open(path, "rb") as handle:
+                if handle.read(8) != b"\x89PNG\r\n\x1a\n":
+                    raise KsegError(f"--confusion-png {path}: exists and is not a PNG; choose "
+                                    "another file, or delete it")
+
+
+
 def write_metrics_json(result, path):
     """Writes `result.to_dict()` as JSON, atomically."""
     write_bytes_atomic(path, (json.dumps(result.to_dict(), indent=2) + "\n").encode("utf8"))

@@ -604,3 +604,22 @@ def test_a_full_disk_fails_export_with_one_line_and_no_leftovers(tmp_path, run_d
     assert len(lines) == 1 and "no space left on device" in lines[0], output
     assert "m.tflite" in lines[0]
     assert listing == [], listing
+
+
+def test_evaluate_never_writes_its_metrics_over_an_input(tmp_path, run_dir, data):
+    dataset = ["--data", "folder", "--data-dir", data.root, "--split", "all"]
+    mask = os.path.join(data.root, "masks", "good0.png")
+    user = tmp_path / "mine.json"
+    user.write_text('{"my": "notes"}')
+    model = run_dir / "checkpoints" / "best.keras"
+    before, data_before = snapshot(run_dir), snapshot(data.root)
+    for arguments, words in (
+            (["--out", model], ("--out", "is the input")),
+            (["--out", tmp_path / "m.json", "--confusion-png", mask], ("--confusion-png", "good0.png",
+                                                                        "is the input")),
+            (["--out", user], ("mine.json", "not a metrics file")),
+            (["--out", tmp_path / "same.png", "--confusion-png", tmp_path / "same.png"], ("both",)),
+    ):
+        assert_refused(run(["evaluate", run_dir, *dataset, *arguments]), *words)
+    assert snapshot(run_dir) == before and snapshot(data.root) == data_before
+    assert sorted(os.listdir(tmp_path)) == ["mine.json"]
