@@ -219,7 +219,10 @@ def parse_yaml(text, source):
     except RecursionError:
         raise KsegError(f"{source}: YAML nested too deeply") from None
     except (ValueError, OverflowError) as error:  # e.g. a 5000-digit integer, !!float abc
-        raise KsegError(f"{source}: not valid YAML: {' '.join(str(error).split())[:200]}") from None
+        text = " ".join(str(error).split())
+        if "integer string conversion" in text:  # Python's own limit on int("9" * 5000)
+            text = "an integer has more than 4300 digits"
+        raise KsegError(f"{source}: not valid YAML: {text[:200]}") from None
     except (TypeError, AttributeError):  # PyYAML's constructors fail so on malformed tagged values
         raise KsegError(f"{source}: not valid YAML: a tagged value (!!...) is malformed") from None
 

@@ -61,7 +61,7 @@ def test_help_of_a_verb_and_data_verbs_do_not_import_tensorflow(tmp_path):
 
 
 def test_a_bad_option_value_is_one_line_with_the_way_to_help():
-    result = CliRunner().invoke(cli, ["train", "--lr", "inf"])
+    result = CliRunner().invoke(cli, ["train", "--lr", "inf"], prog_name="kseg")
     lines = [line for line in result.output.splitlines() if line.strip()]
     assert result.exit_code == 2 and len(lines) == 1, result.output
     assert lines[0].startswith("error: ") and "--lr" in lines[0] and "kseg train --help" in lines[0]

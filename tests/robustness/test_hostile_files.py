@@ -516,7 +516,7 @@ BAD_CLASSES = {
     "newline_name": ('classes: [a, "b\\nc"]\n', "control character"),
     "wrong_type": ("classes: 17\n", "classes:"),
     "entry_type": ("classes: [a, [1, 2]]\n", "class 1"),
-    "huge_int": ("classes: [a, b]\nignore_colors: [[" + "9" * 6000 + ", 0, 0]]\n", "classes file"),
+    "huge_int": ("classes: [a, b]\nignore_colors: [[" + "9" * 6000 + ", 0, 0]]\n", "more than 4300 digits"),
     "colour_type": ("classes:\n  - {name: a, color: abc}\n  - b\n", "[r, g, b]"),
     "ignore_type": ("classes: [a, b]\nignore_colors: " + "x" * 5000 + "\n", "ignore_colors"),
     "too_many": ("classes: [" + ", ".join(f"c{i}" for i in range(300)) + "]\n", "at most 255"),
