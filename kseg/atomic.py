@@ -97,6 +97,22 @@ def _exchange(first, second):
     return result == 0
 
 
+def missing_folders(folder):
+    """The folders `os.makedirs(folder)` would create, innermost first (absolute paths).
+
+    A command that fails can remove exactly these, leaving the tree as it found it.
+    """
+    missing = []
+    folder = os.path.abspath(folder)
+    while not os.path.lexists(folder):
+        missing.append(folder)
+        parent = os.path.dirname(folder)
+        if parent == folder:
+            break
+        folder = parent
+    return missing
+
+
 def _umask():
     mask = os.umask(0)
     os.umask(mask)

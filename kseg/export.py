@@ -28,7 +28,7 @@ import tempfile
 import keras
 import numpy as np
 
-from kseg.atomic import atomic_path
+from kseg.atomic import atomic_path, missing_folders
 from kseg.errors import DiskFullError, KsegError, is_disk_full
 from kseg.images import IMAGE_EXTENSIONS, list_image_files, read_image
 
@@ -229,7 +229,7 @@ def export_model(model, out, format, quantize="none", input_size=None, calibrati
         raise KsegError(f"--quantize {quantize} applies to TFLite exports, not {format}")
     out = os.fspath(out)
     parent = os.path.dirname(os.path.abspath(out))
-    created = _missing_folders(parent)
+    created = missing_folders(parent)
     try:
         if format == "savedmodel":
             if os.path.isfile(out):
@@ -274,18 +274,6 @@ def _write_or_disk_full(out, write, *args):
         if is_disk_full(error):
             raise DiskFullError(f"{out}: no space left on device (nothing was written)") from None
         raise
-
-
-def _missing_folders(folder):
-    """The folders on the way to `folder` that do not exist yet, innermost first."""
-    missing = []
-    while not os.path.lexists(folder):
-        missing.append(folder)
-        parent = os.path.dirname(folder)
-        if parent == folder:
-            break
-        folder = parent
-    return missing
 
 
 # -- where an export may go ------------------------------------------------------------

@@ -23,6 +23,7 @@ import re
 import shutil
 import stat
 
+from kseg.atomic import missing_folders
 from kseg.errors import DiskFullError, KsegError, is_disk_full
 from kseg.files import brief
 
@@ -77,19 +78,6 @@ def sweep_temporaries(folder):
                 except FileNotFoundError:
                     pass
     return removed
-
-
-def _missing_parents(path):
-    """The folders `os.makedirs(path)` would create, deepest first."""
-    missing = []
-    path = os.path.abspath(path)
-    while not os.path.lexists(path):
-        missing.append(path)
-        parent = os.path.dirname(path)
-        if parent == path:
-            break
-        path = parent
-    return missing
 
 
 class RunLock:
@@ -187,7 +175,7 @@ class RunLock:
 
     def _prepare_folder(self):
         if self.exclusive_create:  # FileExistsError when the name is taken (by anything)
-            missing = _missing_parents(self.run_dir)
+            missing = missing_folders(self.run_dir)
             try:
                 os.makedirs(os.path.dirname(os.path.abspath(self.run_dir)), exist_ok=True)
                 os.mkdir(self.run_dir)
@@ -200,7 +188,7 @@ class RunLock:
         if os.path.lexists(self.run_dir) and not os.path.isdir(self.run_dir):
             raise KsegError(f"{self.run_dir}: --run-dir exists and is not a folder; choose another --run-dir")
         if self.create and not os.path.isdir(self.run_dir):
-            missing = _missing_parents(self.run_dir)
+            missing = missing_folders(self.run_dir)
             try:
                 os.makedirs(self.run_dir, exist_ok=True)
             except OSError as error:
