@@ -170,7 +170,8 @@ def bf16_agreement(args):
     from kseg.images import read_image
     from kseg.models.inference import inference_model
     from kseg.predict import predict_logits
-    from kseg.runs import load_model, resolve_model_path
+    from kseg.models.saving import load_model
+    from kseg.runs import resolve_model_path
 
     path, _ = resolve_model_path(args.agreement_model)
     fp32 = inference_model(load_model(path), "fp32")

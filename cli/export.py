@@ -64,7 +64,8 @@ def export(model_path, export_format, out, force, quantize, calibration_data, da
         parity_problem,
         sample_images,
     )
-    from kseg.runs import load_segmentation_model, resolve_model_path
+    from kseg.models.saving import load_segmentation_model
+    from kseg.runs import resolve_model_path
 
     if quantize != "none" and export_format != "tflite":
         raise KsegError(f"--quantize {quantize} applies to --format tflite only")

@@ -110,12 +110,8 @@ def predict(inputs, model_path, out_dir, formats, tile, overlap, blend, tta, alp
     from kseg.errors import DiskFullError, KsegError
     from kseg.models.inference import cpu_has_bf16, inference_model
     from kseg.predict import NonFiniteLogitsError, collect_images, plan_outputs, write_outputs
-    from kseg.runs import (
-        load_segmentation_model,
-        nonfinite_logits_message,
-        read_classes,
-        resolve_model_path,
-    )
+    from kseg.models.saving import load_segmentation_model, nonfinite_logits_message
+    from kseg.runs import read_classes, resolve_model_path
     from kseg.visualize import palette_from_classes
 
     formats = parse_formats(formats)

@@ -24,6 +24,7 @@ from kseg import runs
 from kseg.atomic import atomic_path, write_bytes_atomic
 from kseg.errors import KsegError
 from kseg.metrics import METRIC_NAMES, confusion_matrix, segmentation_scores
+from kseg.models.saving import load_segmentation_model, nonfinite_logits_message
 
 logger = logging.getLogger("kseg")
 
@@ -141,7 +142,7 @@ def evaluate_model(model, spec, split="val", batch_size=1, max_images=None, prog
         model_path, run_dir = runs.resolve_model_path(model)
         check_run_classes(run_dir, spec)
         source = model_path
-        model, _ = runs.load_segmentation_model(model_path, unsafe=unsafe)
+        model, _ = load_segmentation_model(model_path, unsafe=unsafe)
     outputs = model.outputs[0].shape[-1] if getattr(model, "outputs", None) else None
     if outputs is not None and outputs != spec.num_classes:
         raise KsegError(
@@ -162,7 +163,7 @@ def evaluate_model(model, spec, split="val", batch_size=1, max_images=None, prog
                     images, masks = images[: total - seen], masks[: total - seen]
                 logits = np.asarray(model.predict_on_batch(images))
                 if not np.isfinite(logits).all():  # argmax would score NaN as class 0
-                    raise KsegError(runs.nonfinite_logits_message(source) + "; no metrics computed")
+                    raise KsegError(nonfinite_logits_message(source) + "; no metrics computed")
                 predictions = logits.argmax(axis=-1)
                 confusion += confusion_matrix(masks, predictions, spec.num_classes, spec.ignore_index)
                 seen += len(images)

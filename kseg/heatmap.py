@@ -111,7 +111,7 @@ def check_output(out, inputs):
 def check_weights(model, source):
     """Refuses a heatmap model whose weights (from `source`) hold NaN or inf, naming the
     first such weight: one line before any image is scored."""
-    from kseg.runs import check_finite_weights
+    from kseg.models.saving import check_finite_weights
 
     check_finite_weights(model, source)
 

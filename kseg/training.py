@@ -54,6 +54,7 @@ from kseg.atomic import atomic_path, write_bytes_atomic
 from kseg.config import DEFAULT_CROPS, WHOLE_IMAGES, TrainConfig
 from kseg.errors import DiskFullError, KsegError, is_disk_full
 from kseg.files import brief
+from kseg.models.saving import load_model
 from kseg.runlock import RunLock, sweep_temporaries
 
 logger = logging.getLogger("kseg")
@@ -652,7 +653,7 @@ def build_model(config, num_classes, initialise=True, unsafe=False):
     source_model = None
     if initialise and config.init_from:  # a bad file is reported before the model is built
         source = resolve_init_from(config.init_from)
-        source_model = runs.load_model(source, unsafe=unsafe)
+        source_model = load_model(source, unsafe=unsafe)
     model = create_model(
         config.model, num_classes=num_classes, weights=config.model_weights if initialise else None,
         width=config.width, dropout=config.dropout, learn_upsampling=config.learn_upsampling,

@@ -12,6 +12,7 @@ import numpy as np
 import pytest
 
 from kseg import runs
+from kseg.models.saving import load_model
 from kseg.config import TrainConfig
 from kseg.errors import KsegError
 
@@ -43,7 +44,7 @@ def read_log(run_dir):
 
 
 def model_weights(path):
-    return runs.load_model(path).get_weights()
+    return load_model(path).get_weights()
 
 
 @pytest.fixture(scope="module")
@@ -73,7 +74,7 @@ def test_run_directory_and_loss_goes_down(trained_run):
     assert isinstance(saved.class_weights, list) and len(saved.class_weights) == 6
     classes = runs.read_classes(trained_run)
     assert classes["dataset"] == "synthetic" and len(classes["class_names"]) == 6
-    model = runs.load_model(runs.checkpoint_path(trained_run, runs.BEST))
+    model = load_model(runs.checkpoint_path(trained_run, runs.BEST))
     logits = model.predict(np.zeros((1, 37, 41, 3), np.uint8), verbose=0)
     assert logits.shape == (1, 37, 41, 6)
     # one output tensor, as the builders' models have (export wraps checkpoints)
@@ -309,7 +310,7 @@ def test_init_from_a_run_copies_matching_layers(trained_run, tiny_data, tmp_path
 
     config = tiny_config(tiny_data, tmp_path / "run", model="fcn16s", init_from=trained_run)
     model = build_model(config, num_classes=6)
-    source = runs.load_model(runs.checkpoint_path(trained_run, runs.BEST))
+    source = load_model(runs.checkpoint_path(trained_run, runs.BEST))
     for name in ("block1_conv1", "fc6", "score_fr", "score_pool4"):
         for a, b in zip(source.get_layer(name).get_weights(), model.get_layer(name).get_weights()):
             np.testing.assert_array_equal(a, b)

@@ -1,4 +1,5 @@
-"""Loading `.keras` model files with one copy of the weights in memory.
+"""Loading `.keras` model files: safely (no code from files, finite weights, a real
+segmentation model), and with one copy of the weights in memory.
 
 `keras.saving.load_model` builds the model with its random initializers and then assigns
 the stored weights over them. For an FCN on VGG16 (134M parameters, 538 MB) that took a
@@ -10,9 +11,14 @@ reads it: the process ends at 1.25 GB, with a peak of 1.9 GB while fc6 is read.
 """
 
 import json
+import os
 import zipfile
 
 import keras
+import numpy as np
+
+from kseg.errors import KsegError
+from kseg.files import check_regular_file
 
 
 class _create_on_assign:
@@ -89,3 +95,173 @@ def first_nonfinite_weight(model):
         kind = "NaN" if bool(keras.ops.any(keras.ops.isnan(value))) else "inf"
         return variable.path, kind
     return None
+
+
+# -- loading a model file for kseg's verbs ---------------------------------------------
+
+
+def load_model(path, unsafe=False):
+    """Loads a `.keras` model in keras' safe mode (no code runs from the file).
+
+    Every floating-point weight is checked to be finite: a model holding NaN or inf (a
+    diverged training, a damaged file) is refused here, naming the first such weight,
+    instead of predicting garbage in every verb that uses it.
+
+    Args:
+        path: str. A `.keras` file.
+        unsafe: bool. Allow Lambda layers and other deserialized code (trusted files only).
+    """
+    import kseg.models  # noqa: F401  registers kseg's layers for deserialization
+
+    path = os.fspath(path)
+    if not os.path.lexists(path):
+        raise KsegError(f"{path}: model file not found")
+    check_regular_file(path, "model file")
+    code_layers = _code_layers(path)
+    if code_layers and not unsafe:
+        raise KsegError(_CODE_REFUSED.format(path=path, layers=", ".join(code_layers)))
+    try:
+        model = load_keras_file(path, safe_mode=not unsafe)
+    except ValueError as error:
+        if "safe_mode" in str(error) or "Lambda" in str(error):
+            raise KsegError(_CODE_REFUSED.format(path=path, layers="a Lambda layer")) from None
+        raise KsegError(f"{path}: not a loadable keras model ({_one_line(error)})") from None
+    except Exception as error:
+        raise KsegError(
+            f"{path}: not a loadable keras model ({type(error).__name__}: {_one_line(error)})"
+        ) from None
+    check_finite_weights(model, path)
+    return model
+
+
+def check_finite_weights(model, source):
+    """Raises a `KsegError` naming `source` and the first weight holding NaN or inf."""
+    found = first_nonfinite_weight(model)
+    if found:
+        name, kind = found
+        raise KsegError(
+            f"{source}: weight '{name}' holds {kind}: the model is damaged (a training that "
+            "diverged, or a corrupted file); use another checkpoint or train it again"
+        )
+
+
+# A probe image of an odd size: a per-pixel model must return logits of exactly this size.
+PROBE_SIZE = (37, 45)
+
+
+def check_segmentation_model(model, path):
+    """Refuses, once, a keras model that is not image -> per-pixel logits; returns its classes.
+
+    kseg's verbs need one input (batch, any height, any width, 3) and one output
+    (batch, height, width, classes) of the input's size. A classifier (None, 1000), a
+    model fixed to 224x224 images, one with two inputs or grayscale input is refused here
+    with the shapes found, not once per image later. A model whose shapes look right is
+    run once on a small odd-sized image to see that its logits keep the image size.
+
+    Args:
+        model: keras.Model.
+        path: str. The model file, for messages.
+
+    Returns:
+        int. The number of classes.
+    """
+    def shapes(tensors):
+        return ", ".join(str(tuple(tensor.shape)) for tensor in tensors) or "none"
+
+    try:
+        inputs = list(model.inputs or [])
+        outputs = keras.tree.flatten(model.outputs or [])
+    except (AttributeError, ValueError):
+        raise KsegError(f"{path}: not a segmentation model (a model without defined inputs "
+                        "and outputs)") from None
+    found = f"found input {shapes(inputs)} -> output {shapes(outputs)}"
+    need = ("kseg needs one RGB image input (None, None, None, 3) of any size and one per-pixel "
+            "logits output (None, None, None, classes)")
+    problem = None
+    if len(inputs) != 1:
+        problem = f"it has {len(inputs)} inputs"
+    elif len(outputs) != 1:
+        problem = f"it has {len(outputs)} outputs"
+    else:
+        in_shape, out_shape = tuple(inputs[0].shape), tuple(outputs[0].shape)
+        if len(in_shape) != 4 or in_shape[-1] != 3:
+            problem = "its input is not a batch of RGB images"
+        elif in_shape[1] is not None or in_shape[2] is not None:
+            problem = f"its input is fixed to {in_shape[1]}x{in_shape[2]} images"
+        elif len(out_shape) != 4 or not isinstance(out_shape[-1], int) or out_shape[-1] < 1:
+            problem = "its output is not per-pixel logits"
+    if problem:
+        raise KsegError(f"{path}: not a segmentation model: {problem} ({found}); {need}")
+    num_classes = int(tuple(outputs[0].shape)[-1])
+    probe = np.zeros((1,) + PROBE_SIZE + (3,), np.uint8)
+    try:
+        logits = keras.tree.flatten(model(probe, training=False))[0]
+        shape = tuple(int(size) for size in logits.shape)
+    except Exception as error:
+        raise KsegError(f"{path}: not a segmentation model: it fails on a "
+                        f"{PROBE_SIZE[0]}x{PROBE_SIZE[1]} image ({type(error).__name__}: "
+                        f"{_one_line(error, 200)})") from None
+    if shape != (1,) + PROBE_SIZE + (num_classes,):
+        raise KsegError(
+            f"{path}: not a segmentation model: a {PROBE_SIZE[0]}x{PROBE_SIZE[1]} image gives "
+            f"logits of shape {shape}; {need}, the output the size of the input"
+        )
+    if not np.isfinite(keras.ops.convert_to_numpy(logits)).all():
+        raise KsegError(nonfinite_logits_message(path))
+    return num_classes
+
+
+def nonfinite_logits_message(path, image=None):
+    """The one line for a model whose logits hold NaN or inf (finite weights that overflow)."""
+    where = f" for {image}" if image else ""
+    return (
+        f"{path}: the model's logits{where} hold NaN or inf (its weights overflow float32): "
+        "the model is damaged; use another checkpoint or train it again"
+    )
+
+
+def load_segmentation_model(path, unsafe=False):
+    """`load_model`, then `check_segmentation_model`: returns (model, number of classes)."""
+    model = load_model(path, unsafe=unsafe)
+    return model, check_segmentation_model(model, path)
+
+
+_CODE_REFUSED = (
+    "{path}: the model contains code ({layers}) that kseg does not run from files; "
+    "pass --unsafe only if you trust its source"
+)
+
+
+def _code_layers(path):
+    """Names the Lambda layers in a `.keras` file's config, without building anything.
+
+    Returns [] for a file that is not a readable `.keras` archive (keras reports that).
+    """
+    try:
+        with zipfile.ZipFile(path) as archive:
+            config = json.loads(archive.read("config.json"))
+    except (OSError, KeyError, ValueError, zipfile.BadZipFile):
+        return []
+    found = []
+
+    def walk(node):
+        if isinstance(node, dict):
+            if node.get("class_name") == "Lambda":
+                name = (node.get("config") or {}).get("name", "?")
+                found.append(f"Lambda layer '{name}'")
+            for value in node.values():
+                walk(value)
+        elif isinstance(node, list):
+            for value in node:
+                walk(value)
+
+    walk(config)
+    return found
+
+
+def _one_line(error, limit=300):
+    """An exception's message on one line, cut to `limit` characters."""
+    text = " ".join(str(error).split())
+    # keras nests the cause of a failed deserialization after this phrase
+    text = text.rsplit("Exception encountered:", 1)[-1].strip()
+    return text if len(text) <= limit else text[: limit - 3] + "..."

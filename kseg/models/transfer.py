@@ -37,7 +37,7 @@ def load_source_model(source):
         raise KsegError(f"{path}: model file not found")
     if not path.endswith(".keras"):
         raise KsegError(f"{path}: expected a .keras model file to initialise from")
-    from kseg.runs import load_model  # keras' safe mode, errors as KsegError
+    from kseg.models.saving import load_model  # keras' safe mode, errors as KsegError
 
     return load_model(path)
 

@@ -389,7 +389,7 @@ def _check_ok(verb, case, plan):
         labels = read_mask(os.path.join(os.path.dirname(plan.outputs[0]), "bad.png"))
         assert labels.shape == corpus.image_shape(case) and labels.max() < corpus.NUM_CLASSES
     elif verb == "train":
-        from kseg.runs import load_model
+        from kseg.models.saving import load_model
 
         assert load_model(plan.outputs[0]).output_shape[-1] == corpus.NUM_CLASSES
     elif verb.startswith("evaluate"):

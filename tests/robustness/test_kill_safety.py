@@ -70,7 +70,8 @@ def data(tmp_path_factory):
 
 
 def test_sigkill_while_writing_a_checkpoint(data, tmp_path):
-    from kseg.runs import checkpoint_path, load_model
+    from kseg.models.saving import load_model
+    from kseg.runs import checkpoint_path
     from kseg.training import read_checkpoint_state, remove_stale_temporaries
 
     run = str(tmp_path / "run")
@@ -137,7 +138,7 @@ def test_sigkill_while_predicting_keeps_the_earlier_outputs(run_dir, tmp_path):
     other = tmp_path / "other"
     shutil.copytree(run_dir, other)
     from conftest import randomize_weights
-    from kseg.runs import load_model
+    from kseg.models.saving import load_model
 
     model = randomize_weights(load_model(os.path.join(run_dir, "checkpoints", "best.keras")), seed=9)
     model.save(other / "checkpoints" / "best.keras")

@@ -92,12 +92,12 @@ def run_dir(tmp_path_factory):
 @pytest.fixture
 def no_model_load(monkeypatch):
     """Planning refusals happen before the model is loaded: loading fails the test."""
-    import kseg.runs
+    import kseg.models.saving
 
     def fail(*args, **kwargs):
         raise AssertionError("the model was loaded before the outputs were checked")
 
-    monkeypatch.setattr(kseg.runs, "load_segmentation_model", fail)
+    monkeypatch.setattr(kseg.models.saving, "load_segmentation_model", fail)
 
 
 @pytest.fixture
@@ -311,7 +311,7 @@ def test_the_tflite_temporary_savedmodel_is_hidden_beside_the_output_and_removed
 def damaged(tmp_path_factory, run_dir):
     """Copies of the tiny run with NaN and with inf in the score layer's kernel, and a model
     whose weights are finite but whose logits overflow on real images."""
-    from kseg.runs import load_model
+    from kseg.models.saving import load_model
 
     folder = tmp_path_factory.mktemp("damaged")
     paths = {}
@@ -354,11 +354,11 @@ def test_nonfinite_weights_are_refused_at_load_by_every_verb(damaged, data, tmp_
     assert_refused(run(["export", run_path, "--format", "onnx", "--out", tmp_path / "m.onnx"]),
                    *words)
     from kseg.errors import KsegError
+    from kseg.models.saving import load_model
     from kseg.training import resolve_init_from
-    from kseg import runs
 
     with pytest.raises(KsegError, match="score_fr/kernel"):  # what train --init-from calls
-        runs.load_model(resolve_init_from(str(run_path)))
+        load_model(resolve_init_from(str(run_path)))
     assert os.listdir(tmp_path) == [] and snapshot(data.root) == before
 
 

@@ -46,7 +46,7 @@ def test_lambda_of_a_named_function_is_refused_clearly(tmp_path):
     unclear error for it, kseg names the layer."""
     import keras
 
-    from kseg.runs import load_model
+    from kseg.models.saving import load_model
 
     def halve(x):
         return x / 2
@@ -106,7 +106,7 @@ def test_lambda_model_loads_with_unsafe(verb, lambda_model, dataset, tmp_path):
 def test_load_model_safe_mode_refuses_and_unsafe_runs_the_code(lambda_model):
     import numpy as np
 
-    from kseg.runs import load_model
+    from kseg.models.saving import load_model
 
     model, marker = lambda_model
     if os.path.exists(marker):

@@ -25,6 +25,7 @@ import yaml
 from click.testing import CliRunner
 
 from kseg import runs
+from kseg.models.saving import load_model
 from kseg.cli.main import cli
 from kseg.config import TrainConfig
 from kseg.errors import KsegError
@@ -347,7 +348,7 @@ def test_nan_validation_loss_never_makes_a_best_checkpoint(data, tmp_path):
         train(tiny(data, run_dir, epochs=2), verbose=0, callbacks=[poison_validation(1)])
     state = read_checkpoint_state(runs.checkpoint_path(run_dir, runs.LAST))
     assert state["epoch"] == 1 and state["best_epoch"] == 1
-    best = runs.load_model(runs.checkpoint_path(run_dir, runs.BEST))
+    best = load_model(runs.checkpoint_path(run_dir, runs.BEST))
     assert all(np.isfinite(weight).all() for weight in best.get_weights())
 
 
