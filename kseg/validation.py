@@ -57,3 +57,46 @@ def check_number(value, name, low=None, high=None, min_open=False, max_open=Fals
     if problem:
         raise KsegError(f"{name}: {problem}")
     return int(number) if integer else float(number)
+
+
+def parse_size(text, name, low=1, high=32768, square=False):
+    """Parses a size "HxW" (or [H, W]) into (height, width), each a whole number in [low, high].
+
+    The one parser for every size a user gives (`--tile`, `--input-size`, `--crop`,
+    `data synth --size`): "512x1024", "512X1024", "512*1024" and "512,1024" are accepted;
+    with `square`, a single number means a square.
+
+    Args:
+        text: str, or a pair of ints (from YAML).
+        name: str. The option or key, for messages.
+        low, high: int. The smallest and largest side accepted.
+        square: bool. Accept one number for both sides.
+
+    Raises:
+        KsegError: naming `name` and the value (bounded), e.g. for "inf", "0x5", "99999999x2".
+    """
+    from kseg.files import brief
+
+    if isinstance(text, (list, tuple)):
+        parts = list(text)
+    else:
+        parts = [part.strip() for part in str(text).strip().lower().replace("*", "x").replace(",", "x").split("x")]
+    if square and len(parts) == 1:
+        parts = parts * 2
+    example = f"{max(low, 512)}x{max(low, 1024)}" if high >= 1024 else f"{low}x{low}"
+    sizes = []
+    for part in parts:
+        if isinstance(part, bool) or isinstance(part, float):
+            break
+        if isinstance(part, str):
+            if not (part.isascii() and part.isdigit() and len(part) <= 9):
+                break
+            part = int(part)
+        if not isinstance(part, int):
+            break
+        sizes.append(part)
+    if len(parts) != 2 or len(sizes) != 2:
+        raise KsegError(f"{name}: expected HEIGHTxWIDTH in pixels such as {example}. Received: {brief(text)}")
+    if not all(low <= side <= high for side in sizes):
+        raise KsegError(f"{name}: each side must be {low} to {high} pixels. Received: {brief(text)}")
+    return tuple(sizes)

@@ -120,3 +120,16 @@ def test_values_yaml_cannot_construct_are_one_error_naming_the_file(text, tmp_pa
     path.write_text(text)
     with pytest.raises(KsegError, match="config.yaml: not valid YAML"):
         load_yaml(path)
+
+
+def test_one_size_parser_for_every_size_option():
+    from kseg.validation import parse_size
+
+    assert parse_size("512x1024", "--tile") == (512, 1024)
+    assert parse_size("512X1024", "--tile") == (512, 1024) and parse_size([360, 480], "crop") == (360, 480)
+    assert parse_size("64", "--tile", square=True) == (64, 64)
+    for bad in ("inf", "nanx3", "0x5", "99999999x2", "1.5x2", "-3x4", "x", "1x2x3", [1.0, 2], [True, 3]):
+        with pytest.raises(KsegError, match="^--tile: "):
+            parse_size(bad, "--tile")
+    with pytest.raises(KsegError, match="each side must be 32 to 4096"):
+        parse_size("16x16", "--size", 32, 4096)
