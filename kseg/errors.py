@@ -6,15 +6,32 @@ the CLI prints the message on one line and exits non-zero, without a traceback.
 
 
 class KsegError(Exception):
-    """A problem the user can fix: bad input, missing file, impossible option."""
+    """A problem the user can fix: bad input, missing file, impossible option.
+
+    `kind` names the sort of problem in a word or two ("missing", "RGBA", "lossy
+    format", ...) so that callers such as `kseg data verify` can tell errors apart
+    without reading their messages. A subclass sets it as a class attribute; one
+    instance may be given its own with `kind=`.
+    """
+
+    kind = "unusable"
+
+    def __init__(self, *args, kind=None):
+        super().__init__(*args)
+        if kind is not None:
+            self.kind = kind
 
 
 class WeightsError(KsegError):
     """Pretrained weights could not be downloaded, read or matched to the model."""
 
+    kind = "weights"
+
 
 class DiskFullError(KsegError):
     """A write failed for lack of space; the command stops instead of going on."""
+
+    kind = "disk full"
 
 
 NO_SPACE_ERRNOS = (28, 122)  # ENOSPC, EDQUOT
@@ -24,4 +41,6 @@ def is_disk_full(error):
     """Whether an exception (OSError, or a library's wrapper of one) means the disk is full."""
     if isinstance(error, OSError) and error.errno in NO_SPACE_ERRNOS:
         return True
+    # Libraries (h5py, TensorFlow) wrap the OSError into their own types and keep only
+    # its text, so the text is all there is to go on.
     return "no space left on device" in str(error).lower() or "disk quota exceeded" in str(error).lower()

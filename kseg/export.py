@@ -149,6 +149,7 @@ def tflite_bytes(model, quantize="none", input_size=None, calibration=None, work
         except Exception as error:
             if is_disk_full(error):
                 raise
+            # The TFLite converter names the ops it cannot convert only in its message.
             unsupported = [line.strip() for line in str(error).splitlines() if "ops:" in line]
             detail = unsupported[0] if unsupported else str(error).strip()[:300]
             raise KsegError(

@@ -34,17 +34,25 @@ BRIEF_LIMIT = 80
 class FileKindError(KsegError):
     """A path that exists but is not a regular file (folder, FIFO, device, socket)."""
 
+    kind = "not a regular file"
+
 
 class FileTooLargeError(KsegError):
     """A file larger than kseg accepts for its purpose."""
+
+    kind = "file too large"
 
 
 class FileMissingError(KsegError):
     """A path that does not exist."""
 
+    kind = "missing"
+
 
 class UnreadableFileError(KsegError):
     """A regular file the operating system refuses to read (permissions, I/O error)."""
+
+    kind = "unreadable"
 
 
 def _kind_name(mode):
@@ -220,6 +228,7 @@ def parse_yaml(text, source):
         raise KsegError(f"{source}: YAML nested too deeply") from None
     except (ValueError, OverflowError) as error:  # e.g. a 5000-digit integer, !!float abc
         text = " ".join(str(error).split())
+        # Python's int() says so only in its message (a plain ValueError).
         if "integer string conversion" in text:  # Python's own limit on int("9" * 5000)
             text = "an integer has more than 4300 digits"
         raise KsegError(f"{source}: not valid YAML: {text[:200]}") from None

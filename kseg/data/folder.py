@@ -232,7 +232,8 @@ class FolderSpec(DatasetSpec):
                 return np.ascontiguousarray(mask[:, :, 0])
             raise KsegError(
                 f"{path}: colour mask, but {self.classes_file} gives no colour for every class "
-                "(add `color: [r, g, b]` to each class or store index masks)"
+                "(add `color: [r, g, b]` to each class or store index masks)",
+                kind="colour mask",
             )
         keys = (mask[:, :, 0].astype(np.int64) << 16) | (mask[:, :, 1].astype(np.int64) << 8) | mask[:, :, 2]
         position = np.searchsorted(self._colour_keys, keys).clip(max=len(self._colour_keys) - 1)
@@ -242,7 +243,8 @@ class FolderSpec(DatasetSpec):
             colours = [f"({k >> 16}, {(k >> 8) & 255}, {k & 255})" for k in unknown[:5]]
             more = f" (+{len(unknown) - 5} more)" if len(unknown) > 5 else ""
             raise KsegError(
-                f"{path}: colour {', '.join(colours)}{more} is not a class colour in {self.classes_file}"
+                f"{path}: colour {', '.join(colours)}{more} is not a class colour in {self.classes_file}",
+                kind="colour mask",
             )
         return self._colour_ids[position]
 

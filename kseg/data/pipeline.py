@@ -209,6 +209,8 @@ def data_errors():
         yield
     except tf.errors.OpError as error:
         message = str(error.message if hasattr(error, "message") else error)
+        # tf.data keeps only the text of an error raised inside the pipeline: the marker
+        # put in front of it is how kseg's own errors are told from TensorFlow's.
         if ERROR_MARKER not in message:
             raise
         text = message.split(ERROR_MARKER, 1)[1].splitlines()[0].strip()

@@ -54,14 +54,15 @@ def read_rgb_image(path, data=None):
     if array.dtype != np.uint8:
         raise ImageError(
             f"{path}: image has {array.dtype} samples (e.g. 16-bit), expected 8-bit RGB; "
-            "convert it to 8 bits"
+            "convert it to 8 bits",
+            kind="16-bit",
         )
     channels = 1 if array.ndim == 2 else array.shape[2]
     if channels == 4:
-        raise ImageError(f"{path}: image is RGBA (has an alpha channel), expected 8-bit RGB")
+        raise ImageError(f"{path}: image is RGBA (has an alpha channel), expected 8-bit RGB", kind="RGBA")
     if channels != 3:
         raise ImageError(
-            f"{path}: image is grayscale ({channels} channel), expected 8-bit RGB"
+            f"{path}: image is grayscale ({channels} channel), expected 8-bit RGB", kind="grayscale"
         )
     return np.ascontiguousarray(array[:, :, ::-1])
 
@@ -131,7 +132,7 @@ def read_colour_or_index_mask(path, data=None):
     array, _ = load_mask(path, data)
     path = os.fspath(path)
     if array.dtype != np.uint8:
-        raise ImageError(f"{path}: mask has {array.dtype} samples, expected 8 bits")
+        raise ImageError(f"{path}: mask has {array.dtype} samples, expected 8 bits", kind="not 8-bit")
     if array.ndim == 2:
         return array
     if array.shape[2] == 1:

@@ -19,6 +19,7 @@ have been drawn on the stored pixels.
 
 import collections
 import contextlib
+import dataclasses
 import hashlib
 
 import numpy as np
@@ -27,8 +28,32 @@ from kseg.errors import KsegError
 from kseg.files import brief
 from kseg.parallel import ordered_map
 from kseg.images import ORIENTATIONS, probe, read_file
+from kseg.progress import progress as progress_bar
 
 EXAMPLES_PER_VALUE = 3
+# The kind of the problem "this split has no labelled pixel": training refuses such a
+# split for itself, so it can tell this problem from the per-file ones.
+NO_LABELLED_PIXEL = "split: no labelled pixel"
+MISSING_SPLIT = "split: missing or empty"
+
+
+@dataclasses.dataclass(frozen=True)
+class Problem:
+    """One problem found by `verify_dataset`.
+
+    Attributes:
+        kind: str. What sort of problem, as counted in the summary ("image: RGBA",
+            "mask: unexpected values", `NO_LABELLED_PIXEL`, ...).
+        path: str. The file (or dataset root) it is about.
+        message: str. One line for the user, naming the file.
+    """
+
+    kind: str
+    path: str
+    message: str
+
+    def __str__(self):
+        return self.message
 
 
 class VerifyReport:
@@ -38,7 +63,7 @@ class VerifyReport:
         dataset: str. The dataset name.
         split: str. The split checked.
         num_pairs: int. Pairs listed in the split.
-        problems: list. (path, message) per problem, in pair order.
+        problems: list of Problem. Every problem, in pair order.
         kinds: collections.Counter. Number of problems of each kind.
         unexpected_values: dict. Raw mask value -> {"pixels": int, "files": int,
             "examples": [path, ...]} for values the dataset does not define.
@@ -68,7 +93,8 @@ class VerifyReport:
         return not self.problems
 
     def add(self, kind, path, message):
-        self.problems.append((path, message))
+        """Records a problem of `kind` about `path`."""
+        self.problems.append(Problem(kind, path, message))
         self.kinds[kind] += 1
 
     def summary(self, max_problems=20):
@@ -94,7 +120,8 @@ class VerifyReport:
                 )
         if self.problems:
             lines.append("")
-            for path, message in self.problems[:max_problems]:
+            for problem in self.problems[:max_problems]:
+                path, message = problem.path, problem.message
                 lines.append(f"  {message}" if message.startswith(path) else f"  {path}: {message}")
             if len(self.problems) > max_problems:
                 lines.append(f"  ... and {len(self.problems) - max_problems} more")
@@ -115,21 +142,39 @@ class _PairResult:
     """What `_check_pair` found for one pair."""
 
     def __init__(self):
-        self.problems = []  # (kind, path, message)
+        self.problems = []  # Problem
         self.warnings = []  # (path, message)
         self.digest = None
         self.unexpected = {}
         self.mask_read = False
         self.labelled_pixels = 0
 
+    def add(self, kind, path, message):
+        self.problems.append(Problem(kind, path, message))
 
-def _read(path, what, result, kinds):
+    def add_error(self, what, path, error):
+        """Records a reader's error under its kind, e.g. "image: RGBA"."""
+        self.add(f"{what}: {getattr(error, 'kind', None) or 'unusable'}", path, str(error))
+
+
+def _read(path, what, result):
     """The bytes of a file, or None after recording why they cannot be read."""
     try:
         return read_file(path, f"{what} file")
     except KsegError as error:
-        result.problems.append((f"{what}: " + _kind(str(error), kinds, path), path, str(error)))
+        result.add_error(what, path, error)
         return None
+
+
+def _decode(path, what, result, data, reader):
+    """`reader(path, data=data)` with its header, or (None, None) after recording why not."""
+    try:
+        return reader(path, data=data), probe(data)
+    except KsegError as error:
+        result.add_error(what, path, error)
+    except Exception as error:  # noqa: BLE001 - one bad file never ends the report
+        result.problems.append(Problem(f"{what}: unusable", path, _unexpected_error(path, error)))
+    return None, None
 
 
 def _unexpected_error(path, error):
@@ -149,12 +194,12 @@ def _orientation_problem(result, image_path, mask_path, image, raw_mask, image_h
     what = f"image has EXIF orientation {orientation} ({ORIENTATIONS[orientation]})"
     if image_header.swaps_axes and height != width:
         if raw_mask.shape[:2] == (width, height):
-            result.problems.append((
+            result.add(
                 "image: EXIF orientation", image_path,
                 f"{image_path}: {what}, which kseg applies in every verb, making it {width}x{height} "
                 f"(WxH); its mask {mask_path} is {height}x{width}, the size of the stored pixels: "
                 "rotate the mask to match or strip the orientation tag from the image",
-            ))
+            )
             return True
         return False
     if raw_mask.shape[:2] == (height, width):
@@ -173,75 +218,48 @@ def _check_pair(spec, image_path, mask_path):
     """
     result = _PairResult()
     image = raw_mask = image_header = mask_header = None
-    image_data = _read(image_path, "image", result, IMAGE_KINDS)
+    image_data = _read(image_path, "image", result)
     if image_data is not None:
         result.digest = hashlib.blake2b(image_data, digest_size=16).hexdigest()
-        try:
-            image_header = probe(image_data)
-            image = spec.read_image(image_path, data=image_data)
-        except KsegError as error:
-            result.problems.append(("image: " + _kind(str(error), IMAGE_KINDS, image_path), image_path, str(error)))
-        except Exception as error:  # noqa: BLE001 - one bad file never ends the report
-            result.problems.append(("image: unusable", image_path, _unexpected_error(image_path, error)))
+        image, image_header = _decode(image_path, "image", result, image_data, spec.read_image)
     del image_data
-    mask_data = _read(mask_path, "mask", result, MASK_KINDS)
+    mask_data = _read(mask_path, "mask", result)
     if mask_data is not None:
-        try:
-            mask_header = probe(mask_data)
-            raw_mask = spec.read_raw_mask(mask_path, data=mask_data)
-        except KsegError as error:
-            result.problems.append(("mask: " + _kind(str(error), MASK_KINDS, mask_path), mask_path, str(error)))
-        except Exception as error:  # noqa: BLE001 - one bad file never ends the report
-            result.problems.append(("mask: unusable", mask_path, _unexpected_error(mask_path, error)))
+        raw_mask, mask_header = _decode(mask_path, "mask", result, mask_data, spec.read_raw_mask)
     del mask_data
     if image is not None and raw_mask is not None:
         explained = _orientation_problem(
             result, image_path, mask_path, image, raw_mask, image_header, mask_header
         )
         if not explained and image.shape[:2] != raw_mask.shape[:2]:
-            result.problems.append((
+            result.add(
                 "mask size differs from image",
                 mask_path,
                 f"{mask_path}: mask is {raw_mask.shape[1]}x{raw_mask.shape[0]} (WxH) but its image "
                 f"{image_path} is {image.shape[1]}x{image.shape[0]}",
-            ))
-    if raw_mask is not None:
-        result.mask_read = True
-        counts = np.bincount(raw_mask.ravel(), minlength=256)
-        result.labelled_pixels = spec.labelled_pixels(raw_mask)
-        bad = spec.unexpected_values(raw_mask)
-        if bad.size:
-            result.unexpected = {int(value): int(counts[value]) for value in bad}
-            listed = ", ".join(
-                f"{value} ({pixels:,} px)" for value, pixels in list(result.unexpected.items())[:6]
             )
-            result.problems.append((
-                "mask: unexpected values",
-                mask_path,
-                f"{mask_path}: mask values {listed} are not {spec.name} labels "
-                f"(expected {spec.allowed_values_text()})",
-            ))
+    if raw_mask is not None:
+        _check_values(spec, mask_path, raw_mask, result)
     return result
 
 
-# (word in the reader's message, kind): the first match names the kind of problem.
-_FILE_KINDS = (("not a regular file", "not a regular file"), ("not found", "missing"),
-               ("kseg reads for it", "file too large"), ("claims", "too many pixels"),
-               ("Permission", "unreadable"), ("cannot read", "unreadable"))
-IMAGE_KINDS = _FILE_KINDS + (
-    ("RGBA", "RGBA"), ("grayscale", "grayscale"), ("16-bit", "16-bit"),
-    ("not a readable", "unreadable"), ("empty", "unreadable"))
-MASK_KINDS = _FILE_KINDS + (
-    ("lossy", "lossy format"), ("colour", "colour mask"), ("color", "colour mask"),
-    ("samples", "not 8-bit"), ("not a readable", "unreadable"), ("empty", "unreadable"))
-
-
-def _kind(message, kinds, path=None):
-    """The kind of problem a reader's message names: the first (word, kind) whose word is
-    in it (after the file name, which may hold any word), else "unusable"."""
-    if path and message.startswith(path):
-        message = message[len(path):]
-    return next((kind for word, kind in kinds if word in message), "unusable")
+def _check_values(spec, mask_path, raw_mask, result):
+    """Counts a readable mask's labelled pixels and reports values the dataset does not define."""
+    result.mask_read = True
+    counts = np.bincount(raw_mask.ravel(), minlength=256)
+    result.labelled_pixels = spec.labelled_pixels(raw_mask)
+    bad = spec.unexpected_values(raw_mask)
+    if bad.size:
+        result.unexpected = {int(value): int(counts[value]) for value in bad}
+        listed = ", ".join(
+            f"{value} ({pixels:,} px)" for value, pixels in list(result.unexpected.items())[:6]
+        )
+        result.add(
+            "mask: unexpected values",
+            mask_path,
+            f"{mask_path}: mask values {listed} are not {spec.name} labels "
+            f"(expected {spec.allowed_values_text()})",
+        )
 
 
 def verify_dataset(spec, split, progress=False, workers=None):
@@ -250,7 +268,7 @@ def verify_dataset(spec, split, progress=False, workers=None):
     Args:
         spec: DatasetSpec. The dataset.
         split: str. The split to check.
-        progress: bool. Show a tqdm progress bar on stderr.
+        progress: bool. Show a progress bar on stderr (`kseg.progress`).
         workers: int or None. Reader threads; default: the number of CPU cores.
 
     Returns:
@@ -260,22 +278,14 @@ def verify_dataset(spec, split, progress=False, workers=None):
     try:
         pairs = spec.pairs(split)
     except KsegError as error:
-        report.add("split: missing or empty", spec.root, str(error))
+        report.add(MISSING_SPLIT, spec.root, str(error))
         return report
     report.num_pairs = len(pairs)
     seen_paths = {}
     seen_digests = {}
-    bar = None
-    if progress:
-        from tqdm import tqdm
-
-        bar = tqdm(total=len(pairs), desc=f"verify {spec.name}/{split}", unit="pair", leave=False)
-    try:
+    with progress_bar(len(pairs), f"verify {spec.name}/{split}", "pair", enabled=progress) as bar:
         with contextlib.closing(ordered_map(lambda pair: _check_pair(spec, *pair), pairs, workers)) as results:
             _collect(report, pairs, results, bar, seen_paths, seen_digests)
-    finally:
-        if bar is not None:
-            bar.close()
     if report.num_pairs and not report.labelled_pixels:
         unread = len(seen_paths) - report.masks_read
         why = (
@@ -284,7 +294,7 @@ def verify_dataset(spec, split, progress=False, workers=None):
             f"({spec.ignore_index} or a void value)" + (f"; {unread} more could not be read" if unread else "")
         )
         report.add(
-            "split: no labelled pixel", spec.root,
+            NO_LABELLED_PIXEL, spec.root,
             f"{spec.root}: the {spec.name} split '{split}' has no labelled pixel: {why}; "
             "nothing can be learned or scored from it",
         )
@@ -294,14 +304,13 @@ def verify_dataset(spec, split, progress=False, workers=None):
 def _collect(report, pairs, results, bar, seen_paths, seen_digests):
     """Adds each pair's findings to the report, in pair order."""
     for (image_path, mask_path), result in zip(pairs, results):
-        if bar is not None:
-            bar.update(1)
+        bar.update(1)
         if image_path in seen_paths:
             report.add("duplicate pair", image_path, f"{image_path}: listed twice in the split")
             continue
         seen_paths[image_path] = mask_path
-        for kind, path, message in result.problems:
-            report.add(kind, path, message)
+        for problem in result.problems:
+            report.add(problem.kind, problem.path, problem.message)
         report.warnings.extend(result.warnings)
         report.labelled_pixels += result.labelled_pixels
         report.masks_read += result.mask_read

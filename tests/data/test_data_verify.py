@@ -6,7 +6,7 @@ import numpy as np
 
 from data_helpers import make_camvid, make_folder, random_image, write_png
 from kseg.data import get_dataset_spec
-from kseg.data.verify import verify_dataset
+from kseg.data.verify import NO_LABELLED_PIXEL, Problem, verify_dataset
 
 
 def _camvid(tmp_path, count=10):
@@ -45,7 +45,7 @@ def test_every_bad_input_kind_is_listed(tmp_path):
 
     report = verify_dataset(spec, "train", progress=True)
     assert not report.ok and report.num_pairs == 10
-    messages = {path: message for path, message in report.problems}
+    messages = {problem.path: problem.message for problem in report.problems}
     assert "not a readable image" in messages[img0] or "truncated" in messages[img0]
     assert "16-bit" in messages[img1]
     assert "RGBA" in messages[img2]
@@ -62,6 +62,20 @@ def test_every_bad_input_kind_is_listed(tmp_path):
                  "mask: unexpected values", "mask: colour mask", "duplicate image", "mask: missing"):
         assert kind in summary, kind
     assert len(report.problems) == 9  # one per bad file
+    kinds = {problem.path: problem.kind for problem in report.problems}
+    assert kinds[img0] == "image: unreadable" and kinds[mask9] == "mask: missing"
+    assert kinds[img2] == "image: RGBA" and kinds[mask6] == "mask: colour mask"
+    assert all(isinstance(problem, Problem) and str(problem) == problem.message
+               for problem in report.problems)
+
+
+def test_no_labelled_pixel_is_a_kind_of_its_own(tmp_path):
+    spec = _camvid(tmp_path, count=2)
+    for _, mask in spec.pairs("train"):
+        write_png(mask, np.full((24, 32), 255, np.uint8))
+    report = verify_dataset(spec, "train")
+    assert [problem.kind for problem in report.problems] == [NO_LABELLED_PIXEL]
+    assert "no labelled pixel" in str(report.problems[0])
 
 
 def test_empty_split_and_missing_root(tmp_path):
@@ -70,7 +84,7 @@ def test_empty_split_and_missing_root(tmp_path):
     os.makedirs(tmp_path / "data" / "masks" / "val")
     spec = get_dataset_spec("folder", data_dir=str(tmp_path / "data"))
     report = verify_dataset(spec, "val")
-    assert not report.ok and "no image/mask pairs" in report.problems[0][1]
+    assert not report.ok and "no image/mask pairs" in report.problems[0].message
     missing = get_dataset_spec("camvid", data_dir=str(tmp_path / "nowhere"))
     report = verify_dataset(missing, "train")
-    assert not report.ok and "root not found" in report.problems[0][1]
+    assert not report.ok and "root not found" in report.problems[0].message

@@ -401,7 +401,7 @@ def test_folder_verify_counts_a_jpeg_mask_under_png_name(tmp_path):
     _write(os.path.join(root, "images", "bad.png"), _png(_rgb(5)))
     bad = _write(os.path.join(root, "masks", "bad.png"), _jpeg(_index(5)))
     report = verify_dataset(get_dataset_spec("folder", data_dir=root), "train")
-    assert report.kinds["mask: lossy format"] == 1 and report.problems[0][0] == bad
+    assert report.kinds["mask: lossy format"] == 1 and report.problems[0].path == bad
 
 
 # -- EXIF orientation ------------------------------------------------------------------
@@ -447,7 +447,8 @@ def test_verify_reports_a_mask_that_fits_the_stored_pixels_of_a_rotated_image(tm
     _write(os.path.join(root, "masks", "turned.png"), _png(_index(5)))  # stored size 32x24
     report = verify_dataset(get_dataset_spec("folder", data_dir=root), "train")
     assert report.kinds == {"image: EXIF orientation": 1}, report.summary()
-    (path, message), = report.problems
+    (problem,) = report.problems
+    path, message = problem.path, problem.message
     assert path == image and "EXIF orientation 6" in message and "every verb" in message
     assert "rotate the mask" in message and "strip the orientation tag" in message
     # The mask drawn on the turned image (24x32 -> 32x24) is fine.
