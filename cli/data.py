@@ -2,7 +2,7 @@
 
 import click
 
-from kseg.cli.params import Number
+from kseg.cli.params import Number, Size
 from kseg.data.registry import DATASET_NAMES as DATASETS  # no TensorFlow import
 
 MAX_SCENES = 1_000_000  # per split (kseg.data.synthetic.MAX_SCENES)
@@ -150,24 +150,13 @@ def stats(name, data_dir, splits, classes_file, json_path, no_progress):
         )
 
 
-def _parse_size(ctx, param, value):
-    shown = repr(value[:40]) if len(value) <= 40 else repr(value[:35]) + "..."
-    parts = [part.strip() for part in value.lower().split("x")]
-    if len(parts) != 2 or not all(part.isascii() and part.isdigit() and len(part) <= 6 for part in parts):
-        raise click.BadParameter(f"expected HEIGHTxWIDTH such as 96x128. Received: {shown}")
-    height, width = (int(part) for part in parts)
-    if not (MIN_SIDE <= height <= MAX_SIDE and MIN_SIDE <= width <= MAX_SIDE):
-        raise click.BadParameter(f"each side must be {MIN_SIDE} to {MAX_SIDE} pixels. Received: {shown}")
-    return height, width
-
-
 @data.command()
 @click.argument("out", type=click.Path(file_okay=False))
 @click.option("--num-train", default=300, show_default=True, type=Number(1, MAX_SCENES, integer=True),
               help=f"Number of training scenes (1 to {MAX_SCENES:,}).")
 @click.option("--num-val", default=60, show_default=True, type=Number(1, MAX_SCENES, integer=True),
               help=f"Number of validation scenes (1 to {MAX_SCENES:,}).")
-@click.option("--size", default="96x128", show_default=True, callback=_parse_size,
+@click.option("--size", default="96x128", show_default=True, type=Size(MIN_SIDE, MAX_SIDE),
               help=f"Scene size as HEIGHTxWIDTH in pixels (each side {MIN_SIDE} to {MAX_SIDE}).")
 @click.option("--seed", default=0, show_default=True, type=Number(0, MAX_SEED, integer=True),
               help="Random seed (0 or more); the same seed gives the same dataset.")
@@ -180,13 +169,11 @@ def synth(out, num_train, num_val, size, seed, force):
     take colours from one shared range, so the class is told by shape, not colour. Read
     it back with `--data synthetic --data-dir OUT` (or `--data folder`).
     """
-
-    from tqdm import tqdm
-
     from kseg.data.synthetic import check_replaceable, write_synthetic_dataset
+    from kseg.progress import progress
 
     check_replaceable(out, force)  # before the progress bar: a refusal is one line
-    with tqdm(total=num_train + num_val, desc="synth", unit="scene", leave=False) as bar:
+    with progress(num_train + num_val, "synth", "scene") as bar:
         write_synthetic_dataset(out, num_train=num_train, num_val=num_val, size=size, seed=seed,
                                 progress=bar.update, replace=force)
     click.echo(f"wrote {num_train} train + {num_val} val scenes of {size[0]}x{size[1]} to {out}")

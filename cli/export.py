@@ -2,8 +2,7 @@
 
 import click
 
-from kseg.cli.params import Number
-from kseg.cli.predict import size_option
+from kseg.cli.params import Number, Size
 
 
 @click.command()
@@ -27,7 +26,7 @@ from kseg.cli.predict import size_option
               help="Dataset root for --calibration-data DATASET.")
 @click.option("--calibration-images", default=100, show_default=True,
               type=Number(1, 100000, integer=True), help="Most calibration images used.")
-@click.option("--input-size", default=None, metavar="HxW", callback=size_option("--input-size"),
+@click.option("--input-size", default=None, type=Size(square=True),
               help="Fix the input shape (mobile runtimes); default: any size.")
 @click.option("--check", is_flag=True,
               help="Reload the export and compare it with the Keras model; a failed check "
@@ -76,7 +75,6 @@ def export(model_path, export_format, out, force, quantize, calibration_data, da
             "--quantize int8 needs --calibration-data: a folder of representative images "
             "or a dataset name"
         )
-    size = input_size
     path, run_dir = resolve_model_path(model_path)
     out = out or default_output_path(path, run_dir, export_format, quantize)
     check_destination(out, export_format, path, run_dir, [calibration_data, data_dir, check_images],
@@ -100,5 +98,5 @@ def export(model_path, export_format, out, force, quantize, calibration_data, da
             if problem:
                 raise KsegError(f"{problem}; nothing was written")
 
-    export_model(model, out, export_format, quantize, size, calibration, verify=verify)
+    export_model(model, out, export_format, quantize, input_size, calibration, verify=verify)
     click.echo(f"wrote {export_format}{'' if quantize == 'none' else ' ' + quantize}: {out}")

@@ -1,4 +1,4 @@
-"""Option types shared by the verbs: numbers that must be finite and in range.
+"""Option types shared by the verbs: numbers that must be finite and in range, sizes.
 
 Click's `float` accepts "inf" and "nan", and its `FloatRange` lets NaN through (every
 comparison with NaN is false). `Number` refuses both and checks the range while the
@@ -8,7 +8,7 @@ options are parsed, before any file is read or any model is built.
 import click
 
 from kseg.errors import KsegError
-from kseg.validation import check_number, describe_range
+from kseg.validation import check_number, describe_range, parse_size
 
 
 class Number(click.ParamType):
@@ -36,3 +36,28 @@ class Number(click.ParamType):
 
     def __repr__(self):
         return f"Number{describe_range(**self.bounds)}"
+
+
+class Size(click.ParamType):
+    """A size "HxW" in pixels (`kseg.validation.parse_size`), checked at parse time.
+
+    Args:
+        low, high: int. The smallest and largest side accepted.
+        square: bool. Accept one number for a square.
+    """
+
+    name = "size"
+
+    def __init__(self, low=1, high=32768, square=False):
+        self.low, self.high, self.square = low, high, square
+
+    def get_metavar(self, param, ctx=None):
+        return "HxW"
+
+    def convert(self, value, param, ctx):
+        if isinstance(value, tuple):
+            return value
+        try:
+            return parse_size(value, "value", self.low, self.high, self.square)
+        except KsegError as error:
+            self.fail(str(error).split(": ", 1)[1], param, ctx)

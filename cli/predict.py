@@ -9,11 +9,9 @@ For each image it writes into --out (names keep an input folder's subfolders):
     <stem>_overlay.png  those colours blended over the image
 """
 
-import sys
-
 import click
 
-from kseg.cli.params import Number
+from kseg.cli.params import Number, Size
 
 OUTPUTS = ("labels", "color", "overlay", "cityscapes-ids")
 
@@ -36,24 +34,6 @@ def parse_formats(text):
     return formats
 
 
-def size_option(option):
-    """A Click callback parsing HxW with `kseg.predict.parse_size`: a bad size is a usage
-    error (exit 2) before anything is read."""
-
-    def callback(ctx, param, value):
-        from kseg.errors import KsegError
-        from kseg.predict import parse_size
-
-        if value is None:
-            return None
-        try:
-            return parse_size(value, option)
-        except KsegError as error:
-            raise click.BadParameter(str(error)) from None
-
-    return callback
-
-
 def _tta_callback(ctx, param, value):
     from kseg.errors import KsegError
     from kseg.predict import parse_tta
@@ -74,7 +54,7 @@ def _tta_callback(ctx, param, value):
 @click.option("--format", "formats", default="labels,color,overlay", show_default=True,
               help="Comma-separated outputs: labels, color, overlay, cityscapes-ids "
                    "(label maps in Cityscapes label ids, for the official evaluation script).")
-@click.option("--tile", default=None, metavar="HxW", callback=size_option("--tile"),
+@click.option("--tile", default=None, type=Size(square=True),
               help="Sliding-window inference with tiles of this size (bounded memory).")
 @click.option("--overlap", default=64, show_default=True,
               type=Number(0, integer=True),
@@ -105,22 +85,15 @@ def predict(inputs, model_path, out_dir, formats, tile, overlap, blend, tta, alp
     Outputs never replace an input or a file kseg did not write (listed in
     --out/.kseg-predictions.json).
     """
-    from tqdm import tqdm
-
-    from kseg.errors import DiskFullError, KsegError
-    from kseg.models.inference import cpu_has_bf16, inference_model
-    from kseg.predict import NonFiniteLogitsError, collect_images, plan_outputs, write_outputs
-    from kseg.models.saving import load_segmentation_model, nonfinite_logits_message
-    from kseg.runs import read_classes, resolve_model_path
-    from kseg.visualize import palette_from_classes
+    from kseg.errors import KsegError
+    from kseg.predict import PredictCounts, collect_images, load_predictor, plan_outputs, predict_files
+    from kseg.runs import resolve_model_path
 
     formats = parse_formats(formats)
-    tile_size = tile
-    if tile_size:
+    if tile:
         from kseg.predict import validate_tiling
 
-        validate_tiling(tile_size, overlap, blend)
-    augmentation = tta
+        validate_tiling(tile, overlap, blend)
     items, problems = collect_images(inputs)
     if not items and len(problems) == 1:
         raise KsegError(problems[0])  # one input, one line
@@ -135,53 +108,17 @@ def predict(inputs, model_path, out_dir, formats, tile, overlap, blend, tta, alp
     path, run_dir = resolve_model_path(model_path)
     if model_path is None:
         click.echo(f"using the latest run: {run_dir} ({path})", err=True)
-    if precision == "bf16" and cpu_has_bf16() is False:
-        click.echo("warning: this CPU has no bfloat16 instructions (avx512_bf16, amx_bf16); "
-                   "--precision bf16 will be slower than fp32 here", err=True)
-    loaded, num_classes = load_segmentation_model(path, unsafe=unsafe)
-    if num_classes > 256:
-        raise KsegError(f"{path}: predicts {num_classes} classes; label maps hold at most 256")
-    classes = read_classes(run_dir, num_classes, path)
-    if "cityscapes-ids" in formats and num_classes != 19:
-        raise KsegError(
-            f"--format cityscapes-ids needs a Cityscapes model with 19 classes; {path} "
-            f"predicts {num_classes}"
-        )
-    if "cityscapes-ids" in formats and len(formats) > 1:
-        click.echo(
-            "warning: the Cityscapes evaluation script expects one PNG per image in its "
-            "results folder; write cityscapes-ids to a folder of its own", err=True,
-        )
-    palette = palette_from_classes(classes, num_classes)
-    model = inference_model(loaded, precision)
-    del loaded
-
-    failed, written = len(problems), 0
-    plan.start()
-    progress = tqdm(plan.outputs, desc="predict", unit="image", disable=len(items) < 2,
-                    file=sys.stderr)
+    model, num_classes, palette, warnings = load_predictor(path, run_dir, formats, precision, unsafe)
+    for warning in warnings:
+        click.echo(f"warning: {warning}", err=True)
+    counts = PredictCounts(failed=len(problems))
+    done = f"wrote predictions of {{}} image(s) to {out_dir}"
     try:
-        for image_path, paths in progress:
-            try:
-                write_outputs(model, image_path, paths, num_classes, palette, tile_size, overlap,
-                              blend, augmentation, alpha)
-                written += 1
-            except (DiskFullError, KeyboardInterrupt):
-                raise  # the next image would fail the same way
-            except NonFiniteLogitsError:
-                raise KsegError(nonfinite_logits_message(path, image_path)) from None
-            except KsegError as error:
-                failed += 1
-                tqdm.write(f"error: {error}", file=sys.stderr)
-            except Exception as error:  # one odd file must not stop the others
-                failed += 1
-                tqdm.write(f"error: {image_path}: {type(error).__name__}: {error}", file=sys.stderr)
+        predict_files(model, plan, num_classes, palette, tile, overlap, blend, tta, alpha,
+                      model_path=path, counts=counts)
     except KsegError:
-        progress.close()
-        plan.finish()
-        click.echo(f"wrote predictions of {written} image(s) to {out_dir}", err=True)
+        click.echo(done.format(counts.written), err=True)
         raise
-    plan.finish()
-    click.echo(f"wrote predictions of {written} image(s) to {out_dir}", err=True)
-    if failed:
-        raise KsegError(f"{failed} input(s) failed (see the messages above)")
+    click.echo(done.format(counts.written), err=True)
+    if counts.failed:
+        raise KsegError(f"{counts.failed} input(s) failed (see the messages above)")

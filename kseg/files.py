@@ -179,6 +179,12 @@ def brief(value, limit=BRIEF_LIMIT):
     return text if len(text) <= limit else text[: limit - 5] + " ...>"
 
 
+def unexpected_error_message(path, error):
+    """One line for an exception no reader turned into a `KsegError` (a bug or an odd
+    file), for reports that must go on past it (`kseg data verify`, `stats`)."""
+    return f"{path}: cannot be read ({type(error).__name__}: {brief(str(error), 120)})"
+
+
 # -- YAML -----------------------------------------------------------------------------
 
 

@@ -72,19 +72,29 @@ class ImageError(KsegError):
     """
 
 
-def list_image_files(folder):
-    """Returns the image files (by extension) in `folder` and its subfolders, sorted.
+def list_image_files(folder, recursive=True):
+    """Returns the image files (by extension) in `folder` (and its subfolders), sorted.
 
     Hidden files are left out: among them the temporary files of an interrupted write.
-    Entries that are not regular files (a FIFO or socket named like an image) are listed
-    too: reading them is refused with a message naming them, so they are reported, not
-    silently dropped, and never waited on.
+    Entries that are not regular files (a FIFO or socket named like an image, and without
+    `recursive` a folder named like one) are listed too: reading them is refused with a
+    message naming them, so they are reported, not silently dropped, and never waited on.
+
+    Args:
+        folder: str. Where to look.
+        recursive: bool. Also list the subfolders (predict, export calibration); dataset
+            adapters list one folder of a split only.
     """
+    if not recursive:
+        return sorted(os.path.join(folder, name) for name in os.listdir(folder) if _is_image_name(name))
     found = []
     for root, _, names in os.walk(folder):
-        found += [os.path.join(root, name) for name in names
-                  if name.lower().endswith(IMAGE_EXTENSIONS) and not name.startswith(".")]
+        found += [os.path.join(root, name) for name in names if _is_image_name(name)]
     return sorted(found)
+
+
+def _is_image_name(name):
+    return name.lower().endswith(IMAGE_EXTENSIONS) and not name.startswith(".")
 
 
 # -- headers ---------------------------------------------------------------------------

@@ -1,7 +1,35 @@
 """The label vocabulary every part of kseg shares.
 
 A mask or label map holds train ids: 0 .. num_classes - 1 for classes and IGNORE_INDEX
-for pixels that count in no class (void, borders, unlabelled).
+for pixels that count in no class (void, borders, unlabelled). `default_palette` gives
+the colours of classes that have none of their own (datasets, predictions, reports).
 """
 
 IGNORE_INDEX = 255
+
+
+def default_palette(num_classes):
+    """Returns distinct, deterministic colours for classes without given colours.
+
+    The bits of each class index are spread over the high bits of R, G and B, so nearby
+    indices get clearly different colours (index 0 is black).
+
+    Args:
+        num_classes: int. How many colours to make.
+
+    Returns:
+        tuple. One (r, g, b) tuple of ints per class.
+    """
+    colours = []
+    for index in range(num_classes):
+        red = green = blue = 0
+        value = index
+        for shift in range(7, -1, -1):
+            red |= (value & 1) << shift
+            green |= ((value >> 1) & 1) << shift
+            blue |= ((value >> 2) & 1) << shift
+            value >>= 3
+            if not value:
+                break
+        colours.append((red, green, blue))
+    return tuple(colours)

@@ -29,14 +29,12 @@ import cv2
 import numpy as np
 
 from kseg.errors import KsegError
-from kseg.files import brief
 from kseg.images import IMAGE_EXTENSIONS, list_image_files
 from kseg.validation import check_number
 
 BLENDS = ("center", "mean")
 MAX_TTA_SCALE = 8.0  # an image scaled by more holds 64x the pixels
 MAX_TTA_SCALES = 16
-MAX_SIDE = 32768  # pixels a side of a tile or a fixed export input
 
 
 class NonFiniteLogitsError(KsegError):
@@ -108,28 +106,6 @@ def parse_tta(values):
                     "scales=0.75,1,1.25 or none"
                 )
     return TTA(flip=flip, scales=scales)
-
-
-def parse_size(text, option="--tile", largest=MAX_SIDE):
-    """Parses "HxW" (or a single number for a square) into (height, width).
-
-    Each side must be a whole number from 1 to `largest` pixels; "inf", "nan", "0x5" and
-    "99999999x2" are refused naming the option.
-    """
-    parts = str(text).strip().lower().replace("*", "x").split("x")
-    try:
-        size = tuple(int(part) for part in parts)
-    except ValueError:
-        size = ()
-    if len(size) == 1:
-        size = size * 2
-    if len(size) != 2 or min(size) < 1:
-        raise KsegError(f"{option} {brief(str(text))}: expected HEIGHTxWIDTH in pixels, e.g. 512x1024")
-    if max(size) > largest:
-        raise KsegError(
-            f"{option} {brief(str(text))}: at most {largest} pixels a side are accepted"
-        )
-    return size
 
 
 def run_model(model, batch):
@@ -314,22 +290,6 @@ def check_finite_logits(logits):
     if not np.isfinite(logits).all():
         raise NonFiniteLogitsError("the model's logits hold NaN or inf")
     return logits
-
-
-def cityscapes_label_ids(train_ids):
-    """Maps Cityscapes train ids (0..18) to label ids (7 road, ..., 33 bicycle).
-
-    Label-id PNGs are what the official `evalPixelLevelSemanticLabeling` script reads.
-    """
-    from kseg.data.cityscapes import train_id_to_label_id_table
-
-    train_ids = np.asarray(train_ids)
-    if train_ids.size and int(train_ids.max()) >= 19:
-        raise KsegError(
-            f"--format cityscapes-ids needs a Cityscapes model (19 train ids); found class "
-            f"{int(train_ids.max())}"
-        )
-    return train_id_to_label_id_table()[train_ids]
 
 
 def collect_images(inputs):
@@ -662,7 +622,9 @@ def write_outputs(model, image_path, paths, num_classes, palette, tile=None, ove
     if "labels" in paths:
         files.append((paths["labels"], labels))
     if "cityscapes-ids" in paths:
-        files.append((paths["cityscapes-ids"], cityscapes_label_ids(labels)))
+        from kseg.data.cityscapes import train_ids_to_label_ids
+
+        files.append((paths["cityscapes-ids"], train_ids_to_label_ids(labels, strict=True)))
     colors = None
     if "color" in paths or "overlay" in paths:
         colors = colorize(labels, palette)
@@ -675,3 +637,106 @@ def write_outputs(model, image_path, paths, num_classes, palette, tile=None, ove
         write_bytes_atomic(path, encode_png(array))
         written.append(path)
     return written
+
+
+@dataclasses.dataclass
+class PredictCounts:
+    """How a `predict_files` run went: images written, inputs that failed."""
+
+    written: int = 0
+    failed: int = 0
+
+
+def load_predictor(path, run_dir, formats, precision="fp32", unsafe=False):
+    """Loads a model for `predict_files` and checks it fits the outputs asked for.
+
+    Args:
+        path: str. The .keras file (`kseg.runs.resolve_model_path`).
+        run_dir: str or None. Its run folder (for classes.json and its palette).
+        formats: tuple of str. Output kinds (keys of SUFFIXES).
+        precision: str. "fp32" or "bf16" (`kseg.models.inference.inference_model`).
+        unsafe: bool. Allow models containing code.
+
+    Returns:
+        tuple. (model, num_classes, palette, warnings: list of str for the user).
+    """
+    from kseg.models.inference import cpu_has_bf16, inference_model
+    from kseg.models.saving import load_segmentation_model
+    from kseg.runs import read_classes
+    from kseg.visualize import palette_from_classes
+
+    warnings = []
+    if precision == "bf16" and cpu_has_bf16() is False:
+        warnings.append("this CPU has no bfloat16 instructions (avx512_bf16, amx_bf16); "
+                        "--precision bf16 will be slower than fp32 here")
+    loaded, num_classes = load_segmentation_model(path, unsafe=unsafe)
+    if num_classes > 256:
+        raise KsegError(f"{path}: predicts {num_classes} classes; label maps hold at most 256")
+    classes = read_classes(run_dir, num_classes, path)
+    if "cityscapes-ids" in formats and num_classes != 19:
+        raise KsegError(
+            f"--format cityscapes-ids needs a Cityscapes model with 19 classes; {path} "
+            f"predicts {num_classes}"
+        )
+    if "cityscapes-ids" in formats and len(formats) > 1:
+        warnings.append("the Cityscapes evaluation script expects one PNG per image in its "
+                        "results folder; write cityscapes-ids to a folder of its own")
+    palette = palette_from_classes(classes, num_classes)
+    return inference_model(loaded, precision), num_classes, palette, warnings
+
+
+def predict_files(model, plan, num_classes, palette, tile=None, overlap=64, blend="center",
+                  tta=TTA(), alpha=0.5, model_path="the model", counts=None):
+    """Predicts every image of an `OutputPlan` and writes its outputs (`write_outputs`).
+
+    An image that cannot be read or predicted is reported on stderr and counted as
+    failed; the others go on. A full disk and NaN/inf logits end the run (the next image
+    would fail the same way); the manifest of what was written is kept up to date.
+
+    Args:
+        model: the inference model (`load_predictor`).
+        plan: OutputPlan. From `plan_outputs`.
+        num_classes, palette: from `load_predictor`.
+        tile, overlap, blend, tta, alpha: as for `write_outputs`.
+        model_path: str. Named when the model returns NaN or inf.
+        counts: PredictCounts or None. Filled as the run goes (so a caller knows how many
+            images were written when an error ends it).
+
+    Returns:
+        PredictCounts.
+
+    Raises:
+        DiskFullError, KsegError: the run cannot go on.
+    """
+    from kseg.errors import DiskFullError
+    from kseg.progress import progress, write
+
+    counts = PredictCounts() if counts is None else counts
+    plan.start()
+    bar = progress(len(plan.outputs), "predict", "image", enabled=len(plan.outputs) >= 2)
+    try:
+        for image_path, paths in plan.outputs:
+            try:
+                write_outputs(model, image_path, paths, num_classes, palette, tile, overlap,
+                              blend, tta, alpha)
+                counts.written += 1
+            except (DiskFullError, KeyboardInterrupt):
+                raise
+            except NonFiniteLogitsError:
+                from kseg.models.saving import nonfinite_logits_message
+
+                raise KsegError(nonfinite_logits_message(model_path, image_path)) from None
+            except KsegError as error:
+                counts.failed += 1
+                write(f"error: {error}")
+            except Exception as error:  # noqa: BLE001 - one odd file must not stop the others
+                counts.failed += 1
+                write(f"error: {image_path}: {type(error).__name__}: {error}")
+            bar.update(1)
+    except KsegError:
+        bar.close()
+        plan.finish()
+        raise
+    bar.close()
+    plan.finish()
+    return counts

@@ -22,6 +22,7 @@ import os
 from kseg.atomic import write_bytes_atomic
 from kseg.errors import KsegError
 from kseg.files import brief, load_json
+from kseg.labels import IGNORE_INDEX
 
 DEFAULT_RUNS_ROOT = "runs"
 CLASSES_FILE = "classes.json"
@@ -147,7 +148,7 @@ def resolve_model_path(path=None, runs_root=DEFAULT_RUNS_ROOT):
     return path, (run_dir if os.path.isfile(os.path.join(run_dir, CLASSES_FILE)) else None)
 
 
-def write_classes(run_dir, dataset, class_names, palette, ignore_index=255):
+def write_classes(run_dir, dataset, class_names, palette, ignore_index=IGNORE_INDEX):
     """Writes classes.json, which predict/evaluate/export use to name and colour classes."""
     payload = {
         "dataset": dataset,

@@ -10,13 +10,13 @@ import cv2
 import numpy as np
 
 from kseg.errors import KsegError
-
-IGNORE_INDEX = 255
+from kseg.labels import IGNORE_INDEX
+from kseg.labels import default_palette as class_colours
 IGNORE_COLOR = (0, 0, 0)
 
 
 def default_palette(num_colors=256):
-    """Returns the Pascal VOC palette: colour i spreads the bits of i over R, G and B.
+    """Returns the Pascal VOC palette (`kseg.labels.default_palette`) as an array.
 
     Args:
         num_colors: int. How many colours (at most 256).
@@ -26,8 +26,6 @@ def default_palette(num_colors=256):
     """
     if not 1 <= num_colors <= 256:
         raise ValueError(f"`num_colors` must be in [1, 256]. Received: num_colors={num_colors}")
-    from kseg.data.spec import default_palette as class_colours
-
     return np.asarray(class_colours(num_colors), dtype=np.uint8)
 
 

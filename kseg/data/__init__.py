@@ -9,7 +9,8 @@ train ids 0..num_classes-1 and 255 for "ignore", in every dataset.
 
 from kseg.data.pipeline import data_errors, make_dataset
 from kseg.data.registry import DATASET_NAMES, get_dataset_spec
-from kseg.data.spec import IGNORE_INDEX, DatasetSpec
+from kseg.data.spec import DatasetSpec
+from kseg.labels import IGNORE_INDEX
 
 __all__ = [
     "DATASET_NAMES", "IGNORE_INDEX", "DatasetSpec", "data_errors", "get_dataset_spec", "make_dataset",

@@ -15,7 +15,7 @@ import threading
 import cv2
 import numpy as np
 
-from kseg.data.spec import IGNORE_INDEX
+from kseg.labels import IGNORE_INDEX
 from kseg.errors import KsegError
 
 DEFAULT_SCALE_RANGE = (0.5, 2.0)

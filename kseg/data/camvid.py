@@ -12,7 +12,8 @@ images of {split}/ are matched to {split}annot/ by file name.
 
 import os
 
-from kseg.data.spec import DatasetSpec, check_listed_path, identity_tables, list_images
+from kseg.data.spec import DatasetSpec, check_listed_path, identity_tables
+from kseg.images import list_image_files
 from kseg.errors import KsegError
 from kseg.files import brief, read_text
 
@@ -70,7 +71,7 @@ class CamVidSpec(DatasetSpec):
         if os.path.lexists(list_file):  # a FIFO or folder in its place is reported, not skipped
             return self._pairs_from_list(list_file)
         pairs = []
-        for image_path in list_images(images_dir):
+        for image_path in list_image_files(images_dir, recursive=False):
             # A missing mask is reported when read, so verify can list every one.
             pairs.append((image_path, os.path.join(masks_dir, os.path.basename(image_path))))
         return pairs

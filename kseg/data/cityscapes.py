@@ -8,17 +8,20 @@ every other id becomes 255. The table comes from `cityscapesscripts.helpers.labe
 dataset authors' own package, so it cannot drift from the benchmark's definition.
 """
 
+import functools
 import glob
 import os
 
 import numpy as np
 
-from kseg.data.spec import IGNORE_INDEX, DatasetSpec
+from kseg.data.spec import DatasetSpec
+from kseg.labels import IGNORE_INDEX
 from kseg.errors import KsegError
 
 IMAGE_SUFFIX = "_leftImg8bit.png"
 MASK_SUFFIX = "_gtFine_labelIds.png"
 ENV_VARIABLE = "CITYSCAPES_DATASET"
+NUM_TRAIN_IDS = 19
 
 
 def _labels():
@@ -43,6 +46,41 @@ def train_id_to_label_id_table():
         if 0 <= label.trainId < IGNORE_INDEX and label.id >= 0:
             table[label.trainId] = label.id
     return table
+
+
+@functools.lru_cache(maxsize=1)
+def _label_id_of_train_id():
+    table = train_id_to_label_id_table()
+    table.setflags(write=False)
+    return table
+
+
+def train_ids_to_label_ids(train_ids, strict=False):
+    """Maps train ids to official label ids (7 road, ..., 33 bicycle), as the benchmark's
+    `evalPixelLevelSemanticLabeling` script and server read them.
+
+    Args:
+        train_ids: array of integers. 0..18 map to their label ids; 255 and other ids
+            to 0 ("unlabeled").
+        strict: bool. Refuse ids 19 and above (a model's predictions: one of more than
+            19 classes is not a Cityscapes model).
+
+    Returns:
+        np.ndarray. uint8 label ids, of the same shape.
+    """
+    train_ids = np.asarray(train_ids)
+    if train_ids.size:
+        low, high = int(train_ids.min()), int(train_ids.max())
+        if strict and high >= NUM_TRAIN_IDS:
+            raise KsegError(
+                f"--format cityscapes-ids needs a Cityscapes model ({NUM_TRAIN_IDS} train ids); "
+                f"found class {high}"
+            )
+        if low < 0 or high > 255:
+            raise KsegError(
+                f"encode_label_ids expects train ids in 0..255. Received: values {low}..{high}"
+            )
+    return _label_id_of_train_id()[train_ids.astype(np.uint8, copy=False)]
 
 
 def trained_classes():
@@ -75,7 +113,6 @@ class CityscapesSpec(DatasetSpec):
             if 0 <= label.id < 256:
                 self.valid_raw[label.id] = True
         self.valid_raw[IGNORE_INDEX] = True
-        self._to_label_ids = train_id_to_label_id_table()
 
     def allowed_values_text(self):
         return "label ids 0..33 (gtFine *_labelIds.png, not *_color.png or *_trainIds.png)"
@@ -112,12 +149,4 @@ class CityscapesSpec(DatasetSpec):
         Returns:
             np.ndarray. uint8 array of the same shape holding label ids.
         """
-        train_id_map = np.asarray(train_id_map)
-        if train_id_map.dtype != np.uint8:
-            if train_id_map.size and (train_id_map.min() < 0 or train_id_map.max() > 255):
-                raise KsegError(
-                    "encode_label_ids expects train ids in 0..255. "
-                    f"Received: values {train_id_map.min()}..{train_id_map.max()}"
-                )
-            train_id_map = train_id_map.astype(np.uint8)
-        return self._to_label_ids[train_id_map]
+        return train_ids_to_label_ids(train_id_map)

@@ -26,7 +26,9 @@ import os
 import numpy as np
 
 from kseg.data.readers import read_colour_or_index_mask
-from kseg.data.spec import DatasetSpec, default_palette, identity_tables, list_images
+from kseg.data.spec import DatasetSpec, identity_tables
+from kseg.images import list_image_files
+from kseg.labels import default_palette
 from kseg.errors import KsegError
 from kseg.files import brief, load_yaml
 from kseg.images import IMAGE_EXTENSIONS
@@ -207,7 +209,7 @@ class FolderSpec(DatasetSpec):
             if extension.lower() in MASK_EXTENSIONS and not name.startswith("."):
                 masks.setdefault(stem, os.path.join(masks_dir, name))
         pairs = []
-        for image_path in list_images(images_dir):
+        for image_path in list_image_files(images_dir, recursive=False):
             stem = os.path.splitext(os.path.basename(image_path))[0]
             # A missing mask is reported when read, so verify can list every one.
             pairs.append((image_path, masks.get(stem, os.path.join(masks_dir, stem + ".png"))))

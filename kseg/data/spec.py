@@ -2,7 +2,7 @@
 
 A `DatasetSpec` knows where a dataset lives, its classes and colours, how to list the
 (image, mask) pairs of a split, and how to turn a stored mask into train ids: 0 to
-num_classes - 1 for classes and 255 (`IGNORE_INDEX`) for everything to be ignored.
+num_classes - 1 for classes and 255 (`kseg.labels.IGNORE_INDEX`) for everything to be ignored.
 
 Adapters describe a mask by two 256-entry tables over its raw 8-bit values:
 `raw_to_train` (value -> train id) and `valid_raw` (whether a value may occur at all).
@@ -15,37 +15,8 @@ import numpy as np
 
 from kseg.errors import KsegError
 from kseg.files import brief
-from kseg.images import IMAGE_EXTENSIONS
+from kseg.labels import IGNORE_INDEX
 from kseg.data.readers import read_index_mask, read_rgb_image
-
-IGNORE_INDEX = 255
-
-
-def default_palette(num_classes):
-    """Returns distinct, deterministic colours for classes without given colours.
-
-    The bits of each class index are spread over the high bits of R, G and B, so nearby
-    indices get clearly different colours (index 0 is black).
-
-    Args:
-        num_classes: int. How many colours to make.
-
-    Returns:
-        tuple. One (r, g, b) tuple of ints per class.
-    """
-    colours = []
-    for index in range(num_classes):
-        red = green = blue = 0
-        value = index
-        for shift in range(7, -1, -1):
-            red |= (value & 1) << shift
-            green |= ((value >> 1) & 1) << shift
-            blue |= ((value >> 2) & 1) << shift
-            value >>= 3
-            if not value:
-                break
-        colours.append((red, green, blue))
-    return tuple(colours)
 
 
 def identity_tables(num_classes, void_values=()):
@@ -75,19 +46,6 @@ def describe_values(values, limit=8):
     if len(values) > limit:
         text += f" (+{len(values) - limit} more)"
     return text
-
-
-def list_images(folder):
-    """Returns the image files directly inside `folder`, sorted by name.
-
-    Entries named like images that are not regular files (a folder "x.png", a FIFO) are
-    listed too, so reading them reports them by name (they are never read or waited on).
-    """
-    return sorted(
-        os.path.join(folder, name)
-        for name in os.listdir(folder)
-        if name.lower().endswith(IMAGE_EXTENSIONS) and not name.startswith(".")
-    )
 
 
 MAX_LISTED_PATH = 4096  # characters: PATH_MAX on Linux

@@ -14,8 +14,9 @@ import contextlib
 import numpy as np
 
 from kseg.errors import KsegError
-from kseg.files import brief
+from kseg.files import unexpected_error_message
 from kseg.parallel import ordered_map
+from kseg.progress import progress as progress_bar
 
 
 class DatasetStats:
@@ -125,7 +126,7 @@ def compute_stats(spec, split, progress=False, workers=None):
     Args:
         spec: DatasetSpec. The dataset.
         split: str. The split.
-        progress: bool. Show a tqdm progress bar on stderr.
+        progress: bool. Show a progress bar on stderr (`kseg.progress`).
         workers: int or None. Reader threads; default: the number of CPU cores.
 
     Returns:
@@ -140,23 +141,14 @@ def compute_stats(spec, split, progress=False, workers=None):
         except KsegError as error:
             return None, (pair[1], str(error))
         except Exception as error:  # noqa: BLE001 - one bad file never ends the statistics
-            return None, (pair[1], f"{pair[1]}: cannot be read ({type(error).__name__}: {brief(str(error), 120)})")
+            return None, (pair[1], unexpected_error_message(pair[1], error))
 
-    bar = None
-    if progress:
-        from tqdm import tqdm
-
-        bar = tqdm(total=len(pairs), desc=f"stats {spec.name}/{split}", unit="mask", leave=False)
-    try:
+    with progress_bar(len(pairs), f"stats {spec.name}/{split}", "mask", enabled=progress) as bar:
         with contextlib.closing(ordered_map(load, pairs, workers)) as results:
             for mask, problem in results:
-                if bar is not None:
-                    bar.update(1)
+                bar.update(1)
                 if problem is not None:
                     stats.skipped.append(problem)
                 else:
                     stats.add(mask)
-    finally:
-        if bar is not None:
-            bar.close()
     return stats

@@ -25,7 +25,7 @@ import hashlib
 import numpy as np
 
 from kseg.errors import KsegError
-from kseg.files import brief
+from kseg.files import unexpected_error_message
 from kseg.parallel import ordered_map
 from kseg.images import ORIENTATIONS, probe, read_file
 from kseg.progress import progress as progress_bar
@@ -173,13 +173,8 @@ def _decode(path, what, result, data, reader):
     except KsegError as error:
         result.add_error(what, path, error)
     except Exception as error:  # noqa: BLE001 - one bad file never ends the report
-        result.problems.append(Problem(f"{what}: unusable", path, _unexpected_error(path, error)))
+        result.problems.append(Problem(f"{what}: unusable", path, unexpected_error_message(path, error)))
     return None, None
-
-
-def _unexpected_error(path, error):
-    """A message for an exception no reader turned into a KsegError (it must not stop the report)."""
-    return f"{path}: cannot be read ({type(error).__name__}: {brief(str(error), 120)})"
 
 
 def _orientation_problem(result, image_path, mask_path, image, raw_mask, image_header, mask_header):

@@ -84,7 +84,7 @@ def test_cityscapes_rejects_colour_ids(tmp_path):
 # -- Pascal VOC --------------------------------------------------------------------------
 
 def _make_voc(root, rng, ids=("2007_000032", "2007_000039")):
-    from kseg.data.spec import default_palette
+    from kseg.labels import default_palette
 
     flat_palette = [value for colour in default_palette(256) for value in colour]
     for image_id in ids:
