@@ -1,7 +1,5 @@
 """`kseg evaluate`: the FCN-paper metrics of a model, or of label-map PNGs, on a split."""
 
-import os
-
 import click
 
 from kseg.cli.params import Number
@@ -45,11 +43,11 @@ def evaluate(model, predictions_dir, data, data_dir, classes_file, split, batch_
     from kseg import runs
     from kseg.data import get_dataset_spec
     from kseg.evaluation import (
-        check_output_paths,
+        check_evaluate_outputs,
+        default_output_paths,
         evaluate_model,
         evaluate_predictions,
-        plot_confusion_matrix,
-        write_metrics_json,
+        write_reports,
     )
 
     if predictions_dir and model:
@@ -58,17 +56,9 @@ def evaluate(model, predictions_dir, data, data_dir, classes_file, split, batch_
     run_dir = model_path = None
     if not predictions_dir:
         model_path, run_dir = runs.resolve_model_path(model)
-    if out is None and run_dir is not None:
-        out = os.path.join(run_dir, f"metrics-{split}.json")
-    if out and confusion_png is None:
-        confusion_png = os.path.splitext(out)[0] + "-confusion.png"
-    try:
-        split_files = [path for pair in spec.pairs(split) for path in pair]
-    except KsegError:
-        split_files = []  # reported where the split is read
-    check_output_paths(out, confusion_png,
-                       [model_path, classes_file, os.path.join(run_dir, runs.CLASSES_FILE)
-                        if run_dir else None, *split_files], searched=[predictions_dir])
+    out, confusion_png = default_output_paths(split, run_dir, out, confusion_png)
+    check_evaluate_outputs(out, confusion_png, spec, split, model_path, run_dir, classes_file,
+                           predictions_dir)
     if predictions_dir:
         result = evaluate_predictions(predictions_dir, spec, split, label_format=label_format)
     else:
@@ -78,9 +68,5 @@ def evaluate(model, predictions_dir, data, data_dir, classes_file, split, batch_
         )
     for line in result.report_lines():
         click.echo(line)
-    if out:
-        write_metrics_json(result, out)
-        click.echo(f"metrics: {out}")
-    if confusion_png:
-        plot_confusion_matrix(result, confusion_png)
-        click.echo(f"confusion matrix: {confusion_png}")
+    for what, path in write_reports(result, out, confusion_png):
+        click.echo(f"{what}: {path}")

@@ -31,9 +31,7 @@ def heatmap(image_path, class_spec, weights, class_index, out, alpha, absolute):
       kseg heatmap cat.jpg --class 281 --out cat_tabby.png
       kseg heatmap cat.jpg --class tabby --class-index imagenet_class_index.json
     """
-    import numpy as np
-
-    from kseg.heatmap import check_output, check_weights, class_scores, render_heatmap, resolve_class
+    from kseg.heatmap import check_output, check_weights, class_scores, peak, render_heatmap, resolve_class
     from kseg.images import read_image, write_png
     from kseg.models import imagenet_heatmap_model
 
@@ -53,10 +51,9 @@ def heatmap(image_path, class_spec, weights, class_index, out, alpha, absolute):
     check_weights(model, source)
     scores, grid = class_scores(model, image, index, source)
     write_png(out, render_heatmap(image, scores, alpha, absolute))
-    row, column = np.unravel_index(int(np.argmax(grid)), grid.shape)
+    probability, row, column = peak(grid, image.shape)
     label = f"{index} ({name})" if name else str(index)
     click.echo(
-        f"class {label}: highest probability {grid.max():.4f} near pixel "
-        f"({min(row * 32 + 16, image.shape[0] - 1)}, {min(column * 32 + 16, image.shape[1] - 1)}) "
+        f"class {label}: highest probability {probability:.4f} near pixel ({row}, {column}) "
         f"(row, column); wrote {out}"
     )

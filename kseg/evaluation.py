@@ -25,6 +25,7 @@ from kseg.atomic import atomic_path, write_bytes_atomic
 from kseg.errors import KsegError
 from kseg.metrics import METRIC_NAMES, confusion_matrix, segmentation_scores
 from kseg.models.saving import load_segmentation_model, nonfinite_logits_message
+from kseg.progress import progress as progress_bar
 
 logger = logging.getLogger("kseg")
 
@@ -154,7 +155,7 @@ def evaluate_model(model, spec, split="val", batch_size=1, max_images=None, prog
         dataset = dataset.take(math.ceil(max_images / batch_size))
     confusion = np.zeros((spec.num_classes, spec.num_classes + 1), np.int64)
     seen = 0
-    bar = _progress_bar(total, f"evaluating {split}", progress)
+    bar = progress_bar(total, f"evaluating {split}", "img", enabled=progress)
     try:  # the bar is cleared before an error message is printed
         with data_errors():
             for images, masks in dataset:
@@ -186,22 +187,6 @@ def check_run_classes(run_dir, spec):
         )
     if trained != list(spec.class_names):
         logger.warning("%s: class names differ from %s's; scoring by index", run_dir, spec.name)
-
-
-class _NoBar:
-    def update(self, count):
-        pass
-
-    def close(self):
-        pass
-
-
-def _progress_bar(total, description, enabled):
-    if not enabled:
-        return _NoBar()
-    from tqdm import tqdm
-
-    return tqdm(total=total, desc=description, unit="img", leave=False)
 
 
 # -- label maps already written -----------------------------------------------------------
@@ -311,9 +296,16 @@ def evaluate_predictions(folder, spec, split="val", label_format="auto", progres
             table = label_id_to_train_id_table()
             logger.info("%s: predictions hold Cityscapes label ids; mapping them to train ids", folder)
 
+    confusion = _score_predictions(matched, spec, table, split, progress)
+    return EvaluationResult(confusion, list(spec.class_names), len(matched), spec.name, split, folder)
+
+
+def _score_predictions(matched, spec, table, split, progress):
+    """The confusion matrix of (prediction PNG, ground-truth mask) pairs; `table` maps
+    stored prediction values to train ids (or None)."""
     num_classes = spec.num_classes
     confusion = np.zeros((num_classes, num_classes + 1), np.int64)
-    bar = _progress_bar(len(matched), f"scoring {split}", progress)
+    bar = progress_bar(len(matched), f"scoring {split}", "img", enabled=progress)
     try:
         for prediction_path, mask_path in matched:
             truth = spec.to_train_ids(spec.read_raw_mask(mask_path), mask_path)
@@ -329,7 +321,7 @@ def evaluate_predictions(folder, spec, split="val", label_format="auto", progres
             bar.update(1)
     finally:
         bar.close()
-    return EvaluationResult(confusion, list(spec.class_names), len(matched), spec.name, split, folder)
+    return confusion
 
 
 def _holds_label_ids(paths, num_train_ids=19):
@@ -441,3 +433,46 @@ def plot_confusion_matrix(result, path):
     figure.tight_layout()
     with atomic_path(path) as temporary:
         figure.savefig(temporary, format="png")
+
+
+def default_output_paths(split, run_dir=None, out=None, confusion_png=None):
+    """Where `kseg evaluate` writes by default: RUN_DIR/metrics-SPLIT.json for a run, and
+    the confusion matrix beside the metrics (`<out stem>-confusion.png`).
+
+    Returns:
+        tuple. (out, confusion_png), either None when nothing is to be written.
+    """
+    if out is None and run_dir is not None:
+        out = os.path.join(run_dir, f"metrics-{split}.json")
+    if out and confusion_png is None:
+        confusion_png = os.path.splitext(out)[0] + "-confusion.png"
+    return out, confusion_png
+
+
+def check_evaluate_outputs(out, confusion_png, spec, split, model_path=None, run_dir=None,
+                           classes_file=None, predictions_dir=None):
+    """`check_output_paths` for an evaluation: neither output may replace the model, its
+    classes, a class list or a file of the split, nor lie in the predictions folder."""
+    try:
+        split_files = [path for pair in spec.pairs(split) for path in pair]
+    except KsegError:
+        split_files = []  # reported where the split is read
+    classes = os.path.join(run_dir, runs.CLASSES_FILE) if run_dir else None
+    check_output_paths(out, confusion_png, [model_path, classes_file, classes, *split_files],
+                       searched=[predictions_dir])
+
+
+def write_reports(result, out=None, confusion_png=None):
+    """Writes the metrics JSON and the confusion-matrix image where asked.
+
+    Returns:
+        list of (what, path) written, e.g. [("metrics", "m.json")].
+    """
+    written = []
+    if out:
+        write_metrics_json(result, out)
+        written.append(("metrics", out))
+    if confusion_png:
+        plot_confusion_matrix(result, confusion_png)
+        written.append(("confusion matrix", confusion_png))
+    return written

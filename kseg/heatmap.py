@@ -157,3 +157,12 @@ def render_heatmap(image, scores, alpha=0.5, absolute=False):
 
     colors = score_colors(scores, 0.0, 1.0) if absolute else score_colors(scores)
     return overlay(image, colors, alpha)
+
+
+def peak(grid, image_shape, stride=32):
+    """Where the class is most probable: (probability, row, column) of the image pixel at
+    the centre of the best cell of the score `grid` (one cell per `stride` pixels),
+    clipped to the image."""
+    row, column = np.unravel_index(int(np.argmax(grid)), grid.shape)
+    return (float(grid.max()), min(row * stride + stride // 2, image_shape[0] - 1),
+            min(column * stride + stride // 2, image_shape[1] - 1))

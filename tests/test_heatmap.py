@@ -86,3 +86,13 @@ def test_heatmap_with_a_vgg16_weights_file(vgg16_weights_file, class_index_file,
     assert result.exit_code == 0, result.output
     assert "class 281 (tabby)" in result.output
     assert read_image(out).shape == (90, 131, 3)
+
+
+def test_peak_is_the_centre_of_the_best_cell_clipped_to_the_image():
+    import numpy as np
+
+    from kseg.heatmap import peak
+
+    grid = np.zeros((2, 3), np.float32)
+    grid[1, 2] = 0.75
+    assert peak(grid, (40, 90)) == (0.75, 39, 80)
