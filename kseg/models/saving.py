@@ -6,8 +6,9 @@ the stored weights over them. For an FCN on VGG16 (134M parameters, 538 MB) that
 process from 0.65 GB (TensorFlow alone) to 2.8 GB at its peak and left it at 2.0 GB: the
 random draw of fc6 alone needs three times its size, and the initial buffers outlive the
 assignment. Here the model is built with its variables left uninitialised (keras'
-StatelessScope), and each variable is created directly from the stored array when keras
-reads it: the process ends at 1.25 GB, with a peak of 1.9 GB while fc6 is read.
+StatelessScope, fenced in `kseg.models.keras_internals`), and each variable is created
+directly from the stored array when keras reads it: the process ends at 1.25 GB, with a
+peak of 1.9 GB while fc6 is read.
 """
 
 import json
@@ -19,35 +20,7 @@ import numpy as np
 
 from kseg.errors import KsegError
 from kseg.files import check_regular_file
-
-
-class _create_on_assign:
-    """Within this context, an uninitialised variable's first `assign(value)` creates it
-    from `value` instead of failing."""
-
-    def __init__(self, variables):
-        self.variables = [variable for variable in variables if variable._value is None]
-
-    def __enter__(self):
-        for variable in self.variables:
-            variable.assign = self._creator(variable)
-        return self
-
-    def __exit__(self, *exc_info):
-        for variable in self.variables:
-            del variable.assign
-
-    @staticmethod
-    def _creator(variable):
-        def assign(value):
-            if tuple(value.shape) != tuple(variable.shape):
-                raise ValueError(
-                    f"the stored value of {variable.path} has shape {tuple(value.shape)}; the "
-                    f"model expects {tuple(variable.shape)}"
-                )
-            variable._initialize(keras.ops.convert_to_tensor(value, dtype=variable.dtype))
-
-        return assign
+from kseg.models import keras_internals
 
 
 def load_keras_file(path, safe_mode=True):
@@ -56,28 +29,18 @@ def load_keras_file(path, safe_mode=True):
     with zipfile.ZipFile(path) as archive:
         config = json.loads(archive.read("config.json"))
     config["compile_config"] = None  # compile=False: no optimizer, as keras does
-    with keras.StatelessScope(initialize_variables=False):
-        model = keras.saving.deserialize_keras_object(config, safe_mode=safe_mode)
+    model = keras_internals.build_unallocated(
+        keras.saving.deserialize_keras_object, config, safe_mode=safe_mode
+    )
     try:
-        with _create_on_assign(model.variables):
+        with keras_internals.allocate_on_assign(model.variables):
             model.load_weights(path)
         for variable in model.variables:
-            if variable._value is None:  # not stored (e.g. a dropout seed): as keras would
-                variable._deferred_initialize()
+            if not keras_internals.is_allocated(variable):  # not stored (e.g. a dropout seed)
+                keras_internals.allocate_initial(variable)
     finally:
-        _forget_uninitialized(model.variables)
+        keras_internals.forget_pending(model.variables)
     return model
-
-
-def _forget_uninitialized(variables):
-    """Takes `variables` off keras' list of variables to initialise on the next exit from
-    a StatelessScope: they are loaded (or, after a failed load, thrown away)."""
-    from keras.src.backend.common import global_state
-
-    pending = global_state.get_global_attribute("uninitialized_variables")
-    if pending:
-        ours = {id(variable) for variable in variables}
-        pending[:] = [variable for variable in pending if id(variable) not in ours]
 
 
 def first_nonfinite_weight(model):

@@ -1,0 +1,109 @@
+"""The one place where kseg reaches into keras' private parts.
+
+kseg builds models whose variables have a shape but no value yet (keras' StatelessScope
+with `initialize_variables=False`), so that a `.keras` file loads with one copy of its
+weights and a parameter count allocates nothing. Doing so reads and writes keras
+internals: a variable's `_value`, `_initialize`, `_deferred_initialize` and keras' global
+list of variables waiting to be initialised. These change between keras releases, so
+every entry point here first checks the keras version against the one kseg was tested
+with, and fails with one line naming both on any other.
+
+Set KSEG_UNTESTED_KERAS=1 to skip the check (at your own risk: a wrong guess shows up as
+keras errors while loading models, or wrong parameter counts).
+"""
+
+import functools
+import os
+
+import keras
+
+from kseg import __version__
+from kseg.errors import KsegError
+
+TESTED_KERAS = "3.15"  # major.minor; setup.py pins the patch release
+ESCAPE_VARIABLE = "KSEG_UNTESTED_KERAS"
+
+
+@functools.lru_cache(maxsize=None)
+def check_keras_version(found=None):
+    """Raises a `KsegError` unless keras (or `found`) is the major.minor kseg was tested with."""
+    found = found or keras.__version__
+    if ".".join(found.split(".")[:2]) == TESTED_KERAS or os.environ.get(ESCAPE_VARIABLE) == "1":
+        return
+    raise KsegError(
+        f"kseg {__version__} was tested with keras {TESTED_KERAS}; found {found}: kseg's model "
+        "loading relies on keras internals that may have changed; install the tested release "
+        f"(pip install 'keras=={TESTED_KERAS}.*'), or set {ESCAPE_VARIABLE}=1 to try anyway"
+    )
+
+
+def build_unallocated(build, *args, **kwargs):
+    """Calls `build(*args, **kwargs)` with variable creation deferred: every variable made
+    inside has its shape and initializer but no value, and waits on keras' list of
+    variables to initialise until `allocate_on_assign`, `allocate_initial` or
+    `forget_pending` deals with it."""
+    check_keras_version()
+    before = list(pending_variables())
+    try:
+        with keras.StatelessScope(initialize_variables=False):
+            return build(*args, **kwargs)
+    except BaseException:
+        pending_variables()[:] = before  # a failed build leaves nothing pending
+        raise
+
+
+def is_allocated(variable):
+    """Whether `variable` holds a value (False for one made by `build_unallocated`)."""
+    return variable._value is not None
+
+
+def allocate_initial(variable):
+    """Gives an unallocated `variable` the value of its own initializer, as keras would."""
+    variable._deferred_initialize()
+
+
+class allocate_on_assign:
+    """Within this context, an unallocated variable's first `assign(value)` creates it
+    from `value` (one copy, no initializer run) instead of failing."""
+
+    def __init__(self, variables):
+        check_keras_version()
+        self.variables = [variable for variable in variables if not is_allocated(variable)]
+
+    def __enter__(self):
+        for variable in self.variables:
+            variable.assign = self._creator(variable)
+        return self
+
+    def __exit__(self, *exc_info):
+        for variable in self.variables:
+            del variable.assign
+
+    @staticmethod
+    def _creator(variable):
+        def assign(value):
+            if tuple(value.shape) != tuple(variable.shape):
+                raise ValueError(
+                    f"the stored value of {variable.path} has shape {tuple(value.shape)}; the "
+                    f"model expects {tuple(variable.shape)}"
+                )
+            variable._initialize(keras.ops.convert_to_tensor(value, dtype=variable.dtype))
+
+        return assign
+
+
+def pending_variables():
+    """keras' list of variables waiting to be initialised on the next exit from a
+    StatelessScope (empty when none)."""
+    from keras.src.backend.common import global_state
+
+    return global_state.get_global_attribute("uninitialized_variables") or []
+
+
+def forget_pending(variables):
+    """Takes `variables` off keras' list of variables to initialise: they are allocated
+    already, or thrown away."""
+    pending = pending_variables()
+    if pending:
+        ours = {id(variable) for variable in variables}
+        pending[:] = [variable for variable in pending if id(variable) not in ours]
