@@ -1,4 +1,4 @@
-"""`kseg models`: the registered models with their parameter counts and output strides."""
+"""`kseg models`: the model presets with their parameter counts and output strides."""
 
 import click
 
@@ -8,11 +8,10 @@ import click
               help="Number of classes the parameter count is given for.")
 def models(num_classes):
     """List the registered models: name, parameters and output stride."""
-    from kseg.models import get_model_entry, list_models
-    from kseg.models.fcn import parameter_count
+    from kseg.models import get_model_entry, list_models, parameter_count
 
     click.echo(f"{'model':<8} {'parameters':>12} {'output stride':>14}  description")
     for name in list_models():
-        entry = get_model_entry(name)
-        count = parameter_count(entry.output_stride, num_classes)
-        click.echo(f"{name:<8} {count:>12,} {entry.output_stride:>14}  {entry.description}")
+        preset = get_model_entry(name)
+        count = parameter_count(name, num_classes)
+        click.echo(f"{name:<8} {count:>12,} {preset.output_stride:>14}  {preset.description}")

@@ -23,7 +23,6 @@ from kseg.errors import KsegError
 from kseg.models.bilinear import BilinearUpsampling
 from kseg.models.layers import CropToReference, PadToMultiple, VGGPreprocessing
 from kseg.models.pretrained import assign_vgg16_weights
-from kseg.models.registry import register_model
 from kseg.models.transfer import transfer_weights
 from kseg.models.vgg16 import fully_connected_as_convs, vgg16_trunk
 
@@ -120,13 +119,11 @@ def build_fcn(
     return model
 
 
-@register_model("fcn32s", output_stride=32, description="FCN-32s: VGG16, single x32 upsampling")
 def fcn32s(num_classes=21, weights="imagenet", learn_upsampling=False, dropout=0.5, width=1.0):
     """FCN-32s. See `build_fcn` for the arguments."""
     return build_fcn(32, num_classes, weights, learn_upsampling, dropout, width)
 
 
-@register_model("fcn16s", output_stride=16, description="FCN-16s: FCN-32s + pool4 skip")
 def fcn16s(
     num_classes=21, weights="imagenet", learn_upsampling=False, dropout=0.5, width=1.0,
     init_from=None,
@@ -135,32 +132,9 @@ def fcn16s(
     return build_fcn(16, num_classes, weights, learn_upsampling, dropout, width, init_from)
 
 
-@register_model("fcn8s", output_stride=8, description="FCN-8s: FCN-16s + pool3 skip")
 def fcn8s(
     num_classes=21, weights="imagenet", learn_upsampling=False, dropout=0.5, width=1.0,
     init_from=None,
 ):  # fmt: skip
     """FCN-8s, optionally initialised from a trained FCN-16s (or FCN-32s). See `build_fcn`."""
     return build_fcn(8, num_classes, weights, learn_upsampling, dropout, width, init_from)
-
-
-def parameter_count(output_stride, num_classes, width=1.0):
-    """Counts the parameters of `build_fcn(output_stride, num_classes, width=width)` without
-    building it (a full FCN holds 134M parameters)."""
-    from kseg.models.vgg16 import FC6_KERNEL, FC_CHANNELS, VGG16_BLOCKS, scaled
-
-    count, channels, pooled = 0, 3, {}
-    for block, convs, block_channels in VGG16_BLOCKS:
-        for _ in range(convs):
-            count += 9 * channels * scaled(block_channels, width) + scaled(block_channels, width)
-            channels = scaled(block_channels, width)
-        pooled[block] = channels
-    fc = scaled(FC_CHANNELS, width)
-    count += FC6_KERNEL**2 * channels * fc + fc + fc * fc + fc
-    count += fc * num_classes + num_classes  # score_fr
-    final_kernel = (2 * output_stride) ** 2 * num_classes**2
-    if output_stride <= 16:  # upscore2 and score_pool4
-        count += 16 * num_classes**2 + pooled[4] * num_classes + num_classes
-    if output_stride == 8:  # upscore_pool4 and score_pool3
-        count += 16 * num_classes**2 + pooled[3] * num_classes + num_classes
-    return count + final_kernel

@@ -1,37 +1,82 @@
-"""A registry of model builders, so models can be created by name (`--model fcn8s`)."""
+"""The models kseg knows, declared as data: one preset row per model (`--model fcn8s`).
+
+A new model family plugs in as rows of `MODEL_PRESETS` naming its builder function;
+`create_model`, `kseg models` and `parameter_count` read the table. The builders
+themselves (`kseg.models.fcn.fcn8s`, ...) stay the public API, keras-applications style.
+"""
 
 import dataclasses
+import functools
+import importlib
+import random
 
 from kseg.errors import KsegError
 
 
 @dataclasses.dataclass(frozen=True)
-class ModelEntry:
-    """What the registry knows of a builder.
+class ModelPreset:
+    """One model kseg can build by name.
 
     Args:
         name: str. The name users pass to `create_model` and `--model`.
-        builder: callable. Returns a `keras.Model`; takes the builder's own arguments.
+        backbone: str. The feature extractor, e.g. "vgg16".
+        head: str. The decoder on top of it, e.g. "fcn".
         output_stride: int. The stride of the coarsest prediction before upsampling.
         description: str. One line for `kseg models`.
+        builder: str or callable. "module:function" (imported on first use, so reading the
+            table imports no keras) or the function itself; called with the builder's own
+            keyword arguments (num_classes, weights, ...), returns a `keras.Model`.
     """
 
     name: str
-    builder: object
+    backbone: str
+    head: str
     output_stride: int
     description: str
+    builder: object
+
+    def build(self, **kwargs):
+        """Calls the builder with `kwargs`."""
+        return resolve_builder(self.builder)(**kwargs)
 
 
-_REGISTRY = {}
+ModelEntry = ModelPreset  # the name this class had before the table
+
+MODEL_PRESETS = (
+    ModelPreset("fcn32s", "vgg16", "fcn", 32, "FCN-32s: VGG16, single x32 upsampling",
+                "kseg.models.fcn:fcn32s"),
+    ModelPreset("fcn16s", "vgg16", "fcn", 16, "FCN-16s: FCN-32s + pool4 skip",
+                "kseg.models.fcn:fcn16s"),
+    ModelPreset("fcn8s", "vgg16", "fcn", 8, "FCN-8s: FCN-16s + pool3 skip",
+                "kseg.models.fcn:fcn8s"),
+)  # fmt: skip
+
+_REGISTRY = {preset.name: preset for preset in MODEL_PRESETS}
 
 
-def register_model(name, output_stride, description=""):
-    """Decorator that registers a model builder under `name`; a repeated name is an error."""
+def resolve_builder(builder):
+    """Returns the function a preset's `builder` names ("module:function") or is."""
+    if callable(builder):
+        return builder
+    module, _, function = builder.partition(":")
+    return getattr(importlib.import_module(module), function)
+
+
+def add_model_preset(preset):
+    """Adds a `ModelPreset` row to the table; a repeated name is an error."""
+    if preset.name in _REGISTRY:
+        raise ValueError(
+            f"A model named '{preset.name}' is already registered. Received: name={preset.name}"
+        )
+    _REGISTRY[preset.name] = preset
+    return preset
+
+
+def register_model(name, output_stride, description="", backbone="", head=""):
+    """Decorator form of `add_model_preset` for a builder defined outside kseg."""
 
     def decorate(builder):
-        if name in _REGISTRY:
-            raise ValueError(f"A model named '{name}' is already registered. Received: name={name}")
-        _REGISTRY[name] = ModelEntry(name, builder, output_stride, description)
+        add_model_preset(ModelPreset(name, backbone, head, output_stride, description, builder))
         return builder
 
     return decorate
@@ -43,7 +88,7 @@ def list_models():
 
 
 def get_model_entry(name):
-    """Returns the `ModelEntry` for `name`, or raises a `KsegError` listing the known names."""
+    """Returns the `ModelPreset` for `name`, or raises a `KsegError` listing the known names."""
     if name not in _REGISTRY:
         raise KsegError(f"unknown model '{name}'; known models: {', '.join(list_models())}")
     return _REGISTRY[name]
@@ -51,4 +96,25 @@ def get_model_entry(name):
 
 def create_model(name, **kwargs):
     """Builds the registered model `name` with the builder's keyword arguments."""
-    return get_model_entry(name).builder(**kwargs)
+    return get_model_entry(name).build(**kwargs)
+
+
+@functools.lru_cache(maxsize=None)
+def parameter_count(name, num_classes=21, **kwargs):
+    """The number of parameters of `create_model(name, num_classes=num_classes,
+    weights=None, **kwargs)`, counted from a build whose variables get no memory (a full
+    FCN holds 134M parameters). Leaves Python's random state, from which keras draws
+    default seeds, as it found it: a model built afterwards gets the same weights."""
+    from kseg.models import keras_internals
+
+    state = random.getstate()  # keras draws default seeds from Python's generator
+    try:
+        model = keras_internals.build_unallocated(
+            create_model, name, num_classes=num_classes, weights=None, **kwargs
+        )
+        try:
+            return model.count_params()
+        finally:
+            keras_internals.forget_pending(model.variables)
+    finally:
+        random.setstate(state)

@@ -20,13 +20,13 @@ def test_help_lists_the_verbs():
 
 
 def test_models_lists_names_parameters_and_strides():
-    from kseg.models.fcn import parameter_count
+    from kseg.models import parameter_count
 
     result = CliRunner().invoke(cli, ["models", "--num-classes", "19"])
     assert result.exit_code == 0, result.output
     lines = {line.split()[0]: line.split() for line in result.output.splitlines()[1:]}
     assert set(lines) >= {"fcn32s", "fcn16s", "fcn8s"}
-    assert lines["fcn8s"][1] == f"{parameter_count(8, 19):,}" and lines["fcn8s"][2] == "8"
+    assert lines["fcn8s"][1] == f"{parameter_count('fcn8s', 19):,}" and lines["fcn8s"][2] == "8"
     assert lines["fcn32s"][2] == "32"
 
 

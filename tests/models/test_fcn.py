@@ -4,8 +4,17 @@ import pytest
 from conftest import randomize_weights
 
 from kseg.errors import KsegError
-from kseg.models import create_model, fcn8s, fcn16s, fcn32s, list_models, register_model
-from kseg.models.fcn import parameter_count
+from kseg.models import (
+    MODEL_PRESETS,
+    create_model,
+    fcn8s,
+    fcn16s,
+    fcn32s,
+    list_models,
+    parameter_count,
+    register_model,
+)
+from kseg.models.registry import resolve_builder
 
 SMALL = dict(num_classes=3, weights=None, width=0.0625)
 
@@ -158,8 +167,29 @@ def test_init_from_a_missing_file_is_a_clear_error(tmp_path):
 @pytest.mark.parametrize("width", [0.0625, 0.25])
 def test_parameter_count_matches_the_built_model(name, width):
     model = create_model(name, num_classes=7, weights=None, width=width)
-    stride = {"fcn32s": 32, "fcn16s": 16, "fcn8s": 8}[name]
-    assert parameter_count(stride, 7, width) == model.count_params()
+    assert parameter_count(name, 7, width=width) == model.count_params()
+
+
+def test_parameter_count_of_the_full_models_allocates_nothing_and_keeps_the_seed():
+    from kseg.models import keras_internals
+
+    keras.utils.set_random_seed(0)
+    expected = create_model("fcn32s", **SMALL).get_weights()
+    keras.utils.set_random_seed(0)
+    # VGG16 (138,357,544 parameters) less its 1000-class predictions, plus 21-class scoring
+    assert parameter_count("fcn8s", 21) == 134_489_759
+    assert not keras_internals.pending_variables()
+    for built, first in zip(create_model("fcn32s", **SMALL).get_weights(), expected):
+        np.testing.assert_array_equal(built, first)
+
+
+def test_every_preset_names_its_builder_and_stride():
+    for preset in MODEL_PRESETS:
+        builder = resolve_builder(preset.builder)
+        assert builder.__name__ == preset.name and preset.backbone == "vgg16"
+        model = builder(num_classes=3, weights=None, width=0.0625)
+        assert model.name == preset.name
+    assert [p.output_stride for p in MODEL_PRESETS] == [32, 16, 8]
 
 
 def test_registry_lists_models_and_rejects_duplicates_and_unknown_names():
