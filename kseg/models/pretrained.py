@@ -14,14 +14,21 @@ import keras
 import numpy as np
 
 from kseg.errors import WeightsError
+from kseg.models.manifest import manifest_entry
 
-# The file keras.applications.VGG16(weights="imagenet", include_top=True) downloads; the
-# same name, address, hash and cache folder, so kseg and keras share one cached copy.
-IMAGENET_FILENAME = "vgg16_weights_tf_dim_ordering_tf_kernels.h5"
-IMAGENET_URL = (
-    "https://storage.googleapis.com/tensorflow/keras-applications/vgg16/" + IMAGENET_FILENAME
-)
-IMAGENET_MD5 = "64373286793e3c8b2b4e3219cbf3544b"
+# The manifest entry of the file keras.applications.VGG16(weights="imagenet",
+# include_top=True) downloads: the same name, address, hash and cache folder, so kseg and
+# keras share one cached copy.
+IMAGENET_ENTRY = "vgg16_imagenet"
+_ENTRY_FIELDS = {"IMAGENET_FILENAME": "file", "IMAGENET_URL": "url", "IMAGENET_MD5": "md5"}
+
+
+def __getattr__(name):
+    """IMAGENET_FILENAME, IMAGENET_URL and IMAGENET_MD5, read from the weights manifest."""
+    if name in _ENTRY_FIELDS:
+        return getattr(manifest_entry(IMAGENET_ENTRY), _ENTRY_FIELDS[name])
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
 
 # Names of the VGG16 layers with weights, in keras' naming.
 CONV_LAYERS = (
@@ -40,14 +47,15 @@ def imagenet_weights_path():
     Raises:
         WeightsError: when the file can neither be found in keras' cache nor downloaded.
     """
+    entry = manifest_entry(IMAGENET_ENTRY)
     try:
         return keras.utils.get_file(
-            IMAGENET_FILENAME, IMAGENET_URL, cache_subdir="models", file_hash=IMAGENET_MD5
+            entry.file, entry.url, cache_subdir="models", file_hash=entry.file_hash
         )
     except Exception as error:  # keras raises bare Exception for fetch failures
         raise WeightsError(
-            f"could not download the ImageNet VGG16 weights from {IMAGENET_URL} "
-            f"({type(error).__name__}: {error}); put the file in ~/.keras/models/, or pass "
+            f"could not download the ImageNet VGG16 weights from {entry.url} "
+            f"({type(error).__name__}: {error}); put {entry.file} in ~/.keras/models/, or pass "
             "--weights PATH to a local VGG16 weights file, or --weights none to train from "
             "random weights"
         ) from None

@@ -1,5 +1,6 @@
 """Convolutionalization and VGG16 weight loading, on a classifier file the tests write."""
 
+import os
 import shutil
 
 import keras
@@ -9,6 +10,7 @@ import pytest
 from kseg.errors import WeightsError
 from kseg.models import fcn32s, imagenet_heatmap_model
 from kseg.models import pretrained
+from kseg.models.manifest import manifest_entry
 
 CENTRE = 3  # a 224x224 image gives a 7x7 pool5 map; fc6's centre sees all of it
 
@@ -125,7 +127,9 @@ def test_imagenet_download_failure_says_how_to_proceed(monkeypatch, tmp_path):
     with pytest.raises(WeightsError) as error:
         fcn32s(num_classes=5, weights="imagenet")
     message = str(error.value)
-    assert pretrained.IMAGENET_URL in message and "--weights PATH" in message
+    entry = manifest_entry("vgg16_imagenet")
+    assert "\n" not in message and entry.url in message and "--weights PATH" in message
+    assert entry.file in message and "~/.keras/models/" in message
     assert "--weights none" in message
 
 
@@ -140,9 +144,31 @@ def test_imagenet_download_uses_keras_file_and_cache(monkeypatch, vgg16_weights_
 
     monkeypatch.setattr(keras.utils, "get_file", cached)
     fcn32s(num_classes=5, weights="imagenet")
-    assert calls == [
-        (pretrained.IMAGENET_FILENAME, keras_vgg16.WEIGHTS_PATH, "models", pretrained.IMAGENET_MD5)
-    ]
+    entry = manifest_entry("vgg16_imagenet")
+    assert calls == [(entry.file, keras_vgg16.WEIGHTS_PATH, "models", entry.md5)]
+    assert entry.file == keras_vgg16.WEIGHTS_PATH.rsplit("/", 1)[-1]
+
+
+def test_the_imagenet_file_name_address_and_hash_come_from_the_manifest(tmp_path):
+    from kseg.models import manifest
+
+    assert os.path.isfile(manifest.MANIFEST_PATH)
+    entry = manifest_entry("vgg16_imagenet")
+    assert entry.md5 == "64373286793e3c8b2b4e3219cbf3544b" and entry.file_hash == entry.md5
+    assert (pretrained.IMAGENET_FILENAME, pretrained.IMAGENET_URL, pretrained.IMAGENET_MD5) == (
+        entry.file, entry.url, entry.md5
+    )
+    other = tmp_path / "manifest.yaml"
+    other.write_text("- name: x\n  file: x.h5\n  url: https://example.org/x.h5\n  sha256: ab\n")
+    assert manifest.manifest_entry("x", str(other)).file_hash == "ab"
+    with pytest.raises(WeightsError, match="no weights entry named 'y'"):
+        manifest.manifest_entry("y", str(other))
+    with pytest.raises(WeightsError, match="manifest is missing"):
+        manifest.read_manifest(str(tmp_path / "none.yaml"))
+    broken = tmp_path / "broken.yaml"
+    broken.write_text("- name: z\n")
+    with pytest.raises(WeightsError, match="needs a list of entries"):
+        manifest.read_manifest(str(broken))
 
 
 def test_a_copy_of_the_file_gives_the_same_model(vgg16_weights_file, tmp_path, image):
