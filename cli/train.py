@@ -1,19 +1,14 @@
 """`kseg train`: builds a TrainConfig from --config FILE and options, then calls
-`kseg.training.train`. Options left out keep the value of the file (or the default)."""
+`kseg.training.train`. Options left out keep the value of the file (or the default).
+
+There is one option per setting of `kseg.config.SETTINGS`, made from that table (name,
+help, and for numbers the limits TrainConfig checks), so the command line and the Python
+API check every value the same way.
+"""
 
 import click
 
-from kseg.config import (
-    CLASS_WEIGHT_MODES,
-    MIXED_PRECISION_MODES,
-    NUMBER_RANGES,
-    OPTIMIZERS,
-    SCHEDULES,
-    STRATEGIES,
-    TrainConfig,
-    check_setting,
-    parse_crop,
-)
+from kseg.config import CLASS_WEIGHT_MODES, NUMBER_RANGES, SETTINGS, TrainConfig, check_setting, parse_crop
 from kseg.errors import KsegError
 from kseg.files import brief
 
@@ -48,48 +43,34 @@ def number(key):
     return Number(**NUMBER_RANGES[key])
 
 
+def setting_option(key):
+    """The click option of one setting of `kseg.config.SETTINGS`."""
+    setting = SETTINGS[key]
+    declaration = setting.option or "--" + key.replace("_", "-")
+    details = {"help": setting.help}
+    if setting.kind == "number":
+        details["type"] = number(key)
+    elif setting.kind == "choice":
+        details["type"] = click.Choice(setting.choices)
+    elif setting.kind == "flag":
+        details["default"] = None
+    if key == "data":
+        details["type"] = click.Choice(DATASETS)
+    return click.option(declaration, key, **details)
+
+
+def setting_options(command):
+    """Adds every setting's option to `command`, in the table's order."""
+    for key in reversed(list(SETTINGS)):
+        command = setting_option(key)(command)
+    return command
+
+
 @click.command()
 @click.option("--config", "config_file", type=click.Path(dir_okay=False),
               help="YAML file of training options (keys as below, with underscores); "
                    "options given here override it.")
-@click.option("--model", help="Model to train: fcn32s, fcn16s or fcn8s (`kseg models`). [default: fcn8s]")
-@click.option("--data", type=click.Choice(DATASETS), help="Dataset. [default: cityscapes]")
-@click.option("--data-dir", help="Dataset root folder.")
-@click.option("--classes", "classes_file", help="Classes file of a folder/synthetic dataset.")
-@click.option("--train-split", help="Split trained on. [default: train]")
-@click.option("--val-split", help="Split validated on after each epoch (none: no validation). [default: val]")
-@click.option("--epochs", type=number("epochs"), help="Number of epochs. [default: 50]")
-@click.option("--batch-size", type=number("batch_size"), help="Global batch size. [default: 8]")
-@click.option("--val-batch-size", type=number("val_batch_size"),
-              help="Validation batch size. [default: --batch-size]")
-@click.option("--crop", help="Training crop HxW, or none for whole images. "
-                             "[default: 512x1024 for cityscapes, none otherwise]")
-@click.option("--optimizer", type=click.Choice(OPTIMIZERS), help="Optimizer. [default: sgd]")
-@click.option("--lr", type=number("lr"), help="Base learning rate. [default: 0.001]")
-@click.option("--momentum", type=number("momentum"), help="SGD momentum. [default: 0.9]")
-@click.option("--weight-decay", type=number("weight_decay"), help="Decoupled weight decay. [default: 0.0005]")
-@click.option("--schedule", type=click.Choice(SCHEDULES), help="Learning rate schedule. [default: poly]")
-@click.option("--weights", help="imagenet, none, or a path to VGG16 classifier weights. [default: imagenet]")
-@click.option("--width", type=number("width"),
-              help="VGG16 channel multiplier, for small demo models (needs --weights none). [default: 1]")
-@click.option("--dropout", type=number("dropout"), help="Dropout after fc6/fc7. [default: 0.5]")
-@click.option("--learn-upsampling/--fixed-upsampling", default=None,
-              help="Train the final bilinear upsampling layer. [default: fixed]")
-@click.option("--init-from", help="Run directory or .keras file to initialise from (32s -> 16s -> 8s).")
-@click.option("--mixed-precision", type=click.Choice(MIXED_PRECISION_MODES),
-              help="auto: float16 on a GPU, float32 on a CPU. [default: auto]")
-@click.option("--strategy", type=click.Choice(STRATEGIES),
-              help="Distribution: mirrored (local devices) or multiworker (TF_CONFIG). [default: auto]")
-@click.option("--class-weights",
-              help="none, median-frequency, or one weight per class: 1,2,0.5,... [default: none]")
-@click.option("--seed", type=number("seed"), help="Random seed. [default: 0]")
-@click.option("--skip-bad/--no-skip-bad", default=None, help="Train despite bad pairs, skipping them.")
-@click.option("--steps-per-epoch", type=number("steps_per_epoch"), help="Cap on training steps per epoch.")
-@click.option("--val-steps", type=number("val_steps"), help="Cap on validation steps.")
-@click.option("--run-dir", help="Run directory: new or empty (a run's folder only with --resume). "
-                             "[default: runs/MODEL-DATA-TIME]")
-@click.option("--worker-timeout", type=number("worker_timeout"),
-              help="Seconds --strategy multiworker waits for the other TF_CONFIG workers. [default: 300]")
+@setting_options
 @click.option("--resume", is_flag=True, help="Continue the run in --run-dir from its last checkpoint.")
 @click.option("--quiet", is_flag=True, help="One line per epoch instead of progress bars.")
 @click.option("--unsafe", is_flag=True,

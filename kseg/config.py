@@ -1,7 +1,21 @@
-"""Training configuration: a dataclass validated when it is made, read from and written to YAML.
+"""Training configuration in four sections, validated when it is made, read from and
+written to YAML.
 
-Precedence, lowest first: the dataclass defaults, a YAML file (`--config FILE.yaml`), then
-the options given on the command line. The resolved configuration (every field, with the
+    model         model, weights, width, dropout, learn_upsampling, init_from
+    data          data, data_dir, classes_file, train_split, val_split, batch_size,
+                  val_batch_size, crop, skip_bad
+    optimization  epochs, optimizer, lr, momentum, weight_decay, schedule, class_weights
+    runtime       mixed_precision, strategy, seed, steps_per_epoch, val_steps, run_dir,
+                  worker_timeout
+
+`SETTINGS` is the one table of them: section, default, kind (how a value is checked, by
+`check_value`) and the `kseg train` option's help, from which cli/train.py builds its
+options. Numbers are checked against `NUMBER_RANGES` (kseg.validation.check_number).
+`TrainConfig` holds one frozen dataclass per section (`config.model_settings`, ...) and
+reads and writes every setting by its flat name (`config.lr`), as config.yaml holds them.
+
+Precedence, lowest first: the defaults, a YAML file (`--config FILE.yaml`), then the
+options given on the command line. The resolved configuration (every setting, with the
 values actually used, e.g. computed class weights) is written as `config.yaml` into each
 run directory, and `kseg train --resume` reads it back from there.
 
@@ -11,15 +25,13 @@ run directory, and `kseg train --resume` reads it back from there.
 
 import dataclasses
 import os
-import re
-import typing
 
 import yaml
 
 from kseg.atomic import write_bytes_atomic
 from kseg.errors import KsegError
 from kseg.files import brief, load_yaml
-from kseg.validation import check_number, describe_range
+from kseg.validation import check_number, describe_range, parse_size
 
 MODEL_WEIGHT_CHOICES = ("imagenet", "none")
 OPTIMIZERS = ("sgd", "adam")
@@ -53,6 +65,88 @@ NUMBER_RANGES = {
     "worker_timeout": dict(low=0, high=86400, min_open=True),
 }
 MAX_STRING_LENGTH = 4096  # paths and names; PATH_MAX on Linux
+MAX_CLASS_WEIGHTS = 4096
+
+
+@dataclasses.dataclass(frozen=True)
+class Setting:
+    """One training setting.
+
+    Args:
+        section: str. "model", "data", "optimization" or "runtime".
+        default: the value when none is given.
+        kind: str. How values are checked: "text", "flag", "number" (NUMBER_RANGES),
+            "choice" (one of `choices`), "crop" or "class_weights".
+        help: str. The `kseg train` option's help.
+        optional: bool. Whether None is a value (meaning: not set).
+        choices: tuple of str. For kind "choice".
+        option: str or None. The option's declaration where it is not --NAME-WITH-DASHES.
+    """
+
+    section: str
+    default: object
+    kind: str
+    help: str
+    optional: bool = False
+    choices: tuple = ()
+    option: str = None
+
+
+def _setting(section, default, kind, help, **details):
+    return Setting(section, default, kind, help, **details)
+
+
+SECTIONS = ("model", "data", "optimization", "runtime")
+# In config.yaml's order (and `kseg train --help`'s).
+SETTINGS = {
+    "model": _setting("model", "fcn8s", "text",
+                      "Model to train: fcn32s, fcn16s or fcn8s (`kseg models`). [default: fcn8s]"),
+    "data": _setting("data", "cityscapes", "text", "Dataset. [default: cityscapes]"),
+    "data_dir": _setting("data", None, "text", "Dataset root folder.", optional=True),
+    "classes_file": _setting("data", None, "text", "Classes file of a folder/synthetic dataset.",
+                             optional=True, option="--classes"),
+    "train_split": _setting("data", "train", "text", "Split trained on. [default: train]"),
+    "val_split": _setting("data", "val", "text",
+                          "Split validated on after each epoch (none: no validation). [default: val]"),
+    "epochs": _setting("optimization", 50, "number", "Number of epochs. [default: 50]"),
+    "batch_size": _setting("data", 8, "number", "Global batch size. [default: 8]"),
+    "val_batch_size": _setting("data", None, "number", "Validation batch size. [default: --batch-size]",
+                               optional=True),
+    "crop": _setting("data", None, "crop", "Training crop HxW, or none for whole images. "
+                     "[default: 512x1024 for cityscapes, none otherwise]", optional=True),
+    "optimizer": _setting("optimization", "sgd", "choice", "Optimizer. [default: sgd]", choices=OPTIMIZERS),
+    "lr": _setting("optimization", 1e-3, "number", "Base learning rate. [default: 0.001]"),
+    "momentum": _setting("optimization", 0.9, "number", "SGD momentum. [default: 0.9]"),
+    "weight_decay": _setting("optimization", 5e-4, "number", "Decoupled weight decay. [default: 0.0005]"),
+    "schedule": _setting("optimization", "poly", "choice", "Learning rate schedule. [default: poly]",
+                         choices=SCHEDULES),
+    "weights": _setting("model", "imagenet", "text",
+                        "imagenet, none, or a path to VGG16 classifier weights. [default: imagenet]"),
+    "width": _setting("model", 1.0, "number",
+                      "VGG16 channel multiplier, for small demo models (needs --weights none). [default: 1]"),
+    "dropout": _setting("model", 0.5, "number", "Dropout after fc6/fc7. [default: 0.5]"),
+    "learn_upsampling": _setting("model", False, "flag", "Train the final bilinear upsampling layer. "
+                                 "[default: fixed]", option="--learn-upsampling/--fixed-upsampling"),
+    "init_from": _setting("model", None, "text",
+                          "Run directory or .keras file to initialise from (32s -> 16s -> 8s).", optional=True),
+    "mixed_precision": _setting("runtime", "auto", "choice",
+                                "auto: float16 on a GPU, float32 on a CPU. [default: auto]",
+                                choices=MIXED_PRECISION_MODES),
+    "strategy": _setting("runtime", "auto", "choice", "Distribution: mirrored (local devices) or multiworker "
+                         "(TF_CONFIG). [default: auto]", choices=STRATEGIES),
+    "class_weights": _setting("optimization", "none", "class_weights",
+                              "none, median-frequency, or one weight per class: 1,2,0.5,... [default: none]"),
+    "seed": _setting("runtime", 0, "number", "Random seed. [default: 0]"),
+    "skip_bad": _setting("data", False, "flag", "Train despite bad pairs, skipping them.",
+                         option="--skip-bad/--no-skip-bad"),
+    "steps_per_epoch": _setting("runtime", None, "number", "Cap on training steps per epoch.", optional=True),
+    "val_steps": _setting("runtime", None, "number", "Cap on validation steps.", optional=True),
+    "run_dir": _setting("runtime", None, "text", "Run directory: new or empty (a run's folder only with "
+                        "--resume). [default: runs/MODEL-DATA-TIME]", optional=True),
+    "worker_timeout": _setting("runtime", 300.0, "number",
+                               "Seconds --strategy multiworker waits for the other TF_CONFIG workers. "
+                               "[default: 300]"),
+}  # fmt: skip
 
 
 def check_setting(key, value, name=None):
@@ -86,175 +180,161 @@ def parse_crop(text, key="crop"):
         text: str, list or None. The crop as written by a user.
         key: str. The option or key named in the error message.
     """
-    if text is None or (isinstance(text, str) and text.strip().lower() in ("", "none")):
+    if text is None or (isinstance(text, str) and text.strip().lower() in ("", WHOLE_IMAGES)):
         return None
-    if isinstance(text, (list, tuple)):
-        parts = list(text)
-    else:
-        parts = re.split(r"[x,X ]+", str(text).strip())
-    try:
-        if len(parts) != 2 or any(isinstance(part, (bool, float)) for part in parts):
-            raise ValueError(parts)
-        height, width = (int(part) for part in parts)
-    except (TypeError, ValueError, OverflowError):
-        raise KsegError(f"{key}: expected HxW such as 512x1024. Received: {key}={brief(text)}") from None
-    if not (1 <= height <= MAX_CROP_SIDE and 1 <= width <= MAX_CROP_SIDE):
+    return parse_size(text, key, 1, MAX_CROP_SIDE)
+
+
+def check_value(key, value):
+    """Returns the value of setting `key` checked (and normalised), or raises a `KsegError`
+    naming the key: the one check of every setting, from YAML, Python or the command line."""
+    setting = SETTINGS[key]
+    if value is None and setting.optional:
+        return None
+    if setting.kind == "number":
+        if isinstance(value, str):
+            raise KsegError(f"{key}: expected a number. Received: {key}={brief(value)}")
+        return check_setting(key, value)
+    if setting.kind == "flag":
+        if not isinstance(value, bool):
+            raise KsegError(f"{key}: expected true or false. Received: {key}={brief(value)}")
+        return value
+    if setting.kind == "crop":
+        if not isinstance(value, (str, list, tuple)):
+            raise KsegError(f"{key}: expected HxW such as 512x1024, or none. Received: {key}={brief(value)}")
+        crop = parse_crop(value, key)
+        return WHOLE_IMAGES if crop is None else list(crop)
+    if setting.kind == "class_weights":
+        return _check_class_weights(key, value)
+    value = _check_text(key, value)
+    if setting.kind == "choice" and value not in setting.choices:
+        raise KsegError(f"{key}: must be one of {', '.join(setting.choices)}. Received: {key}={brief(value)}")
+    return value
+
+
+def _check_text(key, value):
+    if not isinstance(value, str):
+        raise KsegError(f"{key}: expected a string. Received: {key}={brief(value)}")
+    if len(value) > MAX_STRING_LENGTH:
+        raise KsegError(f"{key}: a string of {len(value)} characters is too long (at most {MAX_STRING_LENGTH})")
+    if "\0" in value:
+        raise KsegError(f"{key}: a string with a NUL character is not a name or a path. Received: {brief(value)}")
+    return value
+
+
+def _check_class_weights(key, value):
+    if isinstance(value, str):
+        if value not in CLASS_WEIGHT_MODES:
+            raise KsegError(f"{key}: must be none, median-frequency or a list of numbers. Received: "
+                            f"{key}={brief(value)}")  # fmt: skip
+        return value
+    if not isinstance(value, (list, tuple)):
+        raise KsegError(f"{key}: expected none, median-frequency or a list of numbers. Received: {key}={brief(value)}")
+    if len(value) > MAX_CLASS_WEIGHTS:
+        raise KsegError(f"{key}: a list of {len(value)} items is too long (at most {MAX_CLASS_WEIGHTS})")
+    weights = []
+    for index, weight in enumerate(value):
+        if isinstance(weight, str):
+            raise KsegError(f"{key}[{index}]: expected a number. Received: {key}[{index}]={brief(weight)}")
+        weights.append(check_setting("class_weight", weight, f"{key}[{index}]"))
+    if not any(weights):
+        raise KsegError(f"{key}: expected one weight per class (at most {MAX_CLASS_WEIGHTS}), not all zero. "
+                        f"Received: {key}={brief(weights)}")  # fmt: skip
+    return weights
+
+
+def _check_section(section):
+    """Checks every value of a section dataclass in place (they are frozen afterwards)."""
+    for field in dataclasses.fields(section):
+        object.__setattr__(section, field.name, check_value(field.name, getattr(section, field.name)))
+
+
+def _section_class(name, doc, post_init=_check_section):
+    fields = [
+        (key, object, dataclasses.field(default=setting.default))
+        for key, setting in SETTINGS.items() if setting.section == name
+    ]  # fmt: skip
+    namespace = {"__post_init__": post_init, "__doc__": doc}
+    return dataclasses.make_dataclass(f"{name.capitalize()}Settings", fields, frozen=True, namespace=namespace)
+
+
+def _check_model_section(section):
+    _check_section(section)
+    if section.weights.lower() in MODEL_WEIGHT_CHOICES:
+        object.__setattr__(section, "weights", section.weights.lower())
+    if section.weights != "none" and section.width != 1:
         raise KsegError(
-            f"{key}: height and width must be between 1 and {MAX_CROP_SIDE}. Received: {key}={brief(text)}"
+            f"weights: pretrained weights need width 1 (got width {section.width}); use weights none. "
+            f"Received: weights={brief(section.weights)}"
         )
-    return (height, width)
 
 
-@dataclasses.dataclass
+ModelSettings = _section_class("model", "What is trained: the model and its first weights.",
+                               _check_model_section)  # fmt: skip
+DataSettings = _section_class("data", "What it is trained on: the dataset, its splits, batches and crop.")
+OptimizationSettings = _section_class("optimization", "How: epochs, optimizer, schedule, class weights.")
+RuntimeSettings = _section_class("runtime", "Where and how reproducibly: precision, distribution, seed, caps.")
+SECTION_CLASSES = {"model": ModelSettings, "data": DataSettings, "optimization": OptimizationSettings,
+                   "runtime": RuntimeSettings}  # fmt: skip
+
+
 class TrainConfig:
-    """Everything `kseg train` needs; validated in `__post_init__`.
+    """Everything `kseg train` needs, in four sections; validated when it is made.
 
-    Args:
-        model: str. A registered model name (`kseg models`): fcn32s, fcn16s or fcn8s.
-        data: str. Dataset name: cityscapes, voc, camvid, folder or synthetic.
-        data_dir: str or None. Where the dataset lies (None: the dataset's default place).
-        classes_file: str or None. Class names/palette for the "folder" dataset.
-        train_split: str. The split trained on.
-        val_split: str. The split validated on after each epoch (best.keras follows it).
-        epochs: int. Number of epochs (passes over the training split).
-        batch_size: int. Global batch size (split across replicas under a strategy).
-        val_batch_size: int or None. Batch size for validation; None means `batch_size`.
-        crop: [int, int], "none" or None. Training crop (height, width); "none": whole
-            images; None: the dataset default (512x1024 for Cityscapes, whole images otherwise).
-        optimizer: str. "sgd" or "adam".
-        lr: float. Base learning rate.
-        momentum: float. SGD momentum (ignored by adam).
-        weight_decay: float. Decoupled weight decay.
-        schedule: str. Learning rate schedule over all steps: "poly" (power 0.9), "cosine"
-            or "constant".
-        weights: str. "imagenet", "none" or a path to VGG16 classifier weights.
-        width: float. VGG16 channel multiplier (below 1 only with weights "none").
-        dropout: float. Dropout rate after fc6 and fc7.
-        learn_upsampling: bool. Whether the final bilinear upsampling is trained.
-        init_from: str or None. A run directory or `.keras` file whose same-named layers
-            initialise the model (FCN-32s -> 16s -> 8s).
-        mixed_precision: str. "auto" (float16 on a GPU, float32 on a CPU), "off", "fp16",
-            "bf16".
-        strategy: str. "auto" (mirrored over several local GPUs, else none), "none",
-            "mirrored" or "multiworker" (cluster from TF_CONFIG).
-        class_weights: str or list of float. "none", "median-frequency" or one weight per
-            class.
-        seed: int. Seed for weights, data order, augmentation and dropout.
-        skip_bad: bool. Train even if the dataset has bad pairs, skipping and counting them.
-        steps_per_epoch: int or None. Cap on training steps per epoch.
-        val_steps: int or None. Cap on validation steps.
-        run_dir: str or None. Where the run is written; None: runs/<model>-<data>-<time>.
-        worker_timeout: float. Seconds a multi-worker run waits for the other workers of
-            TF_CONFIG to answer before it gives up, naming the missing one.
+    Made from the settings by their flat names (see `SETTINGS` for each one's meaning,
+    default and option), e.g. `TrainConfig(model="fcn16s", data="camvid", epochs=3)`; read
+    them the same way (`config.lr`). `crop` is [H, W], "none" (whole images) or None (the
+    dataset's default: `training_crop` resolves it). Setting one (`config.lr = 0.01`)
+    checks it at once.
+
+    Attributes:
+        model_settings, data_settings, optimization_settings, runtime_settings: the
+            sections, frozen dataclasses.
     """
 
-    model: str = "fcn8s"
-    data: str = "cityscapes"
-    data_dir: typing.Optional[str] = None
-    classes_file: typing.Optional[str] = None
-    train_split: str = "train"
-    val_split: str = "val"
-    epochs: int = 50
-    batch_size: int = 8
-    val_batch_size: typing.Optional[int] = None
-    crop: typing.Union[None, str, typing.List[int]] = None
-    optimizer: str = "sgd"
-    lr: float = 1e-3
-    momentum: float = 0.9
-    weight_decay: float = 5e-4
-    schedule: str = "poly"
-    weights: str = "imagenet"
-    width: float = 1.0
-    dropout: float = 0.5
-    learn_upsampling: bool = False
-    init_from: typing.Optional[str] = None
-    mixed_precision: str = "auto"
-    strategy: str = "auto"
-    class_weights: typing.Union[str, typing.List[float]] = "none"
-    seed: int = 0
-    skip_bad: bool = False
-    steps_per_epoch: typing.Optional[int] = None
-    val_steps: typing.Optional[int] = None
-    run_dir: typing.Optional[str] = None
-    worker_timeout: float = 300.0
+    __slots__ = tuple(f"{name}_settings" for name in SECTIONS)
 
-    def __post_init__(self):
-        if isinstance(self.crop, str):  # "512x1024" or "none" in YAML or from the command line
-            crop = parse_crop(self.crop)
-            self.crop = WHOLE_IMAGES if crop is None else list(crop)
-        for field in dataclasses.fields(self):
-            setattr(self, field.name, _check_type(field.name, getattr(self, field.name), field.type))
-        self._check_values()
+    def __init__(self, **values):
+        unknown = [key for key in values if key not in SETTINGS]
+        if unknown:
+            raise KsegError(f"unknown config key {brief(unknown[0], 60)}; known keys: {', '.join(sorted(SETTINGS))}")
+        for name, section_class in SECTION_CLASSES.items():
+            fields = {key: value for key, value in values.items() if SETTINGS[key].section == name}
+            object.__setattr__(self, f"{name}_settings", section_class(**fields))
 
-    def _check_values(self):
-        def need(condition, key, what):
-            if not condition:
-                raise KsegError(f"{key}: {what}. Received: {key}={brief(getattr(self, key))}")
+    def __eq__(self, other):
+        return isinstance(other, TrainConfig) and self.to_dict() == other.to_dict()
 
-        for key in NUMBER_RANGES:
-            if key in ("class_weight",) or getattr(self, key) is None:
-                continue
-            setattr(self, key, check_setting(key, getattr(self, key)))
-        if self.crop not in (None, WHOLE_IMAGES):
-            self.crop = list(parse_crop(self.crop))
-        need(self.optimizer in OPTIMIZERS, "optimizer", f"must be one of {', '.join(OPTIMIZERS)}")
-        need(self.schedule in SCHEDULES, "schedule", f"must be one of {', '.join(SCHEDULES)}")
-        need(
-            self.mixed_precision in MIXED_PRECISION_MODES,
-            "mixed_precision", f"must be one of {', '.join(MIXED_PRECISION_MODES)}",
-        )  # fmt: skip
-        need(self.strategy in STRATEGIES, "strategy", f"must be one of {', '.join(STRATEGIES)}")
-        if self.weights.lower() in MODEL_WEIGHT_CHOICES:
-            self.weights = self.weights.lower()
-        need(
-            self.weights == "none" or self.width == 1,
-            "weights", f"pretrained weights need width 1 (got width {self.width}); use weights none",
-        )  # fmt: skip
-        if isinstance(self.class_weights, str):
-            need(
-                self.class_weights in CLASS_WEIGHT_MODES,
-                "class_weights", "must be none, median-frequency or a list of numbers",
-            )  # fmt: skip
-        else:
-            self.class_weights = [
-                check_setting("class_weight", weight, f"class_weights[{index}]")
-                for index, weight in enumerate(self.class_weights)
-            ]
-            need(
-                len(self.class_weights) <= 4096 and any(self.class_weights),
-                "class_weights", "expected one weight per class (at most 4096), not all zero",
-            )  # fmt: skip
+    def __repr__(self):
+        return f"TrainConfig({', '.join(f'{key}={value!r}' for key, value in self.to_dict().items())})"
 
     @property
     def model_weights(self):
         """The `weights` argument for `create_model`: None, "imagenet" or a path."""
         return None if self.weights == "none" else self.weights
 
+    @property
+    def dataset_crop(self):
+        """The crop of `data` when none is given: (H, W), or None for whole images."""
+        return DEFAULT_CROPS.get(self.data)
+
+    @property
+    def training_crop(self):
+        """The crop trained with: [H, W], or None for whole images."""
+        if self.crop is None:
+            return list(self.dataset_crop) if self.dataset_crop else None
+        return None if self.crop == WHOLE_IMAGES else self.crop
+
     @classmethod
     def from_dict(cls, values, source="config"):
         """Builds a config from a mapping; unknown keys are a `KsegError` naming them.
 
         Args:
-            values: dict. Keys are field names (dashes are accepted for underscores).
+            values: dict. Keys are setting names (dashes are accepted for underscores).
             source: str. Where the values came from, for error messages (e.g. a file name).
         """
-        if values is None:
-            values = {}
-        if not isinstance(values, dict):
-            raise KsegError(
-                f"{source}: expected a mapping of option: value, found {_yaml_kind(values)}; write one "
-                "key: value per line, such as 'epochs: 10'"
-            )
-        known = {field.name for field in dataclasses.fields(cls)}
-        cleaned = {}
-        for key, value in values.items():
-            name = str(key).replace("-", "_") if isinstance(key, str) else None
-            if name not in known:
-                shown = f"'{key}'" if isinstance(key, str) and len(key) <= 60 else brief(key, 60)
-                raise KsegError(f"{source}: unknown key {shown}; known keys: {', '.join(sorted(known))}")
-            cleaned[name] = value
         try:
-            return cls(**cleaned)
+            return cls(**_setting_values(values, source))
         except KsegError as error:
             raise KsegError(f"{source}: {error}") from None
 
@@ -263,25 +343,27 @@ class TrainConfig:
         """Reads a YAML file (safe loader) and applies `overrides` (None values are ignored).
 
         Args:
-            path: str. A YAML mapping of field names to values.
+            path: str. A YAML mapping of setting names to values.
             overrides: dict or None. Values that win over the file, e.g. from CLI options.
         """
         path = os.fspath(path)
-        values = load_yaml(path, "config file")
-        config = cls.from_dict(values, source=path)
+        config = cls.from_dict(load_yaml(path, "config file"), source=path)
         return config.replace(**(overrides or {}))
 
     def replace(self, **overrides):
-        """Returns a copy with the given fields changed; None values leave a field as it is."""
+        """Returns a copy with the given settings changed; None values leave one as it is."""
         changes = {key: value for key, value in overrides.items() if value is not None}
-        known = {field.name for field in dataclasses.fields(self)}
         for key in changes:
-            if key not in known:
+            if key not in SETTINGS:
                 raise KsegError(f"unknown config key {brief(key, 60)}")
-        return dataclasses.replace(self, **changes)
+        return TrainConfig(**dict(self.to_dict(), **changes))
 
     def to_dict(self):
-        return dataclasses.asdict(self)
+        """Every setting by its flat name, in config.yaml's order."""
+        values = {}
+        for name in SECTIONS:
+            values.update(dataclasses.asdict(getattr(self, f"{name}_settings")))
+        return {key: values[key] for key in SETTINGS}
 
     def to_yaml(self, path=None):
         """Returns the config as YAML text and, with `path`, writes it there atomically."""
@@ -291,59 +373,42 @@ class TrainConfig:
         return text
 
 
+def _flat_setting(key):
+    section = f"{SETTINGS[key].section}_settings"
+
+    def read(config):
+        return getattr(getattr(config, section), key)
+
+    def write(config, value):
+        object.__setattr__(config, section, dataclasses.replace(getattr(config, section), **{key: value}))
+
+    return property(read, write, doc=SETTINGS[key].help)
+
+
+for _key in SETTINGS:
+    setattr(TrainConfig, _key, _flat_setting(_key))
+del _key
+
+
+def _setting_values(values, source):
+    """A mapping of setting names (dashes accepted) -> values, unknown keys refused."""
+    if values is None:
+        return {}
+    if not isinstance(values, dict):
+        raise KsegError(
+            f"{source}: expected a mapping of option: value, found {_yaml_kind(values)}; write one "
+            "key: value per line, such as 'epochs: 10'"
+        )
+    cleaned = {}
+    for key, value in values.items():
+        name = str(key).replace("-", "_") if isinstance(key, str) else None
+        if name not in SETTINGS:
+            shown = f"'{key}'" if isinstance(key, str) and len(key) <= 60 else brief(key, 60)
+            raise KsegError(f"{source}: unknown key {shown}; known keys: {', '.join(sorted(SETTINGS))}")
+        cleaned[name] = value
+    return cleaned
+
+
 def _yaml_kind(value):
     names = {list: "a list", str: "a string", int: "a number", float: "a number", bool: "true/false"}
     return names.get(type(value), type(value).__name__)
-
-
-def _type_name(annotation):
-    names = {int: "an integer", float: "a number", str: "a string", bool: "true or false"}
-    return names.get(annotation, str(annotation))
-
-
-def _check_type(key, value, annotation):
-    """Returns `value` checked (and mildly coerced: int -> float) against `annotation`."""
-    origin = typing.get_origin(annotation)
-    if origin is typing.Union:
-        options = typing.get_args(annotation)
-        if value is None and type(None) in options:
-            return None
-        errors = []
-        for option in options:
-            if option is type(None):
-                continue
-            try:
-                return _check_type(key, value, option)
-            except KsegError as error:
-                errors.append(str(error))
-        raise KsegError(errors[-1] if len(errors) == 1 else f"{key}: wrong type. Received: {key}={brief(value)}")
-    if origin in (list, typing.List):
-        (item_type,) = typing.get_args(annotation)
-        if isinstance(value, tuple):
-            value = list(value)
-        if not isinstance(value, list):
-            raise KsegError(f"{key}: expected a list of {_type_name(item_type)}s. Received: {key}={brief(value)}")
-        if len(value) > 4096:
-            raise KsegError(f"{key}: a list of {len(value)} items is too long (at most 4096)")
-        return [_check_type(f"{key}[{index}]", item, item_type) for index, item in enumerate(value)]
-    if annotation is bool:
-        if not isinstance(value, bool):
-            raise KsegError(f"{key}: expected true or false. Received: {key}={brief(value)}")
-        return value
-    if annotation is int:
-        if isinstance(value, bool) or not isinstance(value, int):
-            raise KsegError(f"{key}: expected an integer. Received: {key}={brief(value)}")
-        return value
-    if annotation is float:
-        if isinstance(value, bool) or not isinstance(value, (int, float)):
-            raise KsegError(f"{key}: expected a number. Received: {key}={brief(value)}")
-        return float(value)
-    if annotation is str:
-        if not isinstance(value, str):
-            raise KsegError(f"{key}: expected a string. Received: {key}={brief(value)}")
-        if len(value) > MAX_STRING_LENGTH:
-            raise KsegError(f"{key}: a string of {len(value)} characters is too long (at most {MAX_STRING_LENGTH})")
-        if "\0" in value:
-            raise KsegError(f"{key}: a string with a NUL character is not a name or a path. Received: {brief(value)}")
-        return value
-    raise TypeError(f"unsupported config annotation {annotation!r} for {key}")

@@ -11,7 +11,7 @@ import math
 import keras
 from keras import ops
 
-IGNORE_INDEX = 255
+from kseg.labels import IGNORE_INDEX
 
 
 @keras.saving.register_keras_serializable(package="kseg")

@@ -24,7 +24,7 @@ import keras
 import numpy as np
 from keras import ops
 
-IGNORE_INDEX = 255
+from kseg.labels import IGNORE_INDEX
 METRIC_NAMES = ("pixel_accuracy", "mean_accuracy", "mean_iou", "frequency_weighted_iou")
 
 

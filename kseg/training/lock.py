@@ -13,16 +13,21 @@ moment cannot both find it empty:
         sweep_temporaries(run_dir)
         ...                       # train
 
-`sweep_temporaries` removes only names that `kseg.atomic` gives its temporary files and
-folders (`.NAME.XXXXXXXX.tmpSUFFIX`, `.NAME.XXXXXXXX.tmp`, `.NAME.XXXXXXXX.old`).
+`lock_run_dir(config, resume)` does this for `train`: it picks (or checks) the folder,
+locks it and sweeps it. `sweep_temporaries` removes only names that `kseg.atomic` gives
+its temporary files and folders (`.NAME.XXXXXXXX.tmpSUFFIX`, `.NAME.XXXXXXXX.tmp`,
+`.NAME.XXXXXXXX.old`).
 """
 
 import errno
+import logging
 import os
 import re
 import shutil
 import stat
+import time
 
+from kseg import runs
 from kseg.atomic import missing_folders
 from kseg.errors import DiskFullError, KsegError, is_disk_full
 from kseg.files import brief
@@ -31,6 +36,7 @@ LOCK_NAME = ".kseg-train.lock"
 _LOCK_TAG = b"kseg train lock, pid "
 # tempfile's random part: 8 characters of "abcdefghijklmnopqrstuvwxyz0123456789_".
 _TEMPORARY = re.compile(r"\.(?P<base>.+)\.[a-z0-9_]{8}\.(?P<kind>tmp|old)(?P<tail>.*)")
+logger = logging.getLogger("kseg")
 RUN_FILES = ("config.yaml", "classes.json", "log.csv", "training_curves.png", "checkpoints", "tensorboard")
 
 
@@ -286,3 +292,43 @@ def _read_pid(descriptor):
         return None
     digits = content[len(_LOCK_TAG):].strip()
     return int(digits) if digits.isdigit() else None
+
+
+def default_run_dir(config):
+    """runs/MODEL-DATA-YYYYmmdd-HHMMSS (`lock_run_dir` adds -2, -3, ... when it is taken)."""
+    stamp = time.strftime("%Y%m%d-%H%M%S")
+    return os.path.join(runs.DEFAULT_RUNS_ROOT, f"{config.model}-{config.data}-{stamp}")
+
+
+def lock_run_dir(config, resume):
+    """Locks the run folder of `config` (made first if needed) and returns the `RunLock`.
+
+    A fresh run needs a new or empty folder: one holding a run or anything else is refused
+    (nothing in it is touched). Without --run-dir a new name is chosen, never one in use.
+    Temporaries of killed writes are swept from the whole folder, under the lock.
+    """
+    if resume:
+        lock = RunLock(config.run_dir).acquire()
+    elif config.run_dir:
+        lock = RunLock(config.run_dir, create=True).acquire()
+        try:
+            lock.check_fresh()
+        except BaseException:
+            lock.release(remove_created=True)
+            raise
+    else:
+        base = default_run_dir(config)
+        for number in range(1, 10000):
+            try:
+                lock = RunLock(base if number == 1 else f"{base}-{number}", exclusive_create=True).acquire()
+                break
+            except FileExistsError:
+                continue
+        else:
+            raise KsegError(f"{base}: no free run folder name; give one with --run-dir")
+    removed = sweep_temporaries(lock.run_dir)
+    if removed:
+        logger.info("%s: removed %d temporary file(s) left by a killed run", lock.run_dir, len(removed))
+    return lock
+
+

@@ -23,7 +23,8 @@ def main():
     import kseg.atomic
     import kseg.export
     import kseg.images
-    import kseg.training
+    import kseg.training.checkpoints
+    import kseg.training.logs
 
     real_atomic_path = kseg.atomic.atomic_path
 
@@ -35,7 +36,7 @@ def main():
                 print(f"\nWRITING {temporary}", flush=True)
                 time.sleep(600)
 
-    for module in (kseg.atomic, kseg.export, kseg.images, kseg.training):
+    for module in (kseg.atomic, kseg.export, kseg.images, kseg.training.checkpoints, kseg.training.logs):
         module.atomic_path = pausing_atomic_path
 
     from kseg.cli.main import cli

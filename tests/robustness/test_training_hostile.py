@@ -29,7 +29,7 @@ from kseg.models.saving import load_model
 from kseg.cli.main import cli
 from kseg.config import TrainConfig
 from kseg.errors import KsegError
-from kseg.runlock import LOCK_NAME, RunLock, RunLockedError, is_temporary_name, sweep_temporaries
+from kseg.training.lock import LOCK_NAME, RunLock, RunLockedError, is_temporary_name, sweep_temporaries
 
 DRIVER = os.path.join(os.path.dirname(os.path.abspath(__file__)), "kill_driver.py")
 ENV = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3", CUDA_VISIBLE_DEVICES="")
@@ -131,7 +131,7 @@ def test_an_empty_folder_is_accepted_and_default_names_never_collide(data, tmp_p
     assert os.path.isdir(empty) and os.listdir(empty) == []  # not ours to remove
 
     monkeypatch.setattr(runs, "DEFAULT_RUNS_ROOT", str(tmp_path / "runs"))
-    monkeypatch.setattr(training.time, "strftime", lambda pattern: "20240101-000000")
+    monkeypatch.setattr(training.lock.time, "strftime", lambda pattern: "20240101-000000")
     taken = tmp_path / "runs" / "fcn8s-synthetic-20240101-000000"
     taken.mkdir(parents=True)
     (tmp_path / "runs" / "fcn8s-synthetic-20240101-000000-2").write_text("a file of that name")
@@ -278,14 +278,12 @@ def test_bad_numbers_in_a_yaml_config(key, value, data, tmp_path):
     ("class_weights", [1.0, float("nan")]), ("crop", [32, 10**6]),
 ])  # fmt: skip
 def test_bad_numbers_from_python(key, value, data, tmp_path):
-    from kseg.training import train
-
     with pytest.raises(KsegError, match=key):
         TrainConfig(**{key: value})
     config = tiny(data, tmp_path / "run")
-    setattr(config, key, value)  # changed after it was checked
     with pytest.raises(KsegError, match=key):
-        train(config, verbose=0)
+        setattr(config, key, value)  # a change after it was made is checked at once
+    assert getattr(config, key) == getattr(tiny(data, tmp_path / "run"), key)  # and not kept
     assert not (tmp_path / "run").exists()
 
 
@@ -542,7 +540,7 @@ def test_disk_full_while_checkpointing_stops_with_one_line(finished_run, tmp_pat
 WATCHED_BLOCK = """
 import ctypes, sys
 from kseg import signals
-from kseg.training import _Watchdog
+from kseg.training.distribution import Watchdog as _Watchdog
 signals.install()
 libc = ctypes.CDLL(None)
 mutex = ctypes.create_string_buffer(64)

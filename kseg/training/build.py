@@ -1,0 +1,59 @@
+"""Building what is trained: the model of a config (weights, init_from) and its optimizer."""
+
+import logging
+
+from kseg import runs
+from kseg.models.saving import load_model
+
+logger = logging.getLogger("kseg")
+
+
+def build_optimizer(config, total_steps):
+    """The optimizer with its learning-rate schedule over `total_steps` steps."""
+    import keras
+
+    total_steps = max(int(total_steps), 1)
+    if config.schedule == "poly":
+        learning_rate = keras.optimizers.schedules.PolynomialDecay(
+            config.lr, decay_steps=total_steps, end_learning_rate=0.0, power=0.9
+        )
+    elif config.schedule == "cosine":
+        learning_rate = keras.optimizers.schedules.CosineDecay(config.lr, decay_steps=total_steps)
+    else:
+        learning_rate = config.lr
+    weight_decay = config.weight_decay or None
+    if config.optimizer == "sgd":
+        return keras.optimizers.SGD(learning_rate, momentum=config.momentum, weight_decay=weight_decay)
+    return keras.optimizers.Adam(learning_rate, weight_decay=weight_decay)
+
+
+def resolve_init_from(path):
+    """A run directory or `.keras` file -> the model file to initialise from."""
+    model_path, _ = runs.resolve_model_path(path)
+    return model_path
+
+
+def build_model(config, num_classes, initialise=True, unsafe=False):
+    """Creates the registered model of the config (weights, width, dropout, init_from).
+
+    `unsafe` allows an init_from model file that contains code (Lambda layers).
+    """
+    from kseg.models import create_model, transfer_weights
+
+    source_model = None
+    if initialise and config.init_from:  # a bad file is reported before the model is built
+        source = resolve_init_from(config.init_from)
+        source_model = load_model(source, unsafe=unsafe)
+    model = create_model(
+        config.model, num_classes=num_classes, weights=config.model_weights if initialise else None,
+        width=config.width, dropout=config.dropout, learn_upsampling=config.learn_upsampling,
+    )  # fmt: skip
+    if source_model is not None:
+        report = transfer_weights(source_model, model)
+        logger.info(
+            "initialised from %s: %d layers copied, %d not copied",
+            source, len(report.copied), len(report.skipped),
+        )  # fmt: skip
+    return model
+
+

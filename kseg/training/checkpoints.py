@@ -1,0 +1,208 @@
+"""Checkpoints and what a resumed run must match.
+
+`checkpoints/last.keras` holds the model, the optimizer state (so the learning rate
+schedule, which is a function of the optimizer's step count, continues where it stopped)
+and, as an extra `kseg_state.json` member of the zip, the epoch count, the best score, the
+history and the dropout random-generator states (`RunState`). Each checkpoint is written
+under a temporary name and renamed, so a kill (even SIGKILL) leaves the previous one
+whole; `train(config, resume=True)` continues from it with the same result an
+uninterrupted run would have had.
+
+A resumed run keeps what the checkpoint depends on (`FIXED_ON_RESUME`): `resume_config`
+refuses options that would change it, `check_trained_with` refuses a config.yaml edited
+since the checkpoint was written.
+"""
+
+import dataclasses
+import json
+import math
+import os
+import warnings
+import zipfile
+
+import numpy as np
+
+from kseg import runs
+from kseg.atomic import atomic_path
+from kseg.config import TrainConfig
+from kseg.errors import KsegError, is_disk_full
+from kseg.files import brief
+from kseg.training.distribution import resolve_precision
+from kseg.training.lock import sweep_temporaries
+
+STATE_MEMBER = "kseg_state.json"
+# Options a checkpoint's weights or optimizer state depend on.
+FIXED_ON_RESUME = ("model", "data", "classes_file", "width", "optimizer", "mixed_precision",
+                   "learn_upsampling", "class_weights")  # fmt: skip
+
+
+def save_checkpoint(model, path, state=None):
+    """Saves `model` to the `.keras` file `path` atomically, with `state` inside the zip.
+
+    Args:
+        model: keras.Model. Saved with its optimizer state when compiled.
+        path: str. Destination `.keras` file.
+        state: dict or None. JSON-serialisable training state, stored as kseg_state.json.
+    """
+    with atomic_path(path) as temporary:
+        model.save(temporary)
+        if state is not None:
+            with zipfile.ZipFile(temporary, "a") as archive:
+                archive.writestr(STATE_MEMBER, json.dumps(state))
+        with open(temporary, "rb") as handle:
+            os.fsync(handle.fileno())
+
+
+def read_checkpoint_state(path):
+    """Returns the training state stored in a `last.keras` checkpoint."""
+    try:
+        with zipfile.ZipFile(path) as archive:
+            if archive.getinfo(STATE_MEMBER).file_size > 64 << 20:
+                raise ValueError(f"{STATE_MEMBER} is too large")
+            state = json.loads(archive.read(STATE_MEMBER))
+        if not isinstance(state, dict):
+            raise ValueError(f"{STATE_MEMBER} is not a JSON object")
+        return state
+    except KeyError:
+        raise KsegError(f"{path}: no training state inside; it cannot be resumed from") from None
+    except (OSError, zipfile.BadZipFile, ValueError, RecursionError) as error:
+        raise KsegError(f"{path}: unreadable checkpoint ({brief(str(error), 200)[1:-1]})") from None
+
+
+def remove_stale_temporaries(folder):
+    """Deletes temporary files and folders killed writes left in `folder` and below it
+    (only names `kseg.atomic` gives them; see `kseg.training.lock.sweep_temporaries`)."""
+    return sweep_temporaries(folder)
+
+
+@dataclasses.dataclass
+class RunState:
+    """What a checkpoint remembers of the run besides the weights and optimizer."""
+
+    epoch: int = 0  # completed epochs
+    best_score: float = -math.inf
+    best_epoch: int = 0
+    history: list = dataclasses.field(default_factory=list)
+    seed_generators: list = dataclasses.field(default_factory=list)
+    # What the weights and optimizer state were made with (FIXED_ON_RESUME, num_classes);
+    # empty in checkpoints of kseg versions before it was stored.
+    trained_with: dict = dataclasses.field(default_factory=dict)
+
+    @classmethod
+    def from_checkpoint(cls, path):
+        """The state stored in a checkpoint, checked (a bad one is a one-line KsegError)."""
+        values = read_checkpoint_state(path)
+        known = {field.name: field for field in dataclasses.fields(cls)}
+        kinds = {"epoch": int, "best_epoch": int, "best_score": (int, float), "history": list,
+                 "seed_generators": list, "trained_with": dict}  # fmt: skip
+        state = {}
+        for key, value in values.items():
+            if key not in known:
+                continue
+            if isinstance(value, bool) or not isinstance(value, kinds[key]):
+                raise KsegError(f"{path}: unreadable training state ({key} is {brief(value, 40)})")
+            state[key] = value
+        return cls(**state)
+
+
+def trained_with(config, num_classes):
+    """What a checkpoint's weights and optimizer state depend on, as stored inside it."""
+    return dict({key: getattr(config, key) for key in FIXED_ON_RESUME}, num_classes=int(num_classes))
+
+
+def check_trained_with(config, state, num_classes, checkpoint, run_dir):
+    """Refuses to resume when config.yaml (or the dataset) no longer matches the checkpoint."""
+    current = trained_with(config, num_classes)
+    for key, saved in state.trained_with.items():
+        if key not in current or current[key] == saved:
+            continue
+        if key != "num_classes" and _same_setting(key, current[key], saved):
+            continue  # e.g. "auto" precision, which resolves to the mode the run used
+        if key == "num_classes":
+            raise KsegError(
+                f"{checkpoint}: the checkpoint was trained for {brief(saved)} classes, but the dataset of "
+                f"{run_dir}/config.yaml has {current[key]}; use the dataset the run was trained on, or "
+                "start a new run (--init-from keeps the matching layers)"
+            )
+        raise KsegError(
+            f"{run_dir}/config.yaml says {key} {brief(current[key], 60)}, the checkpoint {checkpoint} "
+            f"was trained with {brief(saved, 60)}; put {key} back in config.yaml, or start a new run "
+            f"(e.g. --init-from {run_dir})"
+        )
+
+
+def _same_setting(key, requested, saved):
+    """Whether a requested option equals the saved one, which config.yaml holds resolved
+    (auto precision as the mode used, median-frequency as the computed weights)."""
+    if key == "mixed_precision":
+        return resolve_precision(requested) == resolve_precision(saved)
+    if key == "class_weights" and requested == "median-frequency":
+        return isinstance(saved, list)
+    return requested == saved
+
+
+def resume_config(run_dir, overrides=None):
+    """Reads the config of an existing run for `--resume`; `overrides` (e.g. epochs) win.
+
+    Args:
+        run_dir: str. A run directory written by `train`.
+        overrides: dict or None. Field values that replace the saved ones (None: keep).
+    """
+    path = runs.RunDir(run_dir).config
+    if not os.path.isfile(path):
+        raise KsegError(f"{run_dir}: cannot resume, no config.yaml (not a kseg run directory)")
+    saved = TrainConfig.from_yaml(path)
+    for key, value in (overrides or {}).items():
+        if key in FIXED_ON_RESUME and value is not None and not _same_setting(key, value, getattr(saved, key)):
+            raise KsegError(
+                f"--{key.replace('_', '-')}: cannot change on --resume (the run was trained with "
+                f"{key}={getattr(saved, key)!r}); start a new run, e.g. with --init-from {run_dir}"
+            )
+    # Options that cannot change were just found equal; the saved (resolved) values stay.
+    changes = {key: value for key, value in (overrides or {}).items() if key not in FIXED_ON_RESUME}
+    return saved.replace(**dict(changes, run_dir=os.fspath(run_dir)))
+
+
+def load_checkpoint_weights(model, path, run_dir):
+    """Loads a checkpoint's weights and optimizer state; any mismatch is one short line."""
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        try:
+            model.load_weights(path)
+        except Exception as error:
+            if is_disk_full(error) or isinstance(error, (KeyboardInterrupt, MemoryError)):
+                raise
+            first = " ".join(str(error).strip().splitlines()[0].split()) if str(error).strip() else ""
+            raise KsegError(
+                f"{path}: cannot resume from this checkpoint: it does not fit the model {run_dir}/config.yaml "
+                f"describes ({first[:160] or type(error).__name__}); restore config.yaml as it was, or start "
+                "a new run"
+            ) from None
+    # keras reports a layer or optimizer state that does not fit only as a warning with this
+    # text (no warning class of its own), so the text is the only way to tell it apart.
+    skipped_loading = [str(w.message) for w in caught if "Skipping variable loading" in str(w.message)]
+    if skipped_loading:  # keras only warns when optimizer or layer state does not fit
+        first = " ".join(skipped_loading[0].split())
+        raise KsegError(
+            f"{path}: the checkpoint does not fit this run ({first[:160]}); restore {run_dir}/config.yaml "
+            "as it was, or start a new run"
+        )
+
+
+def seed_generator_variables(model):
+    """The random-generator state variables (dropout) that `.keras` files do not keep."""
+    return [v for v in model.variables if "seed_generator_state" in v.path]
+
+
+
+
+def seed_generator_states(model):
+    """The dropout generators' states, as JSON-ready lists (for `RunState.seed_generators`)."""
+    import keras
+
+    return [np.asarray(keras.ops.convert_to_numpy(v)).tolist() for v in seed_generator_variables(model)]
+
+
+def restore_seed_generators(model, states):
+    for variable, value in zip(seed_generator_variables(model), states):
+        variable.assign(np.asarray(value, dtype=variable.dtype))

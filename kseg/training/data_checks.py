@@ -1,0 +1,135 @@
+"""Checks of the data before training: the splits, and the class weights asked for.
+
+A split with bad pairs is refused unless `skip_bad`; one in which no pixel is labelled
+(every mask value is the ignore label) is refused whatever the options, as is a
+validation split without a labelled pixel.
+"""
+
+import logging
+
+import numpy as np
+
+from kseg.errors import KsegError
+
+logger = logging.getLogger("kseg")
+
+
+def compute_class_weights(config, spec):
+    """Returns the class weights (list of float) the config asks for, or None.
+
+    "median-frequency" reads every training mask once (not the images), with the same
+    definition `kseg data stats` prints (kseg.data.stats).
+    """
+    if isinstance(config.class_weights, list):
+        if len(config.class_weights) != spec.num_classes:
+            raise KsegError(
+                f"--class-weights: {len(config.class_weights)} weights given, but {spec.name} "
+                f"has {spec.num_classes} classes"
+            )
+        return list(config.class_weights)
+    if config.class_weights == "none":
+        return None
+
+    from kseg.data.stats import compute_stats
+
+    logger.info("computing median-frequency class weights over the %s split", config.train_split)
+    stats = compute_stats(spec, config.train_split)
+    if stats.skipped and not config.skip_bad:
+        raise KsegError(stats.skipped[0][1])
+    return [round(float(weight), 6) for weight in stats.median_frequency_weights()]
+
+
+def check_dataset(config, spec):
+    """Verifies the training split; refuses bad data unless `skip_bad` (then warns).
+
+    A split in which no pixel is labelled (every mask value is the ignore label) is
+    refused too: there would be nothing to learn.
+
+    Returns:
+        int. The number of problems skipped under `skip_bad`.
+    """
+    report = _verify(spec, config.train_split)
+    # verify counts a split without any labelled pixel as a problem of its own: not one that
+    # --skip-bad could leave out, so it is refused below with its own message.
+    problems = _dataset_problems(report)
+    shown = "; ".join(str(problem) for problem in problems[:3])
+    if problems and not config.skip_bad:
+        raise KsegError(
+            f"{spec.root}: the {config.train_split} split has {len(problems)} problem(s): {shown}"
+            f"{' ...' if len(problems) > 3 else ''}; fix them (see `kseg data verify`) or pass "
+            "--skip-bad to leave the bad pairs out"
+        )
+    labelled = getattr(report, "labelled_pixels", None)
+    if labelled is None:
+        labelled = count_labelled_pixels(spec, config.train_split)
+    if labelled == 0 and getattr(report, "masks_read", None) == 0:
+        raise KsegError(
+            f"{spec.root}: the {config.train_split} split has no mask that can be read; fix them "
+            "(see `kseg data verify`)"
+        )
+    if labelled == 0:
+        raise KsegError(
+            f"{spec.root}: the {config.train_split} split has no labelled pixel: every mask value is the "
+            f"ignore label {spec.ignore_index} (or maps to it), so there is nothing to learn; check the "
+            "masks and the classes file (`kseg data stats` counts the pixels of each class)"
+        )
+    if problems:
+        logger.warning(
+            "%d bad pair(s) in %s will be skipped (--skip-bad): %s", len(problems), config.train_split, shown
+        )
+    return len(problems)
+
+
+def check_validation_split(config, spec):
+    """Refuses a validation split that is missing or in which no pixel is labelled."""
+    if config.val_split.lower() == "none":
+        return
+    spec.pairs(config.val_split)  # a missing validation split is reported before any work
+    if count_labelled_pixels(spec, config.val_split) == 0:
+        raise KsegError(
+            f"{spec.root}: the {config.val_split} split has no labelled pixel: every mask value is the "
+            f"ignore label {spec.ignore_index} (or maps to it), so no validation score can be computed; "
+            "fix its masks, or train without validation: --val-split none"
+        )
+
+
+def count_labelled_pixels(spec, split, stop_at_first=True):
+    """Pixels of a split's masks that hold a class (not the ignore label).
+
+    With `stop_at_first`, reading stops at the first mask holding one (the count is then
+    that mask's). Masks that cannot be read are passed over (verification reports them);
+    None when none could be read.
+    """
+    total, readable = 0, 0
+    for _, mask_path in spec.pairs(split):
+        try:
+            mask = spec.to_train_ids(spec.read_raw_mask(mask_path), mask_path)
+        except KsegError:
+            continue
+        readable += 1
+        mask = np.asarray(mask)
+        total += int(np.count_nonzero((mask != spec.ignore_index) & (mask < spec.num_classes)))
+        if total and stop_at_first:
+            break
+    return total if readable else None
+
+
+def _verify(spec, split):
+    from kseg.data.verify import verify_dataset
+
+    logger.info("verifying the %s split of %s (every pair is read once)", split, spec.name)
+    return verify_dataset(spec, split, progress=True)
+
+
+def _dataset_problems(report):
+    """The problems of a `kseg data verify` report that `--skip-bad` can leave out, one
+    message each: all but a split without any labelled pixel (refused on its own)."""
+    from kseg.data.verify import NO_LABELLED_PIXEL
+
+    problems = []
+    for problem in report.problems:
+        if getattr(problem, "kind", None) == NO_LABELLED_PIXEL:
+            continue
+        path, message = getattr(problem, "path", ""), str(getattr(problem, "message", problem))
+        problems.append(message if str(path) in message else f"{path}: {message}")
+    return problems

@@ -1,0 +1,420 @@
+"""Where and how training runs: dtype policy, tf.distribute strategy, multi-worker setup.
+
+Under `--strategy multiworker` TF_CONFIG is checked first (`read_tf_config`), the other
+workers are waited for (`wait_for_workers`: at most `worker_timeout` seconds, naming the
+missing one; Ctrl-C and SIGTERM stop the wait), and only the chief (`is_chief`) writes and
+locks the run folder. Other strategies ignore TF_CONFIG.
+"""
+
+import json
+import logging
+import os
+import signal
+import sys
+import time
+
+from kseg.errors import KsegError
+from kseg.files import brief
+
+logger = logging.getLogger("kseg")
+
+PRECISION_POLICIES = {"off": "float32", "fp16": "mixed_float16", "bf16": "mixed_bfloat16"}
+
+
+def resolve_precision(mode):
+    """Returns the keras dtype policy name for a `--mixed-precision` mode.
+
+    Args:
+        mode: str. "auto" (mixed_float16 when a GPU is visible, float32 otherwise), "off",
+            "fp16" or "bf16".
+    """
+    if mode == "auto":
+        import tensorflow as tf
+
+        return "mixed_float16" if tf.config.list_physical_devices("GPU") else "float32"
+    if mode not in PRECISION_POLICIES:
+        raise KsegError(f"--mixed-precision: expected auto, off, fp16 or bf16. Received: {mode!r}")
+    return PRECISION_POLICIES[mode]
+
+
+class dtype_policy:
+    """Context manager that sets keras' global dtype policy and restores the previous one.
+
+    Args:
+        name: str. A keras dtype policy name such as "mixed_bfloat16".
+    """
+
+    def __init__(self, name):
+        self.name = name
+        self._previous = None
+
+    def __enter__(self):
+        import keras
+
+        self._previous = keras.config.dtype_policy()
+        keras.config.set_dtype_policy(self.name)
+        return self
+
+    def __exit__(self, *exc_info):
+        import keras
+
+        keras.config.set_dtype_policy(self._previous)
+
+
+TF_CONFIG_TASK_TYPES = ("chief", "worker", "evaluator")
+TF_CONFIG_LIMIT = 1 << 20
+
+
+def _tf_config_error(problem):
+    return KsegError(
+        f"TF_CONFIG: {problem}; it should look like "
+        '{"cluster": {"worker": ["host1:port", "host2:port"]}, "task": {"type": "worker", "index": 0}}'
+    )
+
+
+def parse_address(address):
+    """"host:port" -> (host, port), or None when it is not such an address."""
+    if not isinstance(address, str) or len(address) > 1000:
+        return None
+    host, _, port = address.strip().rpartition(":")
+    host = host[1:-1] if host.startswith("[") and host.endswith("]") else host  # [IPv6]
+    if not host or any(character.isspace() for character in host) or not port.isdigit():
+        return None
+    port = int(port)
+    return (host, port) if 1 <= port <= 65535 else None
+
+
+def read_tf_config():
+    """The cluster and task of the TF_CONFIG environment variable, checked.
+
+    Returns:
+        dict with "cluster" (task type -> list of "host:port") and "task" ({"type": str,
+        "index": int}), both valid: the task is one of the cluster's.
+
+    Raises:
+        KsegError: one line naming TF_CONFIG and what is wrong.
+    """
+    raw = os.environ.get("TF_CONFIG", "")
+    if not raw.strip():
+        raise KsegError(
+            "--strategy multiworker needs the TF_CONFIG environment variable describing the cluster "
+            'and this worker\'s task, e.g. {"cluster": {"worker": ["host1:port", "host2:port"]}, '
+            '"task": {"type": "worker", "index": 0}}'
+        )
+    if len(raw) > TF_CONFIG_LIMIT:
+        raise _tf_config_error(f"{len(raw)} characters is too long")
+    try:
+        value = json.loads(raw)
+    except ValueError as error:
+        raise _tf_config_error(f"not valid JSON ({error})") from None
+    except RecursionError:
+        raise _tf_config_error("JSON nested too deeply") from None
+    if not isinstance(value, dict):
+        raise _tf_config_error(f"expected a JSON object, found {brief(value, 40)}")
+    cluster = value.get("cluster")
+    _check_cluster(cluster)
+    task = value.get("task")
+    if not isinstance(task, dict):
+        raise _tf_config_error(f'"task" must be an object with "type" and "index", found {brief(task, 40)}')
+    kind, index = _check_task(task, cluster)
+    return {"cluster": cluster, "task": {"type": kind, "index": index}}
+
+
+def _check_cluster(cluster):
+    """Refuses a TF_CONFIG "cluster" that is not task type -> distinct "host:port" list."""
+    if not isinstance(cluster, dict) or not cluster:
+        raise _tf_config_error(
+            f'"cluster" must be an object of task type -> list of "host:port", found {brief(cluster, 40)}'
+        )
+    for kind, addresses in cluster.items():
+        if kind not in TF_CONFIG_TASK_TYPES:
+            raise _tf_config_error(
+                f"cluster task type {brief(kind, 40)} is not one of {', '.join(TF_CONFIG_TASK_TYPES)}"
+            )
+        if not isinstance(addresses, list) or not addresses:
+            raise _tf_config_error(
+                f'cluster "{kind}" must be a non-empty list of "host:port", found {brief(addresses, 40)}'
+            )
+        for index, address in enumerate(addresses):
+            if parse_address(address) is None:
+                raise _tf_config_error(
+                    f'cluster "{kind}"[{index}] is {brief(address, 60)}, not "host:port" with a port from 1 to 65535'
+                )
+    if "worker" not in cluster and "chief" not in cluster:
+        raise _tf_config_error('the cluster has neither "chief" nor "worker" tasks')
+    if len(cluster.get("chief", [])) > 1:
+        raise _tf_config_error(f'a cluster has at most one chief, found {len(cluster["chief"])}')
+    addresses = [address.strip() for kind in cluster for address in cluster[kind]]
+    if len(set(addresses)) != len(addresses):
+        raise _tf_config_error("two tasks of the cluster have the same host:port")
+
+
+def _check_task(task, cluster):
+    """(type, index) of a TF_CONFIG "task", which must be one of the cluster's."""
+    kind, index = task.get("type"), task.get("index", 0)
+    if not isinstance(kind, str) or kind not in cluster:
+        raise _tf_config_error(f'task type {brief(kind, 40)} is not a task type of the cluster ({", ".join(cluster)})')
+    if isinstance(index, bool) or not isinstance(index, int) or not 0 <= index < len(cluster[kind]):
+        raise _tf_config_error(
+            f'task index {brief(index, 40)} is not one of the {len(cluster[kind])} "{kind}" task(s) '
+            f"(0 to {len(cluster[kind]) - 1})"
+        )
+    return kind, index
+
+
+def _listen(port):
+    """A listening socket on `port` of every interface (None where it cannot be had)."""
+    import socket
+
+    for family, address in ((socket.AF_INET6, "::"), (socket.AF_INET, "")):
+        try:
+            listener = socket.socket(family, socket.SOCK_STREAM)
+        except OSError:
+            continue
+        try:
+            listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            if family == socket.AF_INET6:
+                listener.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 0)
+            listener.bind((address, port))
+            listener.listen(64)
+            listener.setblocking(False)
+            return listener
+        except OSError:
+            listener.close()
+    return None
+
+
+def _answers(host, port, timeout):
+    import socket
+
+    try:
+        with socket.create_connection((host, port), timeout=timeout):
+            return True
+    except OSError:
+        return False
+
+
+def wait_for_workers(tf_config, timeout):
+    """Waits until every other task of the cluster accepts a TCP connection.
+
+    Meanwhile this task's own port answers the others' probes (a listening socket, closed
+    before TensorFlow's server takes the port). The wait is a Python loop, so Ctrl-C and
+    SIGTERM stop it.
+
+    Raises:
+        KsegError: a task did not answer within `timeout` seconds; the message names it.
+    """
+    own_kind, own_index = tf_config["task"]["type"], tf_config["task"]["index"]
+    if own_kind == "evaluator":  # not part of the collective
+        return
+    cluster = tf_config["cluster"]
+    peers = [
+        (kind, index, address.strip())
+        for kind in cluster if kind != "evaluator"
+        for index, address in enumerate(cluster[kind])
+        if (kind, index) != (own_kind, own_index)
+    ]  # fmt: skip
+    if not peers:
+        return
+    _, own_port = parse_address(cluster[own_kind][own_index])
+    listener = _listen(own_port)
+    deadline = time.monotonic() + timeout
+    announced = set()
+    try:
+        while peers:
+            for peer in list(peers):
+                _drain(listener)
+                host, port = parse_address(peer[2])
+                if _answers(host, port, timeout=max(0.05, min(1.0, deadline - time.monotonic()))):
+                    peers.remove(peer)
+                elif peer not in announced:
+                    announced.add(peer)
+                    logger.warning(
+                        "waiting for %s %d at %s (TF_CONFIG), for up to %g s (--worker-timeout)",
+                        peer[0], peer[1], peer[2], timeout,
+                    )  # fmt: skip
+            if not peers:
+                break
+            if time.monotonic() >= deadline:
+                kind, index, address = peers[0]
+                others = f" (and {len(peers) - 1} other task(s))" if len(peers) > 1 else ""
+                raise KsegError(
+                    f"--strategy multiworker: {kind} {index} at {address}{others} of TF_CONFIG did not "
+                    f"answer within {timeout:g} s; start it, fix its address in TF_CONFIG, or wait longer "
+                    "with --worker-timeout"
+                )
+            time.sleep(0.2)
+        # The others may still be probing this task: answer them a little longer.
+        end = time.monotonic() + 1.0
+        while time.monotonic() < end:
+            _drain(listener)
+            time.sleep(0.1)
+    finally:
+        if listener is not None:
+            listener.close()
+
+
+def _drain(listener):
+    if listener is None:
+        return
+    while True:
+        try:
+            connection, _ = listener.accept()
+        except OSError:
+            return
+        connection.close()
+
+
+class Watchdog:
+    """Ends the process if a blocking TensorFlow call outlives `timeout` seconds, or a
+    SIGTERM/SIGINT arrives while the main thread is stuck in it (Python's own handler runs
+    only once the main thread returns from C++)."""
+
+    def __init__(self, timeout, what):
+        self.timeout = timeout
+        self.what = what
+        self._done = None
+        self._pipe = None
+        self._previous_fd = None
+
+    def __enter__(self):
+        import threading
+
+        self._done = threading.Event()
+        try:
+            read_end, write_end = os.pipe()
+            os.set_blocking(write_end, False)
+            self._previous_fd = signal.set_wakeup_fd(write_end, warn_on_full_buffer=False)
+            self._pipe = (read_end, write_end)
+        except (ValueError, OSError):  # not the main thread: only the timeout is watched
+            self._pipe = None
+        threading.Thread(target=self._watch, name="kseg-watchdog", daemon=True).start()
+        return self
+
+    def __exit__(self, *exc_info):
+        self._done.set()
+        if self._pipe is not None:
+            signal.set_wakeup_fd(self._previous_fd if self._previous_fd is not None else -1)
+            for descriptor in self._pipe:
+                os.close(descriptor)
+            self._pipe = None
+
+    def _watch(self):
+        import select
+
+        deadline = time.monotonic() + self.timeout
+        while not self._done.is_set():
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                self._exit(f"error: {self.what} did not finish within {self.timeout:g} s (--worker-timeout); "
+                           "check that every worker of TF_CONFIG runs and can reach the others", 1)
+            pipe = self._pipe
+            if pipe is None:
+                self._done.wait(min(remaining, 0.5))
+                continue
+            try:
+                ready, _, _ = select.select([pipe[0]], [], [], min(remaining, 0.5))
+                received = os.read(pipe[0], 64) if ready else b""
+            except OSError:
+                return
+            for signum in received:
+                if signum in (signal.SIGTERM, signal.SIGINT, getattr(signal, "SIGHUP", -1)):
+                    # Python's handler gets a moment to stop the command the usual way.
+                    if self._done.wait(2.0):
+                        return
+                    name = signal.Signals(signum).name
+                    self._exit(f"interrupted ({name}) during {self.what}", 128 + signum)
+
+    @staticmethod
+    def _exit(message, status):
+        try:
+            sys.stderr.write(message + "\n")
+            sys.stderr.flush()
+        finally:
+            os._exit(status)
+
+
+def make_strategy(name, worker_timeout=300.0):
+    """Returns a tf.distribute strategy for a `--strategy` choice.
+
+    Args:
+        name: str. "auto" (MirroredStrategy over the local GPUs when there are several, else
+            the default strategy), "none", "mirrored" (all local GPUs, or all logical CPU
+            devices when there is no GPU) or "multiworker" (MultiWorkerMirroredStrategy;
+            the cluster comes from the TF_CONFIG environment variable).
+        worker_timeout: float. Under "multiworker", seconds to wait for the other workers.
+    """
+    if name == "multiworker":
+        # Must come before anything initialises TensorFlow's runtime (even listing
+        # logical devices does).
+        tf_config = read_tf_config()
+        wait_for_workers(tf_config, worker_timeout)
+        import tensorflow as tf
+
+        with Watchdog(worker_timeout, "connecting to the other workers of TF_CONFIG"):
+            try:
+                return tf.distribute.MultiWorkerMirroredStrategy()
+            except (RuntimeError, ValueError) as error:
+                raise KsegError(f"--strategy multiworker: {str(error).splitlines()[0][:300]}") from None
+    import tensorflow as tf
+
+    gpus = tf.config.list_physical_devices("GPU")
+    if name == "none" or (name == "auto" and len(gpus) < 2):
+        return tf.distribute.get_strategy()
+    if name in ("auto", "mirrored"):
+        devices = tf.config.list_logical_devices("GPU") or tf.config.list_logical_devices("CPU")
+        return tf.distribute.MirroredStrategy(devices=[device.name for device in devices])
+    raise KsegError(f"--strategy: expected auto, none, mirrored or multiworker. Received: {brief(name)}")
+
+
+def is_chief(strategy="multiworker"):
+    """Whether this process writes the run directory.
+
+    Always, except for the non-chief workers of a multi-worker run: TF_CONFIG is read only
+    for `strategy` "multiworker" (other strategies ignore it, malformed or not).
+    """
+    if strategy != "multiworker":
+        return True
+    tf_config = read_tf_config()
+    task, cluster = tf_config["task"], tf_config["cluster"]
+    if task["type"] == "chief":
+        return True
+    return task["type"] == "worker" and task["index"] == 0 and "chief" not in cluster
+
+
+def multi_worker_model_class():
+    """A functional model whose step logs have shape (1,) instead of ().
+
+    Under MultiWorkerMirroredStrategy keras 3.15 combines each step's logs across workers
+    with a mean over axis 0, which fails for scalars (every loss and metric). Epoch-end
+    results are read from the metrics themselves and come out as scalars as usual.
+    """
+    import keras
+
+    class MultiWorkerModel(keras.Model):
+        def train_step(self, data):
+            return _as_vectors(super().train_step(data))
+
+        def test_step(self, data):
+            return _as_vectors(super().test_step(data))
+
+    return MultiWorkerModel
+
+
+def _as_vectors(logs):
+    from keras import ops
+
+    return {key: ops.reshape(value, (1,)) for key, value in logs.items()}
+
+
+def distribute(dataset, multiworker):
+    """Shards a dataset by data (not by file) across the workers of a multi-worker run."""
+    if multiworker:
+        import tensorflow as tf
+
+        options = tf.data.Options()
+        options.experimental_distribute.auto_shard_policy = tf.data.experimental.AutoShardPolicy.DATA
+        dataset = dataset.with_options(options)
+    return dataset
+
+
