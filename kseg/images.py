@@ -518,22 +518,6 @@ def read_mask(path, data=None):
     return array
 
 
-def read_palette_mask(path, data=None):
-    """Reads a palette ("P" mode) or grayscale PNG such as Pascal VOC's as its indices.
-
-    OpenCV converts palette PNGs to colour, so Pillow reads the indices themselves.
-    """
-    path = os.fspath(path)
-    if data is None:
-        data = read_file(path, "mask file")
-    header = probe(data)
-    _refuse_lossy(header, path)
-    check_pixels(header, path, "mask")
-    if header.format == "png" and header.colour_type == PNG_PALETTE_COLOUR_TYPE:
-        return _orient(_palette_indices(data, path), header)
-    return read_mask(path, data)
-
-
 def write_png(path, array):
     """Writes a uint8 array (H, W) or RGB (H, W, 3) as a PNG, atomically."""
     array = np.asarray(array)

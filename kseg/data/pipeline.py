@@ -142,6 +142,18 @@ def make_dataset(spec, split, *, training, batch_size, crop=None, seed=0, skip_b
     loader = _PairLoader(spec, pairs, augmenter, skip_bad, skipped)
     order = _EpochOrder(len(pairs), seed, shuffle=training)
 
+    dataset = _read_pairs(order, loader, skip_bad, num_parallel_calls)
+    dataset = _batch(dataset, batch_size, crop if training else None, training, spec.ignore_index)
+    dataset = dataset.prefetch(tf.data.AUTOTUNE)
+    dataset.skipped = skipped
+    dataset.num_pairs = len(pairs)
+    return dataset
+
+
+def _read_pairs(order, loader, skip_bad, num_parallel_calls):
+    """(image, mask) samples in `order`, read by `loader` on tf.data's threads."""
+    import tensorflow as tf
+
     dataset = tf.data.Dataset.from_generator(
         order,
         output_signature=(tf.TensorSpec((), tf.int64), tf.TensorSpec((), tf.int64)),
@@ -160,15 +172,21 @@ def make_dataset(spec, split, *, training, batch_size, crop=None, seed=0, skip_b
     dataset = dataset.map(read, num_parallel_calls=parallel, deterministic=True)
     if skip_bad:
         dataset = dataset.filter(lambda image, mask, ok: ok)
-    dataset = dataset.map(lambda image, mask, ok: (image, mask))
+    return dataset.map(lambda image, mask, ok: (image, mask))
+
+
+def _batch(dataset, batch_size, crop, training, ignore_index):
+    """Batches samples: fixed-size crops as they are, evaluation images by size, padded
+    whole training images otherwise (image 0, mask `ignore_index`)."""
+    import tensorflow as tf
 
     if training and crop is not None:
         height, width = crop
         dataset = dataset.map(
             lambda image, mask: (tf.ensure_shape(image, [height, width, 3]), tf.ensure_shape(mask, [height, width]))
         )
-        dataset = dataset.batch(batch_size)
-    elif not training:
+        return dataset.batch(batch_size)
+    if not training:
         # Evaluation batches hold images of one size only. Padding to the largest image in
         # a batch would change the scores of real pixels (VGG16 sees hundreds of pixels
         # around each one), so results would depend on the batch size.
@@ -176,21 +194,16 @@ def make_dataset(spec, split, *, training, batch_size, crop=None, seed=0, skip_b
             shape = tf.shape(image, out_type=tf.int64)
             return shape[0] * 65536 + shape[1]
 
-        dataset = dataset.group_by_window(
+        return dataset.group_by_window(
             key_func=size_key,
             reduce_func=lambda key, window: window.batch(batch_size),
             window_size=batch_size,
         )
-    else:
-        dataset = dataset.padded_batch(
-            batch_size,
-            padded_shapes=([None, None, 3], [None, None]),
-            padding_values=(tf.constant(0, tf.uint8), tf.constant(spec.ignore_index, tf.uint8)),
-        )
-    dataset = dataset.prefetch(tf.data.AUTOTUNE)
-    dataset.skipped = skipped
-    dataset.num_pairs = len(pairs)
-    return dataset
+    return dataset.padded_batch(
+        batch_size,
+        padded_shapes=([None, None, 3], [None, None]),
+        padding_values=(tf.constant(0, tf.uint8), tf.constant(ignore_index, tf.uint8)),
+    )
 
 
 @contextlib.contextmanager

@@ -25,13 +25,12 @@ from kseg.images import (
     load,
     load_mask,
     read_mask,
-    read_palette_mask,
 )
 from kseg.errors import KsegError
 
 __all__ = [
     "ImageError", "is_palette_png", "read_colour_or_index_mask", "read_index_mask",
-    "read_palette_mask", "read_rgb_image",
+    "read_rgb_image",
 ]
 
 

@@ -39,7 +39,7 @@ from kseg.data import get_dataset_spec
 from kseg.data.readers import read_colour_or_index_mask, read_index_mask, read_rgb_image
 from kseg.data.verify import verify_dataset
 from kseg.errors import KsegError
-from kseg.images import ImageError, read_image, read_mask, read_palette_mask
+from kseg.images import ImageError, read_image, read_mask
 
 SIZE = (24, 32)
 TIMEOUT = 60  # seconds for a subprocess verb; a hang fails instead of blocking
@@ -210,7 +210,7 @@ def test_readers_refuse_special_files_without_reading(tmp_path):
     for kind in ("fifo", "dev_zero", "folder"):
         path = str(tmp_path / f"{kind}.png")
         _make_special(path, kind)
-        for reader in (read_image, read_rgb_image, read_mask, read_index_mask, read_palette_mask,
+        for reader in (read_image, read_rgb_image, read_mask, read_index_mask,
                        read_colour_or_index_mask):
             started = time.monotonic()
             with pytest.raises(KsegError, match="not a regular file") as error:
@@ -322,7 +322,7 @@ def test_palette_masks_of_any_depth_read_as_indices(tmp_path, bits):
     image.save(buffer, "PNG", bits=bits)
     assert buffer.getvalue()[25] == 3
     path = _write(tmp_path / f"p{bits}.png", buffer.getvalue())
-    for reader in (read_mask, read_index_mask, read_palette_mask, read_colour_or_index_mask):
+    for reader in (read_mask, read_index_mask, read_colour_or_index_mask):
         np.testing.assert_array_equal(reader(path), stored)
 
 
@@ -349,7 +349,7 @@ def test_sixteen_bit_masks_stay_refused(tmp_path):
 def test_jpeg_content_is_refused_as_a_mask_whatever_its_name(tmp_path):
     for name in ("mask.png", "mask.jpg", "mask.bmp"):
         path = _write(tmp_path / name, _jpeg(np.zeros(SIZE, np.uint8)))
-        for reader in (read_mask, read_index_mask, read_palette_mask, read_colour_or_index_mask):
+        for reader in (read_mask, read_index_mask, read_colour_or_index_mask):
             with pytest.raises(ImageError) as error:
                 reader(path)
             message = str(error.value)
