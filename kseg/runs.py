@@ -144,8 +144,13 @@ def resolve_model_path(path=None, runs_root=DEFAULT_RUNS_ROOT):
         raise KsegError(f"{path}: no such model file or run directory")
     if not path.endswith(".keras"):
         raise KsegError(f"{path}: expected a .keras model file or a run directory")
-    run_dir = os.path.dirname(os.path.dirname(os.path.abspath(path)))
-    return path, (run_dir if os.path.isfile(os.path.join(run_dir, CLASSES_FILE)) else None)
+    # RUN/checkpoints/best.keras takes RUN/classes.json; a bare model file (a converted
+    # release, `kseg weights convert`) the classes.json beside it.
+    folder = os.path.dirname(os.path.abspath(path))
+    for run_dir in (os.path.dirname(folder), folder):
+        if os.path.isfile(os.path.join(run_dir, CLASSES_FILE)):
+            return path, run_dir
+    return path, None
 
 
 def write_classes(run_dir, dataset, class_names, palette, ignore_index=IGNORE_INDEX):

@@ -49,6 +49,16 @@ MODEL_PRESETS = (
                 "kseg.models.fcn:fcn16s"),
     ModelPreset("fcn8s", "vgg16", "fcn", 8, "FCN-8s: FCN-16s + pool3 skip",
                 "kseg.models.fcn:fcn8s"),
+    ModelPreset("fcn32s_caffe", "vgg16-caffe", "fcn", 32,
+                "FCN-32s exactly as the released Caffe net (pad 100, ceil pooling, crops)",
+                "kseg.models.caffe_fcn:fcn32s_caffe"),
+    ModelPreset("fcn16s_caffe", "vgg16-caffe", "fcn", 16,
+                "FCN-16s exactly as the released Caffe net", "kseg.models.caffe_fcn:fcn16s_caffe"),
+    ModelPreset("fcn8s_caffe", "vgg16-caffe", "fcn", 8,
+                "FCN-8s exactly as the released Caffe net", "kseg.models.caffe_fcn:fcn8s_caffe"),
+    ModelPreset("fcn8s_atonce_caffe", "vgg16-caffe", "fcn", 8,
+                "FCN-8s trained at once (scaled skips), as the released Caffe net",
+                "kseg.models.caffe_fcn:fcn8s_atonce_caffe"),
 )  # fmt: skip
 
 _REGISTRY = {preset.name: preset for preset in MODEL_PRESETS}

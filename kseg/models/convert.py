@@ -1,0 +1,390 @@
+"""Released FCN weights -> kseg `.keras` models (`kseg weights convert`).
+
+Two sources hold the authors' FCNs:
+
+- Caffe `.caffemodel` files (fcn.berkeleyvision.org). They are protobuf `NetParameter`
+  messages; this module decodes the protobuf wire format itself (varints and
+  length-delimited fields), so neither Caffe nor a compiled schema is needed. Only these
+  fields are read: NetParameter.layer = 100 (LayerParameter: name = 1, type = 2,
+  blobs = 7), the legacy NetParameter.layers = 2 (V1LayerParameter: name = 4, blobs = 6),
+  BlobProto: shape = 7 (BlobShape: dim = 1), data = 5, double_data = 8 and the legacy
+  num, channels, height, width = 1..4.
+- PyTorch `.pth` state dicts (wkentaro/pytorch-fcn's conversions), read through torch.
+
+Every blob is matched to the kseg layer of the same name (the Caffe layer names, see
+`kseg.models.caffe_fcn`) and shape; a blob no layer takes, a layer no blob fills, a wrong
+shape or a wrong class count is refused with one line naming it - nothing is skipped.
+
+Layouts: Caffe and PyTorch convolutions are (out, in, kh, kw) cross-correlations like
+keras' (kh, kw, in, out); Caffe Deconvolution and PyTorch ConvTranspose2d blobs are
+(in, out, kh, kw), scattered without flipping as keras' Conv2DTranspose (kh, kw, out, in)
+does.
+"""
+
+import json
+import os
+import zipfile
+
+import numpy as np
+
+from kseg.errors import WeightsError
+
+VARINT, FIXED64, LENGTH, FIXED32 = 0, 1, 2, 5
+
+
+class WireError(ValueError):
+    """The bytes are not (complete) protobuf wire format."""
+
+
+def _varint(data, position):
+    result = shift = 0
+    while True:
+        if position >= len(data):
+            raise WireError("ends inside a number")
+        byte = data[position]
+        position += 1
+        result |= (byte & 0x7F) << shift
+        if not byte & 0x80:
+            return result, position
+        shift += 7
+        if shift > 63:
+            raise WireError("a number longer than 10 bytes")
+
+
+def decode_fields(data):
+    """Yields (field number, wire type, value) of a protobuf message's bytes.
+
+    `value` is an int for varints, a memoryview for length-delimited fields and fixed
+    fields (their raw little-endian bytes).
+    """
+    data = memoryview(data)
+    position, end = 0, len(data)
+    while position < end:
+        key, position = _varint(data, position)
+        field, wire = key >> 3, key & 7
+        if field == 0:
+            raise WireError("field number 0")
+        if wire == VARINT:
+            value, position = _varint(data, position)
+        elif wire == LENGTH:
+            length, position = _varint(data, position)
+            if position + length > end:
+                raise WireError("a field runs past the end")
+            value, position = data[position:position + length], position + length
+        elif wire in (FIXED64, FIXED32):
+            size = 8 if wire == FIXED64 else 4
+            if position + size > end:
+                raise WireError("a field runs past the end")
+            value, position = data[position:position + size], position + size
+        else:
+            raise WireError(f"wire type {wire} (groups or invalid)")
+        yield field, wire, value
+
+
+def _packed_varints(value, wire):
+    if wire == VARINT:
+        return [value]
+    numbers, position = [], 0
+    while position < len(value):
+        number, position = _varint(value, position)
+        numbers.append(number)
+    return numbers
+
+
+def _floats(value, wire, dtype):
+    if wire == LENGTH:
+        if len(value) % np.dtype(dtype).itemsize:
+            raise WireError("packed numbers of a partial length")
+        return [np.frombuffer(value, dtype)]
+    return [np.frombuffer(value, dtype)]  # one unpacked fixed32/fixed64 value
+
+
+def decode_blob(data):
+    """A BlobProto's bytes -> float32 array of its shape."""
+    dims, legacy, chunks = None, {}, []
+    for field, wire, value in decode_fields(data):
+        if field == 7 and wire == LENGTH:
+            dims = []
+            for sub, sub_wire, sub_value in decode_fields(value):
+                if sub == 1:
+                    dims.extend(_packed_varints(sub_value, sub_wire))
+        elif field in (1, 2, 3, 4) and wire == VARINT:
+            legacy[field] = value
+        elif field == 5 and wire in (LENGTH, FIXED32):
+            chunks.extend(_floats(value, wire, "<f4"))
+        elif field == 8 and wire in (LENGTH, FIXED64):
+            chunks.extend(_floats(value, wire, "<f8"))
+    if dims is None:
+        dims = [legacy.get(field, 1) for field in (1, 2, 3, 4)] if legacy else [0]
+    values = np.concatenate(chunks).astype(np.float32) if chunks else np.zeros(0, np.float32)
+    if values.size != int(np.prod(dims)):
+        raise WireError(f"a blob of shape {tuple(dims)} holds {values.size} values")
+    return values.reshape(dims), not legacy
+
+
+def read_caffemodel(path):
+    """Returns {layer name: [float32 arrays]} of the layers of a `.caffemodel` with blobs.
+
+    Raises:
+        WeightsError: one line for a truncated, damaged or foreign file.
+    """
+    with open(path, "rb") as stream:
+        data = stream.read()
+    foreign = f"{path}: not a Caffe .caffemodel (no protobuf NetParameter layers)"
+    layers, seen_layer = {}, False
+    try:
+        for field, wire, value in decode_fields(data):
+            if wire != LENGTH or field not in (100, 2):
+                continue
+            seen_layer = True
+            name_field, blobs_field = (1, 7) if field == 100 else (4, 6)
+            name, blobs = None, []
+            for sub, sub_wire, sub_value in decode_fields(value):
+                if sub == name_field and sub_wire == LENGTH:
+                    name = bytes(sub_value).decode("utf8")
+                elif sub == blobs_field and sub_wire == LENGTH:
+                    blobs.append(decode_blob(sub_value))
+            if name is None:
+                raise WireError("a layer without a name")
+            if blobs:
+                if name in layers:
+                    raise WeightsError(f"{path}: layer '{name}' appears twice")
+                layers[name] = blobs
+    except WireError as error:
+        if not seen_layer:
+            raise WeightsError(foreign) from None
+        raise WeightsError(f"{path}: truncated or damaged .caffemodel ({error})") from None
+    except UnicodeDecodeError:
+        raise WeightsError(foreign) from None
+    if not layers:
+        raise WeightsError(foreign)
+    return {name: [blob for blob, _ in blobs] for name, blobs in layers.items()}, {
+        name: all(modern for _, modern in blobs) for name, blobs in layers.items()}
+
+
+def read_pth(path):
+    """Returns {layer name: [arrays]} of a PyTorch FCN state dict (`name.weight`, `name.bias`)."""
+    try:
+        import torch
+    except ImportError:
+        raise WeightsError(f"{path}: reading .pth files needs PyTorch (pip install torch)") from None
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as error:  # torch raises many kinds for a damaged or foreign file
+        raise WeightsError(f"{path}: not a readable PyTorch .pth file ({type(error).__name__}: "
+                           f"{' '.join(str(error).split())[:200]})") from None
+    if isinstance(state, dict) and isinstance(state.get("model_state_dict"), dict):
+        state = state["model_state_dict"]
+    if not isinstance(state, dict) or not state:
+        raise WeightsError(f"{path}: not a PyTorch state dict (found {type(state).__name__})")
+    layers = {}
+    for key, tensor in state.items():
+        name, _, kind = str(key).rpartition(".")
+        if kind not in ("weight", "bias") or not hasattr(tensor, "numpy"):
+            raise WeightsError(f"{path}: tensor '{key}' matches no kseg layer")
+        layers.setdefault(name, {})[kind] = tensor.detach().cpu().float().numpy()
+    return {name: [parts[kind] for kind in ("weight", "bias") if kind in parts]
+            for name, parts in layers.items()}
+
+
+def read_released_weights(path):
+    """{layer name: [arrays]} of a `.caffemodel` or `.pth` file, and which format it was."""
+    path = os.fspath(path)
+    if not os.path.isfile(path):
+        raise WeightsError(f"{path}: weights file not found")
+    with open(path, "rb") as stream:
+        head = stream.read(4)
+    if path.endswith((".pth", ".pt")) or head.startswith(b"PK") or head[:1] == b"\x80":
+        return read_pth(path), "pth"
+    return read_caffemodel(path)[0], "caffemodel"
+
+
+def expected_blobs(model, source_format):
+    """{Caffe layer name: [(caffe shape, to_keras function)]} of every weighted layer,
+    plus the at-once Scale layers (their fixed factors) for `.caffemodel` files."""
+    import keras
+
+    from kseg.models.caffe_fcn import ConstantScale
+
+    expected, scales = {}, {}
+    for layer in model.layers:
+        if isinstance(layer, ConstantScale):
+            scales[layer.name] = layer.scale
+            continue
+        if not layer.weights:
+            continue
+        if isinstance(layer, keras.layers.Conv2DTranspose):
+            kh, kw, out, inp = layer.kernel.shape
+            expected[layer.name] = [(inp, out, kh, kw)]
+        elif isinstance(layer, keras.layers.Conv2D):
+            kh, kw, inp, out = layer.kernel.shape
+            expected[layer.name] = [(out, inp, kh, kw), (out,)]
+        else:
+            raise WeightsError(f"layer '{layer.name}' of {model.name} has no Caffe counterpart")
+    return expected, (scales if source_format == "caffemodel" else {})
+
+
+def _is_score(name):
+    return name.startswith(("score", "upscore"))
+
+
+def assign_released_weights(model, blobs, source):
+    """Fills `model` (a `kseg.models.caffe_fcn` model) from `blobs` ({name: [arrays]})."""
+    source_format = "pth" if str(source).endswith((".pth", ".pt")) else "caffemodel"
+    expected, scales = expected_blobs(model, source_format)
+    for name in blobs:
+        if name not in expected and name not in scales:
+            raise WeightsError(f"{source}: blob '{name}' matches no layer of {model.name} "
+                               f"(is it another model? try --model)")
+    for name in expected:
+        if name not in blobs:
+            raise WeightsError(f"{source}: no blob for layer '{name}' of {model.name} "
+                               "(a different model, or an incomplete file; try --model)")
+    for name, factor in scales.items():
+        if name not in blobs:
+            raise WeightsError(f"{source}: no blob for the at-once Scale layer '{name}'")
+        values = np.concatenate([np.ravel(blob) for blob in blobs[name]])
+        if values.size == 0 or not np.allclose(values, factor, rtol=1e-5, atol=0):
+            raise WeightsError(f"{source}: blob '{name}' holds factors other than {factor:g}; "
+                               "kseg's at-once FCN-8s scales its skips by the released constants")
+    num_classes = model.output_shape[-1]
+    for name, shapes in expected.items():
+        arrays = blobs[name]
+        if len(arrays) != len(shapes):
+            raise WeightsError(f"{source}: layer '{name}' has {len(arrays)} blobs, "
+                               f"{model.name} needs {len(shapes)}")
+        converted = []
+        for index, (array, shape) in enumerate(zip(arrays, shapes)):
+            if array.shape != shape and array.size == int(np.prod(shape)) and \
+                    tuple(d for d in array.shape if d != 1) == tuple(d for d in shape if d != 1):
+                array = array.reshape(shape)  # legacy (num, channels, height, width) blobs
+            if array.shape != shape:
+                if _is_score(name) and array.ndim == len(shape) and array.shape[0] != num_classes \
+                        and (array.ndim == 1 or array.shape[2:] == shape[2:]):
+                    raise WeightsError(
+                        f"{source}: layer '{name}' scores {array.shape[0]} classes, the model "
+                        f"{num_classes}; pass --classes with {array.shape[0]} class names")
+                raise WeightsError(f"{source}: blob {index} of layer '{name}' has shape "
+                                   f"{array.shape}, {model.name} needs {shape}")
+            if not np.isfinite(array).all():
+                raise WeightsError(f"{source}: blob {index} of layer '{name}' holds NaN or inf")
+            converted.append(np.transpose(array, (2, 3, 1, 0)) if array.ndim == 4 else array)
+        # (out, in, kh, kw) -> (kh, kw, in, out) for convolutions, and the same transpose
+        # takes deconvolutions' (in, out, kh, kw) to keras' (kh, kw, out, in).
+        model.get_layer(name).set_weights([np.ascontiguousarray(array, np.float32) for array in converted])
+
+
+def infer_width(blobs, source):
+    """The channel multiplier of a file's VGG16 (1 for the released models)."""
+    from kseg.models.caffe_fcn import VGG_BLOCKS
+
+    if "conv1_1" not in blobs or not blobs["conv1_1"] or blobs["conv1_1"][0].ndim != 4:
+        raise WeightsError(f"{source}: no blob for layer 'conv1_1' (not an FCN's weights)")
+    return blobs["conv1_1"][0].shape[0] / VGG_BLOCKS[0][0]
+
+
+def convert_released_weights(source, model_name="fcn8s_caffe", num_classes=21):
+    """Reads `source` (.caffemodel or .pth) into a new `model_name` model; returns the model."""
+    from kseg.models.caffe_fcn import CAFFE_MODELS
+    from kseg.models.registry import create_model
+
+    if model_name not in CAFFE_MODELS:
+        raise WeightsError(f"--model {model_name}: released weights convert into "
+                           f"{', '.join(CAFFE_MODELS)}")
+    blobs, _ = read_released_weights(source)
+    width = infer_width(blobs, source)
+    if not 0 < width <= 1:
+        raise WeightsError(f"{source}: conv1_1 has {blobs['conv1_1'][0].shape[0]} filters; "
+                           "the FCNs have 64")
+    model = create_model(model_name, num_classes=num_classes, width=width)
+    assign_released_weights(model, blobs, source)
+    return model
+
+
+def voc_classes():
+    """The VOC class description written beside converted VOC models."""
+    from kseg.data.voc import VOC_CLASSES
+    from kseg.labels import default_palette
+
+    return {"dataset": "voc", "class_names": list(VOC_CLASSES),
+            "palette": [list(map(int, colour)) for colour in default_palette(len(VOC_CLASSES))]}
+
+
+def read_class_names(spec):
+    """--classes: "voc", a classes.json, or a text file of one class name a line."""
+    from kseg.labels import default_palette
+    from kseg.runs import check_classes
+
+    if spec in (None, "voc"):
+        return voc_classes()
+    path = os.fspath(spec)
+    if not os.path.isfile(path):
+        raise WeightsError(f"--classes {path}: expected 'voc' or a file of class names")
+    try:
+        with open(path, encoding="utf8") as stream:
+            text = stream.read()
+    except (OSError, UnicodeDecodeError) as error:
+        raise WeightsError(f"--classes {path}: unreadable ({error})") from None
+    if path.endswith(".json"):
+        try:
+            classes = check_classes(json.loads(text), path)
+        except json.JSONDecodeError as error:
+            raise WeightsError(f"--classes {path}: not valid JSON ({error})") from None
+        if not classes.get("class_names"):
+            raise WeightsError(f"--classes {path}: lists no class_names")
+    else:
+        names = [line.strip() for line in text.splitlines() if line.strip()]
+        if not names:
+            raise WeightsError(f"--classes {path}: lists no class names")
+        stem = os.path.splitext(os.path.basename(path))[0]
+        classes = {"dataset": stem, "class_names": names}
+    if not classes.get("palette"):
+        classes["palette"] = [list(map(int, c)) for c in default_palette(len(classes["class_names"]))]
+    return classes
+
+
+def is_keras_file(path):
+    """Whether `path` is a `.keras` archive (a zip holding config.json)."""
+    try:
+        with zipfile.ZipFile(path) as archive:
+            return "config.json" in archive.namelist()
+    except (OSError, zipfile.BadZipFile):
+        return False
+
+
+def check_output(source, out, force=False):
+    """Refuses an --out that is not .keras, is the source, or exists (unless --force on a
+    .keras file)."""
+    out = os.fspath(out)
+    if not out.endswith(".keras"):
+        raise WeightsError(f"--out {out}: expected a .keras file name")
+    if os.path.abspath(out) == os.path.abspath(os.fspath(source)) or (
+            os.path.exists(out) and os.path.samefile(out, source)):
+        raise WeightsError(f"--out {out}: is the source file; choose another name")
+    if os.path.lexists(out):
+        if not force:
+            raise WeightsError(f"--out {out}: exists; choose another name or pass --force")
+        if not os.path.isfile(out) or not is_keras_file(out):
+            raise WeightsError(f"--out {out}: exists and is not a .keras model; not replaced")
+
+
+def save_converted(model, out, classes, force=False):
+    """Saves `model` at `out` atomically, with `classes.json` beside it (what predict,
+    evaluate and export read for a bare model file's class names and colours)."""
+    from kseg.atomic import atomic_path, write_bytes_atomic
+    from kseg.models.saving import check_segmentation_model
+    from kseg.runs import CLASSES_FILE
+
+    out = os.fspath(out)
+    classes_path = os.path.join(os.path.dirname(os.path.abspath(out)), CLASSES_FILE)
+    payload = json.dumps({**classes, "ignore_index": 255}, indent=2).encode()
+    if os.path.lexists(classes_path) and not force:
+        with open(classes_path, "rb") as stream:
+            if stream.read() != payload:
+                raise WeightsError(f"{classes_path}: exists with other classes; convert into "
+                                   "another folder or pass --force")
+    check_segmentation_model(model, out)
+    with atomic_path(out) as temporary:
+        model.save(temporary)
+    write_bytes_atomic(classes_path, payload)
+    return classes_path
