@@ -29,6 +29,7 @@ COMMANDS = {
     "models": ("kseg.cli.models", "models", "List the registered models.", True),
     "predict": ("kseg.cli.predict", "predict", "Segment images of any size.", True),
     "train": ("kseg.cli.train", "train", "Train an FCN on a dataset.", True),
+    "weights": ("kseg.cli.weights", "weights", "List, download and convert released FCN weights.", False),
 }
 
 

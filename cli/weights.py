@@ -1,0 +1,94 @@
+"""`kseg weights`: the released FCN weights (list, download, convert to a .keras model).
+
+    kseg weights list
+    kseg weights download voc-fcn8s
+    kseg weights convert fcn8s-heavy-pascal.caffemodel --out fcn8s-voc.keras --model fcn8s_caffe
+
+A converted model is a normal `.keras` file; the class names and colours (VOC's 21 by
+default) are written as classes.json beside it, where predict, evaluate and export find them.
+"""
+
+import click
+
+from kseg.cli.main import import_tensorflow_quietly
+
+
+@click.group()
+def weights():
+    """The authors' released FCN weights: list, download, convert."""
+
+
+@weights.command("list")
+def list_weights():
+    """Name, source, address, hash, licence and reported mIU of the known weights."""
+    import yaml
+
+    from kseg.models.manifest import MANIFEST_PATH, read_manifest
+
+    entries = read_manifest(MANIFEST_PATH)  # checks every entry has name, file and url
+    with open(MANIFEST_PATH, encoding="utf8") as stream:
+        details = {entry["name"]: entry for entry in yaml.safe_load(stream)}
+    for name, entry in entries.items():
+        extra = details.get(name, {})
+        miu = extra.get("reported_miu")
+        click.echo(f"{name}")
+        click.echo(f"  source:  {extra.get('source', '-')}")
+        click.echo(f"  url:     {entry.url}")
+        click.echo(f"  hash:    {entry.file_hash or 'unknown (not checked)'}")
+        click.echo(f"  licence: {extra.get('licence', '-')}")
+        click.echo(f"  reported mIU: {miu if miu is not None else '-'}")
+        if extra.get("model"):
+            click.echo(f"  convert: kseg weights convert {entry.file} --out {name}.keras "
+                       f"--model {extra['model']}")
+
+
+@weights.command()
+@click.argument("name")
+def download(name):
+    """Download weights NAME (see `kseg weights list`) into keras' cache; print the path."""
+    import_tensorflow_quietly()
+    import keras
+
+    from kseg.errors import WeightsError
+    from kseg.models.manifest import manifest_entry
+
+    entry = manifest_entry(name)
+    try:
+        path = keras.utils.get_file(entry.file, entry.url, cache_subdir="models",
+                                    file_hash=entry.file_hash)
+    except Exception as error:  # keras raises bare Exception for fetch failures
+        raise WeightsError(
+            f"could not download {name} from {entry.url} ({type(error).__name__}: "
+            f"{' '.join(str(error).split())[:200]}); put {entry.file} in ~/.keras/models/, or "
+            f"convert a local copy with `kseg weights convert FILE --out MODEL.keras`"
+        ) from None
+    click.echo(path)
+
+
+@weights.command()
+@click.argument("source", type=click.Path(dir_okay=False))
+@click.option("--out", required=True, type=click.Path(dir_okay=False),
+              help="The .keras model file to write (classes.json is written beside it).")
+@click.option("--model", "model_name", default="fcn8s_caffe", show_default=True,
+              type=click.Choice(["fcn32s_caffe", "fcn16s_caffe", "fcn8s_caffe", "fcn8s_atonce_caffe"]),
+              help="The Caffe-exact FCN the weights belong to.")
+@click.option("--classes", "classes_spec", default="voc", show_default=True,
+              help="'voc' (VOC's 21 classes), a classes.json, or a text file of one name a line.")
+@click.option("--force", is_flag=True, help="Replace an existing .keras file at --out.")
+def convert(source, out, model_name, classes_spec, force):
+    """Convert a released .caffemodel (or pytorch-fcn .pth) into a kseg .keras model."""
+    import os
+
+    from kseg.errors import WeightsError
+
+    if not os.path.isfile(source):
+        raise WeightsError(f"{source}: weights file not found")
+    from kseg.models import convert as converter
+
+    converter.check_output(source, out, force)
+    classes = converter.read_class_names(classes_spec)
+    import_tensorflow_quietly()
+    model = converter.convert_released_weights(source, model_name, len(classes["class_names"]))
+    classes_path = converter.save_converted(model, out, classes, force)
+    click.echo(f"wrote {out} ({model_name}, {len(classes['class_names'])} classes; "
+               f"names and colours in {classes_path})")
