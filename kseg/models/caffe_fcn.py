@@ -132,7 +132,8 @@ def scaled(channels, width):
     return max(1, int(round(channels * width)))
 
 
-def caffe_fcn(variant, num_classes=21, weights=None, width=1.0, dropout=0.5, name=None):
+def caffe_fcn(variant, num_classes=21, weights=None, width=1.0, dropout=0.5, name=None,
+              learn_upsampling=False):
     """Builds a Caffe-exact FCN (random weights; `kseg.models.convert` fills them in).
 
     Args:
@@ -143,6 +144,8 @@ def caffe_fcn(variant, num_classes=21, weights=None, width=1.0, dropout=0.5, nam
         width: float. Multiplier on the channel counts (below 1: small models for tests).
         dropout: float. Dropout rate after fc6 and fc7 (inactive at inference).
         name: str or None. Model name; defaults to "<variant>_caffe".
+        learn_upsampling: bool. Whether the final upsampling layer is trained (when
+            fine-tuning); the x2 upsampling layers always are.
     """
     if variant not in VARIANTS:
         raise ValueError(f"`variant` must be one of {', '.join(VARIANTS)}. Received: variant={variant!r}")
@@ -173,9 +176,9 @@ def caffe_fcn(variant, num_classes=21, weights=None, width=1.0, dropout=0.5, nam
     x = layers.Dropout(dropout, name="drop7")(x)
     x = layers.Conv2D(num_classes, 1, name="score_fr")(x)
 
-    def upscore(tensor, layer_name, size, step):
+    def upscore(tensor, layer_name, size, step, trainable=True):
         return layers.Conv2DTranspose(num_classes, size, strides=step, padding="valid",
-                                      use_bias=False, name=layer_name)(tensor)
+                                      use_bias=False, trainable=trainable, name=layer_name)(tensor)
 
     def skip(tensor, pool):
         source = pools[pool]
@@ -189,7 +192,7 @@ def caffe_fcn(variant, num_classes=21, weights=None, width=1.0, dropout=0.5, nam
         x = skip(upscore(x, "upscore2", 4, 2), "pool4")
     if stride == 8:
         x = skip(upscore(x, "upscore_pool4", 4, 2), "pool3")
-    x = upscore(x, final, kernel, final_stride)
+    x = upscore(x, final, kernel, final_stride, trainable=learn_upsampling)
     logits = CaffeCrop(final_crop, dtype="float32", name="score")([x, images])
     model = keras.Model(images, logits, name=name or f"{variant}_caffe")
     if weights is not None:
@@ -205,28 +208,28 @@ def _check_weights(weights):
                         "with `kseg weights convert FILE --out MODEL.keras`")
 
 
-def fcn32s_caffe(num_classes=21, weights=None, width=1.0, dropout=0.5):
+def fcn32s_caffe(num_classes=21, weights=None, width=1.0, dropout=0.5, learn_upsampling=False):
     """FCN-32s as released in Caffe (voc-fcn32s). See `caffe_fcn`."""
     _check_weights(weights)
-    return caffe_fcn("fcn32s", num_classes, weights, width, dropout)
+    return caffe_fcn("fcn32s", num_classes, weights, width, dropout, None, learn_upsampling)
 
 
-def fcn16s_caffe(num_classes=21, weights=None, width=1.0, dropout=0.5):
+def fcn16s_caffe(num_classes=21, weights=None, width=1.0, dropout=0.5, learn_upsampling=False):
     """FCN-16s as released in Caffe (voc-fcn16s). See `caffe_fcn`."""
     _check_weights(weights)
-    return caffe_fcn("fcn16s", num_classes, weights, width, dropout)
+    return caffe_fcn("fcn16s", num_classes, weights, width, dropout, None, learn_upsampling)
 
 
-def fcn8s_caffe(num_classes=21, weights=None, width=1.0, dropout=0.5):
+def fcn8s_caffe(num_classes=21, weights=None, width=1.0, dropout=0.5, learn_upsampling=False):
     """FCN-8s as released in Caffe (voc-fcn8s). See `caffe_fcn`."""
     _check_weights(weights)
-    return caffe_fcn("fcn8s", num_classes, weights, width, dropout)
+    return caffe_fcn("fcn8s", num_classes, weights, width, dropout, None, learn_upsampling)
 
 
-def fcn8s_atonce_caffe(num_classes=21, weights=None, width=1.0, dropout=0.5):
+def fcn8s_atonce_caffe(num_classes=21, weights=None, width=1.0, dropout=0.5, learn_upsampling=False):
     """FCN-8s trained at once, as released in Caffe (voc-fcn8s-atonce). See `caffe_fcn`."""
     _check_weights(weights)
-    return caffe_fcn("fcn8s_atonce", num_classes, weights, width, dropout)
+    return caffe_fcn("fcn8s_atonce", num_classes, weights, width, dropout, None, learn_upsampling)
 
 
 CAFFE_MODELS = {

@@ -136,7 +136,6 @@ def read_caffemodel(path):
         for field, wire, value in decode_fields(data):
             if wire != LENGTH or field not in (100, 2):
                 continue
-            seen_layer = True
             name_field, blobs_field = (1, 7) if field == 100 else (4, 6)
             name, blobs = None, []
             for sub, sub_wire, sub_value in decode_fields(value):
@@ -146,6 +145,7 @@ def read_caffemodel(path):
                     blobs.append(decode_blob(sub_value))
             if name is None:
                 raise WireError("a layer without a name")
+            seen_layer = True  # one whole layer read: a Caffe file, not a foreign one
             if blobs:
                 if name in layers:
                     raise WeightsError(f"{path}: layer '{name}' appears twice")
@@ -169,7 +169,12 @@ def read_pth(path):
     except ImportError:
         raise WeightsError(f"{path}: reading .pth files needs PyTorch (pip install torch)") from None
     try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
+        state = torch.load(path, map_location="cpu", weights_only=True)  # runs no pickled code
+    except TypeError as error:
+        if "weights_only" not in str(error):
+            raise WeightsError(f"{path}: not a readable PyTorch .pth file ({error})") from None
+        raise WeightsError(f"{path}: reading .pth files safely needs torch >= 1.13 "
+                           "(pip install -U torch)") from None
     except Exception as error:  # torch raises many kinds for a damaged or foreign file
         raise WeightsError(f"{path}: not a readable PyTorch .pth file ({type(error).__name__}: "
                            f"{' '.join(str(error).split())[:200]})") from None
@@ -228,9 +233,9 @@ def _is_score(name):
     return name.startswith(("score", "upscore"))
 
 
-def assign_released_weights(model, blobs, source):
-    """Fills `model` (a `kseg.models.caffe_fcn` model) from `blobs` ({name: [arrays]})."""
-    source_format = "pth" if str(source).endswith((".pth", ".pt")) else "caffemodel"
+def assign_released_weights(model, blobs, source, source_format="caffemodel"):
+    """Fills `model` (a `kseg.models.caffe_fcn` model) from `blobs` ({name: [arrays]}) read
+    from a `source_format` ("caffemodel" or "pth") file."""
     expected, scales = expected_blobs(model, source_format)
     for name in blobs:
         if name not in expected and name not in scales:
@@ -291,13 +296,13 @@ def convert_released_weights(source, model_name="fcn8s_caffe", num_classes=21):
     if model_name not in CAFFE_MODELS:
         raise WeightsError(f"--model {model_name}: released weights convert into "
                            f"{', '.join(CAFFE_MODELS)}")
-    blobs, _ = read_released_weights(source)
+    blobs, source_format = read_released_weights(source)
     width = infer_width(blobs, source)
     if not 0 < width <= 1:
         raise WeightsError(f"{source}: conv1_1 has {blobs['conv1_1'][0].shape[0]} filters; "
                            "the FCNs have 64")
     model = create_model(model_name, num_classes=num_classes, width=width)
-    assign_released_weights(model, blobs, source)
+    assign_released_weights(model, blobs, source, source_format)
     return model
 
 

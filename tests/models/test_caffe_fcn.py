@@ -298,8 +298,54 @@ def test_pth_without_torch_names_the_install(tmp_path, monkeypatch):
         convert.convert_released_weights(path, "fcn8s_caffe")
 
 
-def test_builder_checks_and_custom_layers_round_trip():
-    model = create_model("fcn8s_caffe", num_classes=3, width=WIDTH)
+def test_pth_mapping_through_a_stand_in_torch(tmp_path, monkeypatch):
+    """The state-dict path without torch installed: a module standing in for torch.load."""
+    import sys
+    import types
+
+    blobs = caffe_blobs("fcn8s_atonce")
+    del blobs["scale_pool4"], blobs["scale_pool3"]  # pytorch-fcn multiplies by constants
+
+    class Tensor:
+        def __init__(self, array):
+            self.array = array
+
+        def detach(self):
+            return self
+
+        cpu = float = detach
+
+        def numpy(self):
+            return self.array
+
+    state = {f"{name}.{kind}": Tensor(array)
+             for name, arrays in blobs.items() for kind, array in zip(("weight", "bias"), arrays)}
+    fake = types.ModuleType("torch")
+    fake.load = lambda path, map_location, weights_only: {"model_state_dict": state}
+    monkeypatch.setitem(sys.modules, "torch", fake)
+    path = tmp_path / "fcn8s_atonce.pth"
+    path.write_bytes(b"PK\x03\x04")
+    model = convert.convert_released_weights(path, "fcn8s_atonce_caffe")
+    image = np.random.default_rng(4).integers(0, 256, (37, 53, 3), dtype=np.uint8)
+    expected = np_fcn("fcn8s_atonce", blobs, image)
+    logits = np.asarray(model(image[None]))[0]
+    assert np.abs(logits - expected).max() <= 1e-5 * np.abs(expected).max() + 1e-5
+    state["fc8.weight"] = Tensor(np.zeros((2, 2, 1, 1), np.float32))
+    with pytest.raises(WeightsError, match="blob 'fc8' matches no layer"):
+        convert.convert_released_weights(path, "fcn8s_atonce_caffe")
+    del state["fc8.weight"], state["score_pool3.bias"]
+    with pytest.raises(WeightsError, match="layer 'score_pool3' has 1 blobs"):
+        convert.convert_released_weights(path, "fcn8s_atonce_caffe")
+
+
+def test_builder_checks_and_training_arguments():
+    from kseg.errors import KsegError
+
+    model = create_model("fcn8s_caffe", num_classes=3, width=WIDTH, weights=None, dropout=0.5,
+                         learn_upsampling=False)
     assert model.name == "fcn8s_caffe" and model.output_shape == (None, None, None, 3)
+    assert not model.get_layer("upscore8").trainable and model.get_layer("upscore2").trainable
     with pytest.raises(ValueError, match="width"):
         create_model("fcn32s_caffe", width=2)
+    with pytest.raises(KsegError, match="kseg weights convert"):
+        create_model("fcn32s_caffe", weights="imagenet")
