@@ -10,8 +10,10 @@ def models(num_classes):
     """List the registered models: name, parameters and output stride."""
     from kseg.models import get_model_entry, list_models, parameter_count
 
-    click.echo(f"{'model':<8} {'parameters':>12} {'output stride':>14}  description")
-    for name in list_models():
+    names = list_models()
+    width = max(len(name) for name in names + ["model"])
+    click.echo(f"{'model':<{width}} {'parameters':>12} {'output stride':>14}  description")
+    for name in names:
         preset = get_model_entry(name)
         count = parameter_count(name, num_classes)
-        click.echo(f"{name:<8} {count:>12,} {preset.output_stride:>14}  {preset.description}")
+        click.echo(f"{name:<{width}} {count:>12,} {preset.output_stride:>14}  {preset.description}")

@@ -186,10 +186,11 @@ def test_parameter_count_of_the_full_models_allocates_nothing_and_keeps_the_seed
 def test_every_preset_names_its_builder_and_stride():
     for preset in MODEL_PRESETS:
         builder = resolve_builder(preset.builder)
-        assert builder.__name__ == preset.name and preset.backbone == "vgg16"
+        assert builder.__name__ == preset.name and preset.backbone in ("vgg16", "vgg16-caffe")
         model = builder(num_classes=3, weights=None, width=0.0625)
         assert model.name == preset.name
-    assert [p.output_stride for p in MODEL_PRESETS] == [32, 16, 8]
+        assert preset.output_stride == int(preset.name[3:5].rstrip("s"))  # fcn8s..., fcn32s...
+    assert [p.name for p in MODEL_PRESETS if p.backbone == "vgg16"] == ["fcn32s", "fcn16s", "fcn8s"]
 
 
 def test_registry_lists_models_and_rejects_duplicates_and_unknown_names():
