@@ -100,7 +100,7 @@ SECTIONS = ("model", "data", "optimization", "runtime")
 # In config.yaml's order (and `kseg train --help`'s).
 SETTINGS = {
     "model": _setting("model", "fcn8s", "text",
-                      "Model to train: fcn32s, fcn16s or fcn8s (`kseg models`). [default: fcn8s]"),
+                      "Model to train: a name from `kseg models` (fcn32s, fcn16s, fcn8s, ...). [default: fcn8s]"),
     "data": _setting("data", "cityscapes", "text", "Dataset. [default: cityscapes]"),
     "data_dir": _setting("data", None, "text", "Dataset root folder.", optional=True),
     "classes_file": _setting("data", None, "text", "Classes file of a folder/synthetic dataset.",
