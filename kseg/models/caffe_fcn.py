@@ -147,6 +147,7 @@ def caffe_fcn(variant, num_classes=21, weights=None, width=1.0, dropout=0.5, nam
         learn_upsampling: bool. Whether the final upsampling layer is trained (when
             fine-tuning); the x2 upsampling layers always are.
     """
+    _check_weights(weights)
     if variant not in VARIANTS:
         raise ValueError(f"`variant` must be one of {', '.join(VARIANTS)}. Received: variant={variant!r}")
     if not isinstance(num_classes, int) or isinstance(num_classes, bool) or num_classes < 1:
@@ -210,25 +211,21 @@ def _check_weights(weights):
 
 def fcn32s_caffe(num_classes=21, weights=None, width=1.0, dropout=0.5, learn_upsampling=False):
     """FCN-32s as released in Caffe (voc-fcn32s). See `caffe_fcn`."""
-    _check_weights(weights)
     return caffe_fcn("fcn32s", num_classes, weights, width, dropout, None, learn_upsampling)
 
 
 def fcn16s_caffe(num_classes=21, weights=None, width=1.0, dropout=0.5, learn_upsampling=False):
     """FCN-16s as released in Caffe (voc-fcn16s). See `caffe_fcn`."""
-    _check_weights(weights)
     return caffe_fcn("fcn16s", num_classes, weights, width, dropout, None, learn_upsampling)
 
 
 def fcn8s_caffe(num_classes=21, weights=None, width=1.0, dropout=0.5, learn_upsampling=False):
     """FCN-8s as released in Caffe (voc-fcn8s). See `caffe_fcn`."""
-    _check_weights(weights)
     return caffe_fcn("fcn8s", num_classes, weights, width, dropout, None, learn_upsampling)
 
 
 def fcn8s_atonce_caffe(num_classes=21, weights=None, width=1.0, dropout=0.5, learn_upsampling=False):
     """FCN-8s trained at once, as released in Caffe (voc-fcn8s-atonce). See `caffe_fcn`."""
-    _check_weights(weights)
     return caffe_fcn("fcn8s_atonce", num_classes, weights, width, dropout, None, learn_upsampling)
 
 
