@@ -35,6 +35,11 @@ CURVES_FILE = "training_curves.png"
 TENSORBOARD_DIR = "tensorboard"
 
 
+def _member(*parts):
+    """A RunDir property: the path of `parts` inside the run directory."""
+    return property(lambda self: os.path.join(self.path, *parts))
+
+
 @dataclasses.dataclass(frozen=True)
 class RunDir:
     """The files of one run directory, by role.
@@ -45,6 +50,15 @@ class RunDir:
 
     path: str
 
+    config = _member(CONFIG_FILE)
+    classes = _member(CLASSES_FILE)
+    checkpoints = _member(CHECKPOINTS)
+    best = _member(CHECKPOINTS, BEST)
+    last = _member(CHECKPOINTS, LAST)
+    log = _member(LOG_FILE)
+    curves = _member(CURVES_FILE)
+    tensorboard = _member(TENSORBOARD_DIR)
+
     def __post_init__(self):
         object.__setattr__(self, "path", os.fspath(self.path))
 
@@ -54,40 +68,8 @@ class RunDir:
     def file(self, name):
         return os.path.join(self.path, name)
 
-    @property
-    def config(self):
-        return self.file(CONFIG_FILE)
-
-    @property
-    def classes(self):
-        return self.file(CLASSES_FILE)
-
-    @property
-    def checkpoints(self):
-        return self.file(CHECKPOINTS)
-
     def checkpoint(self, which=BEST):
         return checkpoint_path(self.path, which)
-
-    @property
-    def best(self):
-        return self.checkpoint(BEST)
-
-    @property
-    def last(self):
-        return self.checkpoint(LAST)
-
-    @property
-    def log(self):
-        return self.file(LOG_FILE)
-
-    @property
-    def curves(self):
-        return self.file(CURVES_FILE)
-
-    @property
-    def tensorboard(self):
-        return self.file(TENSORBOARD_DIR)
 
     def is_run(self):
         """Whether a checkpoint is there (best or last)."""
