@@ -494,6 +494,15 @@ def load_mask(path, data=None):
     return _orient(array, header), header
 
 
+def equal_channels(array):
+    """The first channel of an (H, W, C) array whose colour channels are all equal (a gray
+    image stored as colour), else None."""
+    channels = array[:, :, :3]
+    if (channels == channels[:, :, :1]).all():
+        return np.ascontiguousarray(channels[:, :, 0])
+    return None
+
+
 def read_mask(path, data=None):
     """Reads a label mask as a 2-D uint8 array of the stored values.
 
@@ -507,9 +516,9 @@ def read_mask(path, data=None):
         raise ImageError(f"{path}: mask has {array.dtype} samples, expected 8-bit class indices",
                          kind="not 8-bit")
     if array.ndim == 3:
-        channels = array[:, :, :3]
-        if (channels == channels[:, :, :1]).all():
-            return np.ascontiguousarray(channels[:, :, 0])
+        gray = equal_channels(array)
+        if gray is not None:
+            return gray
         raise ImageError(
             f"{path}: mask has {array.shape[2]} colour channels, expected a single-channel "
             "index mask (is this a colour visualisation of the labels?)",

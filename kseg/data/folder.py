@@ -27,11 +27,10 @@ import numpy as np
 
 from kseg.data.readers import read_colour_or_index_mask
 from kseg.data.spec import DatasetSpec, identity_tables
-from kseg.images import list_image_files
 from kseg.labels import default_palette
 from kseg.errors import KsegError
 from kseg.files import brief, load_yaml
-from kseg.images import IMAGE_EXTENSIONS
+from kseg.images import IMAGE_EXTENSIONS, equal_channels, list_image_files
 
 CLASSES_FILE = "classes.yaml"
 MASK_EXTENSIONS = (".png", ".bmp", ".tif", ".tiff")
@@ -230,8 +229,9 @@ class FolderSpec(DatasetSpec):
         if mask.ndim == 2:
             return mask
         if not self.has_colours:
-            if (mask == mask[:, :, :1]).all():
-                return np.ascontiguousarray(mask[:, :, 0])
+            gray = equal_channels(mask)
+            if gray is not None:
+                return gray
             raise KsegError(
                 f"{path}: colour mask, but {self.classes_file} gives no colour for every class "
                 "(add `color: [r, g, b]` to each class or store index masks)",
