@@ -28,6 +28,9 @@ import zipfile
 import numpy as np
 
 from kseg.errors import WeightsError
+from kseg.files import check_regular_file, read_bytes
+
+WEIGHTS_FILE_LIMIT = 4 << 30  # the released FCNs are about 0.5 GB
 
 VARINT, FIXED64, LENGTH, FIXED32 = 0, 1, 2, 5
 
@@ -128,8 +131,7 @@ def read_caffemodel(path):
     Raises:
         WeightsError: one line for a truncated, damaged or foreign file.
     """
-    with open(path, "rb") as stream:
-        data = stream.read()
+    data = read_bytes(path, "weights file", limit=WEIGHTS_FILE_LIMIT)
     foreign = f"{path}: not a Caffe .caffemodel (no protobuf NetParameter layers)"
     layers, seen_layer = {}, False
     try:
@@ -195,9 +197,8 @@ def read_pth(path):
 def read_released_weights(path):
     """{layer name: [arrays]} of a `.caffemodel` or `.pth` file, and which format it was."""
     path = os.fspath(path)
-    if not os.path.isfile(path):
-        raise WeightsError(f"{path}: weights file not found")
-    with open(path, "rb") as stream:
+    check_regular_file(path, "weights file", limit=WEIGHTS_FILE_LIMIT)
+    with open(path, "rb") as stream:  # a regular file (checked above)
         head = stream.read(4)
     if path.endswith((".pth", ".pt")) or head.startswith(b"PK") or head[:1] == b"\x80":
         return read_pth(path), "pth"
