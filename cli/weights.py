@@ -77,13 +77,10 @@ def download(name):
 @click.option("--force", is_flag=True, help="Replace an existing .keras file at --out.")
 def convert(source, out, model_name, classes_spec, force):
     """Convert a released .caffemodel (or pytorch-fcn .pth) into a kseg .keras model."""
-    import os
-
-    from kseg.errors import WeightsError
-
-    if not os.path.isfile(source):
-        raise WeightsError(f"{source}: weights file not found")
+    from kseg.files import check_regular_file
     from kseg.models import convert as converter
+
+    check_regular_file(source, "weights file", limit=converter.WEIGHTS_FILE_LIMIT)
 
     converter.check_output(source, out, force)
     classes = converter.read_class_names(classes_spec)

@@ -28,7 +28,7 @@ import zipfile
 import numpy as np
 
 from kseg.errors import WeightsError
-from kseg.files import check_regular_file, read_bytes
+from kseg.files import check_regular_file, load_json, read_bytes, read_text
 
 WEIGHTS_FILE_LIMIT = 4 << 30  # the released FCNs are about 0.5 GB
 
@@ -324,22 +324,14 @@ def read_class_names(spec):
     if spec in (None, "voc"):
         return voc_classes()
     path = os.fspath(spec)
-    if not os.path.isfile(path):
+    if not os.path.lexists(path):
         raise WeightsError(f"--classes {path}: expected 'voc' or a file of class names")
-    try:
-        with open(path, encoding="utf8") as stream:
-            text = stream.read()
-    except (OSError, UnicodeDecodeError) as error:
-        raise WeightsError(f"--classes {path}: unreadable ({error})") from None
     if path.endswith(".json"):
-        try:
-            classes = check_classes(json.loads(text), path)
-        except json.JSONDecodeError as error:
-            raise WeightsError(f"--classes {path}: not valid JSON ({error})") from None
+        classes = check_classes(load_json(path, "classes file"), path)
         if not classes.get("class_names"):
             raise WeightsError(f"--classes {path}: lists no class_names")
     else:
-        names = [line.strip() for line in text.splitlines() if line.strip()]
+        names = [line.strip() for line in read_text(path, "classes file").splitlines() if line.strip()]
         if not names:
             raise WeightsError(f"--classes {path}: lists no class names")
         stem = os.path.splitext(os.path.basename(path))[0]
