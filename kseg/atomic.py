@@ -12,6 +12,7 @@ a full disk is reported as one `DiskFullError` naming the destination.
 
 import contextlib
 import os
+import re
 import shutil
 import sys
 import tempfile
@@ -31,27 +32,9 @@ def atomic_path(path, directory=False):
         directory: bool. Whether the result is a folder (e.g. a SavedModel) or a file.
     """
     path = os.fspath(path)
-    parent = os.path.dirname(os.path.abspath(path))
-    try:
-        os.makedirs(parent, exist_ok=True)
-    except OSError as error:
-        if is_disk_full(error):
-            raise DiskFullError(f"{parent}: no space left on device") from None
-        raise
+    parent = _make_parent(path)
     base = os.path.basename(path)
-    # Keep the suffix: some writers (keras .keras, cv2.imwrite) choose the format by it.
-    suffix = "" if directory else "".join(base.partition(".")[1:])
-    try:
-        if directory:
-            temporary = tempfile.mkdtemp(prefix=f".{base}.", suffix=".tmp", dir=parent)
-        else:
-            handle, temporary = tempfile.mkstemp(prefix=f".{base}.", suffix=f".tmp{suffix}", dir=parent)
-            os.close(handle)
-            os.chmod(temporary, 0o666 & ~_umask())  # mkstemp makes 0600; give a normal file's mode
-    except OSError as error:
-        if is_disk_full(error):
-            raise DiskFullError(f"{path}: no space left on device") from None
-        raise
+    temporary = _new_temporary(parent, base, directory, destination=path)
     try:
         yield temporary
         raise_if_interrupted()  # a swallowed Ctrl-C or SIGTERM must not complete the write
@@ -76,6 +59,65 @@ def atomic_path(path, directory=False):
         if not isinstance(error, DiskFullError) and is_disk_full(error):
             raise DiskFullError(f"{path}: no space left on device (the file was not written)") from None
         raise
+
+
+# tempfile's random part: 8 characters of "abcdefghijklmnopqrstuvwxyz0123456789_".
+_TEMPORARY = re.compile(r"\.(?P<base>.+)\.[a-z0-9_]{8}\.(?P<kind>tmp|old)(?P<tail>.*)")
+
+
+def _make_parent(path):
+    """Creates the folder `path` goes in (a full disk is a DiskFullError); returns it."""
+    parent = os.path.dirname(os.path.abspath(path))
+    try:
+        os.makedirs(parent, exist_ok=True)
+    except OSError as error:
+        if is_disk_full(error):
+            raise DiskFullError(f"{parent}: no space left on device") from None
+        raise
+    return parent
+
+
+def _new_temporary(parent, base, directory, destination):
+    """Creates `.BASE.XXXXXXXX.tmp[SUFFIX]` in `parent`: a folder, or a file that keeps
+    `base`'s suffix (some writers, keras' .keras and cv2.imwrite, choose the format by it)."""
+    try:
+        if directory:
+            return tempfile.mkdtemp(prefix=f".{base}.", suffix=".tmp", dir=parent)
+        suffix = "".join(base.partition(".")[1:])
+        handle, temporary = tempfile.mkstemp(prefix=f".{base}.", suffix=f".tmp{suffix}", dir=parent)
+        os.close(handle)
+        os.chmod(temporary, 0o666 & ~_umask())  # mkstemp makes 0600; give a normal file's mode
+        return temporary
+    except OSError as error:
+        if is_disk_full(error):
+            raise DiskFullError(f"{destination}: no space left on device") from None
+        raise
+
+
+def is_temporary_name(name):
+    """Whether `name` is exactly a temporary name this module makes (what a kill leaves)."""
+    match = _TEMPORARY.fullmatch(name)
+    if not match:
+        return False
+    base, kind, tail = match.group("base", "kind", "tail")
+    if kind == "old":  # a folder moved aside while being replaced
+        return tail == ""
+    # files keep their suffix ("last.keras" -> ".tmp.keras"); folders have none
+    return tail in ("", "".join(base.partition(".")[1:]))
+
+
+@contextlib.contextmanager
+def scratch_folder(path):
+    """Yields a new hidden folder beside `path`, named like `atomic_path`'s temporaries
+    (so a kill leaves it where the next sweep finds it), and removes it on any exit,
+    Ctrl-C and SIGTERM included. For intermediate files of a result written to `path`.
+    """
+    path = os.fspath(path)
+    folder = _new_temporary(_make_parent(path), os.path.basename(path), True, destination=path)
+    try:
+        yield folder
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
 
 
 def _exchange(first, second):

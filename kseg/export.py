@@ -22,14 +22,14 @@ import dataclasses
 import json
 import math
 import os
-import shutil
 import tempfile
 
 import keras
 import numpy as np
 
-from kseg.atomic import atomic_path, missing_folders
+from kseg.atomic import atomic_path, missing_folders, scratch_folder
 from kseg.errors import DiskFullError, KsegError, is_disk_full
+from kseg.files import check_regular_file, lies_in, load_json, same_file
 from kseg.images import IMAGE_EXTENSIONS, list_image_files, read_image
 
 FORMATS = ("savedmodel", "tflite", "onnx")
@@ -123,7 +123,6 @@ def tflite_bytes(model, quantize="none", input_size=None, calibration=None, work
         workdir: str or None. Folder for the temporary SavedModel.
         name: str. Base of the temporary folder's name (the output's file name).
     """
-    import tensorflow as tf
 
     if quantize not in QUANTIZATIONS:
         raise KsegError(f"unknown quantization {quantize!r}; choose one of {', '.join(QUANTIZATIONS)}")
@@ -132,51 +131,42 @@ def tflite_bytes(model, quantize="none", input_size=None, calibration=None, work
             "int8 quantization needs calibration images: pass --calibration-data with a "
             "folder of images or a dataset name"
         )
-    folder = _hidden_temporary_folder(workdir, name)
-    try:
-        saved = os.path.join(folder, "savedmodel")
-        write_savedmodel(model, saved, input_size, batch=1)
-        converter = tf.lite.TFLiteConverter.from_saved_model(saved, signature_keys=[SIGNATURE])
-        if quantize != "none":
-            converter.optimizations = [tf.lite.Optimize.DEFAULT]
-        if quantize == "fp16":
-            converter.target_spec.supported_types = [tf.float16]
-        if quantize == "int8":
-            converter.representative_dataset = _representative(calibration, input_size)
-            converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
+    with scratch_folder(os.path.join(workdir or tempfile.gettempdir(), name)) as folder:
         try:
-            return converter.convert()
+            return _convert(model, os.path.join(folder, "savedmodel"), quantize, input_size, calibration)
+        except KsegError:
+            raise
         except Exception as error:
             if is_disk_full(error):
-                raise
-            # The TFLite converter names the ops it cannot convert only in its message.
-            unsupported = [line.strip() for line in str(error).splitlines() if "ops:" in line]
-            detail = unsupported[0] if unsupported else str(error).strip()[:300]
-            raise KsegError(
-                f"TFLite conversion ({quantize}) failed: {type(error).__name__}: {detail}"
-            ) from None
-    except KsegError:
-        raise
+                target = os.path.join(os.path.dirname(folder), name)
+                raise DiskFullError(f"{target}: no space left on device (nothing was written)") from None
+            raise
+
+
+def _convert(model, saved, quantize, input_size, calibration):
+    """Writes the SavedModel `saved` and converts it (see `tflite_bytes`)."""
+    import tensorflow as tf
+
+    write_savedmodel(model, saved, input_size, batch=1)
+    converter = tf.lite.TFLiteConverter.from_saved_model(saved, signature_keys=[SIGNATURE])
+    if quantize != "none":
+        converter.optimizations = [tf.lite.Optimize.DEFAULT]
+    if quantize == "fp16":
+        converter.target_spec.supported_types = [tf.float16]
+    if quantize == "int8":
+        converter.representative_dataset = _representative(calibration, input_size)
+        converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
+    try:
+        return converter.convert()
     except Exception as error:
         if is_disk_full(error):
-            target = os.path.join(os.path.dirname(folder), name)
-            raise DiskFullError(f"{target}: no space left on device (nothing was written)") from None
-        raise
-    finally:  # also on KeyboardInterrupt and SIGTERM (kseg.signals)
-        shutil.rmtree(folder, ignore_errors=True)
-
-
-def _hidden_temporary_folder(workdir, name):
-    """A new folder `.<name>.XXXXXXXX.tmp` in `workdir` (the system's temporary folder
-    when None), named as kseg.atomic names its temporaries."""
-    workdir = workdir or tempfile.gettempdir()
-    try:
-        os.makedirs(workdir, exist_ok=True)
-        return tempfile.mkdtemp(prefix=f".{name}.", suffix=".tmp", dir=workdir)
-    except OSError as error:
-        if is_disk_full(error):
-            raise DiskFullError(f"{workdir}: no space left on device") from None
-        raise
+            raise
+        # The TFLite converter names the ops it cannot convert only in its message.
+        unsupported = [line.strip() for line in str(error).splitlines() if "ops:" in line]
+        detail = unsupported[0] if unsupported else str(error).strip()[:300]
+        raise KsegError(
+            f"TFLite conversion ({quantize}) failed: {type(error).__name__}: {detail}"
+        ) from None
 
 
 def _representative(images, input_size):
@@ -280,13 +270,6 @@ def _write_or_disk_full(out, write, *args):
 # -- where an export may go ------------------------------------------------------------
 
 
-def _inside(path, folder):
-    try:
-        return os.path.commonpath([path, folder]) == folder
-    except ValueError:
-        return False
-
-
 def check_destination(out, format, model_path, run_dir=None, inputs=(), force=False):
     """Refuses an export destination that would destroy something kseg did not write.
 
@@ -312,20 +295,19 @@ def check_destination(out, format, model_path, run_dir=None, inputs=(), force=Fa
     out = os.fspath(out)
     real = os.path.realpath(out)
     model_real = os.path.realpath(model_path)
-    if real == model_real or (os.path.lexists(out) and os.path.exists(model_path)
-                              and os.path.samefile(out, model_path)):
+    if same_file(out, model_path):
         raise KsegError(f"--out {out} is the model being exported ({model_path}); choose "
                         "another --out")
-    if _inside(model_real, real):
+    if lies_in(model_real, real):
         raise KsegError(f"--out {out} holds the model being exported ({model_path}); choose "
                         "another --out")
-    if run_dir and _inside(os.path.realpath(run_dir), real):
+    if run_dir and lies_in(os.path.realpath(run_dir), real):
         raise KsegError(f"--out {out} holds the run directory {run_dir}; choose another --out")
     for source in inputs:
         if not source or not os.path.exists(source):
             continue
         source_real = os.path.realpath(source)
-        if _inside(real, source_real) or _inside(source_real, real):
+        if lies_in(real, source_real) or lies_in(source_real, real):
             raise KsegError(
                 f"--out {out} is or lies in the input {source} (or holds it); an export must "
                 "not be written among its inputs; choose another --out"
@@ -362,7 +344,6 @@ def kseg_export_kind(path):
       serving_default signature takes "images" and returns "classes" and "logits".
     - ONNX: a file that parses as ONNX with input "images" and outputs classes, logits.
     """
-    from kseg.files import check_regular_file
 
     if os.path.islink(path):
         return None, "a symbolic link"
@@ -410,7 +391,6 @@ def _savedmodel_kind(path):
     if not os.path.isdir(extra) or os.path.islink(extra) or os.listdir(extra) != [
             os.path.basename(MARKER)]:
         return None, "a SavedModel kseg did not write (no kseg marker)"
-    from kseg.files import load_json
 
     try:
         marker = load_json(os.path.join(path, MARKER), "export marker", limit=1 << 16)

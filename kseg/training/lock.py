@@ -22,38 +22,23 @@ its temporary files and folders (`.NAME.XXXXXXXX.tmpSUFFIX`, `.NAME.XXXXXXXX.tmp
 import errno
 import logging
 import os
-import re
 import shutil
 import stat
 import time
 
 from kseg import runs
-from kseg.atomic import missing_folders
+from kseg.atomic import is_temporary_name, missing_folders
 from kseg.errors import DiskFullError, KsegError, is_disk_full
 from kseg.files import brief
 
 LOCK_NAME = ".kseg-train.lock"
 _LOCK_TAG = b"kseg train lock, pid "
-# tempfile's random part: 8 characters of "abcdefghijklmnopqrstuvwxyz0123456789_".
-_TEMPORARY = re.compile(r"\.(?P<base>.+)\.[a-z0-9_]{8}\.(?P<kind>tmp|old)(?P<tail>.*)")
 logger = logging.getLogger("kseg")
 RUN_FILES = ("config.yaml", "classes.json", "log.csv", "training_curves.png", "checkpoints", "tensorboard")
 
 
 class RunLockedError(KsegError):
     """Another process is training in this run folder."""
-
-
-def is_temporary_name(name):
-    """Whether `name` is exactly a temporary name `kseg.atomic.atomic_path` makes."""
-    match = _TEMPORARY.fullmatch(name)
-    if not match:
-        return False
-    base, kind, tail = match.group("base", "kind", "tail")
-    if kind == "old":  # a folder moved aside while being replaced
-        return tail == ""
-    # files keep their suffix ("last.keras" -> ".tmp.keras"); folders have none
-    return tail in ("", "".join(base.partition(".")[1:]))
 
 
 def sweep_temporaries(folder):
