@@ -56,6 +56,7 @@ class LazyGroup(click.Group):
     def invoke(self, ctx):
         from kseg import signals
         from kseg.errors import KsegError
+        from kseg.files import one_line
 
         signals.install()
         try:
@@ -65,14 +66,14 @@ class LazyGroup(click.Group):
         except click.UsageError as error:
             # One line, like every other error, with the way to the options.
             command = error.ctx.command_path if error.ctx else "kseg"
-            click.echo(f"error: {_one_line(error.format_message())} (see `{command} --help`)", err=True)
+            click.echo(f"error: {one_line(error.format_message(), 1000)} (see `{command} --help`)", err=True)
             sys.exit(error.exit_code)
         except (click.exceptions.Exit, click.ClickException, click.Abort):
             raise
         except KsegError as error:
             if ctx.obj and ctx.obj.get("debug"):
                 raise
-            click.echo(f"error: {_one_line(error)}", err=True)
+            click.echo(f"error: {one_line(error, 1000)}", err=True)
             sys.exit(1)
         except KeyboardInterrupt as error:
             name = getattr(error, "name", "Ctrl-C")
@@ -87,16 +88,10 @@ class LazyGroup(click.Group):
             if ctx.obj and ctx.obj.get("debug"):
                 raise
             click.echo(
-                f"error: {type(error).__name__}: {_one_line(error)} (run with --debug for the traceback)",
+                f"error: {type(error).__name__}: {one_line(error, 1000)} (run with --debug for the traceback)",
                 err=True,
             )
             sys.exit(1)
-
-
-def _one_line(error, limit=1000):
-    """An error message on one line, cut to `limit` characters."""
-    text = " ".join(str(error).split())
-    return text if len(text) <= limit else text[: limit - 4] + " ..."
 
 
 @click.group(cls=LazyGroup, context_settings={"help_option_names": ["-h", "--help"]})

@@ -50,6 +50,7 @@ def download(name):
     import keras
 
     from kseg.errors import WeightsError
+    from kseg.files import one_line
     from kseg.models.manifest import manifest_entry
 
     entry = manifest_entry(name)
@@ -59,7 +60,7 @@ def download(name):
     except Exception as error:  # keras raises bare Exception for fetch failures
         raise WeightsError(
             f"could not download {name} from {entry.url} ({type(error).__name__}: "
-            f"{' '.join(str(error).split())[:200]}); put {entry.file} in ~/.keras/models/, or "
+            f"{one_line(error, 200)}); put {entry.file} in ~/.keras/models/, or "
             f"convert a local copy with `kseg weights convert FILE --out MODEL.keras`"
         ) from None
     click.echo(path)

@@ -347,9 +347,9 @@ def check_output_paths(out=None, confusion_png=None, inputs=(), searched=()):
     Raises:
         KsegError: one line naming the option, the path and the way out.
     """
-    from kseg.files import load_json
+    from kseg.files import lies_in, load_json, same_file
 
-    if out and confusion_png and os.path.realpath(out) == os.path.realpath(confusion_png):
+    if out and confusion_png and same_file(out, confusion_png):
         raise KsegError(f"--out and --confusion-png are both {out}; give them different files")
     input_reals = {os.path.realpath(source): source for source in inputs if source}
     for option, path in (("--out", out), ("--confusion-png", confusion_png)):
@@ -362,9 +362,7 @@ def check_output_paths(out=None, confusion_png=None, inputs=(), searched=()):
         for folder in searched:
             if not folder or not os.path.isdir(folder):
                 continue
-            folder_real = os.path.realpath(folder)
-            inside = os.path.commonpath([real, folder_real]) == folder_real
-            if inside and (os.path.lexists(path) or path.lower().endswith(".png")):
+            if lies_in(real, os.path.realpath(folder)) and (os.path.lexists(path) or path.lower().endswith(".png")):
                 raise KsegError(f"{option} {path}: lies in the input folder {folder} (it would "
                                 "replace or be read as one of its files); choose another file")
         if os.path.isdir(path):

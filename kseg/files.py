@@ -169,6 +169,13 @@ def read_text(path, what="file", limit=TEXT_FILE_LIMIT):
         ) from None
 
 
+def one_line(message, limit=300):
+    """A message (an exception's, often several lines) as one line of at most `limit`
+    characters: what kseg quotes from libraries in its own one-line errors."""
+    text = " ".join(str(message).split())
+    return text if len(text) <= limit else text[: limit - 4] + " ..."
+
+
 def brief(value, limit=BRIEF_LIMIT):
     """`repr(value)`, cut to `limit` characters: user data in messages stays one short line."""
     try:
@@ -183,6 +190,29 @@ def unexpected_error_message(path, error):
     """One line for an exception no reader turned into a `KsegError` (a bug or an odd
     file), for reports that must go on past it (`kseg data verify`, `stats`)."""
     return f"{path}: cannot be read ({type(error).__name__}: {brief(str(error), 120)})"
+
+
+# -- paths ---------------------------------------------------------------------------
+
+
+def same_file(first, second):
+    """Whether two paths name one file: the same real path (symbolic links resolved), or
+    the same inode (hard links). A path that does not exist is no other file."""
+    if os.path.realpath(first) == os.path.realpath(second):
+        return True
+    try:
+        return os.path.samefile(first, second)
+    except OSError:
+        return False
+
+
+def lies_in(path, folder):
+    """Whether `path` is `folder` or lies below it. Both are compared as given: pass
+    `os.path.realpath`s to see through symbolic links."""
+    try:
+        return os.path.commonpath([path, folder]) == folder
+    except ValueError:  # different drives
+        return False
 
 
 # -- YAML -----------------------------------------------------------------------------
@@ -229,15 +259,15 @@ def parse_yaml(text, source):
         mark = getattr(error, "problem_mark", None)
         where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
         problem = getattr(error, "problem", None) or str(error).splitlines()[0]
-        raise KsegError(f"{source}: not valid YAML{where}: {' '.join(str(problem).split())[:200]}") from None
+        raise KsegError(f"{source}: not valid YAML{where}: {one_line(problem, 200)}") from None
     except RecursionError:
         raise KsegError(f"{source}: YAML nested too deeply") from None
     except (ValueError, OverflowError) as error:  # e.g. a 5000-digit integer, !!float abc
-        text = " ".join(str(error).split())
+        text = one_line(error, 200)
         # Python's int() says so only in its message (a plain ValueError).
         if "integer string conversion" in text:  # Python's own limit on int("9" * 5000)
             text = "an integer has more than 4300 digits"
-        raise KsegError(f"{source}: not valid YAML: {text[:200]}") from None
+        raise KsegError(f"{source}: not valid YAML: {text}") from None
     except (TypeError, AttributeError):  # PyYAML's constructors fail so on malformed tagged values
         raise KsegError(f"{source}: not valid YAML: a tagged value (!!...) is malformed") from None
 

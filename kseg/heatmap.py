@@ -15,6 +15,7 @@ import os
 import numpy as np
 
 from kseg.errors import KsegError
+from kseg.files import same_file
 
 IMAGENET_CLASSES = 1000
 CLASS_INDEX_FILE = "imagenet_class_index.json"
@@ -97,12 +98,10 @@ def resolve_class(spec, class_index_path=None):
 def check_output(out, inputs):
     """Refuses an --out that is one of the `inputs` (the image, the weights, the class
     index), symbolic and hard links included."""
-    real = os.path.realpath(out)
     for source in inputs:
         if not source or not os.path.exists(source):
             continue
-        if real == os.path.realpath(source) or (
-                os.path.exists(out) and os.path.samefile(out, source)):
+        if same_file(out, source):
             raise KsegError(f"--out {out} is the input {source}; choose another --out")
     if os.path.isdir(out):
         raise KsegError(f"--out {out}: is a folder; give the PNG file to write")

@@ -29,6 +29,7 @@ import cv2
 import numpy as np
 
 from kseg.errors import KsegError
+from kseg.files import lies_in, load_json
 from kseg.images import IMAGE_EXTENSIONS, list_image_files
 from kseg.validation import check_number
 
@@ -350,14 +351,6 @@ def output_paths(out_dir, name, formats):
     return {kind: os.path.join(out_dir, name + SUFFIXES[kind]) for kind in formats}
 
 
-def _inside(path, folder):
-    """Whether the real path `path` is `folder` or lies under it (both real paths)."""
-    try:
-        return os.path.commonpath([path, folder]) == folder
-    except ValueError:  # different drives
-        return False
-
-
 def _file_id(path):
     try:
         info = os.stat(path)
@@ -469,7 +462,6 @@ class OutputPlan:
 
 def read_manifest(out_dir):
     """The relative paths `.kseg-predictions.json` in `out_dir` lists (empty without one)."""
-    from kseg.files import load_json
 
     path = os.path.join(out_dir, MANIFEST)
     if not os.path.lexists(path):
@@ -527,17 +519,17 @@ def plan_outputs(items, inputs, out_dir, formats):
                 f"--out {out_dir} is the input folder {text}: the predictions would be mixed "
                 "with the images (and read as images next time); choose another --out"
             )
-        if _inside(out_real, folder):
+        if lies_in(out_real, folder):
             raise KsegError(
                 f"--out {out_dir} lies inside the input folder {text}, which is searched for "
                 "images: the next run would read the predictions as inputs; choose an --out "
                 "outside it"
             )
-        if _inside(folder, out_real):
+        if lies_in(folder, out_real):
             raise KsegError(f"--out {out_dir} contains the input folder {text}; choose another "
                             "--out")
     for real, image in input_reals.items():
-        if _inside(real, out_real):
+        if lies_in(real, out_real):
             raise KsegError(f"--out {out_dir} contains the input {image}: its outputs would "
                             "be mixed with the inputs; choose another --out")
 
@@ -568,11 +560,11 @@ def _check_output(path, image, out_dir, out_real, input_reals, input_ids, listed
     if victim:
         raise KsegError(f"{path}: the output of {image} would overwrite the input {victim}; "
                         "choose another --out")
-    if not _inside(real, out_real):
+    if not lies_in(real, out_real):
         raise KsegError(f"{path}: leads out of --out {out_dir} (through a symbolic link); "
                         "remove the link or choose another --out")
     parent = os.path.dirname(path)
-    while parent and _inside(os.path.realpath(parent), out_real) and parent != out_dir:
+    while parent and lies_in(os.path.realpath(parent), out_real) and parent != out_dir:
         if os.path.lexists(parent) and not os.path.isdir(parent):
             raise KsegError(f"{parent}: exists and is not a folder, so {path} cannot be "
                             "written; choose another --out")

@@ -28,7 +28,7 @@ import zipfile
 import numpy as np
 
 from kseg.errors import WeightsError
-from kseg.files import check_regular_file, load_json, read_bytes, read_text
+from kseg.files import check_regular_file, load_json, one_line, read_bytes, read_text, same_file
 
 WEIGHTS_FILE_LIMIT = 4 << 30  # the released FCNs are about 0.5 GB
 
@@ -179,7 +179,7 @@ def read_pth(path):
                            "(pip install -U torch)") from None
     except Exception as error:  # torch raises many kinds for a damaged or foreign file
         raise WeightsError(f"{path}: not a readable PyTorch .pth file ({type(error).__name__}: "
-                           f"{' '.join(str(error).split())[:200]})") from None
+                           f"{one_line(error, 200)})") from None
     if isinstance(state, dict) and isinstance(state.get("model_state_dict"), dict):
         state = state["model_state_dict"]
     if not isinstance(state, dict) or not state:
@@ -356,8 +356,7 @@ def check_output(source, out, force=False):
     out = os.fspath(out)
     if not out.endswith(".keras"):
         raise WeightsError(f"--out {out}: expected a .keras file name")
-    if os.path.abspath(out) == os.path.abspath(os.fspath(source)) or (
-            os.path.exists(out) and os.path.samefile(out, source)):
+    if same_file(out, source):
         raise WeightsError(f"--out {out}: is the source file; choose another name")
     if os.path.lexists(out):
         if not force:

@@ -19,7 +19,7 @@ import keras
 import numpy as np
 
 from kseg.errors import KsegError
-from kseg.files import check_regular_file
+from kseg.files import check_regular_file, one_line
 from kseg.models import keras_internals
 
 
@@ -224,7 +224,5 @@ def _code_layers(path):
 
 def _one_line(error, limit=300):
     """An exception's message on one line, cut to `limit` characters."""
-    text = " ".join(str(error).split())
     # keras nests the cause of a failed deserialization after this phrase
-    text = text.rsplit("Exception encountered:", 1)[-1].strip()
-    return text if len(text) <= limit else text[: limit - 3] + "..."
+    return one_line(str(error).rsplit("Exception encountered:", 1)[-1], limit)

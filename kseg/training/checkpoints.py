@@ -26,7 +26,7 @@ from kseg import runs
 from kseg.atomic import atomic_path
 from kseg.config import TrainConfig
 from kseg.errors import KsegError, is_disk_full
-from kseg.files import brief
+from kseg.files import brief, one_line
 from kseg.training.distribution import resolve_precision
 from kseg.training.lock import sweep_temporaries
 
@@ -182,10 +182,9 @@ def load_checkpoint_weights(model, path, run_dir):
     # text (no warning class of its own), so the text is the only way to tell it apart.
     skipped_loading = [str(w.message) for w in caught if "Skipping variable loading" in str(w.message)]
     if skipped_loading:  # keras only warns when optimizer or layer state does not fit
-        first = " ".join(skipped_loading[0].split())
         raise KsegError(
-            f"{path}: the checkpoint does not fit this run ({first[:160]}); restore {run_dir}/config.yaml "
-            "as it was, or start a new run"
+            f"{path}: the checkpoint does not fit this run ({one_line(skipped_loading[0], 160)}); "
+            f"restore {run_dir}/config.yaml as it was, or start a new run"
         )
 
 
