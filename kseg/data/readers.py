@@ -13,23 +13,18 @@ image with an orientation tag no longer fits it; `kseg data verify` reports that
 """
 
 import os
-import stat
 
 import numpy as np
 
-from kseg.files import check_regular_file
 from kseg.images import (
-    PNG_PALETTE_COLOUR_TYPE,
-    PNG_SIGNATURE,
     ImageError,
     load,
     load_mask,
     read_mask,
 )
-from kseg.errors import KsegError
 
 __all__ = [
-    "ImageError", "is_palette_png", "read_colour_or_index_mask", "read_index_mask",
+    "ImageError", "read_colour_or_index_mask", "read_index_mask",
     "read_rgb_image",
 ]
 
@@ -64,38 +59,6 @@ def read_rgb_image(path, data=None):
             f"{path}: image is grayscale ({channels} channel), expected 8-bit RGB", kind="grayscale"
         )
     return np.ascontiguousarray(array[:, :, ::-1])
-
-
-def is_palette_png(path):
-    """Returns whether `path` is a PNG stored with a colour palette (PNG colour type 3).
-
-    Only the first 26 bytes are looked at, and only of a regular file: anything else
-    (missing, a FIFO, a folder, not a PNG) gives False; the reader then reports it.
-
-    Args:
-        path: str. Any file.
-    """
-    try:
-        check_regular_file(path, "mask file")
-        # O_NONBLOCK and a second check on the open file: a FIFO put in its place
-        # between the two calls cannot block the read.
-        descriptor = os.open(path, os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0))
-    except (KsegError, OSError, ValueError):
-        return False
-    try:
-        if not stat.S_ISREG(os.fstat(descriptor).st_mode):
-            return False
-        header = os.read(descriptor, 26)
-    except OSError:
-        return False
-    finally:
-        os.close(descriptor)
-    return (
-        len(header) == 26
-        and header[:8] == PNG_SIGNATURE
-        and header[12:16] == b"IHDR"
-        and header[25] == PNG_PALETTE_COLOUR_TYPE
-    )
 
 
 def read_index_mask(path, data=None):

@@ -59,10 +59,8 @@ def check_dataset(config, spec):
             f"{' ...' if len(problems) > 3 else ''}; fix them (see `kseg data verify`) or pass "
             "--skip-bad to leave the bad pairs out"
         )
-    labelled = getattr(report, "labelled_pixels", None)
-    if labelled is None:
-        labelled = count_labelled_pixels(spec, config.train_split)
-    if labelled == 0 and getattr(report, "masks_read", None) == 0:
+    labelled = report.labelled_pixels
+    if labelled == 0 and report.masks_read == 0:
         raise KsegError(
             f"{spec.root}: the {config.train_split} split has no mask that can be read; fix them "
             "(see `kseg data verify`)"
@@ -128,8 +126,8 @@ def _dataset_problems(report):
 
     problems = []
     for problem in report.problems:
-        if getattr(problem, "kind", None) == NO_LABELLED_PIXEL:
+        if problem.kind == NO_LABELLED_PIXEL:
             continue
-        path, message = getattr(problem, "path", ""), str(getattr(problem, "message", problem))
-        problems.append(message if str(path) in message else f"{path}: {message}")
+        path, message = str(problem.path), problem.message
+        problems.append(message if path in message else f"{path}: {message}")
     return problems
