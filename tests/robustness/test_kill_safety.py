@@ -1,7 +1,7 @@
 """SIGKILL in the middle of a write leaves every file written before it whole and loadable.
 
 Each test first writes a result the ordinary way, then runs the same verb in a real
-subprocess (kill_driver.py) that stops inside the write of that file, after its new
+subprocess (signal_driver.py, mode write) that stops inside the write of that file, after its new
 content has been completely written under the temporary name, and kills it there with
 SIGKILL. The previous file must be byte for byte what it was, still load, and nothing
 but hidden temporaries may be left beside it.
@@ -21,7 +21,7 @@ from click.testing import CliRunner
 import robustness_corpus as corpus
 from kseg.cli.main import cli
 
-DRIVER = os.path.join(os.path.dirname(os.path.abspath(__file__)), "kill_driver.py")
+DRIVER = os.path.join(os.path.dirname(os.path.abspath(__file__)), "signal_driver.py")
 
 
 def kill_inside_write(name, arguments):
@@ -30,17 +30,17 @@ def kill_inside_write(name, arguments):
     Returns the temporary path it was writing.
     """
     process = subprocess.Popen(
-        [sys.executable, DRIVER, name, "--", *arguments],
+        [sys.executable, DRIVER, "write", name, "--", *arguments],
         stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
     )
     lines = []
     try:
         for line in process.stdout:
             lines.append(line)
-            if "WRITING " in line:  # a progress bar may precede it on the line
+            if "PAUSED " in line:  # a progress bar may precede it on the line
                 process.send_signal(signal.SIGKILL)
                 process.wait(timeout=60)
-                return line.split("WRITING ", 1)[1].strip()
+                return line.split("PAUSED ", 1)[1].strip()
     finally:
         if process.poll() is None:
             process.kill()

@@ -31,7 +31,7 @@ from kseg.config import TrainConfig
 from kseg.errors import KsegError
 from kseg.training.lock import LOCK_NAME, RunLock, RunLockedError, is_temporary_name, sweep_temporaries
 
-DRIVER = os.path.join(os.path.dirname(os.path.abspath(__file__)), "kill_driver.py")
+DRIVER = os.path.join(os.path.dirname(os.path.abspath(__file__)), "signal_driver.py")
 ENV = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3", CUDA_VISIBLE_DEVICES="")
 
 
@@ -201,7 +201,7 @@ def test_second_train_refused_while_first_runs_and_sigkill_frees_the_lock(data, 
 
     run_dir = str(tmp_path / "run")
     process = subprocess.Popen(
-        [sys.executable, DRIVER, "log.csv", "--", "train", *tiny_options(data), "--epochs", "2",
+        [sys.executable, DRIVER, "write", "log.csv", "--", "train", *tiny_options(data), "--epochs", "2",
          "--run-dir", run_dir],  # fmt: skip
         stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=ENV,
     )  # fmt: skip
@@ -209,7 +209,7 @@ def test_second_train_refused_while_first_runs_and_sigkill_frees_the_lock(data, 
     try:
         for line in process.stdout:
             output.append(line)
-            if "WRITING " in line:
+            if "PAUSED " in line:
                 break
         else:
             raise AssertionError("the first run ended early:\n" + "".join(output)[-3000:])
