@@ -159,7 +159,7 @@ def evaluate_model(model, spec, split="val", batch_size=1, max_images=None, prog
     try:  # the bar is cleared before an error message is printed
         with data_errors():
             for images, masks in dataset:
-                images, masks = images.numpy(), masks.numpy()
+                images, masks = np.asarray(images), np.asarray(masks)  # tf.data or numpy batches
                 if max_images is not None:
                     images, masks = images[: total - seen], masks[: total - seen]
                 logits = np.asarray(model.predict_on_batch(images))
