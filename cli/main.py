@@ -9,6 +9,7 @@ code 1; anything unexpected too, unless `--debug` asks for the traceback.
 
 import functools
 import importlib
+import json
 import logging
 import os
 import sys
@@ -122,13 +123,30 @@ def _after_quiet_tensorflow_import(callback):
     return run
 
 
+def _keras_backend_name():
+    """The backend keras will use (KERAS_BACKEND, else keras.json), without importing keras."""
+    name = os.environ.get("KERAS_BACKEND")
+    if not name:
+        home = os.environ.get("KERAS_HOME") or os.path.join(os.path.expanduser("~"), ".keras")
+        try:
+            with open(os.path.join(home, "keras.json"), encoding="utf8") as handle:
+                name = json.load(handle).get("backend")
+        except (OSError, ValueError, AttributeError):
+            name = None
+    return name or "tensorflow"
+
+
 def import_tensorflow_quietly():
     """Imports TensorFlow with file descriptor 2 sent to a temporary file.
 
     TensorFlow's C++ start-up notices ignore TF_CPP_MIN_LOG_LEVEL; if the import fails,
-    what it wrote is replayed so the real cause is still seen.
+    what it wrote is replayed so the real cause is still seen. Under another keras backend
+    (KERAS_BACKEND=jax or torch) TensorFlow is not imported at all.
     """
     import tempfile
+
+    if _keras_backend_name() != "tensorflow":
+        return
 
     sys.stderr.flush()
     saved = os.dup(2)
