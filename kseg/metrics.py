@@ -102,13 +102,24 @@ def _nanmean(values):
     return float(defined.mean()) if defined.size else float("nan")
 
 
+def _count_dtype():
+    """float64, except under JAX without x64 (float32: counts exact up to 2**24 per cell,
+    beyond that each batch added rounds by less than 1e-7 of the count)."""
+    if keras.backend.backend() == "jax":
+        import jax
+
+        if not jax.config.jax_enable_x64:
+            return "float32"
+    return "float64"
+
+
 @keras.saving.register_keras_serializable(package="kseg")
 class ConfusionMatrixMetric(keras.metrics.Metric):
     """Accumulates the (C, C + 1) confusion matrix of argmax(logits); reports mean IoU.
 
     `update_state(labels, logits)` takes labels (B, H, W) with `ignore_index` for void and
-    logits (B, H, W, C). The matrix is kept in float64 (exact up to 2**53 pixels) and summed
-    across replicas under a tf.distribute strategy. `result()` is the mean IoU, as defined
+    logits (B, H, W, C). The matrix is kept in float64 (exact up to 2**53 pixels; float32
+    under JAX without x64) and summed across replicas under a tf.distribute strategy. `result()` is the mean IoU, as defined
     by `segmentation_scores`; `scores()` gives all metrics from the same matrix.
 
     Args:
@@ -125,7 +136,7 @@ class ConfusionMatrixMetric(keras.metrics.Metric):
         self.ignore_index = int(ignore_index)
         self.confusion = self.add_variable(
             shape=(self.num_classes, self.num_classes + 1), initializer="zeros",
-            dtype="float64", aggregation="sum", name="confusion",
+            dtype=_count_dtype(), aggregation="sum", name="confusion",
         )  # fmt: skip
 
     def update_state(self, y_true, y_pred, sample_weight=None):
@@ -138,8 +149,11 @@ class ConfusionMatrixMetric(keras.metrics.Metric):
         # Ignored pixels are sent to one bin past the matrix and then dropped.
         cells = classes * (classes + 1)
         index = ops.where(keep, labels * (classes + 1) + predictions, cells)
-        counts = ops.bincount(index, minlength=cells + 1)[:cells]
-        counts = ops.reshape(ops.cast(counts, "float64"), (classes, classes + 1))
+        if keras.backend.backend() == "jax":  # jnp.bincount needs a static length under jit
+            counts = ops.segment_sum(ops.ones_like(index), index, num_segments=cells + 1)[:cells]
+        else:
+            counts = ops.bincount(index, minlength=cells + 1)[:cells]
+        counts = ops.reshape(ops.cast(counts, self.confusion.dtype), (classes, classes + 1))
         self.confusion.assign_add(counts)
 
     def result(self):
@@ -147,7 +161,7 @@ class ConfusionMatrixMetric(keras.metrics.Metric):
         true_positives = ops.diagonal(confusion[:, : self.num_classes])
         union = ops.sum(confusion, axis=1) + ops.sum(confusion[:, : self.num_classes], axis=0)
         union = union - true_positives
-        defined = ops.cast(union > 0, "float64")
+        defined = ops.cast(union > 0, confusion.dtype)
         iou = true_positives / ops.maximum(union, 1.0)
         mean = ops.sum(iou * defined) / ops.maximum(ops.sum(defined), 1.0)
         return ops.cast(mean, "float32")
@@ -157,7 +171,7 @@ class ConfusionMatrixMetric(keras.metrics.Metric):
         return segmentation_scores(np.asarray(ops.convert_to_numpy(self.confusion)))
 
     def reset_state(self):
-        self.confusion.assign(ops.zeros(self.confusion.shape, dtype="float64"))
+        self.confusion.assign(ops.zeros(self.confusion.shape, dtype=self.confusion.dtype))
 
     def get_config(self):
         return {**super().get_config(), "num_classes": self.num_classes, "ignore_index": self.ignore_index}
