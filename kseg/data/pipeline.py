@@ -1,5 +1,8 @@
 """tf.data pipelines: (image, mask) batches for training and evaluation.
 
+(Under the JAX and PyTorch backends `make_dataset` gives the same batches without
+TensorFlow, from `kseg.data.pydataset`.)
+
     pairs -> [epoch order: seeded shuffle when training] -> parallel read (+ augment)
           -> [skip bad pairs] -> batch (padding image 0, mask 255) -> prefetch
 
@@ -53,6 +56,15 @@ class SkippedPairs:
         logger.warning("skipping bad pair (%d so far): %s", total, message)
 
 
+def epoch_order(size, seed, shuffle, epoch=0):
+    """The (indices, sample seeds) of pass `epoch` over `size` pairs: a seeded
+    permutation when shuffling, and one augmentation seed per position."""
+    rng = np.random.default_rng([int(seed), int(epoch)])
+    order = rng.permutation(size) if shuffle else np.arange(size)
+    seeds = rng.integers(0, 2**31 - 1, size=size)
+    return order, seeds
+
+
 class _EpochOrder:
     """A generator factory: each call yields one epoch of (index, sample seed)."""
 
@@ -67,9 +79,7 @@ class _EpochOrder:
         with self._lock:
             epoch = self.epoch
             self.epoch += 1
-        rng = np.random.default_rng([self.seed, epoch])
-        order = rng.permutation(self.size) if self.shuffle else np.arange(self.size)
-        seeds = rng.integers(0, 2**31 - 1, size=self.size)
+        order, seeds = epoch_order(self.size, self.seed, self.shuffle, epoch)
         for index, sample_seed in zip(order, seeds):
             yield np.int64(index), np.int64(sample_seed)
 
@@ -99,8 +109,12 @@ class _PairLoader:
 
 
 def make_dataset(spec, split, *, training, batch_size, crop=None, seed=0, skip_bad=False,
-                 scale_range=DEFAULT_SCALE_RANGE, num_parallel_calls=None):
+                 scale_range=DEFAULT_SCALE_RANGE, num_parallel_calls=None, engine=None, pad_to=1):
     """Builds a tf.data.Dataset of (images uint8 [B, H, W, 3], masks uint8 [B, H, W]).
+
+    Under a keras backend other than TensorFlow (or with engine="python") the same batches
+    come from `kseg.data.pydataset` instead, without TensorFlow: a keras PyDataset when
+    training, an iterable of numpy batches otherwise (same `take`, `skipped`, `num_pairs`).
 
     Args:
         spec: DatasetSpec. From `get_dataset_spec`.
@@ -116,7 +130,12 @@ def make_dataset(spec, split, *, training, batch_size, crop=None, seed=0, skip_b
             `dataset.skipped`, a SkippedPairs, and logged); otherwise the first bad pair
             stops iteration with an error naming the file (see `data_errors`).
         scale_range: tuple. (low, high) random scale factors for training.
-        num_parallel_calls: int or None. Reader threads; None lets tf.data tune it.
+        num_parallel_calls: int or None. Reader threads; None lets tf.data tune it (one
+            per core, at most 8, without tf.data).
+        engine: str or None. "tf.data", "python", or None: tf.data under the TensorFlow
+            backend, python under the others.
+        pad_to: int. Without tf.data only: blank samples (image 0, mask ignored) round every
+            batch up to a multiple of it (the devices a data-parallel step splits it over).
 
     Returns:
         tf.data.Dataset. Finite (one epoch per pass); `dataset.skipped` counts skipped
@@ -126,8 +145,6 @@ def make_dataset(spec, split, *, training, batch_size, crop=None, seed=0, skip_b
         KsegError: bad arguments, or `spec.pairs(split)` failing (missing root, layout,
             empty split).
     """
-    import tensorflow as tf
-
     try:
         batch_size = operator.index(batch_size)
     except TypeError:
@@ -140,6 +157,18 @@ def make_dataset(spec, split, *, training, batch_size, crop=None, seed=0, skip_b
     augmenter = TrainAugmenter(crop=crop, scale_range=scale_range) if training else None
     skipped = SkippedPairs()
     loader = _PairLoader(spec, pairs, augmenter, skip_bad, skipped)
+    if (engine or default_engine()) == "python":
+        from kseg.data.pydataset import make_py_dataset
+
+        indices, seeds = epoch_order(len(pairs), seed, training)
+        return make_py_dataset(
+            loader, indices, seeds, training=training, batch_size=batch_size, ignore_index=spec.ignore_index,
+            pad_to=pad_to, workers=num_parallel_calls,
+        )  # fmt: skip
+    if engine not in (None, "tf.data"):
+        raise KsegError(f"engine must be 'tf.data' or 'python'. Received: engine={engine!r}")
+    import tensorflow as tf
+
     order = _EpochOrder(len(pairs), seed, shuffle=training)
 
     dataset = _read_pairs(order, loader, skip_bad, num_parallel_calls)
@@ -148,6 +177,13 @@ def make_dataset(spec, split, *, training, batch_size, crop=None, seed=0, skip_b
     dataset.skipped = skipped
     dataset.num_pairs = len(pairs)
     return dataset
+
+
+def default_engine():
+    """"tf.data" under keras' TensorFlow backend, "python" (no TensorFlow) under the others."""
+    import keras
+
+    return "tf.data" if keras.backend.backend() == "tensorflow" else "python"
 
 
 def _read_pairs(order, loader, skip_bad, num_parallel_calls):
@@ -212,10 +248,15 @@ def data_errors():
 
     TensorFlow carries errors out of a pipeline as its own error types; inside this
     context the message the pipeline gave (naming the file) is raised as a KsegError.
+    Without TensorFlow (another keras backend) the pipeline raises KsegError itself, and
+    this context does nothing.
 
         with data_errors():
             model.fit(make_dataset(spec, "train", training=True, batch_size=8), ...)
     """
+    if default_engine() != "tf.data":
+        yield
+        return
     import tensorflow as tf
 
     try:

@@ -1,5 +1,10 @@
 """Where and how training runs: dtype policy, tf.distribute strategy, multi-worker setup.
 
+Under the JAX and PyTorch backends the strategy is keras.distribution's data parallelism
+(`KerasDistribution`); multi-worker training stays TensorFlow-only. `--mixed-precision
+auto` is `choose_auto_precision`: float16 on a CUDA GPU, bfloat16 on a CPU with native
+bfloat16, float32 otherwise.
+
 Under `--strategy multiworker` TF_CONFIG is checked first (`read_tf_config`), the other
 workers are waited for (`wait_for_workers`: at most `worker_timeout` seconds, naming the
 missing one; Ctrl-C and SIGTERM stop the wait), and only the chief (`is_chief`) writes and
@@ -19,19 +24,95 @@ from kseg.files import brief
 logger = logging.getLogger("kseg")
 
 PRECISION_POLICIES = {"off": "float32", "fp16": "mixed_float16", "bf16": "mixed_bfloat16"}
+# /proc/cpuinfo flags of x86 CPUs that compute bfloat16 natively.
+NATIVE_BF16_FLAGS = ("avx512_bf16", "amx_bf16")
+CPUINFO = "/proc/cpuinfo"
+
+
+def keras_backend():
+    """The keras backend in use: "tensorflow", "jax", "torch" or "numpy"."""
+    import keras
+
+    return keras.backend.backend()
+
+
+def native_bf16_flags(cpuinfo):
+    """The flags of NATIVE_BF16_FLAGS that /proc/cpuinfo text lists (in that order)."""
+    found = set()
+    for line in cpuinfo.splitlines():
+        key, colon, value = line.partition(":")
+        if colon and key.strip() in ("flags", "Features"):
+            found.update(value.split())
+    return [flag for flag in NATIVE_BF16_FLAGS if flag in found]
+
+
+def choose_auto_precision(cuda_gpu, cpuinfo):
+    """What `--mixed-precision auto` picks, and why: (policy name, reason).
+
+    mixed_float16 on a CUDA GPU (tensor cores; keras scales the loss), mixed_bfloat16 on a
+    CPU that computes bfloat16 natively (AVX512-BF16 or AMX), float32 otherwise.
+
+    Args:
+        cuda_gpu: bool. Whether the backend sees a CUDA GPU.
+        cpuinfo: str. The text of /proc/cpuinfo ("" when unknown).
+    """
+    if cuda_gpu:
+        return "mixed_float16", "a CUDA GPU is visible"
+    flags = native_bf16_flags(cpuinfo)
+    if flags:
+        return "mixed_bfloat16", f"no CUDA GPU; the CPU computes bfloat16 natively ({', '.join(flags)})"
+    return "float32", "no CUDA GPU, and the CPU has no native bfloat16 (no avx512_bf16 or amx_bf16 flag)"
+
+
+def cuda_gpu_visible(backend=None):
+    """Whether the keras backend (default: the one in use) sees a CUDA GPU."""
+    backend = backend or keras_backend()
+    if backend == "tensorflow":
+        import tensorflow as tf
+
+        return bool(tf.config.list_physical_devices("GPU"))
+    if backend == "jax":
+        import jax
+
+        try:
+            return any(device.platform in ("gpu", "cuda") for device in jax.devices("gpu"))
+        except RuntimeError:  # no GPU backend
+            return False
+    if backend == "torch":
+        import torch
+
+        return bool(torch.cuda.is_available())
+    return False
+
+
+def read_cpuinfo(path=CPUINFO):
+    """The text of /proc/cpuinfo, or "" where there is none."""
+    try:
+        with open(path, encoding="utf8", errors="replace") as handle:
+            return handle.read(8 << 20)
+    except OSError:
+        return ""
+
+
+_AUTO_CHOICE = {}
+
+
+def auto_precision():
+    """(policy, reason) of `--mixed-precision auto` on this machine and backend (cached)."""
+    backend = keras_backend()
+    if backend not in _AUTO_CHOICE:
+        _AUTO_CHOICE[backend] = choose_auto_precision(cuda_gpu_visible(backend), read_cpuinfo())
+    return _AUTO_CHOICE[backend]
 
 
 def resolve_precision(mode):
     """Returns the keras dtype policy name for a `--mixed-precision` mode.
 
     Args:
-        mode: str. "auto" (mixed_float16 when a GPU is visible, float32 otherwise), "off",
-            "fp16" or "bf16".
+        mode: str. "auto" (see `choose_auto_precision`), "off", "fp16" or "bf16".
     """
     if mode == "auto":
-        import tensorflow as tf
-
-        return "mixed_float16" if tf.config.list_physical_devices("GPU") else "float32"
+        return auto_precision()[0]
     if mode not in PRECISION_POLICIES:
         raise KsegError(f"--mixed-precision: expected auto, off, fp16 or bf16. Received: {mode!r}")
     return PRECISION_POLICIES[mode]
@@ -334,8 +415,68 @@ class Watchdog:
             os._exit(status)
 
 
+def check_strategy_backend(name):
+    """Refuses `--strategy multiworker` under a keras backend other than TensorFlow."""
+    if name == "multiworker" and keras_backend() != "tensorflow":
+        raise KsegError(
+            f"--strategy multiworker needs KERAS_BACKEND=tensorflow (TF_CONFIG, tf.distribute); under "
+            f"{keras_backend()} use --strategy mirrored (all local devices) or auto"
+        )
+
+
+class KerasDistribution:
+    """Stands in for a tf.distribute strategy under the JAX and PyTorch backends.
+
+    Args:
+        distribution: keras.distribution.Distribution or None (one device).
+        devices: int. Devices a step's batch is split over.
+    """
+
+    def __init__(self, distribution=None, devices=1):
+        self.distribution = distribution
+        self.num_replicas_in_sync = int(devices)
+
+    def scope(self):
+        import contextlib
+
+        return self.distribution.scope() if self.distribution is not None else contextlib.nullcontext()
+
+
+def _keras_distribution(name):
+    """The data parallelism of a --strategy choice under keras.distribution (JAX)."""
+    import keras
+
+    backend = keras_backend()
+    if name not in ("auto", "none", "mirrored"):
+        raise KsegError(f"--strategy: expected auto, none, mirrored or multiworker. Received: {brief(name)}")
+    if name == "none":
+        return KerasDistribution()
+    if backend != "jax":
+        if name == "mirrored" and backend == "torch":
+            import torch
+
+            if torch.cuda.device_count() > 1:
+                raise KsegError("--strategy mirrored: several GPUs need KERAS_BACKEND=jax or tensorflow; "
+                                "under torch kseg trains on one device (--strategy none)")  # fmt: skip
+        return KerasDistribution()
+    devices = keras.distribution.list_devices()
+    accelerators = [device for device in devices if not device.lower().startswith("cpu")]
+    if name == "auto" and len(accelerators) < 2:
+        return KerasDistribution()
+    devices = accelerators or devices
+    if len(devices) < 2:
+        return KerasDistribution()
+    distribution = keras.distribution.DataParallel(devices=devices)
+    return KerasDistribution(distribution, len(devices))
+
+
 def make_strategy(name, worker_timeout=300.0):
     """Returns a tf.distribute strategy for a `--strategy` choice.
+
+    Under the JAX and PyTorch backends it is a `KerasDistribution` instead: "mirrored" is
+    keras.distribution's DataParallel over all local devices (JAX; the GPUs, or the CPU
+    devices when there is none), "auto" the same when there are several GPUs, otherwise
+    one device; "multiworker" is refused.
 
     Args:
         name: str. "auto" (MirroredStrategy over the local GPUs when there are several, else
@@ -344,6 +485,9 @@ def make_strategy(name, worker_timeout=300.0):
             the cluster comes from the TF_CONFIG environment variable).
         worker_timeout: float. Under "multiworker", seconds to wait for the other workers.
     """
+    check_strategy_backend(name)
+    if keras_backend() != "tensorflow":
+        return _keras_distribution(name)
     if name == "multiworker":
         # Must come before anything initialises TensorFlow's runtime (even listing
         # logical devices does).

@@ -45,9 +45,12 @@ from kseg.training.checkpoints import RunState
 from kseg.training.data_checks import check_dataset, check_validation_split, compute_class_weights
 from kseg.training.distribution import (
     PRECISION_POLICIES,
+    auto_precision,
+    check_strategy_backend,
     distribute,
     dtype_policy,
     is_chief,
+    keras_backend,
     make_strategy,
     multi_worker_model_class,
     read_tf_config,
@@ -66,7 +69,8 @@ class TrainingRun:
     Args:
         config: TrainConfig. Resolved: the values actually used (as config.yaml holds them).
         spec: kseg.data.DatasetSpec. The dataset.
-        strategy: tf.distribute.Strategy.
+        strategy: tf.distribute.Strategy, or under the JAX and PyTorch backends a
+            `kseg.training.distribution.KerasDistribution`.
         policy: str. The keras dtype policy name.
         run_dir: kseg.runs.RunDir. The run folder (a resumed run's checkpoint is read there).
         write_dir: kseg.runs.RunDir. Where this process writes: the run folder, or a scratch
@@ -143,6 +147,7 @@ def train(config, resume=False, verbose=1, callbacks=(), unsafe=False):
     if not isinstance(config, TrainConfig):
         raise KsegError(f"train expects a TrainConfig. Received: {type(config).__name__}")
     config = config.replace()  # checks every value again: fields may have been set since
+    check_strategy_backend(config.strategy)  # multiworker is TensorFlow-only
     if config.strategy == "multiworker":
         read_tf_config()  # a malformed TF_CONFIG is refused before any work
     chief = is_chief(config.strategy)
@@ -195,6 +200,8 @@ def _prepare(config, run_dir, write_dir, chief, resume):
     check_validation_split(config, spec)
 
     policy = resolve_precision(config.mixed_precision)
+    if config.mixed_precision == "auto":
+        logger.info("--mixed-precision auto: %s under %s (%s)", policy, keras_backend(), auto_precision()[1])
     # The config written into the run holds what was actually used, so a resumed run (on
     # this or another machine) trains the same way.
     resolved = {"mixed_precision": {value: key for key, value in PRECISION_POLICIES.items()}[policy]}
@@ -291,27 +298,34 @@ def _build(run):
 def _epoch_data(run, epoch):
     """The training and validation datasets of one epoch (validation None without it)."""
     import kseg.data
+    from kseg.data.pipeline import default_engine
 
     config = run.config
+    # Without tf.data (JAX, PyTorch) every batch is rounded up to a multiple of the devices
+    # it is split over, with blank samples that change neither the loss nor the scores.
+    tf_data = default_engine() == "tf.data"
+    extra = {} if tf_data else {"pad_to": run.strategy.num_replicas_in_sync}
     train_data = kseg.data.make_dataset(
         run.spec, config.train_split, training=True, batch_size=config.batch_size, crop=config.training_crop,
-        seed=_epoch_seed(config.seed, epoch), skip_bad=config.skip_bad,
+        seed=_epoch_seed(config.seed, epoch), skip_bad=config.skip_bad, **extra,
     )  # fmt: skip
     run.skipped_pairs = getattr(train_data, "skipped", None)
     if config.steps_per_epoch:
         train_data = train_data.take(config.steps_per_epoch)
-    if not config.skip_bad:  # a known length gives keras' progress bar its total
+    if not config.skip_bad and tf_data:  # a known length gives keras' progress bar its total
         train_data = _with_length(train_data, run.steps)
     if not run.validate:
         return distribute(train_data, run.multiworker), None
     batch_size = config.val_batch_size or config.batch_size
     val_data = kseg.data.make_dataset(
-        run.spec, config.val_split, training=False, batch_size=batch_size, skip_bad=config.skip_bad
+        run.spec, config.val_split, training=False, batch_size=batch_size, skip_bad=config.skip_bad, **extra
     )
     val_batches = math.ceil(val_data.num_pairs / batch_size)
     if config.val_steps:
         val_data = val_data.take(config.val_steps)
         val_batches = min(val_batches, config.val_steps)
+    if not tf_data:  # keras takes an iterable of batches as a generator
+        return train_data, val_data.generator()
     if not config.skip_bad:
         val_data = _with_length(val_data, val_batches)
     return distribute(train_data, run.multiworker), distribute(val_data, run.multiworker)

@@ -1,0 +1,187 @@
+"""The data path without TensorFlow: (image, mask) batches for the JAX and PyTorch backends.
+
+    pairs -> [seeded order, one seed per sample] -> read (+ augment) on reader threads
+          -> [skip bad pairs] -> batch (padding image 0, mask 255)
+
+The same reading (`DatasetSpec.read_pair`) and augmentation (`TrainAugmenter`, OpenCV and
+albumentations) as the tf.data pipeline of `kseg.data.pipeline`, with the same order and
+per-sample seeds (`epoch_order`): for one seed, training batches of fixed-size crops hold
+the very same pixels under every backend. Batches are numpy arrays.
+
+Training batches are a `keras.utils.PyDataset` (random access, read ahead by keras on
+`workers` threads, in order); evaluation batches, which group images of one size like
+tf.data's `group_by_window`, are read in order by `kseg.parallel.ordered_map` threads and
+handed to keras as a generator.
+
+`pad_to` rounds every batch up to a multiple of the number of devices data-parallel
+training splits it over, with blank samples (image 0, mask 255): the loss is the mean over
+labelled pixels and the confusion matrix skips 255, so the blanks change neither.
+"""
+
+import math
+
+import numpy as np
+
+from kseg.errors import KsegError
+from kseg.parallel import default_workers
+
+
+class _Samples:
+    """Reads the samples at positions of one pass; None for a bad pair under skip_bad."""
+
+    def __init__(self, loader, order, seeds):
+        self.loader = loader
+        self.order = order
+        self.seeds = seeds
+
+    def __len__(self):
+        return len(self.order)
+
+    def read(self, position):
+        pair = self.loader.pairs[int(self.order[position])]
+        try:
+            image, mask = self.loader.spec.read_pair(*pair)
+        except KsegError as error:
+            if not self.loader.skip_bad:
+                raise
+            self.loader.skipped.add(pair, str(error))
+            return None
+        if self.loader.augmenter is not None:
+            image, mask = self.loader.augmenter(image, mask, int(self.seeds[position]))
+        return np.ascontiguousarray(image), np.ascontiguousarray(mask)
+
+
+def stack_batch(samples, ignore_index, pad_to=1):
+    """Stacks (image, mask) samples into one batch, padding smaller ones at the bottom and
+    right (image 0, mask `ignore_index`) and adding blank samples up to a multiple of
+    `pad_to` (at least one sample)."""
+    height = max((image.shape[0] for image, _ in samples), default=1)
+    width = max((image.shape[1] for image, _ in samples), default=1)
+    count = max(len(samples), 1)
+    count = math.ceil(count / pad_to) * pad_to
+    images = np.zeros((count, height, width, 3), np.uint8)
+    masks = np.full((count, height, width), ignore_index, np.uint8)
+    for number, (image, mask) in enumerate(samples):
+        images[number, : image.shape[0], : image.shape[1]] = image
+        masks[number, : mask.shape[0], : mask.shape[1]] = mask
+    return images, masks
+
+
+def _py_dataset_class():
+    """The PyDataset subclass, made lazily so this module imports without keras."""
+    import keras
+
+    class TrainingBatches(keras.utils.PyDataset):
+        """Training batches of one pass: batch `i` holds the samples at positions
+        [i * batch_size, (i + 1) * batch_size) of the seeded order."""
+
+        def __init__(self, samples, batch_size, ignore_index, pad_to=1, limit=None, workers=None):
+            workers = workers or default_workers()
+            super().__init__(workers=workers, use_multiprocessing=False, max_queue_size=max(2 * workers, 4))
+            self.samples = samples
+            self.batch_size = int(batch_size)
+            self.ignore_index = int(ignore_index)
+            self.pad_to = max(int(pad_to), 1)
+            self.limit = limit
+            self.skipped = None
+            self.num_pairs = len(samples)
+
+        @property
+        def num_batches(self):
+            batches = math.ceil(len(self.samples) / self.batch_size)
+            return batches if self.limit is None else min(batches, self.limit)
+
+        def __len__(self):
+            return self.num_batches
+
+        def __getitem__(self, index):
+            if not 0 <= index < self.num_batches:
+                raise IndexError(f"batch {index} of {self.num_batches}")
+            start = index * self.batch_size
+            positions = range(start, min(start + self.batch_size, len(self.samples)))
+            samples = [sample for sample in map(self.samples.read, positions) if sample is not None]
+            return stack_batch(samples, self.ignore_index, self.pad_to)
+
+        def take(self, batches):
+            """The first `batches` batches (like tf.data's take)."""
+            taken = TrainingBatches(self.samples, self.batch_size, self.ignore_index, self.pad_to,
+                                    limit=min(int(batches), self.num_batches), workers=self.workers)  # fmt: skip
+            taken.skipped = self.skipped
+            return taken
+
+    return TrainingBatches
+
+
+class EvaluationBatches:
+    """Evaluation batches in the pairs' order, each of images of one size only.
+
+    Like tf.data's `group_by_window`: a sample joins the open batch of its size, which is
+    given out once it holds `batch_size` samples; what is left is given out at the end.
+    Iterating gives (images uint8 [B, H, W, 3], masks uint8 [B, H, W]) numpy batches.
+    """
+
+    def __init__(self, samples, batch_size, ignore_index, pad_to=1, limit=None, workers=None):
+        self.samples = samples
+        self.batch_size = int(batch_size)
+        self.ignore_index = int(ignore_index)
+        self.pad_to = max(int(pad_to), 1)
+        self.limit = limit
+        self.workers = workers
+        self.skipped = None
+        self.num_pairs = len(samples)
+
+    def take(self, batches):
+        """At most the first `batches` batches (like tf.data's take)."""
+        taken = EvaluationBatches(self.samples, self.batch_size, self.ignore_index, self.pad_to,
+                                  limit=int(batches), workers=self.workers)  # fmt: skip
+        taken.skipped = self.skipped
+        return taken
+
+    def __iter__(self):
+        from kseg.parallel import ordered_map
+
+        given = 0
+        windows = {}
+        if self.limit is not None and self.limit <= 0:
+            return
+        for sample in ordered_map(self.samples.read, range(len(self.samples)), self.workers):
+            if sample is None:
+                continue
+            window = windows.setdefault(sample[0].shape[:2], [])
+            window.append(sample)
+            if len(window) == self.batch_size:
+                del windows[sample[0].shape[:2]]
+                yield stack_batch(window, self.ignore_index, self.pad_to)
+                given += 1
+                if self.limit is not None and given >= self.limit:
+                    return
+        for window in windows.values():
+            yield stack_batch(window, self.ignore_index, self.pad_to)
+            given += 1
+            if self.limit is not None and given >= self.limit:
+                return
+
+    def generator(self):
+        """A generator over the batches (what keras' fit takes as validation data)."""
+        yield from self
+
+
+def make_py_dataset(loader, order, seeds, *, training, batch_size, ignore_index, pad_to=1, workers=None):
+    """Training batches (a keras PyDataset) or evaluation batches (`EvaluationBatches`).
+
+    Args:
+        loader: kseg.data.pipeline._PairLoader. Spec, pairs, augmenter and skip_bad.
+        order, seeds: np.ndarray. Pair indices and sample seeds of the pass (`epoch_order`).
+        training: bool. Fixed-position batches (PyDataset) or batches grouped by size.
+        batch_size: int. Samples per batch.
+        ignore_index: int. Mask value of padding.
+        pad_to: int. Round every batch up to a multiple of it with blank samples.
+        workers: int or None. Reader threads (default: one per core, at most 8).
+    """
+    samples = _Samples(loader, order, seeds)
+    if training:
+        batches = _py_dataset_class()(samples, batch_size, ignore_index, pad_to, workers=workers)
+    else:
+        batches = EvaluationBatches(samples, batch_size, ignore_index, pad_to, workers=workers)
+    batches.skipped = loader.skipped
+    return batches
