@@ -207,3 +207,81 @@ def _dense_to_conv(array, conv_shape):
     ):
         return array.reshape(conv_shape)
     return array
+
+
+# -- backbones from keras.applications (MobileNetV3, ResNet50) ---------------------------
+
+
+def application_weights_model(application, weights, **kwargs):
+    """keras.applications.`application`(weights=`weights`, **kwargs), built on its own.
+
+    "imagenet" goes through keras' own download, cache (~/.keras/models/) and hash check;
+    a path is read by keras' `load_weights` (a `.weights.h5` written by Keras 3 from the
+    same backbone, or a legacy `.h5` file such as keras' published "notop" files).
+
+    Raises:
+        WeightsError: when the ImageNet file can neither be found in keras' cache nor
+            downloaded, or when the file at the path does not fit the backbone.
+    """
+    build = getattr(keras.applications, application)
+    try:
+        return build(weights=weights, input_shape=(None, None, 3), **kwargs)
+    except Exception as error:  # keras raises bare Exception for fetch failures
+        detail = f"{type(error).__name__}: {' '.join(str(error).split())[:300]}"
+        if weights == "imagenet":
+            raise WeightsError(
+                f"could not obtain the ImageNet {application} weights through keras ({detail}); "
+                f"put keras' {application} 'notop' weights file in ~/.keras/models/, or pass "
+                f"--weights PATH to a local keras {application} weights file, or --weights none "
+                "to train from random weights"
+            ) from None
+        raise WeightsError(
+            f"{weights}: not a keras {application} weights file of this variant "
+            f"(include_top=False{_variant(kwargs)}) ({detail}); pass --weights PATH to a matching "
+            "file, or --weights none"
+        ) from None
+
+
+def _variant(kwargs):
+    keys = ("alpha", "minimalistic")
+    return "".join(f", {key}={kwargs[key]}" for key in keys if key in kwargs)
+
+
+def assign_application_weights(model, application, weights, **kwargs):
+    """Copies the weights of a keras.applications backbone into the same-named layers of
+    `model`, checking every shape; returns the names of the layers copied.
+
+    Every backbone layer that holds weights must be found in `model` with the same weight
+    shapes (dilated convolutions keep their kernels' shapes): a partial load is an error,
+    never a silent skip.
+
+    Args:
+        model: keras.Model. A segmentation model built on the backbone.
+        application: str. The keras.applications function, e.g. "MobileNetV3Large".
+        weights: str. "imagenet" or a path to a keras weights file of the backbone.
+        **kwargs: the keras.applications arguments of the variant (include_top=False,
+            alpha, minimalistic, ...).
+    """
+    if weights != "imagenet" and not os.path.isfile(os.fspath(weights)):
+        raise WeightsError(f"{weights}: weights file not found (expected 'imagenet', none or a path)")
+    source = application_weights_model(application, weights if weights == "imagenet" else os.fspath(weights), **kwargs)
+    copied = []
+    for layer in source.layers:
+        arrays = layer.get_weights()
+        if not arrays:
+            continue
+        try:
+            target = model.get_layer(layer.name)
+        except ValueError:
+            raise WeightsError(
+                f"model '{model.name}' has no layer '{layer.name}' of {application}"
+            ) from None
+        expected = [tuple(w.shape) for w in target.weights]
+        if [tuple(a.shape) for a in arrays] != expected:
+            raise WeightsError(
+                f"{application} layer '{layer.name}' has weights of shapes "
+                f"{[tuple(a.shape) for a in arrays]}, the model's has {expected}"
+            )
+        target.set_weights(arrays)
+        copied.append(layer.name)
+    return copied

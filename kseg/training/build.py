@@ -33,6 +33,33 @@ def resolve_init_from(path):
     return model_path
 
 
+MODEL_OPTIONS = ("width", "dropout", "learn_upsampling")
+
+
+def builder_options(config):
+    """The model options of `config` (width, dropout, learn_upsampling) that the builder of
+    `config.model` takes. An option the builder lacks is left out while it has its default
+    value, and is an error otherwise (e.g. --width on ResNet50)."""
+    import inspect
+
+    from kseg.config import SETTINGS
+    from kseg.errors import KsegError
+    from kseg.models.registry import get_model_entry, resolve_builder
+
+    accepted = inspect.signature(resolve_builder(get_model_entry(config.model).builder)).parameters
+    options = {}
+    for key in MODEL_OPTIONS:
+        value = getattr(config, key)
+        if key in accepted:
+            options[key] = value
+        elif value != SETTINGS[key].default:
+            raise KsegError(
+                f"{key}: model '{config.model}' has no {key} option; leave it at its default "
+                f"({SETTINGS[key].default}). Received: {key}={value}"
+            )
+    return options
+
+
 def build_model(config, num_classes, initialise=True, unsafe=False):
     """Creates the registered model of the config (weights, width, dropout, init_from).
 
@@ -46,7 +73,7 @@ def build_model(config, num_classes, initialise=True, unsafe=False):
         source_model = load_model(source, unsafe=unsafe)
     model = create_model(
         config.model, num_classes=num_classes, weights=config.model_weights if initialise else None,
-        width=config.width, dropout=config.dropout, learn_upsampling=config.learn_upsampling,
+        **builder_options(config),
     )  # fmt: skip
     if source_model is not None:
         report = transfer_weights(source_model, model)

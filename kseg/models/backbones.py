@@ -1,0 +1,246 @@
+"""Feature extractors from keras.applications: MobileNetV3 Large and Small, ResNet50.
+
+Each backbone is built by keras.applications itself, inline in the segmentation model
+(`input_tensor=`), so its layers keep keras' names (`expanded_conv_5_add`,
+`conv4_block6_out`, ...) and keras' ImageNet weights load into them by name. What kseg adds:
+
+- the preprocessing each backbone was trained with, inside the model and computed in
+  float32 (MobileNetV3: RGB scaled to [-1, 1], keras' own `Rescaling` layer taken out of
+  the backbone and put before the padding; ResNet50: keras' "caffe" mode, BGR minus the
+  ImageNet mean, as VGG16), so callers pass uint8 (or float) RGB in [0, 255];
+- the taps: the feature maps at strides 8, 16 and 32, named per backbone;
+- dilation: a backbone's last stage(s) can run at stride 1 with dilated convolutions
+  (output stride 16 or 8 instead of 32); the weights stay the same shape, so ImageNet
+  weights load unchanged. `dilate` rebuilds a model with those layers changed
+  (keras.models.clone_model), keeping every name.
+"""
+
+import dataclasses
+
+import keras
+
+from kseg.errors import KsegError
+
+
+@dataclasses.dataclass(frozen=True)
+class Backbone:
+    """One keras.applications backbone as kseg uses it.
+
+    Args:
+        name: str. kseg's name for it ("mobilenetv3large").
+        application: str. The keras.applications function ("MobileNetV3Large").
+        preprocessing: str. "unit" (RGB scaled to [-1, 1]) or "caffe" (BGR minus the
+            ImageNet mean).
+        taps: dict. Output stride (8, 16) -> name of the layer giving that feature map;
+            stride 32 is the backbone's last output.
+        stages: tuple. The stages that can be dilated, last first: (stride they start,
+            layer names whose stride becomes 1, layer names that get the dilation,
+            padding layers (name, the convolution they pad) that become the symmetric
+            padding of the dilated convolution).
+        width_weights: tuple. Widths (keras' alpha) with published ImageNet weights;
+            empty for a backbone without a width option.
+    """
+
+    name: str
+    application: str
+    preprocessing: str
+    taps: dict
+    stages: tuple
+    width_weights: tuple = ()
+
+    @property
+    def has_width(self):
+        return bool(self.width_weights)
+
+
+def _mobilenet_stage(stride, blocks):
+    first = blocks[0]
+    return (
+        stride,
+        (f"expanded_conv_{first}_depthwise",),
+        tuple(f"expanded_conv_{block}_depthwise" for block in blocks),
+        ((f"expanded_conv_{first}_depthwise_pad", f"expanded_conv_{first}_depthwise"),),
+    )
+
+
+def _resnet_stage(stride, stage, blocks):
+    return (
+        stride,
+        (f"conv{stage}_block1_0_conv", f"conv{stage}_block1_1_conv"),
+        tuple(f"conv{stage}_block{block}_2_conv" for block in range(1, blocks + 1)),
+        (),
+    )
+
+
+BACKBONES = {
+    "mobilenetv3large": Backbone(
+        "mobilenetv3large", "MobileNetV3Large", "unit",
+        taps={8: "expanded_conv_5_add", 16: "expanded_conv_11_add"},
+        stages=(_mobilenet_stage(32, (12, 13, 14)),),
+        width_weights=(0.75, 1.0),
+    ),
+    "mobilenetv3small": Backbone(
+        "mobilenetv3small", "MobileNetV3Small", "unit",
+        taps={8: "expanded_conv_2_add", 16: "expanded_conv_7_add"},
+        stages=(_mobilenet_stage(32, (8, 9, 10)),),
+        width_weights=(0.75, 1.0),
+    ),
+    "resnet50": Backbone(
+        "resnet50", "ResNet50", "caffe",
+        taps={8: "conv3_block4_out", 16: "conv4_block6_out"},
+        stages=(_resnet_stage(32, 5, 3), _resnet_stage(16, 4, 6)),
+    ),
+}  # fmt: skip
+
+
+def get_backbone(name):
+    """Returns the `Backbone` called `name`."""
+    if name not in BACKBONES:
+        raise ValueError(f"unknown backbone {name!r}; known: {', '.join(BACKBONES)}. Received: backbone={name!r}")
+    return BACKBONES[name]
+
+
+def application_kwargs(backbone, width=1.0, minimalistic=False):
+    """The keyword arguments of the keras.applications function, without weights."""
+    kwargs = dict(include_top=False)
+    if backbone.application.startswith("MobileNetV3"):
+        kwargs.update(alpha=width, minimalistic=minimalistic, include_preprocessing=False)
+    return kwargs
+
+
+def validate_backbone_arguments(backbone, weights, width, minimalistic):
+    """Refuses widths and variants without published weights, and options a backbone lacks."""
+    if not backbone.has_width:
+        if width != 1:
+            raise KsegError(
+                f"{backbone.application} has no width option (it needs width 1). "
+                f"Received: width={width}"
+            )
+        if minimalistic:
+            raise KsegError(
+                f"{backbone.application} has no minimalistic variant. "
+                f"Received: minimalistic={minimalistic}"
+            )
+        return
+    if not 0 < width <= 1:
+        raise ValueError(f"`width` must be in (0, 1]. Received: width={width}")
+    if weights == "imagenet":
+        available = (1.0,) if minimalistic else backbone.width_weights
+        if width not in available:
+            raise KsegError(
+                f"keras publishes ImageNet weights of {backbone.application}"
+                f"{' (minimalistic)' if minimalistic else ''} only for width "
+                f"{' or '.join(str(w) for w in available)}; use one of them or --weights none. "
+                f"Received: width={width}"
+            )
+
+
+def preprocessing_layer(backbone):
+    """The model's first layer: RGB [0, 255] (uint8 or float) -> what the backbone expects."""
+    from kseg.models.layers import VGGPreprocessing
+
+    if backbone.preprocessing == "caffe":
+        return VGGPreprocessing(name="preprocess")
+    return keras.layers.Rescaling(1 / 127.5, offset=-1.0, dtype="float32", name="preprocess")
+
+
+def backbone_features(x, backbone, width=1.0, minimalistic=False):
+    """Builds `backbone` (random weights) on the preprocessed, padded tensor `x`.
+
+    Returns:
+        dict. Stride (8, 16, 32) -> feature tensor (strides of the undilated backbone;
+        `dilate` changes them afterwards).
+    """
+    build = getattr(keras.applications, backbone.application)
+    network = build(input_tensor=x, weights=None, **application_kwargs(backbone, width, minimalistic))
+    features = {stride: network.get_layer(name).output for stride, name in backbone.taps.items()}
+    features[32] = network.output
+    return features
+
+
+def dilation_edits(model, backbone, output_stride):
+    """{layer name: config changes} that bring `backbone`, built in `model`, from stride 32
+    to `output_stride`.
+
+    The stride-2 layers of each dilated stage get stride 1, and its 3x3 (or 5x5)
+    convolutions a dilation rate of 2 for the last stage and 4 for the one before (at
+    output stride 8), as in DeepLab v3. A MobileNetV3 stage starts with a zero padding
+    made for the strided "valid" depthwise convolution; it becomes the symmetric padding
+    of a dilated one.
+    """
+    stages = [stage for stage in backbone.stages if stage[0] > output_stride]
+    if output_stride not in (8, 16, 32) or (output_stride == 8 and len(backbone.stages) < 2):
+        strides = [32] + [stage[0] // 2 for stage in backbone.stages]
+        raise KsegError(
+            f"{backbone.application} can run at output stride {', '.join(map(str, strides))}. "
+            f"Received: output_stride={output_stride}"
+        )
+    edits = {}
+    for index, (_, strided, dilated, pads) in enumerate(stages):
+        rate = 2 ** (len(stages) - index)  # the last stage the most
+        for name in strided:
+            edits.setdefault(name, {})["strides"] = (1, 1)
+        for name in dilated:
+            edits.setdefault(name, {})["dilation_rate"] = (rate, rate)
+        for name, conv in pads:
+            pad = rate * (model.get_layer(conv).kernel_size[0] - 1) // 2
+            edits[name] = {"padding": ((pad, pad), (pad, pad))}
+    return edits
+
+
+def dilate(model, edits):
+    """A copy of `model` (same layer names, fresh weights) with `edits` applied to the
+    configs of the named layers; every edited layer must exist."""
+    missing = sorted(set(edits) - {layer.name for layer in model.layers})
+    if missing:
+        raise ValueError(f"layers to dilate not found in the model: {', '.join(missing)}")
+
+    def clone_layer(layer):
+        config = layer.get_config()
+        config.update(edits.get(layer.name, {}))
+        return layer.__class__.from_config(config)
+
+    return keras.models.clone_model(model, clone_function=clone_layer)
+
+
+def build_on_backbone(backbone, head, num_classes, weights, output_stride, name, width=1.0,
+                      minimalistic=False):
+    """A segmentation model: preprocessing, padding, `backbone` at `output_stride`, `head`,
+    crop to the input size, float32 logits; with the backbone's weights loaded.
+
+    Args:
+        backbone: str. A name from `BACKBONES`.
+        head: callable. (features {8, 16, 32: tensor}, output_stride) -> scores at the
+            padded input size. The features are taken at the backbone's taps; with
+            dilation, "32" is the last feature map, at `output_stride`.
+        num_classes: int. Checked here.
+        weights: str or None. "imagenet" (keras' download and cache), None (random), or a
+            path to a keras weights file of the backbone (include_top=False).
+        output_stride: int. 32 (no dilation), 16 or 8 (last stage(s) dilated).
+        name: str. The model's name.
+        width: float. MobileNetV3's alpha; 1 for other backbones.
+        minimalistic: bool. MobileNetV3's minimalistic variant (3x3 kernels, ReLU, no
+            squeeze-excite).
+    """
+    from kseg.models.layers import CropToReference, PadToMultiple
+    from kseg.models.pretrained import assign_application_weights
+
+    if not isinstance(num_classes, int) or isinstance(num_classes, bool) or num_classes < 2:
+        raise ValueError(f"`num_classes` must be an integer >= 2. Received: num_classes={num_classes}")
+    spec = get_backbone(backbone)
+    validate_backbone_arguments(spec, weights, width, minimalistic)
+    images = keras.Input(shape=(None, None, 3), name="images")
+    x = preprocessing_layer(spec)(images)
+    # Padded to a multiple of the coarsest stride, every feature map is exactly 1/stride
+    # of the padded image, and fixed-factor upsampling gives back the padded size.
+    x = PadToMultiple(output_stride, name="pad")(x)
+    features = backbone_features(x, spec, width, minimalistic)
+    logits = CropToReference(dtype="float32", name="logits")([head(features, output_stride), images])
+    model = keras.Model(images, logits, name=name)
+    if output_stride != 32:
+        model = dilate(model, dilation_edits(model, spec, output_stride))
+    if weights is not None:
+        assign_application_weights(
+            model, spec.application, weights, **application_kwargs(spec, width, minimalistic)
+        )
+    return model

@@ -1,0 +1,118 @@
+"""Decoders on top of a backbone's feature maps: FCN skips, LR-ASPP and DeepLab v3's ASPP.
+
+Each head takes the features {stride: tensor} of `kseg.models.backbones` and returns
+class scores at the padded input size (the model crops them to the image size).
+
+- FCN (Long et al. 2015): a zero-initialised 1x1 score layer on the last feature map and,
+  for 16s and 8s, on the stride-16 and stride-8 taps; learned x2 upsamplings between
+  them, a bilinear final upsampling (learned only with `learn_upsampling`).
+- LR-ASPP (Howard et al. 2019, "Searching for MobileNetV3"; as torchvision builds it): on
+  the stride-16 map, a 1x1 conv (128) + BN + ReLU gated by a sigmoid of its global average
+  (1x1 conv, 128), upsampled x2, scored, plus a 1x1 score of the stride-8 map.
+- DeepLab v3 (Chen et al. 2017): ASPP on the last map (1x1 branch, three 3x3 atrous
+  branches, image pooling branch; 256 channels, BN, ReLU), a 1x1 projection and dropout,
+  a 3x3 conv, a 1x1 classifier, bilinear upsampling by the output stride.
+"""
+
+import keras
+from keras import layers, ops
+
+from kseg.models.fcn import score, upsample
+
+ASPP_CHANNELS = 256
+LRASPP_CHANNELS = 128
+# ASPP's atrous rates at each output stride: (6, 12, 18) at 16, doubled at 8 (DeepLab v3).
+ASPP_RATES = {16: (6, 12, 18), 8: (12, 24, 36)}
+
+
+@keras.saving.register_keras_serializable(package="kseg")
+class BroadcastToReference(layers.Layer):
+    """Repeats a (batch, 1, 1, channels) map over the height and width of `inputs[1]`.
+
+    ASPP's image-pooling branch: bilinear upsampling of a 1x1 map is this repetition.
+    """
+
+    def call(self, inputs):
+        pooled, reference = inputs
+        shape = ops.shape(reference)
+        return ops.broadcast_to(pooled, (shape[0], shape[1], shape[2], pooled.shape[-1]))
+
+    def compute_output_shape(self, input_shapes):
+        pooled_shape, reference_shape = input_shapes
+        return (reference_shape[0], reference_shape[1], reference_shape[2], pooled_shape[-1])
+
+
+def conv_bn_relu(x, filters, kernel_size, name, dilation_rate=1):
+    """Conv2D (no bias) -> BatchNormalization -> ReLU, named `name`_conv/_bn/_relu."""
+    x = layers.Conv2D(filters, kernel_size, padding="same", dilation_rate=dilation_rate,
+                      use_bias=False, name=f"{name}_conv")(x)  # fmt: skip
+    x = layers.BatchNormalization(name=f"{name}_bn")(x)
+    return layers.ReLU(name=f"{name}_relu")(x)
+
+
+def fcn_head(num_classes, skips=32, learn_upsampling=False):
+    """The FCN skip head: `skips` is 32, 16 or 8 (FCN-32s, -16s, -8s)."""
+    if skips not in (8, 16, 32):
+        raise ValueError(f"`skips` must be 8, 16 or 32. Received: skips={skips}")
+
+    def head(features, output_stride):
+        x = score(features[32], num_classes, "score_fr")
+        if skips == 32:
+            return upsample(x, output_stride, "upscore", trainable=learn_upsampling)
+        x = upsample(x, 2, "upscore2")
+        x = layers.Add(name="fuse_skip16")([x, score(features[16], num_classes, "score_skip16")])
+        if skips == 16:
+            return upsample(x, 16, "upscore16", trainable=learn_upsampling)
+        x = upsample(x, 2, "upscore_skip16")
+        x = layers.Add(name="fuse_skip8")([x, score(features[8], num_classes, "score_skip8")])
+        return upsample(x, 8, "upscore8", trainable=learn_upsampling)
+
+    return head
+
+
+def lraspp_head(num_classes, channels=LRASPP_CHANNELS):
+    """LR-ASPP on the stride-16 map (`features[32]` of a backbone dilated to 16) and the
+    stride-8 tap."""
+
+    def head(features, output_stride):
+        high, low = features[32], features[8]
+        x = conv_bn_relu(high, channels, 1, "lraspp_cbr")
+        gate = layers.GlobalAveragePooling2D(keepdims=True, name="lraspp_scale_pool")(high)
+        gate = layers.Conv2D(channels, 1, use_bias=False, name="lraspp_scale_conv")(gate)
+        gate = layers.Activation("sigmoid", name="lraspp_scale_sigmoid")(gate)
+        x = layers.Multiply(name="lraspp_gate")([x, gate])
+        x = layers.UpSampling2D(output_stride // 8, interpolation="bilinear", name="lraspp_upsample")(x)
+        x = layers.Add(name="lraspp_fuse")([
+            layers.Conv2D(num_classes, 1, name="lraspp_low_classifier")(low),
+            layers.Conv2D(num_classes, 1, name="lraspp_high_classifier")(x),
+        ])  # fmt: skip
+        return layers.UpSampling2D(8, interpolation="bilinear", name="upsample")(x)
+
+    return head
+
+
+def aspp(x, rates, dropout, channels=ASPP_CHANNELS):
+    """Atrous spatial pyramid pooling: five parallel branches, concatenated and projected."""
+    branches = [conv_bn_relu(x, channels, 1, "aspp_1x1")]
+    for index, rate in enumerate(rates, start=1):
+        branches.append(conv_bn_relu(x, channels, 3, f"aspp_atrous{index}", dilation_rate=rate))
+    pooled = layers.GlobalAveragePooling2D(keepdims=True, name="aspp_pool")(x)
+    pooled = conv_bn_relu(pooled, channels, 1, "aspp_pool")
+    branches.append(BroadcastToReference(name="aspp_pool_broadcast")([pooled, x]))
+    x = layers.Concatenate(name="aspp_concat")(branches)
+    x = conv_bn_relu(x, channels, 1, "aspp_project")
+    return layers.Dropout(dropout, name="aspp_dropout")(x)
+
+
+def deeplabv3_head(num_classes, dropout=0.5, channels=ASPP_CHANNELS):
+    """DeepLab v3's head: ASPP with the rates of the output stride, a 3x3 conv, a classifier."""
+    if not 0 <= dropout < 1:
+        raise ValueError(f"`dropout` must be in [0, 1). Received: dropout={dropout}")
+
+    def head(features, output_stride):
+        x = aspp(features[32], ASPP_RATES[output_stride], dropout, channels)
+        x = conv_bn_relu(x, channels, 3, "head")
+        x = layers.Conv2D(num_classes, 1, name="classifier")(x)
+        return layers.UpSampling2D(output_stride, interpolation="bilinear", name="upsample")(x)
+
+    return head
