@@ -26,9 +26,14 @@ from kseg.data.registry import DATASET_NAMES as DATASETS  # no TensorFlow import
               help="Write the metrics as JSON here. [default: RUN_DIR/metrics-SPLIT.json for a run]")
 @click.option("--confusion-png", type=click.Path(dir_okay=False),
               help="Write the confusion matrix image here. [default: beside --out]")
+@click.option("--sheet", "sheet_png", type=click.Path(dir_okay=False),
+              help="Write a contact sheet PNG here: image | ground truth | prediction for the "
+                   "first --sheet-images images, with the legend of their classes.")
+@click.option("--sheet-images", default=6, show_default=True, type=Number(1, 64, integer=True),
+              help="Images on the contact sheet.")
 @click.option("--unsafe", is_flag=True, help="Allow models containing code (trusted files only).")
 def evaluate(model, predictions_dir, data, data_dir, classes_file, split, batch_size, max_images,
-             label_format, out, confusion_png, unsafe):  # fmt: skip
+             label_format, out, confusion_png, sheet_png, sheet_images, unsafe):  # fmt: skip
     """Score MODEL (a run directory or .keras file) or --predictions DIR on a dataset split.
 
     Reports pixel accuracy, mean class accuracy, mean IoU and frequency-weighted IoU (FCN
@@ -57,16 +62,19 @@ def evaluate(model, predictions_dir, data, data_dir, classes_file, split, batch_
     if not predictions_dir:
         model_path, run_dir = runs.resolve_model_path(model)
     out, confusion_png = default_output_paths(split, run_dir, out, confusion_png)
+    if sheet_png and predictions_dir:
+        raise KsegError("--sheet needs a MODEL: it shows the model's predictions beside the images")
     check_evaluate_outputs(out, confusion_png, spec, split, model_path, run_dir, classes_file,
-                           predictions_dir)
+                           predictions_dir, sheet_png)
     if predictions_dir:
         result = evaluate_predictions(predictions_dir, spec, split, label_format=label_format)
     else:
         click.echo(f"model: {model_path}", err=True)
         result = evaluate_model(
-            model_path, spec, split, batch_size=batch_size, max_images=max_images, unsafe=unsafe
+            model_path, spec, split, batch_size=batch_size, max_images=max_images, unsafe=unsafe,
+            examples=sheet_images if sheet_png else 0,
         )
     for line in result.report_lines():
         click.echo(line)
-    for what, path in write_reports(result, out, confusion_png):
+    for what, path in write_reports(result, out, confusion_png, sheet_png):
         click.echo(f"{what}: {path}")

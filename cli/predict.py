@@ -7,6 +7,7 @@ For each image it writes into --out (names keep an input folder's subfolders):
     <stem>_color.png    the label map in the dataset's colours (classes.json, else the
                         Pascal VOC palette)
     <stem>_overlay.png  those colours blended over the image
+    legend.png          with color or overlay: each class's colour, index and name
 """
 
 import click
@@ -81,6 +82,7 @@ def predict(inputs, model_path, out_dir, formats, tile, overlap, blend, tta, alp
       <stem>.png          label map (pixel value = class index)
       <stem>_color.png    label map in the dataset's colours
       <stem>_overlay.png  colours over the image
+      legend.png          the colour, index and name of every class (with color/overlay)
     A file that cannot be read is reported and skipped; the exit code is then 1.
     Outputs never replace an input or a file kseg did not write (listed in
     --out/.kseg-predictions.json).
@@ -108,17 +110,20 @@ def predict(inputs, model_path, out_dir, formats, tile, overlap, blend, tta, alp
     path, run_dir = resolve_model_path(model_path)
     if model_path is None:
         click.echo(f"using the latest run: {run_dir} ({path})", err=True)
-    model, num_classes, palette, warnings = load_predictor(path, run_dir, formats, precision, unsafe)
+    model, num_classes, palette, names, warnings = load_predictor(path, run_dir, formats, precision,
+                                                                  unsafe)
     for warning in warnings:
         click.echo(f"warning: {warning}", err=True)
     counts = PredictCounts(failed=len(problems))
     done = f"wrote predictions of {{}} image(s) to {out_dir}"
     try:
         predict_files(model, plan, num_classes, palette, tile, overlap, blend, tta, alpha,
-                      model_path=path, counts=counts)
+                      model_path=path, counts=counts, class_names=names)
     except KsegError:
         click.echo(done.format(counts.written), err=True)
         raise
     click.echo(done.format(counts.written), err=True)
+    if plan.legend:
+        click.echo(f"class colours: {plan.legend}", err=True)
     if counts.failed:
         raise KsegError(f"{counts.failed} input(s) failed (see the messages above)")

@@ -23,6 +23,7 @@ import numpy as np
 from kseg import runs
 from kseg.atomic import atomic_path, write_bytes_atomic
 from kseg.errors import KsegError
+from kseg.labels import IGNORE_INDEX
 from kseg.metrics import METRIC_NAMES, confusion_matrix, segmentation_scores
 from kseg.models.saving import load_segmentation_model, nonfinite_logits_message
 from kseg.progress import progress as progress_bar
@@ -48,6 +49,9 @@ class EvaluationResult:
         dataset: str. Dataset name.
         split: str. Split name.
         source: str. The model file or prediction folder scored.
+        palette: (C, 3) colours of the dataset, for pictures.
+        examples: list of (image, ground truth, prediction) arrays kept for a contact
+            sheet (`evaluate_model(examples=N)`).
     """
 
     confusion: np.ndarray
@@ -56,6 +60,8 @@ class EvaluationResult:
     dataset: str = ""
     split: str = ""
     source: str = ""
+    palette: tuple = ()
+    examples: list = dataclasses.field(default_factory=list, repr=False)
 
     @property
     def scores(self):
@@ -119,7 +125,8 @@ def _percent(value):
 # -- a model ------------------------------------------------------------------------------
 
 
-def evaluate_model(model, spec, split="val", batch_size=1, max_images=None, progress=True, unsafe=False):
+def evaluate_model(model, spec, split="val", batch_size=1, max_images=None, progress=True, unsafe=False,
+                   examples=0):
     """Runs a model over a split and accumulates its confusion matrix.
 
     Args:
@@ -131,6 +138,8 @@ def evaluate_model(model, spec, split="val", batch_size=1, max_images=None, prog
         max_images: int or None. Score only the first images of the split.
         progress: bool. Show a progress bar (tqdm, on stderr).
         unsafe: bool. Allow a model file containing code (Lambda layers); trusted files only.
+        examples: int. Keep the first `examples` (image, ground truth, prediction) triples
+            in the result, for `write_contact_sheet`.
 
     Returns:
         EvaluationResult.
@@ -154,7 +163,7 @@ def evaluate_model(model, spec, split="val", batch_size=1, max_images=None, prog
     if max_images is not None:
         dataset = dataset.take(math.ceil(max_images / batch_size))
     confusion = np.zeros((spec.num_classes, spec.num_classes + 1), np.int64)
-    seen = 0
+    seen, kept = 0, []
     bar = progress_bar(total, f"evaluating {split}", "img", enabled=progress)
     try:  # the bar is cleared before an error message is printed
         with data_errors():
@@ -167,11 +176,14 @@ def evaluate_model(model, spec, split="val", batch_size=1, max_images=None, prog
                     raise KsegError(nonfinite_logits_message(source) + "; no metrics computed")
                 predictions = logits.argmax(axis=-1)
                 confusion += confusion_matrix(masks, predictions, spec.num_classes, spec.ignore_index)
+                kept.extend(zip(images, masks, predictions))
+                del kept[examples:]
                 seen += len(images)
                 bar.update(len(images))
     finally:
         bar.close()
-    return EvaluationResult(confusion, list(spec.class_names), seen, spec.name, split, source)
+    return EvaluationResult(confusion, list(spec.class_names), seen, spec.name, split, source,
+                            tuple(spec.palette), kept)
 
 
 def check_run_classes(run_dir, spec):
@@ -335,26 +347,37 @@ def _holds_label_ids(paths, num_train_ids=19):
 # -- outputs ------------------------------------------------------------------------------
 
 
-def check_output_paths(out=None, confusion_png=None, inputs=(), searched=()):
-    """Refuses metrics outputs that would destroy something kseg did not write.
+PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 
-    `out` and `confusion_png` must not be a folder, one of `inputs` (the model, the
-    split's images and masks, a classes file), an existing file inside one of `searched`
-    (the --predictions folder) or a PNG there (read as a prediction next time), nor the
-    same file; an existing `out` must be a metrics file kseg wrote (JSON with a confusion
-    matrix), an existing `confusion_png` a PNG.
+
+def check_output_paths(outputs, inputs=(), searched=()):
+    """Refuses evaluation outputs that would destroy something kseg did not write.
+
+    No output may be a folder, one of `inputs` (the model, the split's images and masks, a
+    classes file), an existing file inside one of `searched` (the --predictions folder) or
+    a PNG there (read as a prediction next time), nor the same file as another output. An
+    existing `--out` must be a metrics file kseg wrote (JSON with a confusion matrix), any
+    other existing output a PNG.
+
+    Args:
+        outputs: dict from option name ("--out", "--confusion-png", "--sheet") to a path
+            or None.
+        inputs: paths that must not be written.
+        searched: folders whose files must not be written or added.
 
     Raises:
         KsegError: one line naming the option, the path and the way out.
     """
-    from kseg.files import lies_in, load_json, same_file
+    from kseg.files import lies_in, same_file
 
-    if out and confusion_png and same_file(out, confusion_png):
-        raise KsegError(f"--out and --confusion-png are both {out}; give them different files")
+    given = [(option, path) for option, path in outputs.items() if path]
+    for index, (option, path) in enumerate(given):
+        for other_option, other in given[:index]:
+            if same_file(path, other):
+                raise KsegError(f"{other_option} and {option} are both {path}; give them "
+                                "different files")
     input_reals = {os.path.realpath(source): source for source in inputs if source}
-    for option, path in (("--out", out), ("--confusion-png", confusion_png)):
-        if not path:
-            continue
+    for option, path in given:
         real = os.path.realpath(path)
         if real in input_reals:
             raise KsegError(f"{option} {path}: is the input {input_reals[real]}; choose another "
@@ -367,25 +390,30 @@ def check_output_paths(out=None, confusion_png=None, inputs=(), searched=()):
                                 "replace or be read as one of its files); choose another file")
         if os.path.isdir(path):
             raise KsegError(f"{option} {path}: is a folder; give the file to write")
-        if not os.path.lexists(path):
-            continue
-        if os.path.islink(path) or not os.path.isfile(path):
-            raise KsegError(f"{option} {path}: exists and is not a regular file kseg wrote; "
-                            "choose another file")
-        if option == "--out":
-            try:
-                payload = load_json(path, "metrics file")
-            except KsegError:
-                payload = None
-            if not (isinstance(payload, dict) and "confusion_matrix" in payload):
-                raise KsegError(f"--out {path}: exists and is not a metrics file kseg wrote; "
-                                "choose another --out, or delete it")
-        else:
-            with open(path, "rb") as handle:
-                if handle.read(8) != b"\x89PNG\r\n\x1a\n":
-                    raise KsegError(f"--confusion-png {path}: exists and is not a PNG; choose "
-                                    "another file, or delete it")
+        if os.path.lexists(path):
+            _check_replaceable(option, path)
 
+
+def _check_replaceable(option, path):
+    """An existing output may be replaced only if kseg could have written it."""
+    from kseg.files import load_json
+
+    if os.path.islink(path) or not os.path.isfile(path):
+        raise KsegError(f"{option} {path}: exists and is not a regular file kseg wrote; "
+                        "choose another file")
+    if option == "--out":
+        try:
+            payload = load_json(path, "metrics file")
+        except KsegError:
+            payload = None
+        if not (isinstance(payload, dict) and "confusion_matrix" in payload):
+            raise KsegError(f"--out {path}: exists and is not a metrics file kseg wrote; "
+                            "choose another --out, or delete it")
+        return
+    with open(path, "rb") as handle:
+        if handle.read(8) != PNG_SIGNATURE:
+            raise KsegError(f"{option} {path}: exists and is not a PNG; choose another file, "
+                            "or delete it")
 
 
 def write_metrics_json(result, path):
@@ -448,20 +476,62 @@ def default_output_paths(split, run_dir=None, out=None, confusion_png=None):
 
 
 def check_evaluate_outputs(out, confusion_png, spec, split, model_path=None, run_dir=None,
-                           classes_file=None, predictions_dir=None):
-    """`check_output_paths` for an evaluation: neither output may replace the model, its
+                           classes_file=None, predictions_dir=None, sheet_png=None):
+    """`check_output_paths` for an evaluation: no output may replace the model, its
     classes, a class list or a file of the split, nor lie in the predictions folder."""
     try:
         split_files = [path for pair in spec.pairs(split) for path in pair]
     except KsegError:
         split_files = []  # reported where the split is read
     classes = os.path.join(run_dir, runs.CLASSES_FILE) if run_dir else None
-    check_output_paths(out, confusion_png, [model_path, classes_file, classes, *split_files],
+    outputs = {"--out": out, "--confusion-png": confusion_png, "--sheet": sheet_png}
+    check_output_paths(outputs, [model_path, classes_file, classes, *split_files],
                        searched=[predictions_dir])
 
 
-def write_reports(result, out=None, confusion_png=None):
-    """Writes the metrics JSON and the confusion-matrix image where asked.
+def write_contact_sheet(result, path):
+    """Writes image | ground truth | prediction for `result.examples`, one row each, with
+    the legend of the classes that appear in them, as a PNG."""
+    from kseg.predict import encode_png
+    from kseg.visualize import colorize, contact_sheet, legend, palette_from_classes
+
+    if not result.examples:
+        raise KsegError(f"{path}: no images were evaluated, so there is no contact sheet to write")
+    num_classes = len(result.class_names)
+    palette = palette_from_classes({"palette": [list(c) for c in result.palette]}, num_classes)
+    rows, present = [], set()
+    for image, truth, prediction in result.examples:
+        truth, prediction = np.asarray(truth), np.asarray(prediction)
+        present.update(int(c) for c in np.unique(truth) if c != IGNORE_INDEX)
+        present.update(int(c) for c in np.unique(prediction))
+        rows.append([np.asarray(image, np.uint8), colorize(truth, palette), colorize(prediction, palette)])
+    heights = {row[0].shape[:2] for row in rows}
+    if len(heights) > 1:  # images of several sizes: scale each row to the first's height
+        height = rows[0][0].shape[0]
+        rows = [[_scale_to_height(part, height) for part in row] for row in rows]
+        widths = [row[0].shape[1] for row in rows]
+        rows = [[_pad_to_width(part, max(widths)) for part in row] for row in rows]
+    width = sum(part.shape[1] for part in rows[0]) + 16
+    key = legend(result.class_names, palette, width=width, classes=sorted(present))
+    write_bytes_atomic(path, encode_png(contact_sheet(rows, legend_image=key)))
+
+
+def _scale_to_height(image, height):
+    import cv2
+
+    scale = height / image.shape[0]
+    size = (max(1, round(image.shape[1] * scale)), height)
+    return cv2.resize(image, size, interpolation=cv2.INTER_NEAREST)
+
+
+def _pad_to_width(image, width):
+    padded = np.full((image.shape[0], width, 3), 255, np.uint8)
+    padded[:, : image.shape[1]] = image
+    return padded
+
+
+def write_reports(result, out=None, confusion_png=None, sheet_png=None):
+    """Writes the metrics JSON, the confusion-matrix image and the contact sheet where asked.
 
     Returns:
         list of (what, path) written, e.g. [("metrics", "m.json")].
@@ -473,4 +543,7 @@ def write_reports(result, out=None, confusion_png=None):
     if confusion_png:
         plot_confusion_matrix(result, confusion_png)
         written.append(("confusion matrix", confusion_png))
+    if sheet_png:
+        write_contact_sheet(result, sheet_png)
+        written.append(("contact sheet", sheet_png))
     return written

@@ -346,6 +346,10 @@ SUFFIXES = {"labels": ".png", "cityscapes-ids": ".png", "color": "_color.png",
             "overlay": "_overlay.png"}
 
 
+LEGEND_FILE = "legend.png"  # in --out, with color or overlay outputs: names and colours
+COLOURED = ("color", "overlay")
+
+
 def output_paths(out_dir, name, formats):
     """{output kind: path} of one image's outputs (`name` is its stem under `out_dir`)."""
     return {kind: os.path.join(out_dir, name + SUFFIXES[kind]) for kind in formats}
@@ -408,8 +412,9 @@ class OutputPlan:
         listed: set of str. Paths relative to out_dir the manifest already lists.
     """
 
-    def __init__(self, out_dir, outputs, listed):
+    def __init__(self, out_dir, outputs, listed, legend=None):
         self.out_dir, self.outputs, self.listed = out_dir, outputs, set(listed)
+        self.legend = legend  # the class legend's path, or None
         self.created = []  # folders start() made for --out, innermost first
 
     @property
@@ -423,6 +428,8 @@ class OutputPlan:
         """Creates --out and lists every planned output in its manifest, before any is
         written: a run killed halfway can be repeated into the same folder."""
         planned = {self._relative(path) for _, paths in self.outputs for path in paths.values()}
+        if self.legend:
+            planned.add(self._relative(self.legend))
         if not planned <= self.listed:
             folder = os.path.abspath(self.out_dir)
             while not os.path.lexists(folder):
@@ -551,7 +558,16 @@ def plan_outputs(items, inputs, out_dir, formats):
             owners[key] = (image, path)
             _check_output(path, image, out_dir, out_real, input_reals, input_ids, listed)
         outputs.append((image, paths))
-    return OutputPlan(out_dir, outputs, listed)
+    legend = None
+    if any(kind in formats for kind in COLOURED):
+        legend = os.path.join(out_dir, LEGEND_FILE)
+        key = os.path.normpath(os.path.abspath(legend))
+        if (key.casefold() if fold else key) in owners:
+            legend = None  # an image's own output takes the name: that image wins
+        else:
+            _check_output(legend, "the class legend", out_dir, out_real, input_reals, input_ids,
+                          listed)
+    return OutputPlan(out_dir, outputs, listed, legend)
 
 
 def _check_output(path, image, out_dir, out_real, input_reals, input_ids, listed):
@@ -631,6 +647,14 @@ def write_outputs(model, image_path, paths, num_classes, palette, tile=None, ove
     return written
 
 
+def write_legend(path, class_names, palette):
+    """Writes the legend of every class (colour swatch, index and name) as a PNG."""
+    from kseg.atomic import write_bytes_atomic
+    from kseg.visualize import legend
+
+    write_bytes_atomic(path, encode_png(legend(class_names, palette)))
+
+
 @dataclasses.dataclass
 class PredictCounts:
     """How a `predict_files` run went: images written, inputs that failed."""
@@ -650,12 +674,13 @@ def load_predictor(path, run_dir, formats, precision="fp32", unsafe=False):
         unsafe: bool. Allow models containing code.
 
     Returns:
-        tuple. (model, num_classes, palette, warnings: list of str for the user).
+        tuple. (model, num_classes, palette, class names, warnings: list of str for the
+        user).
     """
     from kseg.models.inference import cpu_has_bf16, inference_model
     from kseg.models.saving import load_segmentation_model
     from kseg.runs import read_classes
-    from kseg.visualize import palette_from_classes
+    from kseg.visualize import class_names_from_classes, palette_from_classes
 
     warnings = []
     if precision == "bf16" and cpu_has_bf16() is False:
@@ -674,11 +699,12 @@ def load_predictor(path, run_dir, formats, precision="fp32", unsafe=False):
         warnings.append("the Cityscapes evaluation script expects one PNG per image in its "
                         "results folder; write cityscapes-ids to a folder of its own")
     palette = palette_from_classes(classes, num_classes)
-    return inference_model(loaded, precision), num_classes, palette, warnings
+    names = class_names_from_classes(classes, num_classes)
+    return inference_model(loaded, precision), num_classes, palette, names, warnings
 
 
 def predict_files(model, plan, num_classes, palette, tile=None, overlap=64, blend="center",
-                  tta=TTA(), alpha=0.5, model_path="the model", counts=None):
+                  tta=TTA(), alpha=0.5, model_path="the model", counts=None, class_names=None):
     """Predicts every image of an `OutputPlan` and writes its outputs (`write_outputs`).
 
     An image that cannot be read or predicted is reported on stderr and counted as
@@ -693,6 +719,7 @@ def predict_files(model, plan, num_classes, palette, tile=None, overlap=64, blen
         model_path: str. Named when the model returns NaN or inf.
         counts: PredictCounts or None. Filled as the run goes (so a caller knows how many
             images were written when an error ends it).
+        class_names: list of str or None. Names for the plan's legend (default "class N").
 
     Returns:
         PredictCounts.
@@ -705,6 +732,8 @@ def predict_files(model, plan, num_classes, palette, tile=None, overlap=64, blen
 
     counts = PredictCounts() if counts is None else counts
     plan.start()
+    if plan.legend:
+        write_legend(plan.legend, class_names or [f"class {i}" for i in range(num_classes)], palette)
     bar = progress(len(plan.outputs), "predict", "image", enabled=len(plan.outputs) >= 2)
     try:
         for image_path, paths in plan.outputs:

@@ -55,6 +55,12 @@ def palette_from_classes(classes, num_classes):
     return palette
 
 
+def class_names_from_classes(classes, num_classes):
+    """Class names from a run's classes.json; classes it does not name are "class N"."""
+    listed = list((classes or {}).get("class_names") or [])[:num_classes]
+    return listed + [f"class {index}" for index in range(len(listed), num_classes)]
+
+
 def colorize(labels, palette, ignore_index=IGNORE_INDEX, ignore_color=IGNORE_COLOR):
     """Maps a label map to colours.
 
@@ -110,3 +116,94 @@ def score_colors(scores, low=None, high=None):
     scaled = (scores - low) / (high - low) if high > low else np.zeros_like(scores)
     levels = np.clip(np.rint(scaled * 255), 0, 255).astype(np.uint8)
     return cv2.applyColorMap(levels, cv2.COLORMAP_JET)[:, :, ::-1].copy()  # BGR -> RGB
+
+
+LEGEND_FONT = cv2.FONT_HERSHEY_SIMPLEX
+LEGEND_SCALE = 0.4
+LEGEND_ROW = 18  # pixels per legend row
+LEGEND_SWATCH = 12
+
+
+def _text_width(text):
+    (width, _), _ = cv2.getTextSize(text, LEGEND_FONT, LEGEND_SCALE, 1)
+    return width
+
+
+def legend(class_names, palette, width=None, classes=None):
+    """Draws a class legend: a colour swatch and the name of each class, in rows.
+
+    Args:
+        class_names: list of str. Names by class index.
+        palette: uint8 array (N, 3). Colour of each class.
+        width: int or None. Width of the legend in pixels: entries flow into as many
+            columns as fit (at least one). None: one column, as wide as the longest entry.
+        classes: iterable of int or None. The classes to list (e.g. those present in a
+            prediction), in index order; None lists every class.
+
+    Returns:
+        uint8 RGB array (rows * LEGEND_ROW + padding, width, 3), white background.
+    """
+    palette = np.asarray(palette, dtype=np.uint8)
+    indices = range(len(class_names)) if classes is None else sorted({int(c) for c in classes})
+    indices = [index for index in indices if 0 <= index < len(class_names)]
+    entries = [(index, f"{index} {class_names[index]}") for index in indices]
+    pad = 6
+    entry_width = LEGEND_SWATCH + 6 + max([_text_width(text) for _, text in entries] or [0]) + 12
+    if width is None:
+        width = entry_width + 2 * pad
+    columns = max(1, (width - 2 * pad) // entry_width)
+    rows = max(1, -(-len(entries) // columns))
+    sheet = np.full((rows * LEGEND_ROW + 2 * pad, width, 3), 255, np.uint8)
+    for slot, (index, text) in enumerate(entries):
+        row, column = divmod(slot, columns)
+        x, y = pad + column * entry_width, pad + row * LEGEND_ROW
+        colour = tuple(int(c) for c in palette[index]) if index < len(palette) else IGNORE_COLOR
+        top = y + (LEGEND_ROW - LEGEND_SWATCH) // 2
+        cv2.rectangle(sheet, (x, top), (x + LEGEND_SWATCH - 1, top + LEGEND_SWATCH - 1), colour, -1)
+        cv2.rectangle(sheet, (x, top), (x + LEGEND_SWATCH - 1, top + LEGEND_SWATCH - 1), (96, 96, 96), 1)
+        baseline = y + LEGEND_ROW - 5
+        cv2.putText(sheet, text, (x + LEGEND_SWATCH + 6, baseline), LEGEND_FONT, LEGEND_SCALE,
+                    (0, 0, 0), 1, cv2.LINE_AA)
+    return sheet
+
+
+def contact_sheet(rows, titles=("image", "ground truth", "prediction"), legend_image=None,
+                  gap=4):
+    """Tiles rows of equally tall RGB images into one sheet, with column titles on top and
+    an optional legend below.
+
+    Args:
+        rows: list of lists of uint8 RGB arrays; every image of a row has the same height,
+            and every row the same number of images with the same widths.
+        titles: tuple of str. One title per column.
+        legend_image: uint8 RGB array or None. Drawn under the last row (e.g. `legend`).
+        gap: int. White pixels between images.
+    """
+    if not rows:
+        raise ValueError("`rows` must hold at least one row of images")
+    widths = [image.shape[1] for image in rows[0]]
+    for row in rows:
+        if [image.shape[1] for image in row] != widths:
+            raise ValueError("every row must hold images of the same widths")
+    width = sum(widths) + gap * (len(widths) + 1)
+    title_height = LEGEND_ROW + gap
+    parts = [np.full((title_height, width, 3), 255, np.uint8)]
+    x = gap
+    for title, column_width in zip(titles, widths):
+        cv2.putText(parts[0], title, (x, title_height - 6), LEGEND_FONT, LEGEND_SCALE + 0.05,
+                    (0, 0, 0), 1, cv2.LINE_AA)
+        x += column_width + gap
+    for row in rows:
+        height = max(image.shape[0] for image in row)
+        band = np.full((height + gap, width, 3), 255, np.uint8)
+        x = gap
+        for image in row:
+            band[: image.shape[0], x : x + image.shape[1]] = image
+            x += image.shape[1] + gap
+        parts.append(band)
+    if legend_image is not None:
+        strip = np.full((legend_image.shape[0], width, 3), 255, np.uint8)
+        visible = min(width, legend_image.shape[1])
+        strip[:, :visible] = legend_image[:, :visible]
+        parts.append(strip)
+    return np.concatenate(parts, axis=0)

@@ -199,3 +199,28 @@ def test_cityscapes_label_ids_match_official_script(fake_cityscapes):
 def test_label_ids_only_for_cityscapes(spec, tmp_path):
     with pytest.raises(KsegError, match="Cityscapes only"):
         evaluate_predictions(tmp_path, spec, "val", label_format="label-ids", progress=False)
+
+
+def test_contact_sheet_shows_image_truth_and_prediction(spec, tmp_path):
+    from kseg.evaluation import write_contact_sheet
+    from kseg.images import read_image
+    from kseg.models import create_model
+
+    model = create_model("fcn32s", num_classes=spec.num_classes, weights=None, width=0.0625)
+    result = evaluate_model(model, spec, "val", progress=False, examples=2)
+    assert len(result.examples) == 2
+    image, truth, prediction = result.examples[0]
+    first_image, first_mask = spec.read_pair(*spec.pairs("val")[0])
+    np.testing.assert_array_equal(image, first_image)
+    np.testing.assert_array_equal(truth, first_mask)
+    assert prediction.shape == truth.shape
+    write_contact_sheet(result, tmp_path / "sheet.png")
+    sheet = read_image(tmp_path / "sheet.png")
+    height, width = first_image.shape[:2]
+    assert sheet.shape[1] >= 3 * width and sheet.shape[0] >= 2 * height
+    # the ground truth appears in the dataset's colours
+    colours = {tuple(c) for c in sheet.reshape(-1, 3)}
+    for label in np.unique(first_mask):
+        if label != 255:
+            assert tuple(int(v) for v in spec.palette[label]) in colours
+    assert evaluate_model(model, spec, "val", progress=False).examples == []

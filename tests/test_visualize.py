@@ -51,3 +51,34 @@ def test_score_colors_low_blue_high_red():
     low, high = colors[0, 0], colors[0, 1]
     assert low[2] > low[0] and high[0] > high[2]
     assert score_colors(np.zeros((3, 3))).shape == (3, 3, 3)
+
+
+def test_legend_lists_each_class_with_its_colour():
+    from kseg.visualize import legend
+
+    palette = np.array([[250, 0, 0], [0, 250, 0], [0, 0, 250]], np.uint8)
+    sheet = legend(["road", "car", "sky"], palette)
+    assert sheet.dtype == np.uint8 and sheet.ndim == 3
+    colours = {tuple(c) for c in sheet.reshape(-1, 3)}
+    assert {(250, 0, 0), (0, 250, 0), (0, 0, 250)} <= colours
+    # one entry per row in one column; only the asked classes when `classes` is given
+    assert sheet.shape[0] > legend(["road"], palette[:1]).shape[0]
+    partial = legend(["road", "car", "sky"], palette, classes=[2, 2, 7])
+    partial_colours = {tuple(c) for c in partial.reshape(-1, 3)}
+    assert (0, 0, 250) in partial_colours and (250, 0, 0) not in partial_colours
+    # a fixed width flows 19 entries into several columns, fewer rows
+    names = [f"class number {i}" for i in range(19)]
+    wide = legend(names, default_palette(19), width=800)
+    assert wide.shape[1] == 800 and wide.shape[0] < legend(names, default_palette(19)).shape[0]
+
+
+def test_contact_sheet_tiles_rows_under_titles():
+    from kseg.visualize import contact_sheet
+
+    red = np.zeros((10, 12, 3), np.uint8)
+    red[..., 0] = 200
+    sheet = contact_sheet([[red, red, red], [red, red, red]], gap=4)
+    assert sheet.shape[1] == 3 * 12 + 4 * 4
+    assert (sheet[..., 0] == 200).sum() == 6 * 10 * 12  # every image, whole, once
+    with pytest.raises(ValueError, match="same widths"):
+        contact_sheet([[red, red], [red, red[:, :5]]])

@@ -164,3 +164,35 @@ def test_predict_bf16_agrees_with_fp32(run_dir, tmp_path, monkeypatch):
     assert (labels["bf16"] == labels["fp32"]).mean() > 0.8
     result = CliRunner().invoke(cli, ["predict", "x.png", "--precision", "fp8"])
     assert result.exit_code == 2 and "fp8" in result.output
+
+
+def test_predict_writes_a_class_legend_beside_the_colour_maps(run_dir, tmp_path):
+    rng = np.random.default_rng(4)
+    (tmp_path / "images").mkdir()
+    cv2.imwrite(str(tmp_path / "images" / "street.png"), rng.integers(0, 256, (20, 30, 3), dtype=np.uint8))
+    out = tmp_path / "out"
+    command = ["predict", str(tmp_path / "images"), "--model", str(run_dir), "--out", str(out)]
+    result = CliRunner().invoke(cli, command)
+    assert result.exit_code == 0, result.output
+    assert f"class colours: {out / 'legend.png'}" in result.output
+    legend = read_image(out / "legend.png")
+    colours = {tuple(c) for c in legend.reshape(-1, 3)}
+    assert {tuple(c) for c in PALETTE} <= colours  # classes.json's colours
+    assert "legend.png" in json.loads((out / ".kseg-predictions.json").read_text())["files"]
+    # labels only: no legend
+    plain = tmp_path / "plain"
+    result = CliRunner().invoke(cli, [*command[:-1], str(plain), "--format", "labels"])
+    assert result.exit_code == 0 and not (plain / "legend.png").exists()
+    # a legend.png kseg did not write is kept: the run is refused
+    mine = tmp_path / "mine"
+    mine.mkdir()
+    (mine / "legend.png").write_bytes(b"my drawing")
+    result = CliRunner().invoke(cli, [*command[:-1], str(mine)])
+    assert result.exit_code == 1 and "legend.png" in result.output
+    assert (mine / "legend.png").read_bytes() == b"my drawing"
+    # an image named legend gets its label map there, and no legend is written over it
+    cv2.imwrite(str(tmp_path / "images" / "legend.jpg"), np.zeros((20, 30, 3), np.uint8))
+    other = tmp_path / "other"
+    result = CliRunner().invoke(cli, [*command[:-1], str(other)])
+    assert result.exit_code == 0, result.output
+    assert read_mask(other / "legend.png").shape == (20, 30)

@@ -619,6 +619,9 @@ def test_evaluate_never_writes_its_metrics_over_an_input(tmp_path, run_dir, data
                                                                         "is the input")),
             (["--out", user], ("mine.json", "not a metrics file")),
             (["--out", tmp_path / "same.png", "--confusion-png", tmp_path / "same.png"], ("both",)),
+            (["--out", tmp_path / "m.json", "--sheet", mask], ("--sheet", "good0.png", "is the input")),
+            (["--out", tmp_path / "m.json", "--sheet", user], ("--sheet", "mine.json", "not a PNG")),
+            (["--confusion-png", tmp_path / "c.png", "--sheet", tmp_path / "c.png"], ("both",)),
     ):
         assert_refused(run(["evaluate", run_dir, *dataset, *arguments]), *words)
     assert snapshot(run_dir) == before and snapshot(data.root) == data_before
