@@ -16,10 +16,11 @@ Each backbone is built by keras.applications itself, inline in the segmentation 
 """
 
 import dataclasses
+import os
 
 import keras
 
-from kseg.errors import KsegError
+from kseg.errors import KsegError, WeightsError
 
 
 @dataclasses.dataclass(frozen=True)
@@ -229,6 +230,8 @@ def build_on_backbone(backbone, head, num_classes, weights, output_stride, name,
         raise ValueError(f"`num_classes` must be an integer >= 2. Received: num_classes={num_classes}")
     spec = get_backbone(backbone)
     validate_backbone_arguments(spec, weights, width, minimalistic)
+    if weights not in (None, "imagenet") and not os.path.isfile(os.fspath(weights)):
+        raise WeightsError(f"{weights}: weights file not found (expected 'imagenet', none or a path)")
     images = keras.Input(shape=(None, None, 3), name="images")
     x = preprocessing_layer(spec)(images)
     # Padded to a multiple of the coarsest stride, every feature map is exactly 1/stride

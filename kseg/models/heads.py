@@ -42,6 +42,45 @@ class BroadcastToReference(layers.Layer):
         return (reference_shape[0], reference_shape[1], reference_shape[2], pooled_shape[-1])
 
 
+@keras.saving.register_keras_serializable(package="kseg")
+class BilinearUpsample(layers.Layer):
+    """Bilinear upsampling by an integer `factor` (half-pixel centres, as
+    `keras.ops.image.resize` and torchvision's `interpolate(align_corners=False)`).
+
+    Unlike keras' UpSampling2D(interpolation="bilinear") it traces with unknown height and
+    width, which a SavedModel or TFLite export of any input size needs: keras' resize
+    checks the size in Python, so under TensorFlow the resize is TensorFlow's own.
+
+    Args:
+        factor: int. Height and width are multiplied by this.
+    """
+
+    def __init__(self, factor=2, **kwargs):
+        if int(factor) != factor or factor < 1:
+            raise ValueError(f"`factor` must be a positive integer. Received: factor={factor}")
+        super().__init__(**kwargs)
+        self.factor = int(factor)
+
+    def call(self, inputs):
+        shape = ops.shape(inputs)
+        size = (shape[1] * self.factor, shape[2] * self.factor)
+        if keras.backend.backend() == "tensorflow":
+            import tensorflow as tf
+
+            resized = tf.image.resize(inputs, tf.stack(size), method="bilinear")
+            return ops.cast(resized, inputs.dtype)
+        return ops.image.resize(inputs, size, interpolation="bilinear")
+
+    def compute_output_shape(self, input_shape):
+        def scale(size):
+            return None if size is None else size * self.factor
+
+        return (input_shape[0], scale(input_shape[1]), scale(input_shape[2]), input_shape[3])
+
+    def get_config(self):
+        return {**super().get_config(), "factor": self.factor}
+
+
 def conv_bn_relu(x, filters, kernel_size, name, dilation_rate=1):
     """Conv2D (no bias) -> BatchNormalization -> ReLU, named `name`_conv/_bn/_relu."""
     x = layers.Conv2D(filters, kernel_size, padding="same", dilation_rate=dilation_rate,
@@ -81,12 +120,12 @@ def lraspp_head(num_classes, channels=LRASPP_CHANNELS):
         gate = layers.Conv2D(channels, 1, use_bias=False, name="lraspp_scale_conv")(gate)
         gate = layers.Activation("sigmoid", name="lraspp_scale_sigmoid")(gate)
         x = layers.Multiply(name="lraspp_gate")([x, gate])
-        x = layers.UpSampling2D(output_stride // 8, interpolation="bilinear", name="lraspp_upsample")(x)
+        x = BilinearUpsample(output_stride // 8, name="lraspp_upsample")(x)
         x = layers.Add(name="lraspp_fuse")([
             layers.Conv2D(num_classes, 1, name="lraspp_low_classifier")(low),
             layers.Conv2D(num_classes, 1, name="lraspp_high_classifier")(x),
         ])  # fmt: skip
-        return layers.UpSampling2D(8, interpolation="bilinear", name="upsample")(x)
+        return BilinearUpsample(8, name="upsample")(x)
 
     return head
 
@@ -113,6 +152,6 @@ def deeplabv3_head(num_classes, dropout=0.5, channels=ASPP_CHANNELS):
         x = aspp(features[32], ASPP_RATES[output_stride], dropout, channels)
         x = conv_bn_relu(x, channels, 3, "head")
         x = layers.Conv2D(num_classes, 1, name="classifier")(x)
-        return layers.UpSampling2D(output_stride, interpolation="bilinear", name="upsample")(x)
+        return BilinearUpsample(output_stride, name="upsample")(x)
 
     return head
