@@ -119,8 +119,8 @@ class ConfusionMatrixMetric(keras.metrics.Metric):
 
     `update_state(labels, logits)` takes labels (B, H, W) with `ignore_index` for void and
     logits (B, H, W, C). The matrix is kept in float64 (exact up to 2**53 pixels; float32
-    under JAX without x64) and summed across replicas under a tf.distribute strategy. `result()` is the mean IoU, as defined
-    by `segmentation_scores`; `scores()` gives all metrics from the same matrix.
+    under JAX without x64) and summed across replicas under a tf.distribute strategy.
+    `result()` is the mean IoU, as defined by `segmentation_scores`; `scores()` gives all metrics from the same matrix.
 
     Args:
         num_classes: int. Number of classes.

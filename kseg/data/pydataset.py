@@ -8,8 +8,8 @@ albumentations) as the tf.data pipeline of `kseg.data.pipeline`, with the same o
 per-sample seeds (`epoch_order`): for one seed, training batches of fixed-size crops hold
 the very same pixels under every backend. Batches are numpy arrays.
 
-Training batches are a `keras.utils.PyDataset` (random access, read ahead by keras on
-`workers` threads, in order); evaluation batches, which group images of one size like
+Training batches are a `keras.utils.PyDataset` (random access; each batch's samples read
+on `workers` threads, the next batch started while one is used); evaluation batches, which group images of one size like
 tf.data's `group_by_window`, are read in order by `kseg.parallel.ordered_map` threads and
 handed to keras as a generator.
 
@@ -18,7 +18,9 @@ training splits it over, with blank samples (image 0, mask 255): the loss is the
 labelled pixels and the confusion matrix skips 255, so the blanks change neither.
 """
 
+import concurrent.futures
 import math
+import threading
 
 import numpy as np
 
@@ -73,18 +75,28 @@ def _py_dataset_class():
 
     class TrainingBatches(keras.utils.PyDataset):
         """Training batches of one pass: batch `i` holds the samples at positions
-        [i * batch_size, (i + 1) * batch_size) of the seeded order."""
+        [i * batch_size, (i + 1) * batch_size) of the seeded order.
+
+        The samples of a batch are read on `workers` threads of the dataset's own, and
+        the next batch's are started while the current one is used. Not keras' own
+        workers: its queue, started for a first look at the data before training, goes on
+        from where that look stopped, so the first epoch of a model would see its batches
+        shifted by one (and a resumed run would differ from an uninterrupted one).
+        """
 
         def __init__(self, samples, batch_size, ignore_index, pad_to=1, limit=None, workers=None):
-            workers = workers or default_workers()
-            super().__init__(workers=workers, use_multiprocessing=False, max_queue_size=max(2 * workers, 4))
+            super().__init__(workers=1, use_multiprocessing=False)
             self.samples = samples
             self.batch_size = int(batch_size)
             self.ignore_index = int(ignore_index)
             self.pad_to = max(int(pad_to), 1)
             self.limit = limit
+            self.threads = workers or default_workers()
             self.skipped = None
             self.num_pairs = len(samples)
+            self._pool = None
+            self._pending = {}
+            self._lock = threading.Lock()
 
         @property
         def num_batches(self):
@@ -94,18 +106,38 @@ def _py_dataset_class():
         def __len__(self):
             return self.num_batches
 
+        def _submit(self, index):
+            if self._pool is None:
+                self._pool = concurrent.futures.ThreadPoolExecutor(self.threads, thread_name_prefix="kseg-data")
+            start = index * self.batch_size
+            positions = range(start, min(start + self.batch_size, len(self.samples)))
+            return [self._pool.submit(self.samples.read, position) for position in positions]
+
         def __getitem__(self, index):
             if not 0 <= index < self.num_batches:
                 raise IndexError(f"batch {index} of {self.num_batches}")
-            start = index * self.batch_size
-            positions = range(start, min(start + self.batch_size, len(self.samples)))
-            samples = [sample for sample in map(self.samples.read, positions) if sample is not None]
+            with self._lock:
+                futures = self._pending.pop(index, None) or self._submit(index)
+                following = index + 1
+                if following < self.num_batches and following not in self._pending:
+                    self._pending[following] = self._submit(following)
+            samples = [sample for sample in (future.result() for future in futures) if sample is not None]
             return stack_batch(samples, self.ignore_index, self.pad_to)
+
+        def on_epoch_end(self):
+            self.close()
+
+        def close(self):
+            """Stops the reader threads (they start again when a batch is asked for)."""
+            with self._lock:
+                pool, self._pool, self._pending = self._pool, None, {}
+            if pool is not None:
+                pool.shutdown(wait=False, cancel_futures=True)
 
         def take(self, batches):
             """The first `batches` batches (like tf.data's take)."""
             taken = TrainingBatches(self.samples, self.batch_size, self.ignore_index, self.pad_to,
-                                    limit=min(int(batches), self.num_batches), workers=self.workers)  # fmt: skip
+                                    limit=min(int(batches), self.num_batches), workers=self.threads)  # fmt: skip
             taken.skipped = self.skipped
             return taken
 
