@@ -130,10 +130,12 @@ SETTINGS = {
     "init_from": _setting("model", None, "text",
                           "Run directory or .keras file to initialise from (32s -> 16s -> 8s).", optional=True),
     "mixed_precision": _setting("runtime", "auto", "choice",
-                                "auto: float16 on a GPU, float32 on a CPU. [default: auto]",
+                                "fp16 (loss scaling), bf16, off (float32), or auto: fp16 on a CUDA GPU, bf16 "
+                                "on a CPU with native bfloat16 (AVX512-BF16/AMX), else off. [default: auto]",
                                 choices=MIXED_PRECISION_MODES),
-    "strategy": _setting("runtime", "auto", "choice", "Distribution: mirrored (local devices) or multiworker "
-                         "(TF_CONFIG). [default: auto]", choices=STRATEGIES),
+    "strategy": _setting("runtime", "auto", "choice", "Distribution: mirrored (all local devices; "
+                         "keras.distribution DataParallel under JAX) or multiworker (TF_CONFIG, TensorFlow "
+                         "only); auto mirrors over several GPUs. [default: auto]", choices=STRATEGIES),
     "class_weights": _setting("optimization", "none", "class_weights",
                               "none, median-frequency, or one weight per class: 1,2,0.5,... [default: none]"),
     "seed": _setting("runtime", 0, "number", "Random seed. [default: 0]"),
