@@ -100,7 +100,10 @@ def train(config_file, resume, quiet, unsafe, **options):
         config = TrainConfig.from_yaml(config_file, overrides=overrides)
     else:
         config = TrainConfig.from_dict(overrides, source="options")
-    run_dir = run_training(config, resume=resume, verbose=2 if quiet else 1, unsafe=unsafe)
+    from kseg.progress import training_progress
+
+    verbose, callbacks = training_progress(2 if quiet else 1)  # a bar only in a terminal
+    run_dir = run_training(config, resume=resume, verbose=verbose, callbacks=callbacks, unsafe=unsafe)
     click.echo(f"run directory: {run_dir}")
 
 
