@@ -437,25 +437,32 @@ def plot_confusion_matrix(result, path):
         confusion = confusion[:, :-1]
     rows = confusion.sum(axis=1, keepdims=True)
     normalised = np.divide(confusion, rows, out=np.zeros_like(confusion), where=rows > 0)
-    size = max(4.0, 0.45 * len(columns) + 2)
-    figure = Figure(figsize=(size + 1, size), dpi=100)
+    # About half an inch per class, so 19-21 classes keep legible names and numbers.
+    size = max(4.0, 0.5 * len(columns) + 2.5)
+    figure = Figure(figsize=(size + 1, size), dpi=110)
     FigureCanvasAgg(figure)
     axes = figure.subplots()
-    image = axes.imshow(normalised, cmap="Blues", vmin=0, vmax=1)
-    figure.colorbar(image, ax=axes, fraction=0.046, pad=0.04, label="fraction of the true class")
-    axes.set_xticks(range(len(columns)), columns, rotation=90)
+    image = axes.imshow(normalised * 100, cmap="Blues", vmin=0, vmax=100)
+    figure.colorbar(image, ax=axes, fraction=0.046, pad=0.04, label="% of the true class's pixels")
+    axes.set_xticks(range(len(columns)), columns, rotation=60, ha="right", rotation_mode="anchor")
     axes.set_yticks(range(len(result.class_names)), result.class_names)
+    axes.set_xticks(np.arange(len(columns) + 1) - 0.5, minor=True)
+    axes.set_yticks(np.arange(len(result.class_names) + 1) - 0.5, minor=True)
+    axes.grid(which="minor", color="#d0d0d0", linewidth=0.5)
+    axes.tick_params(which="minor", length=0)
     axes.set_xlabel("predicted")
     axes.set_ylabel("ground truth")
     mean_iou = result.scores["mean_iou"]
-    axes.set_title(f"{result.dataset} {result.split}: mean IoU {_percent(mean_iou)}")
-    if len(columns) <= 25:
+    axes.set_title(f"{result.dataset} {result.split}: mean IoU {_percent(mean_iou)} "
+                   "(each row: % of that class's pixels)")
+    if len(columns) <= 40:
+        fontsize = 8 if len(columns) <= 25 else 6
         for row in range(normalised.shape[0]):
             for column in range(normalised.shape[1]):
-                value = normalised[row, column]
-                if value >= 0.005:
-                    axes.text(column, row, f"{value:.2f}", ha="center", va="center", fontsize=7,
-                              color="white" if value > 0.5 else "black")  # fmt: skip
+                percent = round(normalised[row, column] * 100)
+                if percent >= 1:
+                    axes.text(column, row, str(percent), ha="center", va="center", fontsize=fontsize,
+                              color="white" if percent > 50 else "black")  # fmt: skip
     figure.tight_layout()
     with atomic_path(path) as temporary:
         figure.savefig(temporary, format="png")
