@@ -1,4 +1,6 @@
 """Reading ImageNet VGG16 classifier weights: keras' download and cache, or a local file.
+Also the weights of the keras.applications backbones (MobileNetV3, ResNet50):
+`assign_application_weights`, at the end.
 
 The weights are read layer by layer straight from the HDF5 file with h5py, so a full
 VGG16 classifier (134M parameters) is never built beside the FCN that receives them.

@@ -335,3 +335,33 @@ def test_tflite_float_export_equals_keras_at_any_size(name, tmp_path):
     assert parity.max_logit > 0.05  # the comparison is not between zeros
     assert parity.max_logit_diff < 1e-3 * max(1.0, parity.max_logit), parity
     assert parity.pixel_agreement > 0.999, parity
+
+
+@pytest.mark.slow
+def test_onnx_export_equals_keras_at_any_size(tmp_path):
+    from kseg.export import ExportedModel, check_export, export_model, sample_images
+
+    model = small_model("lraspp_mobilenetv3small")
+    out = export_model(model, tmp_path / "model.onnx", "onnx")
+    exported = ExportedModel(out, "onnx")
+    assert exported.input_size is None
+    parity = check_export(model, exported, sample_images(2, sizes=((64, 96), (45, 70)), seed=1))
+    assert parity.max_logit > 0.05
+    assert parity.max_logit_diff < 1e-3 * max(1.0, parity.max_logit), parity
+
+
+@pytest.mark.slow
+def test_tflite_int8_export_is_full_integer(tmp_path):
+    from ai_edge_litert.interpreter import Interpreter
+
+    from kseg.export import ExportedModel, check_export, export_model, sample_images
+
+    model = small_model("lraspp_mobilenetv3small")
+    calibration = sample_images(6, sizes=((64, 96),), seed=7)
+    out = export_model(model, tmp_path / "int8.tflite", "tflite", "int8", (64, 96), calibration)
+    interpreter = Interpreter(model_path=out)
+    assert interpreter.get_input_details()[0]["dtype"] == np.uint8
+    kernels = [t for t in interpreter.get_tensor_details() if "expanded_conv_3_expand" in t["name"]]
+    assert kernels and any(t["dtype"] == np.int8 for t in kernels)
+    parity = check_export(model, ExportedModel(out, "tflite"), sample_images(2, sizes=((64, 96),), seed=1))
+    assert parity.pixel_agreement > 0.6, parity
