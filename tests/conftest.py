@@ -11,11 +11,16 @@ def randomize_weights(model, seed=0, scale=0.1):
     """Sets every variable of `model` from a seeded normal and returns the model.
 
     kseg's builders start the score layers at zero, so an untouched model predicts all-zero
-    logits and any comparison of two code paths would trivially agree.
+    logits and any comparison of two code paths would trivially agree. Batch-norm
+    variances are drawn from [0.5, 1.5], as a variance must be positive.
     """
     rng = np.random.default_rng(seed)
     for variable in model.weights:
-        variable.assign(rng.normal(0, scale, variable.shape).astype("float32"))
+        if "variance" in variable.path:
+            values = rng.uniform(0.5, 1.5, variable.shape)
+        else:
+            values = rng.normal(0, scale, variable.shape)
+        variable.assign(values.astype("float32"))
     return model
 
 

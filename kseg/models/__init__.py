@@ -4,7 +4,15 @@
 """
 
 from kseg.models.bilinear import BilinearUpsampling, bilinear_kernel_2d
-from kseg.models.fcn import build_fcn, fcn8s, fcn16s, fcn32s
+from kseg.models.fcn import (
+    build_fcn,
+    fcn8s,
+    fcn8s_vgg16bn,
+    fcn16s,
+    fcn16s_vgg16bn,
+    fcn32s,
+    fcn32s_vgg16bn,
+)
 from kseg.models.heatmap import imagenet_heatmap_model
 from kseg.models.registry import (
     MODEL_PRESETS,
@@ -27,8 +35,11 @@ __all__ = [
     "build_fcn",
     "create_model",
     "fcn8s",
+    "fcn8s_vgg16bn",
     "fcn16s",
+    "fcn16s_vgg16bn",
     "fcn32s",
+    "fcn32s_vgg16bn",
     "get_model_entry",
     "imagenet_heatmap_model",
     "list_models",

@@ -44,7 +44,7 @@ def score(x, num_classes, name):
     return layers.Conv2D(num_classes, 1, kernel_initializer="zeros", name=name)(x)
 
 
-def validate_arguments(num_classes, weights, dropout, width):
+def validate_arguments(num_classes, weights, dropout, width, batch_norm=False):
     if not isinstance(num_classes, int) or isinstance(num_classes, bool) or num_classes < 2:
         raise ValueError(f"`num_classes` must be an integer >= 2. Received: num_classes={num_classes}")
     if not 0 <= dropout < 1:
@@ -55,6 +55,11 @@ def validate_arguments(num_classes, weights, dropout, width):
         raise ValueError(
             f"pretrained weights need the full VGG16 (width=1). Received: weights={weights!r}, "
             f"width={width}"
+        )
+    if weights is not None and batch_norm:
+        raise KsegError(
+            "VGG16-BN models train from random weights (keras has no ImageNet VGG16-BN); "
+            "pass --weights none, or use fcn32s/fcn16s/fcn8s for ImageNet VGG16"
         )
     if weights not in (None, "imagenet") and not os.path.isfile(os.fspath(weights)):
         raise KsegError(f"{weights}: weights file not found (expected 'imagenet', none or a path)")
@@ -69,6 +74,7 @@ def build_fcn(
     width=1.0,
     init_from=None,
     name=None,
+    batch_norm=False,
 ):
     """Builds an FCN on VGG16 with the given output stride (32, 16 or 8).
 
@@ -85,16 +91,18 @@ def build_fcn(
         init_from: keras.Model, str or None. A trained model or `.keras` file whose layers of
             matching name and shape are copied in (e.g. FCN-32s into FCN-16s).
         name: str or None. Model name; defaults to "fcn{output_stride}s".
+        batch_norm: bool. VGG16-BN (batch normalisation after every convolution, fc6 and
+            fc7), for training from random weights only.
     """
     if output_stride not in (8, 16, 32):
         raise ValueError(f"`output_stride` must be 8, 16 or 32. Received: output_stride={output_stride}")
-    validate_arguments(num_classes, weights, dropout, width)
+    validate_arguments(num_classes, weights, dropout, width, batch_norm)
 
     images = keras.Input(shape=(None, None, 3), name="images")
     x = VGGPreprocessing(name="preprocess")(images)
     x = PadToMultiple(INPUT_MULTIPLE, name="pad")(x)
-    taps = vgg16_trunk(x, width)
-    x = fully_connected_as_convs(taps["block5_pool"], width, dropout)
+    taps = vgg16_trunk(x, width, batch_norm)
+    x = fully_connected_as_convs(taps["block5_pool"], width, dropout, batch_norm)
     x = score(x, num_classes, "score_fr")
     if output_stride == 32:
         x = upsample(x, 32, "upscore", trainable=learn_upsampling)
@@ -138,3 +146,29 @@ def fcn8s(
 ):  # fmt: skip
     """FCN-8s, optionally initialised from a trained FCN-16s (or FCN-32s). See `build_fcn`."""
     return build_fcn(8, num_classes, weights, learn_upsampling, dropout, width, init_from)
+
+
+def _vgg16bn_fcn(output_stride, num_classes, weights, learn_upsampling, dropout, width, init_from):
+    return build_fcn(
+        output_stride, num_classes, weights, learn_upsampling, dropout, width, init_from,
+        name=f"fcn{output_stride}s_vgg16bn", batch_norm=True,
+    )  # fmt: skip
+
+
+def fcn32s_vgg16bn(num_classes=21, weights=None, learn_upsampling=False, dropout=0.5, width=1.0):
+    """FCN-32s on VGG16-BN, from random weights. See `build_fcn`."""
+    return _vgg16bn_fcn(32, num_classes, weights, learn_upsampling, dropout, width, None)
+
+
+def fcn16s_vgg16bn(
+    num_classes=21, weights=None, learn_upsampling=False, dropout=0.5, width=1.0, init_from=None,
+):  # fmt: skip
+    """FCN-16s on VGG16-BN, from random weights or a trained FCN-32s. See `build_fcn`."""
+    return _vgg16bn_fcn(16, num_classes, weights, learn_upsampling, dropout, width, init_from)
+
+
+def fcn8s_vgg16bn(
+    num_classes=21, weights=None, learn_upsampling=False, dropout=0.5, width=1.0, init_from=None,
+):  # fmt: skip
+    """FCN-8s on VGG16-BN, from random weights or a trained FCN-16s. See `build_fcn`."""
+    return _vgg16bn_fcn(8, num_classes, weights, learn_upsampling, dropout, width, init_from)

@@ -35,12 +35,35 @@ def scaled(channels, width):
     return max(1, int(round(channels * width)))
 
 
-def vgg16_trunk(x, width=1.0):
+def conv_relu(x, channels, kernel_size, name, batch_norm=False, initializer=None, layer=None):
+    """A convolution and its ReLU; with `batch_norm`, convolution (no bias) -> BN -> ReLU.
+
+    The plain form is one layer named `name` with a fused ReLU (keras' VGG16 layout); the
+    batch-normalised form adds `{name}_bn` and `{name}_relu`, as in VGG16-BN.
+    """
+    layer = layer or layers.Conv2D
+    initializer = initializer or he_initializer()
+    if not batch_norm:
+        return layer(
+            channels, kernel_size, padding="same", activation="relu",
+            kernel_initializer=initializer, name=name,
+        )(x)  # fmt: skip
+    x = layer(
+        channels, kernel_size, padding="same", use_bias=False, kernel_initializer=initializer,
+        name=name,
+    )(x)  # fmt: skip
+    x = layers.BatchNormalization(name=f"{name}_bn")(x)
+    return layers.ReLU(name=f"{name}_relu")(x)
+
+
+def vgg16_trunk(x, width=1.0, batch_norm=False):
     """Applies VGG16's five convolution blocks and returns every block's pooled output.
 
     Args:
         x: KerasTensor. Preprocessed BGR images, height and width multiples of 32.
         width: float. Multiplier on every channel count; 1.0 is VGG16.
+        batch_norm: bool. VGG16-BN: batch normalisation after every convolution, for
+            training from random weights (there are no ImageNet weights for it in keras).
 
     Returns:
         dict from "block1_pool" ... "block5_pool" to tensors at strides 2 ... 32.
@@ -49,17 +72,16 @@ def vgg16_trunk(x, width=1.0):
     for block, convs, channels in VGG16_BLOCKS:
         for index in range(1, convs + 1):
             first = block == 1 and index == 1
-            x = layers.Conv2D(
-                scaled(channels, width), 3, padding="same", activation="relu",
-                kernel_initializer=he_initializer(PIXEL_STD if first else 1.0),
-                name=f"block{block}_conv{index}",
-            )(x)  # fmt: skip
+            x = conv_relu(
+                x, scaled(channels, width), 3, f"block{block}_conv{index}", batch_norm,
+                he_initializer(PIXEL_STD if first else 1.0),
+            )  # fmt: skip
         x = layers.MaxPooling2D(2, strides=2, name=f"block{block}_pool")(x)
         taps[f"block{block}_pool"] = x
     return taps
 
 
-def fully_connected_as_convs(x, width=1.0, dropout=0.5):
+def fully_connected_as_convs(x, width=1.0, dropout=0.5, batch_norm=False):
     """VGG16's fc1 and fc2 as convolutions: `fc6` (7x7) and `fc7` (1x1), each with ReLU.
 
     'same' padding keeps any input size valid: on a 7x7 pool5 map, fc6's centre output is
@@ -70,15 +92,13 @@ def fully_connected_as_convs(x, width=1.0, dropout=0.5):
         x: KerasTensor. block5_pool output.
         width: float. Multiplier on the 4096 channels.
         dropout: float. Dropout rate after fc6 and after fc7 (0.5 in VGG16 and FCN).
+        batch_norm: bool. Batch normalisation after fc6 and fc7 (see `vgg16_trunk`).
     """
     channels = scaled(FC_CHANNELS, width)
-    x = Im2ColConv2D(
-        channels, FC6_KERNEL, padding="same", activation="relu",
-        kernel_initializer=he_initializer(), name="fc6",
-    )(x)  # fmt: skip
+    x = conv_relu(x, channels, FC6_KERNEL, "fc6", batch_norm, layer=Im2ColConv2D)
     if dropout:
         x = layers.Dropout(dropout, name="drop6")(x)
-    x = layers.Conv2D(channels, 1, activation="relu", kernel_initializer=he_initializer(), name="fc7")(x)
+    x = conv_relu(x, channels, 1, "fc7", batch_norm)
     if dropout:
         x = layers.Dropout(dropout, name="drop7")(x)
     return x
