@@ -43,6 +43,12 @@ def number(key):
     return Number(**NUMBER_RANGES[key])
 
 
+def _scale_option(ctx, param, text):
+    from kseg.config import parse_scale
+
+    return None if text is None else parse_scale(text, "--scale")
+
+
 def setting_option(key):
     """The click option of one setting of `kseg.config.SETTINGS`."""
     setting = SETTINGS[key]
@@ -54,6 +60,8 @@ def setting_option(key):
         details["type"] = click.Choice(setting.choices)
     elif setting.kind == "flag":
         details["default"] = None
+    elif setting.kind == "scale":
+        details["callback"] = _scale_option
     if key == "data":
         details["type"] = click.Choice(DATASETS)
     return click.option(declaration, key, **details)

@@ -48,6 +48,7 @@ WHOLE_IMAGES = "none"  # crop value asking for whole images whatever the dataset
 # The one table of numeric limits: TrainConfig checks every value against it (from YAML,
 # Python or the command line), and `kseg train`'s options use it at parse time.
 MAX_CROP_SIDE = 16384
+MAX_SCALE = 8.0  # largest random scale factor of training images
 MAX_SEED = 2**32 - 1  # numpy's and keras' seeds are unsigned 32-bit integers
 NUMBER_RANGES = {
     "epochs": dict(low=1, high=100_000, integer=True),
@@ -76,7 +77,7 @@ class Setting:
         section: str. "model", "data", "optimization" or "runtime".
         default: the value when none is given.
         kind: str. How values are checked: "text", "flag", "number" (NUMBER_RANGES),
-            "choice" (one of `choices`), "crop" or "class_weights".
+            "choice" (one of `choices`), "crop", "scale" (`parse_scale`) or "class_weights".
         help: str. The `kseg train` option's help.
         optional: bool. Whether None is a value (meaning: not set).
         choices: tuple of str. For kind "choice".
@@ -114,6 +115,8 @@ SETTINGS = {
                                optional=True),
     "crop": _setting("data", None, "crop", "Training crop HxW, or none for whole images. "
                      "[default: 512x1024 for cityscapes, none otherwise]", optional=True),
+    "scale": _setting("data", (0.5, 2.0), "scale", "Random scale range of training images, LOW,HIGH "
+                      "(1,1: no scaling). [default: 0.5,2]"),
     "optimizer": _setting("optimization", "sgd", "choice", "Optimizer. [default: sgd]", choices=OPTIMIZERS),
     "lr": _setting("optimization", 1e-3, "number", "Base learning rate. [default: 0.001]"),
     "momentum": _setting("optimization", 0.9, "number", "SGD momentum. [default: 0.9]"),
@@ -187,6 +190,31 @@ def parse_crop(text, key="crop"):
     return parse_size(text, key, 1, MAX_CROP_SIDE)
 
 
+def parse_scale(value, key="scale"):
+    """Parses a random scale range: "LOW,HIGH", one number (no range) or [low, high], with
+    0 < low <= high <= MAX_SCALE; returns [low, high] as floats."""
+    parts = value
+    if isinstance(value, str):
+        parts = [part for part in value.replace(" ", "").split(",") if part]
+    elif isinstance(value, (int, float)) and not isinstance(value, bool):
+        parts = [value]
+    if not isinstance(parts, (list, tuple)) or len(parts) not in (1, 2):
+        raise KsegError(f"{key}: expected LOW,HIGH such as 0.5,2. Received: {key}={brief(value)}")
+    numbers = []
+    for part in parts:
+        if isinstance(part, bool):
+            part = None
+        try:
+            number = float(part)
+        except (TypeError, ValueError):
+            raise KsegError(f"{key}: expected LOW,HIGH such as 0.5,2. Received: {key}={brief(value)}") from None
+        numbers.append(check_number(number, key, low=0, high=MAX_SCALE, min_open=True))
+    low, high = numbers[0], numbers[-1]
+    if low > high:
+        raise KsegError(f"{key}: LOW must not exceed HIGH. Received: {key}={brief(value)}")
+    return [low, high]
+
+
 def check_value(key, value):
     """Returns the value of setting `key` checked (and normalised), or raises a `KsegError`
     naming the key: the one check of every setting, from YAML, Python or the command line."""
@@ -206,6 +234,8 @@ def check_value(key, value):
             raise KsegError(f"{key}: expected HxW such as 512x1024, or none. Received: {key}={brief(value)}")
         crop = parse_crop(value, key)
         return WHOLE_IMAGES if crop is None else list(crop)
+    if setting.kind == "scale":
+        return parse_scale(value, key)
     if setting.kind == "class_weights":
         return _check_class_weights(key, value)
     value = _check_text(key, value)

@@ -130,3 +130,18 @@ def test_yaml_numbers_are_checked_and_messages_stay_short(tmp_path):
     path.write_text("seed: -1\n")
     with pytest.raises(KsegError, match="seed: -1 is out of range; expected a whole number from 0"):
         TrainConfig.from_yaml(path)
+
+
+def test_scale_range_is_checked_and_reaches_config_yaml(tmp_path):
+    from kseg.config import parse_scale
+
+    assert TrainConfig().scale == [0.5, 2.0]
+    assert TrainConfig(scale="0.75, 1.25").scale == [0.75, 1.25]
+    assert TrainConfig(scale=1).scale == [1.0, 1.0]
+    assert parse_scale([0.5, 1]) == [0.5, 1.0]
+    for bad in ("0,1", "2,1", "1,9", "a,b", "nan", [1, 2, 3], True, "", None):
+        with pytest.raises(KsegError, match="scale"):
+            TrainConfig(scale=bad)
+    path = tmp_path / "config.yaml"
+    TrainConfig(scale="1,1").to_yaml(str(path))
+    assert TrainConfig.from_yaml(str(path)).scale == [1.0, 1.0]

@@ -307,7 +307,8 @@ def _epoch_data(run, epoch):
     extra = {} if tf_data else {"pad_to": run.strategy.num_replicas_in_sync}
     train_data = kseg.data.make_dataset(
         run.spec, config.train_split, training=True, batch_size=config.batch_size, crop=config.training_crop,
-        seed=_epoch_seed(config.seed, epoch), skip_bad=config.skip_bad, **extra,
+        seed=_epoch_seed(config.seed, epoch), skip_bad=config.skip_bad, scale_range=tuple(config.scale),
+        **extra,
     )  # fmt: skip
     run.skipped_pairs = getattr(train_data, "skipped", None)
     if config.steps_per_epoch:
