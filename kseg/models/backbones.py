@@ -204,6 +204,75 @@ def dilate(model, edits):
     return keras.models.clone_model(model, clone_function=clone_layer)
 
 
+def hard_sigmoids_as_layers(config):
+    """Rewrites a functional model's config so that keras MobileNetV3's hard sigmoids,
+    written as three graph nodes (an `x + 3` op, ReLU(6), a `* (1/6)` op), become one
+    `Activation("hard_sigmoid")` layer each (the same function, relu6(x + 3) / 6).
+
+    The two scalar ops are keras operations, not layers: they take no dtype policy, so a
+    copy of the model rebuilt in another precision (`kseg predict --precision bf16`)
+    could not be made. The new layer is named after the convolution it follows
+    (`..._squeeze_excite_hard_sigmoid`).
+    """
+    entries = config["layers"]
+    by_name = {entry["name"]: entry for entry in entries}
+    consumers = {}
+
+    def tensors(node):
+        if isinstance(node, dict) and node.get("class_name") == "__keras_tensor__":
+            yield node
+        elif isinstance(node, dict):
+            for value in node.values():
+                yield from tensors(value)
+        elif isinstance(node, list | tuple):
+            for value in node:
+                yield from tensors(value)
+
+    for entry in entries:
+        for tensor in tensors(entry.get("inbound_nodes", [])):
+            consumers.setdefault(tensor["config"]["keras_history"][0], []).append(entry["name"])
+
+    def only_consumer(name, class_name):
+        found = consumers.get(name, [])
+        return by_name[found[0]] if len(found) == 1 and by_name[found[0]]["class_name"] == class_name else None
+
+    renamed, dropped = {}, set()
+    for entry in entries:
+        if entry.get("class_name") != "Add" or not entry.get("module", "").startswith("keras.src.ops"):
+            continue
+        args = entry["inbound_nodes"][0]["args"]
+        relu = only_consumer(entry["name"], "ReLU")
+        scale = relu and only_consumer(relu["name"], "Multiply")
+        if len(args) != 2 or args[1] != 3.0 or not scale or relu["config"].get("max_value") != 6.0:
+            continue
+        if abs(scale["inbound_nodes"][0]["args"][1] - 1 / 6) > 1e-9:
+            continue
+        name = args[0]["config"]["keras_history"][0].removesuffix("_conv_1") + "_hard_sigmoid"
+        replacement = {
+            "module": "keras.layers", "class_name": "Activation", "registered_name": None, "name": name,
+            "config": {"name": name, "trainable": True, "dtype": relu["config"]["dtype"],
+                       "activation": "hard_sigmoid"},
+            "inbound_nodes": [{"args": [args[0]], "kwargs": {}}],
+        }  # fmt: skip
+        entry.clear()
+        entry.update(replacement)
+        renamed[scale["name"]] = name
+        dropped.update((relu["name"], scale["name"]))
+    config["layers"] = [entry for entry in entries if entry["name"] not in dropped]
+
+    def rewire(node):
+        """The node with every reference (layer name, node index, tensor index) renamed."""
+        if isinstance(node, dict):
+            return {key: rewire(value) for key, value in node.items()}
+        if isinstance(node, list | tuple):
+            if len(node) == 3 and isinstance(node[0], str) and node[0] in renamed:
+                return type(node)([renamed[node[0]], *node[1:]])
+            return type(node)(rewire(value) for value in node)
+        return node
+
+    return rewire(config)
+
+
 def build_on_backbone(backbone, head, num_classes, weights, output_stride, name, width=1.0,
                       minimalistic=False):
     """A segmentation model: preprocessing, padding, `backbone` at `output_stride`, `head`,
@@ -240,6 +309,8 @@ def build_on_backbone(backbone, head, num_classes, weights, output_stride, name,
     features = backbone_features(x, spec, width, minimalistic)
     logits = CropToReference(dtype="float32", name="logits")([head(features, output_stride), images])
     model = keras.Model(images, logits, name=name)
+    if backbone.startswith("mobilenetv3"):
+        model = keras.Model.from_config(hard_sigmoids_as_layers(model.get_config()))
     if output_stride != 32:
         model = dilate(model, dilation_edits(model, spec, output_stride))
     if weights is not None:

@@ -150,6 +150,20 @@ def test_logits_are_float32_under_mixed_precision(name):
     assert tuple(logits.shape) == (1, 45, 67, 3)
 
 
+@pytest.mark.parametrize("name", ["lraspp_mobilenetv3large", "fcn8s_mobilenetv3small"])
+def test_mobilenet_hard_sigmoids_are_layers_and_bf16_inference_agrees(name):
+    from kseg.models.inference import inference_model
+
+    model = small_model(name)
+    assert not [op for op in model.operations if not isinstance(op, keras.layers.Layer)]  # no bare ops
+    gates = [layer for layer in model.layers if layer.name.endswith("squeeze_excite_hard_sigmoid")]
+    assert gates and all(layer.get_config()["activation"] == "hard_sigmoid" for layer in gates)
+    images = uint8_images((1, 37, 53, 3), seed=8)
+    bf16 = inference_model(model, "bf16")
+    reference = np.asarray(model(images))
+    np.testing.assert_allclose(bf16(images), reference, atol=0.05 * np.abs(reference).max())
+
+
 # -- output strides -------------------------------------------------------------------
 
 
@@ -365,3 +379,42 @@ def test_tflite_int8_export_is_full_integer(tmp_path):
     assert kernels and any(t["dtype"] == np.int8 for t in kernels)
     parity = check_export(model, ExportedModel(out, "tflite"), sample_images(2, sizes=((64, 96),), seed=1))
     assert parity.pixel_agreement > 0.6, parity
+
+
+@pytest.mark.slow
+def test_train_evaluate_predict_and_export_an_lraspp_model_from_the_cli(tmp_path):
+    """kseg's verbs end to end on a narrow LR-ASPP: train one epoch, evaluate, predict
+    whole, tiled and with TTA, bf16, export to TFLite with --check."""
+    from click.testing import CliRunner
+
+    from kseg.cli.main import cli
+    from kseg.data.synthetic import write_synthetic_dataset
+
+    data = write_synthetic_dataset(str(tmp_path / "data"), num_train=4, num_val=2, size=(48, 64), seed=2)
+    run = str(tmp_path / "run")
+    runner = CliRunner()
+
+    def invoke(*args):
+        result = runner.invoke(cli, list(args))
+        assert result.exit_code == 0, result.output
+        return result.output
+
+    invoke("train", "--model", "lraspp_mobilenetv3small", "--weights", "none", "--width", "0.35",
+           "--data", "synthetic", "--data-dir", data, "--epochs", "1", "--batch-size", "2",
+           "--crop", "48x48", "--optimizer", "adam", "--run-dir", run, "--quiet")  # fmt: skip
+    assert "mean IoU" in invoke("evaluate", run, "--data", "synthetic", "--data-dir", data)
+    images = str(tmp_path / "images")
+    from kseg.images import write_png
+
+    import os
+
+    os.makedirs(images)
+    write_png(os.path.join(images, "a.png"), uint8_images((45, 70, 3), seed=9))
+    for extra in ([], ["--tile", "32x32", "--overlap", "8"], ["--tta", "flip"], ["--precision", "bf16"]):
+        out = str(tmp_path / f"pred{len(os.listdir(tmp_path))}")
+        invoke("predict", images, "--model", run, "--out", out, *extra)
+        assert any(name.endswith(".png") for name in os.listdir(out))
+    invoke("export", run, "--format", "tflite", "--out", str(tmp_path / "m.tflite"), "--check")
+    with pytest.raises(AssertionError):  # --width on a model without one is refused
+        invoke("train", "--model", "fcn8s_resnet50", "--weights", "none", "--width", "0.5",
+               "--data", "synthetic", "--data-dir", data, "--epochs", "1", "--run-dir", str(tmp_path / "r2"))
