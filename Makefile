@@ -24,24 +24,26 @@ test-fast: install
 lint: install
 	$(BIN)/ruff check kseg cli tests benchmarks
 
-# The embedded demo: synthetic scenes -> train FCN-8s on the CPU -> evaluate -> predict
-# -> TFLite export checked against Keras. Everything lands in $(DEMO)/.
+# The embedded demo: synthetic scenes -> train FCN-8s (VGG16 with batch norm, from random
+# weights) on the CPU -> evaluate, with a contact sheet -> predict -> TFLite export checked
+# against Keras. Everything lands in $(DEMO)/. docs/training-from-scratch.md has the recipe.
 DEMO ?= demo
 DEMO_EPOCHS ?= 10
 demo: install
 	rm -rf $(DEMO)/run $(DEMO)/predictions
 	$(BIN)/kseg models
 	$(BIN)/kseg data synth $(DEMO)/data --num-train 1500 --num-val 100 --force
-	$(BIN)/kseg train --model fcn8s --data synthetic --data-dir $(DEMO)/data --weights none \
-		--width 0.125 --epochs $(DEMO_EPOCHS) --batch-size 8 --optimizer adam --lr 3e-4 \
-		--dropout 0.1 --class-weights median-frequency --run-dir $(DEMO)/run --quiet
+	$(BIN)/kseg train --model fcn8s_vgg16bn --data synthetic --data-dir $(DEMO)/data --weights none \
+		--width 0.125 --epochs $(DEMO_EPOCHS) --batch-size 8 --scale 1,1 --optimizer adam --lr 3e-3 \
+		--dropout 0 --class-weights median-frequency --run-dir $(DEMO)/run --quiet
 	$(BIN)/kseg evaluate $(DEMO)/run --data synthetic --data-dir $(DEMO)/data --split val \
-		--out $(DEMO)/metrics.json
+		--out $(DEMO)/metrics.json --sheet $(DEMO)/sheet.png
 	$(BIN)/kseg predict "$(DEMO)/data/images/val/0000*.png" --model $(DEMO)/run --out $(DEMO)/predictions
 	$(BIN)/kseg export $(DEMO)/run --format tflite --out $(DEMO)/model.tflite --force --check
 	@echo
-	@echo "demo finished: run $(DEMO)/run, metrics $(DEMO)/metrics.json,"
-	@echo "predictions (labels, colour maps, overlays) $(DEMO)/predictions, TFLite $(DEMO)/model.tflite"
+	@echo "demo finished: run $(DEMO)/run, metrics $(DEMO)/metrics.json, contact sheet $(DEMO)/sheet.png"
+	@echo "(image | ground truth | prediction), predictions (labels, colour maps, overlays, legend.png)"
+	@echo "$(DEMO)/predictions, TFLite $(DEMO)/model.tflite"
 	@$(BIN)/python -c "import json; m = json.load(open('$(DEMO)/metrics.json')); print('validation mIoU: %.3f' % m['mean_iou'])"
 
 # Speed and memory figures against references measured in the same run (see
