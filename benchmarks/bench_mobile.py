@@ -1,0 +1,140 @@
+"""Mobile and DeepLab models beside VGG16 FCN-8s at 512x1024, measured in one run.
+
+For each model (random weights: speed and size do not depend on them): parameters,
+analytic GFLOP (2 per multiply-add: Conv2D, DepthwiseConv2D and Conv2DTranspose, counted
+as `kseg.models.flops` counts them), Keras fp32 time, and the TFLite fp32 / fp16 /
+dynamic-range / int8 file size and LiteRT latency (XNNPACK, --threads threads). Times
+are medians of --repeats runs after one untimed run.
+
+    python benchmarks/bench_mobile.py --models fcn8s,lraspp_mobilenetv3large --repeats 3 \
+        --out docs/mobile.json
+"""
+
+import argparse
+import json
+import os
+import platform
+import statistics
+import sys
+import tempfile
+import time
+
+DEFAULT_MODELS = (
+    "fcn8s", "fcn8s_mobilenetv3large", "fcn8s_mobilenetv3small", "lraspp_mobilenetv3large",
+    "lraspp_mobilenetv3small", "fcn8s_resnet50", "deeplabv3_resnet50", "deeplabv3_resnet50_os8",
+)  # fmt: skip
+QUANTIZATIONS = ("none", "fp16", "dynamic", "int8")
+HEIGHT, WIDTH = 512, 1024
+
+
+def gflop(model, height, width):
+    import keras
+
+    from kseg.models.flops import layer_costs
+
+    total = 0
+    costs = layer_costs(model, height, width)
+    for layer, cost in zip([lay for lay in model.layers if not isinstance(lay, keras.layers.InputLayer)], costs):
+        if isinstance(layer, keras.layers.DepthwiseConv2D):
+            rows, columns, channels, multiplier = layer.kernel.shape
+            total += 2 * cost.output_shape[1] * cost.output_shape[2] * rows * columns * channels * multiplier
+        else:
+            total += cost.flops
+    return total / 1e9
+
+
+def timed(function, repeats):
+    function()  # untimed: tracing, allocation
+    seconds = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        function()
+        seconds.append(time.perf_counter() - start)
+    return statistics.median(seconds), seconds
+
+
+def random_image(seed=0):
+    import numpy as np
+
+    return np.random.default_rng(seed).integers(0, 256, (1, HEIGHT, WIDTH, 3), dtype=np.uint8)
+
+
+def bench_model(name, args):
+    import tensorflow as tf
+
+    from kseg.export import ExportedModel, tflite_bytes
+    from kseg.models import create_model
+
+    model = create_model(name, num_classes=args.num_classes, weights=None)
+    image = random_image()
+    row = {"model": name, "parameters": model.count_params(), "gflop": gflop(model, HEIGHT, WIDTH)}
+    serve = tf.function(lambda x: model(x, training=False))
+    row["keras_fp32_s"], row["keras_fp32_runs"] = timed(lambda: serve(tf.constant(image)).numpy(), args.repeats)
+    calibration = [random_image(seed)[0] for seed in range(1, args.calibration_images + 1)]
+    with tempfile.TemporaryDirectory(prefix="kseg-bench-mobile-") as folder:
+        for quantize in QUANTIZATIONS:
+            label = "fp32" if quantize == "none" else quantize
+            path = os.path.join(folder, f"{name}-{quantize}.tflite")
+            start = time.perf_counter()
+            with open(path, "wb") as file:
+                file.write(tflite_bytes(model, quantize, (HEIGHT, WIDTH), calibration, workdir=folder))
+            print(f"  {name}: converted {label} in {time.perf_counter() - start:.0f} s", file=sys.stderr, flush=True)
+            row[f"tflite_{label}_mib"] = os.path.getsize(path) / 2**20
+            exported = ExportedModel(path, "tflite", threads=args.threads)
+            run = (lambda exported=exported: exported(image[0]))
+            row[f"tflite_{label}_s"], row[f"tflite_{label}_runs"] = timed(run, args.repeats)
+    return row
+
+
+def print_table(rows):
+    reference = next((row for row in rows if row["model"] == "fcn8s"), None)
+    header = ("model", "params (M)", "GFLOP", "keras fp32 s", "fp32 MiB", "fp32 s", "fp16 MiB", "fp16 s",
+              "dyn MiB", "dyn s", "int8 MiB", "int8 s", "int8 vs fcn8s")
+    print("| " + " | ".join(header) + " |")
+    print("|" + "---|" * len(header))
+    for row in rows:
+        cells = [row["model"], f"{row['parameters'] / 1e6:.2f}", f"{row['gflop']:.1f}", f"{row['keras_fp32_s']:.3f}"]
+        for label in ("fp32", "fp16", "dynamic", "int8"):
+            cells += [f"{row[f'tflite_{label}_mib']:.1f}", f"{row[f'tflite_{label}_s']:.3f}"]
+        speedup = reference["tflite_int8_s"] / row["tflite_int8_s"] if reference else None
+        cells.append(f"{speedup:.1f}x" if speedup else "-")
+        print("| " + " | ".join(cells) + " |")
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--models", default=",".join(DEFAULT_MODELS), help="comma-separated preset names")
+    parser.add_argument("--repeats", type=int, default=5, help="timed runs per measurement (median shown)")
+    parser.add_argument("--threads", type=int, default=2, help="LiteRT threads")
+    parser.add_argument("--num-classes", type=int, default=19)
+    parser.add_argument("--calibration-images", type=int, default=4, help="int8 calibration images (random)")
+    parser.add_argument("--out", default=None, help="write the results as JSON here")
+    args = parser.parse_args(argv)
+
+    from kseg.cli.main import import_tensorflow_quietly
+
+    import_tensorflow_quietly()
+    import keras
+    import tensorflow as tf
+
+    rows = []
+    for name in [name.strip() for name in args.models.split(",") if name.strip()]:
+        start = time.perf_counter()
+        rows.append(bench_model(name, args))
+        print(f"{name} took {time.perf_counter() - start:.0f} s", file=sys.stderr, flush=True)
+        keras.backend.clear_session()
+    print_table(rows)
+    if args.out:
+        report = {
+            "machine": {"cpu": platform.processor(), "cores": os.cpu_count(), "tensorflow": tf.__version__,
+                        "keras": keras.__version__, "load_average": os.getloadavg()},
+            "size": [HEIGHT, WIDTH], "repeats": args.repeats, "threads": args.threads,
+            "num_classes": args.num_classes, "models": rows,
+        }  # fmt: skip
+        os.makedirs(os.path.dirname(os.path.abspath(args.out)), exist_ok=True)
+        with open(args.out, "w") as file:
+            json.dump(report, file, indent=1)
+
+
+if __name__ == "__main__":
+    main()
