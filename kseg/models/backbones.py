@@ -273,6 +273,16 @@ def hard_sigmoids_as_layers(config):
     return rewire(config)
 
 
+def _replace(previous, model):
+    """Returns `model`, built from `previous`, which is thrown away: its variables, when
+    built unallocated (`kseg.models.keras_internals.build_unallocated`, as parameter
+    counts are), are taken off keras' list of variables waiting for a value."""
+    from kseg.models import keras_internals
+
+    keras_internals.forget_pending(previous.variables)
+    return model
+
+
 def build_on_backbone(backbone, head, num_classes, weights, output_stride, name, width=1.0,
                       minimalistic=False):
     """A segmentation model: preprocessing, padding, `backbone` at `output_stride`, `head`,
@@ -310,9 +320,9 @@ def build_on_backbone(backbone, head, num_classes, weights, output_stride, name,
     logits = CropToReference(dtype="float32", name="logits")([head(features, output_stride), images])
     model = keras.Model(images, logits, name=name)
     if backbone.startswith("mobilenetv3"):
-        model = keras.Model.from_config(hard_sigmoids_as_layers(model.get_config()))
+        model = _replace(model, keras.Model.from_config(hard_sigmoids_as_layers(model.get_config())))
     if output_stride != 32:
-        model = dilate(model, dilation_edits(model, spec, output_stride))
+        model = _replace(model, dilate(model, dilation_edits(model, spec, output_stride)))
     if weights is not None:
         assign_application_weights(
             model, spec.application, weights, **application_kwargs(spec, width, minimalistic)
