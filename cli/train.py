@@ -18,7 +18,7 @@ from kseg.data.registry import DATASET_NAMES as DATASETS  # no TensorFlow import
 
 
 def parse_class_weights(text):
-    """--class-weights: none, median-frequency, or numbers separated by commas."""
+    """--class-weights: none, (sqrt-)median-frequency, or numbers separated by commas."""
     if text is None:
         return None
     if text in CLASS_WEIGHT_MODES:
@@ -28,7 +28,8 @@ def parse_class_weights(text):
         numbers = [float(part) for part in parts]
     except ValueError:
         raise KsegError(
-            f"--class-weights: expected none, median-frequency or numbers such as 1,2.5,0.8. "
+            f"--class-weights: expected none, median-frequency, sqrt-median-frequency or numbers "
+            f"such as 1,2.5,0.8. "
             f"Received: {brief(text)}"
         ) from None
     for index, number in enumerate(numbers):

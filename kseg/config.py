@@ -38,7 +38,7 @@ OPTIMIZERS = ("sgd", "adam")
 SCHEDULES = ("poly", "cosine", "constant")
 MIXED_PRECISION_MODES = ("auto", "off", "fp16", "bf16")
 STRATEGIES = ("auto", "none", "mirrored", "multiworker")
-CLASS_WEIGHT_MODES = ("none", "median-frequency")
+CLASS_WEIGHT_MODES = ("none", "median-frequency", "sqrt-median-frequency")
 
 # Whole Cityscapes images (1024x2048) do not fit a useful batch; other sets train on whole
 # images unless --crop says otherwise.
@@ -140,7 +140,8 @@ SETTINGS = {
                          "keras.distribution DataParallel under JAX) or multiworker (TF_CONFIG, TensorFlow "
                          "only); auto mirrors over several GPUs. [default: auto]", choices=STRATEGIES),
     "class_weights": _setting("optimization", "none", "class_weights",
-                              "none, median-frequency, or one weight per class: 1,2,0.5,... [default: none]"),
+                              "none, median-frequency, sqrt-median-frequency (its square roots: milder), or one "
+                              "weight per class: 1,2,0.5,... [default: none]"),
     "seed": _setting("runtime", 0, "number", "Random seed. [default: 0]"),
     "skip_bad": _setting("data", False, "flag", "Train despite bad pairs, skipping them.",
                          option="--skip-bad/--no-skip-bad"),
@@ -257,11 +258,12 @@ def _check_text(key, value):
 def _check_class_weights(key, value):
     if isinstance(value, str):
         if value not in CLASS_WEIGHT_MODES:
-            raise KsegError(f"{key}: must be none, median-frequency or a list of numbers. Received: "
-                            f"{key}={brief(value)}")  # fmt: skip
+            raise KsegError(f"{key}: must be none, median-frequency, sqrt-median-frequency or a list of "
+                            f"numbers. Received: {key}={brief(value)}")  # fmt: skip
         return value
     if not isinstance(value, (list, tuple)):
-        raise KsegError(f"{key}: expected none, median-frequency or a list of numbers. Received: {key}={brief(value)}")
+        raise KsegError(f"{key}: expected none, median-frequency, sqrt-median-frequency or a list of numbers. "
+                        f"Received: {key}={brief(value)}")
     if len(value) > MAX_CLASS_WEIGHTS:
         raise KsegError(f"{key}: a list of {len(value)} items is too long (at most {MAX_CLASS_WEIGHTS})")
     weights = []

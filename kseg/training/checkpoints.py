@@ -136,7 +136,7 @@ def _same_setting(key, requested, saved):
     (auto precision as the mode used, median-frequency as the computed weights)."""
     if key == "mixed_precision":
         return resolve_precision(requested) == resolve_precision(saved)
-    if key == "class_weights" and requested == "median-frequency":
+    if key == "class_weights" and requested in ("median-frequency", "sqrt-median-frequency"):
         return isinstance(saved, list)
     return requested == saved
 

@@ -18,7 +18,8 @@ def compute_class_weights(config, spec):
     """Returns the class weights (list of float) the config asks for, or None.
 
     "median-frequency" reads every training mask once (not the images), with the same
-    definition `kseg data stats` prints (kseg.data.stats).
+    definition `kseg data stats` prints (kseg.data.stats); "sqrt-median-frequency" takes
+    their square roots, a milder balance (fewer false positives around rare classes).
     """
     if isinstance(config.class_weights, list):
         if len(config.class_weights) != spec.num_classes:
@@ -32,11 +33,14 @@ def compute_class_weights(config, spec):
 
     from kseg.data.stats import compute_stats
 
-    logger.info("computing median-frequency class weights over the %s split", config.train_split)
+    logger.info("computing %s class weights over the %s split", config.class_weights, config.train_split)
     stats = compute_stats(spec, config.train_split)
     if stats.skipped and not config.skip_bad:
         raise KsegError(stats.skipped[0][1])
-    return [round(float(weight), 6) for weight in stats.median_frequency_weights()]
+    weights = np.asarray(stats.median_frequency_weights(), np.float64)
+    if config.class_weights == "sqrt-median-frequency":
+        weights = np.sqrt(weights)
+    return [round(float(weight), 6) for weight in weights]
 
 
 def check_dataset(config, spec):

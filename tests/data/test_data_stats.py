@@ -33,3 +33,6 @@ def test_training_uses_the_weights_data_stats_prints(tmp_path):
     expected = compute_stats(spec, "train").median_frequency_weights()
     assert expected.min() > 0
     np.testing.assert_allclose(compute_class_weights(config, spec), expected, atol=1e-6)
+    milder = TrainConfig(model="fcn8s", data="folder", data_dir=str(tmp_path), weights="none",
+                         class_weights="sqrt-median-frequency")
+    np.testing.assert_allclose(compute_class_weights(milder, spec), np.sqrt(expected), atol=1e-6)
