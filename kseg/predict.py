@@ -733,7 +733,11 @@ def predict_files(model, plan, num_classes, palette, tile=None, overlap=64, blen
     counts = PredictCounts() if counts is None else counts
     plan.start()
     if plan.legend:
-        write_legend(plan.legend, class_names or [f"class {i}" for i in range(num_classes)], palette)
+        try:
+            write_legend(plan.legend, class_names or [f"class {i}" for i in range(num_classes)], palette)
+        except BaseException:
+            plan.finish()  # the manifest lists only what was written
+            raise
     bar = progress(len(plan.outputs), "predict", "image", enabled=len(plan.outputs) >= 2)
     try:
         for image_path, paths in plan.outputs:
