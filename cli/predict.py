@@ -123,7 +123,7 @@ def predict(inputs, model_path, out_dir, formats, tile, overlap, blend, tta, alp
         click.echo(done.format(counts.written), err=True)
         raise
     click.echo(done.format(counts.written), err=True)
-    if plan.legend:
+    if plan.legend and counts.written:
         click.echo(f"class colours: {plan.legend}", err=True)
     if counts.failed:
         raise KsegError(f"{counts.failed} input(s) failed (see the messages above)")

@@ -732,12 +732,6 @@ def predict_files(model, plan, num_classes, palette, tile=None, overlap=64, blen
 
     counts = PredictCounts() if counts is None else counts
     plan.start()
-    if plan.legend:
-        try:
-            write_legend(plan.legend, class_names or [f"class {i}" for i in range(num_classes)], palette)
-        except BaseException:
-            plan.finish()  # the manifest lists only what was written
-            raise
     bar = progress(len(plan.outputs), "predict", "image", enabled=len(plan.outputs) >= 2)
     try:
         for image_path, paths in plan.outputs:
@@ -745,6 +739,9 @@ def predict_files(model, plan, num_classes, palette, tile=None, overlap=64, blen
                 write_outputs(model, image_path, paths, num_classes, palette, tile, overlap,
                               blend, tta, alpha)
                 counts.written += 1
+                if plan.legend and counts.written == 1:  # a run that writes nothing leaves nothing
+                    names = class_names or [f"class {i}" for i in range(num_classes)]
+                    write_legend(plan.legend, names, palette)
             except (DiskFullError, KeyboardInterrupt):
                 raise
             except NonFiniteLogitsError:
