@@ -740,7 +740,9 @@ def predict_files(model, plan, num_classes, palette, tile=None, overlap=64, blen
                               blend, tta, alpha)
                 counts.written += 1
                 if plan.legend and counts.written == 1:  # a run that writes nothing leaves nothing
-                    names = class_names or [f"class {i}" for i in range(num_classes)]
+                    from kseg.visualize import class_names_from_classes
+
+                    names = class_names or class_names_from_classes(None, num_classes)
                     write_legend(plan.legend, names, palette)
             except (DiskFullError, KeyboardInterrupt):
                 raise
