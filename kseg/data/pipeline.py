@@ -66,7 +66,8 @@ def epoch_order(size, seed, shuffle, epoch=0):
 
 
 class _EpochOrder:
-    """A generator factory: each call yields one epoch of (index, sample seed)."""
+    """A generator factory: each call yields one epoch's (indices, sample seeds) as two
+    arrays, once (the pipeline unbatches them: one Python call per pass, not per sample)."""
 
     def __init__(self, size, seed, shuffle):
         self.size = size
@@ -80,8 +81,7 @@ class _EpochOrder:
             epoch = self.epoch
             self.epoch += 1
         order, seeds = epoch_order(self.size, self.seed, self.shuffle, epoch)
-        for index, sample_seed in zip(order, seeds):
-            yield np.int64(index), np.int64(sample_seed)
+        yield order.astype(np.int64), seeds.astype(np.int64)
 
 
 class _PairLoader:
@@ -192,8 +192,8 @@ def _read_pairs(order, loader, skip_bad, num_parallel_calls):
 
     dataset = tf.data.Dataset.from_generator(
         order,
-        output_signature=(tf.TensorSpec((), tf.int64), tf.TensorSpec((), tf.int64)),
-    )
+        output_signature=(tf.TensorSpec((None,), tf.int64), tf.TensorSpec((None,), tf.int64)),
+    ).unbatch()
 
     def read(index, sample_seed):
         image, mask, ok = tf.numpy_function(
