@@ -31,7 +31,6 @@ DEMO ?= demo
 DEMO_EPOCHS ?= 8
 demo: install
 	rm -rf $(DEMO)/run $(DEMO)/predictions
-	$(BIN)/kseg models
 	$(BIN)/kseg data synth $(DEMO)/data --num-train 1500 --num-val 100 --force
 	$(BIN)/kseg train --model fcn8s_vgg16bn --data synthetic --data-dir $(DEMO)/data --weights none \
 		--width 0.125 --epochs $(DEMO_EPOCHS) --batch-size 8 --scale 1,1 --optimizer adam --lr 3e-3 \
