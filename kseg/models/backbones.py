@@ -323,23 +323,24 @@ def build_on_backbone(backbone, head, num_classes, weights, output_stride, name,
         model = _replace(model, keras.Model.from_config(hard_sigmoids_as_layers(model.get_config())))
     if output_stride != 32:
         model = _replace(model, dilate(model, dilation_edits(model, spec, output_stride)))
+    quicken_batch_norm_statistics(model)
     if weights is not None:
         assign_application_weights(
             model, spec.application, weights, **application_kwargs(spec, width, minimalistic)
         )
-    else:
-        quicken_batch_norm_statistics(model)
     return model
 
 
-# The moving-average momentum of batch normalisation in a backbone trained from random
-# weights (keras' default). MobileNetV3 is built with 0.999, made for ImageNet's long runs:
-# over a run of a few thousand steps its moving statistics stay close to their starting
-# values, and inference-mode outputs (validation, prediction) are far from training's.
-RANDOM_INIT_BN_MOMENTUM = 0.99
+# The moving-average momentum of batch normalisation in every backbone (keras' default;
+# torchvision trains its MobileNetV3 segmentation models with the same). keras builds
+# MobileNetV3 with 0.999, made for ImageNet's long runs: over a run of a few thousand
+# steps its moving statistics stay close to their starting values, so from random weights
+# inference-mode outputs (validation, prediction) are far from training's. One value
+# whatever the weights keeps a resumed run (built without weights, then loaded) the same.
+BN_MOMENTUM = 0.99
 
 
-def quicken_batch_norm_statistics(model, momentum=RANDOM_INIT_BN_MOMENTUM):
+def quicken_batch_norm_statistics(model, momentum=BN_MOMENTUM):
     """Lowers the momentum of every BatchNormalization layer of `model` above `momentum`
     to it (kept by get_config, so saved models keep it too)."""
     for layer in model.layers:

@@ -10,7 +10,7 @@ import pytest
 
 from kseg.errors import KsegError, WeightsError
 from kseg.models import create_model, get_model_entry, list_models, parameter_count
-from kseg.models.backbones import BACKBONES, RANDOM_INIT_BN_MOMENTUM, application_kwargs
+from kseg.models.backbones import BACKBONES, BN_MOMENTUM, application_kwargs
 
 NEW_PRESETS = (
     "fcn32s_mobilenetv3large", "fcn16s_mobilenetv3large", "fcn8s_mobilenetv3large",
@@ -283,22 +283,23 @@ def batch_norm_momenta(model):
     return {layer.momentum for layer in model.layers if isinstance(layer, keras.layers.BatchNormalization)}
 
 
-def test_random_weight_backbones_track_batch_statistics_at_keras_default_momentum(tmp_path):
-    # MobileNetV3 is built with momentum 0.999: from random weights its moving statistics
-    # would lag thousands of steps behind training. A weights file keeps the backbone's.
+def test_backbones_track_batch_statistics_at_keras_default_momentum(tmp_path):
+    # keras builds MobileNetV3 with momentum 0.999: from random weights its moving
+    # statistics would lag thousands of steps behind training. Loaded weights do not
+    # change the momentum, so a resumed run (built without weights) matches its start.
     from kseg.models.saving import load_model
 
     model = create_model("fcn8s_mobilenetv3small", **small_kwargs("fcn8s_mobilenetv3small"))
-    assert batch_norm_momenta(model) == {RANDOM_INIT_BN_MOMENTUM}
+    assert batch_norm_momenta(model) == {BN_MOMENTUM}
     path = tmp_path / "model.keras"
     model.save(path)
-    assert batch_norm_momenta(load_model(path)) == {RANDOM_INIT_BN_MOMENTUM}
+    assert batch_norm_momenta(load_model(path)) == {BN_MOMENTUM}
     weights = str(tmp_path / "small.weights.h5")
     write_backbone_weights("mobilenetv3small", weights, seed=7, width=SMALL_WIDTH)
     loaded = create_model("fcn8s_mobilenetv3small", num_classes=3, weights=weights, width=SMALL_WIDTH)
-    assert batch_norm_momenta(loaded) == {0.999}
+    assert batch_norm_momenta(loaded) == {BN_MOMENTUM}
     resnet = create_model("fcn32s_resnet50", num_classes=3, weights=None)
-    assert batch_norm_momenta(resnet) == {RANDOM_INIT_BN_MOMENTUM}
+    assert batch_norm_momenta(resnet) == {BN_MOMENTUM}
 
 
 def test_a_weights_file_of_another_backbone_is_refused(tmp_path):
