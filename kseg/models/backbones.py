@@ -323,7 +323,7 @@ def build_on_backbone(backbone, head, num_classes, weights, output_stride, name,
         model = _replace(model, keras.Model.from_config(hard_sigmoids_as_layers(model.get_config())))
     if output_stride != 32:
         model = _replace(model, dilate(model, dilation_edits(model, spec, output_stride)))
-    quicken_batch_norm_statistics(model)
+    set_batch_norm_momentum(model)
     if weights is not None:
         assign_application_weights(
             model, spec.application, weights, **application_kwargs(spec, width, minimalistic)
@@ -340,9 +340,9 @@ def build_on_backbone(backbone, head, num_classes, weights, output_stride, name,
 BN_MOMENTUM = 0.99
 
 
-def quicken_batch_norm_statistics(model, momentum=BN_MOMENTUM):
-    """Lowers the momentum of every BatchNormalization layer of `model` above `momentum`
-    to it (kept by get_config, so saved models keep it too)."""
+def set_batch_norm_momentum(model, momentum=BN_MOMENTUM):
+    """Gives every BatchNormalization layer of `model` this moving-average momentum (kept
+    by get_config, so saved models keep it too)."""
     for layer in model.layers:
-        if isinstance(layer, keras.layers.BatchNormalization) and layer.momentum > momentum:
+        if isinstance(layer, keras.layers.BatchNormalization):
             layer.momentum = momentum
