@@ -655,6 +655,20 @@ def write_legend(path, class_names, palette):
     write_bytes_atomic(path, encode_png(legend(class_names, palette)))
 
 
+def _write_run_legend(path, class_names, num_classes, palette):
+    """`write_legend` for a predict run: a failure is the legend's, a KsegError naming it
+    (never counted against the image just written)."""
+    from kseg.visualize import class_names_from_classes
+
+    names = class_names or class_names_from_classes(None, num_classes)
+    try:
+        write_legend(path, names, palette)
+    except KsegError:
+        raise
+    except OSError as error:
+        raise KsegError(f"{path}: cannot write the class legend: {error.strerror or error}") from None
+
+
 @dataclasses.dataclass
 class PredictCounts:
     """How a `predict_files` run went: images written, inputs that failed."""
@@ -739,11 +753,6 @@ def predict_files(model, plan, num_classes, palette, tile=None, overlap=64, blen
                 write_outputs(model, image_path, paths, num_classes, palette, tile, overlap,
                               blend, tta, alpha)
                 counts.written += 1
-                if plan.legend and counts.written == 1:  # a run that writes nothing leaves nothing
-                    from kseg.visualize import class_names_from_classes
-
-                    names = class_names or class_names_from_classes(None, num_classes)
-                    write_legend(plan.legend, names, palette)
             except (DiskFullError, KeyboardInterrupt):
                 raise
             except NonFiniteLogitsError:
@@ -756,6 +765,9 @@ def predict_files(model, plan, num_classes, palette, tile=None, overlap=64, blen
             except Exception as error:  # noqa: BLE001 - one odd file must not stop the others
                 counts.failed += 1
                 write(f"error: {image_path}: {type(error).__name__}: {error}")
+            else:
+                if plan.legend and counts.written == 1:  # a run that writes nothing leaves nothing
+                    _write_run_legend(plan.legend, class_names, num_classes, palette)
             bar.update(1)
     except KsegError:
         bar.close()

@@ -196,3 +196,24 @@ def test_predict_writes_a_class_legend_beside_the_colour_maps(run_dir, tmp_path)
     result = CliRunner().invoke(cli, [*command[:-1], str(other)])
     assert result.exit_code == 0, result.output
     assert read_mask(other / "legend.png").shape == (20, 30)
+
+
+def test_a_legend_that_cannot_be_written_stops_predict_naming_the_legend(run_dir, tmp_path, monkeypatch):
+    import kseg.predict
+
+    def unwritable(path, class_names, palette):
+        raise PermissionError(13, "Permission denied")
+
+    monkeypatch.setattr(kseg.predict, "write_legend", unwritable)
+    rng = np.random.default_rng(5)
+    (tmp_path / "images").mkdir()
+    for name in ("a", "b"):
+        cv2.imwrite(str(tmp_path / "images" / f"{name}.png"), rng.integers(0, 256, (20, 30, 3), dtype=np.uint8))
+    out = tmp_path / "out"
+    result = CliRunner().invoke(cli, ["predict", str(tmp_path / "images"), "--model", str(run_dir), "--out", str(out)])
+    assert result.exit_code == 1
+    assert "legend.png: cannot write the class legend: Permission denied" in result.output
+    assert result.output.count("error: ") == 1  # the legend's, not a failed image's
+    files = json.loads((out / ".kseg-predictions.json").read_text())["files"]
+    assert "legend.png" not in files and not (out / "legend.png").exists()
+    assert any(name.startswith("a") for name in files)  # the image written first is listed
