@@ -61,7 +61,9 @@ def main(argv=None):
     from kseg.predict import predict_logits
     from kseg.runs import resolve_model_path
 
-    path, _ = resolve_model_path(args.model)
+    path, run_dir = resolve_model_path(args.model)
+    if args.out:
+        check_out(args.out, [path, run_dir, args.data_dir])
     model = inference_model(load_model(path), "fp32")
     spec = get_dataset_spec(args.data, args.data_dir)
     pairs = spec.pairs(args.split)[: args.images or None]
@@ -101,10 +103,34 @@ def main(argv=None):
     print(f"  int8 loses {results['int8_miou_points_lost']:.2f} mIoU points against fp32 TFLite; same class "
           f"on {100 * results['int8_same_class_as_fp32']:.2f}% of pixels")
     if args.out:
-        os.makedirs(os.path.dirname(os.path.abspath(args.out)), exist_ok=True)
-        with open(args.out, "w") as handle:
-            json.dump(results, handle, indent=1, default=lambda value: np.asarray(value).tolist())
+        from kseg.atomic import write_bytes_atomic
+
+        text = json.dumps(results, indent=1, default=lambda value: np.asarray(value).tolist())
+        write_bytes_atomic(args.out, text.encode("utf8"))
     return results
+
+
+def check_out(out, inputs):
+    """Refuses an --out that is, or lies in, one of `inputs` (the model, its run folder,
+    the dataset), that is not a regular file, or that exists and is not this script's
+    JSON; before any work is done."""
+    from kseg.errors import KsegError
+    from kseg.files import lies_in, load_json
+
+    real = os.path.realpath(out)
+    for source in filter(None, inputs):
+        if real == os.path.realpath(source) or lies_in(real, os.path.realpath(source)):
+            raise KsegError(f"--out {out}: is or lies in the input {source}; choose another file")
+    if not os.path.lexists(out):
+        return
+    if os.path.islink(out) or not os.path.isfile(out):
+        raise KsegError(f"--out {out}: exists and is not a regular file; choose another file")
+    try:
+        payload = load_json(out, "int8 accuracy report")
+    except KsegError:
+        payload = None
+    if not (isinstance(payload, dict) and "int8_miou_points_lost" in payload):
+        raise KsegError(f"--out {out}: exists and is not a report of this script; choose another file")
 
 
 def _scores(scores):
@@ -113,4 +139,9 @@ def _scores(scores):
 
 
 if __name__ == "__main__":
-    main()
+    from kseg.errors import KsegError
+
+    try:
+        main()
+    except KsegError as error:
+        sys.exit(f"error: {error}")
