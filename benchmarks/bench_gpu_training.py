@@ -15,7 +15,6 @@ keras' LossScaleOptimizer, as kseg does.
 """
 
 import argparse
-import json
 import os
 import sys
 import time
@@ -23,6 +22,8 @@ import time
 import numpy as np
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+from reports import check_out, write_report  # noqa: E402
 
 POLICIES = ("float32", "mixed_float16", "mixed_bfloat16")
 
@@ -116,6 +117,8 @@ def main(argv=None):
     parser.add_argument("--policies", default=",".join(POLICIES), help="comma-separated dtype policies")
     parser.add_argument("--json", help="also write the results to this JSON file")
     args = parser.parse_args(argv)
+    if args.json:
+        check_out(args.json, "bench_gpu_training", option="--json")
 
     import keras
 
@@ -133,10 +136,14 @@ def main(argv=None):
               f"{row['steps_per_second'] * args.batch_size:.2f} | {row['loss']:.4f} |")  # fmt: skip
     print(f"inference at {args.infer_size} (float32): {inference * 1000:.1f} ms per image")
     if args.json:
-        with open(args.json, "w") as handle:
-            json.dump({"backend": backend, "args": vars(args), "training": results,
-                       "inference_seconds": inference}, handle, indent=2)  # fmt: skip
+        write_report(args.json, "bench_gpu_training", {"backend": backend, "args": vars(args),
+                     "training": results, "inference_seconds": inference})  # fmt: skip
 
 
 if __name__ == "__main__":
-    main()
+    from kseg.errors import KsegError
+
+    try:
+        main()
+    except KsegError as error:
+        sys.exit(f"error: {error}")

@@ -12,7 +12,6 @@ scores it. Not a test: it needs a trained run.
 """
 
 import argparse
-import json
 import os
 import sys
 import tempfile
@@ -20,6 +19,8 @@ import time
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+from reports import check_out, write_report  # noqa: E402
 
 
 def score(predict, pairs, spec):
@@ -51,7 +52,6 @@ def main(argv=None):
     parser.add_argument("--out", default=None, help="JSON file for the figures")
     args = parser.parse_args(argv)
 
-    import numpy as np
 
     from kseg.data.registry import get_dataset_spec
     from kseg.export import ExportedModel, load_images, tflite_bytes
@@ -63,7 +63,7 @@ def main(argv=None):
 
     path, run_dir = resolve_model_path(args.model)
     if args.out:
-        check_out(args.out, [path, run_dir, args.data_dir])
+        check_out(args.out, "bench_int8_accuracy", [path, run_dir, args.data_dir])
     model = inference_model(load_model(path), "fp32")
     spec = get_dataset_spec(args.data, args.data_dir)
     pairs = spec.pairs(args.split)[: args.images or None]
@@ -103,34 +103,8 @@ def main(argv=None):
     print(f"  int8 loses {results['int8_miou_points_lost']:.2f} mIoU points against fp32 TFLite; same class "
           f"on {100 * results['int8_same_class_as_fp32']:.2f}% of pixels")
     if args.out:
-        from kseg.atomic import write_bytes_atomic
-
-        text = json.dumps(results, indent=1, default=lambda value: np.asarray(value).tolist())
-        write_bytes_atomic(args.out, text.encode("utf8"))
+        write_report(args.out, "bench_int8_accuracy", results)
     return results
-
-
-def check_out(out, inputs):
-    """Refuses an --out that is, or lies in, one of `inputs` (the model, its run folder,
-    the dataset), that is not a regular file, or that exists and is not this script's
-    JSON; before any work is done."""
-    from kseg.errors import KsegError
-    from kseg.files import lies_in, load_json
-
-    real = os.path.realpath(out)
-    for source in filter(None, inputs):
-        if real == os.path.realpath(source) or lies_in(real, os.path.realpath(source)):
-            raise KsegError(f"--out {out}: is or lies in the input {source}; choose another file")
-    if not os.path.lexists(out):
-        return
-    if os.path.islink(out) or not os.path.isfile(out):
-        raise KsegError(f"--out {out}: exists and is not a regular file; choose another file")
-    try:
-        payload = load_json(out, "int8 accuracy report")
-    except KsegError:
-        payload = None
-    if not (isinstance(payload, dict) and "int8_miou_points_lost" in payload):
-        raise KsegError(f"--out {out}: exists and is not a report of this script; choose another file")
 
 
 def _scores(scores):

@@ -11,13 +11,14 @@ are medians of --repeats runs after one untimed run.
 """
 
 import argparse
-import json
 import os
 import platform
 import statistics
 import sys
 import tempfile
 import time
+
+from reports import check_out, write_report
 
 DEFAULT_MODELS = (
     "fcn8s", "fcn8s_mobilenetv3large", "fcn8s_mobilenetv3small", "lraspp_mobilenetv3large",
@@ -110,6 +111,8 @@ def main(argv=None):
     parser.add_argument("--calibration-images", type=int, default=4, help="int8 calibration images (random)")
     parser.add_argument("--out", default=None, help="write the results as JSON here")
     args = parser.parse_args(argv)
+    if args.out:
+        check_out(args.out, "bench_mobile")
 
     from kseg.cli.main import import_tensorflow_quietly
 
@@ -131,10 +134,13 @@ def main(argv=None):
             "size": [HEIGHT, WIDTH], "repeats": args.repeats, "threads": args.threads,
             "num_classes": args.num_classes, "models": rows,
         }  # fmt: skip
-        os.makedirs(os.path.dirname(os.path.abspath(args.out)), exist_ok=True)
-        with open(args.out, "w") as file:
-            json.dump(report, file, indent=1)
+        write_report(args.out, "bench_mobile", report)
 
 
 if __name__ == "__main__":
-    main()
+    from kseg.errors import KsegError
+
+    try:
+        main()
+    except KsegError as error:
+        sys.exit(f"error: {error}")

@@ -27,7 +27,6 @@ a per-layer table for fp32 and bf16 at 512x1024.
 """
 
 import argparse
-import json
 import os
 import platform
 import resource
@@ -36,6 +35,8 @@ import subprocess
 import sys
 import tempfile
 import time
+
+from reports import check_out, write_report  # noqa: E402
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
@@ -437,6 +438,8 @@ def main(argv=None):
     unknown = [name for name in sections if name not in SECTIONS]
     if unknown:
         parser.error(f"unknown section(s) {', '.join(unknown)}; choose from {', '.join(SECTIONS)}")
+    if args.out:
+        check_out(args.out, "bench_performance", [args.agreement_model, args.camvid if args.agreement_model else None])
 
     from kseg.cli.main import import_tensorflow_quietly
 
@@ -455,11 +458,14 @@ def main(argv=None):
     report["machine"]["peak_rss_mib"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     print_report(report)
     if args.out:
-        os.makedirs(os.path.dirname(os.path.abspath(args.out)), exist_ok=True)
-        with open(args.out, "w") as file:
-            json.dump(report, file, indent=1)
+        write_report(args.out, "bench_performance", report)
         print(f"\nwrote {args.out}")
 
 
 if __name__ == "__main__":
-    main()
+    from kseg.errors import KsegError
+
+    try:
+        main()
+    except KsegError as error:
+        sys.exit(f"error: {error}")

@@ -18,12 +18,13 @@ pipeline should deliver at least 10x that (>= 20 images/s) to never make the mod
 
 import argparse
 import concurrent.futures
-import json
 import os
 import platform
 import statistics
 import sys
 import time
+
+from reports import check_out, write_report  # noqa: E402
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
@@ -90,10 +91,10 @@ def main(argv=None):
     )
     parser.add_argument("--out", default="bench_pipeline.json", help="JSON file for the results.")
     args = parser.parse_args(argv)
+    check_out(args.out, "bench_pipeline", [args.data_dir])
 
     import tensorflow as tf
 
-    from kseg.atomic import write_bytes_atomic
     from kseg.data import get_dataset_spec, make_dataset
 
     load_before = os.getloadavg()
@@ -152,9 +153,14 @@ def main(argv=None):
         "model_consumption_images_per_s": needs,
         "images_per_s": {name: {"median": medians[name], "runs": rates} for name, rates in results.items()},
     }
-    write_bytes_atomic(args.out, json.dumps(payload, indent=2).encode())
+    write_report(args.out, "bench_pipeline", payload)
     print(f"wrote {args.out}")
 
 
 if __name__ == "__main__":
-    main()
+    from kseg.errors import KsegError
+
+    try:
+        main()
+    except KsegError as error:
+        sys.exit(f"error: {error}")

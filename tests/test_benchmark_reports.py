@@ -1,0 +1,71 @@
+"""The report writer the benchmark scripts share: what `--out` may replace, and how."""
+
+import importlib.util
+import json
+import os
+
+import pytest
+
+from kseg.errors import KsegError
+
+_PATH = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "benchmarks", "reports.py")
+_spec = importlib.util.spec_from_file_location("benchmark_reports", _PATH)
+reports = importlib.util.module_from_spec(_spec)
+_spec.loader.exec_module(reports)
+
+
+def test_a_report_is_written_marked_and_replaced_by_the_same_benchmark(tmp_path):
+    out = tmp_path / "sub" / "report.json"
+    reports.check_out(str(out), "bench_x")
+    reports.write_report(str(out), "bench_x", {"figure": 1.5})
+    assert json.loads(out.read_text()) == {"benchmark": "bench_x", "figure": 1.5}
+    reports.check_out(str(out), "bench_x")  # its own earlier report may be replaced
+    reports.write_report(str(out), "bench_x", {"figure": 2.5})
+    assert json.loads(out.read_text())["figure"] == 2.5
+    assert sorted(os.listdir(out.parent)) == ["report.json"]  # no temporary left behind
+
+
+@pytest.mark.parametrize(
+    "content",
+    [
+        '{"benchmark": "bench_other", "figure": 1}',  # another script's report
+        '{"figure": 1}',  # someone's JSON
+        "[1, 2, 3]",
+        "not json at all",
+        "",
+    ],
+)
+def test_an_existing_file_that_is_not_this_benchmarks_report_is_refused(tmp_path, content):
+    out = tmp_path / "report.json"
+    out.write_text(content)
+    with pytest.raises(KsegError, match="not a report of this script"):
+        reports.check_out(str(out), "bench_x")
+    assert out.read_text() == content
+
+
+def test_an_out_that_is_or_lies_in_an_input_is_refused(tmp_path):
+    data = tmp_path / "data"
+    (data / "images").mkdir(parents=True)
+    model = tmp_path / "model.keras"
+    model.write_bytes(b"weights")
+    link = tmp_path / "alias"
+    link.symlink_to(data)
+    for out in (data, data / "images" / "report.json", model, link / "report.json"):
+        with pytest.raises(KsegError, match="input"):
+            reports.check_out(str(out), "bench_x", [str(model), str(data)])
+    assert model.read_bytes() == b"weights"
+    assert os.listdir(data / "images") == []
+
+
+def test_an_out_that_is_not_a_regular_file_is_refused(tmp_path):
+    target = tmp_path / "precious.json"
+    target.write_text('{"benchmark": "bench_x"}')
+    link = tmp_path / "link.json"
+    link.symlink_to(target)
+    fifo = tmp_path / "fifo"
+    os.mkfifo(fifo)
+    folder = tmp_path / "folder"
+    folder.mkdir()
+    for out in (link, fifo, folder):
+        with pytest.raises(KsegError, match="not a regular file"):
+            reports.check_out(str(out), "bench_x")
