@@ -24,6 +24,7 @@ import keras
 from keras import layers, ops
 
 from kseg.errors import KsegError
+from kseg.models.layers import rgb_to_bgr
 
 # The per-channel BGR mean the released FCNs subtract (their solve/infer scripts).
 CAFFE_BGR_MEAN = (104.00698793, 116.66876762, 122.67891434)
@@ -51,7 +52,7 @@ class CaffeFCNPreprocessing(keras.layers.Layer):
         super().__init__(**kwargs)
 
     def call(self, images):
-        bgr = ops.flip(ops.cast(images, "float32"), axis=-1)
+        bgr = rgb_to_bgr(ops.cast(images, "float32"))
         return bgr - ops.convert_to_tensor(CAFFE_BGR_MEAN, dtype="float32")
 
     def compute_output_shape(self, input_shape):

@@ -11,6 +11,17 @@ from keras import ops
 IMAGENET_BGR_MEAN = (103.939, 116.779, 123.68)
 
 
+def rgb_to_bgr(images):
+    """Reverses the channel order of `images` (..., 3) by concatenating its three slices.
+
+    Not `ops.flip`: in a full-integer TFLite export, the REVERSE_V2 it becomes gives
+    values tens of grey levels off (the quantization debugger measured a mean error of
+    -62 and up to 117 on 0-255 images), which cost a trained FCN-8s 5 mIoU points. A
+    concatenation requantizes its inputs correctly, and in float it is the same permutation.
+    """
+    return ops.concatenate([images[..., 2:3], images[..., 1:2], images[..., 0:1]], axis=-1)
+
+
 @keras.saving.register_keras_serializable(package="kseg")
 class VGGPreprocessing(keras.layers.Layer):
     """RGB [0, 255] -> BGR with the ImageNet mean subtracted (keras' "caffe" mode).
@@ -23,8 +34,7 @@ class VGGPreprocessing(keras.layers.Layer):
         super().__init__(**kwargs)
 
     def call(self, images):
-        images = ops.cast(images, "float32")
-        bgr = ops.flip(images, axis=-1)
+        bgr = rgb_to_bgr(ops.cast(images, "float32"))
         return bgr - ops.convert_to_tensor(IMAGENET_BGR_MEAN, dtype="float32")
 
     def compute_output_shape(self, input_shape):
