@@ -1,5 +1,6 @@
 """kseg.models.saving.load_keras_file: keras' .keras loading, one copy of the weights."""
 
+import os
 import zipfile
 
 import keras
@@ -111,3 +112,29 @@ def test_first_nonfinite_weight_names_the_variable(saved, tmp_path):
     path = tmp_path / "nan.keras"
     copy.save(path)
     assert first_nonfinite_weight(load_keras_file(path)) == ("fc7/kernel", "NaN")
+
+
+@pytest.mark.parametrize("name", ["lraspp_mobilenetv3small", "deeplabv3_resnet50", "fcn8s_caffe"])
+def test_a_saved_model_with_kseg_layers_loads_in_a_fresh_process(name, tmp_path):
+    """Loading must not depend on the builder having run in the same process: the layers
+    of the heads (BilinearUpsample, BroadcastToReference) and of the Caffe FCNs are
+    registered by `load_model` itself."""
+    import subprocess
+    import sys
+
+    from kseg.models import create_model
+
+    options = {"width": 0.0625} if name == "fcn8s_caffe" else {}
+    model = create_model(name, num_classes=3, weights=None, **options)
+    path = tmp_path / f"{name}.keras"
+    model.save(path)
+    code = (
+        "import sys\n"
+        "from kseg.models.saving import load_model\n"
+        "model = load_model(sys.argv[1])\n"
+        "print(model.count_params())\n"
+    )
+    result = subprocess.run([sys.executable, "-c", code, str(path)], capture_output=True, text=True,
+                            env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"}, timeout=600)  # fmt: skip
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert int(result.stdout.split()[-1]) == model.count_params()
