@@ -1,0 +1,106 @@
+"""CamVid from random weights, one recipe for every model, about the same CPU time each.
+
+    python benchmarks/camvid_table.py --data-dir ../shared/data/camvid --out-dir runs/camvid-table
+
+Every model trains with the same options (Adam 2e-3 with the poly schedule, batch 4,
+360x480 crops, square-root median-frequency class weights, seed 0, each model's own
+defaults otherwise); only the number of epochs differs, chosen so that each run takes
+about `--budget-minutes` on 2 cores from the seconds per epoch measured here (EPOCH_MINUTES;
+pass --epochs to override). Each run is then scored on val with `kseg evaluate`, and
+`bench_int8_accuracy.py` measures what its full-integer int8 export loses. The table
+printed at the end gives parameters, epochs, training minutes, images/s and val mIoU.
+Not a test: it trains for about an hour per model.
+"""
+
+import argparse
+import csv
+import json
+import math
+import os
+import subprocess
+import sys
+import time
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+DEFAULT_DATA_DIR = os.environ.get("CAMVID_DIR", os.path.join(HERE, "..", "..", "shared", "data", "camvid"))
+RECIPE = ("--data", "camvid", "--weights", "none", "--batch-size", "4", "--crop", "360x480",
+          "--optimizer", "adam", "--lr", "2e-3", "--class-weights", "sqrt-median-frequency",
+          "--seed", "0", "--quiet")  # fmt: skip
+# Minutes per epoch (367 images, plus validation), measured on the 2-core development machine.
+MODELS = {
+    "fcn8s_vgg16bn": {"options": ("--width", "0.125"), "epoch_minutes": 4.1},
+    "lraspp_mobilenetv3large": {"options": (), "epoch_minutes": 5.5},
+    # 12 steps (48 images) took more than 11 minutes: over 80 minutes an epoch here.
+    "deeplabv3_resnet50": {"options": (), "epoch_minutes": 85.0},
+}
+DEFAULT_MODELS = ("fcn8s_vgg16bn", "lraspp_mobilenetv3large")
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--data-dir", default=DEFAULT_DATA_DIR, help="CamVid root (SegNet layout)")
+    parser.add_argument("--out-dir", default="runs/camvid-table", help="one run folder per model goes here")
+    parser.add_argument("--models", default=",".join(DEFAULT_MODELS), help=f"comma-separated, from {', '.join(MODELS)}")
+    parser.add_argument("--budget-minutes", type=float, default=25.0, help="training time aimed at per model")
+    parser.add_argument("--epochs", type=int, default=0, help="epochs for every model (0: from the budget)")
+    parser.add_argument("--kseg", default=os.path.join(".venv", "bin", "kseg"), help="the kseg command")
+    args = parser.parse_args(argv)
+    models = [name.strip() for name in args.models.split(",") if name.strip()]
+    unknown = [name for name in models if name not in MODELS]
+    if unknown:
+        parser.error(f"unknown model(s) {', '.join(unknown)}; choose from {', '.join(MODELS)}")
+
+    rows = []
+    for name in models:
+        run_dir = os.path.join(args.out_dir, name)
+        if os.path.exists(run_dir):
+            sys.exit(f"error: {run_dir} exists; choose another --out-dir (a finished run is never replaced)")
+        epochs = args.epochs or max(1, math.floor(args.budget_minutes / MODELS[name]["epoch_minutes"] + 0.5))
+        start = time.perf_counter()
+        subprocess.run([args.kseg, "train", "--model", name, *RECIPE, *MODELS[name]["options"],
+                        "--data-dir", args.data_dir, "--epochs", str(epochs), "--run-dir", run_dir],
+                       check=True)  # fmt: skip
+        wall_minutes = (time.perf_counter() - start) / 60
+        metrics = os.path.join(args.out_dir, f"{name}-val.json")
+        subprocess.run([args.kseg, "evaluate", run_dir, "--data", "camvid", "--data-dir", args.data_dir,
+                        "--split", "val", "--out", metrics], check=True)  # fmt: skip
+        int8 = os.path.join(args.out_dir, f"{name}-int8.json")
+        subprocess.run([sys.executable, os.path.join(HERE, "bench_int8_accuracy.py"), run_dir, "--data", "camvid",
+                        "--data-dir", args.data_dir, "--out", int8], check=True)  # fmt: skip
+        rows.append({**summarise(name, run_dir, metrics, int8), "wall_minutes": wall_minutes})
+    print("| model | parameters | epochs | minutes (training only) | images/s | val mIoU | int8 val mIoU |")
+    print("|---|---|---|---|---|---|---|")
+    for row in rows:
+        cells = (f"`{row['model']}`", f"{row['parameters'] / 1e6:.1f}M", row["epochs"],
+                 f"{row['wall_minutes']:.0f} ({row['minutes']:.0f})", f"{row['images_per_second']:.2f}",
+                 f"{100 * row['mean_iou']:.1f}", f"{100 * row['int8_mean_iou']:.1f}")  # fmt: skip
+        print("| " + " | ".join(map(str, cells)) + " |")
+    with open(os.path.join(args.out_dir, "table.json"), "w") as handle:
+        json.dump(rows, handle, indent=1)
+
+
+def summarise(name, run_dir, metrics_path, int8_path):
+    """One table row from a finished run's log.csv, its val metrics and its int8 report."""
+    sys.path.insert(0, os.path.dirname(HERE))
+    from kseg.models.registry import parameter_count
+
+    with open(os.path.join(run_dir, "log.csv")) as handle:
+        log = list(csv.DictReader(handle))
+    with open(metrics_path) as handle:
+        metrics = json.load(handle)
+    with open(int8_path) as handle:
+        int8 = json.load(handle)
+    options = MODELS[name]["options"]
+    kwargs = {"width": float(options[1])} if options[:1] == ("--width",) else {}
+    steady = sorted(float(row["images_per_second"]) for row in log[1:] or log)
+    return {
+        "model": name, "parameters": parameter_count(name, num_classes=11, **kwargs), "epochs": len(log),
+        "minutes": sum(float(row["seconds"]) for row in log) / 60,
+        "images_per_second": steady[len(steady) // 2], "mean_iou": metrics["mean_iou"],
+        "int8_mean_iou": int8["variants"]["tflite_int8"]["mean_iou"],
+        "int8_points_lost": int8["int8_miou_points_lost"],
+    }  # fmt: skip
+
+
+if __name__ == "__main__":
+    main()
