@@ -36,7 +36,7 @@ import sys
 import tempfile
 import time
 
-from reports import check_out, write_report  # noqa: E402
+from reports import check_out, write_report
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 

@@ -24,7 +24,7 @@ import statistics
 import sys
 import time
 
-from reports import check_out, write_report  # noqa: E402
+from reports import check_out, write_report
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
