@@ -21,7 +21,10 @@ import subprocess
 import sys
 import time
 
-from reports import write_report
+from reports import check_out, write_report
+
+from kseg.errors import KsegError
+from kseg.files import lies_in
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 DEFAULT_DATA_DIR = os.environ.get("CAMVID_DIR", os.path.join(HERE, "..", "..", "shared", "data", "camvid"))
@@ -52,11 +55,14 @@ def main(argv=None):
     if unknown:
         parser.error(f"unknown model(s) {', '.join(unknown)}; choose from {', '.join(MODELS)}")
 
+    table = os.path.join(args.out_dir, "table.json")
+    try:
+        check_outputs(args.out_dir, args.data_dir, models, table)
+    except KsegError as error:
+        sys.exit(f"error: {error}")
     rows = []
     for name in models:
         run_dir = os.path.join(args.out_dir, name)
-        if os.path.exists(run_dir):
-            sys.exit(f"error: {run_dir} exists; choose another --out-dir (a finished run is never replaced)")
         epochs = args.epochs or max(1, math.floor(args.budget_minutes / MODELS[name]["epoch_minutes"] + 0.5))
         start = time.perf_counter()
         subprocess.run([args.kseg, "train", "--model", name, *RECIPE, *MODELS[name]["options"],
@@ -77,7 +83,21 @@ def main(argv=None):
                  f"{row['wall_minutes']:.0f} ({row['minutes']:.0f})", f"{row['images_per_second']:.2f}",
                  f"{100 * row['mean_iou']:.1f}", f"{100 * row['int8_mean_iou']:.1f}")  # fmt: skip
         print("| " + " | ".join(map(str, cells)) + " |")
-    write_report(os.path.join(args.out_dir, "table.json"), "camvid_table", {"recipe": RECIPE, "models": rows})
+    write_report(table, "camvid_table", {"recipe": RECIPE, "models": rows})
+
+
+def check_outputs(out_dir, data_dir, models, table):
+    """Refuses, before any training, outputs that would land in the dataset or replace
+    anything: a model's run folder and its val and int8 reports must not exist yet (a
+    finished run is never replaced), and table.json may only be an earlier table."""
+    if lies_in(os.path.realpath(out_dir), os.path.realpath(data_dir)):
+        raise KsegError(f"--out-dir {out_dir}: is or lies in the dataset {data_dir}; choose another folder")
+    for name in models:
+        for path in (os.path.join(out_dir, name), *(os.path.join(out_dir, f"{name}-{kind}.json")
+                                                    for kind in ("val", "int8"))):  # fmt: skip
+            if os.path.lexists(path):
+                raise KsegError(f"{path} exists; choose another --out-dir (a finished run is never replaced)")
+    check_out(table, "camvid_table", [data_dir], option="table")
 
 
 def summarise(name, run_dir, metrics_path, int8_path):
