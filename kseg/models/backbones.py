@@ -331,13 +331,17 @@ def build_on_backbone(backbone, head, num_classes, weights, output_stride, name,
     return model
 
 
-# The moving-average momentum of batch normalisation in every backbone (keras' default;
-# torchvision trains its MobileNetV3 segmentation models with the same). keras builds
-# MobileNetV3 with 0.999, made for ImageNet's long runs: over a run of a few thousand
-# steps its moving statistics stay close to their starting values, so from random weights
-# inference-mode outputs (validation, prediction) are far from training's. One value
-# whatever the weights keeps a resumed run (built without weights, then loaded) the same.
-BN_MOMENTUM = 0.99
+# The moving-average momentum of batch normalisation in every backbone (PyTorch's default,
+# 0.1 there). A moving variance starts at 1 and a moving mean at 0, and after t steps a
+# momentum m still gives those starting values the weight m**t. From random weights many of
+# MobileNetV3's activations have variances of 0.003 to 0.05 (inputs in [-1, 1], small
+# depthwise kernels), so that leftover swamps them: keras' 0.999 (its MobileNetV3
+# default) keeps a third after 1100 steps, and even 0.99 keeps 6% after three CamVid
+# epochs, enough to make an LR-ASPP predict one class in inference mode. 0.9 forgets the
+# start within an epoch and follows weights that change quickly early in training. One
+# value whatever the weights keeps a resumed run (built without weights, then loaded) the
+# same.
+BN_MOMENTUM = 0.9
 
 
 def set_batch_norm_momentum(model, momentum=BN_MOMENTUM):
