@@ -1,5 +1,6 @@
 import csv
 import json
+import logging
 import os
 import shutil
 import signal
@@ -318,10 +319,12 @@ def test_init_from_a_run_copies_matching_layers(trained_run, tiny_data, tmp_path
         build_model(tiny_config(tiny_data, tmp_path / "x", init_from=str(tmp_path / "missing")), 6)
 
 
-def test_without_validation_best_follows_training_loss(tiny_data, tmp_path):
+def test_without_validation_best_follows_training_loss(tiny_data, tmp_path, caplog):
     from kseg.training import train
 
-    run_dir = train(tiny_config(tiny_data, tmp_path / "run", epochs=1, val_split="none"), verbose=0)
+    with caplog.at_level(logging.INFO, logger="kseg"):
+        run_dir = train(tiny_config(tiny_data, tmp_path / "run", epochs=1, val_split="none"), verbose=0)
     (row,) = read_log(run_dir)
     assert row["mean_iou"] == "" and float(row["loss"]) > 0
     assert os.path.isfile(runs.checkpoint_path(run_dir, runs.BEST))
+    assert "val mIoU -" in caplog.text and "(lowest training loss: best.keras)" in caplog.text

@@ -411,12 +411,17 @@ class _Saver:
         logger.info(
             "epoch %d/%d: loss %.4f, val mIoU %s, %.1f images/s%s",
             row["epoch"], run.config.epochs, row["loss"], _format(row.get("mean_iou")),
-            row["images_per_second"], " (best)" if state.best_epoch == row["epoch"] else "",
+            row["images_per_second"], _best_note(run) if state.best_epoch == row["epoch"] else "",
         )  # fmt: skip
 
     def close(self):
         if self.logs is not None:
             self.logs.close()
+
+
+def _best_note(run):
+    """What the log line says of an epoch that made best.keras."""
+    return " (best)" if run.validate else " (lowest training loss: best.keras)"
 
 
 def _one_epoch_callback():
