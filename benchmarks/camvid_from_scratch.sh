@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
-# CamVid from random weights in under 90 minutes on 2 CPU cores: FCN-8s on the batch-normalised
-# VGG16 at width 0.125, trained directly as 8s, then scored once on val. Nothing is selected on
-# val: training runs without validation (--val-split none), and the last checkpoint is the one
-# scored. The figures in README.md ("Results measured here") come from this script.
+# CamVid from random weights on 2 CPU cores (95 minutes measured on a shared host, about 75 at its
+# quiet pace): FCN-8s on the batch-normalised VGG16 at width 0.125, trained directly as 8s, then scored
+# once on val. Nothing is selected on val: training runs without validation (--val-split none),
+# and the last checkpoint is the one scored. The figures in README.md ("Results measured here")
+# come from this script.
 # Usage: benchmarks/camvid_from_scratch.sh [CAMVID_DIR] [OUT_DIR] [EPOCHS]
 set -euo pipefail
 KSEG=${KSEG:-.venv/bin/kseg}
