@@ -28,13 +28,13 @@ lint: install
 # weights) on the CPU -> evaluate, with a contact sheet -> predict -> TFLite export checked
 # against Keras. Everything lands in $(DEMO)/. docs/training-from-scratch.md has the recipe.
 DEMO ?= demo
-DEMO_EPOCHS ?= 6
+DEMO_EPOCHS ?= 12
 demo: install
 	rm -rf $(DEMO)/run $(DEMO)/predictions
-	$(BIN)/kseg data synth $(DEMO)/data --num-train 1500 --num-val 100 --force
+	$(BIN)/kseg data synth $(DEMO)/data --num-train 3000 --num-val 100 --force
 	$(BIN)/kseg train --model fcn8s_vgg16bn --data synthetic --data-dir $(DEMO)/data --weights none \
-		--width 0.125 --epochs $(DEMO_EPOCHS) --batch-size 8 --scale 1,1 --optimizer adam --lr 3e-3 \
-		--dropout 0 --learn-upsampling --class-weights sqrt-median-frequency --run-dir $(DEMO)/run --quiet
+		--width 0.125 --epochs $(DEMO_EPOCHS) --batch-size 16 --scale 1,1 --optimizer adam --lr 4e-3 \
+		--dropout 0 --learn-upsampling --run-dir $(DEMO)/run --quiet
 	$(BIN)/kseg evaluate $(DEMO)/run --data synthetic --data-dir $(DEMO)/data --split val \
 		--out $(DEMO)/metrics.json --sheet $(DEMO)/sheet.png
 	$(BIN)/kseg predict "$(DEMO)/data/images/val/0000*.png" --model $(DEMO)/run --out $(DEMO)/predictions
