@@ -59,6 +59,7 @@ def export(model_path, export_format, out, force, quantize, calibration_data, da
         check_export,
         default_output_path,
         export_model,
+        float32_model,
         load_images,
         parity_problem,
         sample_images,
@@ -79,7 +80,8 @@ def export(model_path, export_format, out, force, quantize, calibration_data, da
     out = out or default_output_path(path, run_dir, export_format, quantize)
     check_destination(out, export_format, path, run_dir, [calibration_data, data_dir, check_images],
                       force)
-    model, _ = load_segmentation_model(path, unsafe=unsafe)
+    # A run trained under a mixed policy is exported, and checked, in float32.
+    model = float32_model(load_segmentation_model(path, unsafe=unsafe)[0])
 
     calibration = None
     if quantize == "int8":

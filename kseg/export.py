@@ -20,6 +20,7 @@ the largest logit difference and the fraction of pixels whose class agrees.
 
 import dataclasses
 import json
+import logging
 import math
 import os
 import tempfile
@@ -193,6 +194,21 @@ def write_onnx(model, path, input_size=None):
         ) from None
 
 
+def float32_model(model):
+    """`model` with every layer computing in float32: a model trained under a mixed policy
+    (mixed_bfloat16 on a CPU, mixed_float16 on a GPU) keeps float32 variables but computes
+    in 16 bits, which LiteRT's builtin kernels and most ONNX runtimes cannot run. Returns
+    `model` itself when it already computes in float32."""
+    from kseg.models.inference import inference_model
+
+    policies = sorted({layer.dtype_policy.name for layer in model.layers
+                       if layer.dtype_policy.name not in ("float32", "int32", "uint8")})  # fmt: skip
+    copy = inference_model(model, "fp32")
+    if policies:
+        logging.getLogger("kseg").info("exporting in float32 (the model computed in %s)", ", ".join(policies))
+    return copy
+
+
 def export_model(model, out, format, quantize="none", input_size=None, calibration=None,
                  verify=None):
     """Exports `model` to `out`, atomically (a kill leaves any previous export intact).
@@ -218,6 +234,7 @@ def export_model(model, out, format, quantize="none", input_size=None, calibrati
         raise KsegError(f"unknown export format {format!r}; choose one of {', '.join(FORMATS)}")
     if quantize != "none" and format != "tflite":
         raise KsegError(f"--quantize {quantize} applies to TFLite exports, not {format}")
+    model = float32_model(model)
     out = os.fspath(out)
     parent = os.path.dirname(os.path.abspath(out))
     created = missing_folders(parent)

@@ -152,6 +152,29 @@ def test_tflite_weight_quantization_agrees(model, images, tmp_path, quantize, ag
     assert parity.pixel_agreement > agreement, parity
 
 
+@pytest.mark.parametrize("policy", ["mixed_bfloat16", "mixed_float16"])
+def test_a_model_trained_under_a_mixed_policy_exports_in_float32(policy, images, tmp_path):
+    """Training under --mixed-precision leaves 16-bit compute in every layer's policy;
+    LiteRT's builtin kernels have no bfloat16 ops, so the export must compute in float32."""
+    import keras
+
+    from kseg.models import create_model
+
+    keras.config.set_dtype_policy(policy)
+    try:
+        mixed = create_model("fcn8s_vgg16bn", num_classes=3, weights=None, width=0.0625)
+    finally:
+        keras.config.set_dtype_policy("float32")
+    randomize_weights(mixed, seed=3)
+    assert {layer.dtype_policy.name for layer in mixed.layers} >= {policy}
+    reference = create_model("fcn8s_vgg16bn", num_classes=3, weights=None, width=0.0625)
+    reference.set_weights(mixed.get_weights())
+    out = export_model(mixed, tmp_path / "mixed.tflite", "tflite")
+    parity = check_export(reference, ExportedModel(out, "tflite"), images)
+    assert parity.max_logit_diff < 1e-4 and parity.pixel_agreement > 0.999, parity
+    assert parity.max_logit > 0.05  # not a comparison of zeros
+
+
 def test_onnx_equals_keras_at_any_size(model, images, tmp_path):
     out = export_model(model, tmp_path / "model.onnx", "onnx")
     exported = ExportedModel(out, "onnx")
