@@ -2,7 +2,8 @@
 
 For each model (random weights: speed and size do not depend on them): parameters,
 analytic GFLOP (2 per multiply-add: Conv2D, DepthwiseConv2D and Conv2DTranspose, counted
-as `kseg.models.flops` counts them), Keras fp32 time, and the TFLite fp32 / fp16 /
+as `kseg.models.flops` counts them), Keras fp32 time, Keras bf16 time (the model of `kseg
+predict --precision bf16`; only on a CPU with native bfloat16), and the TFLite fp32 / fp16 /
 dynamic-range / int8 file size and LiteRT latency (XNNPACK, --threads threads). Times
 are medians of --repeats runs after one untimed run.
 
@@ -65,12 +66,19 @@ def bench_model(name, args):
 
     from kseg.export import ExportedModel, tflite_bytes
     from kseg.models import create_model
+    from kseg.models.inference import cpu_has_bf16, inference_model
 
     model = create_model(name, num_classes=args.num_classes, weights=None)
     image = random_image()
     row = {"model": name, "parameters": model.count_params(), "gflop": gflop(model, HEIGHT, WIDTH)}
     serve = tf.function(lambda x: model(x, training=False))
     row["keras_fp32_s"], row["keras_fp32_runs"] = timed(lambda: serve(tf.constant(image)).numpy(), args.repeats)
+    row["keras_bf16_s"] = row["keras_bf16_runs"] = None
+    if cpu_has_bf16():
+        bf16 = inference_model(model, "bf16")
+        serve_bf16 = tf.function(lambda x: bf16(x, training=False))
+        row["keras_bf16_s"], row["keras_bf16_runs"] = timed(lambda: serve_bf16(tf.constant(image)).numpy(),
+                                                            args.repeats)  # fmt: skip
     calibration = [random_image(seed)[0] for seed in range(1, args.calibration_images + 1)]
     with tempfile.TemporaryDirectory(prefix="kseg-bench-mobile-") as folder:
         for quantize in QUANTIZATIONS:
@@ -89,12 +97,13 @@ def bench_model(name, args):
 
 def print_table(rows):
     reference = next((row for row in rows if row["model"] == "fcn8s"), None)
-    header = ("model", "params (M)", "GFLOP", "keras fp32 s", "fp32 MiB", "fp32 s", "fp16 MiB", "fp16 s",
-              "dyn MiB", "dyn s", "int8 MiB", "int8 s", "int8 vs fcn8s")
+    header = ("model", "params (M)", "GFLOP", "keras fp32 s", "keras bf16 s", "fp32 MiB", "fp32 s", "fp16 MiB",
+              "fp16 s", "dyn MiB", "dyn s", "int8 MiB", "int8 s", "int8 vs fcn8s")
     print("| " + " | ".join(header) + " |")
     print("|" + "---|" * len(header))
     for row in rows:
-        cells = [row["model"], f"{row['parameters'] / 1e6:.2f}", f"{row['gflop']:.1f}", f"{row['keras_fp32_s']:.3f}"]
+        cells = [row["model"], f"{row['parameters'] / 1e6:.2f}", f"{row['gflop']:.1f}", f"{row['keras_fp32_s']:.3f}",
+                 f"{row['keras_bf16_s']:.3f}" if row["keras_bf16_s"] is not None else "-"]
         for label in ("fp32", "fp16", "dynamic", "int8"):
             cells += [f"{row[f'tflite_{label}_mib']:.1f}", f"{row[f'tflite_{label}_s']:.3f}"]
         speedup = reference["tflite_int8_s"] / row["tflite_int8_s"] if reference else None
