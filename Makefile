@@ -28,7 +28,7 @@ lint: install
 # weights) on the CPU -> evaluate, with a contact sheet -> predict -> TFLite export checked
 # against Keras. Everything lands in $(DEMO)/. docs/training-from-scratch.md has the recipe.
 DEMO ?= demo
-DEMO_EPOCHS ?= 16
+DEMO_EPOCHS ?= 12
 demo: install
 	rm -rf $(DEMO)/run $(DEMO)/predictions
 	$(BIN)/kseg data synth $(DEMO)/data --num-train 3000 --num-val 100 --force
