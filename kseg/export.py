@@ -197,8 +197,9 @@ def write_onnx(model, path, input_size=None):
 def float32_model(model):
     """`model` with every layer computing in float32: a model trained under a mixed policy
     (mixed_bfloat16 on a CPU, mixed_float16 on a GPU) keeps float32 variables but computes
-    in 16 bits, which LiteRT's builtin kernels and most ONNX runtimes cannot run. Returns
-    `model` itself when it already computes in float32."""
+    in 16 bits; LiteRT's builtin kernels have no bfloat16 ops, and every export is float32
+    whatever the training policy. Returns `model` itself when it already computes in
+    float32."""
     from kseg.models.inference import inference_model
 
     policies = sorted({layer.dtype_policy.name for layer in model.layers
