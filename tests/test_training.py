@@ -121,7 +121,9 @@ def test_nan_loss_stops_and_keeps_last_good_checkpoint(trained_run, tmp_path):
     last = runs.checkpoint_path(run_dir, runs.LAST)
     weights = model_weights(last)
     config = resume_config(run_dir, {"epochs": 5})
-    with pytest.raises(KsegError, match="loss became (nan|inf)"):
+    # Where the kernels propagate NaN the loss shows it; where one drops NaN (oneDNN's max
+    # pooling) the loss stays finite and the weight check at the end of the epoch finds it.
+    with pytest.raises(KsegError, match=r"(loss|weight \S+) became (nan|inf|NaN)"):
         train(config, resume=True, verbose=0, callbacks=[poison_weights("train")])
     assert read_checkpoint_state(last)["epoch"] == 3
     for before, after in zip(weights, model_weights(last)):
@@ -141,8 +143,10 @@ def test_resume_refuses_incompatible_changes(trained_run):
     assert isinstance(resume_config(trained_run, same).class_weights, list)
     with pytest.raises(KsegError, match="--class-weights: cannot change"):
         resume_config(trained_run, {"class_weights": "none"})
+    chosen = TrainConfig.from_yaml(os.path.join(trained_run, "config.yaml")).mixed_precision
+    other = "bf16" if chosen == "off" else "off"  # auto chose off or bf16, by this CPU
     with pytest.raises(KsegError, match="--mixed-precision: cannot change"):
-        resume_config(trained_run, {"mixed_precision": "bf16"})
+        resume_config(trained_run, {"mixed_precision": other})
 
 
 def test_bad_pairs_refused_unless_skip_bad(tiny_data, tmp_path):
@@ -259,8 +263,11 @@ def test_resume_after_sigkill_matches_uninterrupted_run(tiny_data, tmp_path):
 
 
 def test_mirrored_over_two_cpus_matches_one_device(tiny_data, tmp_path):
-    single = tiny_config(tiny_data, tmp_path / "single", epochs=2, dropout=0.0, strategy="none")
-    mirrored = tiny_config(tiny_data, tmp_path / "mirrored", epochs=2, dropout=0.0, strategy="mirrored")
+    # float32: the comparison is of the distribution, not of bfloat16 rounding
+    single = tiny_config(tiny_data, tmp_path / "single", epochs=2, dropout=0.0, strategy="none",
+                         mixed_precision="off")
+    mirrored = tiny_config(tiny_data, tmp_path / "mirrored", epochs=2, dropout=0.0, strategy="mirrored",
+                           mixed_precision="off")
     run_worker(single, tmp_path, "--logical-cpus", "2", name="single")
     done = run_worker(mirrored, tmp_path, "--logical-cpus", "2", name="mirrored")
     single_log, mirrored_log = read_log(single.run_dir), read_log(mirrored.run_dir)

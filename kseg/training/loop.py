@@ -369,6 +369,16 @@ def _train_epoch(run, epoch):
                 f"training stopped: the {what} became {row[key]} at epoch {epoch + 1} (try a lower "
                 f"--lr, or --mixed-precision off); {run.kept()}"
             )
+    # A finite loss does not prove finite weights: some CPU kernels (oneDNN's max pooling)
+    # drop NaN, so a model whose weights hold NaN can still give finite logits and losses.
+    from kseg.models.saving import first_nonfinite_weight
+
+    bad = first_nonfinite_weight(run.model)
+    if bad is not None:
+        raise KsegError(
+            f"training stopped: the weight {bad[0]} became {bad[1]} at epoch {epoch + 1} (try a lower "
+            f"--lr, or --mixed-precision off); {run.kept()}"
+        )
     if not run.validate:
         return row, -row["loss"]
     scores = run.metric.scores()
