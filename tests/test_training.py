@@ -131,6 +131,28 @@ def test_nan_loss_stops_and_keeps_last_good_checkpoint(trained_run, tmp_path):
     assert len(read_log(run_dir)) == 3
 
 
+def test_a_weight_that_became_nan_stops_training_though_every_loss_was_finite(tiny_data, tmp_path):
+    """The last kernel turns NaN after the epoch's losses were computed: no loss can show
+    it, on any CPU; the run must stop before saving that epoch."""
+    import keras
+
+    from kseg.training import read_checkpoint_state, train
+
+    class PoisonAfterTheLosses(keras.callbacks.Callback):
+        def on_epoch_end(self, epoch, logs=None):
+            if epoch == 1:
+                variable = self.model.trainable_variables[-1]
+                variable.assign(np.full(variable.shape, np.inf, variable.dtype))
+
+    run_dir = tmp_path / "run"
+    config = tiny_config(tiny_data, run_dir, epochs=3, mixed_precision="off")
+    with pytest.raises(KsegError, match=r"the weight \S+ became inf at epoch 2.*epoch 1 are kept") as error:
+        train(config, verbose=0, callbacks=[PoisonAfterTheLosses()])
+    assert "\n" not in str(error.value)
+    assert read_checkpoint_state(runs.checkpoint_path(run_dir, runs.LAST))["epoch"] == 1
+    assert all(np.isfinite(weight).all() for weight in model_weights(runs.checkpoint_path(run_dir, runs.LAST)))
+
+
 def test_resume_refuses_incompatible_changes(trained_run):
     from kseg.training import resume_config
 
