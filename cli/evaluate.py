@@ -31,9 +31,12 @@ from kseg.data.registry import DATASET_NAMES as DATASETS  # no TensorFlow import
                    "first --sheet-images images, with the legend of their classes.")
 @click.option("--sheet-images", default=6, show_default=True, type=Number(1, 64, integer=True),
               help="Images on the contact sheet.")
+@click.option("--precision", default="fp32", show_default=True, type=click.Choice(["fp32", "bf16"]),
+              help="Compute precision of the model, whatever policy it was trained under "
+                   "(as in `kseg predict`).")
 @click.option("--unsafe", is_flag=True, help="Allow models containing code (trusted files only).")
 def evaluate(model, predictions_dir, data, data_dir, classes_file, split, batch_size, max_images,
-             label_format, out, confusion_png, sheet_png, sheet_images, unsafe):  # fmt: skip
+             label_format, out, confusion_png, sheet_png, sheet_images, precision, unsafe):  # fmt: skip
     """Score MODEL (a run directory or .keras file) or --predictions DIR on a dataset split.
 
     Reports pixel accuracy, mean class accuracy, mean IoU and frequency-weighted IoU (FCN
@@ -69,10 +72,10 @@ def evaluate(model, predictions_dir, data, data_dir, classes_file, split, batch_
     if predictions_dir:
         result = evaluate_predictions(predictions_dir, spec, split, label_format=label_format)
     else:
-        click.echo(f"model: {model_path}", err=True)
+        click.echo(f"model: {model_path} (computed in {precision})", err=True)
         result = evaluate_model(
             model_path, spec, split, batch_size=batch_size, max_images=max_images, unsafe=unsafe,
-            examples=sheet_images if sheet_png else 0,
+            examples=sheet_images if sheet_png else 0, precision=precision,
         )
     for line in result.report_lines():
         click.echo(line)

@@ -50,6 +50,8 @@ class EvaluationResult:
         split: str. Split name.
         source: str. The model file or prediction folder scored.
         palette: (C, 3) colours of the dataset, for pictures.
+        precision: str. What the model computed in ("fp32", "bf16"); "" for prediction
+            PNGs.
         examples: list of (image, ground truth, prediction) arrays kept for a contact
             sheet (`evaluate_model(examples=N)`).
     """
@@ -61,6 +63,7 @@ class EvaluationResult:
     split: str = ""
     source: str = ""
     palette: tuple = ()
+    precision: str = ""
     examples: list = dataclasses.field(default_factory=list, repr=False)
 
     @property
@@ -81,6 +84,7 @@ class EvaluationResult:
             "dataset": self.dataset,
             "split": self.split,
             "num_images": self.num_images,
+            **({"precision": self.precision} if self.precision else {}),
             **{name: _json_float(scores[name]) for name in METRIC_NAMES},
             "classes": classes,
             "absent_classes": [self.class_names[index] for index in scores["absent_classes"]],
@@ -126,7 +130,7 @@ def _percent(value):
 
 
 def evaluate_model(model, spec, split="val", batch_size=1, max_images=None, progress=True, unsafe=False,
-                   examples=0):
+                   examples=0, precision="fp32"):
     """Runs a model over a split and accumulates its confusion matrix.
 
     Args:
@@ -140,12 +144,16 @@ def evaluate_model(model, spec, split="val", batch_size=1, max_images=None, prog
         unsafe: bool. Allow a model file containing code (Lambda layers); trusted files only.
         examples: int. Keep the first `examples` (image, ground truth, prediction) triples
             in the result, for `write_contact_sheet`.
+        precision: str. "fp32" or "bf16": the model computes in this precision whatever
+            policy it was trained under (`kseg.models.inference.inference_model`, as in
+            `kseg predict`).
 
     Returns:
         EvaluationResult.
     """
     from kseg.data import make_dataset
     from kseg.data.pipeline import data_errors
+    from kseg.models.inference import inference_model
 
     source = "model"
     if not hasattr(model, "predict_on_batch"):
@@ -153,6 +161,7 @@ def evaluate_model(model, spec, split="val", batch_size=1, max_images=None, prog
         check_run_classes(run_dir, spec)
         source = model_path
         model, _ = load_segmentation_model(model_path, unsafe=unsafe)
+    model = inference_model(model, precision)
     outputs = model.outputs[0].shape[-1] if getattr(model, "outputs", None) else None
     if outputs is not None and outputs != spec.num_classes:
         raise KsegError(
@@ -183,7 +192,7 @@ def evaluate_model(model, spec, split="val", batch_size=1, max_images=None, prog
     finally:
         bar.close()
     return EvaluationResult(confusion, list(spec.class_names), seen, spec.name, split, source,
-                            tuple(spec.palette), kept)
+                            tuple(spec.palette), precision, kept)
 
 
 def check_run_classes(run_dir, spec):

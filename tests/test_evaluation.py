@@ -4,6 +4,7 @@ import os
 
 import numpy as np
 import pytest
+from conftest import randomize_weights
 
 from kseg.errors import KsegError
 from kseg.evaluation import (
@@ -52,6 +53,37 @@ def test_model_confusion_equals_direct_count(spec):
         expected += confusion_matrix(mask, prediction, spec.num_classes)
     np.testing.assert_array_equal(result.confusion, expected)
     assert result.num_images == 3
+
+
+def test_a_model_trained_under_a_mixed_policy_is_scored_in_the_precision_asked_for(spec):
+    """Training under --mixed-precision leaves bfloat16 compute in the layers' policies;
+    evaluate computes in fp32 unless asked for bf16, as predict does."""
+    import keras
+
+    from kseg.models import create_model
+
+    keras.config.set_dtype_policy("mixed_bfloat16")
+    try:
+        mixed = create_model("fcn8s_vgg16bn", num_classes=spec.num_classes, weights=None, width=0.0625)
+    finally:
+        keras.config.set_dtype_policy("float32")
+    randomize_weights(mixed, seed=5)
+    reference = create_model("fcn8s_vgg16bn", num_classes=spec.num_classes, weights=None, width=0.0625)
+    reference.set_weights(mixed.get_weights())
+
+    def confusion_of(model):
+        confusion = 0
+        for image, mask in (spec.read_pair(*pair) for pair in spec.pairs("val")):
+            prediction = np.asarray(model.predict_on_batch(image[None]))[0].argmax(-1)
+            confusion = confusion + confusion_matrix(mask, prediction, spec.num_classes)
+        return confusion
+
+    in_float32, in_bfloat16 = confusion_of(reference), confusion_of(mixed)
+    assert (in_float32 != in_bfloat16).any()  # the two precisions give different scores here
+    result = evaluate_model(mixed, spec, "val", progress=False)
+    np.testing.assert_array_equal(result.confusion, in_float32)
+    assert result.precision == "fp32" and result.to_dict()["precision"] == "fp32"
+    assert evaluate_model(mixed, spec, "val", progress=False, precision="bf16").precision == "bf16"
 
 
 def test_model_with_other_class_count_is_refused(spec):
