@@ -13,13 +13,12 @@ are medians of --repeats runs after one untimed run.
 
 import argparse
 import os
-import platform
 import statistics
 import sys
 import tempfile
 import time
 
-from reports import check_out, write_report
+from reports import check_out, machine, write_report
 
 DEFAULT_MODELS = (
     "fcn8s", "fcn8s_mobilenetv3large", "fcn8s_mobilenetv3small", "lraspp_mobilenetv3large",
@@ -127,7 +126,6 @@ def main(argv=None):
 
     import_tensorflow_quietly()
     import keras
-    import tensorflow as tf
 
     rows = []
     for name in [name.strip() for name in args.models.split(",") if name.strip()]:
@@ -138,8 +136,7 @@ def main(argv=None):
     print_table(rows)
     if args.out:
         report = {
-            "machine": {"cpu": platform.processor(), "cores": os.cpu_count(), "tensorflow": tf.__version__,
-                        "keras": keras.__version__, "load_average": os.getloadavg()},
+            "machine": machine(),
             "size": [HEIGHT, WIDTH], "repeats": args.repeats, "threads": args.threads,
             "num_classes": args.num_classes, "models": rows,
         }  # fmt: skip

@@ -28,7 +28,6 @@ a per-layer table for fp32 and bf16 at 512x1024.
 
 import argparse
 import os
-import platform
 import resource
 import statistics
 import subprocess
@@ -36,7 +35,7 @@ import sys
 import tempfile
 import time
 
-from reports import check_out, write_report
+from reports import check_out, machine, write_report
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
@@ -404,19 +403,6 @@ def print_report(report):
         for row in report["profile"]:
             line(row["layer"], row["precision"], f"{1e3 * row['seconds']:.1f}", f"{row['gflop']:.2f}",
                  f"{row['gflops_per_s']:.0f}" if row["gflop"] else "")
-
-
-def machine():
-    import keras
-    import tensorflow as tf
-
-    model = platform.processor()
-    if sys.platform.startswith("linux"):
-        with open("/proc/cpuinfo") as cpuinfo:
-            model = next((line.split(":", 1)[1].strip() for line in cpuinfo if line.startswith("model name")), model)
-    return {"cpu": model, "cores": os.cpu_count(), "python": platform.python_version(),
-            "tensorflow": tf.__version__, "keras": keras.__version__,
-            "load_average": os.getloadavg()}
 
 
 def main(argv=None):

@@ -10,6 +10,7 @@ previous file or the new one, never half of one), marked with the script's name 
 
 import json
 import os
+import platform
 import sys
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
@@ -54,3 +55,25 @@ def write_report(out, benchmark, report):
 
     text = json.dumps({"benchmark": benchmark, **report}, indent=1, default=lambda value: np.asarray(value).tolist())
     write_bytes_atomic(out, text.encode("utf8"))
+
+
+# CPU features that decide which kernels run: bfloat16 matmuls (oneDNN, Keras bf16) and
+# int8 dot products (XNNPACK and oneDNN int8).
+CPU_FLAGS = ("avx2", "avx512f", "avx512_bf16", "amx_bf16", "avx512_vnni", "avx_vnni", "amx_int8")
+
+
+def machine():
+    """The CPU model, its cores and relevant instruction sets, the library versions and
+    the load average, for a report."""
+    import keras
+    import tensorflow as tf
+
+    model, flags = platform.processor(), []
+    if sys.platform.startswith("linux"):
+        with open("/proc/cpuinfo") as cpuinfo:
+            lines = cpuinfo.read().splitlines()
+        model = next((line.split(":", 1)[1].strip() for line in lines if line.startswith("model name")), model)
+        present = next((line.split(":", 1)[1].split() for line in lines if line.startswith("flags")), [])
+        flags = [flag for flag in CPU_FLAGS if flag in present]
+    return {"cpu": model, "cpu_flags": flags, "cores": os.cpu_count(), "python": platform.python_version(),
+            "tensorflow": tf.__version__, "keras": keras.__version__, "load_average": os.getloadavg()}
