@@ -1,15 +1,17 @@
-"""CamVid from random weights, one recipe for every model, about the same CPU time each.
+"""CamVid from random weights, one recipe for every model, the same CPU time each.
 
     python benchmarks/camvid_table.py --data-dir ../shared/data/camvid --out-dir runs/camvid-table
 
 Every model trains with the same options (Adam 2e-3 with the poly schedule, batch 4,
 360x480 crops, square-root median-frequency class weights, seed 0, each model's own
-defaults otherwise); only the number of epochs differs, chosen so that each run takes
-about `--budget-minutes` on 2 cores, from the minutes per epoch measured here (MODELS;
---epochs overrides). Each run is then scored on val with `kseg evaluate`, and
-`bench_int8_accuracy.py` measures what its full-integer int8 export loses. The table
-printed at the end gives parameters, epochs, training minutes, images/s and val mIoU.
-Not a test: each model trains for about the budget (25 minutes by default).
+defaults otherwise); only the number of epochs differs. It is chosen so that each model's
+training steps take about `--budget-minutes` on this machine: a probe first trains the
+model for 2 short epochs of --probe-steps steps (kept in OUT_DIR/probe/MODEL), and its
+second epoch's images/s gives the minutes per epoch (--epochs overrides the probe). Each
+run is then scored on val with `kseg evaluate`, and `bench_int8_accuracy.py` measures what
+its full-integer int8 export loses. The table printed at the end gives parameters, epochs,
+training minutes, images/s and val mIoU. Not a test: each model trains for about the
+budget (25 minutes by default).
 """
 
 import argparse
@@ -31,14 +33,13 @@ DEFAULT_DATA_DIR = os.environ.get("CAMVID_DIR", os.path.join(HERE, "..", "..", "
 RECIPE = ("--data", "camvid", "--weights", "none", "--batch-size", "4", "--crop", "360x480",
           "--optimizer", "adam", "--lr", "2e-3", "--class-weights", "sqrt-median-frequency",
           "--seed", "0", "--quiet")  # fmt: skip
-# Minutes per epoch (367 images, plus validation), measured on the 2-core development machine.
+BATCH_SIZE = int(RECIPE[RECIPE.index("--batch-size") + 1])
 MODELS = {
-    "fcn8s_vgg16bn": {"options": ("--width", "0.125"), "epoch_minutes": 4.1},
-    "lraspp_mobilenetv3large": {"options": (), "epoch_minutes": 5.5},
-    # 12 steps (48 images) took more than 11 minutes: over 80 minutes an epoch here.
-    "deeplabv3_resnet50": {"options": (), "epoch_minutes": 85.0},
+    "fcn8s_vgg16bn": {"options": ("--width", "0.125")},
+    "lraspp_mobilenetv3large": {"options": ()},
+    "deeplabv3_resnet50": {"options": ()},
 }
-DEFAULT_MODELS = ("fcn8s_vgg16bn", "lraspp_mobilenetv3large")
+DEFAULT_MODELS = tuple(MODELS)
 
 
 def main(argv=None):
@@ -46,8 +47,10 @@ def main(argv=None):
     parser.add_argument("--data-dir", default=DEFAULT_DATA_DIR, help="CamVid root (SegNet layout)")
     parser.add_argument("--out-dir", default="runs/camvid-table", help="one run folder per model goes here")
     parser.add_argument("--models", default=",".join(DEFAULT_MODELS), help=f"comma-separated, from {', '.join(MODELS)}")
-    parser.add_argument("--budget-minutes", type=float, default=25.0, help="training time aimed at per model")
+    parser.add_argument("--budget-minutes", type=float, default=25.0,
+                        help="training-step time aimed at per model (validation not counted)")
     parser.add_argument("--epochs", type=int, default=0, help="epochs for every model (0: from the budget)")
+    parser.add_argument("--probe-steps", type=int, default=8, help="steps of each of the probe's 2 epochs")
     parser.add_argument("--kseg", default=os.path.join(".venv", "bin", "kseg"), help="the kseg command")
     args = parser.parse_args(argv)
     models = [name.strip() for name in args.models.split(",") if name.strip()]
@@ -63,11 +66,15 @@ def main(argv=None):
     rows = []
     for name in models:
         run_dir = os.path.join(args.out_dir, name)
-        epochs = args.epochs or max(1, math.floor(args.budget_minutes / MODELS[name]["epoch_minutes"] + 0.5))
+        train = [args.kseg, "train", "--model", name, *RECIPE, *MODELS[name]["options"], "--data-dir", args.data_dir]
+        epochs, epoch_minutes = args.epochs, None
+        if not epochs:
+            epoch_minutes = probe_epoch_minutes(train, os.path.join(args.out_dir, "probe", name), args.data_dir,
+                                                args.probe_steps)  # fmt: skip
+            epochs = max(1, math.floor(args.budget_minutes / epoch_minutes + 0.5))
+            print(f"{name}: {epoch_minutes:.2f} minutes per epoch (probe), so {epochs} epochs", flush=True)
         start = time.perf_counter()
-        subprocess.run([args.kseg, "train", "--model", name, *RECIPE, *MODELS[name]["options"],
-                        "--data-dir", args.data_dir, "--epochs", str(epochs), "--run-dir", run_dir],
-                       check=True)  # fmt: skip
+        subprocess.run([*train, "--epochs", str(epochs), "--run-dir", run_dir], check=True)
         wall_minutes = (time.perf_counter() - start) / 60
         metrics = os.path.join(args.out_dir, f"{name}-val.json")
         subprocess.run([args.kseg, "evaluate", run_dir, "--data", "camvid", "--data-dir", args.data_dir,
@@ -75,7 +82,8 @@ def main(argv=None):
         int8 = os.path.join(args.out_dir, f"{name}-int8.json")
         subprocess.run([sys.executable, os.path.join(HERE, "bench_int8_accuracy.py"), run_dir, "--data", "camvid",
                         "--data-dir", args.data_dir, "--out", int8], check=True)  # fmt: skip
-        rows.append({**summarise(name, run_dir, metrics, int8), "wall_minutes": wall_minutes})
+        rows.append({**summarise(name, run_dir, metrics, int8), "wall_minutes": wall_minutes,
+                     "probe_epoch_minutes": epoch_minutes})
     print("| model | parameters | epochs | minutes (training only) | images/s | val mIoU | int8 val mIoU |")
     print("|---|---|---|---|---|---|---|")
     for row in rows:
@@ -86,15 +94,28 @@ def main(argv=None):
     write_report(table, "camvid_table", {"recipe": RECIPE, "models": rows})
 
 
+def probe_epoch_minutes(train, probe_dir, data_dir, steps):
+    """Minutes of training steps per CamVid epoch, from the second of two short epochs of
+    `train` (the first one includes tracing and compiling)."""
+    from kseg.data import get_dataset_spec
+
+    subprocess.run([*train, "--epochs", "2", "--steps-per-epoch", str(steps), "--val-split", "none",
+                    "--run-dir", probe_dir], check=True)  # fmt: skip
+    with open(os.path.join(probe_dir, "log.csv")) as handle:
+        images_per_second = float(list(csv.DictReader(handle))[-1]["images_per_second"])
+    steps_per_epoch = math.ceil(len(get_dataset_spec("camvid", data_dir).pairs("train")) / BATCH_SIZE)
+    return steps_per_epoch * BATCH_SIZE / images_per_second / 60
+
+
 def check_outputs(out_dir, data_dir, models, table):
     """Refuses, before any training, outputs that would land in the dataset or replace
-    anything: a model's run folder and its val and int8 reports must not exist yet (a
-    finished run is never replaced), and table.json may only be an earlier table."""
+    anything: a model's run and probe folders and its val and int8 reports must not exist
+    yet (a finished run is never replaced), and table.json may only be an earlier table."""
     if lies_in(os.path.realpath(out_dir), os.path.realpath(data_dir)):
         raise KsegError(f"--out-dir {out_dir}: is or lies in the dataset {data_dir}; choose another folder")
     for name in models:
-        for path in (os.path.join(out_dir, name), *(os.path.join(out_dir, f"{name}-{kind}.json")
-                                                    for kind in ("val", "int8"))):  # fmt: skip
+        for path in (os.path.join(out_dir, name), os.path.join(out_dir, "probe", name),
+                     *(os.path.join(out_dir, f"{name}-{kind}.json") for kind in ("val", "int8"))):  # fmt: skip
             if os.path.lexists(path):
                 raise KsegError(f"{path} exists; choose another --out-dir (a finished run is never replaced)")
     check_out(table, "camvid_table", [data_dir], option="table")
