@@ -72,7 +72,12 @@ def evaluate(model, predictions_dir, data, data_dir, classes_file, split, batch_
     if predictions_dir:
         result = evaluate_predictions(predictions_dir, spec, split, label_format=label_format)
     else:
+        from kseg.models.inference import slow_precision_warning
+
         click.echo(f"model: {model_path} (computed in {precision})", err=True)
+        warning = slow_precision_warning(precision)
+        if warning:
+            click.echo(f"warning: {warning}", err=True)
         result = evaluate_model(
             model_path, spec, split, batch_size=batch_size, max_images=max_images, unsafe=unsafe,
             examples=sheet_images if sheet_png else 0, precision=precision,

@@ -691,15 +691,12 @@ def load_predictor(path, run_dir, formats, precision="fp32", unsafe=False):
         tuple. (model, num_classes, palette, class names, warnings: list of str for the
         user).
     """
-    from kseg.models.inference import cpu_has_bf16, inference_model
+    from kseg.models.inference import inference_model, slow_precision_warning
     from kseg.models.saving import load_segmentation_model
     from kseg.runs import read_classes
     from kseg.visualize import class_names_from_classes, palette_from_classes
 
-    warnings = []
-    if precision == "bf16" and cpu_has_bf16() is False:
-        warnings.append("this CPU has no bfloat16 instructions (avx512_bf16, amx_bf16); "
-                        "--precision bf16 will be slower than fp32 here")
+    warnings = [line for line in (slow_precision_warning(precision),) if line]
     loaded, num_classes = load_segmentation_model(path, unsafe=unsafe)
     if num_classes > 256:
         raise KsegError(f"{path}: predicts {num_classes} classes; label maps hold at most 256")

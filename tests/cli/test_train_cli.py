@@ -65,8 +65,14 @@ def test_evaluate_a_run_writes_metrics(cli_run, tiny_data, tmp_path):
     assert result.exit_code == 0, result.output
     assert "mean IoU" in result.output and "frequency weighted IoU" in result.output
     payload = json.loads(out.read_text())
-    assert payload["num_images"] == 2 and len(payload["classes"]) == 6
+    assert payload["num_images"] == 2 and len(payload["classes"]) == 6 and payload["precision"] == "fp32"
     assert (tmp_path / "metrics-confusion.png").is_file()
+    result = CliRunner().invoke(
+        cli, ["evaluate", run_dir, "--data", "synthetic", "--data-dir", tiny_data, "--out", str(out),
+              "--precision", "bf16"],
+    )  # fmt: skip
+    assert result.exit_code == 0, result.output
+    assert json.loads(out.read_text())["precision"] == "bf16"
 
 
 def test_evaluate_predictions_folder(tiny_data, tmp_path):

@@ -107,6 +107,17 @@ def test_cpu_has_bf16_answers_a_bool_or_none():
     assert cpu_has_bf16() in (True, False, None)
 
 
+def test_bf16_is_flagged_as_slow_only_on_a_cpu_known_to_lack_it(monkeypatch):
+    from kseg.models import inference
+
+    for has_bf16, expected in ((False, True), (True, False), (None, False)):
+        monkeypatch.setattr(inference, "cpu_has_bf16", lambda answer=has_bf16: answer)
+        assert (inference.slow_precision_warning("bf16") is not None) is expected, has_bf16
+        assert inference.slow_precision_warning("fp32") is None
+    monkeypatch.setattr(inference, "cpu_has_bf16", lambda: False)
+    assert "--precision bf16 will be slower" in inference.slow_precision_warning("bf16")
+
+
 def vgg16_fcn8s_flops(height, width, num_classes):
     """FCN-8s FLOPs written out by hand from the paper's architecture (padded input)."""
     height, width = -(-height // 32) * 32, -(-width // 32) * 32
