@@ -696,7 +696,9 @@ def load_predictor(path, run_dir, formats, precision="fp32", unsafe=False):
     from kseg.runs import read_classes
     from kseg.visualize import class_names_from_classes, palette_from_classes
 
-    warnings = [line for line in (slow_precision_warning(precision),) if line]
+    warnings = []
+    if slow_precision_warning(precision):
+        warnings.append(slow_precision_warning(precision))
     loaded, num_classes = load_segmentation_model(path, unsafe=unsafe)
     if num_classes > 256:
         raise KsegError(f"{path}: predicts {num_classes} classes; label maps hold at most 256")

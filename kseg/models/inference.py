@@ -34,11 +34,11 @@ def cpu_has_bf16():
     return "avx512_bf16" in flags or "amx_bf16" in flags
 
 
-def slow_precision_warning(precision, option="--precision"):
+def slow_precision_warning(precision):
     """A line for the user when `precision` is bf16 on a CPU known to lack bfloat16
     instructions (emulated bf16 is slower than fp32 there); None otherwise."""
     if precision == "bf16" and cpu_has_bf16() is False:
-        return (f"this CPU has no bfloat16 instructions (avx512_bf16, amx_bf16); {option} bf16 "
+        return ("this CPU has no bfloat16 instructions (avx512_bf16, amx_bf16); --precision bf16 "
                 "will be slower than fp32 here")
     return None
 
