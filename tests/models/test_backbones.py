@@ -388,6 +388,20 @@ def test_tflite_float_export_equals_keras_at_any_size(name, tmp_path):
 
 
 @pytest.mark.slow
+@pytest.mark.parametrize("name", ["fcn8s_mobilenetv3small", "lraspp_mobilenetv3small", "deeplabv3_resnet50_os8"])
+def test_savedmodel_export_equals_keras_at_any_size(name, tmp_path):
+    from kseg.export import ExportedModel, check_export, export_model, sample_images
+
+    model = small_model(name)
+    out = export_model(model, tmp_path / "saved", "savedmodel")
+    exported = ExportedModel(out, "savedmodel")
+    assert exported.input_size is None
+    parity = check_export(model, exported, sample_images(2, sizes=((64, 96), (45, 70)), seed=1))
+    assert parity.max_logit > 0.05
+    assert parity.max_logit_diff < 1e-4 * max(1.0, parity.max_logit), parity
+
+
+@pytest.mark.slow
 @pytest.mark.parametrize("name", ["lraspp_mobilenetv3small", "fcn8s_resnet50", "deeplabv3_resnet50_os8"])
 def test_onnx_export_equals_keras_at_any_size(name, tmp_path):
     """ResNet50's dilated stages are the case converters most often get wrong at odd sizes."""
