@@ -357,6 +357,7 @@ class Watchdog:
         self._done = None
         self._pipe = None
         self._previous_fd = None
+        self._thread = None
 
     def __enter__(self):
         import threading
@@ -369,13 +370,22 @@ class Watchdog:
             self._pipe = (read_end, write_end)
         except (ValueError, OSError):  # not the main thread: only the timeout is watched
             self._pipe = None
-        threading.Thread(target=self._watch, name="kseg-watchdog", daemon=True).start()
+        self._thread = threading.Thread(target=self._watch, name="kseg-watchdog", daemon=True)
+        self._thread.start()
         return self
 
     def __exit__(self, *exc_info):
         self._done.set()
         if self._pipe is not None:
             signal.set_wakeup_fd(self._previous_fd if self._previous_fd is not None else -1)
+            try:
+                os.write(self._pipe[1], b"\0")  # wakes the thread's select at once
+            except OSError:  # the pipe is full: select returns at once anyway
+                pass
+        # The pipe is closed only once the thread is gone: a descriptor closed under its
+        # select would be reused by the next file opened, and the thread would read from it.
+        self._thread.join()
+        if self._pipe is not None:
             for descriptor in self._pipe:
                 os.close(descriptor)
             self._pipe = None

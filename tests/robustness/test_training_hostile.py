@@ -579,6 +579,25 @@ def test_watchdog_ends_a_blocked_native_call(timeout, signum, status, message):
     assert process.returncode == status and message in output, output
 
 
+def test_the_watchdog_is_gone_before_its_pipe_is_closed(tmp_path):
+    """Its thread reads the signal pipe; were the pipe closed under it, the next file
+    opened would get the descriptor's number and the thread would read that file's first
+    bytes (a multi-worker run once read its classes.yaml without them)."""
+    import threading
+
+    from kseg.files import read_bytes
+    from kseg.training.distribution import Watchdog
+
+    content = bytes(range(256)) * 4
+    path = tmp_path / "data.bin"
+    path.write_bytes(content)
+    for _ in range(20):
+        with Watchdog(60, "a step"):
+            pass
+        assert not [thread for thread in threading.enumerate() if thread.name == "kseg-watchdog"]
+        assert read_bytes(path) == content
+
+
 @pytest.mark.parametrize("weights", [[1.0, float("nan"), 1.0], [1.0, float("inf"), 1.0], [1.0, -1.0, 1.0], [0, 0, 0]])
 def test_loss_refuses_weights_that_would_poison_it(weights):
     from kseg.losses import MaskedSparseCrossEntropy
