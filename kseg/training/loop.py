@@ -332,6 +332,12 @@ def _epoch_data(run, epoch):
     return distribute(train_data, run.multiworker), distribute(val_data, run.multiworker)
 
 
+def _nonfinite_stop(run, what, value, when):
+    """The error that ends training when `what` (the loss, a weight) became NaN or inf."""
+    return KsegError(f"training stopped: the {what} became {value} at {when} (try a lower --lr, or "
+                     f"--mixed-precision off); {run.kept()}")
+
+
 def _train_epoch(run, epoch):
     """Fits one epoch; returns its log row and its score (val mIoU, or -loss without
     validation). A loss that is not finite stops the run."""
@@ -350,10 +356,7 @@ def _train_epoch(run, epoch):
         )  # fmt: skip
     if watcher.bad_loss is not None:
         step, value = watcher.bad_loss
-        raise KsegError(
-            f"training stopped: the loss became {value} at epoch {epoch + 1}, step {step} "
-            f"(try a lower --lr, or --mixed-precision off); {run.kept()}"
-        )
+        raise _nonfinite_stop(run, "loss", value, f"epoch {epoch + 1}, step {step}")
     logs = {key: values[-1] for key, values in fitted.history.items()}
     row = {
         "epoch": epoch + 1,
@@ -365,20 +368,14 @@ def _train_epoch(run, epoch):
     }
     for key, what in (("loss", "loss"), ("val_loss", "validation loss")):
         if row[key] is not None and not math.isfinite(row[key]):
-            raise KsegError(
-                f"training stopped: the {what} became {row[key]} at epoch {epoch + 1} (try a lower "
-                f"--lr, or --mixed-precision off); {run.kept()}"
-            )
+            raise _nonfinite_stop(run, what, row[key], f"epoch {epoch + 1}")
     # A finite loss does not prove finite weights: some CPU kernels (oneDNN's max pooling)
     # drop NaN, so a model whose weights hold NaN can still give finite logits and losses.
     from kseg.models.saving import first_nonfinite_weight
 
     bad = first_nonfinite_weight(run.model)
     if bad is not None:
-        raise KsegError(
-            f"training stopped: the weight {bad[0]} became {bad[1]} at epoch {epoch + 1} (try a lower "
-            f"--lr, or --mixed-precision off); {run.kept()}"
-        )
+        raise _nonfinite_stop(run, f"weight {bad[0]}", bad[1], f"epoch {epoch + 1}")
     if not run.validate:
         return row, -row["loss"]
     scores = run.metric.scores()
