@@ -696,9 +696,8 @@ def load_predictor(path, run_dir, formats, precision="fp32", unsafe=False):
     from kseg.runs import read_classes
     from kseg.visualize import class_names_from_classes, palette_from_classes
 
-    warnings = []
-    if slow_precision_warning(precision):
-        warnings.append(slow_precision_warning(precision))
+    warning = slow_precision_warning(precision)
+    warnings = [warning] if warning else []
     loaded, num_classes = load_segmentation_model(path, unsafe=unsafe)
     if num_classes > 256:
         raise KsegError(f"{path}: predicts {num_classes} classes; label maps hold at most 256")
