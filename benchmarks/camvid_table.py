@@ -18,7 +18,6 @@ default).
 
 import argparse
 import csv
-import json
 import math
 import os
 import subprocess
@@ -28,7 +27,8 @@ import time
 from reports import check_out, write_report
 
 from kseg.errors import KsegError
-from kseg.files import lies_in
+from kseg.files import lies_in, load_json
+from kseg.runs import LAST, checkpoint_path
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 DEFAULT_DATA_DIR = os.environ.get("CAMVID_DIR", os.path.join(HERE, "..", "..", "shared", "data", "camvid"))
@@ -66,13 +66,14 @@ def main(argv=None):
     except KsegError as error:
         sys.exit(f"error: {error}")
     rows = []
+    train_images = None if args.epochs else count_train_images(args.data_dir)
     for name in models:
         run_dir = os.path.join(args.out_dir, name)
         train = [args.kseg, "train", "--model", name, *RECIPE, *MODELS[name]["options"], "--data-dir", args.data_dir]
         epochs, epoch_minutes = args.epochs, None
         if not epochs:
-            epoch_minutes = probe_epoch_minutes(train, os.path.join(args.out_dir, "probe", name), args.data_dir,
-                                                args.probe_steps)  # fmt: skip
+            epoch_minutes = probe_epoch_minutes(train, os.path.join(args.out_dir, "probe", name), args.probe_steps,
+                                                train_images)  # fmt: skip
             epochs = max(1, math.floor(args.budget_minutes / epoch_minutes + 0.5))
             print(f"{name}: {epoch_minutes:.2f} minutes per epoch (probe), so {epochs} epochs", flush=True)
         start = time.perf_counter()
@@ -80,7 +81,7 @@ def main(argv=None):
         wall_minutes = (time.perf_counter() - start) / 60
         metrics = os.path.join(args.out_dir, f"{name}-val.json")
         last_metrics = os.path.join(args.out_dir, f"{name}-val-last.json")
-        for model, out in ((run_dir, metrics), (os.path.join(run_dir, "checkpoints", "last.keras"), last_metrics)):
+        for model, out in ((run_dir, metrics), (checkpoint_path(run_dir, LAST), last_metrics)):
             subprocess.run([args.kseg, "evaluate", model, "--data", "camvid", "--data-dir", args.data_dir,
                             "--split", "val", "--out", out], check=True)  # fmt: skip
         int8 = os.path.join(args.out_dir, f"{name}-int8.json")
@@ -100,17 +101,20 @@ def main(argv=None):
     write_report(table, "camvid_table", {"recipe": RECIPE, "models": rows})
 
 
-def probe_epoch_minutes(train, probe_dir, data_dir, steps):
-    """Minutes of training steps per CamVid epoch, from the second of two short epochs of
-    `train` (the first one includes tracing and compiling)."""
+def count_train_images(data_dir):
     from kseg.data import get_dataset_spec
 
+    return len(get_dataset_spec("camvid", data_dir).pairs("train"))
+
+
+def probe_epoch_minutes(train, probe_dir, steps, train_images):
+    """Minutes of training steps per CamVid epoch of `train_images`, from the second of two
+    short epochs of `train` (the first one includes tracing and compiling)."""
     subprocess.run([*train, "--epochs", "2", "--steps-per-epoch", str(steps), "--val-split", "none",
                     "--run-dir", probe_dir], check=True)  # fmt: skip
     with open(os.path.join(probe_dir, "log.csv")) as handle:
         images_per_second = float(list(csv.DictReader(handle))[-1]["images_per_second"])
-    steps_per_epoch = math.ceil(len(get_dataset_spec("camvid", data_dir).pairs("train")) / BATCH_SIZE)
-    return steps_per_epoch * BATCH_SIZE / images_per_second / 60
+    return math.ceil(train_images / BATCH_SIZE) * BATCH_SIZE / images_per_second / 60
 
 
 def check_outputs(out_dir, data_dir, models, table):
@@ -130,17 +134,11 @@ def check_outputs(out_dir, data_dir, models, table):
 def summarise(name, run_dir, metrics_path, last_metrics_path, int8_path):
     """One table row from a finished run's log.csv, the val metrics of its best and last
     checkpoints and the int8 report of the best one."""
-    sys.path.insert(0, os.path.dirname(HERE))
     from kseg.models.registry import parameter_count
 
     with open(os.path.join(run_dir, "log.csv")) as handle:
         log = list(csv.DictReader(handle))
-    with open(metrics_path) as handle:
-        metrics = json.load(handle)
-    with open(last_metrics_path) as handle:
-        last_metrics = json.load(handle)
-    with open(int8_path) as handle:
-        int8 = json.load(handle)
+    metrics, last_metrics, int8 = (load_json(path) for path in (metrics_path, last_metrics_path, int8_path))
     options = MODELS[name]["options"]
     kwargs = {"width": float(options[1])} if options[:1] == ("--width",) else {}
     steady = sorted(float(row["images_per_second"]) for row in log[1:] or log)
