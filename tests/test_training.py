@@ -132,7 +132,7 @@ def test_nan_loss_stops_and_keeps_last_good_checkpoint(trained_run, tmp_path):
 
 
 def test_a_weight_that_became_infinite_stops_training_though_every_loss_was_finite(tiny_data, tmp_path):
-    """The last kernel turns NaN after the epoch's losses were computed: no loss can show
+    """The last kernel turns inf after the epoch's losses were computed: no loss can show
     it, on any CPU; the run must stop before saving that epoch."""
     import keras
 
