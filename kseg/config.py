@@ -5,7 +5,7 @@ written to YAML.
     data          data, data_dir, classes_file, train_split, val_split, batch_size,
                   val_batch_size, crop, skip_bad
     optimization  epochs, optimizer, lr, momentum, weight_decay, schedule, class_weights
-    runtime       mixed_precision, strategy, seed, steps_per_epoch, val_steps, run_dir,
+    runtime       mixed_precision, precision_check, strategy, seed, steps_per_epoch, val_steps, run_dir,
                   worker_timeout
 
 `SETTINGS` is the one table of them: section, default, kind (how a value is checked, by
@@ -136,6 +136,10 @@ SETTINGS = {
                                 "fp16 (loss scaling), bf16, off (float32), or auto: fp16 on a CUDA GPU, bf16 "
                                 "on a CPU with native bfloat16 (AVX512-BF16/AMX), else off. [default: auto]",
                                 choices=MIXED_PRECISION_MODES),
+    "precision_check": _setting("runtime", True, "flag",
+                                "Before training under bf16 or fp16, check on this machine that a few steps on one "
+                                "batch give float32's loss (seconds); auto falls back to off when they do not, "
+                                "bf16/fp16 stop. [default: on]", option="--precision-check/--no-precision-check"),
     "strategy": _setting("runtime", "auto", "choice", "Distribution: mirrored (all local devices; "
                          "keras.distribution DataParallel under JAX) or multiworker (TF_CONFIG, TensorFlow "
                          "only); auto mirrors over several GPUs. [default: auto]", choices=STRATEGIES),

@@ -99,6 +99,7 @@ class TrainingRun:
     verbose: int = 1
     callbacks: list = dataclasses.field(default_factory=list)
     unsafe: bool = False
+    requested_precision: str = "auto"  # --mixed-precision as given, before auto was resolved
     model: object = None  # the keras model trained, once built
     metric: object = None  # its validation confusion matrix
     steps: int = 0  # training steps per epoch
@@ -169,6 +170,7 @@ def train(config, resume=False, verbose=1, callbacks=(), unsafe=False):
     try:
         run = _prepare(config.replace(run_dir=run_dir.path), run_dir, write_dir, chief, resume)
         run = dataclasses.replace(run, verbose=verbose, callbacks=list(callbacks), unsafe=unsafe)
+        run = _checked_precision(run)
         with dtype_policy(run.policy):
             _run(run)
         failed = False
@@ -213,8 +215,45 @@ def _prepare(config, run_dir, write_dir, chief, resume):
     return TrainingRun(
         config=config.replace(**resolved), spec=spec, strategy=strategy, policy=policy, run_dir=run_dir,
         write_dir=write_dir, chief=chief, resume=resume, state=state, class_weights=class_weights,
-        skipped=skipped,
+        skipped=skipped, requested_precision=config.mixed_precision,
     )  # fmt: skip
+
+
+def _steps_per_epoch(config, spec):
+    steps = math.ceil(len(spec.pairs(config.train_split)) / config.batch_size)
+    return min(steps, config.steps_per_epoch) if config.steps_per_epoch else steps
+
+
+def _checked_precision(run):
+    """The run, its policy checked on this machine (`kseg.training.precision_check`).
+
+    A reduced policy that does not train like float32 is replaced by float32 (with one
+    line) when `auto` chose it, and stops the run when it was asked for by name.
+    """
+    config = run.config
+    if run.policy == "float32" or not config.precision_check:
+        return run
+    from kseg.training.precision_check import check_precision
+
+    total_steps = _steps_per_epoch(config, run.spec) * config.epochs
+    check = check_precision(config, run.spec, run.policy, run.class_weights, total_steps)
+    mode = {value: key for key, value in PRECISION_POLICIES.items()}[run.policy]
+    if check.agrees:
+        logger.info("precision check: %s trains like float32 here (%s)", run.policy, check.describe())
+        return run
+    if run.requested_precision == "auto":
+        logger.warning(
+            "precision check: %s does not train like float32 on this machine (%s; %s); training in float32 "
+            "instead", run.policy, check.problem, check.describe(),
+        )  # fmt: skip
+        return dataclasses.replace(run, policy="float32", config=config.replace(mixed_precision="off"))
+    way_out = (f"resume with --no-precision-check to go on in {mode} anyway, or start a new run with "
+               "--mixed-precision off") if run.resume else (
+               f"train with --mixed-precision off, or with --no-precision-check to use {mode} anyway")
+    raise KsegError(
+        f"--mixed-precision {mode}: {run.policy} does not train like float32 on this machine ({check.problem}; "
+        f"{check.describe()}); {way_out}"
+    )
 
 
 def _run(run):
@@ -223,9 +262,7 @@ def _run(run):
     config = run.config
     keras.utils.set_random_seed(config.seed)
     num_pairs = len(run.spec.pairs(config.train_split))
-    run.steps = math.ceil(num_pairs / config.batch_size)
-    if config.steps_per_epoch:
-        run.steps = min(run.steps, config.steps_per_epoch)
+    run.steps = _steps_per_epoch(config, run.spec)
     _build(run)
     run.state.trained_with = checkpoints.trained_with(config, run.spec.num_classes)
     # The run directory is written once the model exists (so a missing-weights error

@@ -1,0 +1,163 @@
+"""The precision check: a reduced precision that trains unlike float32 is caught before a run.
+
+The broken precision path here is a layer that is the identity forward but reverses its
+gradient whenever it computes in a reduced precision: the forward pass agrees with float32
+exactly, as the demo's did on the CPU whose bf16 training diverged, and only training shows it.
+"""
+
+import logging
+import os
+
+import keras
+import numpy as np
+import pytest
+
+from kseg.config import TrainConfig
+from kseg.errors import KsegError
+from kseg.models import registry
+from kseg.training import precision_check
+from kseg.training.precision_check import PrecisionCheck, compare_precisions
+
+
+@keras.saving.register_keras_serializable(package="kseg_tests")
+class ReversedGradientInReducedPrecision(keras.layers.Layer):
+    """Identity; its gradient is negated when the layer computes in bfloat16 or float16."""
+
+    def call(self, inputs):
+        if self.compute_dtype == "float32":
+            return inputs
+        doubled = 2 * inputs
+        return inputs + (keras.ops.stop_gradient(doubled) - doubled)
+
+
+def small_net(num_classes=3, weights=None, broken=False):
+    inputs = keras.Input((None, None, 3), dtype="uint8")
+    x = keras.layers.Rescaling(1 / 255.0)(inputs)
+    x = keras.layers.Conv2D(8, 3, padding="same", activation="relu")(x)
+    if broken:
+        x = ReversedGradientInReducedPrecision()(x)
+    x = keras.layers.Conv2D(num_classes, 3, padding="same")(x)
+    outputs = keras.layers.Activation("linear", dtype="float32")(x)
+    return keras.Model(inputs, outputs)
+
+
+def broken_net(num_classes=3, weights=None):
+    return small_net(num_classes, weights, broken=True)
+
+
+def batch(seed=0, classes=3):
+    rng = np.random.default_rng(seed)
+    images = rng.integers(0, 256, (4, 16, 16, 3)).astype("uint8")
+    masks = (images[..., 0].astype(int) * classes // 256).astype("uint8")  # learnable from the red channel
+    return images, masks
+
+
+def compile_adam(model):
+    model.compile(optimizer=keras.optimizers.Adam(1e-2), loss=keras.losses.SparseCategoricalCrossentropy(True))
+
+
+@pytest.mark.parametrize("policy", ["mixed_bfloat16", "mixed_float16"])
+def test_a_reduced_precision_that_computes_right_agrees(policy):
+    check = compare_precisions(lambda: small_net(), compile_adam, batch(), policy)
+    assert check.agrees, check.describe()
+    assert len(check.float32_losses) == precision_check.STEPS + 1
+    assert check.float32_losses[-1] < check.float32_losses[0]
+
+
+def test_a_reduced_precision_whose_gradients_are_wrong_is_caught():
+    check = compare_precisions(lambda: broken_net(), compile_adam, batch(), "mixed_bfloat16")
+    assert not check.agrees
+    assert check.reduced_losses[-1] > check.float32_losses[-1]
+    assert "mixed_bfloat16" in check.describe() and "float32" in check.describe()
+
+
+@pytest.mark.parametrize(
+    "float32, reduced, agrees",
+    [
+        ([2.0, 1.0], [2.0, 1.05], True),  # 5% apart: bf16 rounding
+        ([2.0, 1.0], [2.0, 1.3], False),  # 30% above
+        ([2.0, 1.0], [2.0, 0.7], False),  # 30% below is no better: it is not float32's path
+        ([2.0, 1.0], [2.0, float("nan")], False),
+        ([2.0, float("inf")], [2.0, 1.0], True),  # float32 itself diverges: nothing to hold against
+        ([2.0, 1.98], [2.0, 2.05], True),  # float32 barely moved; 3.5% apart
+        ([2.0, 1.97], [2.0, 2.0], True),  # float32 made 1.5% progress: too little to judge
+    ],
+)
+def test_the_verdict(float32, reduced, agrees):
+    check = PrecisionCheck("mixed_bfloat16", float32, reduced, images=2, size=(8, 8), seconds=0.1)
+    assert check.agrees == agrees, check.problem
+
+
+def test_a_reduced_precision_that_only_stalls_is_caught():
+    # within 10% at the end, but it learned a fifth of what float32 learned
+    check = PrecisionCheck("mixed_bfloat16", [1.0, 0.9], [1.0, 0.98], images=2, size=(8, 8), seconds=0.1)
+    assert not check.agrees and "progress" in check.problem
+
+
+@pytest.fixture
+def broken_model(monkeypatch):
+    """A registered model whose reduced-precision training is broken."""
+    name = "test_broken_in_reduced_precision"
+    preset = registry.ModelPreset(name, "test", "test", 1, "gradient reversed in bf16", broken_net)
+    monkeypatch.setitem(registry._REGISTRY, name, preset)
+    return name
+
+
+@pytest.fixture(scope="module")
+def data(tmp_path_factory):
+    from kseg.data.synthetic import write_synthetic_dataset
+
+    return write_synthetic_dataset(
+        str(tmp_path_factory.mktemp("data") / "synthetic"), num_train=8, num_val=4, size=(32, 48), seed=0
+    )
+
+
+def config(data, run_dir, model, **changes):
+    values = dict(model=model, data="synthetic", data_dir=data, weights="none", epochs=1, batch_size=4,
+                  crop=[32, 32], optimizer="adam", lr=1e-2, run_dir=str(run_dir), seed=0)  # fmt: skip
+    values.update(changes)
+    return TrainConfig(**values)
+
+
+def test_bf16_asked_for_by_name_stops_before_training(data, tmp_path, broken_model):
+    from kseg.training import train
+
+    run_dir = tmp_path / "run"
+    with pytest.raises(KsegError) as caught:
+        train(config(data, run_dir, broken_model, mixed_precision="bf16"), verbose=0)
+    message = str(caught.value)
+    assert "--mixed-precision bf16" in message and "does not train like float32" in message
+    assert "--mixed-precision off" in message and "--no-precision-check" in message
+    assert not run_dir.exists()  # nothing half-made is left
+
+
+def test_auto_falls_back_to_float32_with_one_line(data, tmp_path, broken_model, monkeypatch, caplog):
+    from kseg.training import distribution, train
+
+    monkeypatch.setitem(distribution._AUTO_CHOICE, keras.backend.backend(), ("mixed_bfloat16", "a test"))
+    run_dir = tmp_path / "run"
+    with caplog.at_level(logging.INFO, logger="kseg"):
+        train(config(data, run_dir, broken_model, mixed_precision="auto"), verbose=0)
+    fallbacks = [record for record in caplog.records if "training in float32 instead" in record.getMessage()]
+    assert len(fallbacks) == 1 and fallbacks[0].levelno == logging.WARNING
+    assert "with policy float32" in caplog.text
+    saved = TrainConfig.from_yaml(os.path.join(run_dir, "config.yaml"))
+    assert saved.mixed_precision == "off"
+
+
+def test_the_check_can_be_turned_off(data, tmp_path, broken_model, caplog):
+    from kseg.training import train
+
+    with caplog.at_level(logging.INFO, logger="kseg"):
+        train(config(data, tmp_path / "run", broken_model, mixed_precision="bf16", precision_check=False), verbose=0)
+    assert "with policy mixed_bfloat16" in caplog.text and "precision check" not in caplog.text
+
+
+def test_a_model_that_trains_right_in_bf16_keeps_bf16_and_says_what_the_check_cost(data, tmp_path, caplog):
+    from kseg.training import train
+
+    with caplog.at_level(logging.INFO, logger="kseg"):
+        train(config(data, tmp_path / "run", "fcn8s_vgg16bn", width=0.0625, mixed_precision="bf16"), verbose=0)
+    line = next(record.getMessage() for record in caplog.records if "precision check" in record.getMessage())
+    assert "trains like float32" in line and "checked in" in line
+    assert "with policy mixed_bfloat16" in caplog.text
