@@ -39,6 +39,9 @@ demo: install
 		--out $(DEMO)/metrics.json --sheet $(DEMO)/sheet.png
 	$(BIN)/kseg predict "$(DEMO)/data/images/val/0000*.png" --model $(DEMO)/run --out $(DEMO)/predictions
 	$(BIN)/kseg export $(DEMO)/run --format tflite --out $(DEMO)/model.tflite --force --check
+	@$(BIN)/python -c "import json, sys; m = json.load(open('$(DEMO)/metrics.json')); \
+		m['at_chance_level'] and sys.exit('demo failed: validation mIoU %.3f is chance level ' \
+		'(one class everywhere scores %.3f)' % (m['mean_iou'], m['chance_mean_iou']))"
 	@echo
 	@echo "demo finished: run $(DEMO)/run, metrics $(DEMO)/metrics.json, contact sheet $(DEMO)/sheet.png"
 	@echo "(image | ground truth | prediction), predictions (labels, colour maps, overlays, legend.png)"

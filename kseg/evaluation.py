@@ -24,7 +24,7 @@ from kseg import runs
 from kseg.atomic import atomic_path, write_bytes_atomic
 from kseg.errors import KsegError
 from kseg.labels import IGNORE_INDEX
-from kseg.metrics import METRIC_NAMES, confusion_matrix, segmentation_scores
+from kseg.metrics import METRIC_NAMES, at_chance_level, chance_mean_iou, confusion_matrix, segmentation_scores
 from kseg.models.saving import load_segmentation_model, nonfinite_logits_message
 from kseg.progress import progress as progress_bar
 
@@ -73,6 +73,7 @@ class EvaluationResult:
     def to_dict(self):
         """A JSON-ready summary (NaN written as null)."""
         scores = self.scores
+        chance = chance_mean_iou(self.confusion)[1]
         classes = [
             {"name": name, "iou": _json_float(iou), "accuracy": _json_float(accuracy), "pixels": pixels}
             for name, iou, accuracy, pixels in zip(
@@ -89,6 +90,8 @@ class EvaluationResult:
             "classes": classes,
             "absent_classes": [self.class_names[index] for index in scores["absent_classes"]],
             "note": ABSENT_NOTE,
+            "chance_mean_iou": _json_float(chance),
+            "at_chance_level": at_chance_level(scores["mean_iou"], chance),
             "confusion_matrix": self.confusion.tolist(),
             "confusion_matrix_columns": list(self.class_names) + ["(no class)"],
         }
@@ -112,6 +115,10 @@ class EvaluationResult:
         absent = [self.class_names[index] for index in scores["absent_classes"]]
         if absent:
             lines.append(f"NaN: {', '.join(absent)} ({ABSENT_NOTE})")
+        majority, chance = chance_mean_iou(self.confusion)
+        if at_chance_level(scores["mean_iou"], chance):
+            lines.append(f"this is chance level: predicting {self.class_names[majority]} on every pixel scores "
+                         f"{_percent(chance)} mean IoU")  # fmt: skip
         invalid = int(self.confusion[:, -1].sum())
         if invalid:
             lines.append(f"{invalid:,} labelled pixels were predicted as no class (counted as errors)")

@@ -54,6 +54,28 @@ def confusion_matrix(labels, predictions, num_classes, ignore_index=IGNORE_INDEX
     return counts.reshape(num_classes, num_classes + 1)
 
 
+def chance_mean_iou(confusion):
+    """What a model that predicts one class everywhere scores: (class index, mean IoU).
+
+    The class is the most frequent one of the ground truth, whose IoU is then its share of
+    the labelled pixels; every other class present has IoU 0. A mean IoU this low means the
+    model learned nothing about the image. (None, NaN) when nothing is labelled.
+    """
+    confusion = np.asarray(confusion, dtype=np.float64)
+    class_pixels = confusion.sum(axis=1)
+    total = class_pixels.sum()
+    if total <= 0:
+        return None, float("nan")
+    majority = int(np.argmax(class_pixels))
+    return majority, float(class_pixels[majority] / total / np.count_nonzero(class_pixels))
+
+
+def at_chance_level(mean_iou, chance):
+    """Whether a mean IoU is no better than `chance` (from `chance_mean_iou`), give or
+    take a point of IoU."""
+    return bool(np.isfinite(mean_iou) and np.isfinite(chance) and mean_iou <= chance * 1.05 + 0.01)
+
+
 def segmentation_scores(confusion):
     """The four FCN metrics and per-class values from a confusion matrix.
 

@@ -39,6 +39,7 @@ import numpy as np
 from kseg import runs
 from kseg.config import TrainConfig
 from kseg.errors import DiskFullError, KsegError
+from kseg.metrics import at_chance_level, chance_mean_iou
 from kseg.training import checkpoints
 from kseg.training.build import build_model, build_optimizer
 from kseg.training.checkpoints import RunState
@@ -286,6 +287,7 @@ def _run(run):
         for epoch in range(run.state.epoch, config.epochs):
             row, score = _train_epoch(run, epoch)
             saver.save(row, score)
+        _summarise(run)
         if config.skip_bad:
             seen = run.skipped_pairs.count if run.skipped_pairs is not None else 0
             logger.warning(
@@ -294,6 +296,21 @@ def _run(run):
             )  # fmt: skip
     finally:
         saver.close()
+
+
+def _summarise(run):
+    """The end-of-run lines: what the best and last epochs scored, and whether it learned."""
+    state = run.state
+    last = state.history[-1]
+    if run.validate:
+        logger.info("trained %d epochs: val mIoU %s at the last, best %s at epoch %d", state.epoch,
+                    _format(last.get("mean_iou")), _format(state.best_score), state.best_epoch)  # fmt: skip
+    problem = learning_problem(state.history, run.spec.class_names)
+    if problem:
+        logger.warning(
+            "this run did not learn: %s. Its checkpoints are not a useful model; try a lower --lr, "
+            "--mixed-precision off, or more epochs", problem,
+        )  # fmt: skip
 
 
 def _build(run):
@@ -402,6 +419,7 @@ def _train_epoch(run, epoch):
         "lr": float(keras.ops.convert_to_numpy(run.model.optimizer.learning_rate)),
         "seconds": round(watcher.train_seconds, 3),
         "images_per_second": round(watcher.images_per_second(run.config.batch_size), 3),
+        "first_step_loss": watcher.first_loss,
     }
     for key, what in (("loss", "loss"), ("val_loss", "validation loss")):
         if row[key] is not None and not math.isfinite(row[key]):
@@ -418,7 +436,30 @@ def _train_epoch(run, epoch):
     scores = run.metric.scores()
     for key in ("pixel_accuracy", "mean_accuracy", "mean_iou", "frequency_weighted_iou"):
         row[key] = scores[key]
+    row["chance_class"], row["chance_mean_iou"] = chance_mean_iou(keras.ops.convert_to_numpy(run.metric.confusion))
     return row, scores["mean_iou"]
+
+
+DIVERGENCE_FACTOR = 2.0  # a training loss this many times its first step's is diverging
+
+
+def learning_problem(history, class_names):
+    """Why a run whose log rows are `history` is not learning, as of its last epoch ("" when
+    nothing says so): a training loss far above where it started, or a validation mIoU no
+    better than predicting the most frequent class everywhere."""
+    row = history[-1]
+    start = history[0].get("first_step_loss")
+    start = history[0]["loss"] if start is None else start
+    if math.isfinite(start) and row["loss"] > DIVERGENCE_FACTOR * max(start, 1e-6):
+        return (f"its training loss rose from {start:.4g} at the first step to {row['loss']:.4g} in epoch "
+                f"{row['epoch']}: it is diverging")  # fmt: skip
+    mean_iou, chance = row.get("mean_iou"), row.get("chance_mean_iou")
+    if mean_iou is not None and chance is not None and at_chance_level(mean_iou, chance):
+        index = row.get("chance_class")
+        name = class_names[index] if isinstance(index, int) and 0 <= index < len(class_names) else "one class"
+        return (f"its validation mIoU {mean_iou:.4f} is chance level (predicting {name} everywhere scores "
+                f"{chance:.4f})")  # fmt: skip
+    return ""
 
 
 class _Saver:
@@ -452,11 +493,14 @@ class _Saver:
         except DiskFullError as error:
             kept = run.kept(previous_epoch).replace("(continue", "(free some space, then continue")
             raise DiskFullError(f"training stopped at epoch {row['epoch']}: {error}; {kept}") from None
+        problem = learning_problem(state.history, run.spec.class_names)
         logger.info(
             "epoch %d/%d: loss %.4f, val mIoU %s, %.1f images/s%s",
             row["epoch"], run.config.epochs, row["loss"], _format(row.get("mean_iou")),
-            row["images_per_second"], _best_note(run) if state.best_epoch == row["epoch"] else "",
+            row["images_per_second"], _best_note(run) if state.best_epoch == row["epoch"] and not problem else "",
         )  # fmt: skip
+        if problem:
+            logger.warning("epoch %d: not learning: %s", row["epoch"], problem)
 
     def close(self):
         if self.logs is not None:
@@ -488,6 +532,7 @@ def _one_epoch_callback():
         def __init__(self):
             super().__init__()
             self.bad_loss = None
+            self.first_loss = None  # the loss of the epoch's first step
             self.batches = 0
             self.train_seconds = 0.0
             self.timed_batches = 0
@@ -509,6 +554,8 @@ def _one_epoch_callback():
             loss = (logs or {}).get("loss")
             if loss is not None:
                 loss = float(np.asarray(loss).reshape(-1)[0])
+                if self.batches == 1:
+                    self.first_loss = loss
             if loss is not None and not math.isfinite(loss):
                 self.bad_loss = (batch + 1, loss)
                 self.model.stop_training = True

@@ -89,10 +89,9 @@ def check_batch(config, spec, engine=None):
     (images uint8 [B, H, W, 3], masks uint8 [B, H, W]) as numpy arrays."""
     import kseg.data
 
-    crop = config.training_crop
     dataset = kseg.data.make_dataset(
         spec, config.train_split, training=True, batch_size=min(config.batch_size, MAX_IMAGES),
-        crop=tuple(crop) if crop else None, seed=config.seed, scale_range=tuple(config.scale), engine=engine,
+        crop=config.training_crop, seed=config.seed, scale_range=tuple(config.scale), engine=engine,
     )  # fmt: skip
     if hasattr(dataset, "as_numpy_iterator"):  # tf.data
         images, masks = next(iter(dataset.take(1).as_numpy_iterator()))
