@@ -30,6 +30,29 @@ class ReversedGradientInReducedPrecision(keras.layers.Layer):
         return inputs + (keras.ops.stop_gradient(doubled) - doubled)
 
 
+@keras.saving.register_keras_serializable(package="kseg_tests")
+class ConvWithWrongReducedGradient(keras.layers.Conv2D):
+    """A Conv2D whose gradients are negated when it computes in bfloat16 or float16, as a
+    wrong backward kernel of one layer would make them."""
+
+    def call(self, inputs):
+        outputs = super().call(inputs)
+        if self.compute_dtype == "float32":
+            return outputs
+        doubled = 2 * outputs
+        return outputs + (keras.ops.stop_gradient(doubled) - doubled)
+
+
+def net_with_one_wrong_layer(num_classes=3, weights=None):
+    inputs = keras.Input((None, None, 3), dtype="uint8")
+    x = keras.layers.Rescaling(1 / 255.0)(inputs)
+    x = keras.layers.Conv2D(8, 3, padding="same", activation="relu", name="fine")(x)
+    x = ConvWithWrongReducedGradient(8, 3, padding="same", activation="relu", name="wrong")(x)
+    x = keras.layers.Conv2D(num_classes, 3, padding="same", name="score")(x)
+    outputs = keras.layers.Activation("linear", dtype="float32")(x)
+    return keras.Model(inputs, outputs)
+
+
 def small_net(num_classes=3, weights=None, broken=False):
     inputs = keras.Input((None, None, 3), dtype="uint8")
     x = keras.layers.Rescaling(1 / 255.0)(inputs)
@@ -94,13 +117,45 @@ def test_a_reduced_precision_that_only_stalls_is_caught():
     assert not check.agrees and "progress" in check.problem
 
 
+def register(monkeypatch, name, builder):
+    monkeypatch.setitem(registry._REGISTRY, name, registry.ModelPreset(name, "test", "test", 1, "a test", builder))
+    return name
+
+
 @pytest.fixture
 def broken_model(monkeypatch):
-    """A registered model whose reduced-precision training is broken."""
-    name = "test_broken_in_reduced_precision"
-    preset = registry.ModelPreset(name, "test", "test", 1, "gradient reversed in bf16", broken_net)
-    monkeypatch.setitem(registry._REGISTRY, name, preset)
-    return name
+    """A registered model whose reduced-precision training is broken (in no layer with weights)."""
+    return register(monkeypatch, "test_broken_in_reduced_precision", broken_net)
+
+
+def test_the_layer_to_blame_is_found_one_layer_at_a_time():
+    from kseg.training.precision_check import disagreeing_layers, layer_errors
+
+    images = batch()[0]
+    assert disagreeing_layers(lambda: net_with_one_wrong_layer(), images, "mixed_bfloat16") == ["wrong"]
+    errors = layer_errors(net_with_one_wrong_layer(), images, "mixed_bfloat16")
+    assert set(errors) == {"fine", "wrong", "score"}
+    tolerance = precision_check.LAYER_TOLERANCE
+    assert errors["fine"] < tolerance and errors["score"] < tolerance and errors["wrong"] > 1
+
+
+def test_a_run_keeps_bf16_with_the_blamed_layer_in_float32(data, tmp_path, monkeypatch, caplog):
+    from kseg.training import train
+
+    name = register(monkeypatch, "test_one_wrong_layer", net_with_one_wrong_layer)
+    run_dir = tmp_path / "run"
+    with caplog.at_level(logging.INFO, logger="kseg"):
+        train(config(data, run_dir, name, mixed_precision="bf16"), verbose=0)
+    line = next(record for record in caplog.records if "precision check" in record.getMessage())
+    assert line.levelno == logging.WARNING
+    assert "gradients of wrong disagree with float32's, so it computes in float32" in line.getMessage()
+    assert "with policy mixed_bfloat16" in caplog.text
+    from kseg import runs
+    from kseg.models.saving import load_model
+
+    model = load_model(runs.checkpoint_path(str(run_dir), runs.LAST))
+    assert model.get_layer("wrong").compute_dtype == "float32"
+    assert model.get_layer("fine").compute_dtype == "bfloat16"
 
 
 @pytest.fixture(scope="module")

@@ -41,7 +41,7 @@ from kseg.config import TrainConfig
 from kseg.errors import DiskFullError, KsegError
 from kseg.metrics import at_chance_level, chance_mean_iou
 from kseg.training import checkpoints
-from kseg.training.build import build_model, build_optimizer
+from kseg.training.build import build_model, build_optimizer, with_float32_biases
 from kseg.training.checkpoints import RunState
 from kseg.training.data_checks import check_dataset, check_validation_split, compute_class_weights
 from kseg.training.distribution import (
@@ -101,6 +101,7 @@ class TrainingRun:
     callbacks: list = dataclasses.field(default_factory=list)
     unsafe: bool = False
     requested_precision: str = "auto"  # --mixed-precision as given, before auto was resolved
+    float32_layers: tuple = ()  # layers computed in float32 under a mixed policy (the precision check)
     model: object = None  # the keras model trained, once built
     metric: object = None  # its validation confusion matrix
     steps: int = 0  # training steps per epoch
@@ -234,7 +235,7 @@ def _checked_precision(run):
     config = run.config
     if run.policy == "float32" or not config.precision_check:
         return run
-    from kseg.training.precision_check import check_precision
+    from kseg.training.precision_check import blame_layers, check_precision
 
     total_steps = _steps_per_epoch(config, run.spec) * config.epochs
     check = check_precision(config, run.spec, run.policy, run.class_weights, total_steps)
@@ -242,6 +243,17 @@ def _checked_precision(run):
     if check.agrees:
         logger.info("precision check: %s trains like float32 here (%s)", run.policy, check.describe())
         return run
+    blamed = blame_layers(config, run.spec, run.policy)
+    if blamed:
+        again = check_precision(config, run.spec, run.policy, run.class_weights, total_steps, blamed)
+        if again.agrees:
+            logger.warning(
+                "precision check: %s does not train like float32 on this machine (%s; %s); the output or "
+                "gradients of %s disagree with float32's, so %s in float32 and the rest in %s (%s)",
+                run.policy, check.problem, check.describe(), ", ".join(blamed),
+                "it computes" if len(blamed) == 1 else "they compute", run.policy, again.describe(),
+            )  # fmt: skip
+            return dataclasses.replace(run, float32_layers=tuple(blamed))
     if run.requested_precision == "auto":
         logger.warning(
             "precision check: %s does not train like float32 on this machine (%s; %s); training in float32 "
@@ -319,10 +331,13 @@ def _build(run):
 
     from kseg.losses import MaskedSparseCrossEntropy
     from kseg.metrics import ConfusionMatrixMetric
+    from kseg.training.precision_check import with_float32_layers
 
     config, spec = run.config, run.spec
     with run.strategy.scope():
         network = build_model(config, spec.num_classes, initialise=not run.resume, unsafe=run.unsafe)
+        if run.float32_layers:
+            network = with_float32_biases(with_float32_layers(network, run.float32_layers))
     # The model trained is the same graph of layers (and variables, created above under
     # the strategy) wrapped again outside the strategy scope, and fit() runs inside the
     # scope. Keras then distributes each step as usual but does not start a pass of its

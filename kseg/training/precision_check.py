@@ -15,10 +15,19 @@ their losses. It costs seconds (the batch is at most `MAX_IMAGES` images of at m
 The reduced policy agrees when, after the last step, its loss is finite, within
 `LOSS_TOLERANCE` (relative) of float32's, and it made at least `MIN_PROGRESS` of the
 progress float32 made on the batch.
+
+When it does not, `disagreeing_layers` looks for the layers to blame, one at a time: each
+layer with weights gets the input the float32 model gives it, and its output and gradients
+(with respect to its input and its weights) in the reduced policy are compared with
+float32's. A wrong kernel shows there as a relative error far above bfloat16's rounding
+(`LAYER_TOLERANCE`). `with_float32_layers` then keeps just those layers in float32, and
+the whole-model check is run again on that model: the run trains in the reduced policy
+with those exceptions only if that check agrees too.
 """
 
 import dataclasses
 import gc
+import inspect
 import logging
 import math
 import time
@@ -31,6 +40,11 @@ STEPS = 6  # optimizer updates compared
 MAX_IMAGES = 8  # images in the check's batch
 MAX_SIDE = 256  # longest side of the check's crops, in pixels
 LOSS_TOLERANCE = 0.1  # largest relative gap of the last losses
+# Largest relative error of one layer's output or gradient. bfloat16 rounding alone gives
+# 0.2-0.6% on the FCN's layers, but a layer with a ReLU inside gets a few percent more
+# (the rounding moves pre-activations near zero across it, which switches whole gradient
+# entries); a wrong kernel gives errors of order 1.
+LAYER_TOLERANCE = 0.3
 MIN_PROGRESS = 0.5  # share of float32's loss decrease the reduced precision must make too
 
 
@@ -146,7 +160,26 @@ def compare_precisions(build, compile_model, batch, policy, steps=STEPS):
     )  # fmt: skip
 
 
-def check_precision(config, spec, policy, class_weights, total_steps):
+def _run_model(config, spec, float32_layers=()):
+    """A builder of the run's model as `kseg.training.build.build_model` makes it, from
+    random weights and without dropout (so that two copies differ only in precision)."""
+    from kseg.models import create_model
+    from kseg.training.build import builder_options, with_float32_biases
+
+    options = builder_options(config)
+    if "dropout" in options:
+        options["dropout"] = 0.0
+
+    def build():
+        model = create_model(config.model, num_classes=spec.num_classes, weights=None, **options)
+        if float32_layers:
+            model = with_float32_layers(model, float32_layers)
+        return with_float32_biases(model)
+
+    return build
+
+
+def check_precision(config, spec, policy, class_weights, total_steps, float32_layers=()):
     """Checks that `policy` trains the model of `config` like float32 on this machine.
 
     Args:
@@ -155,20 +188,13 @@ def check_precision(config, spec, policy, class_weights, total_steps):
         policy: str. The reduced policy the run would train under.
         class_weights: list of float or None. The run's class weights.
         total_steps: int. The run's optimizer steps (for its learning-rate schedule).
+        float32_layers: sequence of str. Layers that compute in float32 in the reduced copy.
 
     Returns:
         PrecisionCheck.
     """
     from kseg.losses import MaskedSparseCrossEntropy
-    from kseg.models import create_model
-    from kseg.training.build import build_optimizer, builder_options
-
-    options = builder_options(config)
-    if "dropout" in options:
-        options["dropout"] = 0.0  # both copies must see the same network
-
-    def build():
-        return create_model(config.model, num_classes=spec.num_classes, weights=None, **options)
+    from kseg.training.build import build_optimizer
 
     def compile_model(model):
         model.compile(
@@ -176,4 +202,128 @@ def check_precision(config, spec, policy, class_weights, total_steps):
             loss=MaskedSparseCrossEntropy(spec.num_classes, spec.ignore_index, class_weights),
         )
 
+    build = _run_model(config, spec, float32_layers)
     return compare_precisions(build, compile_model, check_batch(config, spec), policy)
+
+
+def blame_layers(config, spec, policy):
+    """The layers of the run's model whose output or gradients in `policy` are off
+    (`disagreeing_layers`), on the check's batch."""
+    return disagreeing_layers(_run_model(config, spec), check_batch(config, spec)[0], policy)
+
+
+def with_float32_layers(model, names):
+    """A copy of a functional `model` (same weights) whose layers `names` compute in float32."""
+    import keras
+
+    config = model.get_config()
+    for layer in config["layers"]:
+        if layer["config"].get("name") in names:
+            layer["config"]["dtype"] = "float32"
+    copy = keras.Model.from_config(config)
+    copy.set_weights(model.get_weights())
+    return copy
+
+
+def _relative_error(ours, reference):
+    ours = np.asarray(ours, np.float64)
+    reference = np.asarray(reference, np.float64)
+    scale = np.linalg.norm(reference)
+    if not np.all(np.isfinite(ours)):
+        return math.inf
+    if scale == 0:
+        return 0.0 if np.linalg.norm(ours) == 0 else math.inf
+    return float(np.linalg.norm(ours - reference) / scale)
+
+
+def _output_and_gradients(layer, inputs, weights):
+    """The layer's output on `inputs` (training mode) and the gradients of a fixed random
+    projection of it with respect to its input and its trainable weights, as numpy.
+
+    The layer is called through a one-layer model, so that its inputs and weights are cast
+    to its compute dtype as in the whole model (a bare `stateless_call` would not).
+    """
+    import keras
+
+    extra = {"training": True} if "training" in inspect.signature(layer.call).parameters else {}
+    placeholder = keras.Input(inputs.shape[1:], batch_size=inputs.shape[0])
+    wrapper = keras.Model(placeholder, layer(placeholder, **extra))
+    projection = keras.ops.convert_to_tensor(weights)
+    backend = keras.backend.backend()
+    if backend == "tensorflow":
+        import tensorflow as tf
+
+        x = tf.constant(inputs)
+        variables = [variable.value for variable in wrapper.trainable_variables]
+        with tf.GradientTape() as tape:
+            tape.watch(x)
+            output = keras.ops.cast(wrapper(x), "float32")
+            total = keras.ops.sum(output * projection)
+        gradients = tape.gradient(total, [x, *variables])
+    elif backend == "jax":
+        import jax
+
+        others = [variable.value for variable in wrapper.non_trainable_variables]
+
+        def projected(values, x):
+            output, _ = wrapper.stateless_call(values, others, x)
+            output = keras.ops.cast(output, "float32")
+            return keras.ops.sum(output * projection), output
+
+        trainable = [variable.value for variable in wrapper.trainable_variables]
+        (_, output), (input_gradient, weight_gradients) = jax.value_and_grad(
+            projected, argnums=(1, 0), has_aux=True
+        )(trainable, inputs)
+        gradients = [input_gradient, *weight_gradients]
+    else:
+        return None
+    return [keras.ops.convert_to_numpy(output)] + [keras.ops.convert_to_numpy(g) for g in gradients]
+
+
+def layer_errors(model, images, policy):
+    """{layer name: largest relative error of its output or gradients in `policy` against
+    float32}, for every single-input layer of the float32 `model` that has trainable
+    weights, each given the input the float32 model gives it. Empty on a backend where
+    gradients are not taken here (PyTorch)."""
+    import keras
+
+    from kseg.models.keras_internals import read_biases_in_float32
+    from kseg.training.distribution import dtype_policy
+
+    layers = [layer for layer in model.layers
+              if layer.trainable_weights and not isinstance(layer.input, (list, tuple))]  # fmt: skip
+    if not layers or keras.backend.backend() not in ("tensorflow", "jax"):
+        return {}
+    probe = keras.Model(model.input, [layer.input for layer in layers])
+    inputs = probe.predict_on_batch(images)
+    inputs = inputs if isinstance(inputs, (list, tuple)) else [inputs]
+    rng = np.random.default_rng(0)
+    errors = {}
+    for layer, x in zip(layers, inputs):
+        x = np.asarray(x, np.float32)
+        with dtype_policy(policy):
+            twin = layer.__class__.from_config({**layer.get_config(), "dtype": policy})
+            twin.build(x.shape)
+        twin.set_weights(layer.get_weights())
+        read_biases_in_float32(twin)  # as the run's model reads them
+        weights = rng.standard_normal(layer.compute_output_shape(x.shape)).astype("float32")
+        reference = _output_and_gradients(layer, x, weights)
+        ours = _output_and_gradients(twin, x, weights)
+        if reference is None or ours is None:
+            return {}
+        errors[layer.name] = max(_relative_error(a, b) for a, b in zip(ours, reference))
+    return errors
+
+
+def disagreeing_layers(build, images, policy):
+    """The names of the layers of `build()`'s model (built in float32) whose output or
+    gradients in `policy` are off by more than LAYER_TOLERANCE, worst first."""
+    import keras
+
+    from kseg.training.distribution import dtype_policy
+
+    with dtype_policy("float32"):
+        keras.utils.set_random_seed(0)
+        model = build()
+    errors = layer_errors(model, images, policy)
+    return sorted((name for name, error in errors.items() if error > LAYER_TOLERANCE), key=lambda n: -errors[n])
