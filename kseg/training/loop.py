@@ -233,7 +233,7 @@ def _checked_precision(run):
     line) when `auto` chose it, and stops the run when it was asked for by name.
     """
     config = run.config
-    if run.policy == "float32" or not config.precision_check:
+    if run.policy == "float32" or not config.precision_check or run.state.epoch >= config.epochs:
         return run
     from kseg.training.precision_check import blame_layers, check_precision
 

@@ -105,7 +105,8 @@ def check_batch(config, spec, engine=None):
 
     dataset = kseg.data.make_dataset(
         spec, config.train_split, training=True, batch_size=min(config.batch_size, MAX_IMAGES),
-        crop=config.training_crop, seed=config.seed, scale_range=tuple(config.scale), engine=engine,
+        crop=config.training_crop, seed=config.seed, scale_range=tuple(config.scale), skip_bad=config.skip_bad,
+        engine=engine,
     )  # fmt: skip
     if hasattr(dataset, "as_numpy_iterator"):  # tf.data
         images, masks = next(iter(dataset.take(1).as_numpy_iterator()))
