@@ -31,7 +31,7 @@ DEMO ?= demo
 DEMO_EPOCHS ?= 12
 demo: install
 	rm -rf $(DEMO)/run $(DEMO)/predictions
-	$(BIN)/kseg data synth $(DEMO)/data --num-train 3000 --num-val 100 --force
+	$(BIN)/kseg data synth $(DEMO)/data --num-train 3000 --num-val 500 --force
 	$(BIN)/kseg train --model fcn8s_vgg16bn --data synthetic --data-dir $(DEMO)/data --weights none \
 		--width 0.125 --epochs $(DEMO_EPOCHS) --batch-size 16 --scale 1,1 --optimizer adam --lr 4e-3 \
 		--dropout 0 --learn-upsampling --run-dir $(DEMO)/run --quiet

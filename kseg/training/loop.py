@@ -8,6 +8,11 @@ One epoch at a time:
       -> checkpoints/best.keras if val mIoU improved, checkpoints/last.keras (always)
       -> log.csv, TensorBoard scalars, training_curves.png (kseg.training.logs)
 
+Before the first epoch, a reduced precision (bf16, fp16) is checked against float32 on this
+machine (`kseg.training.precision_check`): `auto` falls back to float32 when they disagree,
+an explicit choice stops. After each epoch, and at the end, a run that is not learning (a
+loss far above its first step's, a validation mIoU at chance level) says so.
+
 What one run needs travels in a `TrainingRun`. Checkpoints and exact resume are
 `kseg.training.checkpoints`; the strategy, precision and multi-worker setup
 `kseg.training.distribution`; the data checks `kseg.training.data_checks`; the run-folder
