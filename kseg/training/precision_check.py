@@ -37,7 +37,7 @@ import numpy as np
 logger = logging.getLogger("kseg")
 
 STEPS = 6  # optimizer updates compared
-MAX_IMAGES = 8  # images in the check's batch
+MAX_IMAGES = 4  # images in the check's batch
 MAX_SIDE = 256  # longest side of the check's crops, in pixels
 LOSS_TOLERANCE = 0.1  # largest relative gap of the last losses
 # Largest relative error of one layer's output or gradient. bfloat16 rounding alone gives
