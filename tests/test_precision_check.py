@@ -102,6 +102,7 @@ def test_a_reduced_precision_whose_gradients_are_wrong_is_caught():
         ([2.0, 1.0], [2.0, 0.7], False),  # 30% below is no better: it is not float32's path
         ([2.0, 1.0], [2.0, float("nan")], False),
         ([2.0, float("inf")], [2.0, 1.0], True),  # float32 itself diverges: nothing to hold against
+        ([2.0, float("nan")], [2.0, float("nan")], True),
         ([2.0, 1.98], [2.0, 2.05], True),  # float32 barely moved; 3.5% apart
         ([2.0, 1.97], [2.0, 2.0], True),  # float32 made 1.5% progress: too little to judge
     ],

@@ -59,6 +59,8 @@ class PrecisionCheck:
         images: int. Images in the batch.
         size: tuple. (height, width) of the batch.
         seconds: float. What the check cost, both models built and trained.
+        reduced_updates: int or None. Updates applied under `policy` before its last loss
+            (fewer than the float32 copy's when loss scaling skipped some); None: as many.
     """
 
     policy: str
@@ -67,6 +69,13 @@ class PrecisionCheck:
     images: int
     size: tuple
     seconds: float
+    reduced_updates: int = None
+
+    @property
+    def updates(self):
+        """Updates behind the last reduced loss, and the float32 loss after as many."""
+        count = len(self.float32_losses) - 1 if self.reduced_updates is None else self.reduced_updates
+        return min(count, len(self.float32_losses) - 1)
 
     @property
     def agrees(self):
@@ -75,11 +84,11 @@ class PrecisionCheck:
     @property
     def problem(self):
         """Why the reduced policy does not train like float32 ("" when it does)."""
-        ours, theirs = self.reduced_losses, self.float32_losses
-        if not all(math.isfinite(value) for value in ours):
-            return "its loss became NaN or infinite"
+        ours, theirs = self.reduced_losses, self.float32_losses[: self.updates + 1]
         if not all(math.isfinite(value) for value in theirs):
             return ""  # float32 itself diverges on this batch: nothing to compare with
+        if not all(math.isfinite(value) for value in ours):
+            return "its loss became NaN or infinite"
         gap = abs(ours[-1] - theirs[-1]) / max(abs(theirs[-1]), 1e-3)
         if gap > LOSS_TOLERANCE:
             return f"its loss ended {gap:.0%} {'above' if ours[-1] > theirs[-1] else 'below'} float32's"
@@ -91,9 +100,9 @@ class PrecisionCheck:
     def describe(self):
         """One line of figures: the last losses, the batch and the cost."""
         return (
-            f"loss after {len(self.float32_losses) - 1} steps on one batch of {self.images} "
+            f"loss after {self.updates} updates on one batch of {self.images} "
             f"{self.size[0]}x{self.size[1]} images: {self.reduced_losses[-1]:.4g} in {self.policy}, "
-            f"{self.float32_losses[-1]:.4g} in float32 (from {self.float32_losses[0]:.4g}); "
+            f"{self.float32_losses[self.updates]:.4g} in float32 (from {self.float32_losses[0]:.4g}); "
             f"checked in {self.seconds:.1f} s"
         )
 
@@ -118,11 +127,24 @@ def check_batch(config, spec, engine=None):
 
 
 def _losses(model, images, masks, steps):
+    """The loss of each `train_on_batch` call until `steps` updates were applied, the loss
+    after them (one call more), and the updates applied before it. Under mixed_float16 keras skips the update of a step
+    whose scaled gradients overflowed while it lowers its loss scale; those calls are not
+    counted (at most 3 x `steps` calls in all)."""
     losses = []
-    for _ in range(steps + 1):  # the last call's loss is that of the weights after `steps` updates
+    for _ in range(3 * steps):
         value = model.train_on_batch(images, masks)
         losses.append(float(np.asarray(value).reshape(-1)[0]))
-    return losses
+        if _updates(model) >= steps:
+            break
+    updates = _updates(model)
+    value = model.train_on_batch(images, masks)
+    return [*losses, float(np.asarray(value).reshape(-1)[0])], updates
+
+
+def _updates(model):
+    """Optimizer updates applied so far (a loss-scale optimizer counts only applied ones)."""
+    return int(np.asarray(model.optimizer.iterations))
 
 
 def compare_precisions(build, compile_model, batch, policy, steps=STEPS):
@@ -141,7 +163,7 @@ def compare_precisions(build, compile_model, batch, policy, steps=STEPS):
 
     start = time.perf_counter()
     images, masks = batch
-    losses = {}
+    losses, updates = {}, 0
     weights = None
     for name in ("float32", policy):
         with dtype_policy(name):
@@ -152,12 +174,12 @@ def compare_precisions(build, compile_model, batch, policy, steps=STEPS):
             else:
                 model.set_weights(weights)
             compile_model(model)
-            losses[name] = _losses(model, images, masks, steps)
+            losses[name], updates = _losses(model, images, masks, steps)
         del model
         gc.collect()
     return PrecisionCheck(
         policy=policy, float32_losses=losses["float32"], reduced_losses=losses[policy], images=len(images),
-        size=tuple(images.shape[1:3]), seconds=time.perf_counter() - start,
+        size=tuple(images.shape[1:3]), seconds=time.perf_counter() - start, reduced_updates=updates,
     )  # fmt: skip
 
 
@@ -199,7 +221,8 @@ def check_precision(config, spec, policy, class_weights, total_steps, float32_la
 
     def compile_model(model):
         model.compile(
-            optimizer=build_optimizer(config, total_steps),
+            # the learning rate of a run's first steps, even for runs of a few steps
+            optimizer=build_optimizer(config, max(total_steps, 100 * STEPS)),
             loss=MaskedSparseCrossEntropy(spec.num_classes, spec.ignore_index, class_weights),
         )
 
