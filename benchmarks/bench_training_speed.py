@@ -11,6 +11,10 @@ For each precision, medians of `--repeats` rounds, interleaved:
   kseg train   `kseg.training.train` for `--steps` steps (pipeline and model together),
                the images/s it logs (its first step, with tracing, is not timed)
 
+With --profile, each precision's model step also runs once more in a child process under
+ONEDNN_VERBOSE=profile_exec, and the time of oneDNN's primitives is summed by kind
+(convolutions, matmuls, pooling, reorders); the rest of a step is TensorFlow's own ops.
+
 The figures name the CPU (reports.machine()).
 """
 
@@ -40,7 +44,7 @@ def recipe(data_dir, policy, steps, run_dir):
                        run_dir=run_dir)  # fmt: skip
 
 
-def model_step(config, spec, policy, steps):
+def model_step(config, spec, policy, steps, before_timing=None):
     import keras
 
     from kseg.losses import MaskedSparseCrossEntropy
@@ -54,8 +58,15 @@ def model_step(config, spec, policy, steps):
         model = build_model(config, spec.num_classes)
         model.compile(optimizer=build_optimizer(config, 1000),
                       loss=MaskedSparseCrossEntropy(spec.num_classes, spec.ignore_index))
-        for _ in range(2):
+        for _ in range(3):
             model.train_on_batch(images, masks)
+        if before_timing is not None:  # the profile's child: mean seconds of 5 steps
+            before_timing()
+            start = time.perf_counter()
+            for _ in range(5):
+                model.train_on_batch(images, masks)
+            print((time.perf_counter() - start) / 5, flush=True)
+            return None
         times = []
         for _ in range(steps):
             start = time.perf_counter()
@@ -77,6 +88,43 @@ def input_rate(config, spec, steps):
     return steps * 4 / (time.perf_counter() - start)
 
 
+PROFILE_MARK = "kseg-step-seconds"
+
+
+def onednn_profile(data_dir, policy, steps):
+    """{primitive kind: ms per step} of oneDNN, and the step's ms, from a child process."""
+    import collections
+    import subprocess
+
+    result = subprocess.run(
+        [sys.executable, os.path.abspath(__file__), "--data-dir", data_dir, "--profile-step", policy,
+         "--steps", str(steps)],
+        env={**os.environ, "ONEDNN_VERBOSE": "profile_exec"}, capture_output=True, text=True, check=True,
+    )  # fmt: skip
+    lines = result.stdout.splitlines()
+    start = lines.index(PROFILE_MARK)
+    times = collections.Counter()
+    for line in lines[start:]:
+        fields = line.split(",")
+        if line.startswith("onednn_verbose") and "exec" in fields:
+            at = fields.index("exec")
+            try:
+                times[fields[at + 2]] += float(fields[-1]) / steps
+            except ValueError:
+                continue
+    step = float(lines[-1]) * 1000
+    return {"step_ms": step, "onednn_ms": dict(times), "other_ms": step - sum(times.values())}
+
+
+def profile_step(data_dir, policy, steps):
+    """The child of `onednn_profile`: warm up, print the mark, time `steps` steps."""
+    from kseg.data import get_dataset_spec
+
+    config = recipe(data_dir, policy, steps, "")
+    spec = get_dataset_spec("camvid", data_dir)
+    model_step(config, spec, policy, 0, before_timing=lambda: print(PROFILE_MARK, flush=True))
+
+
 def kseg_train(config):
     from kseg.training import read_checkpoint_state, train
 
@@ -90,8 +138,12 @@ def main():
     parser.add_argument("--data-dir", default=os.environ.get("CAMVID_DIR", DEFAULT_DATA_DIR))
     parser.add_argument("--steps", type=int, default=20, help="timed steps per measurement [20]")
     parser.add_argument("--repeats", type=int, default=2, help="interleaved rounds [2]")
+    parser.add_argument("--profile", action="store_true", help="also sum oneDNN's kernel times per step")
+    parser.add_argument("--profile-step", help=argparse.SUPPRESS)
     parser.add_argument("--out", help="JSON report to write")
     args = parser.parse_args()
+    if args.profile_step:
+        return profile_step(args.data_dir, args.profile_step, args.steps)
     check_out(args.out, "training_speed", inputs=[args.data_dir])
     from kseg.data import get_dataset_spec
 
@@ -113,6 +165,17 @@ def main():
         ours, theirs = report["median"][f"{what} mixed_bfloat16"], report["median"][f"{what} float32"]
         print(f"| {what} | {theirs:.1f} | {ours:.1f} | {ours / theirs:.2f} |")
     print(f"| input pipeline alone | {report['median']['input']:.1f} | | |")
+    if args.profile:
+        report["profile"] = {policy: onednn_profile(args.data_dir, policy, 5) for policy in POLICIES}
+        print("\n| ms per model step | " + " | ".join(POLICIES) + " |\n|---|---|---|")
+        kinds = sorted({kind for row in report["profile"].values() for kind in row["onednn_ms"]})
+        for kind in ["step_ms", *kinds, "other_ms"]:
+            cells = []
+            for row in report["profile"].values():
+                value = row["onednn_ms"].get(kind, 0.0) if kind in kinds else row[kind]
+                cells.append(f"{value:.1f}")
+            label = {"step_ms": "one step", "other_ms": "not oneDNN (TensorFlow ops)"}.get(kind, f"oneDNN {kind}")
+            print(f"| {label} | " + " | ".join(cells) + " |")
     if args.out:
         write_report(args.out, "training_speed", report)
         print(f"report: {args.out}")
