@@ -50,6 +50,8 @@ def test_the_verdicts_on_histories():
     assert "chance level" in problem and "background" in problem
     assert learning_problem([row(1, 0.9)], NAMES) == ""  # no validation: only the loss speaks
     assert "diverging" in learning_problem([row(1, 1.0), row(2, 2.5)], NAMES)  # older logs: no first step
+    # a fine-tuned run that starts near zero: noise, not divergence
+    assert learning_problem([row(1, 0.1, first=0.08), row(2, 0.25)], NAMES) == ""
 
 
 def test_a_run_that_learns_nothing_says_so_and_claims_no_best(tmp_path, caplog):

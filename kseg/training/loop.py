@@ -460,7 +460,10 @@ def _train_epoch(run, epoch):
     return row, scores["mean_iou"]
 
 
-DIVERGENCE_FACTOR = 2.0  # a training loss this many times its first step's is diverging
+# A training loss this many times its first step's, and at least DIVERGENCE_RISE above it,
+# is diverging (the rise keeps a fine-tuned run whose loss starts near zero from counting).
+DIVERGENCE_FACTOR = 2.0
+DIVERGENCE_RISE = 0.5
 
 
 def learning_problem(history, class_names):
@@ -470,7 +473,7 @@ def learning_problem(history, class_names):
     row = history[-1]
     start = history[0].get("first_step_loss")
     start = history[0]["loss"] if start is None else start
-    if math.isfinite(start) and row["loss"] > DIVERGENCE_FACTOR * max(start, 1e-6):
+    if math.isfinite(start) and row["loss"] > max(DIVERGENCE_FACTOR * start, start + DIVERGENCE_RISE):
         return (f"its training loss rose from {start:.4g} at the first step to {row['loss']:.4g} in epoch "
                 f"{row['epoch']}: it is diverging")  # fmt: skip
     mean_iou, chance = row.get("mean_iou"), row.get("chance_mean_iou")
