@@ -163,6 +163,13 @@ class DatasetSpec:
         labelled = self.valid_raw & (self.raw_to_train != self.ignore_index)
         return int(counts[labelled].sum())
 
+    def class_pixels(self, raw_mask):
+        """Pixels of `raw_mask` per train id: an int64 array of 256 (values the dataset does
+        not define are left out; `ignore_index` counts the ignored ones)."""
+        counts = np.bincount(raw_mask.ravel(), minlength=256)[:256]
+        valid = np.flatnonzero(self.valid_raw & (counts > 0))
+        return np.bincount(self.raw_to_train[valid], weights=counts[valid], minlength=256).astype(np.int64)
+
     def unexpected_values(self, raw_mask):
         """Returns the sorted raw values of `raw_mask` that this dataset does not define."""
         present = np.flatnonzero(np.bincount(raw_mask.ravel(), minlength=256))

@@ -35,6 +35,12 @@ EXAMPLES_PER_VALUE = 3
 # split for itself, so it can tell this problem from the per-file ones.
 NO_LABELLED_PIXEL = "split: no labelled pixel"
 MISSING_SPLIT = "split: missing or empty"
+# A split whose labelled pixels are all of one class: nothing can be learned from it either.
+ONE_CLASS = "split: one class only"
+# The problems of a split as a whole, which leaving bad pairs out cannot mend.
+SPLIT_PROBLEMS = (NO_LABELLED_PIXEL, ONE_CLASS)
+# A declared class absent from a split is worth a warning when this share of the pixels is ignored.
+IGNORED_SHARE_WARNING = 0.25
 
 
 @dataclasses.dataclass(frozen=True)
@@ -86,6 +92,7 @@ class VerifyReport:
         self.warnings = []
         self.labelled_pixels = 0
         self.masks_read = 0
+        self.class_pixels = np.zeros(256, np.int64)  # per train id; ignore_index: the ignored
 
     @property
     def ok(self):
@@ -148,6 +155,7 @@ class _PairResult:
         self.unexpected = {}
         self.mask_read = False
         self.labelled_pixels = 0
+        self.class_pixels = None
 
     def add(self, kind, path, message):
         self.problems.append(Problem(kind, path, message))
@@ -243,6 +251,7 @@ def _check_values(spec, mask_path, raw_mask, result):
     result.mask_read = True
     counts = np.bincount(raw_mask.ravel(), minlength=256)
     result.labelled_pixels = spec.labelled_pixels(raw_mask)
+    result.class_pixels = spec.class_pixels(raw_mask)
     bad = spec.unexpected_values(raw_mask)
     if bad.size:
         result.unexpected = {int(value): int(counts[value]) for value in bad}
@@ -293,7 +302,38 @@ def verify_dataset(spec, split, progress=False, workers=None):
             f"{spec.root}: the {spec.name} split '{split}' has no labelled pixel: {why}; "
             "nothing can be learned or scored from it",
         )
+    elif report.labelled_pixels:
+        _check_classes(spec, split, report)
     return report
+
+
+def _check_classes(spec, split, report):
+    """Reports a split whose labelled pixels are all of one class, and warns of declared
+    classes it lacks while much of it is ignored: both are what masks that store a class
+    as the ignore value look like (binary masks saved as 0/255, the usual export of
+    one-class annotation tools, with classes [background, object])."""
+    counts = report.class_pixels[: spec.num_classes]
+    ignored = int(report.class_pixels[spec.ignore_index])
+    share = ignored / max(ignored + int(counts.sum()), 1)
+    missing = [spec.class_names[index] for index in np.flatnonzero(counts == 0)]
+    if not missing or (len(missing) < spec.num_classes - 1 and share < IGNORED_SHARE_WARNING):
+        return
+    cause = (f"{share:.0%} of its pixels are the ignore value {spec.ignore_index}. If your masks store a "
+             f"class as {spec.ignore_index} (binary masks saved as 0/255 do), that class is ignored: store it "
+             f"as its index in the classes file instead")  # fmt: skip
+    present = [spec.class_names[index] for index in np.flatnonzero(counts)]
+    if len(present) == 1:
+        report.add(
+            ONE_CLASS, spec.root,
+            f"{spec.root}: every labelled pixel of the {spec.name} split '{split}' is {present[0]}; no other "
+            f"class occurs ({', '.join(missing[:5])}{', ...' if len(missing) > 5 else ''}), so nothing can be "
+            f"learned from it. {cause}" if ignored else
+            f"{spec.root}: every labelled pixel of the {spec.name} split '{split}' is {present[0]}; no other "
+            "class occurs, so nothing can be learned from it",
+        )  # fmt: skip
+        return
+    report.warnings.append((spec.root, f"{spec.root}: classes {', '.join(missing[:5])} never occur in the "
+                                       f"{spec.name} split '{split}', and {cause}"))  # fmt: skip
 
 
 def _collect(report, pairs, results, bar, seen_paths, seen_digests):
@@ -309,6 +349,8 @@ def _collect(report, pairs, results, bar, seen_paths, seen_digests):
         report.warnings.extend(result.warnings)
         report.labelled_pixels += result.labelled_pixels
         report.masks_read += result.mask_read
+        if result.class_pixels is not None:
+            report.class_pixels += result.class_pixels
         if result.digest is not None:
             if result.digest in seen_digests:
                 report.add("duplicate image", image_path,

@@ -75,6 +75,14 @@ def check_dataset(config, spec):
             f"ignore label {spec.ignore_index} (or maps to it), so there is nothing to learn; check the "
             "masks and the classes file (`kseg data stats` counts the pixels of each class)"
         )
+    from kseg.data.verify import ONE_CLASS
+
+    one_class = [problem for problem in report.problems if problem.kind == ONE_CLASS]
+    if one_class:
+        raise KsegError(one_class[0].message)
+    for path, message in report.warnings:
+        if path == spec.root:  # about the split as a whole, e.g. classes that never occur
+            logger.warning("%s", message)
     if problems:
         logger.warning(
             "%d bad pair(s) in %s will be skipped (--skip-bad): %s", len(problems), config.train_split, shown
@@ -125,12 +133,12 @@ def _verify(spec, split):
 
 def _dataset_problems(report):
     """The problems of a `kseg data verify` report that `--skip-bad` can leave out, one
-    message each: all but a split without any labelled pixel (refused on its own)."""
-    from kseg.data.verify import NO_LABELLED_PIXEL
+    message each: all but those of the whole split (refused on their own)."""
+    from kseg.data.verify import SPLIT_PROBLEMS
 
     problems = []
     for problem in report.problems:
-        if problem.kind == NO_LABELLED_PIXEL:
+        if problem.kind in SPLIT_PROBLEMS:
             continue
         path, message = str(problem.path), problem.message
         problems.append(message if path in message else f"{path}: {message}")

@@ -486,6 +486,7 @@ def test_labelled_pixels_counts_class_pixels_only(tmp_path):
     root = _folder(tmp_path / "d", count=1)
     mask = np.zeros(SIZE, np.uint8)
     mask[:4] = 255
+    mask[4:6] = 1  # two classes: a split of one class is a problem of its own
     _write(os.path.join(root, "masks", "good0.png"), _png(mask))
     report = verify_dataset(get_dataset_spec("folder", data_dir=root), "train")
     assert report.ok and report.labelled_pixels == (SIZE[0] - 4) * SIZE[1]

@@ -1,0 +1,84 @@
+"""Labels that would train on nothing are caught by `data verify` and by `train`, before any work.
+
+The common case: binary masks exported as 0 (background) and 255 (object) with the classes
+[background, object]. 255 is kseg's ignore label, so every object pixel is ignored, the
+only class left is background, and a model trained on it scores a "perfect" mIoU of 1.0.
+"""
+
+import os
+
+import numpy as np
+import pytest
+
+from data_helpers import random_image, write_png
+from kseg.config import TrainConfig
+from kseg.data import get_dataset_spec
+from kseg.data.verify import ONE_CLASS, verify_dataset
+from kseg.errors import KsegError
+
+
+def binary_folder(root, foreground=255, counts=(("train", 4), ("val", 2)), classes=("background", "object"),
+                  shapes=True, road=False, shape=(10, 14)):
+    rng = np.random.default_rng(0)
+    os.makedirs(root, exist_ok=True)
+    with open(os.path.join(root, "classes.yaml"), "w") as handle:
+        handle.write("classes:\n" + "".join(f"  - {name}\n" for name in classes))
+    for split, count in counts:
+        for index in range(count):
+            mask = np.zeros((24, 32), np.uint8)
+            if shapes:
+                top, left = rng.integers(0, 24 - shape[0]), rng.integers(0, 32 - shape[1])
+                mask[top:top + shape[0], left:left + shape[1]] = foreground
+            if road:  # class 1 on the top rows' background
+                mask[:12] = np.where(mask[:12] == 0, 1, mask[:12])
+            write_png(os.path.join(root, "images", split, f"{index}.png"), random_image(rng, 24, 32))
+            write_png(os.path.join(root, "masks", split, f"{index}.png"), mask)
+    return root
+
+
+def test_binary_masks_stored_as_0_and_255_are_a_problem_of_the_split(tmp_path):
+    spec = get_dataset_spec("folder", binary_folder(str(tmp_path / "d")))
+    report = verify_dataset(spec, "train")
+    assert not report.ok
+    [problem] = [problem for problem in report.problems if problem.kind == ONE_CLASS]
+    assert "every labelled pixel" in problem.message and "background" in problem.message
+    assert "object" in problem.message and "255" in problem.message and "0/255" in problem.message
+    assert ONE_CLASS in report.summary()
+
+
+def test_the_same_masks_stored_as_0_and_1_are_fine(tmp_path):
+    spec = get_dataset_spec("folder", binary_folder(str(tmp_path / "d"), foreground=1))
+    report = verify_dataset(spec, "train")
+    assert report.ok, report.summary()
+    assert report.class_pixels[0] > 0 and report.class_pixels[1] > 0
+
+
+def test_a_split_of_one_class_without_any_ignored_pixel_is_refused_too(tmp_path):
+    spec = get_dataset_spec("folder", binary_folder(str(tmp_path / "d"), shapes=False))
+    report = verify_dataset(spec, "train")
+    assert [problem.kind for problem in report.problems] == [ONE_CLASS]
+    assert "no other class occurs" in report.problems[0].message
+
+
+def test_a_class_missing_while_much_is_ignored_is_a_warning(tmp_path):
+    # three classes; the third stored as 255 (42% of the pixels), the first two present
+    root = binary_folder(str(tmp_path / "d"), classes=("background", "road", "car"), road=True, shape=(16, 20))
+    spec = get_dataset_spec("folder", root)
+    report = verify_dataset(spec, "train")
+    assert report.ok, report.summary()  # a class may be absent from a split: only a warning
+    messages = [message for _, message in report.warnings]
+    assert any("classes car never occur" in message and "255" in message for message in messages)
+
+
+@pytest.mark.parametrize("skip_bad", [False, True])
+def test_train_refuses_before_any_work(tmp_path, skip_bad):
+    from kseg.training import train
+
+    data = binary_folder(str(tmp_path / "d"))
+    run_dir = tmp_path / "run"
+    config = TrainConfig(model="fcn8s_vgg16bn", data="folder", data_dir=data, weights="none", width=0.0625,
+                         epochs=1, batch_size=2, run_dir=str(run_dir), skip_bad=skip_bad,
+                         mixed_precision="off")  # fmt: skip
+    with pytest.raises(KsegError, match="every labelled pixel .* is background"):
+        train(config, verbose=0)
+    assert not run_dir.exists()
