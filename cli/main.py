@@ -106,8 +106,20 @@ def cli(ctx, debug):
     paper's metrics, predict on images of any size, and export to SavedModel or TFLite.
     Run `kseg COMMAND --help` for the options of a command.
     """
-    logging.basicConfig(level=logging.INFO, format="%(message)s")
+    handler = logging.StreamHandler()
+    handler.setFormatter(_LevelFormatter())
+    logging.basicConfig(level=logging.INFO, handlers=[handler])
     ctx.ensure_object(dict)["debug"] = debug
+
+
+class _LevelFormatter(logging.Formatter):
+    """Log lines as plain messages; warnings and errors begin with "warning: " / "error: "."""
+
+    def format(self, record):
+        message = super().format(record)
+        if record.levelno >= logging.ERROR:
+            return f"error: {message}"
+        return f"warning: {message}" if record.levelno >= logging.WARNING else message
 
 
 def _after_quiet_tensorflow_import(callback):

@@ -103,13 +103,17 @@ def write(message):
 def training_progress(verbose):
     """How `kseg train` shows progress: (keras `verbose`, extra callbacks).
 
-    In a terminal keras' own bar (verbose 1). Elsewhere keras would print one line per
-    batch, so keras prints one line per epoch (verbose 2) and a `TrainingLog` callback
-    adds a line about every `LOG_INTERVAL` seconds within long epochs.
+    `verbose`: 1 for progress within epochs, 2 (--quiet) or 0 for none. kseg logs its own
+    line at the end of every epoch (loss, val mIoU, speed), so keras prints no epoch lines
+    of its own. In a terminal, keras' bar shows the progress within an epoch (verbose 1).
+    Elsewhere keras would print one line per batch, so a `TrainingLog` callback adds a line
+    about every `LOG_INTERVAL` seconds within long epochs instead.
     """
-    if verbose != 1 or is_terminal(sys.stdout):
-        return verbose, []
-    return 2, [training_log_callback()()]
+    if verbose != 1:
+        return 0, []
+    if is_terminal(sys.stdout):
+        return 1, []
+    return 0, [training_log_callback()()]
 
 
 def training_log_callback():

@@ -60,8 +60,8 @@ def test_progress_is_a_bar_only_in_a_terminal(monkeypatch):
 def test_training_progress_without_a_terminal_logs_lines(monkeypatch):
     monkeypatch.setattr("sys.stdout", io.StringIO())
     verbose, callbacks = training_progress(1)
-    assert verbose == 2 and len(callbacks) == 1  # keras: one line per epoch
-    assert training_progress(2) == (2, []) and training_progress(0) == (0, [])
+    assert verbose == 0 and len(callbacks) == 1  # kseg's epoch lines, and TrainingLog's within epochs
+    assert training_progress(2) == (0, []) and training_progress(0) == (0, [])
 
     clock, stream = FakeClock(), io.StringIO()
     log = training_log_callback()(interval=30, stream=stream, clock=clock)

@@ -320,7 +320,7 @@ def _summarise(run):
     state = run.state
     last = state.history[-1]
     if run.validate:
-        logger.info("trained %d epochs: val mIoU %s at the last, best %s at epoch %d", state.epoch,
+        logger.info("finished at epoch %d: val mIoU %s; best %s, at epoch %d", state.epoch,
                     _format(last.get("mean_iou")), _format(state.best_score), state.best_epoch)  # fmt: skip
     problem = learning_problem(state.history, run.spec.class_names)
     if problem:
