@@ -83,3 +83,4 @@ def test_evaluate_says_when_a_score_is_chance_level():
     perfect = EvaluationResult(confusion_matrix(labels, labels, 3), NAMES, num_images=1)
     assert perfect.to_dict()["at_chance_level"] is False
     assert not any("chance" in line for line in perfect.report_lines())
+

@@ -357,3 +357,13 @@ def test_without_validation_best_follows_training_loss(tiny_data, tmp_path, capl
     assert row["mean_iou"] == "" and float(row["loss"]) > 0
     assert os.path.isfile(runs.checkpoint_path(run_dir, runs.BEST))
     assert "val mIoU -" in caplog.text and "(lowest training loss: best.keras)" in caplog.text
+
+
+def test_a_misspelt_model_is_refused_first_with_the_names_it_may_mean(tmp_path):
+    from kseg.training import train
+
+    config = TrainConfig(model="fcn8s_vgg16n", data="synthetic", data_dir=str(tmp_path / "no-data-here"),
+                         run_dir=str(tmp_path / "run"))  # fmt: skip
+    with pytest.raises(KsegError, match=r"unknown model 'fcn8s_vgg16n' \(did you mean fcn8s_vgg16bn"):
+        train(config, verbose=0)  # before the (missing) data is looked at
+    assert not (tmp_path / "run").exists()

@@ -6,6 +6,7 @@ themselves (`kseg.models.fcn.fcn8s`, ...) stay the public API, keras-application
 """
 
 import dataclasses
+import difflib
 import functools
 import importlib
 import random
@@ -139,7 +140,9 @@ def list_models():
 def get_model_entry(name):
     """Returns the `ModelPreset` for `name`, or raises a `KsegError` listing the known names."""
     if name not in _REGISTRY:
-        raise KsegError(f"unknown model '{name}'; known models: {', '.join(list_models())}")
+        close = difflib.get_close_matches(str(name), list_models(), n=3, cutoff=0.6)
+        hint = f" (did you mean {' or '.join(close)}?)" if close else ""
+        raise KsegError(f"unknown model '{name}'{hint}; known models: {', '.join(list_models())}")
     return _REGISTRY[name]
 
 

@@ -45,6 +45,7 @@ from kseg import runs
 from kseg.config import TrainConfig
 from kseg.errors import DiskFullError, KsegError
 from kseg.metrics import at_chance_level, chance_mean_iou
+from kseg.models.registry import get_model_entry
 from kseg.training import checkpoints
 from kseg.training.build import build_model, build_optimizer, with_float32_biases
 from kseg.training.checkpoints import RunState
@@ -155,6 +156,7 @@ def train(config, resume=False, verbose=1, callbacks=(), unsafe=False):
     if not isinstance(config, TrainConfig):
         raise KsegError(f"train expects a TrainConfig. Received: {type(config).__name__}")
     config = config.replace()  # checks every value again: fields may have been set since
+    get_model_entry(config.model)  # a misspelt model is refused before minutes of data checks
     check_strategy_backend(config.strategy)  # multiworker is TensorFlow-only
     if config.strategy == "multiworker":
         read_tf_config()  # a malformed TF_CONFIG is refused before any work
