@@ -710,6 +710,9 @@ def load_predictor(path, run_dir, formats, precision="fp32", unsafe=False):
     if "cityscapes-ids" in formats and len(formats) > 1:
         warnings.append("the Cityscapes evaluation script expects one PNG per image in its "
                         "results folder; write cityscapes-ids to a folder of its own")
+    if classes is None:
+        warnings.append(f"{path}: no classes.json beside it, so its {num_classes} classes are named "
+                        f"class 0 .. class {num_classes - 1}, in default colours")  # fmt: skip
     palette = palette_from_classes(classes, num_classes)
     names = class_names_from_classes(classes, num_classes)
     return inference_model(loaded, precision), num_classes, palette, names, warnings

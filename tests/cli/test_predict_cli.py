@@ -217,3 +217,18 @@ def test_a_legend_that_cannot_be_written_stops_predict_naming_the_legend(run_dir
     files = json.loads((out / ".kseg-predictions.json").read_text())["files"]
     assert "legend.png" not in files and not (out / "legend.png").exists()
     assert any(name.startswith("a") for name in files)  # the image written first is listed
+
+
+def test_a_model_without_classes_json_says_its_classes_get_default_names(tmp_path):
+    from PIL import Image
+
+    bare = tiny_run_dir(tmp_path / "bare", "fcn8s")  # no classes.json
+    named = tiny_run_dir(tmp_path / "named", "fcn8s", ("toy", ["a", "b", "c"], PALETTE))
+    Image.fromarray(np.zeros((20, 30, 3), np.uint8)).save(tmp_path / "img.png")
+    for run, warned in ((bare, True), (named, False)):
+        result = CliRunner().invoke(cli, ["predict", str(tmp_path / "img.png"), "--model", str(run),
+                                          "--out", str(tmp_path / f"out-{run.parent.name}")])  # fmt: skip
+        assert result.exit_code == 0, result.output
+        assert ("no classes.json beside it" in result.output) == warned, result.output
+        if warned:
+            assert "named class 0 .. class 2" in result.output
