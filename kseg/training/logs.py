@@ -10,6 +10,7 @@ not depend on (`ScalarWriter` writes the same event records with TensorFlow alon
 
 import csv
 import io
+import math
 import os
 import socket
 import struct
@@ -57,8 +58,11 @@ def plot_training_curves(path, history):
     losses.plot(epochs, [row["loss"] for row in history], marker="o", label="train loss")
     if any(row.get("val_loss") is not None for row in history):
         losses.plot(epochs, [_nan(row.get("val_loss")) for row in history], marker="o", label="val loss")
+    values = [value for row in history for value in (row["loss"], row.get("val_loss")) if value is not None]
+    if values and all(math.isfinite(value) and value > 0 for value in values):
+        losses.set_yscale("log")  # a loss that explodes does not flatten the rest of the curve
     losses.set_xlabel("epoch")
-    losses.set_ylabel("cross-entropy")
+    losses.set_ylabel("loss (log scale)" if losses.get_yscale() == "log" else "loss")
     losses.legend()
     losses.grid(alpha=0.3)
     for key, label in (
@@ -66,6 +70,9 @@ def plot_training_curves(path, history):
         ("mean_accuracy", "mean accuracy"), ("frequency_weighted_iou", "f.w. IoU"),
     ):  # fmt: skip
         scores.plot(epochs, [_nan(row.get(key)) for row in history], marker="o", label=label)
+    chance = [_nan(row.get("chance_mean_iou")) for row in history]
+    if any(math.isfinite(value) for value in chance):
+        scores.plot(epochs, chance, linestyle="--", color="grey", label="mIoU of one class everywhere")
     for axes in (losses, scores):
         axes.xaxis.set_major_locator(MaxNLocator(integer=True))
     scores.set_xlabel("epoch")
