@@ -149,8 +149,8 @@ def evaluate_model(model, spec, split="val", batch_size=1, max_images=None, prog
         max_images: int or None. Score only the first images of the split.
         progress: bool. Show a progress bar (tqdm, on stderr).
         unsafe: bool. Allow a model file containing code (Lambda layers); trusted files only.
-        examples: int. Keep the first `examples` (image, ground truth, prediction) triples
-            in the result, for `write_contact_sheet`.
+        examples: int. Keep `examples` (image, ground truth, prediction) triples, spread
+            evenly over the images scored, in the result, for `write_contact_sheet`.
         precision: str. "fp32" or "bf16": the model computes in this precision whatever
             policy it was trained under (`kseg.models.inference.inference_model`, as in
             `kseg predict`).
@@ -180,6 +180,8 @@ def evaluate_model(model, spec, split="val", batch_size=1, max_images=None, prog
         dataset = dataset.take(math.ceil(max_images / batch_size))
     confusion = np.zeros((spec.num_classes, spec.num_classes + 1), np.int64)
     seen, kept = 0, []
+    # examples spread evenly over the split: its first images are often one scene's frames
+    wanted = set(np.linspace(0, total - 1, min(examples, total)).round().astype(int).tolist()) if examples else set()
     bar = progress_bar(total, f"evaluating {split}", "img", enabled=progress)
     try:  # the bar is cleared before an error message is printed
         with data_errors():
@@ -192,8 +194,8 @@ def evaluate_model(model, spec, split="val", batch_size=1, max_images=None, prog
                     raise KsegError(nonfinite_logits_message(source) + "; no metrics computed")
                 predictions = logits.argmax(axis=-1)
                 confusion += confusion_matrix(masks, predictions, spec.num_classes, spec.ignore_index)
-                kept.extend(zip(images, masks, predictions))
-                del kept[examples:]
+                kept.extend(example for index, example in enumerate(zip(images, masks, predictions), seen)
+                            if index in wanted)  # fmt: skip
                 seen += len(images)
                 bar.update(len(images))
     finally:

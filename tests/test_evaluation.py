@@ -256,3 +256,7 @@ def test_contact_sheet_shows_image_truth_and_prediction(spec, tmp_path):
         if label != 255:
             assert tuple(int(v) for v in spec.palette[label]) in colours
     assert evaluate_model(model, spec, "val", progress=False).examples == []
+    # the examples are spread over the split: its first and its last image
+    last_image, _ = spec.read_pair(*spec.pairs("val")[-1])
+    assert len(spec.pairs("val")) > 2
+    np.testing.assert_array_equal(result.examples[-1][0], last_image)
