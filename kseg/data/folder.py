@@ -202,16 +202,19 @@ class FolderSpec(DatasetSpec):
         images_dir, masks_dir = self._split_dirs(split)
         if not os.path.isdir(masks_dir):
             raise KsegError(f"{masks_dir}: missing masks folder for {images_dir}")
-        masks = {}
+        masks, others = {}, {}
         for name in sorted(os.listdir(masks_dir)):
             stem, extension = os.path.splitext(name)
-            if extension.lower() in MASK_EXTENSIONS and not name.startswith("."):
-                masks.setdefault(stem, os.path.join(masks_dir, name))
+            if not name.startswith("."):
+                (masks if extension.lower() in MASK_EXTENSIONS else others).setdefault(
+                    stem, os.path.join(masks_dir, name))
         pairs = []
         for image_path in list_image_files(images_dir, recursive=False):
             stem = os.path.splitext(os.path.basename(image_path))[0]
-            # A missing mask is reported when read, so verify can list every one.
-            pairs.append((image_path, masks.get(stem, os.path.join(masks_dir, stem + ".png"))))
+            # A missing mask is reported when read, so verify can list every one; a mask in
+            # another format (a JPEG) is paired, so that reading it says what is wrong with it.
+            mask = masks.get(stem) or others.get(stem) or os.path.join(masks_dir, stem + ".png")
+            pairs.append((image_path, mask))
         return pairs
 
     def read_raw_mask(self, path, data=None):

@@ -82,3 +82,16 @@ def test_train_refuses_before_any_work(tmp_path, skip_bad):
     with pytest.raises(KsegError, match="every labelled pixel .* is background"):
         train(config, verbose=0)
     assert not run_dir.exists()
+
+
+def test_a_jpeg_mask_is_reported_as_lossy_not_as_missing(tmp_path):
+    import cv2
+
+    root = binary_folder(str(tmp_path / "d"), foreground=1)
+    mask_path = os.path.join(root, "masks", "train", "0.png")
+    mask = cv2.imread(mask_path, cv2.IMREAD_UNCHANGED)
+    os.remove(mask_path)
+    cv2.imwrite(os.path.join(root, "masks", "train", "0.jpg"), mask)
+    report = verify_dataset(get_dataset_spec("folder", root), "train")
+    assert [problem.kind for problem in report.problems] == ["mask: lossy format"]
+    assert report.problems[0].path.endswith("0.jpg")
