@@ -33,14 +33,6 @@ def dataset_options(function):
     return function
 
 
-def _quiet_opencv():
-    """Keeps OpenCV's decoder warnings (e.g. "PNG input buffer is incomplete") off the
-    terminal: kseg reports each bad file itself, with its name."""
-    import cv2
-
-    cv2.utils.logging.setLogLevel(cv2.utils.logging.LOG_LEVEL_ERROR)
-
-
 def _splits(spec, splits):
     if splits:
         return list(dict.fromkeys(splits))
@@ -86,8 +78,9 @@ def verify(name, data_dir, splits, classes_file, max_problems, no_progress):
 
     from kseg.data import get_dataset_spec
     from kseg.data.verify import verify_dataset
+    from kseg.images import quiet_decoder_warnings
 
-    _quiet_opencv()
+    quiet_decoder_warnings()
     spec = get_dataset_spec(name, data_dir=data_dir, classes_file=classes_file)
     clean = True
     for split in _splits(spec, splits):
@@ -118,8 +111,9 @@ def stats(name, data_dir, splits, classes_file, json_path, no_progress):
     from kseg.data.stats import compute_stats
 
     from kseg.errors import KsegError
+    from kseg.images import quiet_decoder_warnings
 
-    _quiet_opencv()
+    quiet_decoder_warnings()
     spec = get_dataset_spec(name, data_dir=data_dir, classes_file=classes_file)
     payload = {}
     skipped = 0

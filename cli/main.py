@@ -129,6 +129,9 @@ def _after_quiet_tensorflow_import(callback):
     @functools.wraps(callback)
     def run(*args, **kwargs):
         import_tensorflow_quietly()
+        from kseg.images import quiet_decoder_warnings
+
+        quiet_decoder_warnings()  # kseg names each bad file itself
         return callback(*args, **kwargs)
 
     run.imports_tensorflow = True

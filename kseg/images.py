@@ -42,6 +42,12 @@ from kseg.atomic import atomic_path
 from kseg.errors import KsegError
 from kseg.files import IMAGE_FILE_LIMIT, read_bytes
 
+def quiet_decoder_warnings():
+    """Keeps OpenCV's decoder warnings (e.g. "PNG input buffer is incomplete") off the
+    terminal: kseg reports each bad file itself, with its name. For the command line."""
+    cv2.utils.logging.setLogLevel(cv2.utils.logging.LOG_LEVEL_ERROR)
+
+
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".webp", ".tif", ".tiff")
 # The most pixels kseg decodes from one file: enough for large tiled aerial images
 # (16384x16384), while one decoded image stays below 2 GiB even at 16-bit RGBA.
