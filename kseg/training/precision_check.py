@@ -8,11 +8,11 @@ same run learned on a CPU with AVX512-BF16 and no AMX, and with oneDNN turned of
 
 `check_precision` therefore trains two copies of the run's model, one in float32 and one in
 the reduced policy, from the same initial weights with the run's optimizer, loss and class
-weights, for `STEPS` steps on one fixed batch of the run's own training data, and compares
-their losses. It costs seconds (the batch is at most `MAX_IMAGES` images of at most
+weights, for `STEPS` updates on one fixed batch of the run's own training data, and
+compares their losses. It costs seconds (the batch is at most `MAX_IMAGES` images of at most
 `MAX_SIDE` pixels a side; dropout is off in both copies, so they differ only in precision).
 
-The reduced policy agrees when, after the last step, its loss is finite, within
+The reduced policy agrees when, after the last update, its loss is finite, within
 `LOSS_TOLERANCE` (relative) of float32's, and it made at least `MIN_PROGRESS` of the
 progress float32 made on the batch.
 
@@ -28,13 +28,10 @@ with those exceptions only if that check agrees too.
 import dataclasses
 import gc
 import inspect
-import logging
 import math
 import time
 
 import numpy as np
-
-logger = logging.getLogger("kseg")
 
 STEPS = 6  # optimizer updates compared
 MAX_IMAGES = 4  # images in the check's batch
@@ -55,7 +52,8 @@ class PrecisionCheck:
     Args:
         policy: str. The reduced policy checked, e.g. "mixed_bfloat16".
         float32_losses: list of float. The loss before each update and after the last.
-        reduced_losses: list of float. The same under `policy`.
+        reduced_losses: list of float. The loss of each step under `policy` (steps whose
+            update loss scaling skipped included) and after the last update.
         images: int. Images in the batch.
         size: tuple. (height, width) of the batch.
         seconds: float. What the check cost, both models built and trained.
@@ -107,7 +105,7 @@ class PrecisionCheck:
         )
 
 
-def check_batch(config, spec, engine=None):
+def check_batch(config, spec):
     """One fixed batch of the run's training data (augmented as in training, seeded):
     (images uint8 [B, H, W, 3], masks uint8 [B, H, W]) as numpy arrays."""
     import kseg.data
@@ -115,7 +113,6 @@ def check_batch(config, spec, engine=None):
     dataset = kseg.data.make_dataset(
         spec, config.train_split, training=True, batch_size=min(config.batch_size, MAX_IMAGES),
         crop=config.training_crop, seed=config.seed, scale_range=tuple(config.scale), skip_bad=config.skip_bad,
-        engine=engine,
     )  # fmt: skip
     if hasattr(dataset, "as_numpy_iterator"):  # tf.data
         images, masks = next(iter(dataset.take(1).as_numpy_iterator()))
@@ -128,9 +125,9 @@ def check_batch(config, spec, engine=None):
 
 def _losses(model, images, masks, steps):
     """The loss of each `train_on_batch` call until `steps` updates were applied, the loss
-    after them (one call more), and the updates applied before it. Under mixed_float16 keras skips the update of a step
-    whose scaled gradients overflowed while it lowers its loss scale; those calls are not
-    counted (at most 3 x `steps` calls in all)."""
+    after them (one call more), and the updates applied before it. Under mixed_float16
+    keras skips the update of a step whose scaled gradients overflowed while it lowers its
+    loss scale; those calls are not counted (at most 3 x `steps` calls in all)."""
     losses = []
     for _ in range(3 * steps):
         value = model.train_on_batch(images, masks)
