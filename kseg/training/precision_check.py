@@ -311,8 +311,8 @@ def layer_errors(model, images, policy):
     from kseg.models.keras_internals import read_biases_in_float32
     from kseg.training.distribution import dtype_policy
 
-    layers = [layer for layer in model.layers
-              if layer.trainable_weights and not isinstance(layer.input, (list, tuple))]  # fmt: skip
+    layers = [layer for layer in model.layers if layer.trainable_weights and not isinstance(layer, keras.Model)
+              and not isinstance(layer.input, (list, tuple))]  # fmt: skip
     if not layers or keras.backend.backend() not in ("tensorflow", "jax"):
         return {}
     probe = keras.Model(model.input, [layer.input for layer in layers])
