@@ -24,6 +24,7 @@ from kseg.files import brief
 logger = logging.getLogger("kseg")
 
 PRECISION_POLICIES = {"off": "float32", "fp16": "mixed_float16", "bf16": "mixed_bfloat16"}
+PRECISION_MODES = {policy: mode for mode, policy in PRECISION_POLICIES.items()}  # policy -> --mixed-precision
 # /proc/cpuinfo flags of x86 CPUs that compute bfloat16 natively.
 NATIVE_BF16_FLAGS = ("avx512_bf16", "amx_bf16")
 CPUINFO = "/proc/cpuinfo"

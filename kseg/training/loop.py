@@ -51,7 +51,7 @@ from kseg.training.build import build_model, build_optimizer, with_float32_biase
 from kseg.training.checkpoints import RunState
 from kseg.training.data_checks import check_dataset, check_validation_split, compute_class_weights
 from kseg.training.distribution import (
-    PRECISION_POLICIES,
+    PRECISION_MODES,
     auto_precision,
     check_strategy_backend,
     distribute,
@@ -215,7 +215,7 @@ def _prepare(config, run_dir, write_dir, chief, resume):
         logger.info("--mixed-precision auto: %s under %s (%s)", policy, keras_backend(), auto_precision()[1])
     # The config written into the run holds what was actually used, so a resumed run (on
     # this or another machine) trains the same way.
-    resolved = {"mixed_precision": {value: key for key, value in PRECISION_POLICIES.items()}[policy]}
+    resolved = {"mixed_precision": PRECISION_MODES[policy]}
     if config.crop is None and config.dataset_crop is not None:
         resolved["crop"] = list(config.dataset_crop)
     class_weights = compute_class_weights(config, spec)  # also checks a given list's length
@@ -246,7 +246,7 @@ def _checked_precision(run):
 
     total_steps = _steps_per_epoch(config, run.spec) * config.epochs
     check = check_precision(config, run.spec, run.policy, run.class_weights, total_steps)
-    mode = {value: key for key, value in PRECISION_POLICIES.items()}[run.policy]
+    mode = PRECISION_MODES[run.policy]
     if check.agrees:
         logger.info("precision check: %s trains like float32 here (%s)", run.policy, check.describe())
         return run
