@@ -157,12 +157,6 @@ class DatasetSpec:
         """
         return read_index_mask(path, data)
 
-    def labelled_pixels(self, raw_mask):
-        """Counts the pixels of `raw_mask` whose train id is a class (not ignored)."""
-        counts = np.bincount(raw_mask.ravel(), minlength=256)[:256]
-        labelled = self.valid_raw & (self.raw_to_train != self.ignore_index)
-        return int(counts[labelled].sum())
-
     def class_pixels(self, raw_mask):
         """Pixels of `raw_mask` per train id: an int64 array of 256 (values the dataset does
         not define are left out; `ignore_index` counts the ignored ones)."""

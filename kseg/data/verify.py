@@ -250,8 +250,8 @@ def _check_values(spec, mask_path, raw_mask, result):
     """Counts a readable mask's labelled pixels and reports values the dataset does not define."""
     result.mask_read = True
     counts = np.bincount(raw_mask.ravel(), minlength=256)
-    result.labelled_pixels = spec.labelled_pixels(raw_mask)
     result.class_pixels = spec.class_pixels(raw_mask)
+    result.labelled_pixels = int(result.class_pixels[: spec.num_classes].sum())
     bad = spec.unexpected_values(raw_mask)
     if bad.size:
         result.unexpected = {int(value): int(counts[value]) for value in bad}
