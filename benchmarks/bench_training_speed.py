@@ -144,7 +144,8 @@ def main():
     args = parser.parse_args()
     if args.profile_step:
         return profile_step(args.data_dir, args.profile_step, args.steps)
-    check_out(args.out, "training_speed", inputs=[args.data_dir])
+    if args.out:
+        check_out(args.out, "training_speed", inputs=[args.data_dir])
     from kseg.data import get_dataset_spec
 
     spec = get_dataset_spec("camvid", args.data_dir)

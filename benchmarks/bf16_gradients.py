@@ -20,6 +20,7 @@ The figures name the CPU (reports.machine()). Prints a table; --out writes the J
 """
 
 import argparse
+import contextlib
 import math
 import os
 import sys
@@ -64,6 +65,20 @@ def bias_gradients():
     return rows
 
 
+@contextlib.contextmanager
+def biases(fixed):
+    """kseg's float32 biases (`fixed`), or keras' own reading of them (bf16) within."""
+    from kseg.models import keras_internals
+
+    saved = keras_internals.read_biases_in_float32
+    if not fixed:
+        keras_internals.read_biases_in_float32 = lambda model: 0
+    try:
+        yield
+    finally:
+        keras_internals.read_biases_in_float32 = saved
+
+
 def layer_table(fixed):
     import keras
 
@@ -73,37 +88,21 @@ def layer_table(fixed):
     keras.utils.set_random_seed(0)
     model = create_model("fcn8s_vgg16bn", num_classes=6, weights=None, width=0.0625, dropout=0.0)
     images = np.random.default_rng(0).integers(0, 256, (8, 96, 128, 3)).astype("uint8")
-    if fixed:
+    with biases(fixed):
         return precision_check.layer_errors(model, images, "mixed_bfloat16")
-    from kseg.models import keras_internals
-
-    saved = keras_internals.read_biases_in_float32
-    keras_internals.read_biases_in_float32 = lambda model: 0  # keras' own reading of biases
-    try:
-        return precision_check.layer_errors(model, images, "mixed_bfloat16")
-    finally:
-        keras_internals.read_biases_in_float32 = saved
 
 
 def reproduction(data_dir, policy, fixed):
     from kseg.config import TrainConfig
-    from kseg.models import keras_internals
-    from kseg.training import train
+    from kseg.training import read_checkpoint_state, train
 
     config = TrainConfig(model="fcn8s_vgg16bn", data="synthetic", data_dir=data_dir, weights="none", width=0.0625,
                          batch_size=8, scale=[1, 1], epochs=2,
                          mixed_precision={"float32": "off", "mixed_bfloat16": "bf16"}[policy],
                          precision_check=False, run_dir=tempfile.mkdtemp(prefix="kseg-bf16-") + "/run")  # fmt: skip
-    saved = keras_internals.read_biases_in_float32
-    if not fixed:
-        keras_internals.read_biases_in_float32 = lambda model: 0
     start = time.perf_counter()
-    try:
-        from kseg.training import read_checkpoint_state
-
+    with biases(fixed):
         run_dir = train(config, verbose=0)
-    finally:
-        keras_internals.read_biases_in_float32 = saved
     history = read_checkpoint_state(os.path.join(run_dir, "checkpoints", "last.keras"))["history"]
     return {"losses": [row["loss"] for row in history], "val_miou": history[-1]["mean_iou"],
             "seconds": time.perf_counter() - start}  # fmt: skip
@@ -113,7 +112,8 @@ def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--out", help="JSON report to write")
     args = parser.parse_args()
-    check_out(args.out, "bf16_gradients")
+    if args.out:
+        check_out(args.out, "bf16_gradients")
     report = {"machine": machine()}
     print(f"CPU: {report['machine']['cpu']} ({', '.join(report['machine']['cpu_flags'])})")
 
