@@ -6,6 +6,7 @@ validation split without a labelled pixel.
 """
 
 import logging
+import os
 
 import numpy as np
 
@@ -91,10 +92,23 @@ def check_dataset(config, spec):
 
 
 def check_validation_split(config, spec):
-    """Refuses a validation split that is missing or in which no pixel is labelled."""
+    """Refuses a validation split that is missing or in which no pixel is labelled, and
+    warns when it holds training images (its scores then measure fit, not generalisation)."""
     if config.val_split.lower() == "none":
         return
-    spec.pairs(config.val_split)  # a missing validation split is reported before any work
+    val_images = {os.path.realpath(image) for image, _ in spec.pairs(config.val_split)}  # missing: refused here
+    shared = len(val_images & {os.path.realpath(image) for image, _ in spec.pairs(config.train_split)})
+    if shared:
+        from kseg.data.folder import POOLED_SPLIT
+
+        pooled = (" (the dataset has no split folders, so every split holds all its images)"
+                  if tuple(spec.splits()) == (POOLED_SPLIT,) else "")  # fmt: skip
+        logger.warning(
+            "the validation split '%s' shares %d of its %d images with the training split '%s'%s: its scores "
+            "say how well the model fits its training images, not how it does on new ones; give the dataset "
+            "separate train and val folders, or pass --val-split none", config.val_split, shared, len(val_images),
+            config.train_split, pooled,
+        )  # fmt: skip
     if count_labelled_pixels(spec, config.val_split) == 0:
         raise KsegError(
             f"{spec.root}: the {config.val_split} split has no labelled pixel: every mask value is the "

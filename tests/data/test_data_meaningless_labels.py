@@ -95,3 +95,26 @@ def test_a_jpeg_mask_is_reported_as_lossy_not_as_missing(tmp_path):
     report = verify_dataset(get_dataset_spec("folder", root), "train")
     assert [problem.kind for problem in report.problems] == ["mask: lossy format"]
     assert report.problems[0].path.endswith("0.jpg")
+
+
+def test_validation_on_the_training_images_is_said(tmp_path, caplog):
+    import logging
+
+    from kseg.training.data_checks import check_validation_split
+
+    pooled = str(tmp_path / "pooled")
+    binary_folder(pooled, foreground=1)
+    for split in ("train", "val"):  # one pool: images/*.png, masks/*.png
+        for kind in ("images", "masks"):
+            folder = os.path.join(pooled, kind, split)
+            for name in os.listdir(folder):
+                os.rename(os.path.join(folder, name), os.path.join(pooled, kind, f"{split}{name}"))
+            os.rmdir(folder)
+    split_folders = binary_folder(str(tmp_path / "split"), foreground=1)
+    for root, warned in ((pooled, True), (split_folders, False)):
+        config = TrainConfig(model="fcn8s", data="folder", data_dir=root)
+        caplog.clear()
+        with caplog.at_level(logging.WARNING, logger="kseg"):
+            check_validation_split(config, get_dataset_spec("folder", root))
+        assert ("shares 6 of its 6 images with the training split" in caplog.text) == warned, caplog.text
+        assert ("no split folders" in caplog.text) == warned
