@@ -151,15 +151,16 @@ def main():
     spec = get_dataset_spec("camvid", args.data_dir)
     report = {"machine": machine(), "steps": args.steps, "rounds": []}
     print(f"CPU: {report['machine']['cpu']} ({', '.join(report['machine']['cpu_flags'])})", flush=True)
-    scratch = tempfile.mkdtemp(prefix="kseg-speed-")
-    for round_index in range(args.repeats):
-        row = {"input": input_rate(recipe(args.data_dir, "float32", args.steps, ""), spec, args.steps)}
-        for policy in POLICIES:
-            config = recipe(args.data_dir, policy, args.steps, os.path.join(scratch, f"{policy}-{round_index}"))
-            row[f"model step {policy}"] = model_step(config, spec, policy, args.steps)
-            row[f"kseg train {policy}"] = kseg_train(config)
-        report["rounds"].append(row)
-        print(f"round {round_index + 1}: " + ", ".join(f"{key} {value:.1f}" for key, value in row.items()), flush=True)
+    with tempfile.TemporaryDirectory(prefix="kseg-speed-") as scratch:  # the runs, gone afterwards
+        for round_index in range(args.repeats):
+            row = {"input": input_rate(recipe(args.data_dir, "float32", args.steps, ""), spec, args.steps)}
+            for policy in POLICIES:
+                config = recipe(args.data_dir, policy, args.steps, os.path.join(scratch, f"{policy}-{round_index}"))
+                row[f"model step {policy}"] = model_step(config, spec, policy, args.steps)
+                row[f"kseg train {policy}"] = kseg_train(config)
+            report["rounds"].append(row)
+            print(f"round {round_index + 1}: " + ", ".join(f"{key} {value:.1f}" for key, value in row.items()),
+                  flush=True)  # fmt: skip
     report["median"] = {key: statistics.median(row[key] for row in report["rounds"]) for key in report["rounds"][0]}
     print("\n| images/s (median) | float32 | mixed_bfloat16 | bf16 / float32 |\n|---|---|---|---|")
     for what in ("model step", "kseg train"):

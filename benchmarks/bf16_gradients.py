@@ -92,14 +92,14 @@ def layer_table(fixed):
         return precision_check.layer_errors(model, images, "mixed_bfloat16")
 
 
-def reproduction(data_dir, policy, fixed):
+def reproduction(data_dir, policy, fixed, run_dir):
     from kseg.config import TrainConfig
     from kseg.training import read_checkpoint_state, train
 
     config = TrainConfig(model="fcn8s_vgg16bn", data="synthetic", data_dir=data_dir, weights="none", width=0.0625,
                          batch_size=8, scale=[1, 1], epochs=2,
                          mixed_precision={"float32": "off", "mixed_bfloat16": "bf16"}[policy],
-                         precision_check=False, run_dir=tempfile.mkdtemp(prefix="kseg-bf16-") + "/run")  # fmt: skip
+                         precision_check=False, run_dir=run_dir)  # fmt: skip
     start = time.perf_counter()
     with biases(fixed):
         run_dir = train(config, verbose=0)
@@ -131,13 +131,14 @@ def main():
 
     from kseg.data.synthetic import write_synthetic_dataset
 
-    data_dir = write_synthetic_dataset(os.path.join(tempfile.mkdtemp(prefix="kseg-bf16-"), "data"), num_train=64,
-                                       num_val=8, seed=0)
-    report["reproduction"] = {
-        "float32": reproduction(data_dir, "float32", True),
-        "bf16 (keras)": reproduction(data_dir, "mixed_bfloat16", False),
-        "bf16 (kseg)": reproduction(data_dir, "mixed_bfloat16", True),
-    }
+    with tempfile.TemporaryDirectory(prefix="kseg-bf16-") as scratch:  # data and runs, gone afterwards
+        data_dir = write_synthetic_dataset(os.path.join(scratch, "data"), num_train=64, num_val=8, seed=0)
+        cases = (("float32", "float32", True), ("bf16 (keras)", "mixed_bfloat16", False),
+                 ("bf16 (kseg)", "mixed_bfloat16", True))  # fmt: skip
+        report["reproduction"] = {
+            name: reproduction(data_dir, policy, fixed, os.path.join(scratch, f"run{index}"))
+            for index, (name, policy, fixed) in enumerate(cases)
+        }
     print("\n3. 64 synthetic scenes, 2 epochs: mean training loss per epoch, val mIoU")
     print("| precision | epoch 1 | epoch 2 | val mIoU | seconds |\n|---|---|---|---|---|")
     for name, row in report["reproduction"].items():
