@@ -323,13 +323,11 @@ def _check_classes(spec, split, report):
              f"as its index in the classes file instead")  # fmt: skip
     present = [spec.class_names[index] for index in np.flatnonzero(counts)]
     if len(present) == 1:
+        others = f" ({', '.join(missing[:5])}{', ...' if len(missing) > 5 else ''})" if ignored else ""
         report.add(
             ONE_CLASS, spec.root,
             f"{spec.root}: every labelled pixel of the {spec.name} split '{split}' is {present[0]}; no other "
-            f"class occurs ({', '.join(missing[:5])}{', ...' if len(missing) > 5 else ''}), so nothing can be "
-            f"learned from it. {cause}" if ignored else
-            f"{spec.root}: every labelled pixel of the {spec.name} split '{split}' is {present[0]}; no other "
-            "class occurs, so nothing can be learned from it",
+            f"class occurs{others}, so nothing can be learned from it" + (f". {cause}" if ignored else ""),
         )  # fmt: skip
         return
     report.warnings.append((spec.root, f"{spec.root}: classes {', '.join(missing[:5])} never occur in the "
