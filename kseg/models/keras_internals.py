@@ -4,8 +4,8 @@ kseg builds models whose variables have a shape but no value yet (keras' Statele
 with `initialize_variables=False`), so that a `.keras` file loads with one copy of its
 weights and a parameter count allocates nothing. Doing so reads and writes keras
 internals: a variable's `_value`, `_initialize`, `_deferred_initialize` and keras' global
-list of variables waiting to be initialised. Training under a mixed policy also turns off a
-bias variable's `_autocast` (`read_biases_in_float32`). These change between keras releases, so
+list of variables waiting to be initialised; and, for training under a mixed policy, a bias
+variable's `_autocast` (`read_biases_in_float32`). These change between keras releases, so
 every entry point here first checks the keras version against the one kseg was tested
 with, and fails with one line naming both on any other.
 
