@@ -29,7 +29,6 @@ import cv2
 import numpy as np
 
 from kseg.errors import KsegError
-from kseg.files import lies_in, load_json
 from kseg.images import IMAGE_EXTENSIONS, list_image_files
 from kseg.validation import check_number
 
@@ -341,7 +340,6 @@ def collect_images(inputs):
 
 # -- where the outputs go ---------------------------------------------------------------
 
-MANIFEST = ".kseg-predictions.json"
 SUFFIXES = {"labels": ".png", "cityscapes-ids": ".png", "color": "_color.png",
             "overlay": "_overlay.png"}
 
@@ -355,138 +353,50 @@ def output_paths(out_dir, name, formats):
     return {kind: os.path.join(out_dir, name + SUFFIXES[kind]) for kind in formats}
 
 
-def _file_id(path):
-    try:
-        info = os.stat(path)
-    except OSError:
-        return None
-    return (info.st_dev, info.st_ino)
-
-
-def _existing_ancestor(path):
-    path = os.path.abspath(path)
-    while not os.path.isdir(path):
-        parent = os.path.dirname(path)
-        if parent == path:
-            break
-        path = parent
-    return path
-
-
 def folds_case(folder):
     """Whether the filesystem holding `folder` (or its nearest existing parent) ignores
     the case of names, as on macOS and Windows by default."""
-    base = _existing_ancestor(folder)
-    candidates = [base] + [os.path.join(base, name) for name in _listing(base)[:20]]
-    for path in candidates:
+    base = os.path.abspath(folder)
+    while not os.path.isdir(base) and os.path.dirname(base) != base:
+        base = os.path.dirname(base)
+    try:
+        names = sorted(os.listdir(base))[:20]
+    except OSError:
+        names = []
+    for path in [base] + [os.path.join(base, name) for name in names]:
         name = os.path.basename(path)
         if name.swapcase() != name:
-            other = os.path.join(os.path.dirname(path), name.swapcase())
             try:
-                return os.path.samefile(path, other)
+                return os.path.samefile(path, os.path.join(os.path.dirname(path), name.swapcase()))
             except OSError:
                 return False
     return False
 
 
-def _listing(folder):
-    try:
-        return sorted(os.listdir(folder))
-    except OSError:
-        return []
-
-
+@dataclasses.dataclass
 class OutputPlan:
     """Every output path of a predict run, checked before any model is loaded.
 
-    `plan_outputs` refuses, naming both paths, an output that is one of the inputs
-    (symbolic and hard links included), two outputs on one path, an --out folder that is
-    an input, holds an input or lies in a searched input folder, and an existing file in
-    --out that kseg predict did not write. What kseg wrote into a folder is listed in its
-    manifest, `.kseg-predictions.json`, so that running again into the same folder
-    overwrites kseg's own files and nothing else.
+    The checks are kseg's output policy (`kseg.outputs`): no output is an input or lies
+    in a searched input folder, and an existing file in --out is replaced only if kseg
+    predict wrote it (listed in --out's `.kseg-outputs.json`). Two images whose outputs
+    would share a path are refused, naming both.
 
     Attributes:
-        out_dir: str. The output folder.
         outputs: list of (image path, {kind: output path}), in input order.
-        listed: set of str. Paths relative to out_dir the manifest already lists.
+        checked: kseg.outputs.Outputs. Records them in --out's ledger (`start`, `finish`).
+        legend: str or None. The class legend's path.
     """
 
-    def __init__(self, out_dir, outputs, listed, legend=None):
-        self.out_dir, self.outputs, self.listed = out_dir, outputs, set(listed)
-        self.legend = legend  # the class legend's path, or None
-        self.created = []  # folders start() made for --out, innermost first
-
-    @property
-    def manifest_path(self):
-        return os.path.join(self.out_dir, MANIFEST)
-
-    def _relative(self, path):
-        return os.path.normpath(os.path.relpath(path, self.out_dir))
+    outputs: list
+    checked: object
+    legend: str = None
 
     def start(self):
-        """Creates --out and lists every planned output in its manifest, before any is
-        written: a run killed halfway can be repeated into the same folder."""
-        planned = {self._relative(path) for _, paths in self.outputs for path in paths.values()}
-        if self.legend:
-            planned.add(self._relative(self.legend))
-        if not planned <= self.listed:
-            folder = os.path.abspath(self.out_dir)
-            while not os.path.lexists(folder):
-                self.created.append(folder)
-                folder = os.path.dirname(folder)
-            self.listed |= planned
-            try:
-                self._write()
-            except OSError as error:  # a full disk is a DiskFullError (a KsegError) already
-                raise KsegError(f"--out {self.out_dir}: cannot write there "
-                                f"({error.strerror or error})") from None
+        self.checked.start()
 
     def finish(self):
-        """Drops from the manifest the planned files that were never written."""
-        kept = {name for name in self.listed if os.path.lexists(os.path.join(self.out_dir, name))}
-        if kept == self.listed:
-            return
-        self.listed = kept
-        try:
-            if kept:
-                self._write()
-                return
-            os.remove(self.manifest_path)  # nothing written: leave no trace
-            for folder in self.created:
-                os.rmdir(folder)  # only while empty
-        except (OSError, KsegError):  # a full disk: the longer list does no harm
-            pass
-
-    def _write(self):
-        import json
-
-        from kseg.atomic import write_bytes_atomic
-
-        payload = {"written_by": "kseg predict", "files": sorted(self.listed)}
-        write_bytes_atomic(self.manifest_path, (json.dumps(payload, indent=1) + "\n").encode())
-
-
-def read_manifest(out_dir):
-    """The relative paths `.kseg-predictions.json` in `out_dir` lists (empty without one)."""
-
-    path = os.path.join(out_dir, MANIFEST)
-    if not os.path.lexists(path):
-        return set()
-    if os.path.islink(path):
-        raise KsegError(f"{path}: the predictions manifest is a symbolic link; delete it or "
-                        "choose another --out")
-    data = load_json(path, "predictions manifest")
-    files = data.get("files") if isinstance(data, dict) else None
-    if not isinstance(files, list) or not all(isinstance(name, str) for name in files):
-        raise KsegError(f"{path}: not a kseg predictions manifest (expected {{\"files\": "
-                        "[...]}}); delete it, or choose another --out")
-    listed = set()
-    for name in files:
-        name = os.path.normpath(name)
-        if name and not os.path.isabs(name) and name.split(os.sep)[0] != "..":
-            listed.add(name)
-    return listed
+        self.checked.finish()
 
 
 def plan_outputs(items, inputs, out_dir, formats):
@@ -502,45 +412,11 @@ def plan_outputs(items, inputs, out_dir, formats):
         KsegError: one line naming the output and the input (or other output) it would
             destroy, and the way out. Nothing has been written then.
     """
+    from kseg.outputs import Outputs
+
     out_dir = os.fspath(out_dir)
-    out_real = os.path.realpath(out_dir)
-    input_ids = {}
-    for image, _ in items:
-        file_id = _file_id(image)
-        if file_id:
-            input_ids.setdefault(file_id, image)
-    input_reals = {os.path.realpath(image): image for image, _ in items}
-
-    if os.path.lexists(out_dir) and not os.path.isdir(out_dir):
-        owner = input_ids.get(_file_id(out_dir)) or input_reals.get(out_real)
-        if owner:
-            raise KsegError(f"--out {out_dir} is the input image {owner}; give --out a folder "
-                            "of its own")
-        raise KsegError(f"--out {out_dir}: exists and is not a folder; choose another --out")
-    for text in inputs:
-        if not os.path.isdir(text):
-            continue
-        folder = os.path.realpath(text)
-        if folder == out_real:
-            raise KsegError(
-                f"--out {out_dir} is the input folder {text}: the predictions would be mixed "
-                "with the images (and read as images next time); choose another --out"
-            )
-        if lies_in(out_real, folder):
-            raise KsegError(
-                f"--out {out_dir} lies inside the input folder {text}, which is searched for "
-                "images: the next run would read the predictions as inputs; choose an --out "
-                "outside it"
-            )
-        if lies_in(folder, out_real):
-            raise KsegError(f"--out {out_dir} contains the input folder {text}; choose another "
-                            "--out")
-    for real, image in input_reals.items():
-        if lies_in(real, out_real):
-            raise KsegError(f"--out {out_dir} contains the input {image}: its outputs would "
-                            "be mixed with the inputs; choose another --out")
-
-    listed = read_manifest(out_dir) if os.path.isdir(out_dir) else set()
+    checked = Outputs([*inputs, *(image for image, _ in items)])
+    checked.check_folder(out_dir, "--out")
     fold = folds_case(out_dir)
     owners, outputs = {}, []
     for image, name in items:
@@ -556,7 +432,7 @@ def plan_outputs(items, inputs, out_dir, formats):
                     "one of them or predict them into separate --out folders"
                 )
             owners[key] = (image, path)
-            _check_output(path, image, out_dir, out_real, input_reals, input_ids, listed)
+            checked.add(path, "predictions", option=None, root=out_dir, choose="another --out")
         outputs.append((image, paths))
     legend = None
     if any(kind in formats for kind in COLOURED):
@@ -565,38 +441,8 @@ def plan_outputs(items, inputs, out_dir, formats):
         if (key.casefold() if fold else key) in owners:
             legend = None  # an image's own output takes the name: that image wins
         else:
-            _check_output(legend, "the class legend", out_dir, out_real, input_reals, input_ids,
-                          listed)
-    return OutputPlan(out_dir, outputs, listed, legend)
-
-
-def _check_output(path, image, out_dir, out_real, input_reals, input_ids, listed):
-    real = os.path.realpath(path)
-    victim = input_reals.get(real) or input_ids.get(_file_id(path))
-    if victim:
-        raise KsegError(f"{path}: the output of {image} would overwrite the input {victim}; "
-                        "choose another --out")
-    if not lies_in(real, out_real):
-        raise KsegError(f"{path}: leads out of --out {out_dir} (through a symbolic link); "
-                        "remove the link or choose another --out")
-    parent = os.path.dirname(path)
-    while parent and lies_in(os.path.realpath(parent), out_real) and parent != out_dir:
-        if os.path.lexists(parent) and not os.path.isdir(parent):
-            raise KsegError(f"{parent}: exists and is not a folder, so {path} cannot be "
-                            "written; choose another --out")
-        parent = os.path.dirname(parent)
-    if not os.path.lexists(path):
-        return
-    if os.path.islink(path):
-        raise KsegError(f"{path}: exists (a symbolic link kseg did not write); delete it or "
-                        "choose another --out")
-    if not os.path.isfile(path):
-        raise KsegError(f"{path}: exists and is not a file; delete it or choose another --out")
-    if os.path.normpath(os.path.relpath(path, out_dir)) not in listed:
-        raise KsegError(
-            f"{path}: exists and was not written by kseg predict (not in {MANIFEST}); "
-            "choose another --out, or delete the file"
-        )
+            checked.add(legend, "predictions", option=None, root=out_dir, choose="another --out")
+    return OutputPlan(outputs, checked, legend)
 
 
 def encode_png(array):
@@ -614,14 +460,14 @@ def write_outputs(model, image_path, paths, num_classes, palette, tile=None, ove
                   blend="center", tta=TTA(), alpha=0.5):
     """Predicts one image file and writes the outputs `paths` ({kind: path}) atomically.
 
-    Each file is written whole or not at all (`kseg.atomic`); a full disk raises
+    The image's files are written all or none (`kseg.outputs.write_together`); a full disk raises
     `DiskFullError`, NaN or inf logits `NonFiniteLogitsError`: both end the run.
 
     Returns:
         list of str. The paths written.
     """
-    from kseg.atomic import write_bytes_atomic
     from kseg.images import read_image
+    from kseg.outputs import bytes_writer, write_together
     from kseg.visualize import colorize, overlay
 
     image = read_image(image_path)
@@ -640,19 +486,17 @@ def write_outputs(model, image_path, paths, num_classes, palette, tile=None, ove
         files.append((paths["color"], colors))
     if "overlay" in paths:
         files.append((paths["overlay"], overlay(image, colors, alpha)))
-    written = []
-    for path, array in files:
-        write_bytes_atomic(path, encode_png(array))
-        written.append(path)
-    return written
+    # All of an image's outputs or none: a full disk leaves its previous files as they were.
+    write_together([(path, bytes_writer(encode_png(array))) for path, array in files])
+    return [path for path, _ in files]
 
 
 def write_legend(path, class_names, palette):
     """Writes the legend of every class (colour swatch, index and name) as a PNG."""
-    from kseg.atomic import write_bytes_atomic
+    from kseg.outputs import write_bytes
     from kseg.visualize import legend
 
-    write_bytes_atomic(path, encode_png(legend(class_names, palette)))
+    write_bytes(path, encode_png(legend(class_names, palette)))
 
 
 def _write_run_legend(path, class_names, num_classes, palette):
@@ -724,7 +568,7 @@ def predict_files(model, plan, num_classes, palette, tile=None, overlap=64, blen
 
     An image that cannot be read or predicted is reported on stderr and counted as
     failed; the others go on. A full disk and NaN/inf logits end the run (the next image
-    would fail the same way); the manifest of what was written is kept up to date.
+    would fail the same way); --out's list of kseg's outputs is kept up to date.
 
     Args:
         model: the inference model (`load_predictor`).

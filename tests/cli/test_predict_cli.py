@@ -74,10 +74,10 @@ def test_predict_reports_bad_files_and_writes_the_rest(run_dir, tmp_path):
     assert result.exit_code == 1
     assert "broken.png" in result.output and "missing.jpg" in result.output
     assert "2 input(s) failed" in result.output
-    assert sorted(os.listdir(out)) == [".kseg-predictions.json", "deep.png", "gray.png", "rgba.png"]
+    assert sorted(os.listdir(out)) == [".kseg-outputs.json", "deep.png", "gray.png", "rgba.png"]
     # the manifest lists what was written (broken.png's planned output is dropped)
-    manifest = json.loads((out / ".kseg-predictions.json").read_text())
-    assert manifest["files"] == ["deep.png", "gray.png", "rgba.png"]
+    manifest = json.loads((out / ".kseg-outputs.json").read_text())
+    assert manifest["files"] == {name: "predictions" for name in ("deep.png", "gray.png", "rgba.png")}
 
 
 def test_predict_tiled_tta_and_latest_run(run_dir, tmp_path, monkeypatch):
@@ -128,7 +128,7 @@ def test_predict_cityscapes_label_ids(tmp_path):
     )
     assert result.exit_code == 0, result.output
     assert sorted(os.listdir(tmp_path / "results")) == [
-        ".kseg-predictions.json", "frankfurt_000000_000294_leftImg8bit.png"]
+        ".kseg-outputs.json", "frankfurt_000000_000294_leftImg8bit.png"]
     ids = read_mask(tmp_path / "results" / "frankfurt_000000_000294_leftImg8bit.png")
     train_ids = np.asarray(model(cv2.imread(str(tmp_path / "frankfurt_000000_000294_leftImg8bit.png"))
                                  [None, :, :, ::-1].copy())).argmax(-1)[0]
@@ -178,7 +178,7 @@ def test_predict_writes_a_class_legend_beside_the_colour_maps(run_dir, tmp_path)
     legend = read_image(out / "legend.png")
     colours = {tuple(c) for c in legend.reshape(-1, 3)}
     assert {tuple(c) for c in PALETTE} <= colours  # classes.json's colours
-    assert "legend.png" in json.loads((out / ".kseg-predictions.json").read_text())["files"]
+    assert "legend.png" in json.loads((out / ".kseg-outputs.json").read_text())["files"]
     # labels only: no legend
     plain = tmp_path / "plain"
     result = CliRunner().invoke(cli, [*command[:-1], str(plain), "--format", "labels"])
@@ -214,7 +214,7 @@ def test_a_legend_that_cannot_be_written_stops_predict_naming_the_legend(run_dir
     assert result.exit_code == 1
     assert "legend.png: cannot write the class legend: Permission denied" in result.output
     assert result.output.count("error: ") == 1  # the legend's, not a failed image's
-    files = json.loads((out / ".kseg-predictions.json").read_text())["files"]
+    files = json.loads((out / ".kseg-outputs.json").read_text())["files"]
     assert "legend.png" not in files and not (out / "legend.png").exists()
     assert any(name.startswith("a") for name in files)  # the image written first is listed
 

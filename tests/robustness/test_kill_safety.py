@@ -151,6 +151,6 @@ def test_sigkill_while_predicting_keeps_the_earlier_outputs(run_dir, tmp_path):
         assert labels.shape == (40, 56) and labels.max() < corpus.NUM_CLASSES
     assert visible(out) == ["img0.png", "img1.png"]
     # the hidden temporary of img1.png and predict's manifest
-    assert len(os.listdir(out)) == 4 and ".kseg-predictions.json" in os.listdir(out)
+    assert len(os.listdir(out)) == 4 and ".kseg-outputs.json" in os.listdir(out)
     # Listing the folder as input (e.g. to predict it again) does not pick the temporary up.
     assert [os.path.basename(path) for path in list_image_files(str(out))] == ["img0.png", "img1.png"]

@@ -152,7 +152,8 @@ def test_a_link_in_out_to_an_input_is_refused(tmp_path, photos, run_dir, no_mode
     out = tmp_path / "out"
     out.mkdir()
     # kseg's manifest even lists the name: the link must still not be written through
-    (out / ".kseg-predictions.json").write_text(json.dumps({"files": ["p0.png", "p0_color.png"]}))
+    (out / ".kseg-outputs.json").write_text(json.dumps(
+        {"written_by": "kseg", "files": {"p0.png": "predictions", "p0_color.png": "predictions"}}))
     (os.symlink if link == "symlink" else os.link)(photos / "p0.png", out / "p0_color.png")
     before = snapshot(tmp_path)
     result = run(["predict", photos / "p0.png", "--model", run_dir, "--out", out])
@@ -168,7 +169,7 @@ def test_a_symlinked_subfolder_leading_out_of_out_is_refused(tmp_path, run_dir, 
     os.symlink(elsewhere, tmp_path / "out" / "sub")
     before = snapshot(tmp_path)
     result = run(["predict", tmp_path / "in", "--model", run_dir, "--out", tmp_path / "out"])
-    assert_refused(result, "leads out of --out")
+    assert_refused(result, "leads out of", str(tmp_path / "out"))
     assert snapshot(tmp_path) == before
 
 
@@ -191,17 +192,17 @@ def test_files_in_out_that_kseg_did_not_write_are_kept(tmp_path, photos, run_dir
     second = snapshot(out)
     assert second["notes.txt"] == b"mine" and set(second) == set(first)
     assert second["p0_overlay.png"] != first["p0_overlay.png"]  # overwritten, with alpha 0.9
-    listed = json.loads(second[".kseg-predictions.json"])["files"]
+    listed = json.loads(second[".kseg-outputs.json"])["files"]
     assert "notes.txt" not in listed and "p0.png" in listed
 
 
 def test_a_forged_manifest_is_refused(tmp_path, photos, run_dir, no_model_load):
     out = tmp_path / "out"
     out.mkdir()
-    (out / ".kseg-predictions.json").write_text("{not json")
+    (out / ".kseg-outputs.json").write_text("{not json")
     before = snapshot(tmp_path)
     assert_refused(run(["predict", photos, "--model", run_dir, "--out", out]),
-                   ".kseg-predictions.json", "not valid JSON")
+                   ".kseg-outputs.json", "not valid JSON")
     assert snapshot(tmp_path) == before
 
 

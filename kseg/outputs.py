@@ -1,0 +1,342 @@
+"""Where kseg may write: one policy for every file and folder kseg writes.
+
+The rules, checked before anything is written:
+
+1. Never over an input: an output may not be one of the command's inputs, lie inside an
+   input folder, or (a folder output) hold an input. Paths are compared after resolving
+   symbolic links; an input reached through a hard link is caught by its inode.
+2. Never over a file kseg did not write. What kseg writes into a folder is listed in that
+   folder's ledger, `.kseg-outputs.json`, with its kind. An existing path that the ledger
+   does not list (or lists as another kind) is refused, `--force` or not.
+3. A kseg output of the same kind is replaced when the kind is refreshed by a rerun
+   (predictions, metrics, statistics: `replace="rerun"`), and otherwise only with
+   `--force` (exports, converted weights, datasets, images a user may have kept).
+4. Writes are atomic (`kseg.atomic`): a reader sees the previous complete file or the new
+   one, never a half; a temporary never outlives the process, Ctrl-C and SIGTERM included.
+
+`KINDS` is the table of everything kseg writes; docs/outputs.md is made from it and a test
+checks that every writer in the code names one of its kinds.
+
+A command collects its outputs in an `Outputs`, which checks each as it is added, lists
+them in their ledgers before the first is written (`start`), and at the end (`finish`)
+drops from the ledgers what was never written and removes the folders it created that
+stayed empty, so a failed command leaves the tree as it found it.
+
+Run folders are the exception to the ledger: `kseg train` creates the folder or resumes a
+folder that is a run, and everything inside it is kseg's (`KINDS["run"]`).
+"""
+
+import contextlib
+import dataclasses
+import json
+import os
+import tempfile
+
+from kseg import atomic
+from kseg.errors import KsegError
+from kseg.files import lies_in, load_json
+
+LEDGER = ".kseg-outputs.json"
+LEDGER_LIMIT = 64 << 20
+
+
+@dataclasses.dataclass(frozen=True)
+class Kind:
+    """One kind of output.
+
+    Attributes:
+        name: str. The key of `KINDS`, recorded in the ledger.
+        verb: str. Which command writes it.
+        paths: str. Where, by default and with which option.
+        replace: str. "rerun" (a rerun replaces kseg's own file of this kind) or "force"
+            (only with --force), or "run" (inside a run folder, which kseg owns whole).
+    """
+
+    name: str
+    verb: str
+    paths: str
+    replace: str
+
+
+KINDS = {kind.name: kind for kind in (
+    Kind("predictions", "kseg predict", "--out/<name>.png, <name>_color.png, "
+         "<name>_overlay.png, legend.png", "rerun"),
+    Kind("metrics", "kseg evaluate", "--out (default RUN/metrics-SPLIT.json)", "rerun"),
+    Kind("evaluation image", "kseg evaluate", "--confusion-png (default beside --out), --sheet",
+         "rerun"),
+    Kind("export", "kseg export", "--out (default RUN/export/<model>.tflite|.onnx|_savedmodel/)",
+         "force"),
+    Kind("heatmap", "kseg heatmap", "--out (default ./<image>_heatmap_<class>.png)", "force"),
+    Kind("dataset statistics", "kseg data stats", "--json", "rerun"),
+    Kind("synthetic dataset", "kseg data synth", "OUT/ (a folder)", "force"),
+    Kind("dataset classes", "kseg data init", "FOLDER/classes.yaml", "force"),
+    Kind("converted weights", "kseg weights convert", "--out MODEL.keras and classes.json beside it",
+         "force"),
+    Kind("benchmark report", "benchmarks/*.py", "--out REPORT.json", "rerun"),
+    Kind("run", "kseg train", "--run-dir (default runs/<model>-<data>-<time>/): config.yaml, "
+         "classes.json, log.csv, curves.png, checkpoints/, tensorboard/", "run"),
+)}
+
+
+def ledger_path(folder):
+    return os.path.join(folder, LEDGER)
+
+
+def read_ledger(folder):
+    """{name relative to `folder`: kind} of what kseg wrote there (empty without a ledger).
+
+    Raises:
+        KsegError: the ledger is a link, not a file kseg wrote, or damaged.
+    """
+    path = ledger_path(folder)
+    if not os.path.lexists(path):
+        return {}
+    if os.path.islink(path):
+        raise KsegError(f"{path}: kseg's list of its outputs is a symbolic link; delete it or "
+                        "write elsewhere")
+    data = load_json(path, "kseg output list", limit=LEDGER_LIMIT)
+    files = data.get("files") if isinstance(data, dict) and data.get("written_by") == "kseg" else None
+    if not isinstance(files, dict) or not all(isinstance(value, str) for value in files.values()):
+        raise KsegError(f"{path}: not a list of kseg's outputs; delete it, or write elsewhere")
+    return {os.path.normpath(name): kind for name, kind in files.items()
+            if name and not os.path.isabs(name) and os.path.normpath(name).split(os.sep)[0] != ".."}
+
+
+def _write_ledger(folder, files):
+    path = ledger_path(folder)
+    if not files:
+        if os.path.lexists(path):
+            os.remove(path)
+        return
+    payload = {"written_by": "kseg", "files": dict(sorted(files.items()))}
+    atomic.write_bytes_atomic(path, (json.dumps(payload, indent=1) + "\n").encode())
+
+
+def _check_parents(named, path, way_out):
+    parent = os.path.dirname(os.path.abspath(path))
+    while not os.path.lexists(parent):
+        parent = os.path.dirname(parent)
+    if not os.path.isdir(parent):
+        raise KsegError(f"{named}: {parent} exists and is not a folder; {way_out}")
+
+
+def _file_id(path):
+    try:
+        info = os.stat(path)
+    except OSError:
+        return None
+    return (info.st_dev, info.st_ino)
+
+
+class Outputs:
+    """The outputs of one command, checked as they are added and recorded in ledgers.
+
+    Args:
+        inputs: paths (files or folders) the command reads; None entries are skipped.
+        force: bool. --force: replace kseg's own outputs of the same kind.
+    """
+
+    def __init__(self, inputs=(), force=False):
+        self.force = force
+        self.inputs = []  # (as given, real path, file id)
+        for source in inputs:
+            if source is None:
+                continue
+            source = os.fspath(source)
+            if os.path.lexists(source):
+                self.inputs.append((source, os.path.realpath(source), _file_id(source)))
+        self.planned = {}  # ledger folder -> {relative name: kind}
+        self.ledgers = {}  # ledger folder -> what its ledger listed when first read
+        self.paths = {}  # normalised real output path -> (path as given, option)
+        self.created = []  # folders `start` made, innermost first
+
+    def add_input(self, source):
+        if source is not None and os.path.lexists(source):
+            self.inputs.append((os.fspath(source), os.path.realpath(source), _file_id(source)))
+
+    def add(self, path, kind, option="--out", folder=False, root=None, choose=None):
+        """Checks that `path` may be written as a `kind` output; returns `path`.
+
+        Args:
+            path: str. The file (or, with `folder`, the folder) to write.
+            kind: str. A key of `KINDS`.
+            option: str. How the user named it, for messages ("--out", "OUT").
+            folder: bool. Whether the output is a folder.
+            root: str or None. The folder whose ledger lists it (default: its parent);
+                predict lists the files of its subfolders in --out's ledger.
+            choose: str or None. What the user should choose instead, in messages
+                (default "another " + option).
+
+        Raises:
+            KsegError: one line naming the option, the path, what it would destroy and
+                the way out. Nothing has been written then.
+        """
+        rule = KINDS[kind]
+        path = os.fspath(path)
+        named = f"{option} {path}" if option else path
+        way_out = f"choose {choose or (f'another {option}' if option else 'another path')}"
+        real = os.path.realpath(path)
+        key = os.path.normcase(real)
+        if key in self.paths:
+            other, other_option = self.paths[key]
+            raise KsegError(f"{named}: also given as {other_option or ''} {other}; give each "
+                            "output a path of its own")
+        self._check_inputs(named, path, real, folder, way_out)
+        if root is None:
+            root = os.path.dirname(os.path.abspath(path))
+        elif not lies_in(real, os.path.realpath(root)):
+            raise KsegError(f"{named}: leads out of {root} (through a symbolic link); remove "
+                            f"the link or {way_out}")
+        name = os.path.normpath(os.path.relpath(os.path.abspath(path), os.path.abspath(root)))
+        if os.path.basename(path) == LEDGER or atomic.is_temporary_name(os.path.basename(path)):
+            raise KsegError(f"{named}: that name is kept for kseg's own bookkeeping; {way_out}")
+        _check_parents(named, path, way_out)
+        root = os.path.abspath(root)
+        if root not in self.ledgers:
+            self.ledgers[root] = read_ledger(root) if os.path.isdir(root) else {}
+        if os.path.lexists(path):
+            self._check_replaceable(named, path, rule, root, name, folder, way_out)
+        self.planned.setdefault(root, {})[name] = kind
+        self.paths[key] = (path, option)
+        return path
+
+    def check_folder(self, path, option="--out"):
+        """Checks a folder that outputs go into (predict's --out): not an input, not inside
+        an input folder, holding no input, and a folder if it exists."""
+        path = os.fspath(path)
+        named, way_out = f"{option} {path}", f"choose another {option}"
+        self._check_inputs(named, path, os.path.realpath(path), True, way_out)
+        if os.path.lexists(path) and not os.path.isdir(path):
+            raise KsegError(f"{named}: exists and is not a folder; {way_out}")
+        _check_parents(named, path, way_out)
+
+    def _check_inputs(self, named, path, real, folder, way_out):
+        file_id = _file_id(path)
+        for source, source_real, source_id in self.inputs:
+            if real == source_real or (file_id and file_id == source_id):
+                raise KsegError(f"{named}: is the input {source}; writing there would destroy "
+                                f"it; {way_out}")
+            if os.path.isdir(source_real) and lies_in(real, source_real):
+                raise KsegError(f"{named}: lies inside the input folder {source}; outputs are "
+                                f"never written among the inputs; {way_out} outside it")
+            if folder and lies_in(source_real, real):
+                raise KsegError(f"{named}: holds the input {source}; {way_out}")
+
+    def _check_replaceable(self, named, path, rule, root, name, folder, way_out):
+        if os.path.islink(path):
+            raise KsegError(f"{named}: exists and is a symbolic link kseg did not write; delete "
+                            f"it or {way_out}")
+        if folder != os.path.isdir(path):
+            what = "a folder" if os.path.isdir(path) else "not a folder"
+            raise KsegError(f"{named}: exists and is {what}; {way_out}")
+        if not folder and not os.path.isfile(path):
+            raise KsegError(f"{named}: exists and is not a regular file; {way_out}")
+        written = self.ledgers[root].get(name)
+        if written is None:
+            raise KsegError(f"{named}: exists and was not written by kseg (not listed in "
+                            f"{ledger_path(root)}); {way_out}, or move it away yourself")
+        if written != rule.name:
+            raise KsegError(f"{named}: exists and is a kseg {written} output, not a {rule.name} "
+                            f"output, so it is not replaced; {way_out}")
+        if rule.replace == "force" and not self.force:
+            raise KsegError(f"{named}: exists; pass --force to replace the {rule.name} kseg "
+                            f"wrote there, or {way_out}")
+
+    def start(self):
+        """Lists every added output in its folder's ledger before any is written, so that
+        a command killed halfway can be repeated into the same place."""
+        for root, names in self.planned.items():
+            for folder in atomic.missing_folders(root):
+                if folder not in self.created:
+                    self.created.append(folder)
+            files = read_ledger(root)
+            if all(files.get(name) == kind for name, kind in names.items()):
+                continue
+            files.update(names)
+            try:
+                _write_ledger(root, files)
+            except OSError as error:  # a full disk is a DiskFullError (a KsegError) already
+                raise KsegError(f"{root}: cannot write there ({error.strerror or error})") from None
+        return self
+
+    def finish(self):
+        """Drops from the ledgers the planned outputs that were never written, and removes
+        the folders `start` created that stayed empty."""
+        for root, names in self.planned.items():
+            try:
+                files = read_ledger(root)
+            except KsegError:
+                continue
+            missing = {name for name in names if not os.path.lexists(os.path.join(root, name))}
+            if missing & files.keys():
+                with contextlib.suppress(OSError, KsegError):  # a longer list does no harm
+                    _write_ledger(root, {n: k for n, k in files.items() if n not in missing})
+        for folder in sorted(self.created, key=len, reverse=True):
+            with contextlib.suppress(OSError):
+                os.rmdir(folder)  # only while empty
+
+    def __enter__(self):
+        return self.start()
+
+    def __exit__(self, *exc_info):
+        self.finish()
+
+
+def check(path, kind, inputs=(), force=False, option="--out", folder=False):
+    """`Outputs(inputs, force).add(path, kind, ...)` for a command with one output."""
+    outputs = Outputs(inputs, force)
+    outputs.add(path, kind, option=option, folder=folder)
+    return outputs
+
+
+# The atomic writers (kseg.atomic), for the outputs added above and for a run folder's files.
+writing = atomic.atomic_path
+write_bytes = atomic.write_bytes_atomic
+scratch_beside = atomic.scratch_folder
+
+
+@contextlib.contextmanager
+def scratch_folder(prefix="kseg-"):
+    """A temporary folder in the system's temporary place, removed however the block ends."""
+    with tempfile.TemporaryDirectory(prefix=prefix) as folder:
+        yield folder
+
+
+def write_together(writers):
+    """Writes several files so that either all of them replace their destinations or none
+    does (a full disk or an interrupt while writing any leaves every destination as it
+    was).
+
+    Args:
+        writers: list of (path, write) where `write(temporary)` writes the file.
+    """
+    with contextlib.ExitStack() as stack:
+        for path, write in writers:
+            write(stack.enter_context(writing(path)))
+
+
+def bytes_writer(data):
+    """A `write_together` writer of `data`."""
+    def write(temporary):
+        with open(temporary, "wb") as handle:
+            handle.write(data)
+    return write
+
+
+def write_json(path, payload):
+    """Writes `payload` as indented JSON, atomically."""
+    write_bytes(path, (json.dumps(payload, indent=2) + "\n").encode("utf8"))
+
+
+def markdown_table():
+    """The table of docs/outputs.md: every kind kseg writes, by whom, where and how it is
+    replaced."""
+    rules = {
+        "rerun": "rerun replaces kseg's own file of this kind; nothing else",
+        "force": "replaced only with --force, and only if kseg wrote it as this kind",
+        "run": "inside a run folder kseg created; --resume only into a run folder",
+    }
+    lines = ["| kind | written by | path | existing path |", "|---|---|---|---|"]
+    for kind in KINDS.values():
+        lines.append(f"| {kind.name} | `{kind.verb}` | {kind.paths} | {rules[kind.replace]} |")
+    return "\n".join(lines) + "\n"
