@@ -21,7 +21,6 @@ import os
 import numpy as np
 
 from kseg import runs
-from kseg.atomic import atomic_path, write_bytes_atomic
 from kseg.errors import KsegError
 from kseg.labels import IGNORE_INDEX
 from kseg.metrics import METRIC_NAMES, at_chance_level, chance_mean_iou, confusion_matrix, segmentation_scores
@@ -365,78 +364,9 @@ def _holds_label_ids(paths, num_train_ids=19):
 # -- outputs ------------------------------------------------------------------------------
 
 
-PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
-
-
-def check_output_paths(outputs, inputs=(), searched=()):
-    """Refuses evaluation outputs that would destroy something kseg did not write.
-
-    No output may be a folder, one of `inputs` (the model, the split's images and masks, a
-    classes file), an existing file inside one of `searched` (the --predictions folder) or
-    a PNG there (read as a prediction next time), nor the same file as another output. An
-    existing `--out` must be a metrics file kseg wrote (JSON with a confusion matrix), any
-    other existing output a PNG.
-
-    Args:
-        outputs: dict from option name ("--out", "--confusion-png", "--sheet") to a path
-            or None.
-        inputs: paths that must not be written.
-        searched: folders whose files must not be written or added.
-
-    Raises:
-        KsegError: one line naming the option, the path and the way out.
-    """
-    from kseg.files import lies_in, same_file
-
-    given = [(option, path) for option, path in outputs.items() if path]
-    for index, (option, path) in enumerate(given):
-        for other_option, other in given[:index]:
-            if same_file(path, other):
-                raise KsegError(f"{other_option} and {option} are both {path}; give them "
-                                "different files")
-    input_reals = {os.path.realpath(source): source for source in inputs if source}
-    for option, path in given:
-        real = os.path.realpath(path)
-        if real in input_reals:
-            raise KsegError(f"{option} {path}: is the input {input_reals[real]}; choose another "
-                            "file")
-        for folder in searched:
-            if not folder or not os.path.isdir(folder):
-                continue
-            if lies_in(real, os.path.realpath(folder)) and (os.path.lexists(path) or path.lower().endswith(".png")):
-                raise KsegError(f"{option} {path}: lies in the input folder {folder} (it would "
-                                "replace or be read as one of its files); choose another file")
-        if os.path.isdir(path):
-            raise KsegError(f"{option} {path}: is a folder; give the file to write")
-        if os.path.lexists(path):
-            _check_replaceable(option, path)
-
-
-def _check_replaceable(option, path):
-    """An existing output may be replaced only if kseg could have written it."""
-    from kseg.files import load_json
-
-    if os.path.islink(path) or not os.path.isfile(path):
-        raise KsegError(f"{option} {path}: exists and is not a regular file kseg wrote; "
-                        "choose another file")
-    if option == "--out":
-        try:
-            payload = load_json(path, "metrics file")
-        except KsegError:
-            payload = None
-        if not (isinstance(payload, dict) and "confusion_matrix" in payload):
-            raise KsegError(f"--out {path}: exists and is not a metrics file kseg wrote; "
-                            "choose another --out, or delete it")
-        return
-    with open(path, "rb") as handle:
-        if handle.read(8) != PNG_SIGNATURE:
-            raise KsegError(f"{option} {path}: exists and is not a PNG; choose another file, "
-                            "or delete it")
-
-
-def write_metrics_json(result, path):
-    """Writes `result.to_dict()` as JSON, atomically."""
-    write_bytes_atomic(path, (json.dumps(result.to_dict(), indent=2) + "\n").encode("utf8"))
+def metrics_json(result):
+    """`result.to_dict()` as indented JSON bytes."""
+    return (json.dumps(result.to_dict(), indent=2) + "\n").encode("utf8")
 
 
 def plot_confusion_matrix(result, path):
@@ -482,8 +412,7 @@ def plot_confusion_matrix(result, path):
                     axes.text(column, row, str(percent), ha="center", va="center", fontsize=fontsize,
                               color="white" if percent > 50 else "black")  # fmt: skip
     figure.tight_layout()
-    with atomic_path(path) as temporary:
-        figure.savefig(temporary, format="png")
+    figure.savefig(path, format="png")
 
 
 def default_output_paths(split, run_dir=None, out=None, confusion_png=None):
@@ -501,22 +430,29 @@ def default_output_paths(split, run_dir=None, out=None, confusion_png=None):
 
 
 def check_evaluate_outputs(out, confusion_png, spec, split, model_path=None, run_dir=None,
-                           classes_file=None, predictions_dir=None, sheet_png=None):
-    """`check_output_paths` for an evaluation: no output may replace the model, its
-    classes, a class list or a file of the split, nor lie in the predictions folder."""
-    try:
-        split_files = [path for pair in spec.pairs(split) for path in pair]
-    except KsegError:
-        split_files = []  # reported where the split is read
+                           classes_file=None, predictions_dir=None, sheet_png=None, force=False):
+    """Checks an evaluation's outputs against kseg's output policy (`kseg.outputs`): none
+    may be the model, its classes, a class list, the dataset or the predictions folder
+    (or lie in them), or a file kseg did not write.
+
+    Returns:
+        kseg.outputs.Outputs. For `write_reports`.
+    """
+    from kseg.outputs import Outputs
+
     classes = os.path.join(run_dir, runs.CLASSES_FILE) if run_dir else None
-    outputs = {"--out": out, "--confusion-png": confusion_png, "--sheet": sheet_png}
-    check_output_paths(outputs, [model_path, classes_file, classes, *split_files],
-                       searched=[predictions_dir])
+    checked = Outputs([model_path, classes_file, classes, spec.root, predictions_dir], force)
+    for option, path, kind in (("--out", out, "metrics"),
+                               ("--confusion-png", confusion_png, "evaluation image"),
+                               ("--sheet", sheet_png, "evaluation image")):
+        if path:
+            checked.add(path, kind, option=option)
+    return checked
 
 
-def write_contact_sheet(result, path):
-    """Writes image | ground truth | prediction for `result.examples`, one row each, with
-    the legend of the classes that appear in them, as a PNG."""
+def contact_sheet_png(result, path):
+    """PNG bytes of image | ground truth | prediction for `result.examples`, one row each,
+    with the legend of the classes that appear in them (`path`: where it goes, for messages)."""
     from kseg.predict import encode_png
     from kseg.visualize import colorize, contact_sheet, legend, palette_from_classes
 
@@ -538,7 +474,7 @@ def write_contact_sheet(result, path):
         rows = [[_pad_to_width(part, max(widths)) for part in row] for row in rows]
     width = sum(part.shape[1] for part in rows[0]) + 16
     key = legend(result.class_names, palette, width=width, classes=sorted(present))
-    write_bytes_atomic(path, encode_png(contact_sheet(rows, legend_image=key)))
+    return encode_png(contact_sheet(rows, legend_image=key))
 
 
 def _scale_to_height(image, height):
@@ -555,20 +491,34 @@ def _pad_to_width(image, width):
     return padded
 
 
-def write_reports(result, out=None, confusion_png=None, sheet_png=None):
-    """Writes the metrics JSON, the confusion-matrix image and the contact sheet where asked.
+def write_reports(result, out=None, confusion_png=None, sheet_png=None, checked=None):
+    """Writes the metrics JSON, the confusion-matrix image and the contact sheet where asked,
+    all or none (`kseg.outputs.write_together`).
+
+    Args:
+        checked: kseg.outputs.Outputs or None. From `check_evaluate_outputs`; records what
+            is written in the folders' lists of kseg's outputs.
 
     Returns:
         list of (what, path) written, e.g. [("metrics", "m.json")].
     """
-    written = []
+    from kseg.outputs import bytes_writer, write_together
+
+    writers, written = [], []
     if out:
-        write_metrics_json(result, out)
+        writers.append((out, bytes_writer(metrics_json(result))))
         written.append(("metrics", out))
     if confusion_png:
-        plot_confusion_matrix(result, confusion_png)
+        writers.append((confusion_png, lambda temporary: plot_confusion_matrix(result, temporary)))
         written.append(("confusion matrix", confusion_png))
     if sheet_png:
-        write_contact_sheet(result, sheet_png)
+        writers.append((sheet_png, bytes_writer(contact_sheet_png(result, sheet_png))))
         written.append(("contact sheet", sheet_png))
+    if checked is not None:
+        checked.start()
+    try:
+        write_together(writers)
+    finally:
+        if checked is not None:
+            checked.finish()
     return written

@@ -10,8 +10,7 @@ from kseg.errors import KsegError
 from kseg.evaluation import (
     evaluate_model,
     evaluate_predictions,
-    plot_confusion_matrix,
-    write_metrics_json,
+    write_reports,
 )
 from kseg.images import write_png
 from kseg.metrics import confusion_matrix
@@ -120,12 +119,11 @@ def test_prediction_files_scored_by_stem(spec, tmp_path):
     assert result.confusion[:, -1].sum() > 0
 
     out = tmp_path / "metrics.json"
-    write_metrics_json(result, out)
+    write_reports(result, out, tmp_path / "confusion.png")
     payload = json.loads(out.read_text())
     assert payload["mean_iou"] == pytest.approx(result.scores["mean_iou"])
     assert [row["name"] for row in payload["classes"]] == list(spec.class_names)
     assert "left out of the means" in payload["note"]
-    plot_confusion_matrix(result, tmp_path / "confusion.png")
     assert (tmp_path / "confusion.png").stat().st_size > 1000
 
 
@@ -234,7 +232,6 @@ def test_label_ids_only_for_cityscapes(spec, tmp_path):
 
 
 def test_contact_sheet_shows_image_truth_and_prediction(spec, tmp_path):
-    from kseg.evaluation import write_contact_sheet
     from kseg.images import read_image
     from kseg.models import create_model
 
@@ -246,7 +243,7 @@ def test_contact_sheet_shows_image_truth_and_prediction(spec, tmp_path):
     np.testing.assert_array_equal(image, first_image)
     np.testing.assert_array_equal(truth, first_mask)
     assert prediction.shape == truth.shape
-    write_contact_sheet(result, tmp_path / "sheet.png")
+    write_reports(result, sheet_png=tmp_path / "sheet.png")
     sheet = read_image(tmp_path / "sheet.png")
     height, width = first_image.shape[:2]
     assert sheet.shape[1] >= 3 * width and sheet.shape[0] >= 2 * height

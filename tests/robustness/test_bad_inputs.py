@@ -196,7 +196,7 @@ class Setup:
 
 
 def setup(verb, case, folder, models):
-    data = corpus.write_dataset(folder, case)
+    data = corpus.write_dataset(os.path.join(folder, "data"), case)  # outputs go beside it, never inside
     model = {"missing_model": os.path.join(folder, "no such model.keras"),
              "not_a_model": models["not_a_model"], "lambda_model": models["lambda_model"]}.get(
         case, models["tiny"])

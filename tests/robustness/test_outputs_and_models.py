@@ -617,12 +617,13 @@ def test_evaluate_never_writes_its_metrics_over_an_input(tmp_path, run_dir, data
     for arguments, words in (
             (["--out", model], ("--out", "is the input")),
             (["--out", tmp_path / "m.json", "--confusion-png", mask], ("--confusion-png", "good0.png",
-                                                                        "is the input")),
-            (["--out", user], ("mine.json", "not a metrics file")),
-            (["--out", tmp_path / "same.png", "--confusion-png", tmp_path / "same.png"], ("both",)),
-            (["--out", tmp_path / "m.json", "--sheet", mask], ("--sheet", "good0.png", "is the input")),
-            (["--out", tmp_path / "m.json", "--sheet", user], ("--sheet", "mine.json", "not a PNG")),
-            (["--confusion-png", tmp_path / "c.png", "--sheet", tmp_path / "c.png"], ("both",)),
+                                                                        "inside the input folder")),
+            (["--out", user], ("mine.json", "not written by kseg")),
+            (["--out", tmp_path / "same.png", "--confusion-png", tmp_path / "same.png"], ("also given",)),
+            (["--out", tmp_path / "m.json", "--sheet", mask], ("--sheet", "good0.png", "inside the input")),
+            (["--out", tmp_path / "m.json", "--sheet", user], ("--sheet", "mine.json", "not written by kseg")),
+            (["--confusion-png", tmp_path / "c.png", "--sheet", tmp_path / "c.png"], ("also given",)),
+            (["--out", data.root + "/notes.json"], ("--out", "inside the input folder")),
     ):
         assert_refused(run(["evaluate", run_dir, *dataset, *arguments]), *words)
     assert snapshot(run_dir) == before and snapshot(data.root) == data_before
