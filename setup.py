@@ -7,6 +7,8 @@ setup(
     python_requires=">=3.10",
     packages=find_packages(include=["kseg", "kseg.*"]) + ["kseg.cli"],
     package_dir={"kseg.cli": "cli"},
+    # the training recipes (`kseg train --recipe NAME`) are data files of the package
+    package_data={"kseg.recipes": ["*.yaml"]},
     install_requires=[
         "tensorflow-cpu==2.21.0",
         "keras==3.15.1",

@@ -29,6 +29,7 @@ COMMANDS = {
     "heatmap": ("kseg.cli.heatmap", "heatmap", "ImageNet class heatmap of an image.", True),
     "models": ("kseg.cli.models", "models", "List the registered models.", True),
     "predict": ("kseg.cli.predict", "predict", "Segment images of any size.", True),
+    "recipes": ("kseg.cli.recipes", "recipes", "List the training recipes (kseg train --recipe NAME).", False),
     "train": ("kseg.cli.train", "train", "Train an FCN on a dataset.", True),
     "weights": ("kseg.cli.weights", "weights", "List, download and convert released FCN weights.", False),
 }

@@ -1,5 +1,6 @@
-"""`kseg train`: builds a TrainConfig from --config FILE and options, then calls
-`kseg.training.train`. Options left out keep the value of the file (or the default).
+"""`kseg train`: builds a TrainConfig from --recipe NAME or --config FILE and options,
+then calls `kseg.training.train`. Options left out keep the value of the recipe or file
+(or the default); --recipe cannot be combined with --config or --resume.
 
 There is one option per setting of `kseg.config.SETTINGS`, made from that table (name,
 help, and for numbers the limits TrainConfig checks), so the command line and the Python
@@ -11,6 +12,7 @@ import click
 from kseg.config import CLASS_WEIGHT_MODES, NUMBER_RANGES, SETTINGS, TrainConfig, check_setting, parse_crop
 from kseg.errors import KsegError
 from kseg.files import brief
+from kseg.recipes import load_recipe, recipe_names
 
 from kseg.cli.params import Number
 
@@ -76,6 +78,9 @@ def setting_options(command):
 
 
 @click.command()
+@click.option("--recipe", "recipe_name", metavar="NAME",
+              help=f"Start from a named training recipe ({', '.join(recipe_names())}; `kseg recipes` "
+                   "describes them); options given here override it. Not with --config or --resume.")
 @click.option("--config", "config_file", type=click.Path(dir_okay=False),
               help="YAML file of training options (keys as below, with underscores); "
                    "options given here override it.")
@@ -84,11 +89,17 @@ def setting_options(command):
 @click.option("--quiet", is_flag=True, help="One line per epoch instead of progress bars.")
 @click.option("--unsafe", is_flag=True,
               help="Allow an --init-from model containing code (Lambda layers); trusted files only.")
-def train(config_file, resume, quiet, unsafe, **options):
+def train(recipe_name, config_file, resume, quiet, unsafe, **options):
     """Train an FCN on a dataset.
+
+    Settings come from the defaults below, or a recipe (--recipe) or a file (--config),
+    and the options given, which win. On a CPU without internet, start from a recipe:
+    `--recipe camvid-scratch` trains from random weights (no ImageNet download).
 
     \b
     Examples:
+      kseg train --recipe camvid-scratch --data-dir data/camvid
+      kseg train --recipe demo --epochs 4
       kseg train --model fcn32s --data camvid --data-dir data/camvid --epochs 30
       kseg train --model fcn16s --data camvid --data-dir data/camvid --init-from runs/fcn32s-...
       kseg train --run-dir runs/fcn8s-camvid-... --resume
@@ -99,7 +110,16 @@ def train(config_file, resume, quiet, unsafe, **options):
     options["crop"] = _crop_option(options["crop"])
     options["class_weights"] = parse_class_weights(options["class_weights"])
     overrides = {key: value for key, value in options.items() if value is not None}
-    if resume:
+    if recipe_name and resume:
+        raise KsegError("--resume reads RUN_DIR/config.yaml; --recipe cannot be given with it")
+    if recipe_name and config_file:
+        raise KsegError("--recipe and --config both give the settings; use one (a recipe file, "
+                        "`kseg recipes NAME`, also works as --config FILE)")
+    if recipe_name:
+        recipe = load_recipe(recipe_name)
+        config = recipe.config(overrides)
+        click.echo(f"recipe: {recipe.name} (version {recipe.version})", err=True)
+    elif resume:
         if not overrides.get("run_dir"):
             raise KsegError("--resume needs --run-dir, the run directory to continue")
         if config_file:

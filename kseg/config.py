@@ -14,10 +14,11 @@ options. Numbers are checked against `NUMBER_RANGES` (kseg.validation.check_numb
 `TrainConfig` holds one frozen dataclass per section (`config.model_settings`, ...) and
 reads and writes every setting by its flat name (`config.lr`), as config.yaml holds them.
 
-Precedence, lowest first: the defaults, a YAML file (`--config FILE.yaml`), then the
-options given on the command line. The resolved configuration (every setting, with the
-values actually used, e.g. computed class weights) is written as `config.yaml` into each
-run directory, and `kseg train --resume` reads it back from there.
+Precedence, lowest first: the defaults, a YAML file (`--config FILE.yaml`, or a named
+recipe, `--recipe NAME`: kseg.recipes), then the options given on the command line. The
+resolved configuration (every setting, with the values actually used, e.g. computed class
+weights) is written as `config.yaml` into each run directory, and `kseg train --resume`
+reads it back from there.
 
     config = TrainConfig.from_yaml("fcn8s-camvid.yaml", overrides={"epochs": 5})
     config.to_yaml("runs/x/config.yaml")
@@ -65,6 +66,8 @@ NUMBER_RANGES = {
     "class_weight": dict(low=0, high=1e6),
     "worker_timeout": dict(low=0, high=86400, min_open=True),
 }
+# The section of a recipe file (kseg/recipes/*.yaml) that describes it; not a setting.
+RECIPE_SECTION = "recipe"
 MAX_STRING_LENGTH = 4096  # paths and names; PATH_MAX on Linux
 MAX_CLASS_WEIGHTS = 4096
 
@@ -381,11 +384,16 @@ class TrainConfig:
         """Reads a YAML file (safe loader) and applies `overrides` (None values are ignored).
 
         Args:
-            path: str. A YAML mapping of setting names to values.
+            path: str. A YAML mapping of setting names to values. A `recipe:` section
+                (a training recipe's name, version, description and results, see
+                `kseg.recipes`) is skipped, so a recipe file is a config file too.
             overrides: dict or None. Values that win over the file, e.g. from CLI options.
         """
         path = os.fspath(path)
-        config = cls.from_dict(load_yaml(path, "config file"), source=path)
+        values = load_yaml(path, "config file")
+        if isinstance(values, dict):  # a recipe's description is not a setting
+            values = {key: value for key, value in values.items() if key != RECIPE_SECTION}
+        config = cls.from_dict(values, source=path)
         return config.replace(**(overrides or {}))
 
     def replace(self, **overrides):

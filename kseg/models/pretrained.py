@@ -59,7 +59,7 @@ def imagenet_weights_path():
             f"could not download the ImageNet VGG16 weights from {entry.url} "
             f"({type(error).__name__}: {error}); put {entry.file} in ~/.keras/models/, or pass "
             "--weights PATH to a local VGG16 weights file, or --weights none to train from "
-            "random weights"
+            "random weights (as `kseg train --recipe camvid-scratch` does)"
         ) from None
 
 
