@@ -21,7 +21,8 @@ from kseg.data.registry import DATASET_NAMES as DATASETS  # no TensorFlow import
 @click.option("--max-images", type=Number(1, 2**31 - 1, integer=True),
               help="Score only the first N images.")
 @click.option("--label-format", type=click.Choice(["auto", "train-ids", "label-ids"]), default="auto",
-              show_default=True, help="With --predictions on Cityscapes: train ids or official label ids.")
+              show_default=True, help="With --predictions on Cityscapes: train ids or official label ids. auto: "
+                                      "what the files say (kseg predict writes it into every label map).")
 @click.option("--out", type=click.Path(dir_okay=False),
               help="Write the metrics as JSON here. [default: RUN_DIR/metrics-SPLIT.json for a run]")
 @click.option("--confusion-png", type=click.Path(dir_okay=False),
@@ -38,6 +39,8 @@ from kseg.data.registry import DATASET_NAMES as DATASETS  # no TensorFlow import
 def evaluate(model, predictions_dir, data, data_dir, classes_file, split, batch_size, max_images,
              label_format, out, confusion_png, sheet_png, sheet_images, precision, unsafe):  # fmt: skip
     """Score MODEL (a run directory or .keras file) or --predictions DIR on a dataset split.
+
+    Without either, the latest run under ./runs is scored, else the CamVid model kseg ships.
 
     Reports pixel accuracy, mean class accuracy, mean IoU and frequency-weighted IoU (FCN
     paper, section 5) over one confusion matrix of the whole split, void pixels excluded,
@@ -61,10 +64,14 @@ def evaluate(model, predictions_dir, data, data_dir, classes_file, split, batch_
     if predictions_dir and model:
         raise KsegError("give either MODEL or --predictions DIR, not both")
     spec = get_dataset_spec(data, data_dir, classes_file)
-    run_dir = model_path = None
+    run_dir = model_path = chosen = None
     if not predictions_dir:
-        model_path, run_dir = runs.resolve_model_path(model)
-    out, confusion_png = default_output_paths(split, run_dir, out, confusion_png)
+        chosen = runs.choose_model(model, option="MODEL or --predictions DIR")
+        model_path, run_dir = chosen.path, chosen.run_dir
+        if chosen.note:
+            click.echo(chosen.note, err=True)
+    # the shipped model's folder is kseg's own: its metrics are written only with --out
+    out, confusion_png = default_output_paths(split, chosen and chosen.output_dir, out, confusion_png)
     if sheet_png and predictions_dir:
         raise KsegError("--sheet needs a MODEL: it shows the model's predictions beside the images")
     check_evaluate_outputs(out, confusion_png, spec, split, model_path, run_dir, classes_file,

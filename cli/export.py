@@ -1,17 +1,20 @@
 """`kseg export`: a trained model as a SavedModel, a TFLite file or an ONNX file."""
 
+import os
+
 import click
 
 from kseg.cli.params import Number, Size
 
 
 @click.command()
-@click.argument("model_path", metavar="RUN_DIR|MODEL.keras")
+@click.argument("model_path", metavar="[RUN_DIR|MODEL.keras]", required=False)
 @click.option("--format", "export_format", required=True,
               type=click.Choice(["savedmodel", "tflite", "onnx"]), help="What to write.")
 @click.option("--out", default=None, type=click.Path(),
               help="Destination (a folder for savedmodel). Default: RUN_DIR/export/"
-                   "best_<format> or beside the model file.")
+                   "best_<format>, beside a model file, or for the shipped model in the "
+                   "current folder.")
 @click.option("--force", is_flag=True,
               help="Replace an existing export of the same format that kseg wrote "
                    "(never anything else).")
@@ -39,6 +42,9 @@ def export(model_path, export_format, out, force, quantize, calibration_data, da
            calibration_images, input_size, check, check_images, unsafe):
     """Export a trained model (a run directory or a .keras file).
 
+    Without one, the latest run under ./runs is exported, else the CamVid model kseg
+    ships (written into the current folder, e.g. ./camvid-fcn8s.tflite).
+
     \b
     Inputs: uint8 RGB images [batch, height, width, 3] (any size unless --input-size).
     Outputs: "logits" (float32, [batch, height, width, classes]) and
@@ -65,7 +71,7 @@ def export(model_path, export_format, out, force, quantize, calibration_data, da
         sample_images,
     )
     from kseg.models.saving import load_segmentation_model
-    from kseg.runs import resolve_model_path
+    from kseg.runs import SHIPPED_MODEL, choose_model
 
     if quantize != "none" and export_format != "tflite":
         raise KsegError(f"--quantize {quantize} applies to --format tflite only")
@@ -76,7 +82,12 @@ def export(model_path, export_format, out, force, quantize, calibration_data, da
             "--quantize int8 needs --calibration-data: a folder of representative images "
             "or a dataset name"
         )
-    path, run_dir = resolve_model_path(model_path)
+    chosen = choose_model(model_path, option="RUN_DIR|MODEL.keras")
+    path, run_dir = chosen.path, chosen.run_dir
+    if chosen.note:
+        click.echo(chosen.note, err=True)
+    if out is None and chosen.shipped:  # never into kseg's weights folder: the current one
+        out = os.path.basename(default_output_path(SHIPPED_MODEL + ".keras", None, export_format, quantize))
     out = out or default_output_path(path, run_dir, export_format, quantize)
     check_destination(out, export_format, path, run_dir, [calibration_data, data_dir, check_images],
                       force)

@@ -48,7 +48,8 @@ def _tta_callback(ctx, param, value):
 @click.command()
 @click.argument("inputs", nargs=-1, required=True)
 @click.option("--model", "model_path", default=None, metavar="RUN_DIR|MODEL.keras",
-              help="Run directory or .keras file. Default: the latest run under ./runs.")
+              help="Run directory or .keras file. Default: the latest run under ./runs, else "
+                   "the CamVid model kseg ships (it says which it uses).")
 @click.option("--out", "out_dir", default="predictions", show_default=True,
               type=click.Path(), help="Folder the outputs are written to (not an input "
                                       "folder; files kseg did not write there are kept).")
@@ -89,7 +90,7 @@ def predict(inputs, model_path, out_dir, formats, tile, overlap, blend, tta, alp
     """
     from kseg.errors import KsegError
     from kseg.predict import PredictCounts, collect_images, load_predictor, plan_outputs, predict_files
-    from kseg.runs import resolve_model_path
+    from kseg.runs import choose_model
 
     formats = parse_formats(formats)
     if tile:
@@ -107,9 +108,10 @@ def predict(inputs, model_path, out_dir, formats, tile, overlap, blend, tta, alp
     for problem in problems:
         click.echo(f"error: {problem}", err=True)
 
-    path, run_dir = resolve_model_path(model_path)
-    if model_path is None:
-        click.echo(f"using the latest run: {run_dir} ({path})", err=True)
+    chosen = choose_model(model_path)
+    path, run_dir = chosen.path, chosen.run_dir
+    if chosen.note:
+        click.echo(chosen.note, err=True)
     model, num_classes, palette, names, warnings = load_predictor(path, run_dir, formats, precision,
                                                                   unsafe)
     for warning in warnings:

@@ -12,7 +12,9 @@ directory (`RunDir`) holds:
     tensorboard/           TensorBoard scalars (train/, validation/)
 
 `resolve_model_path` accepts a run directory or a `.keras` file; with neither given it
-takes the most recently modified run under ./runs.
+takes the most recently modified run under ./runs. `choose_model`, what predict, evaluate
+and export call, goes one step further: with no run under ./runs it takes the model kseg
+ships (`SHIPPED_MODEL`, an entry of weights/manifest.yaml), and says which it chose.
 """
 
 import dataclasses
@@ -33,6 +35,13 @@ CONFIG_FILE = "config.yaml"
 LOG_FILE = "log.csv"
 CURVES_FILE = "training_curves.png"
 TENSORBOARD_DIR = "tensorboard"
+
+# The manifest entry (kind: model) of the model used when none is given and no run exists,
+# and the recipe that trains one like it.
+SHIPPED_MODEL = "camvid-fcn8s"
+SHIPPED_RECIPE = "camvid-scratch"
+# Where a ModelChoice came from.
+GIVEN, LATEST_RUN, SHIPPED = "given", "latest run", "shipped"
 
 
 def _member(*parts):
@@ -133,6 +142,88 @@ def resolve_model_path(path=None, runs_root=DEFAULT_RUNS_ROOT):
         if os.path.isfile(os.path.join(run_dir, CLASSES_FILE)):
             return path, run_dir
     return path, None
+
+
+@dataclasses.dataclass(frozen=True)
+class ModelChoice:
+    """The model a verb uses, and why.
+
+    Args:
+        path: str. The `.keras` file.
+        run_dir: str or None. The folder of its classes.json: the run directory, the
+            folder of a bare model file, or the shipped model's folder.
+        origin: str. GIVEN (the user named it), LATEST_RUN or SHIPPED.
+        note: str or None. One line telling the user which model kseg chose (None when
+            the user named it).
+    """
+
+    path: str
+    run_dir: str = None
+    origin: str = GIVEN
+    note: str = None
+
+    @property
+    def shipped(self):
+        return self.origin == SHIPPED
+
+    @property
+    def output_dir(self):
+        """Where a verb's default outputs go: the run directory, or None for the shipped
+        model (never into kseg's own weights folder; the verb uses the current folder)."""
+        return None if self.shipped else self.run_dir
+
+
+def choose_model(path=None, runs_root=DEFAULT_RUNS_ROOT, option="--model RUN_DIR|MODEL.keras"):
+    """The model of predict, evaluate and export: `path` when given, else the latest run
+    under `runs_root`, else the model kseg ships (checked against its SHA-256).
+
+    Args:
+        path: str or None. A run directory or `.keras` file the user gave.
+        runs_root: str. Where runs are looked for.
+        option: str. How the verb takes a model, for the message when there is none.
+
+    Returns:
+        ModelChoice.
+
+    Raises:
+        KsegError: a bad `path`, or no run and no usable shipped model (one line saying
+            why and how to train one).
+    """
+    if path is not None:
+        return ModelChoice(*resolve_model_path(path))
+    run_dir = latest_run(runs_root)
+    if run_dir is not None:
+        model_path, run_dir = resolve_model_path(run_dir)
+        return ModelChoice(model_path, run_dir, LATEST_RUN, f"using the latest run: {run_dir} ({model_path})")
+    # Imported here: the layout module stays free of model code (and of keras).
+    from kseg.models.manifest import shipped_model
+
+    train = f"train one with `kseg train --recipe {SHIPPED_RECIPE} --data-dir CAMVID_DIR`"
+    way_out = f"{train} (`kseg recipes` lists others), or pass {option}"
+    try:
+        entry = shipped_model(SHIPPED_MODEL)
+    except KsegError as error:
+        raise KsegError(f"no trained model found under ./{runs_root}, and kseg's shipped model cannot be "
+                        f"used ({error}); {way_out}") from None
+    try:
+        entry.check(way_out)
+    except KsegError as error:
+        if error.kind != "missing":
+            raise
+        raise KsegError(f"no trained model found under ./{runs_root}, and kseg's shipped model {entry.path} "
+                        f"is not installed; {way_out}") from None
+    return ModelChoice(entry.path, entry.folder, SHIPPED, shipped_model_note(entry, runs_root))
+
+
+def shipped_model_note(entry, runs_root=DEFAULT_RUNS_ROOT):
+    """The line that tells the user kseg is using its shipped model: which file, what it
+    was trained on, its val mIoU and how to train one's own."""
+    what = f"{entry.model} " if entry.model else ""
+    recipe = entry.recipe or SHIPPED_RECIPE
+    trained = f"{what}trained on {entry.dataset or 'an unnamed dataset'} by recipe {recipe}"
+    score = f"val mIoU {entry.val_miou:.3f}" if entry.val_miou is not None else "val mIoU not measured yet"
+    return (f"no run under ./{runs_root}: using kseg's shipped model {entry.path} ({trained}, {score}); "
+            f"train your own with `kseg train --recipe {recipe} --data-dir DATA`")
 
 
 def write_classes(run_dir, dataset, class_names, palette, ignore_index=IGNORE_INDEX):

@@ -98,10 +98,15 @@ def test_predict_tiled_tta_and_latest_run(run_dir, tmp_path, monkeypatch):
 
 
 def test_predict_without_runs_or_with_bad_options(tmp_path, monkeypatch, run_dir):
+    from kseg.models import manifest
+
     monkeypatch.chdir(tmp_path)
+    # no run, and an install without the shipped model: one line saying how to train one
+    monkeypatch.setattr(manifest, "MANIFEST_PATH", str(tmp_path / "no-weights" / "manifest.yaml"))
     cv2.imwrite("x.png", np.zeros((8, 8, 3), np.uint8))
     result = CliRunner().invoke(cli, ["predict", "x.png"])
     assert result.exit_code == 1 and "no trained model found" in result.output
+    assert "--recipe camvid-scratch" in result.output
     result = CliRunner().invoke(cli, ["predict", "x.png", "--model", str(run_dir),
                                       "--format", "labels,cityscapes-ids"])
     assert result.exit_code == 1 and "choose one" in result.output
