@@ -255,10 +255,90 @@ def find_prediction(stem, predictions, cityscapes=False):
     return None
 
 
-def _read_prediction(path):
+def _read_prediction(path, data=None):
     from kseg.data.readers import read_index_mask
 
-    return read_index_mask(path)
+    return read_index_mask(path, data)
+
+
+def _declared_format(path):
+    """What a prediction file says it holds (`kseg.label_maps.declared_format`), or None.
+
+    A file that cannot be read says nothing here; scoring it names what is wrong."""
+    from kseg.images import read_file
+    from kseg.label_maps import declared_format
+
+    try:
+        data = read_file(path, "prediction file")
+    except KsegError:
+        return None
+    return declared_format(data)
+
+
+# The --label-format choice each `kseg:labels` value of a label map stands for.
+DECLARED_FORMATS = {"train-ids": "train-ids", "cityscapes-ids": "label-ids"}
+
+
+def _label_format(matched, spec, label_format, folder):
+    """The --label-format the matched prediction files are read in: what they declare
+    (`kseg predict` writes it into every label map), else the option given, else for
+    Cityscapes what their values prove; never a guess that could be wrong.
+
+    Raises:
+        KsegError: files declaring different formats, a declaration the option or the
+            dataset contradicts, or Cityscapes files that carry nothing and whose values
+            fit both train ids and label ids (the line names --label-format).
+    """
+    from kseg.label_maps import LABELS_KEY
+
+    cityscapes = spec.name == "cityscapes"
+    declared, untagged = {}, []
+    for path, _ in matched:
+        found = _declared_format(path)
+        if found is None:
+            untagged.append(path)
+            continue
+        written, classes = found
+        if written not in DECLARED_FORMATS:
+            raise KsegError(f"{path}: its {LABELS_KEY} text says {written!r}, not a label format kseg knows "
+                            f"({', '.join(DECLARED_FORMATS)})")  # fmt: skip
+        if written == "train-ids" and classes is not None and classes != spec.num_classes:
+            raise KsegError(
+                f"{path}: label map of a model with {classes} classes, but {spec.name} has {spec.num_classes}; "
+                "score it against the dataset the model was trained on"
+            )
+        declared.setdefault(written, path)
+    if len(declared) > 1:
+        kinds = " and ".join(f"{written} ({path})" for written, path in declared.items())
+        raise KsegError(f"{folder}: holds label maps of two kinds, {kinds}; score each kind from a folder of its own")
+    if declared:
+        written, path = next(iter(declared.items()))
+        option = DECLARED_FORMATS[written]
+        if label_format not in ("auto", option):
+            raise KsegError(
+                f"{path}: written as {written} (its {LABELS_KEY} text), but --label-format {label_format} was "
+                f"given; leave --label-format at auto, or give --label-format {option}"
+            )
+        if option == "label-ids" and not cityscapes:
+            raise KsegError(
+                f"{path}: holds Cityscapes label ids (`kseg predict --format cityscapes-ids`); score it with "
+                f"--data cityscapes, or predict with --format labels to score it on {spec.name}"
+            )
+        if untagged and label_format == "auto":
+            raise KsegError(
+                f"{untagged[0]}: says nothing of what its values are, while {path} says {written}; pass "
+                "--label-format train-ids or --label-format label-ids to say what all the files hold"
+            )
+        return option
+    if label_format != "auto" or not cityscapes:
+        return "train-ids" if label_format == "auto" else label_format
+    if _holds_label_ids(untagged):  # values 19..254 are no train id: no guess
+        return "label-ids"
+    raise KsegError(
+        f"{folder}: the prediction files do not say what their values are, and every value fits both "
+        "Cityscapes train ids (0..18) and label ids; pass --label-format train-ids or --label-format "
+        "label-ids (`kseg predict` writes what its label maps hold into them)"
+    )
 
 
 def evaluate_predictions(folder, spec, split="val", label_format="auto", progress=True):
@@ -287,7 +367,11 @@ def evaluate_predictions(folder, spec, split="val", label_format="auto", progres
         spec: DatasetSpec. The dataset whose ground truth is used.
         split: str. The split scored.
         label_format: str. "auto", "train-ids" or "label-ids" (Cityscapes only). "auto"
-            takes label ids when any file of the folder holds a value from 19 to 254.
+            reads what the files declare (`kseg.label_maps`: every label map `kseg
+            predict` writes says it); for Cityscapes files declaring nothing, label ids
+            when a file holds a value from 19 to 254, and an error when every value fits
+            both. A declaration that contradicts the option, the dataset or another
+            file's is an error.
         progress: bool. Show a progress bar.
 
     Returns:
@@ -318,12 +402,11 @@ def evaluate_predictions(folder, spec, split="val", label_format="auto", progres
             f"(first: {missing[0]}.png); predictions are matched by image file stem"
         )
     table = None
-    if cityscapes and label_format != "train-ids":
-        if label_format == "label-ids" or _holds_label_ids(path for path, _ in matched):
-            from kseg.data.cityscapes import label_id_to_train_id_table
+    if _label_format(matched, spec, label_format, folder) == "label-ids":
+        from kseg.data.cityscapes import label_id_to_train_id_table
 
-            table = label_id_to_train_id_table()
-            logger.info("%s: predictions hold Cityscapes label ids; mapping them to train ids", folder)
+        table = label_id_to_train_id_table()
+        logger.info("%s: predictions hold Cityscapes label ids; mapping them to train ids", folder)
 
     confusion = _score_predictions(matched, spec, table, split, progress)
     return EvaluationResult(confusion, list(spec.class_names), len(matched), spec.name, split, folder)

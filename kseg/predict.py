@@ -445,9 +445,19 @@ def plan_outputs(items, inputs, out_dir, formats):
     return OutputPlan(outputs, checked, legend)
 
 
-def encode_png(array):
-    """PNG bytes of a uint8 array (H, W) or RGB (H, W, 3)."""
+def encode_png(array, text=None):
+    """PNG bytes of a uint8 array (H, W) or RGB (H, W, 3).
+
+    Args:
+        array: np.ndarray. The picture or label map.
+        text: dict or None. PNG text chunks {keyword: value}: a label map says what its
+            values are (`kseg.label_maps.label_map_text`), so evaluating it needs no guess.
+    """
     array = np.asarray(array)
+    if text:
+        from kseg.label_maps import encode_png_with_text
+
+        return encode_png_with_text(array, text)
     if array.ndim == 3:
         array = array[:, :, ::-1]  # RGB -> BGR for OpenCV
     ok, encoded = cv2.imencode(".png", np.ascontiguousarray(array))
@@ -467,28 +477,30 @@ def write_outputs(model, image_path, paths, num_classes, palette, tile=None, ove
         list of str. The paths written.
     """
     from kseg.images import read_image
+    from kseg.label_maps import CITYSCAPES_IDS, TRAIN_IDS, label_map_text
     from kseg.outputs import bytes_writer, write_together
     from kseg.visualize import colorize, overlay
 
     image = read_image(image_path)
     labels = predict_labels(model, image, tile=tile, overlap=overlap, tta=tta, blend=blend)
-    files = []
+    files = []  # (path, array, PNG text: what a label map's values are)
     if "labels" in paths:
-        files.append((paths["labels"], labels))
+        files.append((paths["labels"], labels, label_map_text(TRAIN_IDS, num_classes)))
     if "cityscapes-ids" in paths:
         from kseg.data.cityscapes import train_ids_to_label_ids
 
-        files.append((paths["cityscapes-ids"], train_ids_to_label_ids(labels, strict=True)))
+        files.append((paths["cityscapes-ids"], train_ids_to_label_ids(labels, strict=True),
+                      label_map_text(CITYSCAPES_IDS, num_classes)))  # fmt: skip
     colors = None
     if "color" in paths or "overlay" in paths:
         colors = colorize(labels, palette)
     if "color" in paths:
-        files.append((paths["color"], colors))
+        files.append((paths["color"], colors, None))
     if "overlay" in paths:
-        files.append((paths["overlay"], overlay(image, colors, alpha)))
+        files.append((paths["overlay"], overlay(image, colors, alpha), None))
     # All of an image's outputs or none: a full disk leaves its previous files as they were.
-    write_together([(path, bytes_writer(encode_png(array))) for path, array in files])
-    return [path for path, _ in files]
+    write_together([(path, bytes_writer(encode_png(array, text))) for path, array, text in files])
+    return [path for path, *_ in files]
 
 
 def write_legend(path, class_names, palette):
