@@ -32,6 +32,7 @@ from kseg.atomic import atomic_path, missing_folders, scratch_folder
 from kseg.errors import DiskFullError, KsegError, is_disk_full
 from kseg.files import check_regular_file, lies_in, load_json, same_file
 from kseg.images import IMAGE_EXTENSIONS, list_image_files, read_image
+from kseg.signals import phase
 
 FORMATS = ("savedmodel", "tflite", "onnx")
 QUANTIZATIONS = ("none", "fp16", "dynamic", "int8")
@@ -98,7 +99,8 @@ def write_savedmodel(model, path, input_size=None, batch=None):
         SIGNATURE, lambda images: served(images, training=False),
         input_signature=[input_spec(input_size, batch)],
     )  # fmt: skip
-    archive.write_out(os.fspath(path), verbose=False)
+    with phase():  # keras' writer may swallow or rename an interruption
+        archive.write_out(os.fspath(path), verbose=False)
     marker = os.path.join(os.fspath(path), MARKER)
     os.makedirs(os.path.dirname(marker), exist_ok=True)
     with open(marker, "w", encoding="utf8") as handle:
@@ -149,7 +151,8 @@ def _convert(model, saved, quantize, input_size, calibration):
     import tensorflow as tf
 
     write_savedmodel(model, saved, input_size, batch=1)
-    converter = tf.lite.TFLiteConverter.from_saved_model(saved, signature_keys=[SIGNATURE])
+    with phase():
+        converter = tf.lite.TFLiteConverter.from_saved_model(saved, signature_keys=[SIGNATURE])
     if quantize != "none":
         converter.optimizations = [tf.lite.Optimize.DEFAULT]
     if quantize == "fp16":
@@ -158,7 +161,8 @@ def _convert(model, saved, quantize, input_size, calibration):
         converter.representative_dataset = _representative(calibration, input_size)
         converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
     try:
-        return converter.convert()
+        with phase():  # the converter may swallow an interruption, or report it as its failure
+            return converter.convert()
     except Exception as error:
         if is_disk_full(error):
             raise
@@ -186,8 +190,9 @@ def write_onnx(model, path, input_size=None):
     """Writes an ONNX file (keras' exporter, via tf2onnx) with outputs logits and classes."""
     served = serving_model(model)
     try:
-        served.export(os.fspath(path), format="onnx", input_signature=[input_spec(input_size)],
-                      verbose=False)
+        with phase():  # tf2onnx catches every exception in places, an interruption too
+            served.export(os.fspath(path), format="onnx", input_signature=[input_spec(input_size)],
+                          verbose=False)
     except ImportError as error:
         raise KsegError(
             f"ONNX export needs tf2onnx and onnx ({error}); install kseg[export]"

@@ -10,8 +10,14 @@ Python can lose such an exception: one raised while a garbage-collector callback
 dropped exception's traceback is not printed), and `raise_if_interrupted()` raises it
 again; `atomic_path` calls it before it renames a result into place, so an interrupted
 command never finishes a write.
+
+Third-party steps (keras' SavedModel writer, the TFLite converter, tf2onnx) may catch the
+interruption and go on, or turn it into an error of their own (an exception raised in a
+Python callback of C++ code comes out as another type). `phase` runs such a step so that
+neither can happen unseen: the interruption is raised as soon as the step returns or fails.
 """
 
+import contextlib
 import signal
 import sys
 
@@ -76,6 +82,24 @@ def raise_if_interrupted():
     if signum == signal.SIGINT:
         raise KeyboardInterrupt
     raise Interrupted(signum)
+
+
+@contextlib.contextmanager
+def phase():
+    """Runs one step of a longer job so that an interruption inside it is never lost.
+
+    After the step, a signal received meanwhile is raised (`raise_if_interrupted`) even
+    if the step swallowed its exception; an error the step raised instead of the
+    interruption (a converter that reports it as its own failure) gives way to it.
+    """
+    try:
+        yield
+    except KeyboardInterrupt:
+        raise
+    except BaseException:
+        raise_if_interrupted()
+        raise
+    raise_if_interrupted()
 
 
 def exit_status(error=None):
