@@ -1,4 +1,5 @@
-"""`kseg data`: verify a dataset, show its statistics, write the synthetic dataset."""
+"""`kseg data`: describe your own data, verify a dataset, show its statistics, write the
+synthetic dataset."""
 
 import click
 
@@ -42,7 +43,7 @@ def _splits(spec, splits):
 
 @click.group()
 def data():
-    """Verify datasets, show statistics, make the synthetic set.
+    """Describe your own data, verify datasets, show statistics, make the synthetic set.
 
     \b
     Layouts (DATA_DIR is the root given with --data-dir):
@@ -52,9 +53,62 @@ def data():
       folder      images/[SPLIT/]*, masks/[SPLIT/]* matched by stem, classes.yaml
       synthetic   a folder dataset written by `kseg data synth`
 
-    Masks become train ids 0..N-1 with 255 ignored. A folder dataset without SPLIT
-    subfolders is one pool used for every split (train and val are then the same images).
+    \b
+    Your own data in minutes (folder layout):
+      kseg data init DATA_DIR              write DATA_DIR/classes.yaml from the masks
+      kseg data verify --data folder --data-dir DATA_DIR
+      kseg train --data folder --data-dir DATA_DIR --model fcn8s
+
+    \b
+    classes.yaml (full description: docs/datasets.md):
+      classes:                             the classes in train-id order
+        - background                       a name: index masks store its index (0 here)
+        - {name: road, color: [128, 64, 128]}   colour masks store this colour for it
+      or, for index masks that store other values than the class indices:
+      classes:
+        - {name: background, value: 0}     every class gives its value(s): 0, 255, [7, 8]
+        - {name: object, value: 255}
+      ignore_values: [254]                 index-mask values to ignore (255 is, unless a value)
+      ignore_colors: [[0, 0, 0]]           colours to ignore
+      splits: {val_fraction: 0.1, seed: 0} the validation share without split folders
+
+    Masks become train ids 0..N-1 with 255 ignored. Binary masks saved as 0/255 need
+    `value: 255` for the object class (`kseg data init` writes it), else the object is
+    ignored. A folder dataset without SPLIT subfolders is one pool: split 'val' is a
+    seeded 10% of it (at least one image), 'train' the rest, 'all' every image. Images
+    without a mask, masks without an image and names shared by two files are left out
+    and reported.
     """
+
+
+@data.command()
+@click.argument("folder", type=click.Path(file_okay=False))
+@click.option("--no-progress", is_flag=True, help="Do not show the progress bar.")
+def init(folder, no_progress):
+    """Write FOLDER/classes.yaml from the masks in FOLDER/masks.
+
+    FOLDER holds images/ and masks/ (optionally with split folders such as train/ and
+    val/ in both); images and masks pair by file stem. Every paired mask is read: index
+    PNGs give their values, colour PNGs their colours, each with its pixel count. The
+    file lists one class per value or colour under a placeholder name for you to rename
+    (`{name: class_3, value: 3}`, `{name: class_1, color: [r, g, b]}`); masks of two
+    values, 0 and 255, become background and object. Values that look like void are
+    commented suggestions: 255 (kseg's ignore value) in index masks, black in colour
+    masks (`ignore_colors`). Without split folders, the file's `splits:` says how many
+    images validation holds out. An existing classes.yaml is never replaced.
+    """
+    import shlex
+
+    from kseg.data.init import init_classes_file, scan_summary
+    from kseg.images import quiet_decoder_warnings
+
+    quiet_decoder_warnings()
+    path, scan = init_classes_file(folder, progress=not no_progress)
+    for line in scan_summary(scan):
+        click.echo(line)
+    click.echo(f"wrote {path}: rename the classes there, then check and train:")
+    click.echo(f"  kseg data verify --data folder --data-dir {shlex.quote(folder)}")
+    click.echo(f"  kseg train --data folder --data-dir {shlex.quote(folder)} --model fcn8s")
 
 
 @data.command()
@@ -71,8 +125,11 @@ def verify(name, data_dir, splits, classes_file, max_problems, no_progress):
     (JPEG, lossy WebP, JPEG 2000) masks, masks of another size than their image
     (including a mask drawn on the stored pixels of an image kseg turns by its EXIF
     orientation), mask values outside the classes and ignore values (with pixel counts
-    and example files), duplicate images, empty splits and splits where no pixel is
-    labelled. Mirrored or 180-degree EXIF orientations are listed as warnings.
+    and example files), duplicate images, empty splits, splits where no pixel is
+    labelled or all of one class (binary 0/255 masks without `value: 255`), and files
+    that cannot be paired (an image without a mask, a mask without an image, two images or
+    masks with one name, an entry listed twice: training leaves them out). Mirrored or
+    180-degree EXIF orientations are listed as warnings.
     """
     import sys
 

@@ -7,8 +7,15 @@ num_classes - 1 for classes and 255 (`kseg.labels.IGNORE_INDEX`) for everything 
 Adapters describe a mask by two 256-entry tables over its raw 8-bit values:
 `raw_to_train` (value -> train id) and `valid_raw` (whether a value may occur at all).
 A value outside `valid_raw` is an error naming the file, never silently ignored.
+
+Listing a split is honest about what it leaves out: files that cannot be paired (an image
+listed twice; for folder datasets an image without a mask, a mask without an image, two
+files that claim one name) are not used, and each is a `PairingIssue` (`pairing_issues`;
+`kseg data verify` lists them, every other reader logs one warning line per split).
 """
 
+import collections
+import logging
 import os
 
 import numpy as np
@@ -17,6 +24,39 @@ from kseg.errors import KsegError
 from kseg.files import brief
 from kseg.labels import IGNORE_INDEX
 from kseg.data.readers import read_index_mask, read_rgb_image
+
+logger = logging.getLogger("kseg")
+
+# One file a split listing leaves out, and why: `kind` is one of PAIRING_PROBLEMS.
+PairingIssue = collections.namedtuple("PairingIssue", "kind path message")
+LISTED_TWICE = "pairing: listed twice"
+IMAGE_WITHOUT_MASK = "pairing: image without mask"
+MASK_WITHOUT_IMAGE = "pairing: mask without image"
+IMAGES_SHARE_A_NAME = "pairing: images share a name"
+MASKS_SHARE_A_NAME = "pairing: masks share a name"
+# kind -> the few words a warning line gives each file
+PAIRING_PROBLEMS = {
+    LISTED_TWICE: "listed twice", IMAGE_WITHOUT_MASK: "no mask", MASK_WITHOUT_IMAGE: "no image",
+    IMAGES_SHARE_A_NAME: "another image has its name", MASKS_SHARE_A_NAME: "two masks",
+}
+PAIRING_EXAMPLES = 3  # files named in a warning line
+
+
+def pairing_warning(where, split, issues):
+    """The one warning line about the files a split leaves out: their count and the first few.
+
+    Args:
+        where: str. The dataset root (or name) the line begins with.
+        split: str. The split listed.
+        issues: list of PairingIssue.
+    """
+    named = ", ".join(
+        f"{os.path.basename(issue.path)} ({PAIRING_PROBLEMS.get(issue.kind, issue.kind)})"
+        for issue in issues[:PAIRING_EXAMPLES]
+    )
+    more = f" and {len(issues) - PAIRING_EXAMPLES} more" if len(issues) > PAIRING_EXAMPLES else ""
+    return (f"{where}: {len(issues)} file(s) of the split '{split}' cannot be paired and are left out: "
+            f"{named}{more} (`kseg data verify` lists each with what to do)")  # fmt: skip
 
 
 def identity_tables(num_classes, void_values=()):
@@ -86,6 +126,7 @@ class DatasetSpec:
         self.palette = ()
         self.raw_to_train = None
         self.valid_raw = None
+        self._reported = set()  # splits whose pairing issues were reported already
 
     @property
     def num_classes(self):
@@ -104,12 +145,38 @@ class DatasetSpec:
     def pairs(self, split):
         """Lists the (image_path, mask_path) pairs of a split, sorted by image path.
 
+        Files that cannot be paired are left out (see `pairing_issues`); the first listing
+        of a split with such files logs one warning line naming the first few.
+
         Args:
             split: str. A split name such as "train" or "val".
 
         Raises:
             KsegError: missing root, unexpected layout, unknown or empty split.
         """
+        pairs, issues = self._checked_listing(split)
+        if issues and self._listing_key(split) not in self._reported:
+            self._reported.add(self._listing_key(split))
+            logger.warning("%s", pairing_warning(self.root, split, issues))
+        return pairs
+
+    def pairing_issues(self, split):
+        """The files of a split that `pairs` leaves out, each a PairingIssue.
+
+        A caller that reports them itself (`kseg data verify`) asks for them first, and
+        `pairs` then logs no warning line for that split.
+
+        Raises:
+            KsegError: as `pairs`.
+        """
+        self._reported.add(self._listing_key(split))
+        return self._checked_listing(split)[1]
+
+    def _listing_key(self, split):
+        """Splits listed from the same files share a key (their issues are said once)."""
+        return split
+
+    def _checked_listing(self, split):
         if not isinstance(split, str) or not split:
             raise KsegError(f"{self.name}: split must be a non-empty name. Received: split={brief(split)}")
         if len(split) > 255 or any(ord(character) < 32 for character in split):
@@ -119,10 +186,42 @@ class DatasetSpec:
             )
         if not os.path.isdir(self.root):
             raise KsegError(f"{self.root}: {self.name} dataset root not found")
-        pairs = self._list_pairs(split)
+        pairs, issues = self._pairs_and_issues(split)
         if not pairs:
-            raise KsegError(f"{self.root}: the {self.name} split '{split}' has no image/mask pairs")
-        return sorted(pairs)
+            left = f" ({len(issues)} file(s) cannot be paired; first: {issues[0].message})" if issues else ""
+            raise KsegError(f"{self.root}: the {self.name} split '{split}' has no image/mask pairs{left}")
+        return sorted(pairs), issues
+
+    def _pairs_and_issues(self, split):
+        """(pairs, issues) of a split: `_list_pairs` with an image listed again left out."""
+        listed = self._list_pairs(split)
+        counts = collections.Counter(image for image, _ in listed)
+        pairs, seen, issues = [], set(), []
+        for image, mask in listed:
+            if image in seen:
+                continue
+            seen.add(image)
+            pairs.append((image, mask))
+            if counts[image] > 1:
+                issues.append(PairingIssue(
+                    LISTED_TWICE, image,
+                    f"{image}: listed {counts[image]} times in the {self.name} split '{split}'; it is used "
+                    "once (remove the repeated lines from the split list)",
+                ))  # fmt: skip
+        return pairs, issues
+
+    def validation_note(self, split):
+        """One line saying which images validation uses (`kseg train` logs it)."""
+        return f"validation: the {self.name} split '{split}' ({len(self.pairs(split))} images)"
+
+    def ignored_class_advice(self, present, missing):
+        """What to do when a split's masks seem to store a class as the ignore value.
+
+        Args:
+            present: list of str. Classes that occur.
+            missing: list of str. Declared classes that never occur.
+        """
+        return "store that class as its index in the masks instead"
 
     def _list_pairs(self, split):
         raise NotImplementedError

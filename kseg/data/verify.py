@@ -5,7 +5,10 @@ grayscale, truncated and corrupt files are reported), the mask a readable single
 8-bit index mask (or, for folder datasets, a colour mask with known colours), both of the
 same size, and the mask may hold only the dataset's class values and its void values.
 Across the split: byte-identical images are reported as duplicates, and an empty or
-missing split, or one where no pixel is labelled, is a problem of its own.
+missing split, or one where no pixel is labelled, is a problem of its own. Files the
+split's listing leaves out (an image without a mask, a mask without an image, two files
+claiming one name, an entry listed twice: `kseg.data.spec.PAIRING_PROBLEMS`) are each a
+problem too, which training passes over with one warning line.
 
 Every file is read once (the same bytes are hashed and decoded) and through
 `kseg.images`' rules: a FIFO, device or folder named like an image, a header claiming
@@ -80,6 +83,7 @@ class VerifyReport:
             class (not the ignore index). Zero with pairs listed is a problem of its own
             ("split: no labelled pixel"): nothing could be learned or scored.
         masks_read: int. Masks that could be read (and counted in labelled_pixels).
+        image_sizes: collections.Counter. (height, width) -> number of readable images.
     """
 
     def __init__(self, dataset, split):
@@ -93,6 +97,7 @@ class VerifyReport:
         self.labelled_pixels = 0
         self.masks_read = 0
         self.class_pixels = np.zeros(256, np.int64)  # per train id; ignore_index: the ignored
+        self.image_sizes = collections.Counter()
 
     @property
     def ok(self):
@@ -156,6 +161,7 @@ class _PairResult:
         self.mask_read = False
         self.labelled_pixels = 0
         self.class_pixels = None
+        self.image_size = None
 
     def add(self, kind, path, message):
         self.problems.append(Problem(kind, path, message))
@@ -225,6 +231,8 @@ def _check_pair(spec, image_path, mask_path):
     if image_data is not None:
         result.digest = hashlib.blake2b(image_data, digest_size=16).hexdigest()
         image, image_header = _decode(image_path, "image", result, image_data, spec.read_image)
+        if image is not None:
+            result.image_size = image.shape[:2]
     del image_data
     mask_data = _read(mask_path, "mask", result)
     if mask_data is not None:
@@ -280,6 +288,8 @@ def verify_dataset(spec, split, progress=False, workers=None):
     """
     report = VerifyReport(spec.name, split)
     try:
+        for issue in spec.pairing_issues(split):  # each listed here, so `pairs` logs no line
+            report.add(issue.kind, issue.path, issue.message)
         pairs = spec.pairs(split)
     except KsegError as error:
         report.add(MISSING_SPLIT, spec.root, str(error))
@@ -318,10 +328,10 @@ def _check_classes(spec, split, report):
     missing = [spec.class_names[index] for index in np.flatnonzero(counts == 0)]
     if not missing or (len(missing) < spec.num_classes - 1 and share < IGNORED_SHARE_WARNING):
         return
-    cause = (f"{share:.0%} of its pixels are the ignore value {spec.ignore_index}. If your masks store a "
-             f"class as {spec.ignore_index} (binary masks saved as 0/255 do), that class is ignored: store it "
-             f"as its index in the classes file instead")  # fmt: skip
     present = [spec.class_names[index] for index in np.flatnonzero(counts)]
+    cause = (f"{share:.0%} of its pixels are the ignore value {spec.ignore_index}. If your masks store a "
+             f"class as {spec.ignore_index} (binary masks saved as 0/255 do), that class is ignored: "
+             f"{spec.ignored_class_advice(present, missing)}")  # fmt: skip
     if len(present) == 1:
         others = f" ({', '.join(missing[:5])}{', ...' if len(missing) > 5 else ''})" if ignored else ""
         report.add(
@@ -338,10 +348,9 @@ def _collect(report, pairs, results, bar, seen_paths, seen_digests):
     """Adds each pair's findings to the report, in pair order."""
     for (image_path, mask_path), result in zip(pairs, results):
         bar.update(1)
-        if image_path in seen_paths:
-            report.add("duplicate pair", image_path, f"{image_path}: listed twice in the split")
-            continue
         seen_paths[image_path] = mask_path
+        if result.image_size is not None:
+            report.image_sizes[result.image_size] += 1
         for problem in result.problems:
             report.add(problem.kind, problem.path, problem.message)
         report.warnings.extend(result.warnings)

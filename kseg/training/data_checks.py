@@ -2,7 +2,9 @@
 
 A split with bad pairs is refused unless `skip_bad`; one in which no pixel is labelled
 (every mask value is the ignore label) is refused whatever the options, as is a
-validation split without a labelled pixel.
+validation split without a labelled pixel. Files that cannot be paired (an image without
+a mask, ...) are left out with one warning line, and a training crop larger than most
+images is said, with the better choice.
 """
 
 import logging
@@ -53,9 +55,15 @@ def check_dataset(config, spec):
     Returns:
         int. The number of problems skipped under `skip_bad`.
     """
+    from kseg.data.spec import PAIRING_PROBLEMS, pairing_warning
+
     report = _verify(spec, config.train_split)
     # verify counts a split without any labelled pixel as a problem of its own: not one that
-    # --skip-bad could leave out, so it is refused below with its own message.
+    # --skip-bad could leave out, so it is refused below with its own message. Files that
+    # cannot be paired are not in the split's pairs: one line says which were left out.
+    unpaired = [problem for problem in report.problems if problem.kind in PAIRING_PROBLEMS]
+    if unpaired:
+        logger.warning("%s", pairing_warning(spec.root, config.train_split, unpaired))
     problems = _dataset_problems(report)
     shown = "; ".join(str(problem) for problem in problems[:3])
     if problems and not config.skip_bad:
@@ -88,26 +96,48 @@ def check_dataset(config, spec):
         logger.warning(
             "%d bad pair(s) in %s will be skipped (--skip-bad): %s", len(problems), config.train_split, shown
         )
+    _check_crop(config, report)
     return len(problems)
 
 
+def _check_crop(config, report):
+    """Warns when the training crop is larger than most training images (read by verify):
+    they are padded with ignored pixels, which costs time and teaches nothing."""
+    crop = config.training_crop
+    if not crop or not report.image_sizes:
+        return
+    height, width = crop
+    total = sum(report.image_sizes.values())
+    padded = sum(count for (h, w), count in report.image_sizes.items() if h < height or w < width)
+    if padded * 2 <= total:
+        return
+    smallest = (min(h for h, _ in report.image_sizes), min(w for _, w in report.image_sizes))
+    largest = (max(h for h, _ in report.image_sizes), max(w for _, w in report.image_sizes))
+    logger.warning(
+        "the training crop %dx%d (HxW) is larger than %d of the %d training images (%s): they are padded with "
+        "ignored pixels, which costs time and teaches nothing; pass --crop none (whole images) or a crop of at "
+        "most %dx%d", height, width, padded, total,
+        f"all {largest[0]}x{largest[1]}" if smallest == largest else
+        f"from {smallest[0]}x{smallest[1]} to {largest[0]}x{largest[1]}", *smallest,
+    )  # fmt: skip
+
+
 def check_validation_split(config, spec):
-    """Refuses a validation split that is missing or in which no pixel is labelled, and
-    warns when it holds training images (its scores then measure fit, not generalisation)."""
+    """Refuses a validation split that is missing or in which no pixel is labelled, says in
+    one line which images validation uses (a folder dataset without split folders holds
+    out a seeded share of its pool), and warns when it holds training images (its scores
+    then measure fit, not generalisation)."""
     if config.val_split.lower() == "none":
         return
     val_images = {os.path.realpath(image) for image, _ in spec.pairs(config.val_split)}  # missing: refused here
+    logger.info("%s", spec.validation_note(config.val_split))
     shared = len(val_images & {os.path.realpath(image) for image, _ in spec.pairs(config.train_split)})
     if shared:
-        from kseg.data.folder import POOLED_SPLIT
-
-        pooled = (" (the dataset has no split folders, so every split holds all its images)"
-                  if tuple(spec.splits()) == (POOLED_SPLIT,) else "")  # fmt: skip
         logger.warning(
-            "the validation split '%s' shares %d of its %d images with the training split '%s'%s: its scores "
+            "the validation split '%s' shares %d of its %d images with the training split '%s': its scores "
             "say how well the model fits its training images, not how it does on new ones; give the dataset "
             "separate train and val folders, or pass --val-split none", config.val_split, shared, len(val_images),
-            config.train_split, pooled,
+            config.train_split,
         )  # fmt: skip
     if count_labelled_pixels(spec, config.val_split) == 0:
         raise KsegError(
@@ -148,11 +178,12 @@ def _verify(spec, split):
 def _dataset_problems(report):
     """The problems of a `kseg data verify` report that `--skip-bad` can leave out, one
     message each: all but those of the whole split (refused on their own)."""
+    from kseg.data.spec import PAIRING_PROBLEMS
     from kseg.data.verify import SPLIT_PROBLEMS
 
     problems = []
     for problem in report.problems:
-        if problem.kind in SPLIT_PROBLEMS:
+        if problem.kind in SPLIT_PROBLEMS or problem.kind in PAIRING_PROBLEMS:
             continue
         path, message = str(problem.path), problem.message
         problems.append(message if path in message else f"{path}: {message}")

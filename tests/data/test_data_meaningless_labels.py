@@ -97,24 +97,38 @@ def test_a_jpeg_mask_is_reported_as_lossy_not_as_missing(tmp_path):
     assert report.problems[0].path.endswith("0.jpg")
 
 
-def test_validation_on_the_training_images_is_said(tmp_path, caplog):
+def test_without_split_folders_validation_holds_out_a_share_of_the_images(tmp_path, caplog):
     import logging
 
     from kseg.training.data_checks import check_validation_split
 
     pooled = str(tmp_path / "pooled")
-    binary_folder(pooled, foreground=1)
+    binary_folder(pooled, foreground=1, counts=(("train", 16), ("val", 4)))
     for split in ("train", "val"):  # one pool: images/*.png, masks/*.png
         for kind in ("images", "masks"):
             folder = os.path.join(pooled, kind, split)
             for name in os.listdir(folder):
                 os.rename(os.path.join(folder, name), os.path.join(pooled, kind, f"{split}{name}"))
             os.rmdir(folder)
-    split_folders = binary_folder(str(tmp_path / "split"), foreground=1)
-    for root, warned in ((pooled, True), (split_folders, False)):
-        config = TrainConfig(model="fcn8s", data="folder", data_dir=root)
+    spec = get_dataset_spec("folder", pooled)
+    train, val = spec.pairs("train"), spec.pairs("val")
+    assert len(val) == 2 and len(train) == 18 and not set(train) & set(val)  # 10% of 20
+    caplog.clear()
+    with caplog.at_level(logging.INFO, logger="kseg"):
+        check_validation_split(TrainConfig(model="fcn8s", data="folder", data_dir=pooled), spec)
+    assert "shares" not in caplog.text, caplog.text
+    assert "validation: 2 of the 20 images" in caplog.text and "seed 0" in caplog.text
+    # another seed holds out other images, and the seed is what decides (not the listing)
+    with open(os.path.join(pooled, "classes.yaml"), "a") as handle:
+        handle.write("splits: {val_fraction: 0.25, seed: 7}\n")
+    reseeded = get_dataset_spec("folder", pooled)
+    assert len(reseeded.pairs("val")) == 5 and reseeded.pairs("val") != val
+    assert get_dataset_spec("folder", pooled).pairs("val") == reseeded.pairs("val")
+    # validating on the whole pool, or on a dataset's training folder, is still said
+    for root, val_split, warned in ((pooled, "all", True), (binary_folder(str(tmp_path / "split"), foreground=1),
+                                                            "val", False)):
         caplog.clear()
         with caplog.at_level(logging.WARNING, logger="kseg"):
+            config = TrainConfig(model="fcn8s", data="folder", data_dir=root, val_split=val_split)
             check_validation_split(config, get_dataset_spec("folder", root))
-        assert ("shares 6 of its 6 images with the training split" in caplog.text) == warned, caplog.text
-        assert ("no split folders" in caplog.text) == warned
+        assert ("with the training split" in caplog.text) == warned, caplog.text

@@ -162,11 +162,12 @@ def test_folder_split_folders_and_index_masks(tmp_path):
         spec.pairs("test")
 
 
-def test_folder_without_split_folders_is_one_pool(tmp_path):
+def test_folder_without_split_folders_is_one_pool_divided_for_validation(tmp_path):
     make_folder(str(tmp_path), counts=(("all", 3),), split_folders=False, with_colours=False)
     spec = get_dataset_spec("folder", data_dir=str(tmp_path))
-    assert spec.pairs("train") == spec.pairs("val") and len(spec.pairs("train")) == 3
-    assert spec.splits() == ("all",) and spec.pairs("all") == spec.pairs("train")
+    train, val = spec.pairs("train"), spec.pairs("val")
+    assert len(train) == 2 and len(val) == 1 and not set(train) & set(val)
+    assert spec.splits() == ("all",) and sorted(train + val) == spec.pairs("all") == spec.pairs("test")
     assert len(set(spec.palette)) == 3  # default colours when none are given
 
 
