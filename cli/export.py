@@ -49,8 +49,8 @@ def export(model_path, export_format, out, force, quantize, calibration_data, da
     Inputs: uint8 RGB images [batch, height, width, 3] (any size unless --input-size).
     Outputs: "logits" (float32, [batch, height, width, classes]) and
              "classes" (int32 class map, [batch, height, width]).
-    An existing --out is replaced only with --force, and only when it is an export of
-    the same format that kseg wrote.
+    An existing --out is replaced only with --force, and only when kseg wrote it as an
+    export (listed in its folder's .kseg-outputs.json).
     \b
     Examples:
       kseg export runs/voc_fcn8s --format savedmodel --check
@@ -89,8 +89,8 @@ def export(model_path, export_format, out, force, quantize, calibration_data, da
     if out is None and chosen.shipped:  # never into kseg's weights folder: the current one
         out = os.path.basename(default_output_path(SHIPPED_MODEL + ".keras", None, export_format, quantize))
     out = out or default_output_path(path, run_dir, export_format, quantize)
-    check_destination(out, export_format, path, run_dir, [calibration_data, data_dir, check_images],
-                      force)
+    checked = check_destination(out, export_format, path, run_dir,
+                                [calibration_data, data_dir, check_images], force)
     # A run trained under a mixed policy is exported, and checked, in float32.
     model = float32_model(load_segmentation_model(path, unsafe=unsafe)[0])
 
@@ -111,5 +111,6 @@ def export(model_path, export_format, out, force, quantize, calibration_data, da
             if problem:
                 raise KsegError(f"{problem}; nothing was written")
 
-    export_model(model, out, export_format, quantize, input_size, calibration, verify=verify)
+    with checked:  # lists it among kseg's outputs; a failed export leaves no trace
+        export_model(model, out, export_format, quantize, input_size, calibration, verify=verify)
     click.echo(f"wrote {export_format}{'' if quantize == 'none' else ' ' + quantize}: {out}")

@@ -28,9 +28,8 @@ import tempfile
 import keras
 import numpy as np
 
-from kseg.atomic import atomic_path, missing_folders, scratch_folder
+from kseg.outputs import scratch_beside, writing
 from kseg.errors import DiskFullError, KsegError, is_disk_full
-from kseg.files import check_regular_file, lies_in, load_json, same_file
 from kseg.images import IMAGE_EXTENSIONS, list_image_files, read_image
 from kseg.signals import phase
 
@@ -43,10 +42,8 @@ DEFAULT_CALIBRATION_IMAGES = 100
 # An unquantized export is a conversion, not an approximation: logits may differ only by
 # float rounding. Differences above this (relative to the largest logit) fail --check.
 FLOAT_TOLERANCE = 1e-3
-# The marker every SavedModel kseg writes carries, so that --force recognises it.
+# What every SavedModel kseg writes says about itself: its input and output names.
 MARKER = os.path.join("assets.extra", "kseg_export.json")
-SAVEDMODEL_ENTRIES = {"saved_model.pb", "saved_model.pbtxt", "fingerprint.pb", "variables",
-                      "assets", "assets.extra"}
 
 
 @keras.saving.register_keras_serializable(package="kseg")
@@ -134,7 +131,7 @@ def tflite_bytes(model, quantize="none", input_size=None, calibration=None, work
             "int8 quantization needs calibration images: pass --calibration-data with a "
             "folder of images or a dataset name"
         )
-    with scratch_folder(os.path.join(workdir or tempfile.gettempdir(), name)) as folder:
+    with scratch_beside(os.path.join(workdir or tempfile.gettempdir(), name)) as folder:
         try:
             return _convert(model, os.path.join(folder, "savedmodel"), quantize, input_size, calibration)
         except KsegError:
@@ -243,39 +240,30 @@ def export_model(model, out, format, quantize="none", input_size=None, calibrati
     model = float32_model(model)
     out = os.fspath(out)
     parent = os.path.dirname(os.path.abspath(out))
-    created = missing_folders(parent)
-    try:
-        if format == "savedmodel":
-            if os.path.isfile(out):
-                raise KsegError(f"{out}: exists and is a file; a SavedModel is a folder")
-            with atomic_path(out, directory=True) as temporary:
-                os.rmdir(temporary)  # the SavedModel writer creates the folder itself
-                _write_or_disk_full(out, write_savedmodel, model, temporary, input_size)
-                if verify:
-                    verify(temporary)
-        elif format == "tflite":
-            os.makedirs(parent, exist_ok=True)
-            content = tflite_bytes(model, quantize, input_size, calibration, workdir=parent,
-                                   name=os.path.basename(out))
-            with atomic_path(out) as temporary:
-                with open(temporary, "wb") as handle:
-                    handle.write(content)
-                    handle.flush()
-                    os.fsync(handle.fileno())
-                if verify:
-                    verify(temporary)
-        else:
-            with atomic_path(out) as temporary:
-                _write_or_disk_full(out, write_onnx, model, temporary, input_size)
-                if verify:
-                    verify(temporary)
-    except BaseException:
-        for folder in created:  # the folders made for it, innermost first, if still empty
-            try:
-                os.rmdir(folder)
-            except OSError:
-                break
-        raise
+    if format == "savedmodel":
+        if os.path.isfile(out):
+            raise KsegError(f"{out}: exists and is a file; a SavedModel is a folder")
+        with writing(out, directory=True) as temporary:
+            os.rmdir(temporary)  # the SavedModel writer creates the folder itself
+            _write_or_disk_full(out, write_savedmodel, model, temporary, input_size)
+            if verify:
+                verify(temporary)
+    elif format == "tflite":
+        os.makedirs(parent, exist_ok=True)
+        content = tflite_bytes(model, quantize, input_size, calibration, workdir=parent,
+                               name=os.path.basename(out))
+        with writing(out) as temporary:
+            with open(temporary, "wb") as handle:
+                handle.write(content)
+                handle.flush()
+                os.fsync(handle.fileno())
+            if verify:
+                verify(temporary)
+    else:
+        with writing(out) as temporary:
+            _write_or_disk_full(out, write_onnx, model, temporary, input_size)
+            if verify:
+                verify(temporary)
     return out
 
 
@@ -294,163 +282,31 @@ def _write_or_disk_full(out, write, *args):
 
 
 def check_destination(out, format, model_path, run_dir=None, inputs=(), force=False):
-    """Refuses an export destination that would destroy something kseg did not write.
-
-    - `out` equal to the model file, or (a SavedModel folder) holding it, or the run
-      directory: always refused.
-    - `out` equal to, inside or holding one of `inputs` (the --calibration-data and
-      --check-images folders): always refused.
-    - an existing `out`: refused unless `force`; with `force` only an export kseg wrote,
-      of the same kind (`kseg_export_kind`), is replaced; anything else (a user's folder
-      or file, a symbolic link, an export of another format) is refused naming it.
+    """Checks an export destination against kseg's output policy (`kseg.outputs`): never
+    the model, its classes or one of `inputs` (the --calibration-data and --check-images
+    folders), nor inside or holding them; an existing `out` is replaced only with
+    `force`, and only if kseg wrote it as an export.
 
     Args:
         out: str. The destination.
-        format: str. One of FORMATS.
+        format: str. One of FORMATS (a SavedModel is a folder).
         model_path: str. The .keras file exported.
         run_dir: str or None. Its run directory.
         inputs: iterable of str. Folders or files the export reads.
         force: bool. --force.
 
+    Returns:
+        kseg.outputs.Outputs. Use it around `export_model` (`with checked:`).
+
     Raises:
         KsegError: one line naming `out`, what it is, and the way out.
     """
-    out = os.fspath(out)
-    real = os.path.realpath(out)
-    model_real = os.path.realpath(model_path)
-    if same_file(out, model_path):
-        raise KsegError(f"--out {out} is the model being exported ({model_path}); choose "
-                        "another --out")
-    if lies_in(model_real, real):
-        raise KsegError(f"--out {out} holds the model being exported ({model_path}); choose "
-                        "another --out")
-    if run_dir and lies_in(os.path.realpath(run_dir), real):
-        raise KsegError(f"--out {out} holds the run directory {run_dir}; choose another --out")
-    for source in inputs:
-        if not source or not os.path.exists(source):
-            continue
-        source_real = os.path.realpath(source)
-        if lies_in(real, source_real) or lies_in(source_real, real):
-            raise KsegError(
-                f"--out {out} is or lies in the input {source} (or holds it); an export must "
-                "not be written among its inputs; choose another --out"
-            )
-    parent = os.path.dirname(os.path.abspath(out))
-    while not os.path.lexists(parent):
-        parent = os.path.dirname(parent)
-    if not os.path.isdir(parent):
-        raise KsegError(f"--out {out}: {parent} is not a folder; choose another --out")
-    if not os.path.lexists(out):
-        return
-    if not force:
-        raise KsegError(
-            f"--out {out} exists; pass --force to replace an export kseg wrote, or choose "
-            "another --out"
-        )
-    kind, reason = kseg_export_kind(out)
-    if kind != format:
-        what = f"a kseg {kind} export" if kind else reason
-        raise KsegError(
-            f"--out {out} is {what}, not a kseg {format} export, so --force does not replace "
-            "it; choose another --out, or move it away yourself"
-        )
+    from kseg.outputs import Outputs
 
-
-def kseg_export_kind(path):
-    """What kseg export wrote at `path`: ("savedmodel" | "tflite" | "onnx", None), or
-    (None, what the path is instead) for anything kseg did not write.
-
-    - SavedModel: a folder holding nothing but SavedModel entries (saved_model.pb,
-      fingerprint.pb, variables/ with variables.index and variables.data-*, an empty
-      assets/, assets.extra/ with kseg's marker only) and kseg's marker file.
-    - TFLite: a file with the TFLite identifier (b"TFL3" at offset 4) whose
-      serving_default signature takes "images" and returns "classes" and "logits".
-    - ONNX: a file that parses as ONNX with input "images" and outputs classes, logits.
-    """
-
-    if os.path.islink(path):
-        return None, "a symbolic link"
-    if os.path.isdir(path):
-        return _savedmodel_kind(path)
-    if not os.path.isfile(path):
-        return None, "not a regular file"
-    try:
-        check_regular_file(path, "export")
-        with open(path, "rb") as handle:
-            head = handle.read(8)
-    except (OSError, KsegError):
-        return None, "an unreadable file"
-    if head[4:8] == b"TFL3":
-        return ("tflite", None) if _tflite_signature(path) else (None, "a TFLite file kseg did "
-                                                                      "not write")
-    if _onnx_signature(path):
-        return "onnx", None
-    return None, "a file kseg export did not write"
-
-
-def _savedmodel_kind(path):
-    import re
-
-    entries = set(os.listdir(path))
-    if not entries:
-        return None, "an empty folder kseg did not write"
-    foreign = sorted(entries - SAVEDMODEL_ENTRIES)
-    if foreign:
-        return None, f"a folder holding {foreign[0]!r}, which is no SavedModel entry"
-    if "saved_model.pb" not in entries:
-        return None, "a folder without saved_model.pb"
-    variables = os.path.join(path, "variables")
-    if os.path.lexists(variables):
-        if os.path.islink(variables) or not os.path.isdir(variables):
-            return None, "a folder whose variables entry is not a folder"
-        pattern = re.compile(r"variables\.(index|data-\d+-of-\d+)")
-        odd = [name for name in os.listdir(variables) if not pattern.fullmatch(name)]
-        if odd:
-            return None, f"a folder whose variables/ holds {odd[0]!r}"
-    assets = os.path.join(path, "assets")
-    if os.path.lexists(assets) and (not os.path.isdir(assets) or os.listdir(assets)):
-        return None, "a SavedModel with assets kseg does not write"
-    extra = os.path.join(path, "assets.extra")
-    if not os.path.isdir(extra) or os.path.islink(extra) or os.listdir(extra) != [
-            os.path.basename(MARKER)]:
-        return None, "a SavedModel kseg did not write (no kseg marker)"
-
-    try:
-        marker = load_json(os.path.join(path, MARKER), "export marker", limit=1 << 16)
-    except KsegError:
-        return None, "a SavedModel with a damaged kseg marker"
-    if not isinstance(marker, dict) or marker.get("written_by") != "kseg export":
-        return None, "a SavedModel kseg did not write (no kseg marker)"
-    return "savedmodel", None
-
-
-def _tflite_signature(path):
-    try:
-        try:
-            from ai_edge_litert.interpreter import Interpreter
-        except ImportError:
-            import tensorflow as tf
-
-            Interpreter = tf.lite.Interpreter
-        signatures = Interpreter(model_path=path).get_signature_list()
-    except Exception:
-        return False
-    entry = signatures.get(SIGNATURE) or {}
-    return list(entry.get("inputs", [])) == [INPUT_NAME] and sorted(
-        entry.get("outputs", [])) == sorted(OUTPUT_NAMES)
-
-
-def _onnx_signature(path):
-    try:
-        import onnx
-
-        graph = onnx.load(path, load_external_data=False).graph
-    except Exception:
-        return False
-    initializers = {tensor.name for tensor in graph.initializer}
-    inputs = [item.name for item in graph.input if item.name not in initializers]
-    return inputs == [INPUT_NAME] and sorted(item.name for item in graph.output) == sorted(
-        OUTPUT_NAMES)
+    classes = os.path.join(run_dir, "classes.json") if run_dir else None
+    checked = Outputs([model_path, classes, *inputs], force)
+    checked.add(out, f"{format} export", folder=format == "savedmodel")
+    return checked
 
 
 def default_output_path(model_path, run_dir, format, quantize="none"):

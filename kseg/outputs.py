@@ -64,8 +64,12 @@ KINDS = {kind.name: kind for kind in (
     Kind("metrics", "kseg evaluate", "--out (default RUN/metrics-SPLIT.json)", "rerun"),
     Kind("evaluation image", "kseg evaluate", "--confusion-png (default beside --out), --sheet",
          "rerun"),
-    Kind("export", "kseg export", "--out (default RUN/export/<model>.tflite|.onnx|_savedmodel/)",
+    Kind("tflite export", "kseg export --format tflite", "--out (default RUN/export/<model>.tflite)",
          "force"),
+    Kind("onnx export", "kseg export --format onnx", "--out (default RUN/export/<model>.onnx)",
+         "force"),
+    Kind("savedmodel export", "kseg export --format savedmodel",
+         "--out (default RUN/export/<model>_savedmodel/, a folder)", "force"),
     Kind("heatmap", "kseg heatmap", "--out (default ./<image>_heatmap_<class>.png)", "force"),
     Kind("dataset statistics", "kseg data stats", "--json", "rerun"),
     Kind("synthetic dataset", "kseg data synth", "OUT/ (a folder)", "force"),
@@ -226,18 +230,18 @@ class Outputs:
         if os.path.islink(path):
             raise KsegError(f"{named}: exists and is a symbolic link kseg did not write; delete "
                             f"it or {way_out}")
-        if folder != os.path.isdir(path):
-            what = "a folder" if os.path.isdir(path) else "not a folder"
-            raise KsegError(f"{named}: exists and is {what}; {way_out}")
-        if not folder and not os.path.isfile(path):
-            raise KsegError(f"{named}: exists and is not a regular file; {way_out}")
         written = self.ledgers[root].get(name)
         if written is None:
             raise KsegError(f"{named}: exists and was not written by kseg (not listed in "
                             f"{ledger_path(root)}); {way_out}, or move it away yourself")
         if written != rule.name:
-            raise KsegError(f"{named}: exists and is a kseg {written} output, not a {rule.name} "
-                            f"output, so it is not replaced; {way_out}")
+            raise KsegError(f"{named}: exists and kseg wrote it as {written}, not as {rule.name}, "
+                            f"so it is not replaced; {way_out}")
+        if folder != os.path.isdir(path):
+            what = "a folder" if os.path.isdir(path) else "not a folder"
+            raise KsegError(f"{named}: exists and is {what}; {way_out}")
+        if not folder and not os.path.isfile(path):
+            raise KsegError(f"{named}: exists and is not a regular file; {way_out}")
         if rule.replace == "force" and not self.force:
             raise KsegError(f"{named}: exists; pass --force to replace the {rule.name} kseg "
                             f"wrote there, or {way_out}")

@@ -218,17 +218,16 @@ def test_calibration_images_from_a_dataset_name(tmp_path):
 
 
 def test_kseg_exports_are_recognised_and_a_failed_verify_keeps_the_previous(model, tmp_path):
-    from kseg.export import MARKER, check_destination, kseg_export_kind
+    from kseg.export import MARKER, check_destination
 
-    out = export_model(model, tmp_path / "saved", "savedmodel")
+    with check_destination(tmp_path / "saved", "savedmodel", str(tmp_path / "m.keras")):
+        out = export_model(model, tmp_path / "saved", "savedmodel")
     assert os.path.isfile(os.path.join(out, MARKER))
-    assert kseg_export_kind(out) == ("savedmodel", None)
     check_destination(out, "savedmodel", str(tmp_path / "m.keras"), force=True)  # accepted
     with pytest.raises(KsegError, match="--force"):
         check_destination(out, "savedmodel", str(tmp_path / "m.keras"))
-    (tmp_path / "saved" / "notes.txt").write_text("mine")
-    assert kseg_export_kind(out)[0] is None
-    os.remove(tmp_path / "saved" / "notes.txt")
+    with pytest.raises(KsegError, match="not as tflite export"):
+        check_destination(out, "tflite", str(tmp_path / "m.keras"), force=True)
 
     before = sorted(os.listdir(out))
 
@@ -240,7 +239,8 @@ def test_kseg_exports_are_recognised_and_a_failed_verify_keeps_the_previous(mode
     with pytest.raises(KsegError, match="check failed"):
         export_model(model, out, "savedmodel", verify=failing)
     assert sorted(os.listdir(out)) == before
-    assert sorted(os.listdir(tmp_path)) == ["saved"]  # no temporary left
-    with pytest.raises(KsegError, match="check failed"):
-        export_model(model, tmp_path / "new" / "deeper" / "m.onnx", "onnx", verify=failing)
-    assert sorted(os.listdir(tmp_path)) == ["saved"]  # the folders made for it are gone too
+    assert sorted(os.listdir(tmp_path)) == [".kseg-outputs.json", "saved"]  # no temporary left
+    deeper = tmp_path / "new" / "deeper" / "m.onnx"
+    with pytest.raises(KsegError, match="check failed"), check_destination(deeper, "onnx", "m.keras"):
+        export_model(model, deeper, "onnx", verify=failing)
+    assert sorted(os.listdir(tmp_path)) == [".kseg-outputs.json", "saved"]  # its folders are gone too

@@ -227,14 +227,14 @@ def test_export_onto_a_user_folder_is_refused_even_with_force(tmp_path, run_dir,
     (user / "chapter1.tex").write_text("mine")
     before = snapshot(tmp_path)
     assert_refused(run(["export", run_dir, "--format", "savedmodel", "--out", user]),
-                   str(user), "--force")
+                   str(user), "not written by kseg")
     assert_refused(run(["export", run_dir, "--format", "savedmodel", "--out", user, "--force"]),
-                   str(user), "chapter1.tex")
+                   str(user), "not written by kseg")
     assert snapshot(tmp_path) == before
     (user / "chapter1.tex").unlink()
     before = snapshot(tmp_path)
     assert_refused(run(["export", run_dir, "--format", "savedmodel", "--out", user, "--force"]),
-                   str(user), "not a kseg savedmodel export")
+                   str(user), "not written by kseg")
     assert snapshot(tmp_path) == before
     assert (user / "saved_model.pb").read_bytes() == b"my file"
 
@@ -268,9 +268,9 @@ def test_force_replaces_only_kseg_exports_of_the_same_format(exports, run_dir):
     assert_refused(run(["export", run_dir, "--format", "tflite", "--out", tflite]), "--force")
     # a kseg export of another format
     assert_refused(run(["export", run_dir, "--format", "onnx", "--out", tflite, "--force"]),
-                   "kseg tflite export", "not a kseg onnx export")
+                   "as tflite export", "not as onnx export")
     assert_refused(run(["export", run_dir, "--format", "tflite", "--out", saved, "--force"]),
-                   "kseg savedmodel export")
+                   "as savedmodel export")
     # a TFLite file of someone else: the identifier alone does not make it kseg's
     forged = exports / "forged.tflite"
     forged.write_bytes(b"\x1c\x00\x00\x00TFL3" + bytes(64))
@@ -281,7 +281,7 @@ def test_force_replaces_only_kseg_exports_of_the_same_format(exports, run_dir):
     # the same format: replaced
     result = run(["export", run_dir, "--format", "tflite", "--out", tflite, "--force"])
     assert result.exit_code == 0, result.output
-    assert sorted(os.listdir(exports)) == ["model.tflite", "saved"]  # no temporary left
+    assert sorted(os.listdir(exports)) == [".kseg-outputs.json", "model.tflite", "saved"]  # no temporary
 
 
 def test_the_tflite_temporary_savedmodel_is_hidden_beside_the_output_and_removed(
