@@ -106,17 +106,38 @@ def auto_precision():
     return _AUTO_CHOICE[backend]
 
 
-def resolve_precision(mode):
+def resolve_precision(mode, warn=False):
     """Returns the keras dtype policy name for a `--mixed-precision` mode.
 
     Args:
         mode: str. "auto" (see `choose_auto_precision`), "off", "fp16" or "bf16".
+        warn: bool. Log `precision_warning`'s line when the mode is a slow choice here.
     """
     if mode == "auto":
         return auto_precision()[0]
     if mode not in PRECISION_POLICIES:
         raise KsegError(f"--mixed-precision: expected auto, off, fp16 or bf16. Received: {mode!r}")
+    message = precision_warning(mode, cuda_gpu_visible()) if warn and mode == "fp16" else None
+    if message:
+        logger.warning("%s", message)
     return PRECISION_POLICIES[mode]
+
+
+def precision_warning(mode, cuda_gpu):
+    """One line when `--mixed-precision mode` is a slow choice on this machine, else None.
+
+    float16 is fast on CUDA GPUs (tensor cores); x86 CPUs have no float16 arithmetic that
+    TensorFlow uses, so it is emulated, converting every operand, and training crawls.
+
+    Args:
+        mode: str. The --mixed-precision mode asked for.
+        cuda_gpu: bool. Whether the backend sees a CUDA GPU.
+    """
+    if mode != "fp16" or cuda_gpu:
+        return None
+    return ("--mixed-precision fp16 without a CUDA GPU: a CPU emulates float16, which makes training very "
+            "slow; use --mixed-precision auto (bf16 where the CPU computes it natively, else float32), bf16 "
+            "or off")  # fmt: skip
 
 
 class dtype_policy:

@@ -210,7 +210,7 @@ def _prepare(config, run_dir, write_dir, chief, resume):
     skipped = 0 if resume else check_dataset(config, spec)
     check_validation_split(config, spec)
 
-    policy = resolve_precision(config.mixed_precision)
+    policy = resolve_precision(config.mixed_precision, warn=True)
     if config.mixed_precision == "auto":
         logger.info("--mixed-precision auto: %s under %s (%s)", policy, keras_backend(), auto_precision()[1])
     # The config written into the run holds what was actually used, so a resumed run (on
