@@ -1,11 +1,9 @@
 """The JSON report every benchmark script can write with `--out`.
 
-`check_out` runs before any measurement, so a bad path costs nothing: it refuses a path
-that is, or lies in, one of the script's inputs (a model, a run folder, a dataset), one
-that exists and is not a regular file, and an existing file that is not an earlier report
-of the same script. `write_report` then writes the report atomically (a kill leaves the
-previous file or the new one, never half of one), marked with the script's name under
-"benchmark" so that a later run recognises it.
+`check_out` runs before any measurement, so a bad path costs nothing; `write_report` then
+writes the report. Both follow kseg's output policy (`kseg.outputs`): never over an input
+(a model, a run folder, a dataset) or inside one, never over a file kseg did not write,
+and atomically. The report is marked with the script's name under "benchmark".
 """
 
 import json
@@ -21,40 +19,25 @@ def check_out(out, benchmark, inputs=(), option="--out"):
 
     Args:
         out: str. The `--out` path.
-        benchmark: str. The script's name; an existing file is replaced only if it is a
-            report that `write_report` wrote for the same name.
+        benchmark: str. The script's name (recorded in the report).
         inputs: paths the script reads; `out` may be none of them, nor lie in one.
         option: str. The option's name, for the message.
     """
-    from kseg.errors import KsegError
-    from kseg.files import lies_in, load_json
+    from kseg.outputs import check
 
-    real = os.path.realpath(out)
-    for source in filter(None, inputs):
-        source_real = os.path.realpath(source)
-        if lies_in(real, source_real):
-            raise KsegError(f"{option} {out}: is or lies in the input {source}; choose another file")
-    if not os.path.lexists(out):
-        return
-    if os.path.islink(out) or not os.path.isfile(out):
-        raise KsegError(f"{option} {out}: exists and is not a regular file; choose another file")
-    try:
-        payload = load_json(out, "benchmark report")
-    except KsegError:
-        payload = None
-    if not (isinstance(payload, dict) and payload.get("benchmark") == benchmark):
-        raise KsegError(f"{option} {out}: exists and is not a report of this script; choose another file")
+    check(out, "benchmark report", inputs, option=option)
 
 
 def write_report(out, benchmark, report):
     """Writes the dict `report` (numpy values become lists), marked as `benchmark`'s, to
-    `out` atomically."""
+    `out` atomically, and lists it among kseg's outputs in its folder."""
     import numpy as np
 
-    from kseg.atomic import write_bytes_atomic
+    from kseg.outputs import check, write_bytes
 
     text = json.dumps({"benchmark": benchmark, **report}, indent=1, default=lambda value: np.asarray(value).tolist())
-    write_bytes_atomic(out, text.encode("utf8"))
+    with check(out, "benchmark report"):
+        write_bytes(out, text.encode("utf8"))
 
 
 # CPU features that decide which kernels run: bfloat16 matmuls (oneDNN, Keras bf16) and

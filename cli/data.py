@@ -161,17 +161,18 @@ def stats(name, data_dir, splits, classes_file, json_path, no_progress):
     the images that contain c. Only masks are read; run `verify` to check the images.
     A mask that cannot be read is named, left out, and makes the exit code 1.
     """
-    import json
 
-    from kseg.atomic import write_bytes_atomic
     from kseg.data import get_dataset_spec
     from kseg.data.stats import compute_stats
+    from kseg.outputs import check, write_json
 
     from kseg.errors import KsegError
     from kseg.images import quiet_decoder_warnings
 
     quiet_decoder_warnings()
     spec = get_dataset_spec(name, data_dir=data_dir, classes_file=classes_file)
+    checked = check(json_path, "dataset statistics", [spec.root, classes_file], option="--json") if (
+        json_path) else None  # before minutes of reading: never over the dataset or a user's file
     payload = {}
     skipped = 0
     unlabelled = []
@@ -185,7 +186,8 @@ def stats(name, data_dir, splits, classes_file, json_path, no_progress):
             unlabelled.append(split)
         payload[split] = result.as_dict()
     if json_path:
-        write_bytes_atomic(json_path, json.dumps(payload, indent=2).encode())
+        with checked:
+            write_json(json_path, payload)
         click.echo(f"wrote {json_path}")
     if unlabelled:
         also = f"; {skipped} mask(s) could not be read (see above)" if skipped else ""
@@ -212,7 +214,8 @@ def stats(name, data_dir, splits, classes_file, json_path, no_progress):
 @click.option("--seed", default=0, show_default=True, type=Number(0, MAX_SEED, integer=True),
               help="Random seed (0 or more); the same seed gives the same dataset.")
 @click.option("--force", is_flag=True,
-              help="Replace OUT if it is a synthetic dataset kseg wrote (any other folder is refused).")
+              help="Replace OUT if it is a synthetic dataset kseg wrote, with nothing added since "
+                   "(any other folder is refused).")
 def synth(out, num_train, num_val, size, seed, force):
     """Write the synthetic shapes dataset to OUT (folder layout with classes.yaml).
 
@@ -220,10 +223,11 @@ def synth(out, num_train, num_val, size, seed, force):
     take colours from one shared range, so the class is told by shape, not colour. Read
     it back with `--data synthetic --data-dir OUT` (or `--data folder`).
     """
-    from kseg.data.synthetic import check_replaceable, write_synthetic_dataset
+    from kseg.data.synthetic import write_synthetic_dataset
+    from kseg.outputs import check
     from kseg.progress import progress
 
-    check_replaceable(out, force)  # before the progress bar: a refusal is one line
+    check(out, "synthetic dataset", force=force, option="OUT", folder=True)  # a refusal before the bar
     with progress(num_train + num_val, "synth", "scene") as bar:
         write_synthetic_dataset(out, num_train=num_train, num_val=num_val, size=size, seed=seed,
                                 progress=bar.update, replace=force)

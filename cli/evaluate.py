@@ -74,8 +74,8 @@ def evaluate(model, predictions_dir, data, data_dir, classes_file, split, batch_
     out, confusion_png = default_output_paths(split, chosen and chosen.output_dir, out, confusion_png)
     if sheet_png and predictions_dir:
         raise KsegError("--sheet needs a MODEL: it shows the model's predictions beside the images")
-    check_evaluate_outputs(out, confusion_png, spec, split, model_path, run_dir, classes_file,
-                           predictions_dir, sheet_png)
+    checked = check_evaluate_outputs(out, confusion_png, spec, split, model_path, run_dir,
+                                     classes_file, predictions_dir, sheet_png)
     if predictions_dir:
         result = evaluate_predictions(predictions_dir, spec, split, label_format=label_format)
     else:
@@ -91,5 +91,5 @@ def evaluate(model, predictions_dir, data, data_dir, classes_file, split, batch_
         )
     for line in result.report_lines():
         click.echo(line)
-    for what, path in write_reports(result, out, confusion_png, sheet_png):
+    for what, path in write_reports(result, out, confusion_png, sheet_png, checked):
         click.echo(f"{what}: {path}")

@@ -23,7 +23,8 @@ from kseg.cli.params import Number
               help="Opacity of the heatmap over the image.")
 @click.option("--absolute", is_flag=True,
               help="Colour probability 0 blue and 1 red (default: the image's own range).")
-def heatmap(image_path, class_spec, weights, class_index, out, alpha, absolute):
+@click.option("--force", is_flag=True, help="Replace --out if it is a heatmap kseg wrote.")
+def heatmap(image_path, class_spec, weights, class_index, out, alpha, absolute, force):
     """Save an ImageNet class heatmap of IMG (any size) as a PNG overlay.
 
     \b
@@ -31,15 +32,17 @@ def heatmap(image_path, class_spec, weights, class_index, out, alpha, absolute):
       kseg heatmap cat.jpg --class 281 --out cat_tabby.png
       kseg heatmap cat.jpg --class tabby --class-index imagenet_class_index.json
     """
-    from kseg.heatmap import check_output, check_weights, class_scores, peak, render_heatmap, resolve_class
+    from kseg.heatmap import check_weights, class_scores, peak, render_heatmap, resolve_class
     from kseg.images import read_image, write_png
     from kseg.models import imagenet_heatmap_model
+    from kseg.outputs import check
 
     index, name = resolve_class(class_spec, class_index)
     if out is None:
         stem = os.path.splitext(os.path.basename(image_path))[0]
         out = f"{stem}_heatmap_{index}.png"
-    check_output(out, [image_path, class_index, None if weights == "imagenet" else weights])
+    checked = check(out, "heatmap", [image_path, class_index, None if weights == "imagenet" else weights],
+                    force)
     image = read_image(image_path)
     if weights != "imagenet":
         from kseg.models.pretrained import VGG16WeightsFile
@@ -50,7 +53,8 @@ def heatmap(image_path, class_spec, weights, class_index, out, alpha, absolute):
     source = "the ImageNet VGG16 weights" if weights == "imagenet" else weights
     check_weights(model, source)
     scores, grid = class_scores(model, image, index, source)
-    write_png(out, render_heatmap(image, scores, alpha, absolute))
+    with checked:
+        write_png(out, render_heatmap(image, scores, alpha, absolute))
     probability, row, column = peak(grid, image.shape)
     label = f"{index} ({name})" if name else str(index)
     click.echo(

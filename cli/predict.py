@@ -86,7 +86,7 @@ def predict(inputs, model_path, out_dir, formats, tile, overlap, blend, tta, alp
       legend.png          the colour, index and name of every class (with color/overlay)
     A file that cannot be read is reported and skipped; the exit code is then 1.
     Outputs never replace an input or a file kseg did not write (listed in
-    --out/.kseg-predictions.json).
+    --out/.kseg-outputs.json).
     """
     from kseg.errors import KsegError
     from kseg.predict import PredictCounts, collect_images, load_predictor, plan_outputs, predict_files

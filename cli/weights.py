@@ -75,7 +75,7 @@ def download(name):
               help="The Caffe-exact FCN the weights belong to.")
 @click.option("--classes", "classes_spec", default="voc", show_default=True,
               help="'voc' (VOC's 21 classes), a classes.json, or a text file of one name a line.")
-@click.option("--force", is_flag=True, help="Replace an existing .keras file at --out.")
+@click.option("--force", is_flag=True, help="Replace a model (and classes.json) kseg converted there before.")
 def convert(source, out, model_name, classes_spec, force):
     """Convert a released .caffemodel (or pytorch-fcn .pth) into a kseg .keras model."""
     from kseg.files import check_regular_file
@@ -83,10 +83,10 @@ def convert(source, out, model_name, classes_spec, force):
 
     check_regular_file(source, "weights file", limit=converter.WEIGHTS_FILE_LIMIT)
 
-    converter.check_output(source, out, force)
     classes = converter.read_class_names(classes_spec)
+    checked = converter.check_output(source, out, classes, force)
     import_tensorflow_quietly()
     model = converter.convert_released_weights(source, model_name, len(classes["class_names"]))
-    classes_path = converter.save_converted(model, out, classes, force)
+    classes_path = converter.save_converted(model, out, classes, checked)
     click.echo(f"wrote {out} ({model_name}, {len(classes['class_names'])} classes; "
                f"names and colours in {classes_path})")

@@ -29,7 +29,7 @@ import os
 
 import yaml
 
-from kseg.atomic import write_bytes_atomic
+from kseg.outputs import write_bytes
 from kseg.errors import KsegError
 from kseg.files import brief, load_yaml
 from kseg.validation import check_number, describe_range, parse_size
@@ -415,7 +415,7 @@ class TrainConfig:
         """Returns the config as YAML text and, with `path`, writes it there atomically."""
         text = yaml.safe_dump(self.to_dict(), sort_keys=False, default_flow_style=None)
         if path is not None:
-            write_bytes_atomic(path, text.encode("utf8"))
+            write_bytes(path, text.encode("utf8"))
         return text
 
 

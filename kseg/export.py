@@ -28,7 +28,7 @@ import tempfile
 import keras
 import numpy as np
 
-from kseg.outputs import scratch_beside, writing
+from kseg.outputs import scratch_beside, seal_folder, writing
 from kseg.errors import DiskFullError, KsegError, is_disk_full
 from kseg.images import IMAGE_EXTENSIONS, list_image_files, read_image
 from kseg.signals import phase
@@ -246,6 +246,7 @@ def export_model(model, out, format, quantize="none", input_size=None, calibrati
         with writing(out, directory=True) as temporary:
             os.rmdir(temporary)  # the SavedModel writer creates the folder itself
             _write_or_disk_full(out, write_savedmodel, model, temporary, input_size)
+            seal_folder(temporary, "savedmodel export")
             if verify:
                 verify(temporary)
     elif format == "tflite":

@@ -15,7 +15,6 @@ import os
 import numpy as np
 
 from kseg.errors import KsegError
-from kseg.files import same_file
 
 IMAGENET_CLASSES = 1000
 CLASS_INDEX_FILE = "imagenet_class_index.json"
@@ -93,18 +92,6 @@ def resolve_class(spec, class_index_path=None):
         raise KsegError(f"--class {text!r}: several ImageNet classes share that name: {listed}; "
                         "give the index or the WordNet id")
     return matches[0], entries[matches[0]][1]
-
-
-def check_output(out, inputs):
-    """Refuses an --out that is one of the `inputs` (the image, the weights, the class
-    index), symbolic and hard links included."""
-    for source in inputs:
-        if not source or not os.path.exists(source):
-            continue
-        if same_file(out, source):
-            raise KsegError(f"--out {out} is the input {source}; choose another --out")
-    if os.path.isdir(out):
-        raise KsegError(f"--out {out}: is a folder; give the PNG file to write")
 
 
 def check_weights(model, source):

@@ -38,9 +38,9 @@ import zlib
 import cv2
 import numpy as np
 
-from kseg.atomic import atomic_path
 from kseg.errors import KsegError
 from kseg.files import IMAGE_FILE_LIMIT, read_bytes
+from kseg.outputs import write_bytes
 
 def quiet_decoder_warnings():
     """Keeps OpenCV's decoder warnings (e.g. "PNG input buffer is incomplete") off the
@@ -543,5 +543,4 @@ def write_png(path, array):
     ok, encoded = cv2.imencode(".png", np.ascontiguousarray(array))
     if not ok:
         raise ImageError(f"{os.fspath(path)}: could not encode PNG")
-    with atomic_path(path) as temporary:
-        encoded.tofile(temporary)
+    write_bytes(path, encoded.tobytes())

@@ -106,13 +106,15 @@ def read_ledger(folder):
             if name and not os.path.isabs(name) and os.path.normpath(name).split(os.sep)[0] != ".."}
 
 
-def _write_ledger(folder, files):
+def _write_ledger(folder, files, stamps=None):
     path = ledger_path(folder)
     if not files:
         if os.path.lexists(path):
             os.remove(path)
         return
     payload = {"written_by": "kseg", "files": dict(sorted(files.items()))}
+    if stamps:
+        payload["stamps"] = stamps
     atomic.write_bytes_atomic(path, (json.dumps(payload, indent=1) + "\n").encode())
 
 
@@ -122,6 +124,49 @@ def _check_parents(named, path, way_out):
         parent = os.path.dirname(parent)
     if not os.path.isdir(parent):
         raise KsegError(f"{named}: {parent} exists and is not a folder; {way_out}")
+
+
+def _stamp(path):
+    info = os.stat(path)
+    return [info.st_size, info.st_mtime_ns]
+
+
+def seal_folder(folder, kind):
+    """Lists every file of a folder output, with its size and time, in the folder's own
+    ledger (call it on the complete folder before it is renamed into place), so that
+    replacing the folder later can check that nothing was added or changed since."""
+    files, stamps = {}, {}
+    for parent, _, names in os.walk(folder):
+        for name in names:
+            relative = os.path.relpath(os.path.join(parent, name), folder)
+            if relative != LEDGER:
+                files[relative] = kind
+                stamps[relative] = _stamp(os.path.join(parent, name))
+    _write_ledger(folder, files, stamps)
+
+
+def _foreign_file(folder):
+    """The first entry inside a folder output that kseg did not write there, or changed
+    since (as its own ledger says); None when the folder is as kseg left it."""
+    try:
+        listed = read_ledger(folder)
+        stamps = load_json(ledger_path(folder), "kseg output list", limit=LEDGER_LIMIT).get("stamps", {})
+    except (KsegError, AttributeError):
+        return LEDGER
+    for parent, folders, names in os.walk(folder):
+        for name in sorted(folders):
+            if os.path.islink(os.path.join(parent, name)):
+                return os.path.relpath(os.path.join(parent, name), folder)
+        for name in sorted(names):
+            path = os.path.join(parent, name)
+            relative = os.path.normpath(os.path.relpath(path, folder))
+            if relative == LEDGER:
+                continue
+            if relative not in listed or os.path.islink(path) or not os.path.isfile(path):
+                return relative
+            if stamps.get(relative) != _stamp(path):
+                return f"{relative} (changed since)"
+    return None
 
 
 def _file_id(path):
@@ -242,6 +287,10 @@ class Outputs:
             raise KsegError(f"{named}: exists and is {what}; {way_out}")
         if not folder and not os.path.isfile(path):
             raise KsegError(f"{named}: exists and is not a regular file; {way_out}")
+        foreign = folder and _foreign_file(path)
+        if foreign:
+            raise KsegError(f"{named}: holds {foreign}, which kseg did not write there, so the "
+                            f"folder is not replaced; {way_out}, or move it away yourself")
         if rule.replace == "force" and not self.force:
             raise KsegError(f"{named}: exists; pass --force to replace the {rule.name} kseg "
                             f"wrote there, or {way_out}")
@@ -294,9 +343,26 @@ def check(path, kind, inputs=(), force=False, option="--out", folder=False):
 
 
 # The atomic writers (kseg.atomic), for the outputs added above and for a run folder's files.
-writing = atomic.atomic_path
-write_bytes = atomic.write_bytes_atomic
-scratch_beside = atomic.scratch_folder
+# Looked up at each call, so that tests that stop a write halfway can wrap kseg.atomic's.
+
+
+def writing(path, directory=False):
+    """Yields a temporary path beside `path` that becomes `path` when the block succeeds."""
+    return atomic.atomic_path(path, directory)
+
+
+def write_bytes(path, data):
+    """Writes `data` to `path` atomically."""
+    atomic.write_bytes_atomic(path, data)
+
+
+def scratch_beside(path):
+    """A hidden folder beside `path` for intermediate files, removed however the block ends."""
+    return atomic.scratch_folder(path)
+
+
+is_temporary_name = atomic.is_temporary_name
+missing_folders = atomic.missing_folders
 
 
 @contextlib.contextmanager

@@ -21,7 +21,7 @@ import dataclasses
 import json
 import os
 
-from kseg.atomic import write_bytes_atomic
+from kseg.outputs import write_bytes
 from kseg.errors import KsegError
 from kseg.files import brief, load_json
 from kseg.labels import IGNORE_INDEX
@@ -234,7 +234,7 @@ def write_classes(run_dir, dataset, class_names, palette, ignore_index=IGNORE_IN
         "palette": [list(map(int, colour)) for colour in palette],
         "ignore_index": int(ignore_index),
     }
-    write_bytes_atomic(
+    write_bytes(
         os.path.join(run_dir, CLASSES_FILE), json.dumps(payload, indent=2).encode()
     )
 

@@ -23,12 +23,13 @@ does.
 
 import json
 import os
-import zipfile
 
 import numpy as np
 
 from kseg.errors import WeightsError
-from kseg.files import check_regular_file, load_json, one_line, read_bytes, read_text, same_file
+from kseg.files import check_regular_file, load_json, one_line, read_bytes, read_text
+
+CLASSES_FILE = "classes.json"  # beside a bare model file, as in a run folder (kseg.runs)
 
 WEIGHTS_FILE_LIMIT = 4 << 30  # the released FCNs are about 0.5 GB
 
@@ -341,47 +342,56 @@ def read_class_names(spec):
     return classes
 
 
-def is_keras_file(path):
-    """Whether `path` is a `.keras` archive (a zip holding config.json)."""
-    try:
-        with zipfile.ZipFile(path) as archive:
-            return "config.json" in archive.namelist()
-    except (OSError, zipfile.BadZipFile):
-        return False
+def check_output(source, out, classes, force=False):
+    """Checks --out (a .keras name) and the classes.json beside it against kseg's output
+    policy (`kseg.outputs`): never the source, never a file kseg did not write, a
+    conversion kseg wrote only with --force. A classes.json that already holds these very
+    classes is kept as it is.
 
+    Returns:
+        kseg.outputs.Outputs. Pass it to `save_converted`.
+    """
+    from kseg.outputs import Outputs
 
-def check_output(source, out, force=False):
-    """Refuses an --out that is not .keras, is the source, or exists (unless --force on a
-    .keras file)."""
     out = os.fspath(out)
     if not out.endswith(".keras"):
         raise WeightsError(f"--out {out}: expected a .keras file name")
-    if same_file(out, source):
-        raise WeightsError(f"--out {out}: is the source file; choose another name")
-    if os.path.lexists(out):
-        if not force:
-            raise WeightsError(f"--out {out}: exists; choose another name or pass --force")
-        if not os.path.isfile(out) or not is_keras_file(out):
-            raise WeightsError(f"--out {out}: exists and is not a .keras model; not replaced")
+    checked = Outputs([source], force)
+    checked.add(out, "converted weights")
+    classes_path = os.path.join(os.path.dirname(os.path.abspath(out)), CLASSES_FILE)
+    if _read_if_file(classes_path) != classes_payload(classes):
+        checked.add(classes_path, "converted weights", option=None, choose="another --out folder")
+    return checked
 
 
-def save_converted(model, out, classes, force=False):
-    """Saves `model` at `out` atomically, with `classes.json` beside it (what predict,
-    evaluate and export read for a bare model file's class names and colours)."""
-    from kseg.atomic import atomic_path, write_bytes_atomic
+def classes_payload(classes):
+    return json.dumps({**classes, "ignore_index": 255}, indent=2).encode()
+
+
+def _read_if_file(path):
+    if os.path.islink(path) or not os.path.isfile(path):
+        return None
+    with open(path, "rb") as stream:
+        return stream.read()
+
+
+def save_converted(model, out, classes, checked):
+    """Saves `model` at `out` and, unless it already holds them, `classes` in the
+    classes.json beside it (what predict, evaluate and export read for a bare model file's
+    class names and colours), all or none.
+
+    Args:
+        checked: kseg.outputs.Outputs. From `check_output`.
+    """
     from kseg.models.saving import check_segmentation_model
-    from kseg.runs import CLASSES_FILE
+    from kseg.outputs import bytes_writer, write_together
 
     out = os.fspath(out)
     classes_path = os.path.join(os.path.dirname(os.path.abspath(out)), CLASSES_FILE)
-    payload = json.dumps({**classes, "ignore_index": 255}, indent=2).encode()
-    if os.path.lexists(classes_path) and not force:
-        with open(classes_path, "rb") as stream:
-            if stream.read() != payload:
-                raise WeightsError(f"{classes_path}: exists with other classes; convert into "
-                                   "another folder or pass --force")
     check_segmentation_model(model, out)
-    with atomic_path(out) as temporary:
-        model.save(temporary)
-    write_bytes_atomic(classes_path, payload)
+    writers = [(out, model.save)]
+    if _read_if_file(classes_path) != classes_payload(classes):
+        writers.append((classes_path, bytes_writer(classes_payload(classes))))
+    with checked:
+        write_together(writers)
     return classes_path

@@ -23,7 +23,7 @@ import zipfile
 import numpy as np
 
 from kseg import runs
-from kseg.atomic import atomic_path
+from kseg.outputs import writing
 from kseg.config import TrainConfig
 from kseg.errors import KsegError, is_disk_full
 from kseg.files import brief, one_line
@@ -44,7 +44,7 @@ def save_checkpoint(model, path, state=None):
         path: str. Destination `.keras` file.
         state: dict or None. JSON-serialisable training state, stored as kseg_state.json.
     """
-    with atomic_path(path) as temporary:
+    with writing(path) as temporary:
         model.save(temporary)
         if state is not None:
             with zipfile.ZipFile(temporary, "a") as archive:

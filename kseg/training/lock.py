@@ -27,7 +27,7 @@ import stat
 import time
 
 from kseg import runs
-from kseg.atomic import is_temporary_name, missing_folders
+from kseg.outputs import is_temporary_name, missing_folders
 from kseg.errors import DiskFullError, KsegError, is_disk_full
 from kseg.files import brief
 

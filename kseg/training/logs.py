@@ -16,7 +16,7 @@ import socket
 import struct
 import time
 
-from kseg.atomic import atomic_path, write_bytes_atomic
+from kseg.outputs import write_bytes, writing
 from kseg.errors import DiskFullError, is_disk_full
 
 LOG_COLUMNS = (
@@ -34,7 +34,7 @@ def write_log_csv(path, history):
     writer.writeheader()
     for row in history:
         writer.writerow({key: _csv_value(row.get(key)) for key in LOG_COLUMNS})
-    write_bytes_atomic(path, buffer.getvalue().encode("utf8"))
+    write_bytes(path, buffer.getvalue().encode("utf8"))
 
 
 def _csv_value(value):
@@ -81,7 +81,7 @@ def plot_training_curves(path, history):
     scores.legend()
     scores.grid(alpha=0.3)
     figure.tight_layout()
-    with atomic_path(path) as temporary:
+    with writing(path) as temporary:
         figure.savefig(temporary, format="png")
 
 

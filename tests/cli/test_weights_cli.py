@@ -69,13 +69,13 @@ def test_convert_writes_voc_classes_and_refuses_bad_outputs(converted, tmp_path)
     assert classes["class_names"][0] == "background" and len(classes["palette"]) == 21
     runner = CliRunner()
     result = runner.invoke(cli, ["weights", "convert", str(source), "--out", str(out)])
-    assert result.exit_code == 1 and "exists; choose another name or pass --force" in result.output
+    assert result.exit_code == 1 and "exists; pass --force" in result.output
     result = runner.invoke(cli, ["weights", "convert", str(source), "--out", str(source)])
     assert result.exit_code == 1 and "--out" in result.output
     other = tmp_path / "notes.keras"
     other.write_text("mine")
     result = runner.invoke(cli, ["weights", "convert", str(source), "--out", str(other), "--force"])
-    assert result.exit_code == 1 and "not a .keras model; not replaced" in result.output
+    assert result.exit_code == 1 and "not written by kseg" in result.output
     assert other.read_text() == "mine"
     result = runner.invoke(cli, ["weights", "convert", str(source), "--out", str(out), "--force"])
     assert result.exit_code == 0, result.output

@@ -15,6 +15,8 @@ def _files(root):
     for folder, _, names in os.walk(root):
         for name in names:
             path = os.path.join(folder, name)
+            if name == ".kseg-outputs.json":  # kseg's list of what it wrote, with file times
+                continue
             with open(path, "rb") as handle:
                 found[os.path.relpath(path, root)] = handle.read()
     return found

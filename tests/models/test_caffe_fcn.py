@@ -211,7 +211,8 @@ def test_saved_keras_file_loads_and_passes_the_segmentation_check(tmp_path):
     path, _ = write_model_file(tmp_path, "fcn8s_atonce")
     model = convert.convert_released_weights(path, "fcn8s_atonce_caffe")
     out = tmp_path / "out" / "model.keras"
-    convert.save_converted(model, out, convert.read_class_names("voc"))
+    classes = convert.read_class_names("voc")
+    convert.save_converted(model, out, classes, convert.check_output(path, out, classes))
     loaded, classes = load_segmentation_model(str(out))
     assert classes == 21
     image = np.random.default_rng(2).integers(0, 256, (1, 41, 29, 3), dtype=np.uint8)
