@@ -492,10 +492,20 @@ class FolderSpec(DatasetSpec):
                 pairs = [pair for pair in pairs if (pair[0] in held) == (split == VAL_SPLIT)]
         return pairs, issues
 
-    def validation_note(self, split):
-        """How validation images are chosen: the held-out share of a pool, or a split."""
+    def validation_note(self, split, train_split=TRAIN_SPLIT):
+        """How validation images are chosen: the held-out share of a pool, or a split.
+
+        Without validation, a pool's "train" split still leaves out the held-out share:
+        the line says so, and how to train on every image.
+        """
+        if self.pooled and split.lower() == "none" and train_split == TRAIN_SPLIT:
+            total, count = len(self.pairs(POOLED_SPLIT)), len(self.pairs(TRAIN_SPLIT))
+            if count < total:
+                return (f"validation: none; the split '{TRAIN_SPLIT}' of {self.root} (no split folders) still leaves "
+                        f"out the {total - count} image(s) held out for validation: pass --train-split "
+                        f"{POOLED_SPLIT} to train on all {total}")  # fmt: skip
         if not self.pooled or split != VAL_SPLIT:
-            return super().validation_note(split)
+            return super().validation_note(split, train_split)
         total = len(self.pairs(POOLED_SPLIT))
         count = len(self.pairs(VAL_SPLIT))
         if count == total:

@@ -210,8 +210,15 @@ class DatasetSpec:
                 ))  # fmt: skip
         return pairs, issues
 
-    def validation_note(self, split):
-        """One line saying which images validation uses (`kseg train` logs it)."""
+    def validation_note(self, split, train_split="train"):
+        """One line saying which images validation uses (`kseg train` logs it), or None.
+
+        Args:
+            split: str. The validation split, or "none".
+            train_split: str. The split trained on.
+        """
+        if split.lower() == "none":
+            return None
         return f"validation: the {self.name} split '{split}' ({len(self.pairs(split))} images)"
 
     def ignored_class_advice(self, present, missing):

@@ -127,10 +127,12 @@ def check_validation_split(config, spec):
     one line which images validation uses (a folder dataset without split folders holds
     out a seeded share of its pool), and warns when it holds training images (its scores
     then measure fit, not generalisation)."""
+    note = spec.validation_note(config.val_split, config.train_split)  # a missing split is refused here
+    if note:
+        logger.info("%s", note)
     if config.val_split.lower() == "none":
         return
-    val_images = {os.path.realpath(image) for image, _ in spec.pairs(config.val_split)}  # missing: refused here
-    logger.info("%s", spec.validation_note(config.val_split))
+    val_images = {os.path.realpath(image) for image, _ in spec.pairs(config.val_split)}
     shared = len(val_images & {os.path.realpath(image) for image, _ in spec.pairs(config.train_split)})
     if shared:
         logger.warning(

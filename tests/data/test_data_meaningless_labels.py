@@ -118,6 +118,10 @@ def test_without_split_folders_validation_holds_out_a_share_of_the_images(tmp_pa
         check_validation_split(TrainConfig(model="fcn8s", data="folder", data_dir=pooled), spec)
     assert "shares" not in caplog.text, caplog.text
     assert "validation: 2 of the 20 images" in caplog.text and "seed 0" in caplog.text
+    caplog.clear()
+    with caplog.at_level(logging.INFO, logger="kseg"):  # without validation, the held-out share is said
+        check_validation_split(TrainConfig(model="fcn8s", data="folder", data_dir=pooled, val_split="none"), spec)
+    assert "leaves out the 2 image(s)" in caplog.text and "--train-split all to train on all 20" in caplog.text
     # another seed holds out other images, and the seed is what decides (not the listing)
     with open(os.path.join(pooled, "classes.yaml"), "a") as handle:
         handle.write("splits: {val_fraction: 0.25, seed: 7}\n")

@@ -19,7 +19,7 @@ def first_epoch_loss(data, run_dir, seed):
 
     config = TrainConfig(
         model="fcn8s", data="folder", data_dir=data.root, weights="none", width=0.0625, epochs=1,
-        batch_size=2, crop=[32, 32], optimizer="adam", lr=1e-3, dropout=0.5, val_split="none",
+        batch_size=2, crop=[32, 32], optimizer="adam", lr=1e-3, dropout=0.5, val_split="none", train_split="all",
         mixed_precision="off", seed=seed, run_dir=str(run_dir),
     )
     train(config, verbose=0)
