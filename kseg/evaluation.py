@@ -525,11 +525,11 @@ def check_evaluate_outputs(out, confusion_png, spec, split, model_path=None, run
 
     classes = os.path.join(run_dir, runs.CLASSES_FILE) if run_dir else None
     checked = Outputs([model_path, classes_file, classes, spec.root, predictions_dir], force)
-    for option, path, kind in (("--out", out, "metrics"),
-                               ("--confusion-png", confusion_png, "evaluation image"),
-                               ("--sheet", sheet_png, "evaluation image")):
+    if out:
+        checked.add(out, "metrics", option="--out")
+    for option, path in (("--confusion-png", confusion_png), ("--sheet", sheet_png)):
         if path:
-            checked.add(path, kind, option=option)
+            checked.add(path, "evaluation image", option=option)
     return checked
 
 

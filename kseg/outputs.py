@@ -48,8 +48,9 @@ class Kind:
         name: str. The key of `KINDS`, recorded in the ledger.
         verb: str. Which command writes it.
         paths: str. Where, by default and with which option.
-        replace: str. "rerun" (a rerun replaces kseg's own file of this kind) or "force"
-            (only with --force), or "run" (inside a run folder, which kseg owns whole).
+        replace: str. "rerun" (a rerun replaces kseg's own file of this kind), "force"
+            (only with --force), "never" (an existing file is always kept), "run" (inside a
+            run folder, which kseg owns whole) or "keras" (keras' own download cache).
     """
 
     name: str
@@ -73,10 +74,13 @@ KINDS = {kind.name: kind for kind in (
     Kind("heatmap", "kseg heatmap", "--out (default ./<image>_heatmap_<class>.png)", "force"),
     Kind("dataset statistics", "kseg data stats", "--json", "rerun"),
     Kind("synthetic dataset", "kseg data synth", "OUT/ (a folder)", "force"),
-    Kind("dataset classes", "kseg data init", "FOLDER/classes.yaml", "force"),
+    Kind("dataset classes", "kseg data init", "FOLDER/classes.yaml (inside the dataset it "
+         "describes: the one output that goes there)", "never"),
     Kind("converted weights", "kseg weights convert", "--out MODEL.keras and classes.json beside it",
          "force"),
     Kind("benchmark report", "benchmarks/*.py", "--out REPORT.json", "rerun"),
+    Kind("downloaded weights", "kseg weights download, --weights imagenet, kseg heatmap",
+         "keras' cache (~/.keras/models/), written by keras.utils.get_file", "keras"),
     Kind("run", "kseg train", "--run-dir (default runs/<model>-<data>-<time>/): config.yaml, "
          "classes.json, log.csv, curves.png, checkpoints/, tensorboard/", "run"),
 )}
@@ -245,7 +249,8 @@ class Outputs:
             self.ledgers[root] = read_ledger(root) if os.path.isdir(root) else {}
         if os.path.lexists(path):
             self._check_replaceable(named, path, rule, root, name, folder, way_out)
-        self.planned.setdefault(root, {})[name] = kind
+        if rule.replace != "never":  # nothing to recognise later: no ledger needed
+            self.planned.setdefault(root, {})[name] = kind
         self.paths[key] = (path, option)
         return path
 
@@ -272,6 +277,9 @@ class Outputs:
                 raise KsegError(f"{named}: holds the input {source}; {way_out}")
 
     def _check_replaceable(self, named, path, rule, root, name, folder, way_out):
+        if rule.replace == "never":
+            raise KsegError(f"{named}: exists; `{rule.verb}` never replaces it (edit it, or move "
+                            f"it away and run `{rule.verb}` again)")
         if os.path.islink(path):
             raise KsegError(f"{named}: exists and is a symbolic link kseg did not write; delete "
                             f"it or {way_out}")
@@ -299,9 +307,10 @@ class Outputs:
         """Lists every added output in its folder's ledger before any is written, so that
         a command killed halfway can be repeated into the same place."""
         for root, names in self.planned.items():
-            for folder in atomic.missing_folders(root):
-                if folder not in self.created:
-                    self.created.append(folder)
+            for name in names:
+                for folder in atomic.missing_folders(os.path.dirname(os.path.join(root, name))):
+                    if folder not in self.created:
+                        self.created.append(folder)
             files = read_ledger(root)
             if all(files.get(name) == kind for name, kind in names.items()):
                 continue
@@ -404,7 +413,9 @@ def markdown_table():
     rules = {
         "rerun": "rerun replaces kseg's own file of this kind; nothing else",
         "force": "replaced only with --force, and only if kseg wrote it as this kind",
+        "never": "never replaced",
         "run": "inside a run folder kseg created; --resume only into a run folder",
+        "keras": "keras checks the hash and keeps a good file",
     }
     lines = ["| kind | written by | path | existing path |", "|---|---|---|---|"]
     for kind in KINDS.values():

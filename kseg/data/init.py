@@ -22,7 +22,7 @@ import os
 
 import numpy as np
 
-from kseg.atomic import write_bytes_atomic
+from kseg.outputs import check, write_bytes
 from kseg.data.folder import (
     CLASSES_FILE,
     DEFAULT_SPLIT_SEED,
@@ -261,7 +261,7 @@ def init_classes_file(root, progress=False, workers=None):
     """
     root = os.fspath(root)
     path = os.path.join(root, CLASSES_FILE)
-    _refuse_existing(path)
+    checked = check(path, "dataset classes", option=None)  # never replaced: edit it, or move it away
     scan = scan_masks(root, progress=progress, workers=workers)
     classes = len(scan.pixels) - (IGNORE_INDEX in scan.pixels and not scan.binary and scan.kind == "index")
     if classes < 2:
@@ -269,15 +269,10 @@ def init_classes_file(root, progress=False, workers=None):
         raise KsegError(f"{root}: every mask holds only {only}, so there is a single class and nothing to learn "
                         "(are these the right masks?)")  # fmt: skip
     text = classes_yaml(scan)
-    _refuse_existing(path)  # written meanwhile?
-    write_bytes_atomic(path, text.encode("utf8"))
+    checked = check(path, "dataset classes", option=None)  # written meanwhile?
+    with checked:
+        write_bytes(path, text.encode("utf8"))
     return path, scan
-
-
-def _refuse_existing(path):
-    if os.path.lexists(path):
-        raise KsegError(f"{path}: exists; `kseg data init` never replaces it (edit it, or move it away and run "
-                        "`kseg data init` again)")  # fmt: skip
 
 
 def scan_summary(scan):

@@ -27,7 +27,7 @@ import stat
 import time
 
 from kseg import runs
-from kseg.outputs import is_temporary_name, missing_folders
+from kseg.outputs import Outputs, is_temporary_name, missing_folders
 from kseg.errors import DiskFullError, KsegError, is_disk_full
 from kseg.files import brief
 
@@ -292,6 +292,9 @@ def lock_run_dir(config, resume):
     (nothing in it is touched). Without --run-dir a new name is chosen, never one in use.
     Temporaries of killed writes are swept from the whole folder, under the lock.
     """
+    if config.run_dir:  # kseg's output policy: never among the run's inputs
+        Outputs([config.data_dir, config.classes_file, config.init_from]).check_folder(
+            config.run_dir, "--run-dir")
     if resume:
         lock = RunLock(config.run_dir).acquire()
     elif config.run_dir:
