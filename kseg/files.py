@@ -195,17 +195,6 @@ def unexpected_error_message(path, error):
 # -- paths ---------------------------------------------------------------------------
 
 
-def same_file(first, second):
-    """Whether two paths name one file: the same real path (symbolic links resolved), or
-    the same inode (hard links). A path that does not exist is no other file."""
-    if os.path.realpath(first) == os.path.realpath(second):
-        return True
-    try:
-        return os.path.samefile(first, second)
-    except OSError:
-        return False
-
-
 def lies_in(path, folder):
     """Whether `path` is `folder` or lies below it. Both are compared as given: pass
     `os.path.realpath`s to see through symbolic links."""

@@ -9,8 +9,8 @@ The rules, checked before anything is written:
    folder's ledger, `.kseg-outputs.json`, with its kind. An existing path that the ledger
    does not list (or lists as another kind) is refused, `--force` or not.
 3. A kseg output of the same kind is replaced when the kind is refreshed by a rerun
-   (predictions, metrics, statistics: `replace="rerun"`), and otherwise only with
-   `--force` (exports, converted weights, datasets, images a user may have kept).
+   (predictions, metrics, statistics: `replace="rerun"`), otherwise only with `--force`
+   (exports, converted weights, datasets, heatmaps), and a dataset's classes.yaml never.
 4. Writes are atomic (`kseg.atomic`): a reader sees the previous complete file or the new
    one, never a half; a temporary never outlives the process, Ctrl-C and SIGTERM included.
 
@@ -30,7 +30,6 @@ import contextlib
 import dataclasses
 import json
 import os
-import tempfile
 
 from kseg import atomic
 from kseg.errors import KsegError
@@ -203,10 +202,6 @@ class Outputs:
         self.paths = {}  # normalised real output path -> (path as given, option)
         self.created = []  # folders `start` made, innermost first
 
-    def add_input(self, source):
-        if source is not None and os.path.lexists(source):
-            self.inputs.append((os.fspath(source), os.path.realpath(source), _file_id(source)))
-
     def add(self, path, kind, option="--out", folder=False, root=None, choose=None):
         """Checks that `path` may be written as a `kind` output; returns `path`.
 
@@ -372,13 +367,6 @@ def scratch_beside(path):
 
 is_temporary_name = atomic.is_temporary_name
 missing_folders = atomic.missing_folders
-
-
-@contextlib.contextmanager
-def scratch_folder(prefix="kseg-"):
-    """A temporary folder in the system's temporary place, removed however the block ends."""
-    with tempfile.TemporaryDirectory(prefix=prefix) as folder:
-        yield folder
 
 
 def write_together(writers):

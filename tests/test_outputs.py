@@ -181,7 +181,7 @@ def _python_files():
 WRITES = {"savefig", "save", "imwrite", "tofile", "write_out", "dump", "write_bytes", "write_text",
           "write_bytes_atomic", "atomic_path", "mkdtemp", "mkstemp", "copyfile", "copy", "copy2", "copytree",
           "move", "save_weights", "export"}
-SAFE_BLOCKS = {"writing", "scratch_beside", "scratch_folder", "TemporaryDirectory", "check", "Outputs"}
+SAFE_BLOCKS = {"writing", "scratch_beside", "TemporaryDirectory", "check", "Outputs"}
 # Functions whose writes are safe for a reason the AST cannot see, with the reason.
 SAFE_FUNCTIONS = {
     ("kseg/evaluation.py", "plot_confusion_matrix"): "writes the temporary write_together gives it",
