@@ -57,7 +57,7 @@ class LazyGroup(click.Group):
 
     def invoke(self, ctx):
         from kseg import signals
-        from kseg.errors import KsegError
+        from kseg.errors import KsegError, is_disk_full, is_out_of_memory
         from kseg.files import one_line
 
         signals.install()
@@ -81,14 +81,16 @@ class LazyGroup(click.Group):
             name = getattr(error, "name", "Ctrl-C")
             click.echo(f"interrupted ({name}); unfinished outputs were removed", err=True)
             sys.exit(signals.exit_status(error))
-        except MemoryError:
-            if ctx.obj and ctx.obj.get("debug"):
-                raise
-            click.echo("error: out of memory (try smaller images, --tile, or a smaller batch)", err=True)
-            sys.exit(1)
         except Exception as error:  # a bug, or a failure kseg did not anticipate
             if ctx.obj and ctx.obj.get("debug"):
                 raise
+            if is_out_of_memory(error):  # the resource, named, whichever library ran out
+                click.echo("error: out of memory (try smaller images, --tile, or a smaller batch)", err=True)
+                sys.exit(1)
+            if is_disk_full(error):
+                click.echo(f"error: no space left on device ({one_line(error, 300)}); free some space and "
+                           "run it again", err=True)
+                sys.exit(1)
             click.echo(
                 f"error: {type(error).__name__}: {one_line(error, 1000)} (run with --debug for the traceback)",
                 err=True,

@@ -44,3 +44,12 @@ def is_disk_full(error):
     # Libraries (h5py, TensorFlow) wrap the OSError into their own types and keep only
     # its text, so the text is all there is to go on.
     return "no space left on device" in str(error).lower() or "disk quota exceeded" in str(error).lower()
+
+
+def is_out_of_memory(error):
+    """Whether an exception means memory ran out: MemoryError, or a library's own (TensorFlow's
+    ResourceExhaustedError, JAX's RESOURCE_EXHAUSTED), which are told apart by name and text."""
+    if isinstance(error, MemoryError):
+        return True
+    text = f"{type(error).__name__} {str(error)[:2000]}"
+    return "ResourceExhausted" in text or "RESOURCE_EXHAUSTED" in text or "OOM when allocating" in text

@@ -1,6 +1,8 @@
 import subprocess
 import sys
 
+import pytest
+
 from click.testing import CliRunner
 
 from kseg import __version__
@@ -65,3 +67,29 @@ def test_a_bad_option_value_is_one_line_with_the_way_to_help():
     lines = [line for line in result.output.splitlines() if line.strip()]
     assert result.exit_code == 2 and len(lines) == 1, result.output
     assert lines[0].startswith("error: ") and "--lr" in lines[0] and "kseg train --help" in lines[0]
+
+
+class ResourceExhaustedError(Exception):
+    """Named like TensorFlow's: kseg tells it by name, without importing TensorFlow."""
+
+
+
+@pytest.mark.parametrize("error, words", [
+    (MemoryError(), "out of memory"),
+    (ResourceExhaustedError("OOM when allocating tensor with shape[8,4096,64,128]"), "out of memory"),
+    (RuntimeError("RESOURCE_EXHAUSTED: Out of memory while trying to allocate 3.2GiB"), "out of memory"),
+    (OSError(28, "No space left on device"), "no space left on device"),
+    (RuntimeError("h5py: Can't write data (file write failed: No space left on device)"), "no space left"),
+])
+def test_running_out_of_a_resource_is_named_in_one_line(monkeypatch, tmp_path, error, words):
+    import kseg.data.synthetic
+
+    def fail(*args, **kwargs):
+        raise error
+
+    monkeypatch.setattr(kseg.data.synthetic, "write_synthetic_dataset", fail)
+    result = CliRunner().invoke(cli, ["data", "synth", str(tmp_path / "out"), "--num-train", "1", "--num-val", "1"])
+    assert result.exit_code == 1
+    lines = [line for line in result.output.splitlines() if line.strip()]
+    assert len(lines) == 1 and lines[0].startswith("error: ") and words in lines[0], result.output
+    assert "--debug" not in lines[0]
