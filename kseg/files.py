@@ -13,7 +13,11 @@ Every file kseg reads on a user's behalf goes through `read_bytes` or `read_text
 
 `load_yaml` parses YAML with the safe loader and refuses aliases (`&a` / `*a`), so an
 alias bomb ("billion laughs") cannot expand; nesting deeper than `MAX_YAML_DEPTH` is
-refused too. `brief` shortens user data before it goes into an error message.
+refused too. `load_json` (and `parse_json`, for JSON read from elsewhere, such as a
+member of a model archive) turns every failure of the parser, deep nesting included, into
+one `MalformedFileError` naming the file. Text that is not UTF-8 (UTF-16 with its
+byte-order mark, Latin-1, binary data) is a `NotTextError`. `brief` shortens user data
+before it goes into an error message.
 """
 
 import errno
@@ -31,28 +35,44 @@ MAX_YAML_DEPTH = 64
 BRIEF_LIMIT = 80
 
 
-class FileKindError(KsegError):
+class FileError(KsegError):
+    """A file kseg cannot use as it is; the classes below say why."""
+
+
+class FileKindError(FileError):
     """A path that exists but is not a regular file (folder, FIFO, device, socket)."""
 
     kind = "not a regular file"
 
 
-class FileTooLargeError(KsegError):
+class FileTooLargeError(FileError):
     """A file larger than kseg accepts for its purpose."""
 
     kind = "file too large"
 
 
-class FileMissingError(KsegError):
+class FileMissingError(FileError):
     """A path that does not exist."""
 
     kind = "missing"
 
 
-class UnreadableFileError(KsegError):
+class UnreadableFileError(FileError):
     """A regular file the operating system refuses to read (permissions, I/O error)."""
 
     kind = "unreadable"
+
+
+class NotTextError(FileError):
+    """A file read as text that is not UTF-8 (another encoding, or binary data)."""
+
+    kind = "not UTF-8 text"
+
+
+class MalformedFileError(FileError):
+    """A structured file (YAML, JSON) its parser refuses: syntax, nesting, values."""
+
+    kind = "malformed"
 
 
 def _kind_name(mode):
@@ -158,15 +178,30 @@ def read_bytes(path, what="file", limit=IMAGE_FILE_LIMIT):
         os.close(descriptor)
 
 
-def read_text(path, what="file", limit=TEXT_FILE_LIMIT):
-    """Returns the UTF-8 text of a regular file (see `read_bytes`); bad UTF-8 is refused."""
-    data = read_bytes(path, what, limit)
+# Byte-order marks of the encodings a text editor may save in instead of UTF-8.
+_OTHER_BOMS = ((b"\xff\xfe\x00\x00", "UTF-32"), (b"\x00\x00\xfe\xff", "UTF-32"),
+               (b"\xff\xfe", "UTF-16"), (b"\xfe\xff", "UTF-16"))
+
+
+def decode_text(data, source, what="file"):
+    """`data` decoded as UTF-8 (a UTF-8 byte-order mark is dropped); anything else is a
+    `NotTextError` naming `source`: UTF-16 and UTF-32 by their byte-order mark, else the
+    first byte that is not UTF-8."""
     try:
         return data.decode("utf-8-sig")
     except UnicodeDecodeError as error:
-        raise KsegError(
-            f"{os.fspath(path)}: {what} is not UTF-8 text (byte {error.start} is 0x{data[error.start]:02x})"
+        for mark, encoding in _OTHER_BOMS:
+            if data.startswith(mark):
+                raise NotTextError(f"{source}: {what} is {encoding} text, not UTF-8; save it as UTF-8") from None
+        raise NotTextError(
+            f"{source}: {what} is not UTF-8 text (byte {error.start} is 0x{data[error.start]:02x})"
         ) from None
+
+
+def read_text(path, what="file", limit=TEXT_FILE_LIMIT):
+    """Returns the UTF-8 text of a regular file (see `read_bytes`); other text is refused
+    (`decode_text`)."""
+    return decode_text(read_bytes(path, what, limit), os.fspath(path), what)
 
 
 def one_line(message, limit=300):
@@ -248,17 +283,22 @@ def parse_yaml(text, source):
         mark = getattr(error, "problem_mark", None)
         where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
         problem = getattr(error, "problem", None) or str(error).splitlines()[0]
-        raise KsegError(f"{source}: not valid YAML{where}: {one_line(problem, 200)}") from None
+        raise MalformedFileError(f"{source}: not valid YAML{where}: {one_line(problem, 200)}") from None
     except RecursionError:
-        raise KsegError(f"{source}: YAML nested too deeply") from None
+        raise MalformedFileError(f"{source}: YAML nested too deeply") from None
     except (ValueError, OverflowError) as error:  # e.g. a 5000-digit integer, !!float abc
-        text = one_line(error, 200)
-        # Python's int() says so only in its message (a plain ValueError).
-        if "integer string conversion" in text:  # Python's own limit on int("9" * 5000)
-            text = "an integer has more than 4300 digits"
-        raise KsegError(f"{source}: not valid YAML: {text}") from None
+        raise MalformedFileError(f"{source}: not valid YAML: {_value_problem(error)}") from None
     except (TypeError, AttributeError):  # PyYAML's constructors fail so on malformed tagged values
-        raise KsegError(f"{source}: not valid YAML: a tagged value (!!...) is malformed") from None
+        raise MalformedFileError(f"{source}: not valid YAML: a tagged value (!!...) is malformed") from None
+
+
+def _value_problem(error):
+    """What a parser's ValueError says, in one line."""
+    text = one_line(error, 200)
+    # Python's int() says so only in its message (a plain ValueError).
+    if "integer string conversion" in text:  # Python's own limit on int("9" * 5000)
+        text = "an integer has more than 4300 digits"
+    return text
 
 
 def load_yaml(path, what="YAML file", limit=TEXT_FILE_LIMIT):
@@ -266,17 +306,32 @@ def load_yaml(path, what="YAML file", limit=TEXT_FILE_LIMIT):
     return parse_yaml(read_text(path, what, limit), os.fspath(path))
 
 
-def load_json(path, what="JSON file", limit=TEXT_FILE_LIMIT):
-    """Reads and parses a JSON file; malformed content is one error naming the file."""
+def parse_json(text, source, what="JSON file"):
+    """Parses JSON text (str, or bytes that `decode_text` accepts); every failure of the
+    parser is one `MalformedFileError` naming `source`.
+
+    Args:
+        text: str or bytes. The document.
+        source: str. Where it came from (a path), for messages.
+        what: str. What the file is, for messages.
+    """
     import json
 
-    text = read_text(path, what, limit)
+    if isinstance(text, (bytes, bytearray)):
+        text = decode_text(bytes(text), source, what)
     try:
         return json.loads(text)
     except json.JSONDecodeError as error:
-        raise KsegError(
-            f"{os.fspath(path)}: {what} is not valid JSON (line {error.lineno}, column {error.colno}: "
+        raise MalformedFileError(
+            f"{source}: {what} is not valid JSON (line {error.lineno}, column {error.colno}: "
             f"{error.msg})"
         ) from None
     except RecursionError:
-        raise KsegError(f"{os.fspath(path)}: {what} is nested too deeply") from None
+        raise MalformedFileError(f"{source}: {what} is nested too deeply") from None
+    except ValueError as error:  # a number Python will not convert (5000 digits)
+        raise MalformedFileError(f"{source}: {what} is not valid JSON: {_value_problem(error)}") from None
+
+
+def load_json(path, what="JSON file", limit=TEXT_FILE_LIMIT):
+    """Reads and parses a JSON file (see `read_text` and `parse_json`)."""
+    return parse_json(read_text(path, what, limit), os.fspath(path), what)

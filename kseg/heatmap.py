@@ -9,16 +9,17 @@ ImageNet class names come from keras' `imagenet_class_index.json` (`{"0": ["n014
 downloaded, so without it classes are given by index (0-999).
 """
 
-import json
 import os
 
 import numpy as np
 
 from kseg.errors import KsegError
+from kseg.files import load_json
 
 IMAGENET_CLASSES = 1000
 CLASS_INDEX_FILE = "imagenet_class_index.json"
 STRIDE = 32
+CLASS_INDEX_LIMIT = 1 << 20  # keras' file is 35 KB
 
 
 def cached_class_index_path():
@@ -38,19 +39,16 @@ def load_class_index(path):
     Args:
         path: str. The JSON file, as keras publishes it.
     """
+    table = load_json(path, "class index", limit=CLASS_INDEX_LIMIT)  # regular file, bounded, parsed
     try:
-        with open(path, encoding="utf8") as handle:
-            table = json.load(handle)
         entries = [tuple(table[str(index)]) for index in range(IMAGENET_CLASSES)]
-    except OSError as error:
-        raise KsegError(f"{path}: cannot read the class index ({error.strerror or error})") from None
     except (ValueError, KeyError, TypeError) as error:
         raise KsegError(
             f"{path}: not an ImageNet class index ({type(error).__name__}: {error}); expected "
             'keras\' imagenet_class_index.json, {"0": ["n01440764", "tench"], ...}'
         ) from None
-    if not all(len(entry) == 2 for entry in entries):
-        raise KsegError(f"{path}: entries must be [wordnet id, name] pairs")
+    if not all(len(entry) == 2 and all(isinstance(part, str) for part in entry) for entry in entries):
+        raise KsegError(f"{path}: entries must be [wordnet id, name] pairs of strings")
     return entries
 
 

@@ -139,7 +139,7 @@ def resolve_model_path(path=None, runs_root=DEFAULT_RUNS_ROOT):
     # release, `kseg weights convert`) the classes.json beside it.
     folder = os.path.dirname(os.path.abspath(path))
     for run_dir in (os.path.dirname(folder), folder):
-        if os.path.isfile(os.path.join(run_dir, CLASSES_FILE)):
+        if os.path.lexists(os.path.join(run_dir, CLASSES_FILE)):  # not a file: refused when read
             return path, run_dir
     return path, None
 

@@ -15,7 +15,7 @@ import os
 from kseg.data.spec import DatasetSpec, check_listed_path, identity_tables
 from kseg.images import list_image_files
 from kseg.errors import KsegError
-from kseg.files import brief, read_text
+from kseg.files import MalformedFileError, brief, read_text
 
 CAMVID_CLASSES = (
     "Sky", "Building", "Pole", "Road", "Pavement", "Tree", "SignSymbol", "Fence", "Car",
@@ -83,7 +83,7 @@ class CamVidSpec(DatasetSpec):
             if not fields:
                 continue
             if len(fields) != 2:
-                raise KsegError(f"{list_file}:{number}: expected 'IMAGE LABEL', found {brief(line.strip())}")
+                raise MalformedFileError(f"{list_file}:{number}: expected 'IMAGE LABEL', found {brief(line.strip())}")
             for field in fields:
                 check_listed_path(field, list_file, number)
             pairs.append(tuple(self._resolve(field) for field in fields))

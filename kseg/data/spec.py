@@ -21,7 +21,7 @@ import os
 import numpy as np
 
 from kseg.errors import KsegError
-from kseg.files import brief
+from kseg.files import MalformedFileError, brief
 from kseg.labels import IGNORE_INDEX
 from kseg.data.readers import read_index_mask, read_rgb_image
 
@@ -98,9 +98,9 @@ def check_listed_path(entry, list_file, number):
     one short line naming the list file.
     """
     if "\x00" in entry:
-        raise KsegError(f"{list_file}:{number}: entry holds a NUL byte (is this a text file?)")
+        raise MalformedFileError(f"{list_file}:{number}: entry holds a NUL byte (is this a text file?)")
     if len(entry) > MAX_LISTED_PATH:
-        raise KsegError(
+        raise MalformedFileError(
             f"{list_file}:{number}: entry of {len(entry):,} characters is not a path ({brief(entry, 40)})"
         )
     return entry

@@ -28,7 +28,7 @@ import hashlib
 import numpy as np
 
 from kseg.errors import KsegError
-from kseg.files import unexpected_error_message
+from kseg.files import FileError, FileMissingError, unexpected_error_message
 from kseg.parallel import ordered_map
 from kseg.images import ORIENTATIONS, probe, read_file
 from kseg.progress import progress as progress_bar
@@ -292,6 +292,8 @@ def verify_dataset(spec, split, progress=False, workers=None):
             report.add(issue.kind, issue.path, issue.message)
         pairs = spec.pairs(split)
     except KsegError as error:
+        if isinstance(error, FileError) and not isinstance(error, FileMissingError):
+            raise  # a split list that cannot be read: one error line, as in every verb
         report.add(MISSING_SPLIT, spec.root, str(error))
         return report
     report.num_pairs = len(pairs)

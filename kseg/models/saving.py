@@ -11,7 +11,6 @@ directly from the stored array when keras reads it: the process ends at 1.25 GB,
 peak of 1.9 GB while fc6 is read.
 """
 
-import json
 import os
 import zipfile
 
@@ -19,15 +18,49 @@ import keras
 import numpy as np
 
 from kseg.errors import KsegError
-from kseg.files import check_regular_file, one_line
+from kseg.files import TEXT_FILE_LIMIT, MalformedFileError, check_regular_file, one_line, parse_json
 from kseg.models import keras_internals
 
+CONFIG_MEMBER = "config.json"
 
-def load_keras_file(path, safe_mode=True):
+
+def read_keras_config(path):
+    """The model config (`config.json`) of a `.keras` archive, as a dict.
+
+    The member is read only up to `kseg.files.TEXT_FILE_LIMIT` bytes and parsed by
+    `kseg.files.parse_json`, so a damaged, deeply nested, non-UTF-8 or huge config is one
+    `KsegError` naming the model file.
+    """
+    source = f"{os.fspath(path)}: {CONFIG_MEMBER} inside the model file"
+    try:
+        with zipfile.ZipFile(path) as archive:
+            size = archive.getinfo(CONFIG_MEMBER).file_size
+            if size > TEXT_FILE_LIMIT:
+                raise MalformedFileError(f"{source} unpacks to {size:,} bytes, more than kseg reads for it")
+            with archive.open(CONFIG_MEMBER) as member:
+                data = member.read(TEXT_FILE_LIMIT + 1)
+    except KeyError:
+        raise MalformedFileError(f"{path}: not a loadable keras model (no {CONFIG_MEMBER} inside)") from None
+    except (zipfile.BadZipFile, zipfile.LargeZipFile, EOFError, ValueError, NotImplementedError) as error:
+        raise MalformedFileError(f"{path}: not a loadable keras model (not a .keras zip archive, or a "
+                                 f"damaged one: {one_line(error, 200)})") from None
+    except OSError as error:
+        raise KsegError(f"{path}: cannot read the model file ({error.strerror or error})") from None
+    if len(data) > TEXT_FILE_LIMIT:
+        raise MalformedFileError(f"{source} is larger than kseg reads for it")
+    config = parse_json(data, source, "the model config")
+    if not isinstance(config, dict):
+        raise MalformedFileError(f"{source}: the model config is not a JSON object")
+    return config
+
+
+def load_keras_file(path, safe_mode=True, config=None):
     """Loads a `.keras` file like `keras.saving.load_model(path, compile=False,
-    safe_mode=safe_mode)`, holding one copy of the weights (see the module)."""
-    with zipfile.ZipFile(path) as archive:
-        config = json.loads(archive.read("config.json"))
+    safe_mode=safe_mode)`, holding one copy of the weights (see the module).
+
+    `config`: the archive's model config when already read (`read_keras_config`).
+    """
+    config = dict(config) if config is not None else read_keras_config(path)
     config["compile_config"] = None  # compile=False: no optimizer, as keras does
     model = keras_internals.build_unallocated(
         keras.saving.deserialize_keras_object, config, safe_mode=safe_mode
@@ -80,11 +113,14 @@ def load_model(path, unsafe=False):
     if not os.path.lexists(path):
         raise KsegError(f"{path}: model file not found")
     check_regular_file(path, "model file")
-    code_layers = _code_layers(path)
+    config = read_keras_config(path)
+    code_layers = _code_layers(config)
     if code_layers and not unsafe:
         raise KsegError(_CODE_REFUSED.format(path=path, layers=", ".join(code_layers)))
     try:
-        model = load_keras_file(path, safe_mode=not unsafe)
+        model = load_keras_file(path, safe_mode=not unsafe, config=config)
+    except RecursionError:
+        raise KsegError(f"{path}: the model config is nested too deeply to be a model") from None
     except ValueError as error:
         if "safe_mode" in str(error) or "Lambda" in str(error):
             raise KsegError(_CODE_REFUSED.format(path=path, layers="a Lambda layer")) from None
@@ -195,30 +231,23 @@ _CODE_REFUSED = (
 )
 
 
-def _code_layers(path):
-    """Names the Lambda layers in a `.keras` file's config, without building anything.
+def _code_layers(config):
+    """Names the Lambda layers in a `.keras` file's model config, without building anything.
 
-    Returns [] for a file that is not a readable `.keras` archive (keras reports that).
+    The config is walked with a stack, not by recursion: any nesting depth is read.
     """
-    try:
-        with zipfile.ZipFile(path) as archive:
-            config = json.loads(archive.read("config.json"))
-    except (OSError, KeyError, ValueError, zipfile.BadZipFile):
-        return []
     found = []
-
-    def walk(node):
+    stack = [config]
+    while stack:
+        node = stack.pop()
         if isinstance(node, dict):
             if node.get("class_name") == "Lambda":
-                name = (node.get("config") or {}).get("name", "?")
+                settings = node.get("config")
+                name = settings.get("name", "?") if isinstance(settings, dict) else "?"
                 found.append(f"Lambda layer '{name}'")
-            for value in node.values():
-                walk(value)
+            stack.extend(reversed(list(node.values())))
         elif isinstance(node, list):
-            for value in node:
-                walk(value)
-
-    walk(config)
+            stack.extend(reversed(node))
     return found
 
 
