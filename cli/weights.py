@@ -45,25 +45,22 @@ def list_weights():
 @weights.command()
 @click.argument("name")
 def download(name):
-    """Download weights NAME (see `kseg weights list`) into keras' cache; print the path."""
-    import_tensorflow_quietly()
-    import keras
+    """Download weights NAME (see `kseg weights list`) into keras' cache; print the path.
 
-    from kseg.errors import WeightsError
-    from kseg.files import one_line
+    \b
+    A download that receives nothing for 20 s, or lasts over 30 minutes, stops with an
+    error; set KSEG_DOWNLOAD_STALL_TIMEOUT and KSEG_DOWNLOAD_TIMEOUT (seconds) to allow more.
+    """
+    import_tensorflow_quietly()
+
+    from kseg.download import get_file, keras_models_folder, shown_folder
     from kseg.models.manifest import manifest_entry
 
     entry = manifest_entry(name)
-    try:
-        path = keras.utils.get_file(entry.file, entry.url, cache_subdir="models",
-                                    file_hash=entry.file_hash)
-    except Exception as error:  # keras raises bare Exception for fetch failures
-        raise WeightsError(
-            f"could not download {name} from {entry.url} ({type(error).__name__}: "
-            f"{one_line(error, 200)}); put {entry.file} in ~/.keras/models/, or "
-            f"convert a local copy with `kseg weights convert FILE --out MODEL.keras`"
-        ) from None
-    click.echo(path)
+    way_out = f"put {entry.file} in {shown_folder(keras_models_folder())}"
+    if entry.name != "vgg16_imagenet":  # the released FCNs; VGG16 is no Caffe model
+        way_out += f", or convert a local copy with `kseg weights convert {entry.file} --out MODEL.keras`"
+    click.echo(get_file(entry.file, entry.url, entry.file_hash, f"the weights {name}", way_out))
 
 
 @weights.command()

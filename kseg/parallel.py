@@ -1,14 +1,35 @@
 """Reading many files on a few threads, in order, and stopping at once when told to.
 
-`ordered_map` replaces `ThreadPoolExecutor.map` for kseg's readers (verify, stats). It keeps
-only a few items in flight, so memory does not grow with the split, and when the caller
-stops early (an error, Ctrl-C, SIGTERM) the items not yet started are cancelled instead
-of being worked through before the executor lets go.
+`ordered_map` replaces `ThreadPoolExecutor.map` for kseg's readers (verify, stats, the
+evaluation batches of the JAX and PyTorch backends). It keeps only a few items in flight,
+so memory does not grow with the split, and when the caller stops early (an error, Ctrl-C,
+SIGTERM) the items not yet started are cancelled instead of being worked through first.
+
+Every wait for a reader is bounded (`wait_for`): after `NOTICE_AFTER` seconds a line says
+which item is awaited, and after `KSEG_READ_TIMEOUT` seconds (default 300) the wait ends
+with a `ReadTimeout` naming it, as when a file lies on a network file system that stopped
+answering. The reader threads (`ReaderPool`) are daemon threads, so a read stuck in the
+operating system cannot keep kseg from exiting once it has said so.
 """
 
 import collections
 import concurrent.futures
+import math
 import os
+import queue
+import threading
+
+from kseg.errors import KsegError
+
+READ_TIMEOUT_VARIABLE = "KSEG_READ_TIMEOUT"
+DEFAULT_READ_TIMEOUT = 300.0  # one file read, decoded and augmented
+NOTICE_AFTER = 10.0  # seconds before a line says what is awaited
+
+
+class ReadTimeout(KsegError):
+    """A reader thread did not finish its item within the read timeout."""
+
+    kind = "timed out"
 
 
 def default_workers():
@@ -16,24 +37,146 @@ def default_workers():
     return min(8, os.cpu_count() or 1)
 
 
-def ordered_map(function, items, workers=None):
+def read_timeout():
+    """Seconds one item may take (`KSEG_READ_TIMEOUT`, default `DEFAULT_READ_TIMEOUT`)."""
+    text = os.environ.get(READ_TIMEOUT_VARIABLE, "").strip()
+    if not text:
+        return DEFAULT_READ_TIMEOUT
+    try:
+        value = float(text)
+    except ValueError:
+        value = math.nan
+    if not (math.isfinite(value) and value > 0):
+        raise KsegError(f"{READ_TIMEOUT_VARIABLE}={text[:40]!r}: expected a number of seconds above 0")
+    return value
+
+
+class ReaderPool:
+    """A few daemon threads running submitted calls; `submit` returns a
+    `concurrent.futures.Future`. Unlike `ThreadPoolExecutor`'s threads, these are never
+    waited for when the process exits.
+
+    Args:
+        workers: int. Threads.
+        name: str. Prefix of the threads' names.
+    """
+
+    def __init__(self, workers, name="kseg-reader"):
+        self._tasks = queue.SimpleQueue()
+        self._closed = False
+        self._threads = [threading.Thread(target=self._work, name=f"{name}-{number}", daemon=True)
+                         for number in range(max(int(workers), 1))]  # fmt: skip
+        for thread in self._threads:
+            thread.start()
+
+    def submit(self, function, *args):
+        """Runs `function(*args)` on a thread; returns its Future."""
+        if self._closed:
+            raise RuntimeError("submit on a closed ReaderPool")
+        future = concurrent.futures.Future()
+        self._tasks.put((future, function, args))
+        return future
+
+    def _work(self):
+        while True:
+            task = self._tasks.get()
+            if task is None:
+                return
+            future, function, args = task
+            if self._closed:
+                future.cancel()
+                continue
+            if not future.set_running_or_notify_cancel():
+                continue
+            try:
+                result = function(*args)
+            except BaseException as error:  # handed to the waiting thread
+                future.set_exception(error)
+            else:
+                future.set_result(result)
+
+    def shutdown(self):
+        """Calls not yet started never start; running ones end on their own."""
+        self._closed = True
+        for _ in self._threads:
+            self._tasks.put(None)
+
+
+def wait_for(future, what, timeout=None):
+    """`future.result()`, waiting at most `timeout` seconds (default `read_timeout()`).
+
+    After `NOTICE_AFTER` seconds one line (kseg.progress.write) says what is awaited.
+
+    Args:
+        future: concurrent.futures.Future.
+        what: str or callable returning str. What the item is, for messages (a path).
+        timeout: float or None.
+
+    Raises:
+        ReadTimeout: naming `what`; the reader thread is left to end on its own.
+    """
+    timeout = read_timeout() if timeout is None else timeout
+    first = min(NOTICE_AFTER, timeout)
+    try:
+        return future.result(timeout=first)
+    except concurrent.futures.TimeoutError:
+        if future.done():  # the call itself raised a TimeoutError
+            raise
+    name = what() if callable(what) else what
+    if timeout > first:
+        from kseg.progress import write
+
+        write(f"waiting for {name} (read for {first:g} s so far; gives up after {timeout:g} s: "
+              f"{READ_TIMEOUT_VARIABLE})")
+        try:
+            return future.result(timeout=timeout - first)
+        except concurrent.futures.TimeoutError:
+            if future.done():
+                raise
+    raise ReadTimeout(
+        f"{name}: not read within {timeout:g} s (a stalled disk or network file system?); check the "
+        f"file, or allow longer with {READ_TIMEOUT_VARIABLE}=SECONDS"
+    )
+
+
+def describe_item(item):
+    """An item for messages: a path as it is, the paths of a pair joined by a comma,
+    anything else as a short repr."""
+    def is_path(value):
+        return isinstance(value, (str, os.PathLike))
+
+    if is_path(item):
+        return os.fspath(item)
+    if isinstance(item, (tuple, list)) and item and all(is_path(part) for part in item):
+        return ", ".join(os.fspath(part) for part in item)
+    from kseg.files import brief
+
+    return brief(item)
+
+
+def ordered_map(function, items, workers=None, describe=None):
     """Yields `function(item)` for each item, in order, computed on `workers` threads.
 
     Args:
         function: callable. Called once per item, on a worker thread.
         items: iterable. The inputs.
         workers: int or None. Threads; default `default_workers()`.
+        describe: callable or None. Names an item in messages (default: `describe_item`).
     """
+    describe = describe or describe_item
     workers = workers or default_workers()
-    pool = concurrent.futures.ThreadPoolExecutor(workers)
+    timeout = read_timeout()
+    pool = ReaderPool(workers)
     pending = collections.deque()
     try:
         for item in items:
-            pending.append(pool.submit(function, item))
+            pending.append((item, pool.submit(function, item)))
             if len(pending) >= 2 * workers:
-                yield pending.popleft().result()
+                item, future = pending.popleft()
+                yield wait_for(future, lambda item=item: describe(item), timeout)
         while pending:
-            yield pending.popleft().result()
+            item, future = pending.popleft()
+            yield wait_for(future, lambda item=item: describe(item), timeout)
     finally:
         # On an early stop, running items finish on their own; queued ones never start.
-        pool.shutdown(wait=not pending, cancel_futures=True)
+        pool.shutdown()

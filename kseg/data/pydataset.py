@@ -9,23 +9,23 @@ per-sample seeds (`epoch_order`): for one seed, training batches of fixed-size c
 the very same pixels under every backend. Batches are numpy arrays.
 
 Training batches are a `keras.utils.PyDataset` (random access; each batch's samples read
-on `workers` threads, the next batch started while one is used); evaluation batches, which group images of one size like
-tf.data's `group_by_window`, are read in order by `kseg.parallel.ordered_map` threads and
-handed to keras as a generator.
+on `workers` threads, the next batch started while one is used); evaluation batches, which
+group images of one size like tf.data's `group_by_window`, are read in order by
+`kseg.parallel.ordered_map` threads and handed to keras as a generator. Every wait for a
+reader thread is bounded (`kseg.parallel.wait_for`, `KSEG_READ_TIMEOUT`).
 
 `pad_to` rounds every batch up to a multiple of the number of devices data-parallel
 training splits it over, with blank samples (image 0, mask 255): the loss is the mean over
 labelled pixels and the confusion matrix skips 255, so the blanks change neither.
 """
 
-import concurrent.futures
 import math
 import threading
 
 import numpy as np
 
 from kseg.errors import KsegError
-from kseg.parallel import default_workers
+from kseg.parallel import ReaderPool, default_workers, read_timeout, wait_for
 
 
 class _Samples:
@@ -38,6 +38,10 @@ class _Samples:
 
     def __len__(self):
         return len(self.order)
+
+    def describe(self, position):
+        """The image of the pair at `position`, for messages."""
+        return str(self.loader.pairs[int(self.order[position])][0])
 
     def read(self, position):
         pair = self.loader.pairs[int(self.order[position])]
@@ -108,10 +112,10 @@ def _py_dataset_class():
 
         def _submit(self, index):
             if self._pool is None:
-                self._pool = concurrent.futures.ThreadPoolExecutor(self.threads, thread_name_prefix="kseg-data")
+                self._pool = ReaderPool(self.threads, name="kseg-data")
             start = index * self.batch_size
             positions = range(start, min(start + self.batch_size, len(self.samples)))
-            return [self._pool.submit(self.samples.read, position) for position in positions]
+            return [(position, self._pool.submit(self.samples.read, position)) for position in positions]
 
         def __getitem__(self, index):
             if not 0 <= index < self.num_batches:
@@ -121,7 +125,10 @@ def _py_dataset_class():
                 following = index + 1
                 if following < self.num_batches and following not in self._pending:
                     self._pending[following] = self._submit(following)
-            samples = [sample for sample in (future.result() for future in futures) if sample is not None]
+            timeout = read_timeout()
+            read = (wait_for(future, lambda position=position: self.samples.describe(position), timeout)
+                    for position, future in futures)  # fmt: skip
+            samples = [sample for sample in read if sample is not None]
             return stack_batch(samples, self.ignore_index, self.pad_to)
 
         def on_epoch_end(self):
@@ -132,7 +139,7 @@ def _py_dataset_class():
             with self._lock:
                 pool, self._pool, self._pending = self._pool, None, {}
             if pool is not None:
-                pool.shutdown(wait=False, cancel_futures=True)
+                pool.shutdown()
 
         def take(self, batches):
             """The first `batches` batches (like tf.data's take)."""
@@ -176,7 +183,8 @@ class EvaluationBatches:
         windows = {}
         if self.limit is not None and self.limit <= 0:
             return
-        for sample in ordered_map(self.samples.read, range(len(self.samples)), self.workers):
+        for sample in ordered_map(self.samples.read, range(len(self.samples)), self.workers,
+                                  describe=self.samples.describe):
             if sample is None:
                 continue
             window = windows.setdefault(sample[0].shape[:2], [])

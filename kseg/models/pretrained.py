@@ -15,7 +15,9 @@ import h5py
 import keras
 import numpy as np
 
-from kseg.errors import WeightsError
+from kseg.download import get_file, keras_models_folder, network_deadline, shown_folder
+from kseg.errors import KsegError, WeightsError
+from kseg.files import one_line
 from kseg.models.manifest import manifest_entry
 
 # The manifest entry of the file keras.applications.VGG16(weights="imagenet",
@@ -46,21 +48,18 @@ DENSE_LAYERS = ("fc1", "fc2", "predictions")
 def imagenet_weights_path():
     """Returns the local path of keras' ImageNet VGG16 weights, downloading them if needed.
 
+    The download has deadlines and says what it waits for (`kseg.download`).
+
     Raises:
         WeightsError: when the file can neither be found in keras' cache nor downloaded.
     """
     entry = manifest_entry(IMAGENET_ENTRY)
-    try:
-        return keras.utils.get_file(
-            entry.file, entry.url, cache_subdir="models", file_hash=entry.file_hash
-        )
-    except Exception as error:  # keras raises bare Exception for fetch failures
-        raise WeightsError(
-            f"could not download the ImageNet VGG16 weights from {entry.url} "
-            f"({type(error).__name__}: {error}); put {entry.file} in ~/.keras/models/, or pass "
-            "--weights PATH to a local VGG16 weights file, or --weights none to train from "
-            "random weights (as `kseg train --recipe camvid-scratch` does)"
-        ) from None
+    return get_file(
+        entry.file, entry.url, entry.file_hash, "the ImageNet VGG16 weights",
+        f"put {entry.file} in {shown_folder(keras_models_folder())}, or pass --weights PATH to a "
+        "local VGG16 weights file, or (kseg train) --weights none to train from random weights "
+        "(as `kseg train --recipe camvid-scratch` does)",
+    )  # fmt: skip
 
 
 class VGG16WeightsFile:
@@ -226,17 +225,23 @@ def application_weights_model(application, weights, **kwargs):
             downloaded, or when the file at the path does not fit the backbone.
     """
     build = getattr(keras.applications, application)
+    if weights == "imagenet":
+        what = f"the ImageNet {application} weights"
+        way_out = (f"put keras' {application} 'notop' weights file in "
+                   f"{shown_folder(keras_models_folder())}, or pass --weights PATH to a local keras "
+                   f"{application} weights file, or --weights none to train from random weights")
+        try:
+            with network_deadline(f"{what} (keras' cache or download)") as wait:
+                return build(weights=weights, input_shape=(None, None, 3), **kwargs)
+        except (KeyboardInterrupt, KsegError):
+            raise
+        except Exception as error:  # keras raises bare Exception for fetch failures
+            reason = wait.timed_out(error) or f"{type(error).__name__}: {one_line(error, 300)}"
+            raise WeightsError(f"could not obtain {what} through keras ({reason}); {way_out}") from None
     try:
         return build(weights=weights, input_shape=(None, None, 3), **kwargs)
-    except Exception as error:  # keras raises bare Exception for fetch failures
+    except Exception as error:
         detail = f"{type(error).__name__}: {' '.join(str(error).split())[:300]}"
-        if weights == "imagenet":
-            raise WeightsError(
-                f"could not obtain the ImageNet {application} weights through keras ({detail}); "
-                f"put keras' {application} 'notop' weights file in ~/.keras/models/, or pass "
-                f"--weights PATH to a local keras {application} weights file, or --weights none "
-                "to train from random weights"
-            ) from None
         raise WeightsError(
             f"{weights}: not a keras {application} weights file of this variant "
             f"(include_top=False{_variant(kwargs)}) ({detail}); pass --weights PATH to a matching "

@@ -32,6 +32,7 @@ from kseg.errors import DiskFullError, KsegError, is_disk_full
 from kseg.files import brief
 
 LOCK_NAME = ".kseg-train.lock"
+LOCK_ATTEMPTS = 100  # the lock is never waited for: taken at once, or refused naming its holder
 _LOCK_TAG = b"kseg train lock, pid "
 logger = logging.getLogger("kseg")
 RUN_FILES = ("config.yaml", "classes.json", "log.csv", "training_curves.png", "checkpoints", "tensorboard")
@@ -111,7 +112,7 @@ class RunLock:
         import fcntl
 
         self._prepare_folder()
-        while True:
+        for _ in range(LOCK_ATTEMPTS):  # another try only when the holder let go just then
             try:
                 descriptor = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o644)
                 made = True
@@ -147,6 +148,12 @@ class RunLock:
                 os.close(descriptor)
                 continue
             break
+        else:
+            raise KsegError(
+                f"{self.path}: the lock file was replaced {LOCK_ATTEMPTS} times while kseg tried to take it "
+                "(other kseg processes starting and stopping in this folder?); try again, or choose another "
+                "--run-dir"
+            )
         if not stat.S_ISREG(os.fstat(descriptor).st_mode) or (
             not made and os.pread(descriptor, 200, 0) != b"" and _read_pid(descriptor) is None
         ):
