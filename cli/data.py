@@ -57,7 +57,7 @@ def data():
     Your own data in minutes (folder layout):
       kseg data init DATA_DIR              write DATA_DIR/classes.yaml from the masks
       kseg data verify --data folder --data-dir DATA_DIR
-      kseg train --data folder --data-dir DATA_DIR --model fcn8s
+      kseg train --recipe folder-scratch --data-dir DATA_DIR
 
     \b
     classes.yaml (full description: docs/datasets.md):
@@ -108,7 +108,7 @@ def init(folder, no_progress):
         click.echo(line)
     click.echo(f"wrote {path}: rename the classes there, then check and train:")
     click.echo(f"  kseg data verify --data folder --data-dir {shlex.quote(folder)}")
-    click.echo(f"  kseg train --data folder --data-dir {shlex.quote(folder)} --model fcn8s")
+    click.echo(f"  kseg train --recipe folder-scratch --data-dir {shlex.quote(folder)}")
 
 
 @data.command()

@@ -106,8 +106,16 @@ def cli(ctx, debug):
     """kseg: semantic segmentation with Fully Convolutional Networks (FCN-32s/16s/8s).
 
     Train on Cityscapes, Pascal VOC, CamVid or your own folders, evaluate with the FCN
-    paper's metrics, predict on images of any size, and export to SavedModel or TFLite.
-    Run `kseg COMMAND --help` for the options of a command.
+    paper's metrics, predict on images of any size, and export to SavedModel, TFLite or
+    ONNX. Run `kseg COMMAND --help` for the options of a command.
+
+    \b
+    Start here (no download needed):
+      kseg predict street.png          segment a photo: your latest run, else kseg's CamVid model
+      kseg export --format tflite      the same model, for a phone
+      kseg data init DIR               describe your images/ and masks/ in DIR/classes.yaml
+      kseg train --recipe folder-scratch --data-dir DIR   then train on them
+      kseg recipes                     every training recipe and its measured results
     """
     handler = logging.StreamHandler()
     handler.setFormatter(_LevelFormatter())

@@ -104,6 +104,8 @@ def test_a_reduced_precision_whose_gradients_are_wrong_is_caught():
         ([2.0, float("inf")], [2.0, 1.0], True),  # float32 itself diverges: nothing to hold against
         ([2.0, float("nan")], [2.0, float("nan")], True),
         ([2.0, 1.98], [2.0, 2.05], True),  # float32 barely moved; 3.5% apart
+        ([0.69, 0.17], [0.69, 0.14], True),  # a batch learnt fast: 0.03 apart is 6% of 0.52 travelled
+        ([0.69, 0.17], [0.69, 0.10], False),  # 0.07 apart: 13% of the way
         ([2.0, 1.97], [2.0, 2.0], True),  # float32 made 1.5% progress: too little to judge
     ],
 )

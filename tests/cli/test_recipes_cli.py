@@ -97,8 +97,8 @@ def test_options_given_with_a_recipe_win(trained):
 
 
 @pytest.mark.parametrize("arguments, message", [
-    (["--recipe", "camvid-scrach"], "unknown recipe 'camvid-scrach'; did you mean camvid-scratch? known recipes: "),
-    (["--recipe", "zzz"], "unknown recipe 'zzz'; known recipes: camvid-scratch, demo, paper-voc"),
+    (["--recipe", "camvid-scrach"], "unknown recipe 'camvid-scrach'; did you mean camvid-scratch or folder-scratch? known recipes: "),
+    (["--recipe", "zzz"], "unknown recipe 'zzz'; known recipes: camvid-scratch, demo, folder-scratch, paper-voc"),
     (["--recipe", "demo", "--config", "x.yaml"], "--recipe and --config both give the settings"),
     (["--recipe", "demo", "--resume", "--run-dir", "r"], "--recipe cannot be given with it"),
     (["--recipe", "demo", "--epochs", "0"], "--epochs"),
@@ -116,7 +116,8 @@ def test_recipes_lists_descriptions_and_results():
     blocks = {block.split(" ", 1)[0]: " ".join(block.split()) for block in result.output.strip().split("\n\n")}
     assert sorted(blocks) == recipe_names()
     assert "val mIoU 0.771" in blocks["demo"] and "AMD EPYC" in blocks["demo"] and "`make demo`" in blocks["demo"]
-    assert "val mIoU: not measured yet" in blocks["camvid-scratch"]
+    assert "val mIoU 0.5647" in blocks["camvid-scratch"] and "AMD EPYC" in blocks["camvid-scratch"]
+    assert "val mIoU: not measured yet" in blocks["folder-scratch"]
     assert "crop=360x480" in blocks["camvid-scratch"]
     assert "kseg train --recipe camvid-scratch --data-dir DATA" in blocks["camvid-scratch"]
     assert "kseg train --recipe demo" in blocks["demo"] and "momentum=0.99" in blocks["paper-voc"]
@@ -129,7 +130,7 @@ def test_recipes_name_prints_the_file_and_unknown_names_say_what_exists():
         assert result.output.strip() == handle.read().strip()
     result = CliRunner().invoke(cli, ["recipes", "dmeo"])
     assert result.exit_code == 1 and "did you mean demo?" in result.output
-    assert "known recipes: camvid-scratch, demo, paper-voc" in result.output
+    assert "known recipes: camvid-scratch, demo, folder-scratch, paper-voc" in result.output
 
 
 def test_train_help_mentions_recipes():
@@ -173,3 +174,8 @@ def test_listing_recipes_imports_neither_tensorflow_nor_keras():
               "assert 'tensorflow' not in sys.modules and 'keras' not in sys.modules\n")
     result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, result.stderr[-2000:]
+
+
+def test_the_folder_recipe_trains_a_users_folder_from_random_weights_at_the_images_size():
+    config = load_recipe("folder-scratch").config()
+    assert config.data == "folder" and config.weights == "none" and config.training_crop is None
