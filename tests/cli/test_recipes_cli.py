@@ -97,7 +97,8 @@ def test_options_given_with_a_recipe_win(trained):
 
 
 @pytest.mark.parametrize("arguments, message", [
-    (["--recipe", "camvid-scrach"], "unknown recipe 'camvid-scrach'; did you mean camvid-scratch or folder-scratch? known recipes: "),
+    (["--recipe", "camvid-scrach"],
+     "unknown recipe 'camvid-scrach'; did you mean camvid-scratch or folder-scratch? known recipes: "),
     (["--recipe", "zzz"], "unknown recipe 'zzz'; known recipes: camvid-scratch, demo, folder-scratch, paper-voc"),
     (["--recipe", "demo", "--config", "x.yaml"], "--recipe and --config both give the settings"),
     (["--recipe", "demo", "--resume", "--run-dir", "r"], "--recipe cannot be given with it"),
