@@ -97,7 +97,13 @@ def write_savedmodel(model, path, input_size=None, batch=None):
         input_signature=[input_spec(input_size, batch)],
     )  # fmt: skip
     with phase():  # keras' writer may swallow or rename an interruption
+        tensorflow_log = logging.getLogger("tensorflow")  # it logs "Assets written to: <temporary>"
+    level = tensorflow_log.level
+    tensorflow_log.setLevel(max(level, logging.WARNING))
+    try:
         archive.write_out(os.fspath(path), verbose=False)
+    finally:
+        tensorflow_log.setLevel(level)
     marker = os.path.join(os.fspath(path), MARKER)
     os.makedirs(os.path.dirname(marker), exist_ok=True)
     with open(marker, "w", encoding="utf8") as handle:
