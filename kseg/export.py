@@ -96,12 +96,12 @@ def write_savedmodel(model, path, input_size=None, batch=None):
         SIGNATURE, lambda images: served(images, training=False),
         input_signature=[input_spec(input_size, batch)],
     )  # fmt: skip
-    with phase():  # keras' writer may swallow or rename an interruption
-        tensorflow_log = logging.getLogger("tensorflow")  # it logs "Assets written to: <temporary>"
+    tensorflow_log = logging.getLogger("tensorflow")  # it logs "Assets written to: <temporary>"
     level = tensorflow_log.level
     tensorflow_log.setLevel(max(level, logging.WARNING))
     try:
-        archive.write_out(os.fspath(path), verbose=False)
+        with phase():  # keras' writer may swallow or rename an interruption
+            archive.write_out(os.fspath(path), verbose=False)
     finally:
         tensorflow_log.setLevel(level)
     marker = os.path.join(os.fspath(path), MARKER)
