@@ -2,13 +2,13 @@
 
 `install()` (called by the CLI) makes SIGTERM and SIGHUP raise `Interrupted`, a
 `KeyboardInterrupt`, in the main thread, as Ctrl-C raises `KeyboardInterrupt`: every
-`atomic_path` then removes its temporary file or folder, and the CLI exits with one line
+`kseg.outputs.writing` then removes its temporary file or folder, and the CLI exits with one line
 and status 128 + the signal number.
 
 Python can lose such an exception: one raised while a garbage-collector callback or a
 `__del__` method runs is printed and dropped. So the signal is also remembered (and the
 dropped exception's traceback is not printed), and `raise_if_interrupted()` raises it
-again; `atomic_path` calls it before it renames a result into place, so an interrupted
+again; `kseg.outputs.writing` calls it before it renames a result into place, so an interrupted
 command never finishes a write.
 
 Third-party steps (keras' SavedModel writer, the TFLite converter, tf2onnx) may catch the

@@ -3,7 +3,8 @@ import stat
 
 import pytest
 
-from kseg.atomic import atomic_path, write_bytes_atomic
+from kseg.outputs import write_bytes as write_bytes_atomic
+from kseg.outputs import writing as atomic_path
 
 
 def test_file_appears_only_when_complete_and_gets_a_normal_mode(tmp_path):

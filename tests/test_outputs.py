@@ -229,7 +229,7 @@ def _block_names(node):
 
 def _unsafe_writes(path):
     relative = os.path.relpath(path, ROOT)
-    if relative in ("kseg/outputs.py", "kseg/atomic.py"):
+    if relative == "kseg/outputs.py":
         return []
     with open(path, encoding="utf8") as handle:
         tree = ast.parse(handle.read())
@@ -254,22 +254,6 @@ def _unsafe_writes(path):
 def test_every_writer_goes_through_kseg_outputs():
     unsafe = [where for path in _python_files() for where in _unsafe_writes(path)]
     assert unsafe == [], "write through kseg.outputs (check + writing), or say why not:\n" + "\n".join(unsafe)
-
-
-def test_only_kseg_outputs_uses_the_atomic_primitives():
-    users = []
-    for path in _python_files():
-        with open(path, encoding="utf8") as handle:
-            tree = ast.parse(handle.read())
-        for node in ast.walk(tree):
-            names = [node.module] if isinstance(node, ast.ImportFrom) else [
-                alias.name for alias in node.names] if isinstance(node, ast.Import) else []
-            imports_atomic = "kseg.atomic" in names or (
-                isinstance(node, ast.ImportFrom) and node.module == "kseg"
-                and any(alias.name == "atomic" for alias in node.names))
-            if imports_atomic and os.path.relpath(path, ROOT) != "kseg/outputs.py":
-                users.append(os.path.relpath(path, ROOT))
-    assert users == []
 
 
 def test_every_kind_named_in_the_code_is_in_the_table_and_used():

@@ -71,7 +71,7 @@ def read_checkpoint_state(path):
 
 def remove_stale_temporaries(folder):
     """Deletes temporary files and folders killed writes left in `folder` and below it
-    (only names `kseg.atomic` gives them; see `kseg.training.lock.sweep_temporaries`)."""
+    (only names `kseg.outputs` gives them; see `kseg.training.lock.sweep_temporaries`)."""
     return sweep_temporaries(folder)
 
 

@@ -14,7 +14,7 @@ moment cannot both find it empty:
         ...                       # train
 
 `lock_run_dir(config, resume)` does this for `train`: it picks (or checks) the folder,
-locks it and sweeps it. `sweep_temporaries` removes only names that `kseg.atomic` gives
+locks it and sweeps it. `sweep_temporaries` removes only names that `kseg.outputs` gives
 its temporary files and folders (`.NAME.XXXXXXXX.tmpSUFFIX`, `.NAME.XXXXXXXX.tmp`,
 `.NAME.XXXXXXXX.old`).
 """
@@ -46,7 +46,7 @@ def sweep_temporaries(folder):
     """Removes, in `folder` and every folder below it, what killed writes left behind.
 
     Symbolic links are neither followed nor removed; names that are not exactly a
-    temporary name of `kseg.atomic` (the lock file, a user's hidden files) are kept.
+    temporary name of `kseg.outputs` (the lock file, a user's hidden files) are kept.
 
     Returns:
         list of str. The paths removed.

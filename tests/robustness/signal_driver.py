@@ -41,10 +41,10 @@ def main():
     separator = sys.argv.index("--")
     mode, target, arguments = sys.argv[1], sys.argv[2], sys.argv[separator + 1:]
 
-    import kseg.atomic
+    import kseg.outputs
 
     if mode in ("write", "swallow"):
-        real_atomic_path = kseg.atomic.atomic_path
+        real_atomic_path = kseg.outputs.writing
 
         @contextlib.contextmanager
         def stopping_atomic_path(path, directory=False):
@@ -57,11 +57,11 @@ def main():
                         print(f"\nSWALLOWING {temporary}", flush=True)
                         SignalsItselfWhenCollected()  # collected at once
 
-        kseg.atomic.atomic_path = stopping_atomic_path
+        kseg.outputs.writing = stopping_atomic_path
         for name, module in list(sys.modules.items()):
-            if name.startswith("kseg") and getattr(module, "atomic_path", None) is real_atomic_path:
-                module.atomic_path = stopping_atomic_path
-        # Modules imported later take the name from kseg.atomic as well.
+            if name.startswith("kseg") and getattr(module, "writing", None) is real_atomic_path:
+                module.writing = stopping_atomic_path
+        # Modules imported later take the name from kseg.outputs as well.
     elif mode == "after":
         module_name, qualified = target.split(":")
         owner = importlib.import_module(module_name)
