@@ -98,15 +98,14 @@ def predict(inputs, model_path, out_dir, formats, tile, overlap, blend, tta, alp
 
         validate_tiling(tile, overlap, blend)
     items, problems = collect_images(inputs)
-    if not items and len(problems) == 1:
+    plan = plan_outputs(items, inputs, out_dir, formats) if items else None  # before the model loads
+    problems += plan.skipped if plan else []
+    if not (plan and plan.outputs) and len(problems) == 1:
         raise KsegError(problems[0])  # one input, one line
-    if not items:
-        for problem in problems:
-            click.echo(f"error: {problem}", err=True)
-        raise KsegError("no images to predict")
-    plan = plan_outputs(items, inputs, out_dir, formats)  # before the model is loaded
     for problem in problems:
         click.echo(f"error: {problem}", err=True)
+    if not (plan and plan.outputs):
+        raise KsegError("no images to predict")
 
     chosen = choose_model(model_path)
     path, run_dir = chosen.path, chosen.run_dir

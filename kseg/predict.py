@@ -322,20 +322,20 @@ def collect_images(inputs):
             items += [(p, os.path.splitext(os.path.basename(p))[0]) for p in matches]
         else:
             problems.append(f"{text}: file not found")
-    seen, owners, unique = set(), {}, []
+    seen, unique = set(), []
     for path, name in items:
-        key = os.path.abspath(path)
-        if key in seen:
-            continue
-        seen.add(key)
-        if name in owners:
-            raise KsegError(
-                f"{path} and {owners[name]} would both be written as '{name}'; predict them "
-                "in separate runs or pass their folder instead"
-            )
-        owners[name] = path
-        unique.append((path, name))
-    return unique, problems
+        if os.path.abspath(path) not in seen:
+            seen.add(os.path.abspath(path))
+            unique.append((path, name))
+    names = {}
+    for path, name in unique:
+        names.setdefault(name, []).append(path)
+    for name, paths in names.items():  # a.png and a.jpg: only those two are left out
+        for path in paths if len(paths) > 1 else ():
+            others = ", ".join(other for other in paths if other != path)
+            problems.append(f"{path}: skipped: its outputs would take the name '{name}' like those of "
+                            f"{others}; rename one of them, or predict it into another --out")
+    return [(path, name) for path, name in unique if len(names[name]) == 1], problems
 
 
 # -- where the outputs go ---------------------------------------------------------------
@@ -386,11 +386,14 @@ class OutputPlan:
         outputs: list of (image path, {kind: output path}), in input order.
         checked: kseg.outputs.Outputs. Records them in --out's ledger (`start`, `finish`).
         legend: str or None. The class legend's path.
+        skipped: list of str. One line per image left out because its outputs would share
+            a path with another image's.
     """
 
     outputs: list
     checked: object
     legend: str = None
+    skipped: list = dataclasses.field(default_factory=list)
 
     def start(self):
         self.checked.start()
@@ -418,20 +421,25 @@ def plan_outputs(items, inputs, out_dir, formats):
     checked = Outputs([*inputs, *(image for image, _ in items)])
     checked.check_folder(out_dir, "--out")
     fold = folds_case(out_dir)
-    owners, outputs = {}, []
-    for image, name in items:
-        paths = output_paths(out_dir, name, formats)
+    owners, planned = {}, [(image, output_paths(out_dir, name, formats)) for image, name in items]
+    for image, paths in planned:
         for path in paths.values():
             key = os.path.normpath(os.path.abspath(path))
-            key = key.casefold() if fold else key
-            if key in owners:
-                other_image, other_path = owners[key]
-                same = "" if other_path == path else f" (as {other_path})"
-                raise KsegError(
-                    f"{image} and {other_image} would both be written to {path}{same}; rename "
-                    "one of them or predict them into separate --out folders"
-                )
-            owners[key] = (image, path)
+            owners.setdefault(key.casefold() if fold else key, []).append((image, path))
+    clashes = {}  # image -> (other image, path): photo.png's photo_color.png is photo_color.png's label map
+    for sharing in owners.values():
+        for image, path in sharing:
+            for other, _ in sharing:
+                if other != image:
+                    clashes.setdefault(image, (other, path))
+    outputs, skipped = [], []
+    for image, paths in planned:
+        if image in clashes:
+            other, path = clashes[image]
+            skipped.append(f"{image}: skipped: it and {other} would both be written to {path}; rename "
+                           "one of them, or predict it into another --out")
+            continue
+        for path in paths.values():
             checked.add(path, "predictions", option=None, root=out_dir, choose="another --out")
         outputs.append((image, paths))
     legend = None
@@ -442,7 +450,7 @@ def plan_outputs(items, inputs, out_dir, formats):
             legend = None  # an image's own output takes the name: that image wins
         else:
             checked.add(legend, "predictions", option=None, root=out_dir, choose="another --out")
-    return OutputPlan(outputs, checked, legend)
+    return OutputPlan(outputs, checked, legend, skipped)
 
 
 def encode_png(array, text=None):

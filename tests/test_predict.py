@@ -153,5 +153,10 @@ def test_collect_images(tmp_path):
     )
     assert [name for _, name in items] == ["sub/x", "x", "y"]
     assert len(problems) == 1 and "missing.png: file not found" in problems[0]
-    with pytest.raises(KsegError, match="both be written"):
-        collect_images([str(tmp_path / "a" / "x.png"), str(tmp_path / "a" / "sub" / "x.png")])
+    # two files whose outputs share a name: just those two are left out, each named
+    (tmp_path / "a" / "x.jpg").write_bytes(b"")
+    items, problems = collect_images([str(tmp_path / "a"), str(tmp_path / "y.jpg")])
+    assert [name for _, name in items] == ["sub/x", "y"]
+    assert len(problems) == 2 and all("skipped" in problem and "'x'" in problem for problem in problems)
+    assert {problem.split(":")[0] for problem in problems} == {str(tmp_path / "a" / "x.png"),
+                                                                 str(tmp_path / "a" / "x.jpg")}

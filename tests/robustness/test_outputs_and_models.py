@@ -142,9 +142,23 @@ def test_an_input_named_like_another_inputs_output_is_refused(tmp_path, run_dir,
     second = write_image(tmp_path / "in" / "photo_color.png", seed=1)
     before = snapshot(tmp_path)
     result = run(["predict", first, second, "--model", run_dir, "--out", tmp_path / "out"])
-    line = assert_refused(result, "photo.png", "photo_color.png", "both be written")
-    assert os.path.join(str(tmp_path / "out"), "photo_color.png") in line
+    assert result.exit_code == 1, result.output
+    lines = error_lines(result.output)
+    clash = os.path.join(str(tmp_path / "out"), "photo_color.png")
+    assert [line.split(":")[1].strip() for line in lines[:2]] == [first, second]  # each named, both left out
+    assert all("skipped" in line and clash in line for line in lines[:2])
+    assert lines[2] == "error: no images to predict"
     assert snapshot(tmp_path) == before
+
+
+def test_only_the_images_whose_outputs_collide_are_left_out(tmp_path, run_dir):
+    write_image(tmp_path / "in" / "a.png")
+    write_image(tmp_path / "in" / "a.jpg", seed=1)
+    write_image(tmp_path / "in" / "b.png", seed=2)
+    result = run(["predict", tmp_path / "in", "--model", run_dir, "--out", tmp_path / "out", "--format", "labels"])
+    assert result.exit_code == 1, result.output
+    assert sum("skipped" in line for line in error_lines(result.output)) == 2
+    assert sorted(os.listdir(tmp_path / "out")) == [".kseg-outputs.json", "b.png"]
 
 
 @pytest.mark.parametrize("link", ["symlink", "hardlink"])
