@@ -18,7 +18,6 @@ in the cache under the real name.
 """
 
 import contextlib
-import math
 import os
 import signal
 import socket
@@ -26,6 +25,7 @@ import threading
 
 from kseg.errors import KsegError, WeightsError
 from kseg.files import one_line
+from kseg.validation import seconds_from_environment
 
 TIMEOUT_VARIABLE = "KSEG_DOWNLOAD_TIMEOUT"
 STALL_VARIABLE = "KSEG_DOWNLOAD_STALL_TIMEOUT"
@@ -38,22 +38,10 @@ class DownloadTimeout(Exception):
     """A download passed its deadline (raised in the main thread by the timer signal)."""
 
 
-def _seconds(variable, default):
-    text = os.environ.get(variable, "").strip()
-    if not text:
-        return default
-    try:
-        value = float(text)
-    except ValueError:
-        value = math.nan
-    if not (math.isfinite(value) and value > 0):
-        raise KsegError(f"{variable}={one_line(text, 40)}: expected a number of seconds above 0")
-    return value
-
-
 def download_timeouts():
     """(whole download, longest wait without data) in seconds, from the environment."""
-    return _seconds(TIMEOUT_VARIABLE, DEFAULT_TIMEOUT), _seconds(STALL_VARIABLE, DEFAULT_STALL)
+    return (seconds_from_environment(TIMEOUT_VARIABLE, DEFAULT_TIMEOUT),
+            seconds_from_environment(STALL_VARIABLE, DEFAULT_STALL))
 
 
 def keras_models_folder():

@@ -14,12 +14,12 @@ operating system cannot keep kseg from exiting once it has said so.
 
 import collections
 import concurrent.futures
-import math
 import os
 import queue
 import threading
 
 from kseg.errors import KsegError
+from kseg.validation import seconds_from_environment
 
 READ_TIMEOUT_VARIABLE = "KSEG_READ_TIMEOUT"
 DEFAULT_READ_TIMEOUT = 300.0  # one file read, decoded and augmented
@@ -39,16 +39,7 @@ def default_workers():
 
 def read_timeout():
     """Seconds one item may take (`KSEG_READ_TIMEOUT`, default `DEFAULT_READ_TIMEOUT`)."""
-    text = os.environ.get(READ_TIMEOUT_VARIABLE, "").strip()
-    if not text:
-        return DEFAULT_READ_TIMEOUT
-    try:
-        value = float(text)
-    except ValueError:
-        value = math.nan
-    if not (math.isfinite(value) and value > 0):
-        raise KsegError(f"{READ_TIMEOUT_VARIABLE}={text[:40]!r}: expected a number of seconds above 0")
-    return value
+    return seconds_from_environment(READ_TIMEOUT_VARIABLE, DEFAULT_READ_TIMEOUT)
 
 
 class ReaderPool:

@@ -5,6 +5,7 @@ YAML files and Python, and by parsers of compound options such as `--tta scales=
 """
 
 import math
+import os
 
 from kseg.errors import KsegError
 
@@ -100,3 +101,21 @@ def parse_size(text, name, low=1, high=32768, square=False):
     if not all(low <= side <= high for side in sizes):
         raise KsegError(f"{name}: each side must be {low} to {high} pixels. Received: {brief(text)}")
     return tuple(sizes)
+
+
+def seconds_from_environment(variable, default):
+    """A deadline in seconds from the environment variable `variable` (`default` when unset).
+
+    Raises:
+        KsegError: the value is not a number of seconds above 0.
+    """
+    text = os.environ.get(variable, "").strip()
+    if not text:
+        return default
+    try:
+        value = float(text)
+    except ValueError:
+        value = math.nan
+    if not (math.isfinite(value) and value > 0):
+        raise KsegError(f"{variable}={text[:40]!r}: expected a number of seconds above 0")
+    return value
