@@ -418,8 +418,10 @@ def _new_temporary(parent, base, directory, destination):
     """Creates `.BASE.XXXXXXXX.tmp[SUFFIX]` in `parent`: a folder, or a file that keeps
     `base`'s suffix (some writers, keras' .keras and cv2.imwrite, choose the format by it)."""
     try:
-        if directory:
-            return tempfile.mkdtemp(prefix=f".{base}.", suffix=".tmp", dir=parent)
+        if directory:  # mkdtemp makes 0700; give a normal folder's mode
+            folder = tempfile.mkdtemp(prefix=f".{base}.", suffix=".tmp", dir=parent)
+            os.chmod(folder, 0o777 & ~_umask())
+            return folder
         suffix = "".join(base.partition(".")[1:])
         handle, temporary = tempfile.mkstemp(prefix=f".{base}.", suffix=f".tmp{suffix}", dir=parent)
         os.close(handle)

@@ -63,3 +63,13 @@ def test_a_remembered_interruption_stops_the_rename(tmp_path, monkeypatch):
             with open(temporary, "wb") as handle:
                 handle.write(b"complete, but the command was interrupted")
     assert os.listdir(tmp_path) == []
+
+
+def test_a_folder_written_atomically_gets_a_normal_folders_mode(tmp_path):
+    mask = os.umask(0o022)
+    try:
+        with atomic_path(tmp_path / "dataset", directory=True):
+            pass
+    finally:
+        os.umask(mask)
+    assert stat.S_IMODE(os.stat(tmp_path / "dataset").st_mode) == 0o755
