@@ -44,8 +44,16 @@ def run_export(how, target, signum, run_dir, export_format, out, tmp_path, extra
     process = subprocess.run(
         [sys.executable, DRIVER, how, target, signal.Signals(signum).name, "--", *arguments],
         stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=environment, timeout=TIMEOUT,
+        # A job started in the background (`make test &`, some CI runners) inherits SIGINT
+        # ignored, and Python keeps it so; the export under test must receive Ctrl-C as a
+        # terminal would send it.
+        preexec_fn=_default_interrupt,
     )
     return process.returncode, process.stdout
+
+
+def _default_interrupt():
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
 
 
 def assert_interrupted(status, output, signum, how, target):
