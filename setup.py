@@ -21,6 +21,7 @@ setup(
         "tqdm==4.70.1",
         "matplotlib==3.11.2",
         "cityscapesscripts==2.3.0",
+        "pycocotools==2.0.11",
     ],
     extras_require={
         "export": [
@@ -28,6 +29,8 @@ setup(
             "tf2onnx==1.17.0",
             "onnx==1.23.2",
             "onnxruntime==1.31.1",
+            "mediapipe==1.2.3",
+            "opencv-contrib-python==5.0.0.93",  # mediapipe needs it; same cv2 as the headless build
         ],
         "test": [
             "pytest==9.2.0",
@@ -37,6 +40,8 @@ setup(
             "tf2onnx==1.17.0",
             "onnx==1.23.2",
             "onnxruntime==1.31.1",
+            "mediapipe==1.2.3",
+            "opencv-contrib-python==5.0.0.93",  # mediapipe needs it; same cv2 as the headless build
         ],
     },
     entry_points={"console_scripts": ["kseg=kseg.cli.main:cli"]},
