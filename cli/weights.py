@@ -76,7 +76,7 @@ def download(name):
 def convert(source, out, model_name, classes_spec, force):
     """Convert a released .caffemodel (or pytorch-fcn .pth) into a kseg .keras model."""
     from kseg.files import check_regular_file
-    from kseg.models import convert as converter
+    from kseg import conversion as converter
 
     check_regular_file(source, "weights file", limit=converter.WEIGHTS_FILE_LIMIT)
 

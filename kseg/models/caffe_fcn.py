@@ -17,7 +17,7 @@ their weights need this variant to give the logits they were trained to give:
 Caffe's Deconvolution (no padding) gives (in - 1) * stride + kernel, as
 Conv2DTranspose(padding="valid") does, and Caffe's Crop takes [offset : offset + size] of
 the reference. Layer names are the Caffe layer names, which the converters in
-`kseg.models.convert` match blobs against.
+`kseg.conversion` match blobs against.
 """
 
 import keras
@@ -135,7 +135,7 @@ def scaled(channels, width):
 
 def caffe_fcn(variant, num_classes=21, weights=None, width=1.0, dropout=0.5, name=None,
               learn_upsampling=False):
-    """Builds a Caffe-exact FCN (random weights; `kseg.models.convert` fills them in).
+    """Builds a Caffe-exact FCN (random weights; `kseg.conversion` fills them in).
 
     Args:
         variant: str. "fcn32s", "fcn16s", "fcn8s" or "fcn8s_atonce".
