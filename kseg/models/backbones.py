@@ -8,7 +8,8 @@ Each backbone is built by keras.applications itself, inline in the segmentation 
   float32 (MobileNetV3: RGB scaled to [-1, 1], keras' own `Rescaling` layer taken out of
   the backbone and put before the padding; ResNet50: keras' "caffe" mode, BGR minus the
   ImageNet mean, as VGG16), so callers pass uint8 (or float) RGB in [0, 255];
-- the taps: the feature maps at strides 8, 16 and 32, named per backbone;
+- the taps: the feature maps at strides 8, 16 and 32 (and 2, 4 for U-Net and DeepLab
+  v3+ decoders), named per backbone;
 - dilation: a backbone's last stage(s) can run at stride 1 with dilated convolutions
   (output stride 16 or 8 instead of 32); the weights stay the same shape, so ImageNet
   weights load unchanged. `dilate` rebuilds a model with those layers changed
@@ -32,8 +33,9 @@ class Backbone:
         application: str. The keras.applications function ("MobileNetV3Large").
         preprocessing: str. "unit" (RGB scaled to [-1, 1]) or "caffe" (BGR minus the
             ImageNet mean).
-        taps: dict. Output stride (8, 16) -> name of the layer giving that feature map;
-            stride 32 is the backbone's last output.
+        taps: dict. Output stride (8, 16; 2 and 4 where the decoders that need them,
+            U-Net and DeepLab v3+, are built on the backbone) -> name of the layer giving
+            that feature map; stride 32 is the backbone's last output.
         stages: tuple. The stages that can be dilated, last first: (stride they start,
             layer names whose stride becomes 1, layer names that get the dilation,
             padding layers (name, the convolution they pad) that become the symmetric
@@ -76,7 +78,8 @@ def _resnet_stage(stride, stage, blocks):
 BACKBONES = {
     "mobilenetv3large": Backbone(
         "mobilenetv3large", "MobileNetV3Large", "unit",
-        taps={8: "expanded_conv_5_add", 16: "expanded_conv_11_add"},
+        taps={2: "expanded_conv_project_bn", 4: "expanded_conv_2_add", 8: "expanded_conv_5_add",
+              16: "expanded_conv_11_add"},
         stages=(_mobilenet_stage(32, (12, 13, 14)),),
         width_weights=(0.75, 1.0),
     ),
@@ -88,7 +91,7 @@ BACKBONES = {
     ),
     "resnet50": Backbone(
         "resnet50", "ResNet50", "caffe",
-        taps={8: "conv3_block4_out", 16: "conv4_block6_out"},
+        taps={2: "conv1_relu", 4: "conv2_block3_out", 8: "conv3_block4_out", 16: "conv4_block6_out"},
         stages=(_resnet_stage(32, 5, 3), _resnet_stage(16, 4, 6)),
     ),
 }  # fmt: skip
@@ -149,7 +152,7 @@ def backbone_features(x, backbone, width=1.0, minimalistic=False):
     """Builds `backbone` (random weights) on the preprocessed, padded tensor `x`.
 
     Returns:
-        dict. Stride (8, 16, 32) -> feature tensor (strides of the undilated backbone;
+        dict. Stride (2, 4, 8, 16, 32) -> feature tensor (strides of the undilated backbone;
         `dilate` changes them afterwards).
     """
     build = getattr(keras.applications, backbone.application)

@@ -11,10 +11,26 @@
 
 Dilating instead of striding keeps every kernel's shape, so keras' ImageNet ResNet50
 weights load unchanged (by layer name).
+
+DeepLab v3+ (Chen, Zhu, Papandreou, Schroff & Adam 2018) adds a decoder over the
+backbone's stride-4 features:
+
+    ... -> ASPP as above (rates of the output stride) -> bilinear to stride 4
+      + low-level: stride-4 tap (ResNet50 conv2_block3_out, MobileNetV3Large
+        expanded_conv_2_add) -> 1x1 conv (48) + BN + ReLU (decoder_low)
+      -> concat -> two 3x3 conv (256) + BN + ReLU (decoder_1, decoder_2)
+      -> classifier (1x1) -> bilinear x4
+    -> crop to H x W -> float32 logits
+
+on ResNet50 at output stride 16 or 8, and on MobileNetV3Large (its last stage dilated,
+output stride 16) for phones; the MobileNetV3Large variant exports to a full-integer
+TFLite file.
 """
 
+from keras import layers
+
 from kseg.models.backbones import build_on_backbone
-from kseg.models.heads import deeplabv3_head
+from kseg.models.heads import ASPP_RATES, BilinearUpsample, aspp, conv_bn_relu, deeplabv3_head
 
 OUTPUT_STRIDES = (16, 8)
 
@@ -39,3 +55,64 @@ def deeplabv3_resnet50(num_classes=21, weights="imagenet", output_stride=16, dro
 def deeplabv3_resnet50_os8(num_classes=21, weights="imagenet", dropout=0.5):
     """DeepLab v3 on ResNet50 at output stride 8. See `deeplabv3_resnet50`."""
     return deeplabv3_resnet50(num_classes, weights, 8, dropout)
+
+
+LOW_LEVEL_CHANNELS = 48
+DECODER_CHANNELS = 256
+LOW_LEVEL_STRIDE = 4
+PLUS_BACKBONES = ("resnet50", "mobilenetv3large")
+
+
+def deeplabv3plus_head(num_classes, dropout=0.1, channels=DECODER_CHANNELS):
+    """DeepLab v3+'s head: ASPP, then a decoder over the stride-4 features."""
+    if not 0 <= dropout < 1:
+        raise ValueError(f"`dropout` must be in [0, 1). Received: dropout={dropout}")
+
+    def head(features, output_stride):
+        x = aspp(features[32], ASPP_RATES[output_stride], dropout, channels)
+        x = BilinearUpsample(output_stride // LOW_LEVEL_STRIDE, name="decoder_upsample")(x)
+        low = conv_bn_relu(features[LOW_LEVEL_STRIDE], LOW_LEVEL_CHANNELS, 1, "decoder_low")
+        x = layers.Concatenate(name="decoder_concat")([x, low])
+        x = conv_bn_relu(x, channels, 3, "decoder_1")
+        x = conv_bn_relu(x, channels, 3, "decoder_2")
+        x = layers.Conv2D(num_classes, 1, name="classifier")(x)
+        return BilinearUpsample(LOW_LEVEL_STRIDE, name="upsample")(x)
+
+    return head
+
+
+def build_deeplabv3plus(backbone, num_classes=21, weights="imagenet", output_stride=16, dropout=0.1,
+                        width=1.0):
+    """DeepLab v3+ on `backbone`.
+
+    Args:
+        backbone: str. "resnet50" (output stride 16 or 8) or "mobilenetv3large" (16).
+        num_classes: int. Number of classes scored per pixel.
+        weights: str or None. "imagenet" (keras' download and cache), None (random), or a
+            path to a keras weights file of the backbone (include_top=False).
+        output_stride: int. 16 or 8: the stride of ASPP's input map.
+        dropout: float. Dropout rate after ASPP's projection.
+        width: float. MobileNetV3's alpha (ImageNet weights exist for 0.75 and 1).
+    """
+    if backbone not in PLUS_BACKBONES:
+        raise ValueError(f"DeepLab v3+ is built on {' or '.join(PLUS_BACKBONES)}. Received: backbone={backbone!r}")
+    if output_stride not in OUTPUT_STRIDES:
+        raise ValueError(f"`output_stride` must be 16 or 8. Received: output_stride={output_stride}")
+    name = f"deeplabv3plus_{backbone}" + ("" if output_stride == 16 else f"_os{output_stride}")
+    return build_on_backbone(backbone, deeplabv3plus_head(num_classes, dropout), num_classes, weights,
+                             output_stride, name, width)  # fmt: skip
+
+
+def deeplabv3plus_resnet50(num_classes=21, weights="imagenet", dropout=0.1):
+    """DeepLab v3+ on ResNet50 at output stride 16. See `build_deeplabv3plus`."""
+    return build_deeplabv3plus("resnet50", num_classes, weights, 16, dropout)
+
+
+def deeplabv3plus_resnet50_os8(num_classes=21, weights="imagenet", dropout=0.1):
+    """DeepLab v3+ on ResNet50 at output stride 8. See `build_deeplabv3plus`."""
+    return build_deeplabv3plus("resnet50", num_classes, weights, 8, dropout)
+
+
+def deeplabv3plus_mobilenetv3large(num_classes=21, weights="imagenet", dropout=0.1, width=1.0):
+    """DeepLab v3+ on MobileNetV3Large at output stride 16. See `build_deeplabv3plus`."""
+    return build_deeplabv3plus("mobilenetv3large", num_classes, weights, 16, dropout, width)

@@ -136,3 +136,76 @@ class Im2ColConv2D(keras.layers.Conv2D):
             ops.reshape(kernel, (kernel_h * kernel_w * channels, filters)),
         )
         return ops.reshape(outputs, (shape[0], out_h, out_w, filters))
+
+
+# -- SegNet's pooling indices, as a mask (kseg.models.segnet) ---------------------------
+
+
+def upsample_nearest_x2(x):
+    """Repeats every pixel of `x` (batch, h, w, channels) into a 2x2 block: (batch, 2h, 2w,
+    channels), exactly (a nearest-neighbour resize by 2 copies values, whatever the
+    pixel-centre convention). Under TensorFlow it is TensorFlow's own resize, which traces
+    with an unknown size and converts to TFLite's RESIZE_NEAREST_NEIGHBOR."""
+    shape = ops.shape(x)
+    size = (shape[1] * 2, shape[2] * 2)
+    if keras.backend.backend() == "tensorflow":
+        import tensorflow as tf
+
+        return tf.image.resize(x, tf.stack(size), method="nearest")
+    return ops.image.resize(x, size, interpolation="nearest")
+
+
+# Priorities of the four positions of a 2x2 pooling window, first in row-major order
+# highest: where several positions hold the maximum, the first one is the arg-max, as in
+# TensorFlow's MaxPoolWithArgmax and NumPy's argmax.
+_WINDOW_PRIORITY = ((4.0, 3.0), (2.0, 1.0))
+
+
+@keras.saving.register_keras_serializable(package="kseg")
+class MaxPoolingMask(keras.layers.Layer):
+    """Where the maxima of a 2x2, stride-2 max pooling came from: `[x, pooled]` -> a 0/1
+    map of `x`'s size with exactly one 1 per window, at the window's arg-max (the first
+    maximum in row-major order when several positions tie).
+
+    SegNet stores the arg-max indices of each encoder pooling and its decoder puts
+    values back at them (`MaxUnpooling`). The indices are held as this mask, computed from
+    max pooling, nearest-neighbour x2 resizes, comparisons and products only, so it runs on
+    every keras backend and converts to SavedModel, ONNX and TFLite builtins (TFLite has no
+    MaxPoolWithArgmax or unpooling op):
+
+        hit   = x == up(pooled)                     (the positions holding the maximum)
+        score = hit * priority                      (4, 3, 2, 1 within each window)
+        mask  = score == up(maxpool(score))         (the first hit of each window)
+
+    Height and width of `x` must be even (kseg's models pad to a multiple of 32).
+    """
+
+    def call(self, inputs):
+        x, pooled = inputs
+        shape = ops.shape(x)
+        priority = ops.tile(ops.convert_to_tensor(_WINDOW_PRIORITY, dtype=x.dtype),
+                            (shape[1] // 2, shape[2] // 2))  # fmt: skip
+        priority = ops.expand_dims(ops.expand_dims(priority, 0), -1)
+        hit = ops.cast(ops.equal(x, upsample_nearest_x2(pooled)), x.dtype)
+        score = hit * priority
+        best = upsample_nearest_x2(ops.max_pool(score, 2, 2, padding="valid"))
+        # `best` is at least 1 (every window holds its maximum), so a position without a
+        # hit (score 0) is never chosen.
+        return ops.cast(ops.equal(score, best), x.dtype)
+
+    def compute_output_shape(self, input_shapes):
+        return input_shapes[0]
+
+
+@keras.saving.register_keras_serializable(package="kseg")
+class MaxUnpooling(keras.layers.Layer):
+    """SegNet's unpooling: `[y, mask]` -> `y` (batch, h, w, c) placed at the 1s of `mask`
+    (batch, 2h, 2w, c, from `MaxPoolingMask`), zeros elsewhere."""
+
+    def call(self, inputs):
+        values, mask = inputs
+        return upsample_nearest_x2(values) * ops.cast(mask, values.dtype)
+
+    def compute_output_shape(self, input_shapes):
+        values_shape, mask_shape = input_shapes
+        return (values_shape[0], mask_shape[1], mask_shape[2], values_shape[3])

@@ -1,0 +1,91 @@
+"""SegNet (Badrinarayanan, Kendall & Cipolla, TPAMI 2017) on VGG16 with batch norm.
+
+    RGB image (any H x W) -> BGR minus the ImageNet mean -> pad to a multiple of 32
+      -> encoder: VGG16-BN's 13 convolutions (conv + BN + ReLU) in 5 blocks; each block
+         ends in a 2x2 max pooling that keeps where its maxima were (block{b}_pool_mask)
+      -> decoder, block 5 down to 1: unpool with that block's indices (decoder{b}_unpool:
+         each value goes back to where its maximum came from, zeros elsewhere), then as
+         many convolutions as the encoder block (conv + BN + ReLU; the last one narrows
+         to the channels of the block before)
+      -> classifier (1x1) at full resolution
+    -> crop to H x W -> float32 logits
+
+The decoder learns no upsampling: it reuses the encoder's pooling indices, so boundaries
+come back where the encoder saw them. The indices are held as 0/1 masks
+(`kseg.models.layers.MaxPoolingMask`), built from ops every backend and converter has
+(TFLite has no arg-max pooling); unpooling equals index unpooling exactly, ties
+included (the first maximum of a window in row-major order).
+
+There are no ImageNet weights for VGG16-BN in keras: SegNet trains from random weights
+(the paper initialises its encoder from ImageNet VGG16).
+"""
+
+import keras
+from keras import layers
+
+from kseg.errors import KsegError
+from kseg.models.layers import (
+    CropToReference,
+    MaxPoolingMask,
+    MaxUnpooling,
+    PadToMultiple,
+    VGGPreprocessing,
+)
+from kseg.models.vgg16 import PIXEL_STD, VGG16_BLOCKS, conv_relu, he_initializer, scaled
+
+INPUT_MULTIPLE = 32  # five 2x2 poolings
+
+
+def check_random_weights(model_name, weights):
+    """Refuses pretrained weights for a model that has none published."""
+    if weights is not None:
+        raise KsegError(
+            f"{model_name} trains from random weights (no ImageNet weights exist for it); "
+            f"pass --weights none (weights=None). Received: weights={weights!r}"
+        )
+
+
+def check_num_classes(num_classes):
+    if not isinstance(num_classes, int) or isinstance(num_classes, bool) or num_classes < 2:
+        raise ValueError(f"`num_classes` must be an integer >= 2. Received: num_classes={num_classes}")
+
+
+def check_width(width):
+    if not 0 < width <= 1:
+        raise ValueError(f"`width` must be in (0, 1]. Received: width={width}")
+
+
+def segnet(num_classes=21, weights=None, width=1.0):
+    """SegNet on VGG16-BN, from random weights.
+
+    Args:
+        num_classes: int. Number of classes scored per pixel.
+        weights: None. There are no pretrained weights; anything else is refused.
+        width: float. Multiplier on every channel count (below 1: small models for tests
+            and demos).
+    """
+    check_num_classes(num_classes)
+    check_random_weights("SegNet", weights)
+    check_width(width)
+    images = keras.Input(shape=(None, None, 3), name="images")
+    x = VGGPreprocessing(name="preprocess")(images)
+    x = PadToMultiple(INPUT_MULTIPLE, name="pad")(x)
+    masks = {}
+    for block, convs, channels in VGG16_BLOCKS:
+        for index in range(1, convs + 1):
+            first = block == 1 and index == 1
+            x = conv_relu(x, scaled(channels, width), 3, f"block{block}_conv{index}", batch_norm=True,
+                          initializer=he_initializer(PIXEL_STD if first else 1.0))  # fmt: skip
+        pooled = layers.MaxPooling2D(2, strides=2, name=f"block{block}_pool")(x)
+        masks[block] = MaxPoolingMask(name=f"block{block}_pool_mask")([x, pooled])
+        x = pooled
+    for position in range(len(VGG16_BLOCKS) - 1, -1, -1):
+        block, convs, channels = VGG16_BLOCKS[position]
+        narrowed = VGG16_BLOCKS[position - 1][2] if position else channels
+        x = MaxUnpooling(name=f"decoder{block}_unpool")([x, masks[block]])
+        for index in range(1, convs + 1):
+            out = narrowed if index == convs else channels
+            x = conv_relu(x, scaled(out, width), 3, f"decoder{block}_conv{index}", batch_norm=True)
+    x = layers.Conv2D(num_classes, 1, name="classifier")(x)
+    logits = CropToReference(dtype="float32", name="logits")([x, images])
+    return keras.Model(images, logits, name="segnet")
