@@ -1,5 +1,5 @@
-"""`kseg data`: describe your own data, verify a dataset, show its statistics, write the
-synthetic dataset."""
+"""`kseg data`: describe your own data, import annotation exports, verify a dataset, show its
+statistics, write the synthetic dataset."""
 
 import click
 
@@ -58,6 +58,8 @@ def data():
       kseg data init DATA_DIR              write DATA_DIR/classes.yaml from the masks
       kseg data verify --data folder --data-dir DATA_DIR
       kseg train --recipe folder-scratch --data-dir DATA_DIR
+      kseg data import FORMAT SOURCE DATA_DIR   from LabelMe, COCO, CVAT, Kaggle CamVid
+                                           or pix2pix Cityscapes (docs/importing.md)
 
     \b
     classes.yaml (full description: docs/datasets.md):
@@ -232,3 +234,89 @@ def synth(out, num_train, num_val, size, seed, force):
         write_synthetic_dataset(out, num_train=num_train, num_val=num_val, size=size, seed=seed,
                                 progress=bar.update, replace=force)
     click.echo(f"wrote {num_train} train + {num_val} val scenes of {size[0]}x{size[1]} to {out}")
+
+
+IMPORT_FORMATS = ("labelme", "coco", "cvat", "camvid-kaggle", "pix2pix-cityscapes")  # kseg.data.importers.FORMATS
+FORMAT_OPTIONS = {"images": ("coco",), "labels": ("labelme",), "unlabelled": ("labelme", "coco"),
+                  "crowd": ("coco",), "tolerance": ("pix2pix-cityscapes",)}  # fmt: skip
+
+
+@data.command("import")
+@click.argument("format", type=click.Choice(IMPORT_FORMATS))
+@click.argument("source", type=click.Path())
+@click.argument("out_dir", type=click.Path(file_okay=False))
+@click.option("--images", type=click.Path(file_okay=False),
+              help="coco: the folder the images' file_name entries are relative to. Default: the JSON's folder.")
+@click.option("--labels", type=click.Path(dir_okay=False),
+              help="labelme: a labels.txt (one class a line) fixing the classes and their order; a label "
+                   "not in it is ignored and reported. Default: every label found, sorted.")
+@click.option("--unlabelled", type=click.Choice(["background", "ignore"]), default="background",
+              show_default=True,
+              help="labelme, coco: pixels no annotation covers are class 0 'background', or ignored.")
+@click.option("--crowd", type=click.Choice(["ignore", "class"]), default="ignore", show_default=True,
+              help="coco: iscrowd regions are ignored (objects drawn singly stay on top), or drawn as "
+                   "their category.")
+@click.option("--ignore-class", "ignore", multiple=True, metavar="NAME",
+              help="A class whose pixels are ignored (255) instead of learned, e.g. Void; repeat for several.")
+@click.option("--tolerance", type=Number(0, 442), default=40.0, show_default=True,
+              help="pix2pix-cityscapes: the largest RGB distance from a label pixel to the nearest Cityscapes "
+                   "colour; farther pixels are ignored and counted as uncertain.")
+@click.option("--strict", is_flag=True, help="Write nothing if any annotation or image has a problem.")
+@click.option("--max-problems", default=20, show_default=True, type=Number(0, 10**9, integer=True),
+              help="How many problems to print (all are in OUT_DIR/import-report.txt).")
+@click.option("--no-progress", is_flag=True, help="Do not show the progress bar.")
+@click.pass_context
+def import_(ctx, format, source, out_dir, images, labels, unlabelled, crowd, ignore, tolerance, strict,
+            max_problems, no_progress):
+    """Import FORMAT annotations from SOURCE into a new folder dataset OUT_DIR.
+
+    \b
+    FORMAT and SOURCE:
+      labelme             a folder of LabelMe .json files (or one file); images by
+                          imagePath, or the embedded imageData
+      coco                an instances .json (polygons, RLE, iscrowd); --images DIR
+      cvat                a CVAT "Segmentation mask 1.1" export folder (labelmap.txt,
+                          SegmentationClass/, JPEGImages/, ImageSets/Segmentation/)
+      camvid-kaggle       Kaggle CamVid: train/, train_labels/*_L.png, val/, test/,
+                          class_dict.csv
+      pix2pix-cityscapes  Kaggle cityscapes-image-pairs: train/, val/ JPEGs of photo |
+                          colour label
+
+    OUT_DIR gets images/ and masks/ (split folders where the source has splits), index
+    PNG masks (class k stored as k, 255 ignored), classes.yaml and import-report.txt.
+    Shapes drawn later lie on top of earlier ones. Every problem is named with its file:
+    a label or colour not in the class list (its pixels ignored), an annotation that
+    cannot be drawn (left out), an image missing, unreadable or of another size than its
+    annotation (left out). OUT_DIR must not exist; it appears only when complete.
+    docs/importing.md describes each format.
+    """
+    import shlex
+
+    from kseg.data.importers import import_dataset
+    from kseg.errors import KsegError
+    from kseg.images import quiet_decoder_warnings
+    from kseg.progress import write
+
+    for name, formats in FORMAT_OPTIONS.items():
+        given = ctx.get_parameter_source(name) == click.core.ParameterSource.COMMANDLINE
+        if given and format not in formats:
+            raise KsegError(f"--{name} applies to {' and '.join(formats)} only, not to {format}")
+    quiet_decoder_warnings()
+    shown = []
+
+    def on_problem(problem):
+        shown.append(problem)
+        if len(shown) <= max_problems:
+            write(f"warning: {problem}")
+
+    result = import_dataset(format, source, out_dir, images=images, labels=labels, unlabelled=unlabelled,
+                            crowd=crowd, ignore=ignore, tolerance=tolerance, strict=strict,
+                            progress=not no_progress, on_problem=on_problem)
+    if len(result.problems) > max_problems:
+        click.echo(f"... and {len(result.problems) - max_problems} more problem(s): all are in "
+                   f"{out_dir}/import-report.txt", err=True)
+    for line in result.summary():
+        click.echo(line)
+    click.echo(f"wrote {out_dir}; check it and train:")
+    click.echo(f"  kseg data verify --data folder --data-dir {shlex.quote(out_dir)}")
+    click.echo(f"  kseg train --recipe folder-scratch --data-dir {shlex.quote(out_dir)}")

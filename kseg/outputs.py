@@ -79,6 +79,8 @@ KINDS = {kind.name: kind for kind in (
     Kind("synthetic dataset", "kseg data synth", "OUT/ (a folder)", "force"),
     Kind("dataset classes", "kseg data init", "FOLDER/classes.yaml (inside the dataset it "
          "describes: the one output that goes there)", "never"),
+    Kind("imported dataset", "kseg data import", "OUT_DIR/ (a folder: images/, masks/, classes.yaml, "
+         "import-report.txt)", "never"),
     Kind("converted weights", "kseg weights convert", "--out MODEL.keras and classes.json beside it",
          "force"),
     Kind("benchmark report", "benchmarks/*.py", "--out REPORT.json", "rerun"),
