@@ -308,7 +308,7 @@ def _points(shape, where):
     return array
 
 
-def _labelme_region(shape, where, size, json_path):
+def _labelme_region(shape, where, size):
     """(bool mask or None, list of problem messages with actions) of one LabelMe shape,
     drawn the way LabelMe's own `shape_to_mask` draws it."""
     from PIL import Image, ImageDraw
@@ -462,7 +462,7 @@ class LabelMe:
                 continue
             label = shape["label"]
             where = f"shape {number} ({brief(label, 40)})"
-            region, notes = _labelme_region(shape, where, (height, width), path)
+            region, notes = _labelme_region(shape, where, (height, width))
             problems += [ImportProblem(path, message, action) for message, action in notes]
             if region is None:
                 continue
