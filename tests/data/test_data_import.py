@@ -114,6 +114,26 @@ def test_labelme_labels_file_fixes_the_order_and_ignores_unlisted_labels(labelme
     assert mask_of(out, "a")[5, 5] == 2
 
 
+def test_labelme_mask_shapes_are_placed_on_their_box(tmp_path):
+    source = tmp_path / "labelme"
+    write_png(source / "m.png", random_image(np.random.default_rng(5), 12, 16))
+    blob = np.array([[0, 1, 1, 0], [1, 1, 1, 1], [0, 1, 0, 0]], np.uint8)  # 4 wide, 3 high
+    encoded = base64.b64encode(cv2.imencode(".png", blob)[1].tobytes()).decode()
+    labelme_file(source / "m.json", "m.png", [("leaf", "mask", [[6, 2], [9, 4]]),
+                                              ("leaf", "mask", [[0, 0], [5, 5]])], (12, 16))
+    document = json.loads((source / "m.json").read_text())
+    for shape in document["shapes"]:
+        shape["mask"] = encoded
+    (source / "m.json").write_text(json.dumps(document))
+    out = tmp_path / "out"
+    result = run("labelme", source, out)
+    assert result.exit_code == 0, result.output
+    expected = np.zeros((12, 16), np.uint8)
+    expected[2:5, 6:10] = blob
+    np.testing.assert_array_equal(mask_of(out, "m"), expected)
+    assert "shape 1 ('leaf'): its mask is 4x3 but its points span 6x6 (annotation left out)" in result.output
+
+
 def test_strict_writes_nothing_and_an_existing_folder_is_never_replaced(labelme, tmp_path):
     out = tmp_path / "out"
     result = run("labelme", labelme, out, "--strict")
