@@ -33,26 +33,43 @@ from kseg.data.registry import DATASET_NAMES as DATASETS  # no TensorFlow import
 @click.option("--sheet-images", default=6, show_default=True, type=Number(1, 64, integer=True),
               help="Images on the contact sheet.")
 @click.option("--precision", default="fp32", show_default=True, type=click.Choice(["fp32", "bf16"]),
-              help="Compute precision of the model, whatever policy it was trained under "
-                   "(as in `kseg predict`).")
+              help="Compute precision of a Keras model, whatever policy it was trained under "
+                   "(as in `kseg predict`). An exported file computes as it was exported.")
+@click.option("--fit", default="resize", show_default=True, type=click.Choice(["resize", "tile"]),
+              help="An export with a fixed input size, on images of another size: resize each "
+                   "image to it and the logits back (as MediaPipe does: what a phone client "
+                   "scores), or tile the image at that size, smaller tiles padded (each pixel "
+                   "at its own scale, as the Keras model sees it).")
 @click.option("--unsafe", is_flag=True, help="Allow models containing code (trusted files only).")
 def evaluate(model, predictions_dir, data, data_dir, classes_file, split, batch_size, max_images,
-             label_format, out, confusion_png, sheet_png, sheet_images, precision, unsafe):  # fmt: skip
-    """Score MODEL (a run directory or .keras file) or --predictions DIR on a dataset split.
+             label_format, out, confusion_png, sheet_png, sheet_images, precision, fit, unsafe):  # fmt: skip
+    """Score MODEL or --predictions DIR on a dataset split.
 
-    Without either, the latest run under ./runs is scored, else the CamVid model kseg ships.
+    MODEL is a run directory or .keras file, or a file `kseg export` wrote: a .tflite or
+    .onnx file, or a SavedModel folder (the format comes from the suffix; a folder holding
+    saved_model.pb is a SavedModel). Without MODEL or --predictions, the latest run under
+    ./runs is scored, else the CamVid model kseg ships.
 
     Reports pixel accuracy, mean class accuracy, mean IoU and frequency-weighted IoU (FCN
     paper, section 5) over one confusion matrix of the whole split, void pixels excluded,
     with a per-class IoU table.
 
+    An exported file is scored with the same metrics and table as the Keras model, so
+    scoring the .keras and its int8 .tflite gives the cost of quantization. Its class
+    count must equal the dataset's; its class names come from the file, else a
+    classes.json beside it, else the dataset. An export with a fixed input size (a
+    MediaPipe-ready TFLite file, or --input-size at export) takes other sizes as --fit
+    says. Its metrics are written only with --out (a run's metrics-SPLIT.json is its
+    .keras model's). See docs/exported-files.md.
+
     \b
     Examples:
       kseg evaluate runs/fcn8s-camvid-... --data camvid --data-dir data/camvid --split test
+      kseg evaluate runs/fcn8s-camvid-.../export/best_int8.tflite --data camvid --data-dir data/camvid
       kseg evaluate --predictions out/labels --data cityscapes --data-dir data/cityscapes
     """
-    from kseg import runs
     from kseg.data import get_dataset_spec
+    from kseg.exported import choose_model
     from kseg.evaluation import (
         check_evaluate_outputs,
         default_output_paths,
@@ -64,14 +81,19 @@ def evaluate(model, predictions_dir, data, data_dir, classes_file, split, batch_
     if predictions_dir and model:
         raise KsegError("give either MODEL or --predictions DIR, not both")
     spec = get_dataset_spec(data, data_dir, classes_file)
-    run_dir = model_path = chosen = None
+    run_dir = model_path = chosen = exported = None
     if not predictions_dir:
-        chosen = runs.choose_model(model, option="MODEL or --predictions DIR")
+        chosen, exported = choose_model(model, option="MODEL or --predictions DIR")
         model_path, run_dir = chosen.path, chosen.run_dir
         if chosen.note:
             click.echo(chosen.note, err=True)
-    # the shipped model's folder is kseg's own: its metrics are written only with --out
-    out, confusion_png = default_output_paths(split, chosen and chosen.output_dir, out, confusion_png)
+        if exported and precision != "fp32":
+            raise KsegError(f"--precision {precision} applies to Keras models; {model_path} computes in the "
+                            "precision it was exported in")  # fmt: skip
+    # the shipped model's folder is kseg's own, and a run's metrics file is its .keras
+    # model's: their metrics are written only with --out
+    default_dir = chosen.output_dir if chosen and not exported else None
+    out, confusion_png = default_output_paths(split, default_dir, out, confusion_png)
     if sheet_png and predictions_dir:
         raise KsegError("--sheet needs a MODEL: it shows the model's predictions beside the images")
     checked = check_evaluate_outputs(out, confusion_png, spec, split, model_path, run_dir,
@@ -81,12 +103,19 @@ def evaluate(model, predictions_dir, data, data_dir, classes_file, split, batch_
     else:
         from kseg.models.inference import slow_precision_warning
 
-        click.echo(f"model: {model_path} (computed in {precision})", err=True)
-        warning = slow_precision_warning(precision)
-        if warning:
-            click.echo(f"warning: {warning}", err=True)
+        scored = model_path
+        if exported:
+            from kseg.exported import ExportedPredictor
+
+            scored = ExportedPredictor(model_path, exported, fit=fit)
+            click.echo(f"model: {scored.describe()}", err=True)
+        else:
+            click.echo(f"model: {model_path} (computed in {precision})", err=True)
+            warning = slow_precision_warning(precision)
+            if warning:
+                click.echo(f"warning: {warning}", err=True)
         result = evaluate_model(
-            model_path, spec, split, batch_size=batch_size, max_images=max_images, unsafe=unsafe,
+            scored, spec, split, batch_size=batch_size, max_images=max_images, unsafe=unsafe,
             examples=sheet_images if sheet_png else 0, precision=precision,
         )
     for line in result.report_lines():

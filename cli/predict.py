@@ -47,9 +47,10 @@ def _tta_callback(ctx, param, value):
 
 @click.command()
 @click.argument("inputs", nargs=-1, required=True)
-@click.option("--model", "model_path", default=None, metavar="RUN_DIR|MODEL.keras",
-              help="Run directory or .keras file. Default: the latest run under ./runs, else "
-                   "the CamVid model kseg ships (it says which it uses).")
+@click.option("--model", "model_path", default=None, metavar="RUN_DIR|MODEL.keras|EXPORT",
+              help="Run directory or .keras file, or an export: a .tflite or .onnx file or a "
+                   "SavedModel folder. Default: the latest run under ./runs, else the CamVid "
+                   "model kseg ships (it says which it uses).")
 @click.option("--out", "out_dir", default="predictions", show_default=True,
               type=click.Path(), help="Folder the outputs are written to (not an input "
                                       "folder; files kseg did not write there are kept).")
@@ -67,6 +68,10 @@ def _tta_callback(ctx, param, value):
 @click.option("--tta", multiple=True, metavar="SPEC", callback=_tta_callback,
               help="Test-time augmentation: flip, scales=0.75,1,1.25, or both "
                    "(repeat the option or join with '+'; scales in (0, 8]). Logits are averaged.")
+@click.option("--fit", default="resize", show_default=True, type=click.Choice(["resize", "tile"]),
+              help="An export with a fixed input size, on an image of another size: resize the "
+                   "image to it and the logits back (as MediaPipe does), or tile the image at "
+                   "that size (smaller tiles padded).")
 @click.option("--alpha", default=0.5, show_default=True, type=Number(0, 1),
               help="Opacity of the colours in the overlay.")
 @click.option("--precision", default="fp32", show_default=True, type=click.Choice(["fp32", "bf16"]),
@@ -75,7 +80,8 @@ def _tta_callback(ctx, param, value):
                    "over 99.5% of pixels (docs/performance.md).")
 @click.option("--unsafe", is_flag=True,
               help="Allow models containing code (Lambda layers); trusted files only.")
-def predict(inputs, model_path, out_dir, formats, tile, overlap, blend, tta, alpha, precision, unsafe):
+def predict(inputs, model_path, out_dir, formats, tile, overlap, blend, tta, fit, alpha, precision,
+            unsafe):  # fmt: skip
     """Segment INPUTS (image files, folders, glob patterns) with a trained model.
 
     \b
@@ -87,10 +93,17 @@ def predict(inputs, model_path, out_dir, formats, tile, overlap, blend, tta, alp
     A file that cannot be read is reported and skipped; the exit code is then 1.
     Outputs never replace an input or a file kseg did not write (listed in
     --out/.kseg-outputs.json).
+
+    An export (`kseg export` output: .tflite, .onnx, SavedModel folder) is run by its own
+    runtime (LiteRT, onnxruntime, TensorFlow) with the same outputs; its class names and
+    colours come from the file itself, else a classes.json beside it (or in the run
+    directory holding its export/ folder), else "class N". A fixed-size export (a
+    MediaPipe-ready TFLite file, or --input-size at export) takes other sizes as --fit
+    says; docs/exported-files.md has the details.
     """
     from kseg.errors import KsegError
+    from kseg.exported import choose_model
     from kseg.predict import PredictCounts, collect_images, load_predictor, plan_outputs, predict_files
-    from kseg.runs import choose_model
 
     formats = parse_formats(formats)
     if tile:
@@ -107,12 +120,21 @@ def predict(inputs, model_path, out_dir, formats, tile, overlap, blend, tta, alp
     if not (plan and plan.outputs):
         raise KsegError("no images to predict")
 
-    chosen = choose_model(model_path)
+    chosen, exported = choose_model(model_path)
     path, run_dir = chosen.path, chosen.run_dir
     if chosen.note:
         click.echo(chosen.note, err=True)
-    model, num_classes, palette, names, warnings = load_predictor(path, run_dir, formats, precision,
-                                                                  unsafe)
+    if exported:
+        from kseg.exported import load_exported_predictor
+
+        if precision != "fp32":
+            raise KsegError(f"--precision {precision} applies to Keras models; {path} computes in the "
+                            "precision it was exported in")  # fmt: skip
+        model, num_classes, palette, names, warnings = load_exported_predictor(path, formats, exported, fit)
+        click.echo(f"model: {model.describe()}", err=True)
+    else:
+        model, num_classes, palette, names, warnings = load_predictor(path, run_dir, formats, precision,
+                                                                      unsafe)
     for warning in warnings:
         click.echo(f"warning: {warning}", err=True)
     counts = PredictCounts(failed=len(problems))

@@ -1,9 +1,11 @@
 """Scoring a model, or label maps already written, on a dataset split.
 
-Both paths accumulate one confusion matrix over the whole split (`kseg.metrics`; pixels
-whose ground truth is the ignore label 255 left out) and report the four FCN-paper
-metrics with a per-class table. The same matrix and scores serve as the validation metric
-during training (`kseg.metrics.ConfusionMatrixMetric`).
+Both paths (a model, or label maps already written) accumulate one confusion matrix over
+the whole split (`kseg.metrics`; pixels whose ground truth is the ignore label 255 left
+out) and report the four FCN-paper metrics with a per-class table. The same matrix and
+scores serve as the validation metric during training (`kseg.metrics.ConfusionMatrixMetric`).
+A model is a Keras model or an exported file (SavedModel, TFLite, ONNX: `kseg.exported`),
+scored by the same code.
 
 Prediction files are matched to the split's images by file stem (`kseg predict` writes
 `<image stem>.png`). For Cityscapes, files holding official label ids (0..33, as the
@@ -50,7 +52,7 @@ class EvaluationResult:
         source: str. The model file or prediction folder scored.
         palette: (C, 3) colours of the dataset, for pictures.
         precision: str. What the model computed in ("fp32", "bf16"); "" for prediction
-            PNGs.
+            PNGs and exported files.
         examples: list of (image, ground truth, prediction) arrays kept for a contact
             sheet (`evaluate_model(examples=N)`).
     """
@@ -140,7 +142,9 @@ def evaluate_model(model, spec, split="val", batch_size=1, max_images=None, prog
     """Runs a model over a split and accumulates its confusion matrix.
 
     Args:
-        model: keras.Model, or str: a run directory or a `.keras` file.
+        model: keras.Model, `kseg.exported.ExportedPredictor`, or str: a run directory, a
+            `.keras` file, or an exported file (SavedModel folder, `.tflite`, `.onnx`;
+            scored through `kseg.exported`, in the precision it was exported in).
         spec: DatasetSpec. From `kseg.data.get_dataset_spec`.
         split: str. The split to score.
         batch_size: int. Images per forward pass (only images of one size share a batch,
@@ -150,9 +154,9 @@ def evaluate_model(model, spec, split="val", batch_size=1, max_images=None, prog
         unsafe: bool. Allow a model file containing code (Lambda layers); trusted files only.
         examples: int. Keep `examples` (image, ground truth, prediction) triples, spread
             evenly over the images scored, in the result, for `write_contact_sheet`.
-        precision: str. "fp32" or "bf16": the model computes in this precision whatever
+        precision: str. "fp32" or "bf16": a Keras model computes in this precision whatever
             policy it was trained under (`kseg.models.inference.inference_model`, as in
-            `kseg predict`).
+            `kseg predict`). Not used for an exported file.
 
     Returns:
         EvaluationResult.
@@ -161,14 +165,22 @@ def evaluate_model(model, spec, split="val", batch_size=1, max_images=None, prog
     from kseg.data.pipeline import data_errors
     from kseg.models.inference import inference_model
 
+    from kseg.exported import ExportedPredictor, check_dataset_classes, export_format
+
     source = "model"
-    if not hasattr(model, "predict_on_batch"):
-        model_path, run_dir = runs.resolve_model_path(model)
-        check_run_classes(run_dir, spec)
-        source = model_path
-        model, _ = load_segmentation_model(model_path, unsafe=unsafe)
-    model = inference_model(model, precision)
-    outputs = model.outputs[0].shape[-1] if getattr(model, "outputs", None) else None
+    if not hasattr(model, "predict_on_batch") and export_format(model):
+        model = ExportedPredictor(model)
+    if isinstance(model, ExportedPredictor):
+        check_dataset_classes(model, spec)
+        source, precision, outputs = model.path, "", model.num_classes
+    else:
+        if not hasattr(model, "predict_on_batch"):
+            model_path, run_dir = runs.resolve_model_path(model)
+            check_run_classes(run_dir, spec)
+            source = model_path
+            model, _ = load_segmentation_model(model_path, unsafe=unsafe)
+        model = inference_model(model, precision)
+        outputs = model.outputs[0].shape[-1] if getattr(model, "outputs", None) else None
     if outputs is not None and outputs != spec.num_classes:
         raise KsegError(
             f"{source}: the model predicts {outputs} classes but {spec.name} has {spec.num_classes}"

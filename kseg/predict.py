@@ -541,6 +541,29 @@ class PredictCounts:
     failed: int = 0
 
 
+def check_output_formats(num_classes, formats, path):
+    """Checks that a model of `num_classes` classes can write the outputs `formats`.
+
+    Returns:
+        list of str. Warnings for the user.
+
+    Raises:
+        KsegError: more classes than a label map holds, or Cityscapes ids from a model
+            that is not a 19-class Cityscapes one.
+    """
+    if num_classes > 256:
+        raise KsegError(f"{path}: predicts {num_classes} classes; label maps hold at most 256")
+    if "cityscapes-ids" in formats and num_classes != 19:
+        raise KsegError(
+            f"--format cityscapes-ids needs a Cityscapes model with 19 classes; {path} "
+            f"predicts {num_classes}"
+        )
+    if "cityscapes-ids" in formats and len(formats) > 1:
+        return ["the Cityscapes evaluation script expects one PNG per image in its "
+                "results folder; write cityscapes-ids to a folder of its own"]
+    return []
+
+
 def load_predictor(path, run_dir, formats, precision="fp32", unsafe=False):
     """Loads a model for `predict_files` and checks it fits the outputs asked for.
 
@@ -563,17 +586,8 @@ def load_predictor(path, run_dir, formats, precision="fp32", unsafe=False):
     warning = slow_precision_warning(precision)
     warnings = [warning] if warning else []
     loaded, num_classes = load_segmentation_model(path, unsafe=unsafe)
-    if num_classes > 256:
-        raise KsegError(f"{path}: predicts {num_classes} classes; label maps hold at most 256")
+    warnings += check_output_formats(num_classes, formats, path)
     classes = read_classes(run_dir, num_classes, path)
-    if "cityscapes-ids" in formats and num_classes != 19:
-        raise KsegError(
-            f"--format cityscapes-ids needs a Cityscapes model with 19 classes; {path} "
-            f"predicts {num_classes}"
-        )
-    if "cityscapes-ids" in formats and len(formats) > 1:
-        warnings.append("the Cityscapes evaluation script expects one PNG per image in its "
-                        "results folder; write cityscapes-ids to a folder of its own")
     if classes is None:
         warnings.append(f"{path}: no classes.json beside it, so its {num_classes} classes are named "
                         f"class 0 .. class {num_classes - 1}, in default colours")  # fmt: skip
