@@ -40,11 +40,16 @@ import os
 
 import numpy as np
 import yaml
+from cityscapesscripts.helpers import labels as cityscapes_labels
+from PIL import Image, ImageDraw
+from pycocotools import mask as coco_mask
 
+from kseg.data.cityscapes import trained_classes
 from kseg.data.folder import CLASSES_FILE, DEFAULT_SPLIT_SEED, DEFAULT_VAL_FRACTION, MAX_CLASS_NAME, MAX_CLASSES
 from kseg.errors import KsegError
 from kseg.files import IMAGE_FILE_LIMIT, brief, load_json, parse_json, read_bytes, read_text
 from kseg.images import ImageError, check_pixels, list_image_files, probe, read_file, read_image, write_png
+from kseg.data.readers import read_rgb_image
 from kseg.labels import IGNORE_INDEX, default_palette
 from kseg.outputs import Outputs, write_bytes, writing
 from kseg.parallel import ordered_map
@@ -173,9 +178,6 @@ def _image(data, where, left_out):
     a problem when it cannot be read."""
     try:
         header = probe(data)
-        check_pixels(header, where)
-        from kseg.data.readers import read_rgb_image
-
         try:
             rgb = read_rgb_image(where, data)
         except ImageError as error:
@@ -230,8 +232,6 @@ def _colours_to_ids(rgb, table, where, what, problems):
 
 def _read_colour_mask(path, problems):
     """An RGB colour mask (palette PNGs through their palette), or None and a problem."""
-    from PIL import Image
-
     try:
         data = read_file(path, "mask file")
         header = probe(data)
@@ -311,8 +311,6 @@ def _points(shape, where):
 def _labelme_region(shape, where, size):
     """(bool mask or None, list of problem messages with actions) of one LabelMe shape,
     drawn the way LabelMe's own `shape_to_mask` draws it."""
-    from PIL import Image, ImageDraw
-
     height, width = size
     kind = shape.get("shape_type") or "polygon"  # files of LabelMe 3 have no shape_type
     if kind not in LABELME_SHAPES:
@@ -359,8 +357,6 @@ def _labelme_region(shape, where, size):
 def _place_mask(shape, points, canvas, where):
     """Pastes a 'mask' shape (a base64 PNG covering the box of its two points) on the
     canvas; returns a problem message or None."""
-    from PIL import Image
-
     encoded = shape.get("mask")
     if not isinstance(encoded, str):
         return f"{where}: a mask shape without its 'mask' (base64 PNG)"
@@ -604,8 +600,6 @@ class Coco:
 
     def _region(self, annotation, where, height, width, problems):
         """The bool mask of one annotation (pycocotools decodes it), or None and a problem."""
-        from pycocotools import mask as coco_mask
-
         segmentation = annotation.get("segmentation")
 
         def bad(message):
@@ -827,10 +821,6 @@ class Pix2pixCityscapes:
     colour_file = "the Cityscapes colours"
 
     def __init__(self, source, tolerance=DEFAULT_TOLERANCE, ignore=()):
-        from cityscapesscripts.helpers import labels as cityscapes
-
-        from kseg.data.cityscapes import trained_classes
-
         self.source = _folder(os.fspath(source), "pix2pix Cityscapes folder")
         self.splits = [split for split in ("train", "val") if os.path.isdir(os.path.join(self.source, split))]
         if not self.splits:
@@ -838,7 +828,7 @@ class Pix2pixCityscapes:
         trained = trained_classes()
         self.classes = _Classes([name for name, _ in trained], [colour for _, colour in trained], ignore, self.source)
         by_colour = {}
-        for label in cityscapes.labels:  # every label's colour; a trained class wins a shared one
+        for label in cityscapes_labels.labels:  # every label's colour; a trained class wins a shared one
             colour = tuple(int(c) for c in label.color)
             train_id = self.classes.id.get(label.name, IGNORE_INDEX) if 0 <= label.trainId < IGNORE_INDEX else (
                 IGNORE_INDEX)
