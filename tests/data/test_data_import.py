@@ -231,7 +231,24 @@ def test_coco_polygons_rle_and_crowd(tmp_path):
     assert "1 crowd regions" in result.output and "3 objects drawn" in result.output
 
 
-def test_coco_crowd_as_class_and_a_damaged_file(tmp_path):
+def test_coco_crowd_as_class_and_unlabelled_ignored(tmp_path):
+    write_png(tmp_path / "x.png", random_image(np.random.default_rng(6), 8, 10))
+    crowd = np.zeros((8, 10), bool)
+    crowd[2:5, 3:9] = True
+    source = tmp_path / "instances.json"
+    source.write_text(json.dumps({
+        "images": [{"id": 1, "file_name": "x.png", "width": 10, "height": 8}],
+        "annotations": [{"id": 1, "image_id": 1, "category_id": 2, "iscrowd": 1,
+                         "segmentation": {"size": [8, 10], "counts": uncompressed_rle(crowd)}}],
+        "categories": [{"id": 1, "name": "person"}, {"id": 2, "name": "car"}]}))
+    out = tmp_path / "out"
+    result = run("coco", source, out, "--crowd", "class", "--unlabelled", "ignore")
+    assert result.exit_code == 0, result.output
+    assert class_names(out) == ["person", "car"]
+    np.testing.assert_array_equal(mask_of(out, "x"), np.where(crowd, 1, IGNORE_INDEX))
+
+
+def test_coco_damaged_or_panoptic_files_and_misplaced_options(tmp_path):
     source = tmp_path / "instances.json"
     source.write_text('{"images": [')
     result = run("coco", source, tmp_path / "out")
