@@ -30,7 +30,13 @@ from kseg.cli.params import Number, Size
 @click.option("--calibration-images", default=100, show_default=True,
               type=Number(1, 100000, integer=True), help="Most calibration images used.")
 @click.option("--input-size", default=None, type=Size(square=True),
-              help="Fix the input shape (mobile runtimes); default: any size.")
+              help="Fix the input shape HxW (mobile runtimes). Default: any size; a "
+                   "MediaPipe-ready TFLite file 512x512.")
+@click.option("--mediapipe/--no-mediapipe", default=None,
+              help="TFLite only. --mediapipe (the default): the file MediaPipe's "
+                   "ImageSegmenter runs (fixed input size, one output \"logits\", labels "
+                   "in its metadata). --no-mediapipe: a plain LiteRT file, any size unless "
+                   "--input-size, outputs \"classes\" and \"logits\".")
 @click.option("--check", is_flag=True,
               help="Reload the export and compare it with the Keras model; a failed check "
                    "writes nothing.")
@@ -39,16 +45,22 @@ from kseg.cli.params import Number, Size
 @click.option("--unsafe", is_flag=True,
               help="Allow models containing code (Lambda layers); trusted files only.")
 def export(model_path, export_format, out, force, quantize, calibration_data, data_dir,
-           calibration_images, input_size, check, check_images, unsafe):
+           calibration_images, input_size, mediapipe, check, check_images, unsafe):
     """Export a trained model (a run directory or a .keras file).
 
     Without one, the latest run under ./runs is exported, else the CamVid model kseg
     ships (written into the current folder, e.g. ./camvid-fcn8s.tflite).
 
     \b
-    Inputs: uint8 RGB images [batch, height, width, 3] (any size unless --input-size).
+    Input:   "images", uint8 RGB [batch, height, width, 3], 0..255, not normalized
+             (any size unless --input-size).
     Outputs: "logits" (float32, [batch, height, width, classes]) and
              "classes" (int32 class map, [batch, height, width]).
+    TFLite:  MediaPipe-ready by default: batch 1, a fixed size (--input-size, default
+             512x512) and the one output "logits"; --no-mediapipe for both outputs
+             at any size.
+    Every export carries the class names (and colours, from the run's classes.json);
+    docs/deploying.md shows how to run each format and read them.
     An existing --out is replaced only with --force, and only when kseg wrote it as an
     export (listed in its folder's .kseg-outputs.json).
     \b
@@ -60,6 +72,7 @@ def export(model_path, export_format, out, force, quantize, calibration_data, da
     """
     from kseg.errors import KsegError
     from kseg.export import (
+        DEFAULT_TFLITE_SIZE,
         ExportedModel,
         check_destination,
         check_export,
@@ -71,10 +84,13 @@ def export(model_path, export_format, out, force, quantize, calibration_data, da
         sample_images,
     )
     from kseg.models.saving import load_segmentation_model
-    from kseg.runs import SHIPPED_MODEL, choose_model
+    from kseg.runs import SHIPPED_MODEL, choose_model, read_classes
 
     if quantize != "none" and export_format != "tflite":
         raise KsegError(f"--quantize {quantize} applies to --format tflite only")
+    if mediapipe is not None and export_format != "tflite":
+        raise KsegError(f"--{'' if mediapipe else 'no-'}mediapipe applies to --format tflite only")
+    mediapipe = mediapipe is not False
     if calibration_data and quantize != "int8":
         raise KsegError("--calibration-data is used by --quantize int8 only")
     if quantize == "int8" and not calibration_data:
@@ -92,7 +108,17 @@ def export(model_path, export_format, out, force, quantize, calibration_data, da
     checked = check_destination(out, export_format, path, run_dir,
                                 [calibration_data, data_dir, check_images], force)
     # A run trained under a mixed policy is exported, and checked, in float32.
-    model = float32_model(load_segmentation_model(path, unsafe=unsafe)[0])
+    loaded, num_classes = load_segmentation_model(path, unsafe=unsafe)
+    model = float32_model(loaded)
+    classes = read_classes(run_dir, num_classes, path)
+    if classes is None:
+        click.echo(f"warning: {path}: no classes.json beside it, so the export names its "
+                   f"{num_classes} classes class 0 .. class {num_classes - 1}, without colours",
+                   err=True)
+    if export_format == "tflite" and mediapipe and not input_size:
+        height, width = DEFAULT_TFLITE_SIZE
+        click.echo(f"MediaPipe-ready TFLite: fixed input {height}x{width} (MediaPipe resizes "
+                   "each image to it); choose another with --input-size", err=True)
 
     calibration = None
     if quantize == "int8":
@@ -112,5 +138,6 @@ def export(model_path, export_format, out, force, quantize, calibration_data, da
                 raise KsegError(f"{problem}; nothing was written")
 
     with checked:  # lists it among kseg's outputs; a failed export leaves no trace
-        export_model(model, out, export_format, quantize, input_size, calibration, verify=verify)
+        export_model(model, out, export_format, quantize, input_size, calibration, verify=verify,
+                     classes=classes, mediapipe=mediapipe)
     click.echo(f"wrote {export_format}{'' if quantize == 'none' else ' ' + quantize}: {out}")

@@ -1,25 +1,31 @@
 """Exporting a trained FCN to SavedModel, TFLite or ONNX, and checking the export.
 
-Every export takes uint8 RGB images `[batch, height, width, 3]` and returns
-`logits` (float32, `[batch, height, width, classes]`) and `classes` (int32 class map,
-`[batch, height, width]`); the preprocessing stays inside, as in the Keras model.
+Every export takes uint8 RGB images `images` `[batch, height, width, 3]` (0..255, no
+normalization: the preprocessing stays inside, as in the Keras model) and returns
+`logits` (float32, `[batch, height, width, classes]`) and, except the MediaPipe-ready
+TFLite file, `classes` (int32 class map, `[batch, height, width]`). Every export carries
+its class names (and colours, when the model's classes.json has them): see
+`kseg.export_metadata`.
 
 - SavedModel: a `serving_default` signature for any image size (or the fixed
-  `input_size`), written with keras' `ExportArchive`.
-- TFLite: converted from that SavedModel. `quantize` is "none" (float32), "fp16"
-  (float16 weights), "dynamic" (int8 weights, float activations) or "int8" (full-integer:
-  weights and activations int8, calibrated on real images; only the uint8 image input and
-  the float logits stay outside). Without `input_size` the input shape is
-  `[1, -1, -1, 3]` and LiteRT resizes it per image; mobile delegates usually want a fixed
-  `input_size`.
-- ONNX: through keras' exporter (tf2onnx), checked with onnxruntime.
+  `input_size`), written with keras' `ExportArchive`, and a `kseg_metadata` signature.
+- TFLite: converted from that SavedModel. By default (`mediapipe=True`) the file is what
+  MediaPipe's ImageSegmenter runs: a fixed input size (`input_size`, else
+  DEFAULT_TFLITE_SIZE), batch 1, one output `logits` [1, H, W, classes], and MediaPipe's
+  metadata (labels, normalization, softmax). With `mediapipe=False` it is a plain LiteRT
+  file: any size unless `input_size` (LiteRT resizes the input per image), outputs
+  `classes` and `logits`. `quantize` is "none" (float32), "fp16" (float16 weights),
+  "dynamic" (int8 weights, float activations) or "int8" (full-integer: weights and
+  activations int8, calibrated on real images; only the uint8 image input and the float
+  logits stay outside).
+- ONNX: through keras' exporter (tf2onnx), checked with onnxruntime; dynamic dimensions
+  are named batch, height and width.
 
 `check_export` runs the exported file and the Keras model on the same images and reports
 the largest logit difference and the fraction of pixels whose class agrees.
 """
 
 import dataclasses
-import json
 import logging
 import math
 import os
@@ -30,6 +36,14 @@ import numpy as np
 
 from kseg.outputs import scratch_beside, seal_folder, writing
 from kseg.errors import DiskFullError, KsegError, is_disk_full
+from kseg.export_metadata import (
+    add_metadata_signature,
+    describe,
+    encode,
+    onnx_with_metadata,
+    read_metadata,
+    tflite_with_metadata,
+)
 from kseg.images import IMAGE_EXTENSIONS, list_image_files, read_image
 from kseg.signals import phase
 
@@ -38,11 +52,15 @@ QUANTIZATIONS = ("none", "fp16", "dynamic", "int8")
 SIGNATURE = "serving_default"
 INPUT_NAME = "images"
 OUTPUT_NAMES = ("classes", "logits")
+MEDIAPIPE_OUTPUTS = ("logits",)
+# The input size of a MediaPipe-ready TFLite file without --input-size: MediaPipe resizes
+# every image to the model's fixed input and the mask back to the image.
+DEFAULT_TFLITE_SIZE = (512, 512)
 DEFAULT_CALIBRATION_IMAGES = 100
 # An unquantized export is a conversion, not an approximation: logits may differ only by
 # float rounding. Differences above this (relative to the largest logit) fail --check.
 FLOAT_TOLERANCE = 1e-3
-# What every SavedModel kseg writes says about itself: its input and output names.
+# What every SavedModel kseg writes says about itself (`kseg.export_metadata.describe`).
 MARKER = os.path.join("assets.extra", "kseg_export.json")
 
 
@@ -59,11 +77,12 @@ class ClassMap(keras.layers.Layer):
         return tuple(input_shape[:-1])
 
 
-def serving_model(model):
+def serving_model(model, names=OUTPUT_NAMES):
     """Returns a model around `model` (the same layers) with outputs {logits, classes}.
 
     Args:
         model: keras.Model. RGB images -> logits, as built by kseg's builders.
+        names: tuple of str. OUTPUT_NAMES, or MEDIAPIPE_OUTPUTS for the logits alone.
     """
     images = keras.Input((None, None, 3), dtype="uint8", name=INPUT_NAME)
     outputs = keras.tree.flatten(model(images))
@@ -74,7 +93,13 @@ def serving_model(model):
     logits = outputs[0]
     classes = ClassMap(name="classes")(logits)
     logits = keras.layers.Identity(name="logits", dtype="float32")(logits)
-    return keras.Model(images, {"logits": logits, "classes": classes}, name=f"{model.name}_serving")
+    served = {"logits": logits, "classes": classes}
+    return keras.Model(images, {name: served[name] for name in names}, name=f"{model.name}_serving")
+
+
+def num_classes_of(model):
+    """The number of classes `model` predicts (the last dimension of its logits)."""
+    return int(keras.tree.flatten(model.output)[0].shape[-1])
 
 
 def input_spec(input_size=None, batch=None):
@@ -84,18 +109,27 @@ def input_spec(input_size=None, batch=None):
     return tf.TensorSpec([batch, height, width, 3], tf.uint8, name=INPUT_NAME)
 
 
-def write_savedmodel(model, path, input_size=None, batch=None):
+def write_savedmodel(model, path, input_size=None, batch=None, description=None,
+                     outputs=OUTPUT_NAMES):
     """Writes a SavedModel with a `serving_default` signature (see the module docstring).
 
     Not atomic by itself; `export_model` wraps it.
+
+    Args:
+        description: dict or None. `kseg.export_metadata.describe`'s, written to MARKER and
+            served by a `kseg_metadata` signature; None for the intermediate SavedModel of
+            a TFLite conversion, which gets neither.
+        outputs: tuple of str. The outputs of `serving_model`.
     """
-    served = serving_model(model)
+    served = serving_model(model, outputs)
     archive = keras.export.ExportArchive()
     archive.track(served)
     archive.add_endpoint(
         SIGNATURE, lambda images: served(images, training=False),
         input_signature=[input_spec(input_size, batch)],
     )  # fmt: skip
+    if description is not None:
+        add_metadata_signature(archive, description)
     tensorflow_log = logging.getLogger("tensorflow")  # it logs "Assets written to: <temporary>"
     level = tensorflow_log.level
     tensorflow_log.setLevel(max(level, logging.WARNING))
@@ -104,16 +138,17 @@ def write_savedmodel(model, path, input_size=None, batch=None):
             archive.write_out(os.fspath(path), verbose=False)
     finally:
         tensorflow_log.setLevel(level)
+    if description is None:
+        return
     marker = os.path.join(os.fspath(path), MARKER)
     os.makedirs(os.path.dirname(marker), exist_ok=True)
-    with open(marker, "w", encoding="utf8") as handle:
-        json.dump({"written_by": "kseg export", "format": "savedmodel", "inputs": [INPUT_NAME],
-                   "outputs": list(OUTPUT_NAMES)}, handle)
+    with open(marker, "wb") as handle:
+        handle.write(encode(description))
 
 
 def tflite_bytes(model, quantize="none", input_size=None, calibration=None, workdir=None,
-                 name="kseg-export"):
-    """Converts `model` to a TFLite flatbuffer.
+                 name="kseg-export", mediapipe=True, classes=None):
+    """Converts `model` to a TFLite flatbuffer with metadata (`kseg.export_metadata`).
 
     The conversion goes through a SavedModel written to a hidden temporary folder
     `.<name>.XXXXXXXX.tmp` in `workdir` (beside the output, not in $TMPDIR: a killed
@@ -123,11 +158,15 @@ def tflite_bytes(model, quantize="none", input_size=None, calibration=None, work
     Args:
         model: keras.Model. RGB images -> logits.
         quantize: str. One of QUANTIZATIONS.
-        input_size: tuple (height, width) or None. Fixed input shape; None for any size.
+        input_size: tuple (height, width) or None. Fixed input shape; None for any size
+            (DEFAULT_TFLITE_SIZE for a MediaPipe-ready file).
         calibration: list of uint8 RGB arrays or None. Images for "int8" calibration;
             resized to `input_size` when it is given.
         workdir: str or None. Folder for the temporary SavedModel.
         name: str. Base of the temporary folder's name (the output's file name).
+        mediapipe: bool. A MediaPipe-ready file (fixed size, one output `logits`), else a
+            plain LiteRT file with outputs `classes` and `logits`.
+        classes: dict or None. The model's checked classes.json, for names and colours.
     """
 
     if quantize not in QUANTIZATIONS:
@@ -137,9 +176,15 @@ def tflite_bytes(model, quantize="none", input_size=None, calibration=None, work
             "int8 quantization needs calibration images: pass --calibration-data with a "
             "folder of images or a dataset name"
         )
+    input_size = tflite_input_size(input_size, mediapipe)
+    outputs = MEDIAPIPE_OUTPUTS if mediapipe else OUTPUT_NAMES
+    description = describe(num_classes_of(model), classes, "tflite", quantize, input_size,
+                           batch=1, outputs=outputs)
     with scratch_beside(os.path.join(workdir or tempfile.gettempdir(), name)) as folder:
         try:
-            return _convert(model, os.path.join(folder, "savedmodel"), quantize, input_size, calibration)
+            content = _convert(model, os.path.join(folder, "savedmodel"), quantize, input_size,
+                               calibration, outputs)
+            return tflite_with_metadata(content, description, mediapipe)
         except KsegError:
             raise
         except Exception as error:
@@ -149,11 +194,19 @@ def tflite_bytes(model, quantize="none", input_size=None, calibration=None, work
             raise
 
 
-def _convert(model, saved, quantize, input_size, calibration):
+def tflite_input_size(input_size, mediapipe=True):
+    """The input size of a TFLite export: `input_size`, else DEFAULT_TFLITE_SIZE for a
+    MediaPipe-ready file (MediaPipe needs a fixed one) and None (any size) otherwise."""
+    if input_size:
+        return tuple(input_size)
+    return DEFAULT_TFLITE_SIZE if mediapipe else None
+
+
+def _convert(model, saved, quantize, input_size, calibration, outputs=OUTPUT_NAMES):
     """Writes the SavedModel `saved` and converts it (see `tflite_bytes`)."""
     import tensorflow as tf
 
-    write_savedmodel(model, saved, input_size, batch=1)
+    write_savedmodel(model, saved, input_size, batch=1, outputs=outputs)
     with phase():
         converter = tf.lite.TFLiteConverter.from_saved_model(saved, signature_keys=[SIGNATURE])
     if quantize != "none":
@@ -163,6 +216,9 @@ def _convert(model, saved, quantize, input_size, calibration):
     if quantize == "int8":
         converter.representative_dataset = _representative(calibration, input_size)
         converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
+        # The input is uint8 already and stays a plain uint8 tensor either way; saying so
+        # keeps the converter from logging "input_inference_type: FLOAT32".
+        converter.inference_input_type = tf.uint8
     try:
         with phase():  # the converter may swallow an interruption, or report it as its failure
             return converter.convert()
@@ -189,17 +245,23 @@ def _representative(images, input_size):
     return generate
 
 
-def write_onnx(model, path, input_size=None):
-    """Writes an ONNX file (keras' exporter, via tf2onnx) with outputs logits and classes."""
+def write_onnx(model, path, input_size=None, description=None):
+    """Writes an ONNX file (keras' exporter, via tf2onnx) with outputs logits and classes,
+    named dynamic dimensions and `description` (`kseg.export_metadata.describe`) in its
+    metadata_props."""
     served = serving_model(model)
     try:
         with phase():  # tf2onnx catches every exception in places, an interruption too
             served.export(os.fspath(path), format="onnx", input_signature=[input_spec(input_size)],
                           verbose=False)
+        import onnx
     except ImportError as error:
         raise KsegError(
             f"ONNX export needs tf2onnx and onnx ({error}); install kseg[export]"
         ) from None
+    if description is None:
+        description = describe(num_classes_of(model), None, "onnx", input_size=input_size)
+    onnx.save(onnx_with_metadata(os.fspath(path), description), os.fspath(path))
 
 
 def float32_model(model):
@@ -219,7 +281,7 @@ def float32_model(model):
 
 
 def export_model(model, out, format, quantize="none", input_size=None, calibration=None,
-                 verify=None):
+                 verify=None, classes=None, mediapipe=True):
     """Exports `model` to `out`, atomically (a kill leaves any previous export intact).
 
     Args:
@@ -227,11 +289,16 @@ def export_model(model, out, format, quantize="none", input_size=None, calibrati
         out: str. Destination: a folder for "savedmodel", a file otherwise.
         format: str. One of FORMATS.
         quantize: str. TFLite only: one of QUANTIZATIONS.
-        input_size: tuple (height, width) or None. Fixed input shape, else any size.
+        input_size: tuple (height, width) or None. Fixed input shape, else any size (a
+            MediaPipe-ready TFLite file: DEFAULT_TFLITE_SIZE).
         calibration: list of uint8 RGB images or None. For TFLite "int8".
         verify: callable or None. Called with the path of the complete export under its
             temporary name, before it replaces `out`; an exception it raises (a failed
             --check) leaves `out` as it was and removes the new export.
+        classes: dict or None. The model's checked classes.json (`kseg.runs.read_classes`):
+            its class names and colours go into the export; without one the classes are
+            named "class 0" .. "class N-1".
+        mediapipe: bool. TFLite only: a MediaPipe-ready file (see the module docstring).
 
     Returns:
         str. The path written.
@@ -246,19 +313,21 @@ def export_model(model, out, format, quantize="none", input_size=None, calibrati
     model = float32_model(model)
     out = os.fspath(out)
     parent = os.path.dirname(os.path.abspath(out))
+    description = describe(num_classes_of(model), classes, format, quantize, input_size)
     if format == "savedmodel":
         if os.path.isfile(out):
             raise KsegError(f"{out}: exists and is a file; a SavedModel is a folder")
         with writing(out, directory=True) as temporary:
             os.rmdir(temporary)  # the SavedModel writer creates the folder itself
-            _write_or_disk_full(out, write_savedmodel, model, temporary, input_size)
+            _write_or_disk_full(out, write_savedmodel, model, temporary, input_size, None,
+                                description)
             seal_folder(temporary, "savedmodel export")
             if verify:
                 verify(temporary)
     elif format == "tflite":
         os.makedirs(parent, exist_ok=True)
         content = tflite_bytes(model, quantize, input_size, calibration, workdir=parent,
-                               name=os.path.basename(out))
+                               name=os.path.basename(out), mediapipe=mediapipe, classes=classes)
         with writing(out) as temporary:
             with open(temporary, "wb") as handle:
                 handle.write(content)
@@ -268,7 +337,7 @@ def export_model(model, out, format, quantize="none", input_size=None, calibrati
                 verify(temporary)
     else:
         with writing(out) as temporary:
-            _write_or_disk_full(out, write_onnx, model, temporary, input_size)
+            _write_or_disk_full(out, write_onnx, model, temporary, input_size, description)
             if verify:
                 verify(temporary)
     return out
@@ -333,12 +402,24 @@ def default_output_path(model_path, run_dir, format, quantize="none"):
 class ExportedModel:
     """Runs an exported file on one image: `exported(image) -> logits (H, W, classes)`.
 
+    Reads any kseg export: a MediaPipe-ready TFLite file (output `logits` only) as well as
+    one with outputs `classes` and `logits`. A file with a fixed input size takes images
+    of that size only (see `input_size`); another size is refused with one line.
+
     Args:
         path: str. A SavedModel folder, `.tflite` or `.onnx` file.
         format: str. One of FORMATS.
         threads: int or None. CPU threads for TFLite; None lets LiteRT choose.
         name: str or None. What messages call the export (its final path while `path` is
             still its temporary name); `path` by default.
+
+    Attributes:
+        input_size: tuple (height, width) or None. The fixed input size, if any.
+        metadata: dict or None. kseg's description of the export
+            (`kseg.export_metadata.describe`); None for an export written before kseg
+            described its classes.
+        class_names: list of str or None. From `metadata`.
+        palette: list of [r, g, b] or None. From `metadata`, when the model had colours.
     """
 
     def __init__(self, path, format, threads=None, name=None):
@@ -347,6 +428,7 @@ class ExportedModel:
         self.input_size = None
         if not os.path.exists(self.path):
             raise KsegError(f"{self.path}: exported model not found")
+        properties = None
         if format == "savedmodel":
             import tensorflow as tf
 
@@ -371,14 +453,28 @@ class ExportedModel:
             names = [output.name for output in self._session.get_outputs()]
             shape = self._input.shape
             self.input_size = _fixed(shape[1], shape[2])
-            # tf2onnx keeps the outputs in the order of the signature's sorted keys.
-            ranks = [len(output.shape) for output in self._session.get_outputs()]
-            self._logits_name = names[ranks.index(4)]
+            if "logits" in names:
+                self._logits_name = "logits"
+            else:  # tf2onnx keeps the outputs in the order of the signature's sorted keys
+                ranks = [len(output.shape) for output in self._session.get_outputs()]
+                self._logits_name = names[ranks.index(4)]
+            properties = self._session.get_modelmeta().custom_metadata_map
         else:
             raise KsegError(f"unknown export format {format!r}")
+        self.metadata = read_metadata(self.path, format, properties)
+        self.class_names = self.metadata["class_names"] if self.metadata else None
+        self.palette = self.metadata.get("palette") if self.metadata else None
 
     def __call__(self, image):
-        batch = np.ascontiguousarray(np.asarray(image, dtype=np.uint8)[None])
+        image = np.asarray(image, dtype=np.uint8)
+        if self.input_size and tuple(image.shape[:2]) != self.input_size:
+            height, width = self.input_size
+            raise KsegError(
+                f"{self.name}: takes {height}x{width} images only (its fixed input size); this "
+                f"image is {image.shape[0]}x{image.shape[1]}: resize it first, or export "
+                "with another --input-size"
+            )
+        batch = np.ascontiguousarray(image[None])
         if self.format == "savedmodel":
             import tensorflow as tf
 

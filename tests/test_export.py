@@ -87,7 +87,7 @@ def test_saved_model_cli_shows_the_signature(model, tmp_path):
 
 
 def test_tflite_float_equals_keras_at_any_size(model, images, tmp_path):
-    out = export_model(model, tmp_path / "model.tflite", "tflite")
+    out = export_model(model, tmp_path / "model.tflite", "tflite", mediapipe=False)
     exported = ExportedModel(out, "tflite")
     assert exported.input_size is None
     parity = check_export(model, exported, images)
@@ -147,7 +147,7 @@ def test_int8_keeps_the_preprocessed_image_within_a_few_quantization_steps(prepr
 
 @pytest.mark.parametrize("quantize,agreement", [("fp16", 0.99), ("dynamic", 0.9)])
 def test_tflite_weight_quantization_agrees(model, images, tmp_path, quantize, agreement):
-    out = export_model(model, tmp_path / f"{quantize}.tflite", "tflite", quantize)
+    out = export_model(model, tmp_path / f"{quantize}.tflite", "tflite", quantize, mediapipe=False)
     parity = check_export(model, ExportedModel(out, "tflite"), images)
     assert parity.pixel_agreement > agreement, parity
 
@@ -169,7 +169,7 @@ def test_a_model_trained_under_a_mixed_policy_exports_in_float32(policy, images,
     assert {layer.dtype_policy.name for layer in mixed.layers} >= {policy}
     reference = create_model("fcn8s_vgg16bn", num_classes=3, weights=None, width=0.0625)
     reference.set_weights(mixed.get_weights())
-    out = export_model(mixed, tmp_path / "mixed.tflite", "tflite")
+    out = export_model(mixed, tmp_path / "mixed.tflite", "tflite", mediapipe=False)
     parity = check_export(reference, ExportedModel(out, "tflite"), images)
     assert parity.max_logit_diff < 1e-4 and parity.pixel_agreement > 0.999, parity
     assert parity.max_logit > 0.05  # not a comparison of zeros

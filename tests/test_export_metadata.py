@@ -1,0 +1,156 @@
+"""Every export carries its class names and colours, under the tensor names kseg promises
+(kseg/export_metadata.py), readable with each format's own tools."""
+
+import json
+import os
+import zipfile
+
+import numpy as np
+import pytest
+from conftest import randomize_weights
+
+from kseg.errors import KsegError
+from kseg.export import ExportedModel, export_model
+from kseg.export_metadata import KSEG_FILE, read_metadata
+
+pytestmark = pytest.mark.filterwarnings("ignore::UserWarning", "ignore::FutureWarning")
+
+NAMES = ["background", "person", "bicycle"]
+PALETTE = [[0, 0, 0], [220, 20, 60], [119, 11, 32]]
+CLASSES = {"dataset": "toy", "class_names": NAMES, "palette": PALETTE, "ignore_index": 255}
+
+
+@pytest.fixture(scope="module")
+def model():
+    from kseg.models import create_model
+
+    return randomize_weights(create_model("fcn8s", num_classes=3, weights=None, width=0.0625))
+
+
+@pytest.fixture(scope="module")
+def exports(model, tmp_path_factory):
+    folder = tmp_path_factory.mktemp("exports")
+    return {
+        "savedmodel": export_model(model, folder / "saved", "savedmodel", classes=CLASSES),
+        "mediapipe": export_model(model, folder / "mp.tflite", "tflite", input_size=(64, 96),
+                                  classes=CLASSES),
+        "litert": export_model(model, folder / "any.tflite", "tflite", classes=CLASSES,
+                               mediapipe=False),
+        "onnx": export_model(model, folder / "model.onnx", "onnx", classes=CLASSES),
+    }
+
+
+def test_savedmodel_serves_names_and_colours_and_describes_itself(exports):
+    import tensorflow as tf
+
+    loaded = tf.saved_model.load(exports["savedmodel"])
+    served = loaded.signatures["kseg_metadata"]()
+    assert [name.decode() for name in served["class_names"].numpy()] == NAMES
+    assert served["palette"].numpy().tolist() == PALETTE
+    serving = loaded.signatures["serving_default"]
+    assert list(serving.structured_input_signature[1]) == ["images"]
+    assert set(serving.structured_outputs) == {"classes", "logits"}
+    with open(os.path.join(exports["savedmodel"], "assets.extra", KSEG_FILE), encoding="utf8") as handle:
+        described = json.load(handle)
+    assert described["class_names"] == NAMES and described["palette"] == PALETTE
+    assert described["outputs"] == ["classes", "logits"] and described["inputs"] == ["images"]
+
+
+def test_mediapipe_tflite_has_named_tensors_and_metadata_its_displayer_reads(exports):
+    from ai_edge_litert.interpreter import Interpreter
+
+    from kseg.export_metadata import _mediapipe_metadata
+
+    interpreter = Interpreter(model_path=exports["mediapipe"])
+    (image,) = interpreter.get_input_details()
+    assert image["name"] == "images" and image["dtype"] == np.uint8
+    assert image["shape"].tolist() == [1, 64, 96, 3]
+    assert [o["name"] for o in interpreter.get_output_details()] == ["logits"]
+    assert interpreter.get_output_details()[0]["shape"].tolist() == [1, 64, 96, 3]
+
+    metadata = _mediapipe_metadata()[0]
+    displayer = metadata.MetadataDisplayer.with_model_file(exports["mediapipe"])
+    shown = json.loads(displayer.get_metadata_json())
+    graph = shown["subgraph_metadata"][0]
+    assert graph["input_tensor_metadata"][0]["process_units"][0]["options"] == {
+        "mean": [0.0], "std": [1.0]}
+    assert graph["custom_metadata"][0]["name"] == "SEGMENTER_METADATA"
+    assert graph["output_tensor_metadata"][0]["associated_files"][0]["name"] == "labels.txt"
+    # Custom metadata (the segmenter's options) is a schema 1.5.0 member.
+    assert shown["min_parser_version"] == "1.5.0"
+    assert displayer.get_associated_file_buffer("labels.txt").decode().split("\n") == NAMES
+    described = json.loads(displayer.get_associated_file_buffer(KSEG_FILE))
+    assert described["palette"] == PALETTE and described["outputs"] == ["logits"]
+    assert described["input"]["shape"] == [1, 64, 96, 3]
+
+
+def test_plain_litert_tflite_keeps_both_outputs_by_name(exports):
+    from ai_edge_litert.interpreter import Interpreter
+
+    interpreter = Interpreter(model_path=exports["litert"])
+    assert interpreter.get_input_details()[0]["name"] == "images"
+    assert interpreter.get_input_details()[0]["shape_signature"].tolist() == [1, -1, -1, 3]
+    names = {o["name"] for o in interpreter.get_output_details()}
+    assert names == {"classes", "logits"}
+    assert interpreter.get_signature_list()["serving_default"]["outputs"] == ["classes", "logits"]
+    with zipfile.ZipFile(exports["litert"]) as packed:  # any zip reader finds the labels
+        assert sorted(packed.namelist()) == sorted(["labels.txt", KSEG_FILE])
+        assert json.loads(packed.read(KSEG_FILE))["class_names"] == NAMES
+    from kseg.export_metadata import _mediapipe_metadata
+
+    shown = json.loads(_mediapipe_metadata()[0].MetadataDisplayer.with_model_file(
+        exports["litert"]).get_metadata_json())
+    assert shown["min_parser_version"] == "1.0.0"  # no member newer than the first schema
+
+
+def test_onnx_names_its_dimensions_and_carries_the_classes(exports):
+    import onnx
+    import onnxruntime
+
+    model = onnx.load(exports["onnx"])
+    dims = {value.name: [d.dim_param or d.dim_value for d in value.type.tensor_type.shape.dim]
+            for value in list(model.graph.input) + list(model.graph.output)}
+    assert dims == {"images": ["batch", "height", "width", 3],
+                    "classes": ["batch", "height", "width"],
+                    "logits": ["batch", "height", "width", 3]}
+    session = onnxruntime.InferenceSession(exports["onnx"], providers=["CPUExecutionProvider"])
+    properties = session.get_modelmeta().custom_metadata_map
+    assert json.loads(properties["class_names"]) == NAMES
+    assert json.loads(properties["palette"]) == PALETTE
+    assert json.loads(properties["kseg_export"])["dataset"] == "toy"
+
+
+@pytest.mark.parametrize("which, export_format", [("savedmodel", "savedmodel"), ("mediapipe", "tflite"),
+                                                  ("litert", "tflite"), ("onnx", "onnx")])
+def test_exported_model_reads_names_and_colours(exports, which, export_format):
+    exported = ExportedModel(exports[which], export_format)
+    assert exported.class_names == NAMES and exported.palette == PALETTE
+    assert read_metadata(exports[which], export_format)["ignore_index"] == 255
+
+
+def test_a_fixed_size_file_refuses_another_size_in_one_line(exports):
+    exported = ExportedModel(exports["mediapipe"], "tflite")
+    assert exported.input_size == (64, 96)
+    assert exported(np.zeros((64, 96, 3), np.uint8)).shape == (64, 96, 3)
+    with pytest.raises(KsegError, match=r"takes 64x96 images only .* this image is 50x70"):
+        exported(np.zeros((50, 70, 3), np.uint8))
+
+
+def test_without_classes_json_classes_are_numbered_and_uncoloured(model, tmp_path):
+    out = export_model(model, tmp_path / "m.tflite", "tflite", input_size=(32, 32))
+    exported = ExportedModel(out, "tflite")
+    assert exported.class_names == ["class 0", "class 1", "class 2"] and exported.palette is None
+
+
+def test_an_export_without_a_description_reads_as_none_and_a_damaged_one_is_refused(tmp_path):
+    saved = tmp_path / "saved"
+    (saved / "assets.extra").mkdir(parents=True)
+    marker = saved / "assets.extra" / KSEG_FILE
+    marker.write_text(json.dumps({"written_by": "kseg export", "format": "savedmodel"}))
+    assert read_metadata(saved, "savedmodel") is None
+    marker.write_text("{not json")
+    with pytest.raises(KsegError, match="cannot be read"):
+        read_metadata(saved, "savedmodel")
+    plain = tmp_path / "plain.tflite"
+    plain.write_bytes(b"TFL3 not a zip")
+    assert read_metadata(plain, "tflite") is None
