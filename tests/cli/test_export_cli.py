@@ -79,3 +79,36 @@ def test_export_option_errors(run_dir, tmp_path):
                                  "--calibration-data", str(tmp_path / "file.png"),
                                  "--out", str(tmp_path / "m.tflite")])
     assert result.exit_code == 1 and "must be a folder" in result.output
+
+
+def test_default_tflite_is_mediapipe_ready_with_the_run_classes(tmp_path):
+    from ai_edge_litert.interpreter import Interpreter
+
+    from kseg.export import ExportedModel
+
+    names, palette = ["road", "car", "sky"], [[128, 64, 128], [0, 0, 142], [70, 130, 180]]
+    run = tiny_run_dir(tmp_path, "fcn8s", classes=("toy", names, palette))
+    result = CliRunner().invoke(cli, ["export", str(run), "--format", "tflite", "--check"])
+    assert result.exit_code == 0, result.output
+    assert "MediaPipe-ready TFLite: fixed input 512x512" in result.output
+    assert "no classes.json" not in result.output
+    out = run / "export" / "best.tflite"
+    interpreter = Interpreter(model_path=str(out))
+    assert interpreter.get_input_details()[0]["shape"].tolist() == [1, 512, 512, 3]
+    assert [o["name"] for o in interpreter.get_output_details()] == ["logits"]
+    exported = ExportedModel(out, "tflite")
+    assert exported.class_names == names and exported.palette == palette
+
+
+def test_no_mediapipe_tflite_takes_any_size_and_names_classes_without_classes_json(run_dir, tmp_path):
+    from kseg.export import ExportedModel
+
+    out = tmp_path / "any.tflite"
+    result = CliRunner().invoke(cli, ["export", str(run_dir), "--format", "tflite", "--no-mediapipe",
+                                      "--out", str(out)])
+    assert result.exit_code == 0, result.output
+    assert "no classes.json beside it" in result.output and "512x512" not in result.output
+    exported = ExportedModel(out, "tflite")
+    assert exported.input_size is None and exported.class_names == ["class 0", "class 1", "class 2"]
+    result = CliRunner().invoke(cli, ["export", str(run_dir), "--format", "onnx", "--no-mediapipe"])
+    assert result.exit_code == 1 and "--no-mediapipe applies to --format tflite only" in result.output
