@@ -135,10 +135,10 @@ def test_labelme_mask_shapes_are_placed_on_their_box(tmp_path):
 
 
 def test_strict_writes_nothing_and_an_existing_folder_is_never_replaced(labelme, tmp_path):
-    out = tmp_path / "out"
-    result = run("labelme", labelme, out, "--strict")
+    result = run("labelme", labelme, tmp_path / "new" / "deeper" / "out", "--strict")
     assert result.exit_code == 1 and "error: " in result.output and "nothing was written" in result.output
-    assert not out.exists() and os.listdir(tmp_path) == ["labelme"]  # no scratch folder left either
+    assert os.listdir(tmp_path) == ["labelme"]  # no scratch folder, no folder made for OUT_DIR
+    out = tmp_path / "out"
     out.mkdir()
     (out / "mine.txt").write_text("keep")
     result = run("labelme", labelme, out)

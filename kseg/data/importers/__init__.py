@@ -1,0 +1,224 @@
+"""`kseg data import`: annotation-tool exports and Kaggle datasets in kseg's folder layout.
+
+Five sources are read (docs/importing.md says what each one decides):
+
+    labelme             one LabelMe .json per image (shapes drawn as LabelMe's own tools do)
+    coco                a COCO instances .json (polygons and RLE, decoded by pycocotools)
+    cvat                a CVAT "Segmentation mask 1.1" export (labelmap.txt, colour masks)
+    camvid-kaggle       Kaggle's CamVid (train/, train_labels/ *_L.png, class_dict.csv)
+    pix2pix-cityscapes  Kaggle's cityscapes-image-pairs (photo | colour label in one JPEG)
+
+One module reads each (labelme.py, coco.py, colour_masks.py for cvat and camvid-kaggle,
+pix2pix.py), each as a class with `classes` (a `common.ClassTable`), `tasks()` (one item
+per image) and `convert(task)` -> (Sample or None, problems, counts); `common.py` holds
+what they share. This module runs the conversions on reader threads and writes the dataset.
+
+Each becomes the folder layout of `kseg.data.folder`: images/[SPLIT/], masks/[SPLIT/]
+holding lossless index PNGs of train ids (0..N-1, 255 ignored), and a classes.yaml with
+the class names and colours. Images are copied byte for byte where kseg reads them as
+they are (RGB, 8-bit); a grayscale, RGBA or 16-bit image, an image embedded in a LabelMe
+file, and the photo half of a pix2pix pair are written as PNG.
+
+Nothing is dropped silently. A problem with one annotation or one image is an
+`ImportProblem`, naming the file and what is wrong, and says what was done: the region
+ignored (its label is unknown but its pixels are known), the annotation left out (it
+cannot be drawn), or the image left out (missing, unreadable, of another size than its
+annotation). The problems, the counts and, for pix2pix, the pixels whose colour was
+uncertain are in the report printed at the end and in OUT_DIR/import-report.txt. With
+`strict`, any problem stops the import and nothing is written. A source that cannot be
+read at all (no such folder, a damaged COCO file, no labelmap.txt) is one `KsegError`.
+
+The dataset is built in a hidden scratch folder beside OUT_DIR and renamed into place
+when complete (`kseg.outputs.writing`), so an interrupted import leaves nothing; an
+existing OUT_DIR is never replaced (`kseg.outputs.KINDS["imported dataset"]`).
+"""
+
+import contextlib
+import os
+
+import numpy as np
+import yaml
+
+from kseg.data.folder import CLASSES_FILE, DEFAULT_SPLIT_SEED, DEFAULT_VAL_FRACTION
+from kseg.data.importers.coco import Coco
+from kseg.data.importers.colour_masks import CamvidKaggle, Cvat
+from kseg.data.importers.common import (
+    BACKGROUND,
+    IMAGE_LEFT_OUT,
+    REPORT_FILE,
+    ImportProblem,
+    ImportResult,
+)
+from kseg.data.importers.labelme import LabelMe
+from kseg.data.importers.pix2pix import DEFAULT_TOLERANCE, Pix2pixCityscapes
+from kseg.errors import KsegError
+from kseg.files import brief
+from kseg.images import write_png
+from kseg.labels import IGNORE_INDEX
+from kseg.outputs import Outputs, missing_folders, write_bytes, writing
+from kseg.parallel import ordered_map
+from kseg.progress import progress as progress_bar
+
+__all__ = ["FORMATS", "ImportProblem", "ImportResult", "Pix2pixCityscapes", "import_dataset", "make_importer"]
+
+FORMATS = ("labelme", "coco", "cvat", "camvid-kaggle", "pix2pix-cityscapes")
+
+
+def _classes_yaml(result, source, pooled):
+    entries = [{"name": name, "color": list(colour)} for name, colour in zip(result.names, result.colours)]
+    text = yaml.safe_dump({"classes": entries}, sort_keys=False, allow_unicode=True, default_flow_style=None,
+                          width=1000)  # fmt: skip
+    header = [f"# classes.yaml written by `kseg data import {result.format}` from {source}.",
+              "# Masks are index PNGs: class k is stored as k, 255 is ignored (void, crowd, unknown).",
+              "# The colours are for pictures kseg draws. The format: docs/datasets.md."]
+    if pooled:
+        text += (f"# No split folders: validation holds out val_fraction of the images, chosen by the seed.\n"
+                 f"splits: {{val_fraction: {DEFAULT_VAL_FRACTION}, seed: {DEFAULT_SPLIT_SEED}}}\n")  # fmt: skip
+    return "\n".join(header) + "\n" + text
+
+
+def _report_text(result, source):
+    lines = [f"kseg data import {result.format} {source}", "", *result.summary(), "", "problems:"]
+    lines += [f"  {problem}" for problem in result.problems] or ["  none"]
+    if result.uncertain:
+        lines += ["", "colours per image: uncertain pixels (beyond the tolerance), void pixels, all pixels"]
+        lines += [f"  {path}: {far} {void} {pixels}" for path, (far, void, pixels) in result.uncertain.items()]
+    return "\n".join(lines) + "\n"
+
+
+def make_importer(format, source, images=None, labels=None, unlabelled=BACKGROUND, crowd="ignore",
+                  ignore=(), tolerance=DEFAULT_TOLERANCE):
+    """The reader of one format (see the module docstring); reads its class list.
+
+    Raises:
+        KsegError: an unknown format, or a source that cannot be read.
+    """
+    if format not in FORMATS:
+        raise KsegError(f"unknown import format {brief(format)} (known: {', '.join(FORMATS)})")
+    if unlabelled not in (BACKGROUND, "ignore") or crowd not in ("ignore", "class"):
+        raise KsegError(f"unlabelled must be background or ignore, crowd ignore or class. Received: "
+                        f"unlabelled={brief(unlabelled)}, crowd={brief(crowd)}")  # fmt: skip
+    if not isinstance(tolerance, (int, float)) or not 0 <= tolerance <= 442:
+        raise KsegError(f"tolerance must be an RGB distance 0..442. Received: {brief(tolerance)}")
+    if not os.path.exists(source):
+        raise KsegError(f"{source}: not found")
+    if format == "labelme":
+        return LabelMe(source, labels, unlabelled, ignore)
+    if format == "coco":
+        return Coco(source, images, unlabelled, crowd, ignore)
+    if format == "cvat":
+        return Cvat(source, ignore)
+    if format == "camvid-kaggle":
+        return CamvidKaggle(source, ignore)
+    return Pix2pixCityscapes(source, tolerance, ignore)
+
+
+def import_dataset(format, source, out_dir, images=None, labels=None, unlabelled=BACKGROUND, crowd="ignore",
+                   ignore=(), tolerance=DEFAULT_TOLERANCE, strict=False, progress=False, on_problem=None,
+                   workers=None):
+    """Imports an annotation export or Kaggle dataset into a new folder dataset.
+
+    Args:
+        format: str. One of FORMATS.
+        source: str. The folder or file the format reads (see the module docstring).
+        out_dir: str. The dataset folder to create; an existing path is never replaced.
+        images: str or None. COCO: the folder `file_name`s are relative to (default: the
+            JSON file's folder).
+        labels: str or None. LabelMe: a labels.txt fixing the classes and their order.
+        unlabelled: str. LabelMe, COCO: pixels no annotation covers are "background"
+            (class 0) or "ignore" (255).
+        crowd: str. COCO: `iscrowd` regions are "ignore"d or drawn as their "class".
+        ignore: tuple of str. Class names whose pixels are ignored instead of learned.
+        tolerance: float. pix2pix: largest RGB distance to a Cityscapes colour.
+        strict: bool. Stop, writing nothing, if any annotation or image has a problem.
+        progress: bool. Show a progress bar on stderr.
+        on_problem: callable or None. Called with each ImportProblem as it is found.
+        workers: int or None. Reader threads.
+
+    Returns:
+        ImportResult.
+
+    Raises:
+        KsegError: an unreadable source, an existing OUT_DIR, nothing importable, or
+            (strict) any problem. Nothing is written then.
+    """
+    out_dir, source = os.fspath(out_dir), os.fspath(source)
+    checked = Outputs(inputs=[source, images, labels])
+    checked.add(out_dir, "imported dataset", option="OUT_DIR", folder=True)
+    importer = make_importer(format, source, images, labels, unlabelled, crowd, tuple(ignore), tolerance)
+    result = ImportResult(out_dir, format, importer.classes.names, importer.classes.colours)
+    result.class_pixels = np.zeros(len(result.names), np.int64)
+    tasks = importer.tasks()
+
+    def note(problems):
+        for problem in problems:
+            result.problems.append(problem)
+            if on_problem is not None:
+                on_problem(problem)
+
+    note(getattr(importer, "problems", []))
+    created = missing_folders(os.path.dirname(os.path.abspath(out_dir)))  # removed again on failure
+    try:
+        with checked, writing(out_dir, directory=True) as temporary:
+            splits = _convert_all(importer, tasks, temporary, result, note, progress, workers)
+            if strict and result.problems:
+                raise KsegError(f"{source}: {len(result.problems)} problem(s) (listed above; first: "
+                                f"{result.problems[0]}); nothing was written (without --strict these are left "
+                                "out or ignored and the rest is imported)")  # fmt: skip
+            write_bytes(os.path.join(temporary, CLASSES_FILE), _classes_yaml(result, source, "" in splits).encode())
+            write_bytes(os.path.join(temporary, REPORT_FILE), _report_text(result, source).encode())
+            if os.path.lexists(out_dir):  # made meanwhile: never replaced
+                raise KsegError(f"OUT_DIR {out_dir}: appeared while importing; it is not replaced, choose "
+                                "another OUT_DIR")  # fmt: skip
+    except BaseException:
+        for folder in created:
+            with contextlib.suppress(OSError):
+                os.rmdir(folder)  # only while empty
+        raise
+    return result
+
+
+def _convert_all(importer, tasks, folder, result, note, progress, workers):
+    """Converts every task on reader threads and writes each sample into `folder`, counting
+    into `result`; returns the set of splits written ("" for one pool)."""
+    splits, stems = set(), {}
+    with progress_bar(len(tasks), f"importing {result.format}", "image", enabled=progress) as bar, \
+            contextlib.closing(ordered_map(importer.convert, tasks, workers)) as converted:
+        for task, (sample, problems, counts) in zip(tasks, converted):
+            bar.update(1)
+            note(problems)
+            if sample is None:
+                continue
+            result.counts.update(counts)
+            where = task[1] if isinstance(task[1], str) else os.path.join(importer.images_dir, task[0]["file_name"])
+            key = (sample.split, sample.stem)
+            if key in stems or not sample.stem or sample.stem.startswith("."):
+                note([ImportProblem(where, f"another image is already imported as {sample.stem!r} (from "
+                                    f"{stems.get(key)}); names must differ" if key in stems else
+                                    "a file name kseg cannot use", IMAGE_LEFT_OUT)])  # fmt: skip
+                continue
+            stems[key] = where
+            _write_sample(folder, sample)
+            splits.add(sample.split)
+            result.images[sample.split] += 1
+            pixels = np.bincount(sample.mask.ravel(), minlength=256)
+            result.class_pixels += pixels[: len(result.names)]
+            result.ignored_pixels += int(pixels[IGNORE_INDEX])
+            if isinstance(importer, Pix2pixCityscapes):
+                result.uncertain[where] = (sample.uncertain, sample.void, int(sample.mask.size))
+    if not result.images:
+        first = f"; first problem: {result.problems[0]}" if result.problems else ""
+        raise KsegError(f"{importer.source}: no image could be imported{first}")
+    if "" in splits and len(splits) > 1:
+        raise KsegError(f"{importer.source}: some images belong to a split and some to none")
+    return splits
+
+
+def _write_sample(folder, sample):
+    """Writes one image and its mask into the scratch folder (atomically, file by file)."""
+    image_path = os.path.join(folder, "images", sample.split, sample.stem + sample.extension)
+    if sample.data is not None:
+        write_bytes(image_path, sample.data)  # byte for byte: kseg reads it as it was read here
+    else:
+        write_png(image_path, sample.image)
+    write_png(os.path.join(folder, "masks", sample.split, sample.stem + ".png"), sample.mask)

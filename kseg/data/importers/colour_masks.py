@@ -1,0 +1,165 @@
+"""Datasets of colour masks with a colour table: CVAT's "Segmentation mask 1.1" export
+(labelmap.txt) and Kaggle's CamVid (class_dict.csv) (docs/importing.md)."""
+
+import collections
+import csv
+import io
+import os
+
+from kseg.data.importers.common import (
+    IMAGE_LEFT_OUT,
+    ClassTable,
+    ImportProblem,
+    Sample,
+    colours_to_ids,
+    images_by_stem,
+    read_colour_mask,
+    read_image_file,
+    require_folder,
+    same_size,
+    stem_of,
+)
+from kseg.errors import KsegError
+from kseg.files import brief, read_text
+from kseg.images import list_image_files
+
+
+
+
+class ColourMasks:
+    """Shared by CVAT and CamVid: pairs of (image, colour mask) and a colour -> class table."""
+
+    def _set_classes(self, entries, ignore, where):
+        names, colours = [name for name, _ in entries], [colour for _, colour in entries]
+        if len(set(colours)) != len(colours):
+            twice = next(colour for colour in colours if colours.count(colour) > 1)
+            raise KsegError(f"{where}: two classes share the colour {list(twice)}, so masks are ambiguous")
+        self.classes = ClassTable(names, colours, ignore, where)
+        self.table = {colour: self.classes.id[name] for name, colour in entries}
+
+    def convert(self, task):
+        split, image_path, mask_path = task
+        problems = []
+        read = read_image_file(image_path, problems)
+        colour = read_colour_mask(mask_path, problems) if read else None
+        if colour is None or not same_size(read[0], colour, image_path, mask_path, problems):
+            return None, problems, None
+        mask = colours_to_ids(colour, self.table, mask_path, self.colour_file, problems)
+        return Sample(stem_of(image_path), split, *read, mask), problems, collections.Counter()
+
+
+class Cvat(ColourMasks):
+    """A CVAT "Segmentation mask 1.1" export: labelmap.txt (`name:r,g,b:parts:actions`),
+    SegmentationClass/*.png colour masks, JPEGImages/, ImageSets/Segmentation/*.txt."""
+
+    name = "cvat"
+
+    def __init__(self, source, ignore=()):
+        self.source = require_folder(os.fspath(source), "CVAT export folder")
+        self.colour_file = os.path.join(self.source, "labelmap.txt")
+        if not os.path.isfile(self.colour_file):
+            raise KsegError(f"{self.colour_file}: not found; a CVAT 'Segmentation mask 1.1' export holds labelmap.txt, "
+                            "SegmentationClass/ and JPEGImages/")  # fmt: skip
+        entries = []
+        for number, line in enumerate(read_text(self.colour_file, "CVAT label map").splitlines(), 1):
+            if not line.strip() or line.lstrip().startswith("#"):
+                continue
+            fields = line.split(":")
+            try:
+                colour = tuple(int(value) for value in fields[1].split(","))
+                if len(colour) != 3 or not all(0 <= value <= 255 for value in colour):
+                    raise ValueError
+            except (IndexError, ValueError):
+                raise KsegError(f"{self.colour_file}: line {number}: expected 'name:r,g,b::' with r, g, b in "
+                                f"0..255. Received: {brief(line)}") from None  # fmt: skip
+            entries.append((fields[0], colour))
+        self._set_classes(entries, ignore, self.colour_file)
+        self.masks_dir = require_folder(os.path.join(self.source, "SegmentationClass"), "SegmentationClass/ folder")
+        self.images_dir = require_folder(os.path.join(self.source, "JPEGImages"), "JPEGImages/ folder")
+        self.lists_dir = os.path.join(self.source, "ImageSets", "Segmentation")
+
+    def tasks(self):
+        self.problems = []
+        masks = {stem_of(path): path for path in sorted(list_image_files(self.masks_dir, recursive=False))}
+        images = images_by_stem(self.images_dir, self.problems)
+        split_of = {}
+        lists = sorted(name for name in os.listdir(self.lists_dir) if name.endswith(".txt")) if os.path.isdir(
+            self.lists_dir) else []
+        for name in lists:
+            path = os.path.join(self.lists_dir, name)
+            for stem in read_text(path, "split list").split():
+                if split_of.get(stem, name[:-4]) != name[:-4]:
+                    self.problems.append(ImportProblem(path, f"{stem} is also in {split_of[stem]}.txt",
+                                                       IMAGE_LEFT_OUT))  # fmt: skip
+                    split_of[stem] = None
+                else:
+                    split_of[stem] = name[:-4]
+        pooled = {split for split in split_of.values() if split} <= {"default"}
+        tasks = []
+        for stem in sorted(set(masks) | set(split_of)):
+            split = split_of.get(stem, "") if lists else ""
+            if split is None:
+                continue
+            if stem not in masks or stem not in images:
+                where = masks.get(stem) or images.get(stem) or os.path.join(self.lists_dir, f"{split}.txt")
+                missing = "SegmentationClass/" if stem not in masks else "JPEGImages/"
+                self.problems.append(ImportProblem(where, f"{stem}: nothing in {missing} for it", IMAGE_LEFT_OUT))
+                continue
+            if lists and not split:
+                self.problems.append(ImportProblem(masks[stem], "listed in no ImageSets/Segmentation/*.txt",
+                                                   IMAGE_LEFT_OUT))  # fmt: skip
+                continue
+            tasks.append(("" if pooled else split, images[stem], masks[stem]))
+        for stem in sorted(set(images) - set(masks) - set(split_of)):
+            self.problems.append(ImportProblem(images[stem], "no mask in SegmentationClass/", IMAGE_LEFT_OUT))
+        return tasks
+
+
+class CamvidKaggle(ColourMasks):
+    """Kaggle's CamVid: SPLIT/NAME.png with SPLIT_labels/NAME_L.png colour masks and
+    class_dict.csv (name,r,g,b), for the splits train, val and test."""
+
+    name = "camvid-kaggle"
+
+    def __init__(self, source, ignore=()):
+        self.source = require_folder(os.fspath(source), "CamVid folder")
+        self.colour_file = os.path.join(self.source, "class_dict.csv")
+        text = read_text(self.colour_file, "CamVid class list")
+        entries = []
+        rows = list(csv.reader(io.StringIO(text)))
+        if not rows or [cell.strip().lower() for cell in rows[0]] != ["name", "r", "g", "b"]:
+            raise KsegError(f"{self.colour_file}: expected the header 'name,r,g,b'. Received: "
+                            f"{brief(','.join(rows[0]) if rows else '')}")  # fmt: skip
+        for number, row in enumerate(rows[1:], 2):
+            if not row:
+                continue
+            try:
+                colour = tuple(int(value) for value in row[1:])
+                if len(colour) != 3 or not all(0 <= value <= 255 for value in colour):
+                    raise ValueError
+            except ValueError:
+                raise KsegError(f"{self.colour_file}: line {number}: expected name,r,g,b with r, g, b in 0..255. "
+                                f"Received: {brief(','.join(row))}") from None  # fmt: skip
+            entries.append((row[0].strip(), colour))
+        self._set_classes(entries, ignore, self.colour_file)
+        self.splits = [split for split in ("train", "val", "test") if os.path.isdir(os.path.join(self.source, split))]
+        if not self.splits:
+            raise KsegError(f"{self.source}: no train/, val/ or test/ folder (Kaggle CamVid holds train/ and "
+                            "train_labels/, val/ and val_labels/, test/ and test_labels/)")  # fmt: skip
+
+    def tasks(self):
+        self.problems, tasks = [], []
+        for split in self.splits:
+            labels_dir = require_folder(os.path.join(self.source, f"{split}_labels"), f"labels folder of {split}/")
+            images = images_by_stem(os.path.join(self.source, split), self.problems)
+            labels = {stem_of(path): path for path in list_image_files(labels_dir, recursive=False)}
+            for stem, image_path in sorted(images.items()):
+                label = labels.pop(f"{stem}_L", None)
+                if label is None:
+                    self.problems.append(ImportProblem(image_path, f"no {split}_labels/{stem}_L.png",
+                                                       IMAGE_LEFT_OUT))  # fmt: skip
+                    continue
+                tasks.append((split, image_path, label))
+            for path in sorted(labels.values()):
+                self.problems.append(ImportProblem(path, f"no image in {split}/ for this label", IMAGE_LEFT_OUT))
+        return tasks

@@ -1,0 +1,269 @@
+"""What every importer of `kseg.data.importers` shares: the problem record, the converted
+sample, the result and its summary, the class table, and the readers of images and colour
+masks that turn a bad file into a named problem instead of an exception."""
+
+import collections
+import dataclasses
+import io
+import os
+
+import numpy as np
+from PIL import Image
+
+from kseg.data.folder import DEFAULT_SPLIT_SEED, DEFAULT_VAL_FRACTION, MAX_CLASS_NAME, MAX_CLASSES
+from kseg.data.readers import read_rgb_image
+from kseg.errors import KsegError
+from kseg.files import brief
+from kseg.images import ImageError, check_pixels, list_image_files, probe, read_file, read_image
+from kseg.labels import IGNORE_INDEX, default_palette
+
+REPORT_FILE = "import-report.txt"
+BACKGROUND = "background"
+# What a problem did: its region ignored, the annotation left out, the image left out, or
+# the annotation kept as drawn inside the image.
+IGNORED, SHAPE_LEFT_OUT, IMAGE_LEFT_OUT, KEPT = ("pixels ignored", "annotation left out",
+                                                 "image left out", "kept, clipped to the image")
+EXTENSIONS = {"png": ".png", "jpeg": ".jpg", "webp": ".webp", "bmp": ".bmp", "tiff": ".tif"}
+
+
+@dataclasses.dataclass(frozen=True)
+class ImportProblem:
+    """One annotation or image that was not imported as it stands.
+
+    Attributes:
+        path: str. The file holding it.
+        message: str. What is wrong (which shape or annotation, and why).
+        action: str. What the import did: IGNORED, SHAPE_LEFT_OUT, IMAGE_LEFT_OUT or KEPT.
+    """
+
+    path: str
+    message: str
+    action: str
+
+    def __str__(self):
+        return f"{self.path}: {self.message} ({self.action})"
+
+
+@dataclasses.dataclass
+class Sample:
+    """One converted image: what goes to images/ and masks/."""
+
+    stem: str
+    split: str
+    image: np.ndarray  # RGB, as kseg reads it
+    data: bytes = None  # the file to copy, or None: write `image` as PNG
+    extension: str = ".png"
+    mask: np.ndarray = None  # uint8 train ids, 255 ignored
+    uncertain: int = 0  # pix2pix: pixels beyond the colour tolerance
+    void: int = 0  # pix2pix: pixels nearest to a colour of a class Cityscapes does not train
+
+
+@dataclasses.dataclass
+class ImportResult:
+    """What `import_dataset` wrote.
+
+    Attributes:
+        out_dir: str. The dataset folder.
+        format: str. One of FORMATS.
+        names: tuple of str. The classes, in train-id order.
+        colours: tuple. Their (r, g, b) colours.
+        images: collections.Counter. Split ("" for one pool) -> images written.
+        problems: list of ImportProblem.
+        counts: collections.Counter. What was read and drawn (shapes, crowd regions, ...).
+        class_pixels: np.ndarray. Pixels per class over every mask written.
+        ignored_pixels: int. Pixels written as 255.
+        uncertain: dict. pix2pix: image path -> (pixels beyond the tolerance, pixels of void
+            colours, pixels), the first two ignored.
+    """
+
+    out_dir: str
+    format: str
+    names: tuple = ()
+    colours: tuple = ()
+    images: collections.Counter = dataclasses.field(default_factory=collections.Counter)
+    problems: list = dataclasses.field(default_factory=list)
+    counts: collections.Counter = dataclasses.field(default_factory=collections.Counter)
+    class_pixels: np.ndarray = None
+    ignored_pixels: int = 0
+    uncertain: dict = dataclasses.field(default_factory=dict)
+
+    def summary(self):
+        """Printable lines: images per split, pixels per class, counts, problems by action."""
+        total = sum(self.images.values())
+        splits = ", ".join(f"{split} {count}" for split, count in sorted(self.images.items()) if split)
+        lines = [f"imported {total} image(s) from {self.format} into {self.out_dir}"
+                 + (f" (splits: {splits})" if splits else " (one pool: validation holds out "
+                    f"{DEFAULT_VAL_FRACTION:.0%} of it, seed {DEFAULT_SPLIT_SEED})")]
+        pixels = int(self.class_pixels.sum()) + self.ignored_pixels if self.class_pixels is not None else 0
+        for index, name in enumerate(self.names):
+            count = int(self.class_pixels[index]) if pixels else 0
+            empty = "  (no pixel: check the class list)" if not count else ""
+            lines.append(f"  {index:>3} {name[:40]:<40} {count:>14,} px ({count / max(pixels, 1):6.1%}){empty}")
+        lines.append(f"  255 {'(ignored)':<40} {self.ignored_pixels:>14,} px "
+                     f"({self.ignored_pixels / max(pixels, 1):6.1%})")
+        if self.counts:
+            lines.append("read: " + ", ".join(f"{count:,} {what}" for what, count in sorted(self.counts.items())))
+        if self.uncertain:
+            uncertain = sum(value[0] for value in self.uncertain.values())
+            void = sum(value[1] for value in self.uncertain.values())
+            lines.append(f"colours: {uncertain:,} px uncertain (beyond the tolerance, ignored) in "
+                         f"{sum(1 for v in self.uncertain.values() if v[0])} of {len(self.uncertain)} image(s), "
+                         f"{void:,} px of void colours (ignored); per image in "
+                         f"{os.path.join(self.out_dir, REPORT_FILE)}")
+        actions = collections.Counter(problem.action for problem in self.problems)
+        if actions:
+            lines.append(f"{len(self.problems)} problem(s): " + ", ".join(
+                f"{count} {action}" for action, count in sorted(actions.items())))
+        return lines
+
+
+# -- shared pieces ---------------------------------------------------------------------------
+
+
+def require_folder(path, what):
+    if not os.path.isdir(path):
+        raise KsegError(f"{path}: {what} not found" + (" (it is a file)" if os.path.exists(path) else ""))
+    return path
+
+
+def decode_image(data, where, left_out):
+    """(RGB array, bytes to copy or None, extension) of an image file's content; None and
+    a problem when it cannot be read."""
+    try:
+        header = probe(data)
+        try:
+            rgb = read_rgb_image(where, data)
+        except ImageError as error:
+            if error.kind not in ("grayscale", "RGBA", "16-bit"):
+                raise
+            return read_image(where, data), None, ".png"  # converted to 8-bit RGB
+        extension = EXTENSIONS.get(header.format)
+        return rgb, (data if extension else None), extension or ".png"
+    except KsegError as error:
+        left_out.append(ImportProblem(where, without_path(str(error), where), IMAGE_LEFT_OUT))
+        return None
+
+
+def read_image_file(path, left_out):
+    try:
+        data = read_file(path)
+    except KsegError as error:
+        left_out.append(ImportProblem(path, without_path(str(error), path), IMAGE_LEFT_OUT))
+        return None
+    return decode_image(data, path, left_out)
+
+
+def without_path(message, path):
+    """A reader's message without its leading 'PATH: '."""
+    return message[len(path) + 2:] if message.startswith(f"{path}: ") else message
+
+
+def stem_of(path):
+    return os.path.splitext(os.path.basename(path))[0]
+
+
+def _colour_keys(array):
+    array = array.astype(np.int64)
+    return (array[..., 0] << 16) | (array[..., 1] << 8) | array[..., 2]
+
+
+def colours_to_ids(rgb, table, where, what, problems):
+    """Maps an RGB mask to train ids through {colour: id}; colours not in the table are
+    ignored and named."""
+    keys, inverse = np.unique(_colour_keys(rgb), return_inverse=True)
+    ids = np.array([table.get((int(k >> 16), int((k >> 8) & 255), int(k & 255)), -1) for k in keys], np.int16)
+    unknown = keys[ids < 0]
+    if unknown.size:
+        counts = np.bincount(inverse.ravel(), minlength=len(keys))[ids < 0]
+        shown = ", ".join(f"[{k >> 16}, {(k >> 8) & 255}, {k & 255}] ({n} px)" for k, n in zip(unknown[:4], counts[:4]))
+        more = f" and {unknown.size - 4} more" if unknown.size > 4 else ""
+        problems.append(ImportProblem(where, f"{int(counts.sum())} px of {unknown.size} colour(s) not in {what}: "
+                                      f"{shown}{more}", IGNORED))  # fmt: skip
+    ids[ids < 0] = IGNORE_INDEX
+    return ids.astype(np.uint8)[inverse.reshape(rgb.shape[:2])]
+
+
+def read_colour_mask(path, problems):
+    """An RGB colour mask (palette PNGs through their palette), or None and a problem."""
+    try:
+        data = read_file(path, "mask file")
+        header = probe(data)
+        check_pixels(header, path, "mask")
+        if header.lossy:
+            raise ImageError(f"{path}: mask is stored as {header.lossy}, a lossy format: its colours are "
+                             "not exact")  # fmt: skip
+        with Image.open(io.BytesIO(data)) as image:
+            return np.asarray(image.convert("RGB"))
+    except KsegError as error:
+        problems.append(ImportProblem(path, without_path(str(error), path), IMAGE_LEFT_OUT))
+    except Exception:  # noqa: BLE001 - Pillow raises many types for damaged files
+        problems.append(ImportProblem(path, "not a readable image (corrupt, truncated or unknown format)",
+                                      IMAGE_LEFT_OUT))  # fmt: skip
+    return None
+
+
+def swapped_note(expected, found):
+    """A hint when two (height, width) sizes are each other turned by 90 degrees."""
+    if tuple(expected) == tuple(found)[::-1] and expected[0] != expected[1]:
+        return (" (width and height swapped: the image's EXIF orientation turns it, and the annotation was "
+                "made on the stored pixels or the other way round)")
+    return ""
+
+
+def same_size(rgb, mask, image_path, mask_path, problems):
+    if rgb.shape[:2] == mask.shape[:2]:
+        return True
+    problems.append(ImportProblem(mask_path, f"mask is {mask.shape[1]}x{mask.shape[0]}, its image {image_path} "
+                                  f"{rgb.shape[1]}x{rgb.shape[0]}{swapped_note(mask.shape[:2], rgb.shape[:2])}",
+                                  IMAGE_LEFT_OUT))  # fmt: skip
+    return False
+
+
+def check_names(names, where):
+    if len(names) > MAX_CLASSES:
+        raise KsegError(f"{where}: {len(names)} classes, more than kseg's {MAX_CLASSES} (255 is the ignore label)")
+    for name in names:
+        if not isinstance(name, str) or not name.strip() or len(name) > MAX_CLASS_NAME or any(
+                ord(c) < 32 or ord(c) == 127 for c in name):
+            raise KsegError(f"{where}: class name {brief(name)} cannot be a class name (empty, longer than "
+                            f"{MAX_CLASS_NAME} characters or holding a control character)")  # fmt: skip
+    duplicates = sorted({name for name in names if names.count(name) > 1})
+    if duplicates:
+        raise KsegError(f"{where}: two classes are named {brief(duplicates[0])}")
+
+
+class ClassTable:
+    """Names and colours in train-id order, with the names mapped to ignore."""
+
+    def __init__(self, names, colours, ignore, where):
+        names = list(names)
+        check_names(names, where)
+        missing = [name for name in ignore if name not in names]
+        if missing:
+            raise KsegError(f"--ignore-class {missing[0]}: no such class in {where} (classes: "
+                            f"{brief(', '.join(names), 300)})")  # fmt: skip
+        kept = [index for index, name in enumerate(names) if name not in ignore]
+        self.names = tuple(names[index] for index in kept)
+        self.colours = tuple(colours[index] for index in kept) if colours else default_palette(len(kept))
+        if len(self.names) < 2:
+            raise KsegError(f"{where}: {len(self.names)} class(es) to learn ({brief(', '.join(self.names))}); "
+                            "kseg needs at least 2")  # fmt: skip
+        self.id = {name: IGNORE_INDEX for name in ignore}
+        self.id.update({name: index for index, name in enumerate(self.names)})
+
+
+def is_int(value):
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def images_by_stem(folder, problems):
+    found = collections.defaultdict(list)
+    for path in list_image_files(folder):
+        found[stem_of(path)].append(path)
+    for stem, paths in list(found.items()):
+        if len(paths) > 1:
+            for path in paths:
+                problems.append(ImportProblem(path, f"{len(paths)} images are named {stem}: which one is "
+                                              "annotated is unknown", IMAGE_LEFT_OUT))  # fmt: skip
+            del found[stem]
+    return {stem: paths[0] for stem, paths in found.items()}

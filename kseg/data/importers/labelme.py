@@ -1,0 +1,245 @@
+"""LabelMe: one .json per image, its shapes drawn the way LabelMe's own `shape_to_mask`
+draws them (docs/importing.md#labelme)."""
+
+import base64
+import binascii
+import collections
+import contextlib
+import io
+import math
+import os
+
+import numpy as np
+from PIL import Image, ImageDraw
+
+from kseg.data.importers.common import (
+    BACKGROUND,
+    IGNORED,
+    IMAGE_LEFT_OUT,
+    KEPT,
+    SHAPE_LEFT_OUT,
+    ClassTable,
+    ImportProblem,
+    Sample,
+    decode_image,
+    read_image_file,
+    require_folder,
+    stem_of,
+    swapped_note,
+    without_path,
+)
+from kseg.errors import KsegError
+from kseg.files import brief, load_json, read_text
+from kseg.images import check_pixels, probe
+from kseg.labels import IGNORE_INDEX
+
+# LabelMe's own conventions (labelme2voc, labels.txt): these names are not classes.
+LABELME_IGNORE = "__ignore__"
+LABELME_BACKGROUND = ("_background_", "background")
+# How LabelMe's shape_to_mask draws shapes without an area (pixels).
+LINE_WIDTH, POINT_RADIUS = 10, 5
+LABELME_SHAPES = ("polygon", "rectangle", "circle", "line", "linestrip", "point", "mask")
+
+
+def _points(shape, where):
+    """A shape's points as an (N, 2) float array, or an error message."""
+    points = shape.get("points")
+    if not isinstance(points, list):
+        return f"{where}: 'points' is {brief(points)}, not a list of [x, y]"
+    try:
+        array = np.array(points, dtype=np.float64)
+    except (TypeError, ValueError, OverflowError):
+        return f"{where}: 'points' holds something other than [x, y] numbers: {brief(points)}"
+    if array.ndim != 2 or array.shape[1] != 2 or not np.isfinite(array).all() or (
+            array.size and np.abs(array).max() > 1e7):
+        return f"{where}: 'points' must be [x, y] pairs of finite numbers. Received: {brief(points)}"
+    return array
+
+
+def _labelme_region(shape, where, size):
+    """(bool mask or None, list of problem messages with actions) of one LabelMe shape,
+    drawn the way LabelMe's own `shape_to_mask` draws it."""
+    height, width = size
+    kind = shape.get("shape_type") or "polygon"  # files of LabelMe 3 have no shape_type
+    if kind not in LABELME_SHAPES:
+        return None, [(f"{where}: unknown shape_type {brief(kind)} (LabelMe's: {', '.join(LABELME_SHAPES)})",
+                       SHAPE_LEFT_OUT)]  # fmt: skip
+    points = _points(shape, where)
+    if isinstance(points, str):
+        return None, [(points, SHAPE_LEFT_OUT)]
+    need = {"polygon": "at least 3", "rectangle": "2", "circle": "2", "line": "2", "linestrip": "at least 2",
+            "point": "1", "mask": "2"}[kind]  # fmt: skip
+    count = len(points)
+    if (need.startswith("at least") and count < int(need[-1])) or (need.isdigit() and count != int(need)):
+        return None, [(f"{where}: a {kind} needs {need} point(s), this one has {count}", SHAPE_LEFT_OUT)]
+    notes = []
+    outside = (points[:, 0] < 0) | (points[:, 0] > width) | (points[:, 1] < 0) | (points[:, 1] > height)
+    if outside.any():
+        x, y = points[np.argmax(outside)]
+        notes.append((f"{where}: {int(outside.sum())} point(s) outside the {width}x{height} image "
+                      f"(e.g. [{x:g}, {y:g}])", KEPT))  # fmt: skip
+    canvas = Image.new("L", (width, height), 0)
+    draw = ImageDraw.Draw(canvas)
+    xy = [tuple(point) for point in points.tolist()]
+    if kind == "mask":
+        problem = _place_mask(shape, points, canvas, where)
+        if problem:
+            return None, notes + [(problem, SHAPE_LEFT_OUT)]
+    elif kind == "circle":
+        (cx, cy), (px, py) = xy
+        radius = math.hypot(cx - px, cy - py)
+        draw.ellipse([cx - radius, cy - radius, cx + radius, cy + radius], outline=1, fill=1)
+    elif kind == "rectangle":
+        (x1, y1), (x2, y2) = xy
+        draw.rectangle([min(x1, x2), min(y1, y2), max(x1, x2), max(y1, y2)], outline=1, fill=1)
+    elif kind in ("line", "linestrip"):
+        draw.line(xy, fill=1, width=LINE_WIDTH)
+    elif kind == "point":
+        (cx, cy), = xy
+        draw.ellipse([cx - POINT_RADIUS, cy - POINT_RADIUS, cx + POINT_RADIUS, cy + POINT_RADIUS], outline=1, fill=1)
+    else:
+        draw.polygon(xy, outline=1, fill=1)
+    return np.asarray(canvas, dtype=bool), notes
+
+
+def _place_mask(shape, points, canvas, where):
+    """Pastes a 'mask' shape (a base64 PNG covering the box of its two points) on the
+    canvas; returns a problem message or None."""
+    encoded = shape.get("mask")
+    if not isinstance(encoded, str):
+        return f"{where}: a mask shape without its 'mask' (base64 PNG)"
+    try:
+        data = base64.b64decode(encoded, validate=True)
+        check_pixels(probe(data), where, "mask")
+        with Image.open(io.BytesIO(data)) as image:
+            mask = np.asarray(image.convert("L")) > 0
+    except (binascii.Error, ValueError):
+        return f"{where}: 'mask' is not base64 data"
+    except KsegError as error:
+        return str(error)
+    except Exception:  # noqa: BLE001 - Pillow raises many types for damaged files
+        return f"{where}: 'mask' is not a readable PNG"
+    (x1, y1), (x2, y2) = points.astype(int)
+    if (y2 - y1 + 1, x2 - x1 + 1) != mask.shape:
+        return (f"{where}: its mask is {mask.shape[1]}x{mask.shape[0]} but its points span "
+                f"{x2 - x1 + 1}x{y2 - y1 + 1}")  # fmt: skip
+    full = np.zeros((canvas.height, canvas.width), bool)
+    top, left = max(y1, 0), max(x1, 0)
+    bottom, right = min(y2 + 1, canvas.height), min(x2 + 1, canvas.width)
+    if bottom > top and right > left:
+        full[top:bottom, left:right] = mask[top - y1:bottom - y1, left - x1:right - x1]
+    canvas.paste(Image.fromarray(full.astype(np.uint8)), (0, 0))
+    return None
+
+
+class LabelMe:
+    """LabelMe: SOURCE is a folder of .json files (searched recursively) or one .json.
+
+    Classes: `background` (unlabelled pixels), then the labels in `labels_file` order (a
+    LabelMe labels.txt, one name a line; `__ignore__` and `_background_` lines are
+    LabelMe's conventions, not classes) or, without one, every label found, sorted.
+    """
+
+    name = "labelme"
+
+    def __init__(self, source, labels_file=None, unlabelled=BACKGROUND, ignore=()):
+        self.source = os.fspath(source)
+        if os.path.isfile(self.source):
+            self.files = [self.source]
+        else:
+            require_folder(self.source, "LabelMe folder")
+            self.files = sorted(
+                os.path.join(parent, name) for parent, folders, names in os.walk(self.source)
+                for name in names if name.lower().endswith(".json") and not name.startswith("."))
+            if not self.files:
+                raise KsegError(f"{self.source}: no LabelMe .json file found (searched every folder inside)")
+        self.unlabelled = unlabelled
+        found = set()
+        for path in self.files:  # a first pass for the class list; problems are named later
+            with contextlib.suppress(KsegError):
+                document = load_json(path, "LabelMe file")
+                for shape in document.get("shapes") or () if isinstance(document, dict) else ():
+                    if isinstance(shape, dict) and isinstance(shape.get("label"), str):
+                        found.add(shape["label"])
+        if labels_file:
+            listed = [line.strip() for line in read_text(labels_file, "labels file").splitlines()]
+            listed = [name for name in listed if name and name != LABELME_IGNORE]
+        else:
+            listed = sorted(found - {LABELME_IGNORE})
+        background = [name for name in listed if name in LABELME_BACKGROUND]
+        others = [name for name in listed if name not in LABELME_BACKGROUND]
+        if len(background) > 1:
+            raise KsegError(f"{labels_file}: lists both {background[0]} and {background[1]}: which is background?")
+        first = background[:1] or ([BACKGROUND] if unlabelled == BACKGROUND else [])
+        self.classes = ClassTable(first + others, None, ignore, labels_file or self.source)
+        self.labelled = set(listed)
+        self.background = self.classes.id.get(first[0], IGNORE_INDEX) if first else IGNORE_INDEX
+        self.labels_file = labels_file
+
+    def tasks(self):
+        return [("", path) for path in self.files]
+
+    def convert(self, task):
+        split, path = task
+        problems = []
+        try:
+            document = load_json(path, "LabelMe file")
+        except KsegError as error:
+            return None, [ImportProblem(path, without_path(str(error), path), IMAGE_LEFT_OUT)], None
+        if not isinstance(document, dict) or not isinstance(document.get("shapes"), list):
+            return None, [ImportProblem(path, "not a LabelMe file (no 'shapes' list)", IMAGE_LEFT_OUT)], None
+        image = self.decode_image(document, path, problems)
+        if image is None:
+            return None, problems, None
+        rgb, data, extension = image
+        height, width = rgb.shape[:2]
+        claimed = document.get("imageHeight"), document.get("imageWidth")
+        if all(isinstance(value, int) for value in claimed) and claimed != (height, width):
+            message = (f"imageWidth x imageHeight is {claimed[1]}x{claimed[0]}, the image {width}x{height}"
+                       f"{swapped_note(claimed, (height, width))}")
+            return None, problems + [ImportProblem(path, message, IMAGE_LEFT_OUT)], None
+        mask = np.full((height, width), self.background, np.uint8)
+        counts = collections.Counter()
+        for number, shape in enumerate(document["shapes"]):
+            where = f"shape {number}"
+            if not isinstance(shape, dict) or not isinstance(shape.get("label"), str):
+                problems.append(ImportProblem(path, f"{where}: no text 'label': {brief(shape)}", SHAPE_LEFT_OUT))
+                continue
+            label = shape["label"]
+            where = f"shape {number} ({brief(label, 40)})"
+            region, notes = _labelme_region(shape, where, (height, width))
+            problems += [ImportProblem(path, message, action) for message, action in notes]
+            if region is None:
+                continue
+            if label == LABELME_IGNORE:
+                value = IGNORE_INDEX
+            elif label in LABELME_BACKGROUND and label not in self.labelled:
+                value = self.background
+            elif label not in self.classes.id:
+                problems.append(ImportProblem(path, f"{where}: label not in {self.labels_file}", IGNORED))
+                value = IGNORE_INDEX
+            else:
+                value = self.classes.id[label]
+            mask[region] = value  # later shapes on top, as LabelMe draws them
+            counts["shapes drawn"] += 1
+        return Sample(stem_of(path), split, rgb, data, extension, mask), problems, counts
+
+    def decode_image(self, document, path, problems):
+        encoded = document.get("imageData")
+        if isinstance(encoded, str) and encoded:
+            try:
+                data = base64.b64decode(encoded, validate=True)
+            except (binascii.Error, ValueError):
+                problems.append(ImportProblem(path, "imageData is not base64 data", IMAGE_LEFT_OUT))
+                return None
+            return decode_image(data, f"{path} (imageData)", problems)
+        name = document.get("imagePath")
+        if not isinstance(name, str) or not name:
+            problems.append(ImportProblem(path, "no imagePath and no imageData: image missing", IMAGE_LEFT_OUT))
+            return None
+        image_path = os.path.join(os.path.dirname(path), name.replace("\\", "/"))  # Windows-made files
+        if not os.path.exists(image_path):
+            problems.append(ImportProblem(path, f"image missing: imagePath {brief(name)} is not there "
+                                          f"({image_path}) and there is no imageData", IMAGE_LEFT_OUT))  # fmt: skip
+            return None
+        return read_image_file(image_path, problems)
