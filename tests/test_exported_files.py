@@ -347,3 +347,18 @@ def test_predict_with_a_fixed_size_file_resizes_and_tiles(run, images, tmp_path)
                     tmp_path / "tiled", "--tile", "48x64", "--overlap", "16")
     assert result.exit_code == 0, result.output
     assert read_mask(tmp_path / "tiled" / "wide.png").shape == (40, 90)
+
+
+def test_names_inside_an_export_name_its_classes_without_a_classes_json(run, tmp_path):
+    from kseg.export import export_model
+    from kseg.exported import load_exported_predictor
+
+    if "classes" not in inspect.signature(export_model).parameters:
+        pytest.skip("this kseg export does not write class names into the file")
+    _, _, model = run
+    classes = {"class_names": [f"kind {index}" for index in range(6)],
+               "palette": [[index * 40, 0, 255 - index * 40] for index in range(6)]}  # fmt: skip
+    out = export_model(model, tmp_path / "lone" / "saved", "savedmodel", classes=classes)
+    predictor, num_classes, palette, names, warnings = load_exported_predictor(out)
+    assert names == classes["class_names"] and not warnings
+    np.testing.assert_array_equal(palette, classes["palette"])
