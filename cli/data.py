@@ -274,7 +274,8 @@ def import_(ctx, format, source, out_dir, images, labels, unlabelled, crowd, ign
     FORMAT and SOURCE:
       labelme             a folder of LabelMe .json files (or one file); images by
                           imagePath, or the embedded imageData
-      coco                an instances .json (polygons, RLE, iscrowd); --images DIR
+      coco                an instances .json (polygons, RLE, iscrowd); --images DIR;
+                          or a folder of train/, valid/, test/ with one .json each
       cvat                a CVAT "Segmentation mask 1.1" export folder (labelmap.txt,
                           SegmentationClass/, JPEGImages/, ImageSets/Segmentation/)
       camvid-kaggle       Kaggle CamVid: train/, train_labels/*_L.png, val/, test/,
@@ -282,7 +283,8 @@ def import_(ctx, format, source, out_dir, images, labels, unlabelled, crowd, ign
       pix2pix-cityscapes  Kaggle cityscapes-image-pairs: train/, val/ JPEGs of photo |
                           colour label
 
-    OUT_DIR gets images/ and masks/ (split folders where the source has splits), index
+    OUT_DIR gets images/ and masks/ (split folders where the source has splits: a
+    LabelMe or COCO folder's train/, val/ or valid/, test/ folders too), index
     PNG masks (class k stored as k, 255 ignored), classes.yaml and import-report.txt.
     Shapes drawn later lie on top of earlier ones. Every problem is named with its file:
     a label or colour not in the class list (its pixels ignored), an annotation that

@@ -114,6 +114,23 @@ def test_labelme_labels_file_fixes_the_order_and_ignores_unlisted_labels(labelme
     assert mask_of(out, "a")[5, 5] == 2
 
 
+def test_labelme_split_folders_become_splits(tmp_path):
+    rng = np.random.default_rng(7)
+    source = tmp_path / "labelme"
+    for split, stem in (("train", "a"), ("train", "b"), ("valid", "c"), ("", "stray")):
+        write_png(source / split / f"{stem}.png", random_image(rng, 10, 12))
+        labelme_file(source / split / f"{stem}.json", f"{stem}.png", [("leaf", "rectangle", [[1, 1], [4, 4]])],
+                     (10, 12))
+    out = tmp_path / "out"
+    result = run("labelme", source, out)
+    assert result.exit_code == 0, result.output
+    assert "(splits: train 2, val 1)" in result.output  # Roboflow's valid/ is kseg's val
+    assert sorted(os.listdir(out / "masks" / "train")) == ["a.png", "b.png"]
+    assert os.listdir(out / "masks" / "val") == ["c.png"]
+    assert "stray.json: not in a split folder (train, val) while the others are (image left out)" in result.output
+    assert "splits:" not in (out / "classes.yaml").read_text()
+
+
 def test_labelme_mask_shapes_are_placed_on_their_box(tmp_path):
     source = tmp_path / "labelme"
     write_png(source / "m.png", random_image(np.random.default_rng(5), 12, 16))
@@ -246,6 +263,32 @@ def test_coco_crowd_as_class_and_unlabelled_ignored(tmp_path):
     assert result.exit_code == 0, result.output
     assert class_names(out) == ["person", "car"]
     np.testing.assert_array_equal(mask_of(out, "x"), np.where(crowd, 1, IGNORE_INDEX))
+
+
+def test_coco_roboflow_folder_of_splits(tmp_path):
+    rng = np.random.default_rng(8)
+    categories = [{"id": 0, "name": "leaves", "supercategory": "none"}, {"id": 1, "name": "leaf",
+                                                                         "supercategory": "leaves"}]
+    for split, count in (("train", 2), ("valid", 1), ("test", 1)):
+        images, annotations = [], []
+        for index in range(count):
+            write_png(tmp_path / "export" / split / f"{split}{index}.jpg.png", random_image(rng, 12, 16))
+            images.append({"id": index, "file_name": f"{split}{index}.jpg.png", "width": 16, "height": 12})
+            annotations.append({"id": index, "image_id": index, "category_id": 1, "iscrowd": 0,
+                                "segmentation": [[2, 2, 10, 2, 10, 8, 2, 8]], "area": 48, "bbox": [2, 2, 8, 6]})
+        (tmp_path / "export" / split / "_annotations.coco.json").write_text(json.dumps(
+            {"images": images, "annotations": annotations, "categories": categories}))
+    out = tmp_path / "out"
+    result = run("coco", tmp_path / "export", out)
+    assert result.exit_code == 0, result.output
+    assert "(splits: test 1, train 2, val 1)" in result.output
+    assert class_names(out) == ["background", "leaves", "leaf"]
+    assert (mask_of(out, "train1.jpg", "train")[2:8, 2:10] == 2).all()
+    categories[1]["name"] = "foliage"
+    (tmp_path / "export" / "test" / "_annotations.coco.json").write_text(json.dumps(
+        {"images": [], "annotations": [], "categories": categories}))
+    result = run("coco", tmp_path / "export", tmp_path / "other")
+    assert result.exit_code == 1 and "its categories differ from those of" in result.output
 
 
 def test_coco_damaged_or_panoptic_files_and_misplaced_options(tmp_path):

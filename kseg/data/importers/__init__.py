@@ -184,13 +184,13 @@ def _convert_all(importer, tasks, folder, result, note, progress, workers):
     splits, stems = set(), {}
     with progress_bar(len(tasks), f"importing {result.format}", "image", enabled=progress) as bar, \
             contextlib.closing(ordered_map(importer.convert, tasks, workers)) as converted:
-        for task, (sample, problems, counts) in zip(tasks, converted):
+        for sample, problems, counts in converted:
             bar.update(1)
             note(problems)
             if sample is None:
                 continue
             result.counts.update(counts)
-            where = task[1] if isinstance(task[1], str) else os.path.join(importer.images_dir, task[0]["file_name"])
+            where = sample.origin
             key = (sample.split, sample.stem)
             if key in stems or not sample.stem or sample.stem.startswith("."):
                 note([ImportProblem(where, f"another image is already imported as {sample.stem!r} (from "

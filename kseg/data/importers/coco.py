@@ -20,6 +20,7 @@ from kseg.data.importers.common import (
     is_int,
     read_image_file,
     require_folder,
+    split_folders,
     stem_of,
     swapped_note,
 )
@@ -31,72 +32,82 @@ COCO_FILE_LIMIT = IMAGE_FILE_LIMIT  # COCO train2017's instances file alone is 4
 
 
 class Coco:
-    """A COCO instances file: `images`, `annotations` (polygons, RLE, `iscrowd`) and
+    """COCO instances files: `images`, `annotations` (polygons, RLE, `iscrowd`) and
     `categories`. Category ids become train ids 1..K in id order after `background` (0);
-    crowd regions are ignored (`crowd="ignore"`) or drawn as their category ("class")."""
+    crowd regions are ignored (`crowd="ignore"`) or drawn as their category ("class").
+
+    SOURCE is one .json (images in `images_dir`, default its folder: one pool), or a folder
+    of split folders (train/, valid/ or val/, test/) each holding one .json and its images,
+    the layout of Roboflow's COCO exports; their categories must be the same.
+    """
 
     name = "coco"
 
     def __init__(self, source, images_dir=None, unlabelled=BACKGROUND, crowd="ignore", ignore=()):
         self.source = os.fspath(source)
-        self.images_dir = os.fspath(images_dir) if images_dir else os.path.dirname(os.path.abspath(self.source))
-        require_folder(self.images_dir, "images folder (--images)")
-        document = parse_json(read_bytes(self.source, "COCO annotation file", COCO_FILE_LIMIT), self.source,
-                              "COCO annotation file")  # fmt: skip
-        if not isinstance(document, dict) or not all(isinstance(document.get(key), list)
-                                                      for key in ("images", "annotations", "categories")):
-            raise KsegError(f"{self.source}: not a COCO instances file (it needs 'images', 'annotations' and "
-                            "'categories' lists)")  # fmt: skip
-        if any(isinstance(a, dict) and "segments_info" in a for a in document["annotations"][:1]):
-            raise KsegError(f"{self.source}: a COCO panoptic file; kseg imports instances files "
-                            "(instances_*.json with polygons or RLE)")  # fmt: skip
-        categories = {}
-        for number, category in enumerate(document["categories"]):
-            if not isinstance(category, dict) or not is_int(category.get("id")) or not isinstance(
-                    category.get("name"), str):
-                raise KsegError(f"{self.source}: categories[{number}] needs an integer 'id' and a 'name'. "
-                                f"Received: {brief(category)}")  # fmt: skip
-            if category["id"] in categories:
-                raise KsegError(f"{self.source}: category id {category['id']} is given twice")
-            categories[category["id"]] = category["name"]
+        if os.path.isdir(self.source):
+            if images_dir:
+                raise KsegError(f"--images {images_dir}: with a folder SOURCE each split's images lie beside its "
+                                ".json; give --images with one .json file")  # fmt: skip
+            parts = [(split, _one_json(folder), folder) for split, folder in split_folders(self.source).items()]
+            if not parts:
+                raise KsegError(f"{self.source}: a folder SOURCE needs train/, valid/ (or val/) or test/ folders, "
+                                "each with one COCO .json; or give the .json itself")  # fmt: skip
+        else:
+            folder = os.fspath(images_dir) if images_dir else os.path.dirname(os.path.abspath(self.source))
+            parts = [("", self.source, require_folder(folder, "images folder (--images)"))]
+        self.problems, self.items, categories = [], [], None
+        for split, path, folder in parts:
+            document = _load(path)
+            found = _categories(document, path)
+            if categories is not None and found != categories:
+                raise KsegError(f"{path}: its categories differ from those of {parts[0][1]}; the splits of one "
+                                "dataset need the same categories (ids and names)")  # fmt: skip
+            categories = found
+            self.items += [(split, path, folder, image, annotations)
+                           for image, annotations in self._images(document, path)]
         order = sorted(categories)
         names = ([BACKGROUND] if unlabelled == BACKGROUND else []) + [categories[key] for key in order]
-        self.classes = ClassTable(names, None, ignore, self.source)
+        self.classes = ClassTable(names, None, ignore, parts[0][1])
         self.category = {key: self.classes.id[categories[key]] for key in order}
         self.background = 0 if unlabelled == BACKGROUND else IGNORE_INDEX
         self.crowd = crowd
-        self.images, self.problems = {}, []
+
+    def _images(self, document, path):
+        """[(image, [(number, annotation), ...]), ...] of one file; annotations of no image are named."""
+        images = {}
         for number, image in enumerate(document["images"]):
             if not isinstance(image, dict) or not is_int(image.get("id")) or not isinstance(
                     image.get("file_name"), str) or not all(is_int(image.get(key)) and image[key] > 0
                                                             for key in ("width", "height")):
-                raise KsegError(f"{self.source}: images[{number}] needs an integer 'id', a 'file_name' and a "
+                raise KsegError(f"{path}: images[{number}] needs an integer 'id', a 'file_name' and a "
                                 f"positive 'width' and 'height'. Received: {brief(image)}")  # fmt: skip
-            if image["id"] in self.images:
-                raise KsegError(f"{self.source}: image id {image['id']} is given twice")
-            self.images[image["id"]] = (image, [])
+            if image["id"] in images:
+                raise KsegError(f"{path}: image id {image['id']} is given twice")
+            images[image["id"]] = (image, [])
         for number, annotation in enumerate(document["annotations"]):
             if not isinstance(annotation, dict):
-                self.problems.append(ImportProblem(self.source, f"annotations[{number}] is not an object: "
+                self.problems.append(ImportProblem(path, f"annotations[{number}] is not an object: "
                                                    f"{brief(annotation)}", SHAPE_LEFT_OUT))  # fmt: skip
                 continue
             owner = annotation.get("image_id")
-            if owner not in self.images or isinstance(owner, bool):
+            if owner not in images or isinstance(owner, bool):
                 where = f"annotations[{number}] (id {brief(annotation.get('id'))})"
-                self.problems.append(ImportProblem(self.source, f"{where}: image_id {brief(owner)} is not in "
+                self.problems.append(ImportProblem(path, f"{where}: image_id {brief(owner)} is not in "
                                                    "'images'", SHAPE_LEFT_OUT))  # fmt: skip
                 continue
-            self.images[owner][1].append((number, annotation))
+            images[owner][1].append((number, annotation))
+        return list(images.values())
 
     def tasks(self):
-        return list(self.images.values())
+        return self.items
 
     def convert(self, task):
-        image, annotations = task
-        path = os.path.join(self.images_dir, image["file_name"])
+        split, source, folder, image, annotations = task
+        path = os.path.join(folder, image["file_name"])
         problems = []
         if not os.path.exists(path):
-            return None, [ImportProblem(self.source, f"image id {image['id']}: image missing ({path})",
+            return None, [ImportProblem(source, f"image id {image['id']}: image missing ({path})",
                                         IMAGE_LEFT_OUT)], None
         read = read_image_file(path, problems)
         if read is None:
@@ -104,7 +115,7 @@ class Coco:
         rgb, data, extension = read
         height, width = rgb.shape[:2]
         if (image["height"], image["width"]) != (height, width):
-            return None, [ImportProblem(self.source, f"image id {image['id']} is {image['width']}x{image['height']} "
+            return None, [ImportProblem(source, f"image id {image['id']} is {image['width']}x{image['height']} "
                                         f"here, the file {path} {width}x{height}"
                                         f"{swapped_note((image['height'], image['width']), (height, width))}",
                                         IMAGE_LEFT_OUT)], None  # fmt: skip
@@ -116,12 +127,12 @@ class Coco:
         single = [item for item in annotations if item[1].get("iscrowd") != 1]
         for number, annotation in crowd + single:  # crowd regions first: single objects stay on top
             where = f"annotations[{number}] (id {brief(annotation.get('id'))}, image {image['file_name']})"
-            region = self._region(annotation, where, height, width, problems)
+            region = _region(annotation, where, height, width, source, problems)
             if region is None:
                 continue
             category = annotation.get("category_id")
             if category not in self.category or isinstance(category, bool):
-                problems.append(ImportProblem(self.source, f"{where}: category_id {brief(category)} is not in "
+                problems.append(ImportProblem(source, f"{where}: category_id {brief(category)} is not in "
                                               "'categories'", IGNORED))  # fmt: skip
                 value = IGNORE_INDEX
             else:
@@ -129,55 +140,90 @@ class Coco:
                 value = IGNORE_INDEX if crowd and self.crowd == "ignore" else self.category[category]
                 counts["crowd regions" if crowd else "objects drawn"] += 1
             mask[region] = value
-        return Sample(stem_of(path), "", rgb, data, extension, mask), problems, counts
+        return Sample(stem_of(path), split, rgb, data, extension, mask, origin=path), problems, counts
 
-    def _region(self, annotation, where, height, width, problems):
-        """The bool mask of one annotation (pycocotools decodes it), or None and a problem."""
-        segmentation = annotation.get("segmentation")
 
-        def bad(message):
-            problems.append(ImportProblem(self.source, f"{where}: {message}", SHAPE_LEFT_OUT))
+def _one_json(folder):
+    found = sorted(name for name in os.listdir(folder) if name.lower().endswith(".json"))
+    if len(found) != 1:
+        raise KsegError(f"{folder}: {'no' if not found else len(found)} .json files; a split folder holds one "
+                        f"COCO .json{' (found: ' + ', '.join(found[:4]) + ')' if found else ''}")  # fmt: skip
+    return os.path.join(folder, found[0])
 
-        if isinstance(segmentation, list):
-            polygons = []
-            for polygon in segmentation:
-                if not isinstance(polygon, list) or not all(isinstance(v, (int, float)) and not isinstance(v, bool)
-                                                            and math.isfinite(v) for v in polygon):
-                    return bad(f"a polygon must be a list of numbers [x1, y1, x2, y2, ...]. Received: {brief(polygon)}")
-                if len(polygon) % 2:
-                    return bad(f"a polygon with an odd count of coordinates ({len(polygon)})")
-                if len(polygon) < 6:
-                    return bad(f"a polygon with {len(polygon) // 2} point(s); a polygon needs at least 3")
-                values = np.asarray(polygon, np.float64)
-                if values[0::2].min() < 0 or values[0::2].max() > width or values[1::2].min() < 0 or (
-                        values[1::2].max() > height):
-                    problems.append(ImportProblem(self.source, f"{where}: points outside the {width}x{height} "
-                                                  "image", KEPT))  # fmt: skip
-                polygons.append([float(v) for v in polygon])
-            if not polygons:
-                return bad("an empty segmentation")
-            rle = coco_mask.merge(coco_mask.frPyObjects(polygons, height, width))
-        elif isinstance(segmentation, dict) and "counts" in segmentation and "size" in segmentation:
-            size, counts = segmentation["size"], segmentation["counts"]
-            if size != [height, width]:
-                return bad(f"its RLE size {brief(size)} is not the image's [height, width] [{height}, {width}]")
-            if isinstance(counts, list):  # uncompressed RLE
-                if not all(is_int(v) and v >= 0 for v in counts) or sum(counts) != height * width:
-                    return bad(f"its RLE counts do not add up to the image's {height * width} pixels "
-                               "(or are not whole numbers)")  # fmt: skip
-                rle = coco_mask.frPyObjects(segmentation, height, width)
-            elif isinstance(counts, str):  # compressed RLE
-                rle = {"size": [height, width], "counts": counts.encode("ascii", "replace")}
-            else:
-                return bad(f"RLE counts are neither a list nor a string. Received: {brief(counts)}")
+
+def _load(path):
+    document = parse_json(read_bytes(path, "COCO annotation file", COCO_FILE_LIMIT), path, "COCO annotation file")
+    if not isinstance(document, dict) or not all(isinstance(document.get(key), list)
+                                                  for key in ("images", "annotations", "categories")):
+        raise KsegError(f"{path}: not a COCO instances file (it needs 'images', 'annotations' and "
+                        "'categories' lists)")  # fmt: skip
+    if any(isinstance(a, dict) and "segments_info" in a for a in document["annotations"][:1]):
+        raise KsegError(f"{path}: a COCO panoptic file; kseg imports instances files "
+                        "(instances_*.json with polygons or RLE)")  # fmt: skip
+    return document
+
+
+def _categories(document, path):
+    """{category id: name} of a COCO document."""
+    categories = {}
+    for number, category in enumerate(document["categories"]):
+        if not isinstance(category, dict) or not is_int(category.get("id")) or not isinstance(
+                category.get("name"), str):
+            raise KsegError(f"{path}: categories[{number}] needs an integer 'id' and a 'name'. "
+                            f"Received: {brief(category)}")  # fmt: skip
+        if category["id"] in categories:
+            raise KsegError(f"{path}: category id {category['id']} is given twice")
+        categories[category["id"]] = category["name"]
+    return categories
+
+
+def _region(annotation, where, height, width, source, problems):
+    """The bool mask of one annotation (pycocotools decodes it), or None and a problem."""
+    segmentation = annotation.get("segmentation")
+
+    def bad(message):
+        problems.append(ImportProblem(source, f"{where}: {message}", SHAPE_LEFT_OUT))
+
+    if isinstance(segmentation, list):
+        polygons = []
+        for polygon in segmentation:
+            if not isinstance(polygon, list) or not all(isinstance(v, (int, float)) and not isinstance(v, bool)
+                                                        and math.isfinite(v) for v in polygon):
+                return bad(f"a polygon must be a list of numbers [x1, y1, x2, y2, ...]. Received: {brief(polygon)}")
+            if len(polygon) % 2:
+                return bad(f"a polygon with an odd count of coordinates ({len(polygon)})")
+            if len(polygon) < 6:
+                return bad(f"a polygon with {len(polygon) // 2} point(s); a polygon needs at least 3")
+            values = np.asarray(polygon, np.float64)
+            if values[0::2].min() < 0 or values[0::2].max() > width or values[1::2].min() < 0 or (
+                    values[1::2].max() > height):
+                problems.append(ImportProblem(source, f"{where}: points outside the {width}x{height} "
+                                              "image", KEPT))  # fmt: skip
+            polygons.append([float(v) for v in polygon])
+        if not polygons:
+            return bad("an empty segmentation")
+        rle = coco_mask.merge(coco_mask.frPyObjects(polygons, height, width))
+    elif isinstance(segmentation, dict) and "counts" in segmentation and "size" in segmentation:
+        size, counts = segmentation["size"], segmentation["counts"]
+        if size != [height, width]:
+            return bad(f"its RLE size {brief(size)} is not the image's [height, width] [{height}, {width}]")
+        if isinstance(counts, list):  # uncompressed RLE
+            if not all(is_int(v) and v >= 0 for v in counts) or sum(counts) != height * width:
+                return bad(f"its RLE counts do not add up to the image's {height * width} pixels "
+                           "(or are not whole numbers)")  # fmt: skip
+            rle = coco_mask.frPyObjects(segmentation, height, width)
+        elif isinstance(counts, str):  # compressed RLE
+            rle = {"size": [height, width], "counts": counts.encode("ascii", "replace")}
         else:
-            return bad(f"segmentation is neither polygons nor RLE. Received: {brief(segmentation)}")
-        try:
-            decoded = coco_mask.decode(rle)
-        except Exception as error:  # noqa: BLE001 - the codec's own errors on broken data
-            return bad(f"its RLE cannot be decoded ({brief(str(error), 80)})")
-        if decoded.shape[:2] != (height, width):
-            return bad("its RLE does not decode to the image's size")
-        return decoded.astype(bool)
+            return bad(f"RLE counts are neither a list nor a string. Received: {brief(counts)}")
+    else:
+        return bad(f"segmentation is neither polygons nor RLE. Received: {brief(segmentation)}")
+    try:
+        decoded = coco_mask.decode(rle)
+    except Exception as error:  # noqa: BLE001 - the codec's own errors on broken data
+        return bad(f"its RLE cannot be decoded ({brief(str(error), 80)})")
+    if decoded.shape[:2] != (height, width):
+        return bad("its RLE does not decode to the image's size")
+    return decoded.astype(bool)
 
 

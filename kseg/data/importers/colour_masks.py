@@ -45,7 +45,7 @@ class ColourMasks:
         if colour is None or not same_size(read[0], colour, image_path, mask_path, problems):
             return None, problems, None
         mask = colours_to_ids(colour, self.table, mask_path, self.colour_file, problems)
-        return Sample(stem_of(image_path), split, *read, mask), problems, collections.Counter()
+        return Sample(stem_of(image_path), split, *read, mask, origin=image_path), problems, collections.Counter()
 
 
 class Cvat(ColourMasks):

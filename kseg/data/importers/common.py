@@ -23,6 +23,9 @@ BACKGROUND = "background"
 # the annotation kept as drawn inside the image.
 IGNORED, SHAPE_LEFT_OUT, IMAGE_LEFT_OUT, KEPT = ("pixels ignored", "annotation left out",
                                                  "image left out", "kept, clipped to the image")
+# Folders of a source that are splits (LabelMe, COCO), by the names tools give them; Roboflow
+# calls its validation split "valid".
+SPLIT_FOLDERS = {"train": "train", "val": "val", "valid": "val", "validation": "val", "test": "test"}
 EXTENSIONS = {"png": ".png", "jpeg": ".jpg", "webp": ".webp", "bmp": ".bmp", "tiff": ".tif"}
 
 
@@ -56,6 +59,7 @@ class Sample:
     mask: np.ndarray = None  # uint8 train ids, 255 ignored
     uncertain: int = 0  # pix2pix: pixels beyond the colour tolerance
     void: int = 0  # pix2pix: pixels nearest to a colour of a class Cityscapes does not train
+    origin: str = ""  # the file named in messages about the sample (its image, or its annotation)
 
 
 @dataclasses.dataclass
@@ -118,6 +122,19 @@ class ImportResult:
 
 
 # -- shared pieces ---------------------------------------------------------------------------
+
+
+def split_folders(source):
+    """{kseg split name: folder} of the first-level folders of `source` named like splits."""
+    found = {}
+    for name in sorted(os.listdir(source)):
+        split = SPLIT_FOLDERS.get(name.lower())
+        if split and os.path.isdir(os.path.join(source, name)):
+            if split in found:
+                raise KsegError(f"{source}: both {os.path.basename(found[split])}/ and {name}/ would be split "
+                                f"{split!r}; keep one")  # fmt: skip
+            found[split] = os.path.join(source, name)
+    return found
 
 
 def require_folder(path, what):

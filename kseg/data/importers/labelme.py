@@ -24,6 +24,7 @@ from kseg.data.importers.common import (
     decode_image,
     read_image_file,
     require_folder,
+    split_folders,
     stem_of,
     swapped_note,
     without_path,
@@ -132,8 +133,16 @@ def _place_mask(shape, points, canvas, where):
     return None
 
 
+def _json_files(folder):
+    return sorted(os.path.join(parent, name) for parent, _, names in os.walk(folder)
+                  for name in names if name.lower().endswith(".json") and not name.startswith("."))
+
+
 class LabelMe:
     """LabelMe: SOURCE is a folder of .json files (searched recursively) or one .json.
+
+    Split folders: when SOURCE holds train/, val/ (or valid/, validation/), test/ with
+    .json files in them, each is a split, and a .json outside them is left out and named.
 
     Classes: `background` (unlabelled pixels), then the labels in `labels_file` order (a
     LabelMe labels.txt, one name a line; `__ignore__` and `_background_` lines are
@@ -144,18 +153,24 @@ class LabelMe:
 
     def __init__(self, source, labels_file=None, unlabelled=BACKGROUND, ignore=()):
         self.source = os.fspath(source)
+        self.problems = []
         if os.path.isfile(self.source):
-            self.files = [self.source]
+            self.files = [("", self.source)]
         else:
             require_folder(self.source, "LabelMe folder")
-            self.files = sorted(
-                os.path.join(parent, name) for parent, folders, names in os.walk(self.source)
-                for name in names if name.lower().endswith(".json") and not name.startswith("."))
-            if not self.files:
+            files = _json_files(self.source)
+            if not files:
                 raise KsegError(f"{self.source}: no LabelMe .json file found (searched every folder inside)")
+            splits = {split: folder for split, folder in split_folders(self.source).items() if _json_files(folder)}
+            self.files = [(split, path) for split, folder in splits.items() for path in _json_files(folder)]
+            if not splits:
+                self.files = [("", path) for path in files]
+            for path in sorted(set(files) - {path for _, path in self.files}):
+                self.problems.append(ImportProblem(path, f"not in a split folder ({', '.join(sorted(splits))}) "
+                                                   "while the others are", IMAGE_LEFT_OUT))  # fmt: skip
         self.unlabelled = unlabelled
         found = set()
-        for path in self.files:  # a first pass for the class list; problems are named later
+        for _, path in self.files:  # a first pass for the class list; problems are named later
             with contextlib.suppress(KsegError):
                 document = load_json(path, "LabelMe file")
                 for shape in document.get("shapes") or () if isinstance(document, dict) else ():
@@ -177,7 +192,7 @@ class LabelMe:
         self.labels_file = labels_file
 
     def tasks(self):
-        return [("", path) for path in self.files]
+        return self.files
 
     def convert(self, task):
         split, path = task
@@ -222,7 +237,7 @@ class LabelMe:
                 value = self.classes.id[label]
             mask[region] = value  # later shapes on top, as LabelMe draws them
             counts["shapes drawn"] += 1
-        return Sample(stem_of(path), split, rgb, data, extension, mask), problems, counts
+        return Sample(stem_of(path), split, rgb, data, extension, mask, origin=path), problems, counts
 
     def decode_image(self, document, path, problems):
         encoded = document.get("imageData")

@@ -72,7 +72,8 @@ class Pix2pixCityscapes:
                                         IMAGE_LEFT_OUT)], None  # fmt: skip
         photo, label = pair[:, : width // 2], pair[:, width // 2:]
         mask, uncertain, void = self.nearest(label)
-        sample = Sample(stem_of(path), split, np.ascontiguousarray(photo), None, ".png", mask, uncertain, void)
+        sample = Sample(stem_of(path), split, np.ascontiguousarray(photo), None, ".png", mask, uncertain, void,
+                        origin=path)
         return sample, problems, collections.Counter()
 
     def nearest(self, label):
