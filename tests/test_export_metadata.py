@@ -137,9 +137,14 @@ def test_a_fixed_size_file_refuses_another_size_in_one_line(exports):
 
 
 def test_without_classes_json_classes_are_numbered_and_uncoloured(model, tmp_path):
+    import tensorflow as tf
+
     out = export_model(model, tmp_path / "m.tflite", "tflite", input_size=(32, 32))
     exported = ExportedModel(out, "tflite")
     assert exported.class_names == ["class 0", "class 1", "class 2"] and exported.palette is None
+    saved = export_model(model, tmp_path / "saved", "savedmodel")
+    served = tf.saved_model.load(saved).signatures["kseg_metadata"]()
+    assert served["class_names"].shape == (3,) and served["palette"].shape == (0, 3)
 
 
 def test_an_export_without_a_description_reads_as_none_and_a_damaged_one_is_refused(tmp_path):
