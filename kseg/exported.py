@@ -84,8 +84,8 @@ class ExportedPredictor:
     Attributes:
         input_size: tuple (height, width) or None. The file's fixed input size.
         num_classes: int. Classes its logits hold.
-        metadata: dict or None. What the file says about itself (`kseg.export_metadata`),
-            when the reader knows how to find it.
+        metadata: dict or None. What the file says about itself (`kseg.export_metadata`);
+            None for an export written before kseg described its classes.
 
     Raises:
         KsegError: one line naming the file: missing, unknown kind, unreadable, its
@@ -117,7 +117,7 @@ class ExportedPredictor:
             raise KsegError(f"{self.path}: cannot be read as a {self.what} ({_brief(error)}); "
                             "export it again with `kseg export`") from None  # fmt: skip
         self.input_size = self._exported.input_size
-        self.metadata = getattr(self._exported, "metadata", None)
+        self.metadata = self._exported.metadata
         probe = np.zeros(tuple(self.input_size or PROBE_SIZE) + (3,), np.uint8)
         self.num_classes = int(self._run(probe).shape[-1])
 

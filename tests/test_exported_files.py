@@ -1,8 +1,8 @@
 """`kseg evaluate` and `kseg predict` on exported files (kseg/exported.py): a SavedModel
-folder, a float and an int8 TFLite file, an ONNX file, and a fixed-size TFLite file, all
-exported from one tiny randomized model that is also scored as a .keras file."""
+folder, a float and an int8 TFLite file of any input size, an ONNX file, and a
+MediaPipe-ready TFLite file (fixed 48x64 input, one output), all exported from one tiny
+randomized model that is also scored as a .keras file."""
 
-import inspect
 import os
 import re
 import shutil
@@ -59,9 +59,7 @@ def run(tmp_path_factory, spec):
     model.save(folder / "checkpoints" / "best.keras")
     write_classes(str(folder), spec.name, spec.class_names, spec.palette)
     exports = {name: str(folder / "export" / file) for name, file in NAMES.items()}
-    # TFLite files of any input size, where export_model can also write fixed-size
-    # (MediaPipe-ready) files without --input-size
-    any_size = {"mediapipe": False} if "mediapipe" in inspect.signature(export_model).parameters else {}
+    any_size = {"mediapipe": False}  # a TFLite file of any input size, not MediaPipe's fixed one
     for name in FLOAT_EXPORTS:
         export_model(model, exports[name], name, **(any_size if name == "tflite" else {}))
     export_model(model, exports["int8"], "tflite", quantize="int8",
@@ -353,8 +351,6 @@ def test_names_inside_an_export_name_its_classes_without_a_classes_json(run, tmp
     from kseg.export import export_model
     from kseg.exported import load_exported_predictor
 
-    if "classes" not in inspect.signature(export_model).parameters:
-        pytest.skip("this kseg export does not write class names into the file")
     _, _, model = run
     classes = {"class_names": [f"kind {index}" for index in range(6)],
                "palette": [[index * 40, 0, 255 - index * 40] for index in range(6)]}  # fmt: skip
