@@ -9,7 +9,9 @@ API check every value the same way.
 
 import click
 
-from kseg.config import CLASS_WEIGHT_MODES, NUMBER_RANGES, SETTINGS, TrainConfig, check_setting, parse_crop
+from kseg.config import (
+    CLASS_WEIGHT_MODES, NUMBER_RANGES, SETTINGS, TrainConfig, check_setting, parse_crop, parse_loss,
+)  # fmt: skip
 from kseg.errors import KsegError
 from kseg.files import brief
 from kseg.recipes import load_recipe, recipe_names
@@ -52,6 +54,10 @@ def _scale_option(ctx, param, text):
     return None if text is None else parse_scale(text, "--scale")
 
 
+def _loss_option(ctx, param, text):
+    return None if text is None else parse_loss(text, "--loss")
+
+
 def setting_option(key):
     """The click option of one setting of `kseg.config.SETTINGS`."""
     setting = SETTINGS[key]
@@ -65,6 +71,9 @@ def setting_option(key):
         details["default"] = None
     elif setting.kind == "scale":
         details["callback"] = _scale_option
+    elif setting.kind == "loss":
+        details["callback"] = _loss_option
+        details["metavar"] = "LOSS"
     if key == "data":
         details["type"] = click.Choice(DATASETS)
     return click.option(declaration, key, **details)

@@ -4,13 +4,14 @@ written to YAML.
     model         model, weights, width, dropout, learn_upsampling, init_from
     data          data, data_dir, classes_file, train_split, val_split, batch_size,
                   val_batch_size, crop, skip_bad
-    optimization  epochs, optimizer, lr, momentum, weight_decay, schedule, class_weights
+    optimization  epochs, optimizer, lr, momentum, weight_decay, schedule, loss, class_weights
     runtime       mixed_precision, precision_check, strategy, seed, steps_per_epoch, val_steps, run_dir,
                   worker_timeout
 
 `SETTINGS` is the one table of them: section, default, kind (how a value is checked, by
 `check_value`) and the `kseg train` option's help, from which cli/train.py builds its
-options. Numbers are checked against `NUMBER_RANGES` (kseg.validation.check_number).
+options. Numbers are checked against `NUMBER_RANGES` (kseg.validation.check_number); the
+loss is written in the small grammar of `parse_loss` (the losses are kseg.losses).
 `TrainConfig` holds one frozen dataclass per section (`config.model_settings`, ...) and
 reads and writes every setting by its flat name (`config.lr`), as config.yaml holds them.
 
@@ -25,14 +26,16 @@ reads it back from there.
 """
 
 import dataclasses
+import decimal
 import os
+import re
 
 import yaml
 
 from kseg.outputs import write_bytes
 from kseg.errors import KsegError
 from kseg.files import brief, load_yaml
-from kseg.validation import check_number, describe_range, parse_size
+from kseg.validation import check_number, describe_range, number_problem, parse_size
 
 MODEL_WEIGHT_CHOICES = ("imagenet", "none")
 OPTIMIZERS = ("sgd", "adam")
@@ -40,6 +43,9 @@ SCHEDULES = ("poly", "cosine", "constant")
 MIXED_PRECISION_MODES = ("auto", "off", "fp16", "bf16")
 STRATEGIES = ("auto", "none", "mirrored", "multiworker")
 CLASS_WEIGHT_MODES = ("none", "median-frequency", "sqrt-median-frequency")
+# The losses `--loss` names (kseg.losses.LOSSES builds them): cross-entropy, soft Dice,
+# Focal (Lin et al. 2017) and Lovasz-softmax (Berman et al. 2018).
+LOSS_NAMES = ("ce", "dice", "focal", "lovasz")
 
 # Whole Cityscapes images (1024x2048) do not fit a useful batch; other sets train on whole
 # images unless --crop says otherwise.
@@ -70,6 +76,7 @@ NUMBER_RANGES = {
 RECIPE_SECTION = "recipe"
 MAX_STRING_LENGTH = 4096  # paths and names; PATH_MAX on Linux
 MAX_CLASS_WEIGHTS = 4096
+LOSS_WEIGHT_RANGE = dict(low=0, high=1000, min_open=True)  # of each term of a weighted sum of losses
 
 
 @dataclasses.dataclass(frozen=True)
@@ -80,7 +87,8 @@ class Setting:
         section: str. "model", "data", "optimization" or "runtime".
         default: the value when none is given.
         kind: str. How values are checked: "text", "flag", "number" (NUMBER_RANGES),
-            "choice" (one of `choices`), "crop", "scale" (`parse_scale`) or "class_weights".
+            "choice" (one of `choices`), "crop", "scale" (`parse_scale`), "loss"
+            (`parse_loss`) or "class_weights".
         help: str. The `kseg train` option's help.
         optional: bool. Whether None is a value (meaning: not set).
         choices: tuple of str. For kind "choice".
@@ -146,6 +154,10 @@ SETTINGS = {
     "strategy": _setting("runtime", "auto", "choice", "Distribution: mirrored (all local devices; "
                          "keras.distribution DataParallel under JAX) or multiworker (TF_CONFIG, TensorFlow "
                          "only); auto mirrors over several GPUs. [default: auto]", choices=STRATEGIES),
+    "loss": _setting("optimization", "ce", "loss",
+                     "ce (cross-entropy), dice, focal, lovasz, or a weighted sum such as ce+dice or "
+                     "0.5*ce+1.0*lovasz; every term ignores the void label and uses the class weights. "
+                     "[default: ce]"),
     "class_weights": _setting("optimization", "none", "class_weights",
                               "none, median-frequency, sqrt-median-frequency (its square roots: milder), or one "
                               "weight per class: 1,2,0.5,... [default: none]"),
@@ -223,6 +235,68 @@ def parse_scale(value, key="scale"):
     return [low, high]
 
 
+_LOSS_TERM = re.compile(r"\s*(?:(?P<weight>[0-9]+(?:\.[0-9]*)?|\.[0-9]+)\s*\*\s*)?(?P<name>[A-Za-z_][A-Za-z0-9_]*)\s*")
+LOSS_EXAMPLES = "ce, dice, focal, lovasz, or a weighted sum such as ce+dice or 0.5*ce+1.0*lovasz"
+
+
+def loss_terms(text, key="loss"):
+    """The terms of a loss written as `[WEIGHT*]NAME + [WEIGHT*]NAME ...`: a list of
+    (weight, name) pairs in the order written, or a `KsegError` naming `key`.
+
+    NAME is one of `LOSS_NAMES`, each at most once; WEIGHT a plain decimal number (no sign,
+    no exponent) in (0, 1000], 1 when left out. Spaces around the symbols are allowed.
+
+    Args:
+        text: str. The loss as written, e.g. "ce+dice" or "0.5*ce + 1.0*lovasz".
+        key: str. The option or key named in messages ("--loss", "loss").
+    """
+    if not isinstance(text, str):
+        raise KsegError(f"{key}: expected {LOSS_EXAMPLES}. Received: {key}={brief(text)}")
+    if not text.strip():
+        raise KsegError(f"{key}: no loss given; expected {LOSS_EXAMPLES}")
+    terms, names = [], set()
+    for part in text.split("+"):
+        match = _LOSS_TERM.fullmatch(part)
+        if not part.strip():
+            raise KsegError(f"{key}: a '+' with no term on one side; expected {LOSS_EXAMPLES}. "
+                            f"Received: {key}={brief(text)}")  # fmt: skip
+        if match is None:
+            raise KsegError(f"{key}: {brief(part.strip(), 40)} is not a term [WEIGHT*]NAME; expected "
+                            f"{LOSS_EXAMPLES}. Received: {key}={brief(text)}")  # fmt: skip
+        name = match["name"]
+        if name not in LOSS_NAMES:
+            raise KsegError(f"{key}: unknown loss {brief(name, 40)}; the losses are {', '.join(LOSS_NAMES)}. "
+                            f"Received: {key}={brief(text)}")  # fmt: skip
+        if name in names:
+            raise KsegError(f"{key}: {name} appears twice; give it once, with a weight such as 2*{name}. "
+                            f"Received: {key}={brief(text)}")  # fmt: skip
+        names.add(name)
+        weight = 1.0 if match["weight"] is None else float(match["weight"])
+        if number_problem(weight, **LOSS_WEIGHT_RANGE):
+            raise KsegError(f"{key}: the weight of {name} must be in {describe_range(**LOSS_WEIGHT_RANGE)}. "
+                            f"Received: {key}={brief(text)}")  # fmt: skip
+        terms.append((weight, name))
+    return terms
+
+
+def format_loss(terms):
+    """The canonical text of loss terms: "ce", "ce+dice", "0.5*ce+lovasz" (weight 1 left out)."""
+    parts = []
+    for weight, name in terms:
+        if weight == 1:
+            parts.append(name)
+            continue
+        number = format(decimal.Decimal(repr(float(weight))), "f")
+        parts.append(f"{number[:-2] if number.endswith('.0') else number}*{name}")
+    return "+".join(parts)
+
+
+def parse_loss(text, key="loss"):
+    """Checks a loss written as in `loss_terms` and returns its canonical text (`format_loss`),
+    the form config.yaml holds, so "1.0*ce + dice" and "ce+dice" are the same loss."""
+    return format_loss(loss_terms(text, key))
+
+
 def check_value(key, value):
     """Returns the value of setting `key` checked (and normalised), or raises a `KsegError`
     naming the key: the one check of every setting, from YAML, Python or the command line."""
@@ -246,6 +320,8 @@ def check_value(key, value):
         return parse_scale(value, key)
     if setting.kind == "class_weights":
         return _check_class_weights(key, value)
+    if setting.kind == "loss":
+        return parse_loss(value, key)
     value = _check_text(key, value)
     if setting.kind == "choice" and value not in setting.choices:
         raise KsegError(f"{key}: must be one of {', '.join(setting.choices)}. Received: {key}={brief(value)}")

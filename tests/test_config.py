@@ -1,3 +1,5 @@
+import json
+
 import pytest
 
 from kseg.config import TrainConfig, parse_crop
@@ -145,3 +147,36 @@ def test_scale_range_is_checked_and_reaches_config_yaml(tmp_path):
     path = tmp_path / "config.yaml"
     TrainConfig(scale="1,1").to_yaml(str(path))
     assert TrainConfig.from_yaml(str(path)).scale == [1.0, 1.0]
+
+
+def test_loss_is_a_setting_in_canonical_form(tmp_path):
+    assert TrainConfig().loss == "ce"
+    config = TrainConfig(loss="1.0*ce + 0.50*lovasz")
+    assert config.loss == "ce+0.5*lovasz"
+    path = tmp_path / "config.yaml"
+    config.to_yaml(str(path))
+    assert "loss: ce+0.5*lovasz" in path.read_text()
+    assert TrainConfig.from_yaml(str(path)).loss == "ce+0.5*lovasz"
+    path.write_text("loss: 0.25*dice+focal\n")
+    assert TrainConfig.from_yaml(str(path)).loss == "0.25*dice+focal"
+
+
+@pytest.mark.parametrize(
+    "text, message",
+    [("bce", "unknown loss 'bce'"), ("CE", "unknown loss 'CE'"), ("ce+", "a '+' with no term"),
+     ("", "no loss given"), ("ce+dice+ce", "ce appears twice"), ("0*dice", "weight of dice must be in (0, 1000]"),
+     ("1e3*ce", "'1e3*ce' is not a term"), ("-1*ce", "is not a term"), ("ce*2", "is not a term"),
+     ("2000*ce", "weight of ce"), (["ce"], "expected ce, dice"), (3, "expected ce, dice")],
+)  # fmt: skip
+def test_bad_losses_give_one_line_naming_the_key(tmp_path, text, message):
+    from kseg.config import parse_loss
+
+    with pytest.raises(KsegError, match="^loss: ") as error:
+        TrainConfig(loss=text)
+    assert message in str(error.value) and "\n" not in str(error.value)
+    with pytest.raises(KsegError, match="^--loss: "):
+        parse_loss(text, "--loss")
+    path = tmp_path / "train.yaml"
+    path.write_text(f"loss: {json.dumps(text)}\n")
+    with pytest.raises(KsegError, match=f"^{path}: loss: "):
+        TrainConfig.from_yaml(str(path))

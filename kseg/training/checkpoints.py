@@ -31,9 +31,10 @@ from kseg.training.distribution import resolve_precision
 from kseg.training.lock import sweep_temporaries
 
 STATE_MEMBER = "kseg_state.json"
-# Options a checkpoint's weights or optimizer state depend on.
+# Options a checkpoint's weights or optimizer state depend on, and the loss (with its class
+# weights) they were trained for: a resumed run goes on as an uninterrupted one would.
 FIXED_ON_RESUME = ("model", "data", "classes_file", "width", "optimizer", "mixed_precision",
-                   "learn_upsampling", "class_weights")  # fmt: skip
+                   "learn_upsampling", "loss", "class_weights")  # fmt: skip
 
 
 def save_checkpoint(model, path, state=None):

@@ -293,9 +293,9 @@ def _run(run):
     runs.write_classes(run.write_dir.path, spec.name, spec.class_names, spec.palette, spec.ignore_index)
     logger.info(
         "training %s on %s (%d classes, %d training pairs, %d steps/epoch) with policy %s "
-        "on %d replica(s); writing %s",
+        "on %d replica(s), loss %s; writing %s",
         config.model, spec.name, spec.num_classes, num_pairs, run.steps, run.policy,
-        run.strategy.num_replicas_in_sync, run.run_dir,
+        run.strategy.num_replicas_in_sync, config.loss, run.run_dir,
     )  # fmt: skip
     if run.state.epoch >= config.epochs:
         logger.info("%s: already trained for %d of %d epochs; nothing to do", run.run_dir, run.state.epoch,
@@ -336,7 +336,7 @@ def _build(run):
     """Builds and compiles `run.model` (restored from the checkpoint on resume)."""
     import keras
 
-    from kseg.losses import MaskedSparseCrossEntropy
+    from kseg.losses import make_loss
     from kseg.metrics import ConfusionMatrixMetric
     from kseg.training.precision_check import with_float32_layers
 
@@ -358,7 +358,7 @@ def _build(run):
         run.metric = ConfusionMatrixMetric(spec.num_classes, spec.ignore_index, name="mean_iou")
         model.compile(
             optimizer=build_optimizer(config, run.steps * config.epochs),
-            loss=MaskedSparseCrossEntropy(spec.num_classes, spec.ignore_index, run.class_weights),
+            loss=make_loss(config.loss, spec.num_classes, spec.ignore_index, run.class_weights),
             metrics=[run.metric],
         )
         # Optimizer variables are made here, under the strategy, not while tracing a step.

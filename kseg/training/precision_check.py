@@ -215,14 +215,14 @@ def check_precision(config, spec, policy, class_weights, total_steps, float32_la
     Returns:
         PrecisionCheck.
     """
-    from kseg.losses import MaskedSparseCrossEntropy
+    from kseg.losses import make_loss
     from kseg.training.build import build_optimizer
 
     def compile_model(model):
         model.compile(
             # the learning rate of a run's first steps, even for runs of a few steps
             optimizer=build_optimizer(config, max(total_steps, 100 * STEPS)),
-            loss=MaskedSparseCrossEntropy(spec.num_classes, spec.ignore_index, class_weights),
+            loss=make_loss(config.loss, spec.num_classes, spec.ignore_index, class_weights),
         )
 
     build = _run_model(config, spec, float32_layers)

@@ -1,5 +1,7 @@
 import json
+import logging
 import os
+import zipfile
 
 import pytest
 import yaml
@@ -121,3 +123,79 @@ def test_resume_refuses_a_changed_optimizer(cli_run):
     run_dir, _ = cli_run
     result = CliRunner().invoke(cli, ["train", "--run-dir", run_dir, "--resume", "--optimizer", "sgd"])
     assert result.exit_code == 1 and "cannot change on --resume" in result.output
+
+
+@pytest.fixture(scope="module")
+def loss_run(tiny_data, tmp_path_factory):
+    """A run trained with a weighted sum of losses, for one epoch."""
+    run_dir = str(tmp_path_factory.mktemp("loss") / "run")
+    result = CliRunner().invoke(
+        cli,
+        ["train", "--model", "fcn8s", "--data", "synthetic", "--data-dir", tiny_data, "--epochs", "1",
+         "--run-dir", run_dir, "--loss", "0.50*ce + lovasz", "--mixed-precision", "off", *TINY],
+    )  # fmt: skip
+    assert result.exit_code == 0, result.output
+    return run_dir, result.output
+
+
+def compiled_loss(run_dir):
+    """The loss the checkpoint checkpoints/last.keras was compiled with (its class and config)."""
+    with zipfile.ZipFile(os.path.join(run_dir, "checkpoints", "last.keras")) as archive:
+        loss = json.loads(archive.read("config.json"))["compile_config"]["loss"]
+    return loss["class_name"], loss["config"]
+
+
+def test_the_loss_is_used_and_recorded_in_the_run_config(loss_run):
+    run_dir, _ = loss_run
+    class_name, config = compiled_loss(run_dir)
+    assert class_name == "WeightedLossSum" and config["loss"] == "0.5*ce+lovasz"
+    saved = yaml.safe_load(open(os.path.join(run_dir, "config.yaml")))
+    assert saved["loss"] == "0.5*ce+lovasz"
+    from kseg.training import read_checkpoint_state
+
+    state = read_checkpoint_state(os.path.join(run_dir, "checkpoints", "last.keras"))
+    assert state["trained_with"]["loss"] == "0.5*ce+lovasz"
+
+
+def test_resume_keeps_the_loss_and_refuses_another(loss_run, caplog):
+    caplog.set_level(logging.INFO, logger="kseg")
+    run_dir, _ = loss_run
+    result = CliRunner().invoke(cli, ["train", "--run-dir", run_dir, "--resume", "--loss", "dice", "--quiet"])
+    assert result.exit_code == 1 and "--loss: cannot change on --resume" in result.output
+    # The same loss written another way is the same loss.
+    result = CliRunner().invoke(cli, ["train", "--run-dir", run_dir, "--resume", "--epochs", "2", "--quiet",
+                                      "--loss", "lovasz + 0.5*ce"])  # fmt: skip
+    assert result.exit_code == 1 and "--loss: cannot change on --resume" in result.output  # order matters: a new sum
+    from kseg.config import parse_loss
+    from kseg.training import resume_config
+
+    assert resume_config(run_dir, {"loss": parse_loss("0.5 * ce + 1.0*lovasz")}).loss == "0.5*ce+lovasz"
+    result = CliRunner().invoke(cli, ["train", "--run-dir", run_dir, "--resume", "--epochs", "2", "--quiet"])
+    assert result.exit_code == 0, result.output
+    assert "replica(s), loss 0.5*ce+lovasz;" in caplog.text
+    assert compiled_loss(run_dir)[1]["loss"] == "0.5*ce+lovasz"
+    assert yaml.safe_load(open(os.path.join(run_dir, "config.yaml")))["loss"] == "0.5*ce+lovasz"
+    with open(os.path.join(run_dir, "log.csv")) as handle:
+        assert len(handle.read().strip().splitlines()) == 3  # header + 2 epochs
+    # config.yaml edited to another loss no longer matches the checkpoint.
+    config_path = os.path.join(run_dir, "config.yaml")
+    with open(config_path) as handle:
+        text = handle.read()
+    with open(config_path, "w") as handle:
+        handle.write(text.replace("loss: 0.5*ce+lovasz", "loss: dice"))
+    result = CliRunner().invoke(cli, ["train", "--run-dir", run_dir, "--resume", "--epochs", "3", "--quiet"])
+    assert result.exit_code == 1 and "config.yaml says loss 'dice'" in result.output
+
+
+@pytest.mark.parametrize(
+    "loss, message",
+    [("bce", "--loss: unknown loss 'bce'"), ("ce+", "--loss: a '+' with no term"),
+     ("ce+ce", "--loss: ce appears twice"), ("0*ce", "--loss: the weight of ce")],
+)  # fmt: skip
+def test_bad_loss_gives_one_line_error(loss, message, tiny_data, tmp_path):
+    result = CliRunner().invoke(cli, ["train", "--data", "synthetic", "--data-dir", tiny_data, "--run-dir",
+                                      str(tmp_path / "run"), "--loss", loss])  # fmt: skip
+    assert result.exit_code != 0
+    assert message in result.output and "Traceback" not in result.output
+    assert len([line for line in result.output.splitlines() if line.strip()]) == 1
+    assert not os.path.exists(tmp_path / "run")
