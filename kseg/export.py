@@ -98,8 +98,9 @@ def serving_model(model, names=OUTPUT_NAMES):
 
 
 def num_classes_of(model):
-    """The number of classes `model` predicts (the last dimension of its logits)."""
-    return int(keras.tree.flatten(model.output)[0].shape[-1])
+    """The number of classes `model` predicts (the last dimension of its logits), from a
+    symbolic call (a Sequential model that was never called has no `output`)."""
+    return int(keras.tree.flatten(model(keras.Input((None, None, 3))))[0].shape[-1])
 
 
 def input_spec(input_size=None, batch=None):
