@@ -38,6 +38,7 @@ from kseg.outputs import scratch_beside, seal_folder, writing
 from kseg.errors import DiskFullError, KsegError, is_disk_full
 from kseg.export_metadata import (
     add_metadata_signature,
+    check_label_names,
     describe,
     encode,
     onnx_with_metadata,
@@ -181,6 +182,7 @@ def tflite_bytes(model, quantize="none", input_size=None, calibration=None, work
     outputs = MEDIAPIPE_OUTPUTS if mediapipe else OUTPUT_NAMES
     description = describe(num_classes_of(model), classes, "tflite", quantize, input_size,
                            batch=1, outputs=outputs)
+    check_label_names(description["class_names"])  # before the conversion, not after
     with scratch_beside(os.path.join(workdir or tempfile.gettempdir(), name)) as folder:
         try:
             content = _convert(model, os.path.join(folder, "savedmodel"), quantize, input_size,

@@ -194,6 +194,14 @@ def _rename_tensors(content):
     return flatbuffer_utils.convert_object_to_bytearray(model)
 
 
+def check_label_names(names):
+    """Refuses a class name that TFLite's labels file (one name a line) cannot hold."""
+    broken = [name for name in names if "\n" in name or "\r" in name]
+    if broken:
+        raise KsegError(f"class name {broken[0]!r} holds a line break; TFLite's labels file "
+                        "holds one name a line: rename the class in classes.json")
+
+
 def tflite_with_metadata(content, description, mediapipe=True):
     """Returns `content` (a TFLite flatbuffer) with named tensors and metadata.
 
@@ -216,6 +224,7 @@ def tflite_with_metadata(content, description, mediapipe=True):
     outputs = [subgraph.tensors[index].name.decode() for index in subgraph.outputs]
     if mediapipe and outputs != ["logits"]:
         raise KsegError(f"a MediaPipe-ready TFLite file has one output, logits; found {outputs}")
+    check_label_names(description["class_names"])
     labels = metadata_writer.Labels().add(list(description["class_names"]))
     writer = metadata_writer.MetadataWriter.create(bytearray(content))
     try:

@@ -159,3 +159,10 @@ def test_an_export_without_a_description_reads_as_none_and_a_damaged_one_is_refu
     plain = tmp_path / "plain.tflite"
     plain.write_bytes(b"TFL3 not a zip")
     assert read_metadata(plain, "tflite") is None
+
+
+def test_a_class_name_with_a_line_break_is_refused_for_tflite(model, tmp_path):
+    classes = {"class_names": ["road", "car\nbus", "sky"]}
+    with pytest.raises(KsegError, match="line break"):
+        export_model(model, tmp_path / "m.tflite", "tflite", input_size=(32, 32), classes=classes)
+    assert not (tmp_path / "m.tflite").exists()
