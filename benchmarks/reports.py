@@ -56,6 +56,10 @@ def machine():
         with open("/proc/cpuinfo") as cpuinfo:
             lines = cpuinfo.read().splitlines()
         model = next((line.split(":", 1)[1].strip() for line in lines if line.startswith("model name")), model)
+        family = next((line.split(":", 1)[1].strip() for line in lines if line.startswith("cpu family")), "")
+        number = next((line.split(":", 1)[1].strip() for line in lines if line.startswith("model\t")), "")
+        if family:  # the same "model name" covers several generations (AMD EPYC: families 25, 26)
+            model = f"{model} (family {family}, model {number})"
         present = next((line.split(":", 1)[1].split() for line in lines if line.startswith("flags")), [])
         flags = [flag for flag in CPU_FLAGS if flag in present]
     return {"cpu": model, "cpu_flags": flags, "cores": os.cpu_count(), "python": platform.python_version(),
