@@ -80,7 +80,8 @@ def main(argv=None):
         for quantize in ("none", "int8"):
             file = os.path.join(folder, f"model-{quantize}.tflite")
             with open(file, "wb") as handle:
-                handle.write(tflite_bytes(model, quantize, calibration=calibration, workdir=folder))
+                # the any-size file: each image is scored at its own size
+                handle.write(tflite_bytes(model, quantize, calibration=calibration, workdir=folder, mediapipe=False))
             exported = ExportedModel(file, "tflite", threads=args.threads)
             start = time.perf_counter()
             confusion, maps[quantize] = score(exported, pairs, spec)

@@ -378,7 +378,7 @@ def test_tflite_float_export_equals_keras_at_any_size(name, tmp_path):
     from kseg.export import ExportedModel, check_export, export_model, sample_images
 
     model = small_model(name)
-    out = export_model(model, tmp_path / "model.tflite", "tflite")
+    out = export_model(model, tmp_path / "model.tflite", "tflite", mediapipe=False)
     exported = ExportedModel(out, "tflite")
     assert exported.input_size is None
     parity = check_export(model, exported, sample_images(2, sizes=((64, 96), (45, 70)), seed=1))
