@@ -126,6 +126,8 @@ MODEL_PRESETS = (
 )  # fmt: skip
 
 _REGISTRY = {preset.name: preset for preset in MODEL_PRESETS}
+# Backbones that keras publishes no pretrained weights for: their models start random.
+RANDOM_ONLY_BACKBONES = frozenset({"vgg16bn", "unet", "unet-bn"})
 
 
 def resolve_builder(builder):
@@ -154,6 +156,18 @@ def register_model(name, output_stride, description="", backbone="", head=""):
         return builder
 
     return decorate
+
+
+def check_weights(name, weights):
+    """Refuses pretrained `weights` for a preset whose backbone has none published.
+
+    The builders refuse them too; this lets `kseg train` say so before it spends time on
+    anything else (the precision check, the data checks).
+    """
+    preset = get_model_entry(name)
+    if weights is not None and preset.backbone in RANDOM_ONLY_BACKBONES:
+        raise KsegError(f"{name} trains from random weights (no pretrained {preset.backbone} weights exist); "
+                        f"pass --weights none. Received: --weights {weights}")
 
 
 def list_models():

@@ -45,7 +45,7 @@ from kseg import runs
 from kseg.config import TrainConfig
 from kseg.errors import DiskFullError, KsegError
 from kseg.metrics import at_chance_level, chance_mean_iou
-from kseg.models.registry import get_model_entry
+from kseg.models.registry import check_weights, get_model_entry
 from kseg.training import checkpoints
 from kseg.training.build import build_model, build_optimizer, with_float32_biases
 from kseg.training.checkpoints import RunState
@@ -157,6 +157,8 @@ def train(config, resume=False, verbose=1, callbacks=(), unsafe=False):
         raise KsegError(f"train expects a TrainConfig. Received: {type(config).__name__}")
     config = config.replace()  # checks every value again: fields may have been set since
     get_model_entry(config.model)  # a misspelt model is refused before minutes of data checks
+    if not resume:  # and so are weights the model cannot take (a resumed run reads its checkpoint)
+        check_weights(config.model, config.model_weights)
     check_strategy_backend(config.strategy)  # multiworker is TensorFlow-only
     if config.strategy == "multiworker":
         read_tf_config()  # a malformed TF_CONFIG is refused before any work

@@ -8,6 +8,7 @@ import yaml
 from click.testing import CliRunner
 
 from kseg.cli.main import cli
+from kseg.errors import KsegError
 
 TINY = ["--weights", "none", "--width", "0.0625", "--batch-size", "4", "--crop", "32x32",
         "--optimizer", "adam", "--lr", "0.001", "--quiet"]  # fmt: skip
@@ -199,3 +200,23 @@ def test_bad_loss_gives_one_line_error(loss, message, tiny_data, tmp_path):
     assert message in result.output and "Traceback" not in result.output
     assert len([line for line in result.output.splitlines() if line.strip()]) == 1
     assert not os.path.exists(tmp_path / "run")
+
+
+def test_weights_a_model_cannot_take_are_refused_before_any_work(tmp_path):
+    """Presets without published weights refuse --weights imagenet (the default) at once:
+    no precision check, no data read, no run folder."""
+    from kseg.models.registry import RANDOM_ONLY_BACKBONES, create_model, get_model_entry, list_models
+
+    random_only = [name for name in list_models() if get_model_entry(name).backbone in RANDOM_ONLY_BACKBONES]
+    assert {"segnet", "unet", "unet_bn", "fcn8s_vgg16bn"} <= set(random_only)
+    for name in random_only:  # the table and the builders agree
+        with pytest.raises(KsegError, match="random weights"):
+            create_model(name, num_classes=3, weights="imagenet")
+    run_dir = tmp_path / "run"
+    result = CliRunner().invoke(cli, ["train", "--model", "segnet", "--data", "synthetic",
+                                      "--data-dir", str(tmp_path / "missing"), "--run-dir", str(run_dir)])
+    assert result.exit_code != 0
+    lines = result.output.strip().splitlines()
+    assert lines[-1].startswith("error: segnet trains from random weights") and "--weights none" in lines[-1]
+    assert "precision check" not in result.output
+    assert not run_dir.exists() and not (tmp_path / "missing").exists()
