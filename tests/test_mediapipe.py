@@ -8,11 +8,11 @@ arg-max of the Keras model's logits.
 import numpy as np
 import pytest
 from conftest import randomize_weights
+from mediapipe.tasks.python import vision  # a test dependency (setup.py): never skipped
 
 from kseg.export import export_model, sample_images
 
 pytestmark = pytest.mark.filterwarnings("ignore::UserWarning", "ignore::FutureWarning")
-vision = pytest.importorskip("mediapipe.tasks.python.vision")
 
 SIZE = (96, 128)
 NAMES = ["sky", "road", "car", "tree"]
