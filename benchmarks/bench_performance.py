@@ -169,8 +169,8 @@ def bf16_agreement(args):
     from kseg.data.registry import get_dataset_spec
     from kseg.images import read_image
     from kseg.models.inference import inference_model
-    from kseg.predict import predict_logits
     from kseg.models.saving import load_model
+    from kseg.predict import predict_logits
     from kseg.runs import resolve_model_path
 
     path, _ = resolve_model_path(args.agreement_model)

@@ -47,10 +47,10 @@ def recipe(data_dir, policy, steps, run_dir):
 def model_step(config, spec, policy, steps, before_timing=None):
     import keras
 
+    import kseg.data
     from kseg.losses import MaskedSparseCrossEntropy
     from kseg.training.build import build_model, build_optimizer
     from kseg.training.distribution import dtype_policy
-    import kseg.data
 
     dataset = kseg.data.make_dataset(spec, "train", training=True, batch_size=4, crop=[360, 480], seed=0)
     images, masks = next(iter(dataset.take(1).as_numpy_iterator()))

@@ -2,8 +2,8 @@
 statistics, write the synthetic dataset."""
 
 import click
-
 from kseg.cli.params import Number, Size
+
 from kseg.data.registry import DATASET_NAMES as DATASETS  # no TensorFlow import
 
 MAX_SCENES = 1_000_000  # per split (kseg.data.synthetic.MAX_SCENES)
@@ -166,10 +166,9 @@ def stats(name, data_dir, splits, classes_file, json_path, no_progress):
 
     from kseg.data import get_dataset_spec
     from kseg.data.stats import compute_stats
-    from kseg.outputs import check, write_json
-
     from kseg.errors import KsegError
     from kseg.images import quiet_decoder_warnings
+    from kseg.outputs import check, write_json
 
     quiet_decoder_warnings()
     spec = get_dataset_spec(name, data_dir=data_dir, classes_file=classes_file)

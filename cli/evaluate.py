@@ -1,11 +1,10 @@
 """`kseg evaluate`: the FCN-paper metrics of a model, or of label-map PNGs, on a split."""
 
 import click
-
 from kseg.cli.params import Number
-from kseg.errors import KsegError
 
 from kseg.data.registry import DATASET_NAMES as DATASETS  # no TensorFlow import
+from kseg.errors import KsegError
 
 
 @click.command()
@@ -69,7 +68,6 @@ def evaluate(model, predictions_dir, data, data_dir, classes_file, split, batch_
       kseg evaluate --predictions out/labels --data cityscapes --data-dir data/cityscapes
     """
     from kseg.data import get_dataset_spec
-    from kseg.exported import choose_model
     from kseg.evaluation import (
         check_evaluate_outputs,
         default_output_paths,
@@ -77,6 +75,7 @@ def evaluate(model, predictions_dir, data, data_dir, classes_file, split, batch_
         evaluate_predictions,
         write_reports,
     )
+    from kseg.exported import choose_model
 
     if predictions_dir and model:
         raise KsegError("give either MODEL or --predictions DIR, not both")

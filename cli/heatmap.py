@@ -3,7 +3,6 @@
 import os
 
 import click
-
 from kseg.cli.params import Number
 
 

@@ -11,7 +11,6 @@ For each image it writes into --out (names keep an input folder's subfolders):
 """
 
 import click
-
 from kseg.cli.params import Number, Size
 
 OUTPUTS = ("labels", "color", "overlay", "cityscapes-ids")

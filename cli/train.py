@@ -8,17 +8,21 @@ API check every value the same way.
 """
 
 import click
+from kseg.cli.params import Number
 
 from kseg.config import (
-    CLASS_WEIGHT_MODES, NUMBER_RANGES, SETTINGS, TrainConfig, check_setting, parse_crop, parse_loss,
+    CLASS_WEIGHT_MODES,
+    NUMBER_RANGES,
+    SETTINGS,
+    TrainConfig,
+    check_setting,
+    parse_crop,
+    parse_loss,
 )  # fmt: skip
+from kseg.data.registry import DATASET_NAMES as DATASETS  # no TensorFlow import
 from kseg.errors import KsegError
 from kseg.files import brief
 from kseg.recipes import load_recipe, recipe_names
-
-from kseg.cli.params import Number
-
-from kseg.data.registry import DATASET_NAMES as DATASETS  # no TensorFlow import
 
 
 def parse_class_weights(text):

@@ -9,7 +9,6 @@ default) are written as classes.json beside it, where predict, evaluate and expo
 """
 
 import click
-
 from kseg.cli.main import import_tensorflow_quietly
 
 
@@ -75,8 +74,8 @@ def download(name):
 @click.option("--force", is_flag=True, help="Replace a model (and classes.json) kseg converted there before.")
 def convert(source, out, model_name, classes_spec, force):
     """Convert a released .caffemodel (or pytorch-fcn .pth) into a kseg .keras model."""
-    from kseg.files import check_regular_file
     from kseg import conversion as converter
+    from kseg.files import check_regular_file
 
     check_regular_file(source, "weights file", limit=converter.WEIGHTS_FILE_LIMIT)
 

@@ -32,9 +32,9 @@ import re
 
 import yaml
 
-from kseg.outputs import write_bytes
 from kseg.errors import KsegError
 from kseg.files import brief, load_yaml
+from kseg.outputs import write_bytes
 from kseg.validation import check_number, describe_range, number_problem, parse_size
 
 MODEL_WEIGHT_CHOICES = ("imagenet", "none")

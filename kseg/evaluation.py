@@ -163,9 +163,8 @@ def evaluate_model(model, spec, split="val", batch_size=1, max_images=None, prog
     """
     from kseg.data import make_dataset
     from kseg.data.pipeline import data_errors
-    from kseg.models.inference import inference_model
-
     from kseg.exported import ExportedPredictor, check_dataset_classes, export_format
+    from kseg.models.inference import inference_model
 
     source = "model"
     if not hasattr(model, "predict_on_batch") and export_format(model):

@@ -34,7 +34,6 @@ import tempfile
 import keras
 import numpy as np
 
-from kseg.outputs import scratch_beside, seal_folder, writing
 from kseg.errors import DiskFullError, KsegError, is_disk_full
 from kseg.export_metadata import (
     add_metadata_signature,
@@ -46,6 +45,7 @@ from kseg.export_metadata import (
     tflite_with_metadata,
 )
 from kseg.images import IMAGE_EXTENSIONS, list_image_files, read_image
+from kseg.outputs import scratch_beside, seal_folder, writing
 from kseg.signals import phase
 
 FORMATS = ("savedmodel", "tflite", "onnx")

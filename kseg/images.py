@@ -42,6 +42,7 @@ from kseg.errors import KsegError
 from kseg.files import IMAGE_FILE_LIMIT, read_bytes
 from kseg.outputs import write_bytes
 
+
 def quiet_decoder_warnings():
     """Keeps OpenCV's decoder warnings (e.g. "PNG input buffer is incomplete") off the
     terminal: kseg reports each bad file itself, with its name. For the command line."""

@@ -25,6 +25,7 @@ import numpy as np
 from keras import ops
 
 from kseg.labels import IGNORE_INDEX
+
 METRIC_NAMES = ("pixel_accuracy", "mean_accuracy", "mean_iou", "frequency_weighted_iou")
 
 

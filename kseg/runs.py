@@ -21,10 +21,10 @@ import dataclasses
 import json
 import os
 
-from kseg.outputs import write_bytes
 from kseg.errors import KsegError
 from kseg.files import brief, load_json
 from kseg.labels import IGNORE_INDEX
+from kseg.outputs import write_bytes
 
 DEFAULT_RUNS_ROOT = "runs"
 CLASSES_FILE = "classes.json"

@@ -12,6 +12,7 @@ import numpy as np
 from kseg.errors import KsegError
 from kseg.labels import IGNORE_INDEX
 from kseg.labels import default_palette as class_colours
+
 IGNORE_COLOR = (0, 0, 0)
 
 

@@ -252,8 +252,8 @@ def test_jax_checkpoint_resumes_and_exports_under_tensorflow(jax_runs, tmp_path)
     import shutil
 
     from click.testing import CliRunner
-
     from kseg.cli.main import cli
+
     from kseg.training import resume_config, train
 
     out, _ = jax_runs

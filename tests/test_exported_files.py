@@ -11,8 +11,8 @@ import numpy as np
 import pytest
 from click.testing import CliRunner
 from conftest import randomize_weights
-
 from kseg.cli.main import cli
+
 from kseg.errors import KsegError
 from kseg.exported import ExportedPredictor, choose_model, export_format
 from kseg.images import read_image, read_mask

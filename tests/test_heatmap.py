@@ -7,8 +7,8 @@ import cv2
 import numpy as np
 import pytest
 from click.testing import CliRunner
-
 from kseg.cli.main import cli
+
 from kseg.errors import KsegError
 from kseg.heatmap import class_scores, render_heatmap, resolve_class
 from kseg.images import read_image

@@ -7,8 +7,8 @@ import cv2
 import numpy as np
 import pytest
 from click.testing import CliRunner
-
 from kseg.cli.main import cli
+
 from kseg.errors import KsegError
 from kseg.evaluation import evaluate_predictions
 from kseg.images import read_mask, write_png

@@ -12,9 +12,9 @@ import pytest
 import yaml
 from click.testing import CliRunner
 from conftest import randomize_weights, tiny_run_dir
+from kseg.cli.main import cli
 
 from kseg import runs
-from kseg.cli.main import cli
 from kseg.errors import KsegError, WeightsError
 from kseg.images import read_mask, write_png
 from kseg.models import manifest

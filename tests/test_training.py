@@ -13,9 +13,9 @@ import numpy as np
 import pytest
 
 from kseg import runs
-from kseg.models.saving import load_model
 from kseg.config import TrainConfig
 from kseg.errors import KsegError
+from kseg.models.saving import load_model
 
 WORKER = os.path.join(os.path.dirname(__file__), "training_worker.py")
 

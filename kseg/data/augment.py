@@ -15,8 +15,8 @@ import threading
 import cv2
 import numpy as np
 
-from kseg.labels import IGNORE_INDEX
 from kseg.errors import KsegError
+from kseg.labels import IGNORE_INDEX
 
 DEFAULT_SCALE_RANGE = (0.5, 2.0)
 

@@ -13,9 +13,9 @@ images of {split}/ are matched to {split}annot/ by file name.
 import os
 
 from kseg.data.spec import DatasetSpec, check_listed_path, identity_tables
-from kseg.images import list_image_files
 from kseg.errors import KsegError
 from kseg.files import MalformedFileError, brief, read_text
+from kseg.images import list_image_files
 
 CAMVID_CLASSES = (
     "Sky", "Building", "Pole", "Road", "Pavement", "Tree", "SignSymbol", "Fence", "Car",

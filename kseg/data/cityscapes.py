@@ -15,8 +15,8 @@ import os
 import numpy as np
 
 from kseg.data.spec import DatasetSpec
-from kseg.labels import IGNORE_INDEX
 from kseg.errors import KsegError
+from kseg.labels import IGNORE_INDEX
 
 IMAGE_SUFFIX = "_leftImg8bit.png"
 MASK_SUFFIX = "_gtFine_labelIds.png"

@@ -44,10 +44,10 @@ from kseg.data.spec import (
     PairingIssue,
     describe_values,
 )
-from kseg.labels import IGNORE_INDEX, default_palette
 from kseg.errors import KsegError
 from kseg.files import brief, load_yaml
 from kseg.images import IMAGE_EXTENSIONS, equal_channels, list_image_files
+from kseg.labels import IGNORE_INDEX, default_palette
 
 CLASSES_FILE = "classes.yaml"
 MASK_EXTENSIONS = (".png", ".bmp", ".tif", ".tiff")

@@ -22,7 +22,6 @@ import os
 
 import numpy as np
 
-from kseg.outputs import check, write_bytes
 from kseg.data.folder import (
     CLASSES_FILE,
     DEFAULT_SPLIT_SEED,
@@ -37,6 +36,7 @@ from kseg.errors import KsegError
 from kseg.files import unexpected_error_message
 from kseg.images import equal_channels
 from kseg.labels import IGNORE_INDEX
+from kseg.outputs import check, write_bytes
 from kseg.parallel import ordered_map
 from kseg.progress import progress as progress_bar
 

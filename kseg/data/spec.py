@@ -20,10 +20,10 @@ import os
 
 import numpy as np
 
+from kseg.data.readers import read_index_mask, read_rgb_image
 from kseg.errors import KsegError
 from kseg.files import MalformedFileError, brief
 from kseg.labels import IGNORE_INDEX
-from kseg.data.readers import read_index_mask, read_rgb_image
 
 logger = logging.getLogger("kseg")
 

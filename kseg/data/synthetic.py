@@ -17,10 +17,10 @@ import os
 import cv2
 import numpy as np
 
-from kseg.outputs import Outputs, seal_folder, writing
 from kseg.data.folder import FolderSpec
 from kseg.errors import KsegError
 from kseg.files import brief
+from kseg.outputs import Outputs, seal_folder, writing
 from kseg.validation import check_number
 
 logger = logging.getLogger("kseg")

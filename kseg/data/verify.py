@@ -29,8 +29,8 @@ import numpy as np
 
 from kseg.errors import KsegError
 from kseg.files import FileError, FileMissingError, unexpected_error_message
-from kseg.parallel import ordered_map
 from kseg.images import ORIENTATIONS, probe, read_file
+from kseg.parallel import ordered_map
 from kseg.progress import progress as progress_bar
 
 EXAMPLES_PER_VALUE = 3

@@ -11,9 +11,9 @@ palette indices (not colours); the "difficult/border" band (255) stays ignored.
 import os
 
 from kseg.data.spec import DatasetSpec, check_listed_path, identity_tables
-from kseg.labels import default_palette
 from kseg.errors import KsegError
 from kseg.files import read_text
+from kseg.labels import default_palette
 
 VOC_CLASSES = (
     "background", "aeroplane", "bicycle", "bird", "boat", "bottle", "bus", "car", "cat",

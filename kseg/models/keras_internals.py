@@ -25,7 +25,7 @@ TESTED_KERAS = "3.15"  # major.minor; setup.py pins the patch release
 ESCAPE_VARIABLE = "KSEG_UNTESTED_KERAS"
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def check_keras_version(found=None):
     """Raises a `KsegError` unless keras (or `found`) is the major.minor kseg was tested with."""
     found = found or keras.__version__

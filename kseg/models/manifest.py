@@ -125,7 +125,7 @@ def _load_entries(path):
     return entries
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def read_manifest(path=MANIFEST_PATH):
     """Returns {name: WeightsEntry} for every downloadable entry (kind `weights`) at `path`."""
     entries = [entry for entry in _load_entries(path) if entry.get("kind", "weights") == "weights"]

@@ -189,7 +189,7 @@ def create_model(name, **kwargs):
     return get_model_entry(name).build(**kwargs)
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def parameter_count(name, num_classes=21, **kwargs):
     """The number of parameters of `create_model(name, num_classes=num_classes,
     weights=None, **kwargs)`, counted from a build whose variables get no memory (a full

@@ -23,10 +23,10 @@ import zipfile
 import numpy as np
 
 from kseg import runs
-from kseg.outputs import writing
 from kseg.config import TrainConfig
 from kseg.errors import KsegError, is_disk_full
 from kseg.files import brief, one_line
+from kseg.outputs import writing
 from kseg.training.distribution import resolve_precision
 from kseg.training.lock import sweep_temporaries
 

@@ -27,9 +27,9 @@ import stat
 import time
 
 from kseg import runs
-from kseg.outputs import Outputs, is_temporary_name, missing_folders
 from kseg.errors import DiskFullError, KsegError, is_disk_full
 from kseg.files import brief
+from kseg.outputs import Outputs, is_temporary_name, missing_folders
 
 LOCK_NAME = ".kseg-train.lock"
 LOCK_ATTEMPTS = 100  # the lock is never waited for: taken at once, or refused naming its holder

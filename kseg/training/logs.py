@@ -16,8 +16,8 @@ import socket
 import struct
 import time
 
-from kseg.outputs import write_bytes, writing
 from kseg.errors import DiskFullError, is_disk_full
+from kseg.outputs import write_bytes, writing
 
 LOG_COLUMNS = (
     "epoch", "loss", "val_loss", "pixel_accuracy", "mean_accuracy", "mean_iou",

@@ -4,10 +4,10 @@ import os
 import re
 
 import pytest
-from conftest import tiny_run_dir
 from click.testing import CliRunner
-
+from conftest import tiny_run_dir
 from kseg.cli.main import cli
+
 from kseg.images import write_png
 
 pytestmark = pytest.mark.filterwarnings("ignore::UserWarning", "ignore::FutureWarning")

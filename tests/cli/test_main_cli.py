@@ -2,11 +2,10 @@ import subprocess
 import sys
 
 import pytest
-
 from click.testing import CliRunner
+from kseg.cli.main import cli
 
 from kseg import __version__
-from kseg.cli.main import cli
 
 
 def test_version():

@@ -6,10 +6,10 @@ import os
 import cv2
 import numpy as np
 import pytest
-from conftest import randomize_weights, tiny_run_dir
 from click.testing import CliRunner
-
+from conftest import randomize_weights, tiny_run_dir
 from kseg.cli.main import cli
+
 from kseg.images import read_image, read_mask
 
 PALETTE = [[255, 0, 0], [0, 255, 0], [0, 0, 255]]

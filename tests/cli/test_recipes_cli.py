@@ -7,8 +7,8 @@ import sys
 
 import pytest
 from click.testing import CliRunner
-
 from kseg.cli.main import cli
+
 from kseg.config import TrainConfig
 from kseg.errors import KsegError
 from kseg.recipes import RECIPES_DIR, load_recipe, read_recipe, recipe_names

@@ -6,7 +6,6 @@ import os
 import numpy as np
 import pytest
 from click.testing import CliRunner
-
 from kseg.cli.main import cli
 
 # (preset, --width): narrow models from random weights.

@@ -6,8 +6,8 @@ import zipfile
 import pytest
 import yaml
 from click.testing import CliRunner
-
 from kseg.cli.main import cli
+
 from kseg.errors import KsegError
 
 TINY = ["--weights", "none", "--width", "0.0625", "--batch-size", "4", "--crop", "32x32",

@@ -3,8 +3,8 @@
 import cv2
 import numpy as np
 import pytest
-
 from data_helpers import block_mask
+
 from kseg.data.augment import TrainAugmenter
 from kseg.errors import KsegError
 

@@ -5,7 +5,6 @@ import os
 
 import numpy as np
 from click.testing import CliRunner
-
 from data_helpers import make_camvid, write_png
 from kseg.cli.main import cli
 

@@ -10,10 +10,10 @@ import numpy as np
 import pytest
 import yaml
 from click.testing import CliRunner
-from pycocotools import mask as coco_mask
-
 from data_helpers import random_image, write_png
 from kseg.cli.main import cli
+from pycocotools import mask as coco_mask
+
 from kseg.data.importers import import_dataset
 from kseg.errors import KsegError
 from kseg.images import read_mask

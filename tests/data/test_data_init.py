@@ -4,9 +4,9 @@ import os
 
 import numpy as np
 from click.testing import CliRunner
-
 from data_helpers import random_image, write_png
 from kseg.cli.main import cli
+
 from kseg.data import get_dataset_spec
 from kseg.data.verify import verify_dataset
 

@@ -4,8 +4,8 @@ import os
 
 import numpy as np
 import pytest
-
 from data_helpers import random_image, write_png
+
 from kseg.config import TrainConfig
 from kseg.data import get_dataset_spec, make_dataset
 from kseg.data.stats import compute_stats

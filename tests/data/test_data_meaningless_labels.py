@@ -9,8 +9,8 @@ import os
 
 import numpy as np
 import pytest
-
 from data_helpers import random_image, write_png
+
 from kseg.config import TrainConfig
 from kseg.data import get_dataset_spec
 from kseg.data.verify import ONE_CLASS, verify_dataset

@@ -5,8 +5,8 @@ import logging
 import os
 
 import numpy as np
-
 from data_helpers import block_mask, make_camvid, random_image, write_png
+
 from kseg.config import TrainConfig
 from kseg.data import get_dataset_spec
 from kseg.data.spec import (

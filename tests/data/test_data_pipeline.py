@@ -4,8 +4,8 @@ import collections
 
 import numpy as np
 import pytest
-
 from data_helpers import make_folder
+
 from kseg.data import data_errors, get_dataset_spec, make_dataset
 from kseg.errors import KsegError
 

@@ -5,9 +5,9 @@ import os
 import numpy as np
 import pytest
 from cityscapesscripts.helpers import labels as cs_labels
+from data_helpers import block_mask, make_camvid, make_folder, random_image, write_png
 from PIL import Image
 
-from data_helpers import block_mask, make_camvid, make_folder, random_image, write_png
 from kseg.data import DATASET_NAMES, get_dataset_spec
 from kseg.data.cityscapes import label_id_to_train_id_table
 from kseg.errors import KsegError

@@ -1,8 +1,8 @@
 """Class statistics and median-frequency weights (kseg/data/stats.py)."""
 
 import numpy as np
-
 from data_helpers import make_folder
+
 from kseg.data import get_dataset_spec
 from kseg.data.stats import DatasetStats, compute_stats
 

@@ -3,8 +3,8 @@
 import os
 
 import numpy as np
-
 from data_helpers import make_camvid, make_folder, random_image, write_png
+
 from kseg.data import get_dataset_spec
 from kseg.data.verify import NO_LABELLED_PIXEL, Problem, verify_dataset
 

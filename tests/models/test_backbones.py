@@ -482,8 +482,8 @@ def test_train_evaluate_predict_and_export_an_lraspp_model_from_the_cli(tmp_path
     """kseg's verbs end to end on a narrow LR-ASPP: train one epoch, evaluate, predict
     whole, tiled and with TTA, bf16, export to TFLite with --check."""
     from click.testing import CliRunner
-
     from kseg.cli.main import cli
+
     from kseg.data.synthetic import write_synthetic_dataset
 
     data = write_synthetic_dataset(str(tmp_path / "data"), num_train=4, num_val=2, size=(48, 64), seed=2)
@@ -500,9 +500,9 @@ def test_train_evaluate_predict_and_export_an_lraspp_model_from_the_cli(tmp_path
            "--crop", "48x48", "--optimizer", "adam", "--run-dir", run, "--quiet")  # fmt: skip
     assert "mean IoU" in invoke("evaluate", run, "--data", "synthetic", "--data-dir", data)
     images = str(tmp_path / "images")
-    from kseg.images import write_png
-
     import os
+
+    from kseg.images import write_png
 
     os.makedirs(images)
     write_png(os.path.join(images, "a.png"), uint8_images((45, 70, 3), seed=9))

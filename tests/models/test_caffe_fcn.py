@@ -4,8 +4,8 @@
 import numpy as np
 import pytest
 
-from kseg.errors import WeightsError
 from kseg import conversion as convert
+from kseg.errors import WeightsError
 from kseg.models.registry import create_model, parameter_count
 
 WIDTH = 1 / 32  # conv 2, 4, 8, 16, 16 filters, fc 128

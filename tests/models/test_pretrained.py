@@ -8,8 +8,7 @@ import numpy as np
 import pytest
 
 from kseg.errors import WeightsError
-from kseg.models import fcn32s, imagenet_heatmap_model
-from kseg.models import pretrained
+from kseg.models import fcn32s, imagenet_heatmap_model, pretrained
 from kseg.models.manifest import manifest_entry
 
 CENTRE = 3  # a 224x224 image gives a 7x7 pool5 map; fc6's centre sees all of it

@@ -18,14 +18,13 @@ import os
 import shutil
 import subprocess
 import sys
-import types
 import tempfile
+import types
 
 import numpy as np
 import pytest
-from click.testing import CliRunner
-
 import robustness_corpus as corpus
+from click.testing import CliRunner
 from kseg.cli.main import cli
 
 OK, ERROR, REPORT = "ok", "error", "report"

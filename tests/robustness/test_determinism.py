@@ -4,7 +4,6 @@ import csv
 import os
 
 import pytest
-
 import robustness_corpus as corpus
 
 

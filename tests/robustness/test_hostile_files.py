@@ -32,9 +32,9 @@ import cv2
 import numpy as np
 import pytest
 from click.testing import CliRunner
+from kseg.cli.main import cli
 from PIL import Image, ImageOps
 
-from kseg.cli.main import cli
 from kseg.data import get_dataset_spec
 from kseg.data.readers import read_colour_or_index_mask, read_index_mask, read_rgb_image
 from kseg.data.verify import verify_dataset

@@ -123,7 +123,6 @@ def test_an_interrupted_export_writes_nothing(how, target, signum, export_format
 def test_an_interrupted_replacement_keeps_the_earlier_export(export_format, target, run_dir, tmp_path):
     out = tmp_path / "exports" / OUT_NAMES[export_format]
     from click.testing import CliRunner
-
     from kseg.cli.main import cli
 
     first = CliRunner().invoke(cli, ["export", run_dir, "--format", export_format, "--out", str(out)])

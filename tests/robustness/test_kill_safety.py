@@ -16,9 +16,8 @@ import sys
 import zipfile
 
 import pytest
-from click.testing import CliRunner
-
 import robustness_corpus as corpus
+from click.testing import CliRunner
 from kseg.cli.main import cli
 
 DRIVER = os.path.join(os.path.dirname(os.path.abspath(__file__)), "signal_driver.py")
@@ -138,6 +137,7 @@ def test_sigkill_while_predicting_keeps_the_earlier_outputs(run_dir, tmp_path):
     other = tmp_path / "other"
     shutil.copytree(run_dir, other)
     from conftest import randomize_weights
+
     from kseg.models.saving import load_model
 
     model = randomize_weights(load_model(os.path.join(run_dir, "checkpoints", "best.keras")), seed=9)

@@ -13,10 +13,9 @@ something is refused with one `error:` line naming the path, and nothing on disk
 import os
 
 import pytest
+import robustness_corpus as corpus
 from conftest import tiny_run_dir
 from test_outputs_and_models import assert_refused, run, snapshot
-
-import robustness_corpus as corpus
 
 
 @pytest.fixture(scope="module")

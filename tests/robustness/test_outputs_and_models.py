@@ -24,10 +24,9 @@ import sys
 import keras
 import numpy as np
 import pytest
+import robustness_corpus as corpus
 from click.testing import CliRunner
 from conftest import tiny_run_dir
-
-import robustness_corpus as corpus
 from kseg.cli.main import cli
 
 pytestmark = pytest.mark.filterwarnings("ignore::UserWarning", "ignore::FutureWarning")

@@ -5,11 +5,11 @@ lists are read with YAML's safe loader."""
 import os
 
 import pytest
+import robustness_corpus as corpus
 import yaml
 from click.testing import CliRunner
-
-import robustness_corpus as corpus
 from kseg.cli.main import cli
+
 from kseg.errors import KsegError
 
 

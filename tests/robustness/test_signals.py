@@ -13,7 +13,6 @@ import subprocess
 import sys
 
 import pytest
-
 import robustness_corpus as corpus
 
 DRIVER = os.path.join(os.path.dirname(os.path.abspath(__file__)), "signal_driver.py")

@@ -16,8 +16,8 @@ import cv2
 import numpy as np
 import pytest
 from click.testing import CliRunner
-
 from kseg.cli.main import cli
+
 from kseg.errors import KsegError
 from kseg.files import (
     FileError,

@@ -5,7 +5,6 @@ import os
 
 import pytest
 from click.testing import CliRunner
-
 from kseg.cli.main import cli
 
 SMALL = ["--num-train", "2", "--num-val", "1", "--size", "32x32"]

@@ -23,12 +23,12 @@ import numpy as np
 import pytest
 import yaml
 from click.testing import CliRunner
+from kseg.cli.main import cli
 
 from kseg import runs
-from kseg.models.saving import load_model
-from kseg.cli.main import cli
 from kseg.config import TrainConfig
 from kseg.errors import KsegError
+from kseg.models.saving import load_model
 from kseg.training.lock import LOCK_NAME, RunLock, RunLockedError, is_temporary_name, sweep_temporaries
 
 DRIVER = os.path.join(os.path.dirname(os.path.abspath(__file__)), "signal_driver.py")

@@ -15,8 +15,8 @@ import threading
 import time
 
 import pytest
-
 import robustness_corpus as corpus
+
 from kseg.download import STALL_VARIABLE, TIMEOUT_VARIABLE, download_timeouts, network_deadline
 from kseg.errors import KsegError
 
@@ -266,9 +266,9 @@ def test_a_stuck_reader_does_not_keep_the_process_alive(tmp_path):
 @pytest.mark.parametrize("verb", ["verify", "stats"])
 def test_data_verbs_end_a_stuck_read_with_one_error_line(verb, released, tmp_path, monkeypatch):
     from click.testing import CliRunner
+    from kseg.cli.main import cli
 
     import kseg.images
-    from kseg.cli.main import cli
 
     data = corpus.write_dataset(tmp_path / "data", "one_pixel")
     stuck = os.path.join(data.root, "masks", "good1.png")

@@ -63,9 +63,8 @@ def main():
         return
     here = os.path.dirname(os.path.abspath(__file__))
     sys.path[:0] = [here, os.path.dirname(here)]
-    from click.testing import CliRunner
-
     import test_bad_inputs as suite
+    from click.testing import CliRunner
     from kseg.cli.main import cli
 
     results = {}

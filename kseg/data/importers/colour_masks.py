@@ -24,8 +24,6 @@ from kseg.files import brief, read_text
 from kseg.images import list_image_files
 
 
-
-
 class ColourMasks:
     """Shared by CVAT and CamVid: pairs of (image, colour mask) and a colour -> class table."""
 
