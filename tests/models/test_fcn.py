@@ -184,7 +184,7 @@ def test_parameter_count_of_the_full_models_allocates_nothing_and_keeps_the_seed
 
 
 def test_every_preset_names_its_builder_and_stride():
-    for preset in [p for p in MODEL_PRESETS if p.backbone.startswith("vgg16")]:  # the VGG16 FCNs
+    for preset in [p for p in MODEL_PRESETS if p.backbone.startswith("vgg16") and p.head == "fcn"]:  # the VGG16 FCNs
         builder = resolve_builder(preset.builder)
         assert builder.__name__ == preset.name and preset.backbone in ("vgg16", "vgg16-caffe", "vgg16bn")
         model = builder(num_classes=3, weights=None, width=0.0625)
