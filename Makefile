@@ -13,7 +13,7 @@ $(BIN)/kseg: setup.py
 
 install: $(BIN)/kseg
 
-# Every test, the slow-marked end-to-end ones included (about 30 minutes on 2 cores).
+# Every test, the slow-marked end-to-end ones included (about an hour on 2 cores).
 test: install
 	$(BIN)/python -m pytest -q tests
 
