@@ -161,10 +161,7 @@ class MaskedFocalLoss(MaskedSparseCrossEntropy):
     def __init__(self, num_classes, ignore_index=IGNORE_INDEX, class_weights=None, gamma=FOCAL_GAMMA,
                  name="masked_focal", **kwargs):  # fmt: skip
         super().__init__(num_classes, ignore_index, class_weights, name=name, **kwargs)
-        gamma = float(gamma)
-        if not math.isfinite(gamma) or gamma < 0:
-            raise ValueError(f"`gamma` must be a finite number, 0 or more. Received: gamma={gamma}")
-        self.gamma = gamma
+        self.gamma = _non_negative("gamma", gamma)
 
     def pixel_losses(self, nll):
         # 1 - p_t = -expm1(-nll) keeps its digits where p_t is close to 1. The floor keeps the
@@ -223,10 +220,7 @@ class MaskedDiceLoss(_BatchLoss):
     def __init__(self, num_classes, ignore_index=IGNORE_INDEX, class_weights=None, smoothing=DICE_SMOOTHING,
                  name="masked_dice", **kwargs):  # fmt: skip
         super().__init__(num_classes, ignore_index, class_weights, name=name, **kwargs)
-        smoothing = float(smoothing)
-        if not math.isfinite(smoothing) or smoothing < 0:
-            raise ValueError(f"`smoothing` must be a finite number, 0 or more. Received: smoothing={smoothing}")
-        self.smoothing = smoothing
+        self.smoothing = _non_negative("smoothing", smoothing)
 
     def class_losses(self, probs, truth):
         intersection = ops.sum(probs * truth, axis=0)
@@ -310,6 +304,14 @@ class WeightedLossSum(_SegmentationLoss):
 
     def get_config(self):
         return dict(super().get_config(), loss=self.loss)
+
+
+def _non_negative(name, value):
+    """`value` as a float, refused unless finite and 0 or more."""
+    value = float(value)
+    if not math.isfinite(value) or value < 0:
+        raise ValueError(f"`{name}` must be a finite number, 0 or more. Received: {name}={value}")
+    return value
 
 
 def make_loss(loss, num_classes, ignore_index=IGNORE_INDEX, class_weights=None):
