@@ -292,12 +292,11 @@ def infer_width(blobs, source):
 
 def convert_released_weights(source, model_name="fcn8s_caffe", num_classes=21):
     """Reads `source` (.caffemodel or .pth) into a new `model_name` model; returns the model."""
-    from kseg.models.caffe_fcn import CAFFE_MODELS
-    from kseg.models.registry import create_model
+    from kseg.models.registry import MODEL_PRESETS, create_model
 
-    if model_name not in CAFFE_MODELS:
-        raise WeightsError(f"--model {model_name}: released weights convert into "
-                           f"{', '.join(CAFFE_MODELS)}")
+    caffe_models = [preset.name for preset in MODEL_PRESETS if preset.architecture == "caffe_fcn"]
+    if model_name not in caffe_models:
+        raise WeightsError(f"--model {model_name}: released weights convert into {', '.join(caffe_models)}")
     blobs, source_format = read_released_weights(source)
     width = infer_width(blobs, source)
     if not 0 < width <= 1:

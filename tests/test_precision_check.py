@@ -121,7 +121,7 @@ def test_a_reduced_precision_that_only_stalls_is_caught():
 
 
 def register(monkeypatch, name, builder):
-    monkeypatch.setitem(registry._REGISTRY, name, registry.ModelPreset(name, "test", "test", 1, "a test", builder))
+    monkeypatch.setitem(registry._REGISTRY, name, registry.ModelPreset(name, builder, "test", 1, "a test"))
     return name
 
 

@@ -8,15 +8,7 @@
 # built one.
 from kseg.models import caffe_fcn, heads  # noqa: F401
 from kseg.models.bilinear import BilinearUpsampling, bilinear_kernel_2d
-from kseg.models.fcn import (
-    build_fcn,
-    fcn8s,
-    fcn8s_vgg16bn,
-    fcn16s,
-    fcn16s_vgg16bn,
-    fcn32s,
-    fcn32s_vgg16bn,
-)
+from kseg.models.fcn import build_fcn, fcn8s, fcn16s, fcn32s
 from kseg.models.heatmap import imagenet_heatmap_model
 from kseg.models.registry import (
     MODEL_PRESETS,
@@ -39,11 +31,8 @@ __all__ = [
     "build_fcn",
     "create_model",
     "fcn8s",
-    "fcn8s_vgg16bn",
     "fcn16s",
-    "fcn16s_vgg16bn",
     "fcn32s",
-    "fcn32s_vgg16bn",
     "get_model_entry",
     "imagenet_heatmap_model",
     "list_models",

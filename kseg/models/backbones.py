@@ -17,11 +17,11 @@ Each backbone is built by keras.applications itself, inline in the segmentation 
 """
 
 import dataclasses
-import os
 
 import keras
 
-from kseg.errors import KsegError, WeightsError
+from kseg.errors import KsegError
+from kseg.models.arguments import check_num_classes, check_weights_path, check_width
 
 
 @dataclasses.dataclass(frozen=True)
@@ -126,8 +126,7 @@ def validate_backbone_arguments(backbone, weights, width, minimalistic):
                 f"Received: minimalistic={minimalistic}"
             )
         return
-    if not 0 < width <= 1:
-        raise ValueError(f"`width` must be in (0, 1]. Received: width={width}")
+    check_width(width)
     if weights == "imagenet":
         available = (1.0,) if minimalistic else backbone.width_weights
         if width not in available:
@@ -308,12 +307,10 @@ def build_on_backbone(backbone, head, num_classes, weights, output_stride, name,
     from kseg.models.layers import CropToReference, PadToMultiple
     from kseg.models.pretrained import assign_application_weights
 
-    if not isinstance(num_classes, int) or isinstance(num_classes, bool) or num_classes < 2:
-        raise ValueError(f"`num_classes` must be an integer >= 2. Received: num_classes={num_classes}")
+    check_num_classes(num_classes)
     spec = get_backbone(backbone)
     validate_backbone_arguments(spec, weights, width, minimalistic)
-    if weights not in (None, "imagenet") and not os.path.isfile(os.fspath(weights)):
-        raise WeightsError(f"{weights}: weights file not found (expected 'imagenet', none or a path)")
+    check_weights_path(weights)
     images = keras.Input(shape=(None, None, 3), name="images")
     x = preprocessing_layer(spec)(images)
     # Padded to a multiple of the coarsest stride, every feature map is exactly 1/stride

@@ -24,6 +24,7 @@ import keras
 from keras import layers, ops
 
 from kseg.errors import KsegError
+from kseg.models.arguments import check_dropout, check_num_classes, check_width
 from kseg.models.layers import rgb_to_bgr
 
 # The per-channel BGR mean the released FCNs subtract (their solve/infer scripts).
@@ -151,12 +152,9 @@ def caffe_fcn(variant, num_classes=21, weights=None, width=1.0, dropout=0.5, nam
     _check_weights(weights)
     if variant not in VARIANTS:
         raise ValueError(f"`variant` must be one of {', '.join(VARIANTS)}. Received: variant={variant!r}")
-    if not isinstance(num_classes, int) or isinstance(num_classes, bool) or num_classes < 1:
-        raise ValueError(f"`num_classes` must be an integer >= 1. Received: num_classes={num_classes}")
-    if not 0 < width <= 1:
-        raise ValueError(f"`width` must be in (0, 1]. Received: width={width}")
-    if not 0 <= dropout < 1:
-        raise ValueError(f"`dropout` must be in [0, 1). Received: dropout={dropout}")
+    check_num_classes(num_classes)
+    check_width(width)
+    check_dropout(dropout)
     stride, final, kernel, final_stride, final_crop = VARIANTS[variant]
 
     images = keras.Input(shape=(None, None, 3), name="images")
@@ -208,31 +206,3 @@ def _check_weights(weights):
     if weights == "imagenet":
         raise KsegError("the Caffe FCNs take their weights from a released model: convert one "
                         "with `kseg weights convert FILE --out MODEL.keras`")
-
-
-def fcn32s_caffe(num_classes=21, weights=None, width=1.0, dropout=0.5, learn_upsampling=False):
-    """FCN-32s as released in Caffe (voc-fcn32s). See `caffe_fcn`."""
-    return caffe_fcn("fcn32s", num_classes, weights, width, dropout, None, learn_upsampling)
-
-
-def fcn16s_caffe(num_classes=21, weights=None, width=1.0, dropout=0.5, learn_upsampling=False):
-    """FCN-16s as released in Caffe (voc-fcn16s). See `caffe_fcn`."""
-    return caffe_fcn("fcn16s", num_classes, weights, width, dropout, None, learn_upsampling)
-
-
-def fcn8s_caffe(num_classes=21, weights=None, width=1.0, dropout=0.5, learn_upsampling=False):
-    """FCN-8s as released in Caffe (voc-fcn8s). See `caffe_fcn`."""
-    return caffe_fcn("fcn8s", num_classes, weights, width, dropout, None, learn_upsampling)
-
-
-def fcn8s_atonce_caffe(num_classes=21, weights=None, width=1.0, dropout=0.5, learn_upsampling=False):
-    """FCN-8s trained at once, as released in Caffe (voc-fcn8s-atonce). See `caffe_fcn`."""
-    return caffe_fcn("fcn8s_atonce", num_classes, weights, width, dropout, None, learn_upsampling)
-
-
-CAFFE_MODELS = {
-    "fcn32s_caffe": "fcn32s",
-    "fcn16s_caffe": "fcn16s",
-    "fcn8s_caffe": "fcn8s",
-    "fcn8s_atonce_caffe": "fcn8s_atonce",
-}

@@ -29,32 +29,31 @@ TFLite file.
 
 from keras import layers
 
+from kseg.models.arguments import check_dropout
 from kseg.models.backbones import build_on_backbone
 from kseg.models.heads import ASPP_RATES, BilinearUpsample, aspp, conv_bn_relu, deeplabv3_head
 
 OUTPUT_STRIDES = (16, 8)
 
 
-def deeplabv3_resnet50(num_classes=21, weights="imagenet", output_stride=16, dropout=0.5):
+def build_deeplabv3(backbone="resnet50", num_classes=21, weights="imagenet", output_stride=16, dropout=0.5):
     """DeepLab v3 on ResNet50.
 
     Args:
+        backbone: str. "resnet50", the one backbone DeepLab v3 is built on here.
         num_classes: int. Number of classes scored per pixel.
         weights: str or None. "imagenet" (keras' download and cache), None (random), or a
             path to a keras ResNet50 weights file (include_top=False).
         output_stride: int. 16 or 8: the stride of ASPP's input map.
         dropout: float. Dropout rate after ASPP's projection.
     """
+    if backbone != "resnet50":
+        raise ValueError(f"DeepLab v3 is built on resnet50. Received: backbone={backbone!r}")
     if output_stride not in OUTPUT_STRIDES:
         raise ValueError(f"`output_stride` must be 16 or 8. Received: output_stride={output_stride}")
     name = "deeplabv3_resnet50" + ("" if output_stride == 16 else f"_os{output_stride}")
     return build_on_backbone("resnet50", deeplabv3_head(num_classes, dropout), num_classes, weights,
                              output_stride, name)  # fmt: skip
-
-
-def deeplabv3_resnet50_os8(num_classes=21, weights="imagenet", dropout=0.5):
-    """DeepLab v3 on ResNet50 at output stride 8. See `deeplabv3_resnet50`."""
-    return deeplabv3_resnet50(num_classes, weights, 8, dropout)
 
 
 LOW_LEVEL_CHANNELS = 48
@@ -65,8 +64,7 @@ PLUS_BACKBONES = ("resnet50", "mobilenetv3large")
 
 def deeplabv3plus_head(num_classes, dropout=0.1, channels=DECODER_CHANNELS):
     """DeepLab v3+'s head: ASPP, then a decoder over the stride-4 features."""
-    if not 0 <= dropout < 1:
-        raise ValueError(f"`dropout` must be in [0, 1). Received: dropout={dropout}")
+    check_dropout(dropout)
 
     def head(features, output_stride):
         x = aspp(features[32], ASPP_RATES[output_stride], dropout, channels)
@@ -101,18 +99,3 @@ def build_deeplabv3plus(backbone, num_classes=21, weights="imagenet", output_str
     name = f"deeplabv3plus_{backbone}" + ("" if output_stride == 16 else f"_os{output_stride}")
     return build_on_backbone(backbone, deeplabv3plus_head(num_classes, dropout), num_classes, weights,
                              output_stride, name, width)  # fmt: skip
-
-
-def deeplabv3plus_resnet50(num_classes=21, weights="imagenet", dropout=0.1):
-    """DeepLab v3+ on ResNet50 at output stride 16. See `build_deeplabv3plus`."""
-    return build_deeplabv3plus("resnet50", num_classes, weights, 16, dropout)
-
-
-def deeplabv3plus_resnet50_os8(num_classes=21, weights="imagenet", dropout=0.1):
-    """DeepLab v3+ on ResNet50 at output stride 8. See `build_deeplabv3plus`."""
-    return build_deeplabv3plus("resnet50", num_classes, weights, 8, dropout)
-
-
-def deeplabv3plus_mobilenetv3large(num_classes=21, weights="imagenet", dropout=0.1, width=1.0):
-    """DeepLab v3+ on MobileNetV3Large at output stride 16. See `build_deeplabv3plus`."""
-    return build_deeplabv3plus("mobilenetv3large", num_classes, weights, 16, dropout, width)

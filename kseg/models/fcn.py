@@ -14,12 +14,12 @@ bilinear interpolation; the x2 layers are learned, the final one is learned only
 """
 
 import logging
-import os
 
 import keras
 from keras import layers
 
 from kseg.errors import KsegError
+from kseg.models.arguments import check_dropout, check_num_classes, check_weights_path, check_width
 from kseg.models.bilinear import BilinearUpsampling
 from kseg.models.layers import CropToReference, PadToMultiple, VGGPreprocessing
 from kseg.models.pretrained import assign_vgg16_weights
@@ -45,12 +45,9 @@ def score(x, num_classes, name):
 
 
 def validate_arguments(num_classes, weights, dropout, width, batch_norm=False):
-    if not isinstance(num_classes, int) or isinstance(num_classes, bool) or num_classes < 2:
-        raise ValueError(f"`num_classes` must be an integer >= 2. Received: num_classes={num_classes}")
-    if not 0 <= dropout < 1:
-        raise ValueError(f"`dropout` must be in [0, 1). Received: dropout={dropout}")
-    if not 0 < width <= 1:
-        raise ValueError(f"`width` must be in (0, 1]. Received: width={width}")
+    check_num_classes(num_classes)
+    check_dropout(dropout)
+    check_width(width)
     if weights is not None and width != 1:
         raise ValueError(
             f"pretrained weights need the full VGG16 (width=1). Received: weights={weights!r}, "
@@ -61,8 +58,7 @@ def validate_arguments(num_classes, weights, dropout, width, batch_norm=False):
             "VGG16-BN models train from random weights (keras has no ImageNet VGG16-BN); "
             "pass --weights none, or use fcn32s/fcn16s/fcn8s for ImageNet VGG16"
         )
-    if weights not in (None, "imagenet") and not os.path.isfile(os.fspath(weights)):
-        raise KsegError(f"{weights}: weights file not found (expected 'imagenet', none or a path)")
+    check_weights_path(weights)
 
 
 def build_fcn(
@@ -146,29 +142,3 @@ def fcn8s(
 ):  # fmt: skip
     """FCN-8s, optionally initialised from a trained FCN-16s (or FCN-32s). See `build_fcn`."""
     return build_fcn(8, num_classes, weights, learn_upsampling, dropout, width, init_from)
-
-
-def _vgg16bn_fcn(output_stride, num_classes, weights, learn_upsampling, dropout, width, init_from):
-    return build_fcn(
-        output_stride, num_classes, weights, learn_upsampling, dropout, width, init_from,
-        name=f"fcn{output_stride}s_vgg16bn", batch_norm=True,
-    )  # fmt: skip
-
-
-def fcn32s_vgg16bn(num_classes=21, weights=None, learn_upsampling=False, dropout=0.5, width=1.0):
-    """FCN-32s on VGG16-BN, from random weights. See `build_fcn`."""
-    return _vgg16bn_fcn(32, num_classes, weights, learn_upsampling, dropout, width, None)
-
-
-def fcn16s_vgg16bn(
-    num_classes=21, weights=None, learn_upsampling=False, dropout=0.5, width=1.0, init_from=None,
-):  # fmt: skip
-    """FCN-16s on VGG16-BN, from random weights or a trained FCN-32s. See `build_fcn`."""
-    return _vgg16bn_fcn(16, num_classes, weights, learn_upsampling, dropout, width, init_from)
-
-
-def fcn8s_vgg16bn(
-    num_classes=21, weights=None, learn_upsampling=False, dropout=0.5, width=1.0, init_from=None,
-):  # fmt: skip
-    """FCN-8s on VGG16-BN, from random weights or a trained FCN-16s. See `build_fcn`."""
-    return _vgg16bn_fcn(8, num_classes, weights, learn_upsampling, dropout, width, init_from)

@@ -17,6 +17,7 @@ class scores at the padded input size (the model crops them to the image size).
 import keras
 from keras import layers, ops
 
+from kseg.models.arguments import check_dropout
 from kseg.models.fcn import score, upsample
 
 ASPP_CHANNELS = 256
@@ -145,8 +146,7 @@ def aspp(x, rates, dropout, channels=ASPP_CHANNELS):
 
 def deeplabv3_head(num_classes, dropout=0.5, channels=ASPP_CHANNELS):
     """DeepLab v3's head: ASPP with the rates of the output stride, a 3x3 conv, a classifier."""
-    if not 0 <= dropout < 1:
-        raise ValueError(f"`dropout` must be in [0, 1). Received: dropout={dropout}")
+    check_dropout(dropout)
 
     def head(features, output_stride):
         x = aspp(features[32], ASPP_RATES[output_stride], dropout, channels)

@@ -31,13 +31,3 @@ def build_lraspp(backbone, num_classes=21, weights="imagenet", width=1.0, minima
         raise ValueError(f"LR-ASPP is built on MobileNetV3. Received: backbone={backbone!r}")
     return build_on_backbone(backbone, lraspp_head(num_classes), num_classes, weights, OUTPUT_STRIDE,
                              f"lraspp_{backbone}", width, minimalistic)  # fmt: skip
-
-
-def lraspp_mobilenetv3large(num_classes=21, weights="imagenet", width=1.0, minimalistic=False):
-    """LR-ASPP on MobileNetV3Large. See `build_lraspp`."""
-    return build_lraspp("mobilenetv3large", num_classes, weights, width, minimalistic)
-
-
-def lraspp_mobilenetv3small(num_classes=21, weights="imagenet", width=1.0, minimalistic=False):
-    """LR-ASPP on MobileNetV3Small. See `build_lraspp`."""
-    return build_lraspp("mobilenetv3small", num_classes, weights, width, minimalistic)

@@ -18,6 +18,7 @@ import numpy as np
 from kseg.download import get_file, keras_models_folder, network_deadline, shown_folder
 from kseg.errors import KsegError, WeightsError
 from kseg.files import one_line
+from kseg.models.arguments import check_weights_path
 from kseg.models.manifest import manifest_entry
 
 # The manifest entry of the file keras.applications.VGG16(weights="imagenet",
@@ -269,8 +270,7 @@ def assign_application_weights(model, application, weights, **kwargs):
         **kwargs: the keras.applications arguments of the variant (include_top=False,
             alpha, minimalistic, ...).
     """
-    if weights != "imagenet" and not os.path.isfile(os.fspath(weights)):
-        raise WeightsError(f"{weights}: weights file not found (expected 'imagenet', none or a path)")
+    check_weights_path(weights)
     source = application_weights_model(application, weights if weights == "imagenet" else os.fspath(weights), **kwargs)
     copied = []
     for layer in source.layers:

@@ -23,7 +23,7 @@ There are no ImageNet weights for VGG16-BN in keras: SegNet trains from random w
 import keras
 from keras import layers
 
-from kseg.errors import KsegError
+from kseg.models.arguments import check_num_classes, check_random_weights, check_width
 from kseg.models.layers import (
     CropToReference,
     MaxPoolingMask,
@@ -36,26 +36,7 @@ from kseg.models.vgg16 import PIXEL_STD, VGG16_BLOCKS, conv_relu, he_initializer
 INPUT_MULTIPLE = 32  # five 2x2 poolings
 
 
-def check_random_weights(model_name, weights):
-    """Refuses pretrained weights for a model that has none published."""
-    if weights is not None:
-        raise KsegError(
-            f"{model_name} trains from random weights (no ImageNet weights exist for it); "
-            f"pass --weights none (weights=None). Received: weights={weights!r}"
-        )
-
-
-def check_num_classes(num_classes):
-    if not isinstance(num_classes, int) or isinstance(num_classes, bool) or num_classes < 2:
-        raise ValueError(f"`num_classes` must be an integer >= 2. Received: num_classes={num_classes}")
-
-
-def check_width(width):
-    if not 0 < width <= 1:
-        raise ValueError(f"`width` must be in (0, 1]. Received: width={width}")
-
-
-def segnet(num_classes=21, weights=None, width=1.0):
+def build_segnet(num_classes=21, weights=None, width=1.0):
     """SegNet on VGG16-BN, from random weights.
 
     Args:

@@ -29,10 +29,10 @@ loads keras' ImageNet weights; the decoder starts random.
 import keras
 from keras import layers
 
+from kseg.models.arguments import check_num_classes, check_random_weights, check_width
 from kseg.models.backbones import build_on_backbone
 from kseg.models.heads import BilinearUpsample, conv_bn_relu
 from kseg.models.layers import CropToReference, PadToMultiple, VGGPreprocessing
-from kseg.models.segnet import check_num_classes, check_random_weights, check_width
 from kseg.models.vgg16 import PIXEL_STD, conv_relu, he_initializer, scaled
 
 INPUT_MULTIPLE = 16  # four 2x2 poolings
@@ -94,17 +94,6 @@ def build_unet(num_classes=21, weights=None, width=1.0, batch_norm=False, upsamp
     return keras.Model(images, logits, name=name)
 
 
-def unet(num_classes=21, weights=None, width=1.0):
-    """U-Net as in the paper (no batch norm, transposed-convolution upsampling). See
-    `build_unet`."""
-    return build_unet(num_classes, weights, width)
-
-
-def unet_bn(num_classes=21, weights=None, width=1.0):
-    """U-Net with batch normalisation after every convolution. See `build_unet`."""
-    return build_unet(num_classes, weights, width, batch_norm=True, name="unet_bn")
-
-
 def unet_decoder_head(num_classes, channels=DECODER_CHANNELS):
     """A U-Net decoder over a backbone's maps at strides 32, 16, 8, 4, 2."""
 
@@ -137,13 +126,3 @@ def build_backbone_unet(backbone, num_classes=21, weights="imagenet", width=1.0)
         raise ValueError(f"U-Net is built on resnet50 or mobilenetv3large. Received: backbone={backbone!r}")
     return build_on_backbone(backbone, unet_decoder_head(num_classes), num_classes, weights, 32,
                              f"unet_{backbone}", width)  # fmt: skip
-
-
-def unet_resnet50(num_classes=21, weights="imagenet"):
-    """U-Net decoder on ResNet50. See `build_backbone_unet`."""
-    return build_backbone_unet("resnet50", num_classes, weights)
-
-
-def unet_mobilenetv3large(num_classes=21, weights="imagenet", width=1.0):
-    """U-Net decoder on MobileNetV3Large. See `build_backbone_unet`."""
-    return build_backbone_unet("mobilenetv3large", num_classes, weights, width)

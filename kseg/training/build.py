@@ -33,20 +33,15 @@ def resolve_init_from(path):
     return model_path
 
 
-MODEL_OPTIONS = ("width", "dropout", "learn_upsampling")
-
-
 def builder_options(config):
-    """The model options of `config` (width, dropout, learn_upsampling) that the builder of
-    `config.model` takes. An option the builder lacks is left out while it has its default
-    value, and is an error otherwise (e.g. --width on ResNet50)."""
-    import inspect
-
+    """The model options of `config` (width, dropout, learn_upsampling) that the preset of
+    `config.model` takes. An option it lacks is left out while it has its default value,
+    and is an error otherwise (e.g. --width on ResNet50)."""
     from kseg.config import SETTINGS
     from kseg.errors import KsegError
-    from kseg.models.registry import get_model_entry, resolve_builder
+    from kseg.models.registry import MODEL_OPTIONS, get_model_entry
 
-    accepted = inspect.signature(resolve_builder(get_model_entry(config.model).builder)).parameters
+    accepted = get_model_entry(config.model).options
     options = {}
     for key in MODEL_OPTIONS:
         value = getattr(config, key)

@@ -14,7 +14,6 @@ from kseg.models import (
     parameter_count,
     register_model,
 )
-from kseg.models.registry import resolve_builder
 
 SMALL = dict(num_classes=3, weights=None, width=0.0625)
 
@@ -183,14 +182,24 @@ def test_parameter_count_of_the_full_models_allocates_nothing_and_keeps_the_seed
         np.testing.assert_array_equal(built, first)
 
 
-def test_every_preset_names_its_builder_and_stride():
-    for preset in [p for p in MODEL_PRESETS if p.backbone.startswith("vgg16") and p.head == "fcn"]:  # the VGG16 FCNs
-        builder = resolve_builder(preset.builder)
-        assert builder.__name__ == preset.name and preset.backbone in ("vgg16", "vgg16-caffe", "vgg16bn")
-        model = builder(num_classes=3, weights=None, width=0.0625)
+def test_every_vgg16_fcn_preset_builds_the_model_its_row_names():
+    for preset in [p for p in MODEL_PRESETS if p.backbone.startswith("vgg16") and p.name.startswith("fcn")]:
+        assert preset.architecture in ("fcn", "caffe_fcn")
+        assert preset.options == ("width", "dropout", "learn_upsampling")
+        model = create_model(preset.name, num_classes=3, weights=None, width=0.0625)
         assert model.name == preset.name
         assert preset.output_stride == int(preset.name[3:5].rstrip("s"))  # fcn8s..., fcn32s...
     assert [p.name for p in MODEL_PRESETS if p.backbone == "vgg16"] == ["fcn32s", "fcn16s", "fcn8s"]
+    assert {p.name: p.weights for p in MODEL_PRESETS if p.backbone.startswith("vgg16")} == {
+        "fcn32s": "imagenet", "fcn16s": "imagenet", "fcn8s": "imagenet", "fcn32s_vgg16bn": None,
+        "fcn16s_vgg16bn": None, "fcn8s_vgg16bn": None, "fcn32s_caffe": None, "fcn16s_caffe": None,
+        "fcn8s_caffe": None, "fcn8s_atonce_caffe": None, "segnet": None,
+    }  # fmt: skip
+
+
+def test_a_preset_s_definition_is_not_an_option():
+    with pytest.raises(KsegError, match="output_stride is part of the model's definition"):
+        create_model("fcn8s", num_classes=3, weights=None, output_stride=16)
 
 
 def test_registry_lists_models_and_rejects_duplicates_and_unknown_names():

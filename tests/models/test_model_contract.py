@@ -15,7 +15,6 @@ width). Parts that are slow for big models (ResNet50) are marked slow.
 """
 
 import gc
-import inspect
 import os
 import subprocess
 import sys
@@ -25,7 +24,6 @@ import numpy as np
 import pytest
 
 from kseg.models import create_model, get_model_entry, list_models
-from kseg.models.registry import resolve_builder
 
 PRESETS = list_models()
 SIZES = ((75, 61), (64, 64))
@@ -40,7 +38,7 @@ LIGHT = ("unet", "unet_bn", "segnet", "unet_mobilenetv3large", "deeplabv3plus_mo
 def small_kwargs(name):
     """Keyword arguments for a small, fast instance of preset `name`."""
     kwargs = dict(num_classes=NUM_CLASSES, weights=None)
-    if "width" in inspect.signature(resolve_builder(get_model_entry(name).builder)).parameters:
+    if "width" in get_model_entry(name).options:
         kwargs["width"] = 0.35 if get_model_entry(name).backbone.startswith("mobilenetv3") else 0.0625
     return kwargs
 
