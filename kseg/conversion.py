@@ -211,7 +211,7 @@ def expected_blobs(model, source_format):
     plus the at-once Scale layers (their fixed factors) for `.caffemodel` files."""
     import keras
 
-    from kseg.models.caffe_fcn import ConstantScale
+    from kseg.models.layers import ConstantScale
 
     expected, scales = {}, {}
     for layer in model.layers:

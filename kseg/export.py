@@ -36,6 +36,7 @@ import numpy as np
 
 from kseg.errors import DiskFullError, KsegError, is_disk_full
 from kseg.export_metadata import (
+    MARKER,
     add_metadata_signature,
     check_label_names,
     describe,
@@ -61,8 +62,6 @@ DEFAULT_CALIBRATION_IMAGES = 100
 # An unquantized export is a conversion, not an approximation: logits may differ only by
 # float rounding. Differences above this (relative to the largest logit) fail --check.
 FLOAT_TOLERANCE = 1e-3
-# What every SavedModel kseg writes says about itself (`kseg.export_metadata.describe`).
-MARKER = os.path.join("assets.extra", "kseg_export.json")
 
 
 @keras.saving.register_keras_serializable(package="kseg")

@@ -33,6 +33,8 @@ from kseg.errors import KsegError
 from kseg.labels import IGNORE_INDEX
 
 KSEG_FILE = "kseg_export.json"
+# Where every SavedModel kseg writes says about itself (`describe`).
+MARKER = os.path.join("assets.extra", KSEG_FILE)
 METADATA_SIGNATURE = "kseg_metadata"
 DIMENSIONS = ("batch", "height", "width")
 _VERSION_MODULE = "mediapipe.tasks.cc.metadata.python._pywrap_metadata_version"
@@ -319,8 +321,6 @@ def read_metadata(path, export_format, onnx_properties=None):
     path = os.fspath(path)
     try:
         if export_format == "savedmodel":
-            from kseg.export import MARKER
-
             marker = os.path.join(path, MARKER)
             if not os.path.isfile(marker):
                 return None

@@ -3,10 +3,6 @@
 `create_model("fcn8s", num_classes=19)` or `fcn8s(num_classes=19)`.
 """
 
-# caffe_fcn and heads define layers of their own: importing them here registers those
-# layers, so a saved LR-ASPP, DeepLab or Caffe-FCN model loads in a process that never
-# built one.
-from kseg.models import caffe_fcn, heads  # noqa: F401
 from kseg.models.bilinear import BilinearUpsampling, bilinear_kernel_2d
 from kseg.models.fcn import build_fcn, fcn8s, fcn16s, fcn32s
 from kseg.models.heatmap import imagenet_heatmap_model

@@ -21,14 +21,11 @@ the reference. Layer names are the Caffe layer names, which the converters in
 """
 
 import keras
-from keras import layers, ops
+from keras import layers
 
 from kseg.errors import KsegError
 from kseg.models.arguments import check_dropout, check_num_classes, check_width
-from kseg.models.layers import rgb_to_bgr
-
-# The per-channel BGR mean the released FCNs subtract (their solve/infer scripts).
-CAFFE_BGR_MEAN = (104.00698793, 116.66876762, 122.67891434)
+from kseg.models.layers import CaffeCrop, CaffeFCNPreprocessing, CeilPoolPadding, ConstantScale
 
 VGG_BLOCKS = ((64, 2), (128, 2), (256, 3), (512, 3), (512, 3))
 FC_CHANNELS = 4096
@@ -42,92 +39,6 @@ VARIANTS = {
 }
 SKIP_CROPS = {"score_pool4": 5, "score_pool3": 9}
 ATONCE_SCALES = {"pool4": 0.01, "pool3": 0.0001}
-
-
-@keras.saving.register_keras_serializable(package="kseg")
-class CaffeFCNPreprocessing(keras.layers.Layer):
-    """uint8 (or float [0, 255]) RGB -> float32 BGR minus `CAFFE_BGR_MEAN`."""
-
-    def __init__(self, **kwargs):
-        kwargs.setdefault("dtype", "float32")
-        super().__init__(**kwargs)
-
-    def call(self, images):
-        bgr = rgb_to_bgr(ops.cast(images, "float32"))
-        return bgr - ops.convert_to_tensor(CAFFE_BGR_MEAN, dtype="float32")
-
-    def compute_output_shape(self, input_shape):
-        return input_shape
-
-
-@keras.saving.register_keras_serializable(package="kseg")
-class CeilPoolPadding(keras.layers.Layer):
-    """Pads one row and one column of -inf at the bottom and right.
-
-    Followed by a 2x2 / 2 VALID max pooling this gives Caffe's rounded-up pooling,
-    ceil((n - 2) / 2) + 1 rows: an odd size gets its last row pooled alone, an even size
-    gets nothing extra (the padded row falls outside the last window).
-    """
-
-    def call(self, x):
-        return ops.pad(x, [[0, 0], [0, 1], [0, 1], [0, 0]], constant_values=float("-inf"))
-
-    def compute_output_shape(self, input_shape):
-        def grow(size):
-            return None if size is None else size + 1
-
-        return (input_shape[0], grow(input_shape[1]), grow(input_shape[2]), input_shape[3])
-
-
-@keras.saving.register_keras_serializable(package="kseg")
-class CaffeCrop(keras.layers.Layer):
-    """Caffe's Crop layer on height and width: `inputs[0][offset : offset + size]`, with
-    the size of `inputs[1]`.
-
-    Args:
-        offset: int. The first row and column kept.
-    """
-
-    def __init__(self, offset=0, **kwargs):
-        if int(offset) != offset or offset < 0:
-            raise ValueError(f"`offset` must be a whole number >= 0. Received: offset={offset}")
-        super().__init__(**kwargs)
-        self.offset = int(offset)
-
-    def call(self, inputs):
-        tensor, reference = inputs
-        shape = ops.shape(reference)
-        top = self.offset
-        return tensor[:, top : top + shape[1], top : top + shape[2], :]
-
-    def compute_output_shape(self, input_shapes):
-        tensor_shape, reference_shape = input_shapes
-        return (tensor_shape[0], reference_shape[1], reference_shape[2], tensor_shape[3])
-
-    def get_config(self):
-        return {**super().get_config(), "offset": self.offset}
-
-
-@keras.saving.register_keras_serializable(package="kseg")
-class ConstantScale(keras.layers.Layer):
-    """Multiplies by a fixed number (the at-once FCN-8s' Scale layers, never learned).
-
-    Args:
-        scale: float.
-    """
-
-    def __init__(self, scale=1.0, **kwargs):
-        super().__init__(**kwargs)
-        self.scale = float(scale)
-
-    def call(self, x):
-        return x * ops.cast(self.scale, x.dtype)
-
-    def compute_output_shape(self, input_shape):
-        return input_shape
-
-    def get_config(self):
-        return {**super().get_config(), "scale": self.scale}
 
 
 def scaled(channels, width):

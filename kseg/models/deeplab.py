@@ -31,7 +31,8 @@ from keras import layers
 
 from kseg.models.arguments import check_dropout
 from kseg.models.backbones import build_on_backbone
-from kseg.models.heads import ASPP_RATES, BilinearUpsample, aspp, conv_bn_relu, deeplabv3_head
+from kseg.models.heads import ASPP_RATES, aspp, conv_bn_relu, deeplabv3_head
+from kseg.models.layers import BilinearUpsample
 
 OUTPUT_STRIDES = (16, 8)
 

@@ -14,72 +14,16 @@ class scores at the padded input size (the model crops them to the image size).
   a 3x3 conv, a 1x1 classifier, bilinear upsampling by the output stride.
 """
 
-import keras
-from keras import layers, ops
+from keras import layers
 
 from kseg.models.arguments import check_dropout
 from kseg.models.fcn import score, upsample
+from kseg.models.layers import BilinearUpsample, BroadcastToReference
 
 ASPP_CHANNELS = 256
 LRASPP_CHANNELS = 128
 # ASPP's atrous rates at each output stride: (6, 12, 18) at 16, doubled at 8 (DeepLab v3).
 ASPP_RATES = {16: (6, 12, 18), 8: (12, 24, 36)}
-
-
-@keras.saving.register_keras_serializable(package="kseg")
-class BroadcastToReference(layers.Layer):
-    """Repeats a (batch, 1, 1, channels) map over the height and width of `inputs[1]`.
-
-    ASPP's image-pooling branch: bilinear upsampling of a 1x1 map is this repetition.
-    """
-
-    def call(self, inputs):
-        pooled, reference = inputs
-        shape = ops.shape(reference)
-        return ops.broadcast_to(pooled, (shape[0], shape[1], shape[2], pooled.shape[-1]))
-
-    def compute_output_shape(self, input_shapes):
-        pooled_shape, reference_shape = input_shapes
-        return (reference_shape[0], reference_shape[1], reference_shape[2], pooled_shape[-1])
-
-
-@keras.saving.register_keras_serializable(package="kseg")
-class BilinearUpsample(layers.Layer):
-    """Bilinear upsampling by an integer `factor` (half-pixel centres, as
-    `keras.ops.image.resize` and torchvision's `interpolate(align_corners=False)`).
-
-    Unlike keras' UpSampling2D(interpolation="bilinear") it traces with unknown height and
-    width, which a SavedModel or TFLite export of any input size needs: keras' resize
-    checks the size in Python, so under TensorFlow the resize is TensorFlow's own.
-
-    Args:
-        factor: int. Height and width are multiplied by this.
-    """
-
-    def __init__(self, factor=2, **kwargs):
-        if int(factor) != factor or factor < 1:
-            raise ValueError(f"`factor` must be a positive integer. Received: factor={factor}")
-        super().__init__(**kwargs)
-        self.factor = int(factor)
-
-    def call(self, inputs):
-        shape = ops.shape(inputs)
-        size = (shape[1] * self.factor, shape[2] * self.factor)
-        if keras.backend.backend() == "tensorflow":
-            import tensorflow as tf
-
-            resized = tf.image.resize(inputs, tf.stack(size), method="bilinear")
-            return ops.cast(resized, inputs.dtype)
-        return ops.image.resize(inputs, size, interpolation="bilinear")
-
-    def compute_output_shape(self, input_shape):
-        def scale(size):
-            return None if size is None else size * self.factor
-
-        return (input_shape[0], scale(input_shape[1]), scale(input_shape[2]), input_shape[3])
-
-    def get_config(self):
-        return {**super().get_config(), "factor": self.factor}
 
 
 def conv_bn_relu(x, filters, kernel_size, name, dilation_rate=1):

@@ -209,3 +209,154 @@ class MaxUnpooling(keras.layers.Layer):
     def compute_output_shape(self, input_shapes):
         values_shape, mask_shape = input_shapes
         return (values_shape[0], mask_shape[1], mask_shape[2], values_shape[3])
+
+
+# -- The Caffe-exact FCNs' layers (kseg.models.caffe_fcn) -------------------------------
+
+# The per-channel BGR mean the released FCNs subtract (their solve/infer scripts).
+CAFFE_BGR_MEAN = (104.00698793, 116.66876762, 122.67891434)
+
+
+@keras.saving.register_keras_serializable(package="kseg")
+class CaffeFCNPreprocessing(keras.layers.Layer):
+    """uint8 (or float [0, 255]) RGB -> float32 BGR minus `CAFFE_BGR_MEAN`."""
+
+    def __init__(self, **kwargs):
+        kwargs.setdefault("dtype", "float32")
+        super().__init__(**kwargs)
+
+    def call(self, images):
+        bgr = rgb_to_bgr(ops.cast(images, "float32"))
+        return bgr - ops.convert_to_tensor(CAFFE_BGR_MEAN, dtype="float32")
+
+    def compute_output_shape(self, input_shape):
+        return input_shape
+
+
+@keras.saving.register_keras_serializable(package="kseg")
+class CeilPoolPadding(keras.layers.Layer):
+    """Pads one row and one column of -inf at the bottom and right.
+
+    Followed by a 2x2 / 2 VALID max pooling this gives Caffe's rounded-up pooling,
+    ceil((n - 2) / 2) + 1 rows: an odd size gets its last row pooled alone, an even size
+    gets nothing extra (the padded row falls outside the last window).
+    """
+
+    def call(self, x):
+        return ops.pad(x, [[0, 0], [0, 1], [0, 1], [0, 0]], constant_values=float("-inf"))
+
+    def compute_output_shape(self, input_shape):
+        def grow(size):
+            return None if size is None else size + 1
+
+        return (input_shape[0], grow(input_shape[1]), grow(input_shape[2]), input_shape[3])
+
+
+@keras.saving.register_keras_serializable(package="kseg")
+class CaffeCrop(keras.layers.Layer):
+    """Caffe's Crop layer on height and width: `inputs[0][offset : offset + size]`, with
+    the size of `inputs[1]`.
+
+    Args:
+        offset: int. The first row and column kept.
+    """
+
+    def __init__(self, offset=0, **kwargs):
+        if int(offset) != offset or offset < 0:
+            raise ValueError(f"`offset` must be a whole number >= 0. Received: offset={offset}")
+        super().__init__(**kwargs)
+        self.offset = int(offset)
+
+    def call(self, inputs):
+        tensor, reference = inputs
+        shape = ops.shape(reference)
+        top = self.offset
+        return tensor[:, top : top + shape[1], top : top + shape[2], :]
+
+    def compute_output_shape(self, input_shapes):
+        tensor_shape, reference_shape = input_shapes
+        return (tensor_shape[0], reference_shape[1], reference_shape[2], tensor_shape[3])
+
+    def get_config(self):
+        return {**super().get_config(), "offset": self.offset}
+
+
+@keras.saving.register_keras_serializable(package="kseg")
+class ConstantScale(keras.layers.Layer):
+    """Multiplies by a fixed number (the at-once FCN-8s' Scale layers, never learned).
+
+    Args:
+        scale: float.
+    """
+
+    def __init__(self, scale=1.0, **kwargs):
+        super().__init__(**kwargs)
+        self.scale = float(scale)
+
+    def call(self, x):
+        return x * ops.cast(self.scale, x.dtype)
+
+    def compute_output_shape(self, input_shape):
+        return input_shape
+
+    def get_config(self):
+        return {**super().get_config(), "scale": self.scale}
+
+
+# -- Heads' layers (kseg.models.heads) ----------------------------------------------------
+
+
+@keras.saving.register_keras_serializable(package="kseg")
+class BroadcastToReference(keras.layers.Layer):
+    """Repeats a (batch, 1, 1, channels) map over the height and width of `inputs[1]`.
+
+    ASPP's image-pooling branch: bilinear upsampling of a 1x1 map is this repetition.
+    """
+
+    def call(self, inputs):
+        pooled, reference = inputs
+        shape = ops.shape(reference)
+        return ops.broadcast_to(pooled, (shape[0], shape[1], shape[2], pooled.shape[-1]))
+
+    def compute_output_shape(self, input_shapes):
+        pooled_shape, reference_shape = input_shapes
+        return (reference_shape[0], reference_shape[1], reference_shape[2], pooled_shape[-1])
+
+
+@keras.saving.register_keras_serializable(package="kseg")
+class BilinearUpsample(keras.layers.Layer):
+    """Bilinear upsampling by an integer `factor` (half-pixel centres, as
+    `keras.ops.image.resize` and torchvision's `interpolate(align_corners=False)`).
+
+    Unlike keras' UpSampling2D(interpolation="bilinear") it traces with unknown height and
+    width, which a SavedModel or TFLite export of any input size needs: keras' resize
+    checks the size in Python, so under TensorFlow the resize is TensorFlow's own.
+
+    Args:
+        factor: int. Height and width are multiplied by this.
+    """
+
+    def __init__(self, factor=2, **kwargs):
+        if int(factor) != factor or factor < 1:
+            raise ValueError(f"`factor` must be a positive integer. Received: factor={factor}")
+        super().__init__(**kwargs)
+        self.factor = int(factor)
+
+    def call(self, inputs):
+        shape = ops.shape(inputs)
+        size = (shape[1] * self.factor, shape[2] * self.factor)
+        if keras.backend.backend() == "tensorflow":
+            import tensorflow as tf
+
+            resized = tf.image.resize(inputs, tf.stack(size), method="bilinear")
+            return ops.cast(resized, inputs.dtype)
+        return ops.image.resize(inputs, size, interpolation="bilinear")
+
+    def compute_output_shape(self, input_shape):
+        def scale(size):
+            return None if size is None else size * self.factor
+
+        return (input_shape[0], scale(input_shape[1]), scale(input_shape[2]), input_shape[3])
+
+    def get_config(self):
+        return {**super().get_config(), "factor": self.factor}

@@ -19,7 +19,9 @@ import numpy as np
 
 from kseg.errors import KsegError
 from kseg.files import TEXT_FILE_LIMIT, MalformedFileError, check_regular_file, one_line, parse_json
-from kseg.models import keras_internals
+
+# bilinear and layers hold every class kseg saves in a model: importing them registers them.
+from kseg.models import bilinear, keras_internals, layers  # noqa: F401
 
 CONFIG_MEMBER = "config.json"
 
@@ -107,8 +109,6 @@ def load_model(path, unsafe=False):
         path: str. A `.keras` file.
         unsafe: bool. Allow Lambda layers and other deserialized code (trusted files only).
     """
-    import kseg.models  # noqa: F401  registers kseg's layers for deserialization
-
     path = os.fspath(path)
     if not os.path.lexists(path):
         raise KsegError(f"{path}: model file not found")

@@ -31,8 +31,8 @@ from keras import layers
 
 from kseg.models.arguments import check_num_classes, check_random_weights, check_width
 from kseg.models.backbones import build_on_backbone
-from kseg.models.heads import BilinearUpsample, conv_bn_relu
-from kseg.models.layers import CropToReference, PadToMultiple, VGGPreprocessing
+from kseg.models.heads import conv_bn_relu
+from kseg.models.layers import BilinearUpsample, CropToReference, PadToMultiple, VGGPreprocessing
 from kseg.models.vgg16 import PIXEL_STD, conv_relu, he_initializer, scaled
 
 INPUT_MULTIPLE = 16  # four 2x2 poolings
