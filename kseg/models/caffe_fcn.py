@@ -45,8 +45,7 @@ def scaled(channels, width):
     return max(1, int(round(channels * width)))
 
 
-def caffe_fcn(variant, num_classes=21, weights=None, width=1.0, dropout=0.5, name=None,
-              learn_upsampling=False):
+def caffe_fcn(variant, num_classes=21, weights=None, width=1.0, dropout=0.5, learn_upsampling=False):
     """Builds a Caffe-exact FCN (random weights; `kseg.conversion` fills them in).
 
     Args:
@@ -56,7 +55,6 @@ def caffe_fcn(variant, num_classes=21, weights=None, width=1.0, dropout=0.5, nam
             are copied in.
         width: float. Multiplier on the channel counts (below 1: small models for tests).
         dropout: float. Dropout rate after fc6 and fc7 (inactive at inference).
-        name: str or None. Model name; defaults to "<variant>_caffe".
         learn_upsampling: bool. Whether the final upsampling layer is trained (when
             fine-tuning); the x2 upsampling layers always are.
     """
@@ -87,30 +85,34 @@ def caffe_fcn(variant, num_classes=21, weights=None, width=1.0, dropout=0.5, nam
     x = layers.Dropout(dropout, name="drop7")(x)
     x = layers.Conv2D(num_classes, 1, name="score_fr")(x)
 
-    def upscore(tensor, layer_name, size, step, trainable=True):
-        return layers.Conv2DTranspose(num_classes, size, strides=step, padding="valid",
-                                      use_bias=False, trainable=trainable, name=layer_name)(tensor)
-
-    def skip(tensor, pool):
-        source = pools[pool]
-        if variant == "fcn8s_atonce":
-            source = ConstantScale(ATONCE_SCALES[pool], name=f"scale_{pool}")(source)
-        scores = layers.Conv2D(num_classes, 1, name=f"score_{pool}")(source)
-        cropped = CaffeCrop(SKIP_CROPS[f"score_{pool}"], name=f"score_{pool}c")([scores, tensor])
-        return layers.Add(name=f"fuse_{pool}")([tensor, cropped])
-
     if stride <= 16:
-        x = skip(upscore(x, "upscore2", 4, 2), "pool4")
+        x = _skip(_upscore(x, "upscore2", 4, 2), pools, "pool4", variant)
     if stride == 8:
-        x = skip(upscore(x, "upscore_pool4", 4, 2), "pool3")
-    x = upscore(x, final, kernel, final_stride, trainable=learn_upsampling)
+        x = _skip(_upscore(x, "upscore_pool4", 4, 2), pools, "pool3", variant)
+    x = _upscore(x, final, kernel, final_stride, trainable=learn_upsampling)
     logits = CaffeCrop(final_crop, dtype="float32", name="score")([x, images])
-    model = keras.Model(images, logits, name=name or f"{variant}_caffe")
+    model = keras.Model(images, logits, name=f"{variant}_caffe")
     if weights is not None:
         from kseg.models.transfer import transfer_weights
 
         transfer_weights(weights, model)
     return model
+
+
+def _upscore(x, name, size, step, trainable=True):
+    """Caffe's Deconvolution without padding: (in - 1) * step + size."""
+    return layers.Conv2DTranspose(x.shape[-1], size, strides=step, padding="valid", use_bias=False,
+                                  trainable=trainable, name=name)(x)  # fmt: skip
+
+
+def _skip(x, pools, pool, variant):
+    """Adds the scores of `pools[pool]`, cropped at Caffe's offset, to `x`."""
+    source = pools[pool]
+    if variant == "fcn8s_atonce":
+        source = ConstantScale(ATONCE_SCALES[pool], name=f"scale_{pool}")(source)
+    scores = layers.Conv2D(x.shape[-1], 1, name=f"score_{pool}")(source)
+    cropped = CaffeCrop(SKIP_CROPS[f"score_{pool}"], name=f"score_{pool}c")([scores, x])
+    return layers.Add(name=f"fuse_{pool}")([x, cropped])
 
 
 def _check_weights(weights):

@@ -61,17 +61,8 @@ def validate_arguments(num_classes, weights, dropout, width, batch_norm=False):
     check_weights_path(weights)
 
 
-def build_fcn(
-    output_stride,
-    num_classes,
-    weights="imagenet",
-    learn_upsampling=False,
-    dropout=0.5,
-    width=1.0,
-    init_from=None,
-    name=None,
-    batch_norm=False,
-):
+def build_fcn(output_stride, num_classes, weights="imagenet", learn_upsampling=False, dropout=0.5, width=1.0,
+              batch_norm=False):
     """Builds an FCN on VGG16 with the given output stride (32, 16 or 8).
 
     Args:
@@ -84,11 +75,9 @@ def build_fcn(
         dropout: float. Dropout rate after fc6 and fc7.
         width: float. Multiplier on VGG16's channel counts; below 1 only for random weights
             (small models for tests and quick demos).
-        init_from: keras.Model, str or None. A trained model or `.keras` file whose layers of
-            matching name and shape are copied in (e.g. FCN-32s into FCN-16s).
-        name: str or None. Model name; defaults to "fcn{output_stride}s".
         batch_norm: bool. VGG16-BN (batch normalisation after every convolution, fc6 and
-            fc7), for training from random weights only.
+            fc7), for training from random weights only; the model is then named
+            "fcn{output_stride}s_vgg16bn", else "fcn{output_stride}s".
     """
     if output_stride not in (8, 16, 32):
         raise ValueError(f"`output_stride` must be 8, 16 or 32. Received: output_stride={output_stride}")
@@ -114,12 +103,9 @@ def build_fcn(
             )
             x = upsample(x, 8, "upscore8", trainable=learn_upsampling)
     logits = CropToReference(dtype="float32", name="logits")([x, images])
-    model = keras.Model(images, logits, name=name or f"fcn{output_stride}s")
-
+    model = keras.Model(images, logits, name=f"fcn{output_stride}s" + ("_vgg16bn" if batch_norm else ""))
     if weights is not None:
         assign_vgg16_weights(model, weights)
-    if init_from is not None:
-        transfer_weights(init_from, model)
     return model
 
 
@@ -133,7 +119,7 @@ def fcn16s(
     init_from=None,
 ):  # fmt: skip
     """FCN-16s, optionally initialised from a trained FCN-32s. See `build_fcn`."""
-    return build_fcn(16, num_classes, weights, learn_upsampling, dropout, width, init_from)
+    return _initialised(build_fcn(16, num_classes, weights, learn_upsampling, dropout, width), init_from)
 
 
 def fcn8s(
@@ -141,4 +127,12 @@ def fcn8s(
     init_from=None,
 ):  # fmt: skip
     """FCN-8s, optionally initialised from a trained FCN-16s (or FCN-32s). See `build_fcn`."""
-    return build_fcn(8, num_classes, weights, learn_upsampling, dropout, width, init_from)
+    return _initialised(build_fcn(8, num_classes, weights, learn_upsampling, dropout, width), init_from)
+
+
+def _initialised(model, init_from):
+    """`model`, with the layers of matching name and shape copied in from `init_from` (a
+    trained model or `.keras` file, e.g. FCN-32s into FCN-16s) when one is given."""
+    if init_from is not None:
+        transfer_weights(init_from, model)
+    return model

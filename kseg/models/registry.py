@@ -77,7 +77,7 @@ class ModelPreset:
 def _vgg16_fcn(stride, description, batch_norm=False):
     """A row of FCN-`stride`s on VGG16 (ImageNet weights) or VGG16-BN (random weights)."""
     name = f"fcn{stride}s" + ("_vgg16bn" if batch_norm else "")
-    params = {"output_stride": stride, **({"batch_norm": True, "name": name} if batch_norm else {})}
+    params = {"output_stride": stride, **({"batch_norm": True} if batch_norm else {})}
     return ModelPreset(name, "fcn", "vgg16bn" if batch_norm else "vgg16", stride, description, params,
                        MODEL_OPTIONS, None if batch_norm else "imagenet")
 
