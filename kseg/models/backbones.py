@@ -219,19 +219,8 @@ def hard_sigmoids_as_layers(config):
     entries = config["layers"]
     by_name = {entry["name"]: entry for entry in entries}
     consumers = {}
-
-    def tensors(node):
-        if isinstance(node, dict) and node.get("class_name") == "__keras_tensor__":
-            yield node
-        elif isinstance(node, dict):
-            for value in node.values():
-                yield from tensors(value)
-        elif isinstance(node, list | tuple):
-            for value in node:
-                yield from tensors(value)
-
     for entry in entries:
-        for tensor in tensors(entry.get("inbound_nodes", [])):
+        for tensor in _config_tensors(entry.get("inbound_nodes", [])):
             consumers.setdefault(tensor["config"]["keras_history"][0], []).append(entry["name"])
 
     def only_consumer(name, class_name):
@@ -261,18 +250,31 @@ def hard_sigmoids_as_layers(config):
         renamed[scale["name"]] = name
         dropped.update((relu["name"], scale["name"]))
     config["layers"] = [entry for entry in entries if entry["name"] not in dropped]
+    return _rewire(config, renamed)
 
-    def rewire(node):
-        """The node with every reference (layer name, node index, tensor index) renamed."""
-        if isinstance(node, dict):
-            return {key: rewire(value) for key, value in node.items()}
-        if isinstance(node, list | tuple):
-            if len(node) == 3 and isinstance(node[0], str) and node[0] in renamed:
-                return type(node)([renamed[node[0]], *node[1:]])
-            return type(node)(rewire(value) for value in node)
-        return node
 
-    return rewire(config)
+def _config_tensors(node):
+    """Every keras tensor reference in a layer config's `inbound_nodes` (nested)."""
+    if isinstance(node, dict) and node.get("class_name") == "__keras_tensor__":
+        yield node
+    elif isinstance(node, dict):
+        for value in node.values():
+            yield from _config_tensors(value)
+    elif isinstance(node, list | tuple):
+        for value in node:
+            yield from _config_tensors(value)
+
+
+def _rewire(node, renamed):
+    """`node` with every reference (layer name, node index, tensor index) to a layer of
+    `renamed` pointing at its new name."""
+    if isinstance(node, dict):
+        return {key: _rewire(value, renamed) for key, value in node.items()}
+    if isinstance(node, list | tuple):
+        if len(node) == 3 and isinstance(node[0], str) and node[0] in renamed:
+            return type(node)([renamed[node[0]], *node[1:]])
+        return type(node)(_rewire(value, renamed) for value in node)
+    return node
 
 
 def _replace(previous, model):
