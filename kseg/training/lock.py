@@ -109,45 +109,22 @@ class RunLock:
             RunLockedError: another process holds it.
             KsegError: the folder cannot be made or is not a folder.
         """
-        import fcntl
-
         self._prepare_folder()
         for _ in range(LOCK_ATTEMPTS):  # another try only when the holder let go just then
-            try:
-                descriptor = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o644)
-                made = True
-            except FileExistsError:
-                made = False
-                try:
-                    descriptor = os.open(self.path, os.O_RDWR | os.O_NONBLOCK | os.O_CLOEXEC | os.O_NOFOLLOW)
-                except FileNotFoundError:  # removed by its holder just now: try again
-                    continue
-                except OSError as error:
-                    raise self._os_error(error, "cannot open its lock file") from None
-            except OSError as error:
-                raise self._os_error(error, "cannot create its lock file") from None
-            try:
-                fcntl.flock(descriptor, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            except OSError as error:
-                holder = _read_pid(descriptor)
-                os.close(descriptor)
-                if error.errno in (errno.EWOULDBLOCK, errno.EAGAIN, errno.EACCES):
-                    pid = f"pid {holder}" if holder else "pid unknown"
-                    raise RunLockedError(
-                        f"{self.run_dir}: is being trained by another kseg process ({pid}); "
-                        "wait for it or choose another --run-dir"
-                    ) from None
-                raise self._os_error(error, "cannot lock it") from None
+            opened = self._open_lock_file()
+            if opened is None:  # removed by its holder just now: try again
+                continue
+            descriptor, made = opened
+            self._lock_or_raise(descriptor)
             # The holder before us may have removed the file between our open and our lock:
             # the lock is only ours if the name still leads to the file we locked.
             try:
                 same = os.path.samestat(os.fstat(descriptor), os.stat(self.path, follow_symlinks=False))
             except FileNotFoundError:
                 same = False
-            if not same:
-                os.close(descriptor)
-                continue
-            break
+            if same:
+                break
+            os.close(descriptor)
         else:
             raise KsegError(
                 f"{self.path}: the lock file was replaced {LOCK_ATTEMPTS} times while kseg tried to take it "
@@ -170,6 +147,39 @@ class RunLock:
             self.release()
             raise self._os_error(error, "cannot write its lock file") from None
         return self
+
+    def _open_lock_file(self):
+        """(descriptor, whether this call made the file), or None when the file went away
+        between two attempts to open it."""
+        try:
+            return os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o644), True
+        except FileExistsError:
+            pass
+        except OSError as error:
+            raise self._os_error(error, "cannot create its lock file") from None
+        try:
+            return os.open(self.path, os.O_RDWR | os.O_NONBLOCK | os.O_CLOEXEC | os.O_NOFOLLOW), False
+        except FileNotFoundError:
+            return None
+        except OSError as error:
+            raise self._os_error(error, "cannot open its lock file") from None
+
+    def _lock_or_raise(self, descriptor):
+        """Takes the exclusive lock on `descriptor`, or closes it and says who holds it."""
+        import fcntl
+
+        try:
+            fcntl.flock(descriptor, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError as error:
+            holder = _read_pid(descriptor)
+            os.close(descriptor)
+            if error.errno in (errno.EWOULDBLOCK, errno.EAGAIN, errno.EACCES):
+                pid = f"pid {holder}" if holder else "pid unknown"
+                raise RunLockedError(
+                    f"{self.run_dir}: is being trained by another kseg process ({pid}); "
+                    "wait for it or choose another --run-dir"
+                ) from None
+            raise self._os_error(error, "cannot lock it") from None
 
     def _prepare_folder(self):
         if self.exclusive_create:  # FileExistsError when the name is taken (by anything)
