@@ -40,6 +40,9 @@ MODELS = {
     "fcn8s_vgg16bn": {"options": ("--width", "0.125")},
     "lraspp_mobilenetv3large": {"options": ()},
     "deeplabv3_resnet50": {"options": ()},
+    "unet_bn": {"options": ("--width", "0.125")},
+    "segnet": {"options": ("--width", "0.125")},
+    "deeplabv3plus_mobilenetv3large": {"options": ()},
 }
 DEFAULT_MODELS = tuple(MODELS)
 
