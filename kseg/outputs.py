@@ -504,11 +504,10 @@ def _umask():
 
 def write_bytes(path, data):
     """Writes `data` to `path` atomically."""
-    with writing(path) as temporary:
-        with open(temporary, "wb") as handle:
-            handle.write(data)
-            handle.flush()
-            os.fsync(handle.fileno())
+    with writing(path) as temporary, open(temporary, "wb") as handle:
+        handle.write(data)
+        handle.flush()
+        os.fsync(handle.fileno())
 
 
 def write_together(writers):

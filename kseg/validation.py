@@ -87,7 +87,7 @@ def parse_size(text, name, low=1, high=32768, square=False):
     example = f"{max(low, 512)}x{max(low, 1024)}" if high >= 1024 else f"{low}x{low}"
     sizes = []
     for part in parts:
-        if isinstance(part, bool) or isinstance(part, float):
+        if isinstance(part, bool | float):
             break
         if isinstance(part, str):
             if not (part.isascii() and part.isdigit() and len(part) <= 9):

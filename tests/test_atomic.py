@@ -23,11 +23,10 @@ def test_file_appears_only_when_complete_and_gets_a_normal_mode(tmp_path):
 def test_failure_keeps_the_previous_file_and_leaves_no_temporary(tmp_path):
     target = tmp_path / "model.keras"
     write_bytes_atomic(target, b"old")
-    with pytest.raises(RuntimeError):
-        with atomic_path(target) as temporary:
-            with open(temporary, "wb") as handle:
-                handle.write(b"half")
-            raise RuntimeError("killed")
+    with pytest.raises(RuntimeError), atomic_path(target) as temporary:
+        with open(temporary, "wb") as handle:
+            handle.write(b"half")
+        raise RuntimeError("killed")
     assert target.read_bytes() == b"old"
     assert os.listdir(tmp_path) == ["model.keras"]
 
@@ -48,9 +47,8 @@ def test_a_full_disk_is_one_error_naming_the_destination_and_leaves_nothing(tmp_
 
     target = tmp_path / "labels.png"
     write_bytes_atomic(target, b"old")
-    with pytest.raises(DiskFullError, match="labels.png: no space left on device"):
-        with atomic_path(target):
-            raise OSError(errno.ENOSPC, "No space left on device")
+    with pytest.raises(DiskFullError, match="labels.png: no space left on device"), atomic_path(target):
+        raise OSError(errno.ENOSPC, "No space left on device")
     assert target.read_bytes() == b"old" and os.listdir(tmp_path) == ["labels.png"]
 
 
@@ -58,10 +56,12 @@ def test_a_remembered_interruption_stops_the_rename(tmp_path, monkeypatch):
     from kseg import signals
 
     monkeypatch.setattr(signals, "_received", [15])
-    with pytest.raises(KeyboardInterrupt):
-        with atomic_path(tmp_path / "model.tflite") as temporary:
-            with open(temporary, "wb") as handle:
-                handle.write(b"complete, but the command was interrupted")
+    with (
+        pytest.raises(KeyboardInterrupt),
+        atomic_path(tmp_path / "model.tflite") as temporary,
+        open(temporary, "wb") as handle,
+    ):
+        handle.write(b"complete, but the command was interrupted")
     assert os.listdir(tmp_path) == []
 
 

@@ -75,7 +75,7 @@ def test_heatmap_with_a_vgg16_weights_file(vgg16_weights_file, class_index_file,
     model = imagenet_heatmap_model(vgg16_weights_file)
     scores, grid = class_scores(model, image, 281)
     assert grid.shape == (3, 5) and scores.shape == (90, 131)
-    assert 0 <= scores.min() and scores.max() <= 1 and grid.max() > 0
+    assert scores.min() >= 0 and scores.max() <= 1 and grid.max() > 0
     np.testing.assert_allclose(scores[0, 0], grid[0, 0], rtol=1e-6)  # the corner is cell (0, 0)
 
     out = tmp_path / "heat.png"

@@ -231,9 +231,8 @@ def test_dtype_policy_restored_after_error():
     from kseg.training import dtype_policy
 
     original = keras.config.dtype_policy().name
-    with pytest.raises(RuntimeError):
-        with dtype_policy("mixed_bfloat16"):
-            raise RuntimeError("boom")
+    with pytest.raises(RuntimeError), dtype_policy("mixed_bfloat16"):
+        raise RuntimeError("boom")
     assert keras.config.dtype_policy().name == original
 
 

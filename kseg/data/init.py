@@ -146,28 +146,30 @@ def scan_masks(root, progress=False, workers=None):
     if not folders:
         scan.held_out = len(held_out(pairs, DEFAULT_VAL_FRACTION, DEFAULT_SPLIT_SEED))
     example = {}
-    with progress_bar(len(pairs), "scanning masks", "mask", enabled=progress) as bar:
-        with contextlib.closing(ordered_map(lambda pair: _read(pair[1]), pairs, workers)) as results:
-            for (_, mask_path), (kind, found) in zip(pairs, results):
-                bar.update(1)
-                if kind is None:
-                    scan.unreadable.append((mask_path, found))
-                    continue
-                example.setdefault(kind, mask_path)
-                scan.masks_read += 1
-                for key, pixels in found.items():
-                    scan.pixels[key] = scan.pixels.get(key, 0) + pixels
-                    scan.masks[key] += 1
-                if len(example) > 1:
-                    raise KsegError(
-                        f"{root}: the masks mix index PNGs (e.g. {example['index']}) and colour PNGs (e.g. "
-                        f"{example['colour']}); store them all one way, then run `kseg data init` again"
-                    )
-                if kind == "colour" and len(scan.pixels) > MAX_COLOURS:
-                    raise KsegError(
-                        f"{mask_path}: the colour masks hold more than {MAX_COLOURS} colours, more than kseg has "
-                        "classes: are they anti-aliased, resized or saved as JPEG? Class colours must be exact"
-                    )
+    with (
+        progress_bar(len(pairs), "scanning masks", "mask", enabled=progress) as bar,
+        contextlib.closing(ordered_map(lambda pair: _read(pair[1]), pairs, workers)) as results,
+    ):
+        for (_, mask_path), (kind, found) in zip(pairs, results):
+            bar.update(1)
+            if kind is None:
+                scan.unreadable.append((mask_path, found))
+                continue
+            example.setdefault(kind, mask_path)
+            scan.masks_read += 1
+            for key, pixels in found.items():
+                scan.pixels[key] = scan.pixels.get(key, 0) + pixels
+                scan.masks[key] += 1
+            if len(example) > 1:
+                raise KsegError(
+                    f"{root}: the masks mix index PNGs (e.g. {example['index']}) and colour PNGs (e.g. "
+                    f"{example['colour']}); store them all one way, then run `kseg data init` again"
+                )
+            if kind == "colour" and len(scan.pixels) > MAX_COLOURS:
+                raise KsegError(
+                    f"{mask_path}: the colour masks hold more than {MAX_COLOURS} colours, more than kseg has "
+                    "classes: are they anti-aliased, resized or saved as JPEG? Class colours must be exact"
+                )
     if not scan.masks_read:
         raise KsegError(f"{root}: none of the {len(pairs)} masks could be read; first: {scan.unreadable[0][1]}")
     scan.kind = next(iter(example))

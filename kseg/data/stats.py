@@ -143,12 +143,14 @@ def compute_stats(spec, split, progress=False, workers=None):
         except Exception as error:  # noqa: BLE001 - one bad file never ends the statistics
             return None, (pair[1], unexpected_error_message(pair[1], error))
 
-    with progress_bar(len(pairs), f"stats {spec.name}/{split}", "mask", enabled=progress) as bar:
-        with contextlib.closing(ordered_map(load, pairs, workers)) as results:
-            for mask, problem in results:
-                bar.update(1)
-                if problem is not None:
-                    stats.skipped.append(problem)
-                else:
-                    stats.add(mask)
+    with (
+        progress_bar(len(pairs), f"stats {spec.name}/{split}", "mask", enabled=progress) as bar,
+        contextlib.closing(ordered_map(load, pairs, workers)) as results,
+    ):
+        for mask, problem in results:
+            bar.update(1)
+            if problem is not None:
+                stats.skipped.append(problem)
+            else:
+                stats.add(mask)
     return stats

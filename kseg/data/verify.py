@@ -299,9 +299,11 @@ def verify_dataset(spec, split, progress=False, workers=None):
     report.num_pairs = len(pairs)
     seen_paths = {}
     seen_digests = {}
-    with progress_bar(len(pairs), f"verify {spec.name}/{split}", "pair", enabled=progress) as bar:
-        with contextlib.closing(ordered_map(lambda pair: _check_pair(spec, *pair), pairs, workers)) as results:
-            _collect(report, pairs, results, bar, seen_paths, seen_digests)
+    with (
+        progress_bar(len(pairs), f"verify {spec.name}/{split}", "pair", enabled=progress) as bar,
+        contextlib.closing(ordered_map(lambda pair: _check_pair(spec, *pair), pairs, workers)) as results,
+    ):
+        _collect(report, pairs, results, bar, seen_paths, seen_digests)
     if report.num_pairs and not report.labelled_pixels:
         unread = len(seen_paths) - report.masks_read
         why = (

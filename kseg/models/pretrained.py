@@ -83,7 +83,7 @@ class VGG16WeightsFile:
                 f"{self.path}: not a readable HDF5 weights file, truncated or corrupt ({error})"
             ) from None
         try:
-            root = self._file["model_weights"] if "model_weights" in self._file else self._file
+            root = self._file.get("model_weights", self._file)
             if "layer_names" in root.attrs:
                 self._layers = {_text(name): root[_text(name)] for name in root.attrs["layer_names"]}
                 self._keras3 = False

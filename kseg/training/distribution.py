@@ -11,6 +11,7 @@ missing one; Ctrl-C and SIGTERM stop the wait), and only the chief (`is_chief`) 
 locks the run folder. Other strategies ignore TF_CONFIG.
 """
 
+import contextlib
 import json
 import logging
 import os
@@ -400,10 +401,8 @@ class Watchdog:
         self._done.set()
         if self._pipe is not None:
             signal.set_wakeup_fd(self._previous_fd if self._previous_fd is not None else -1)
-            try:
+            with contextlib.suppress(OSError):  # a full pipe: select returns at once anyway
                 os.write(self._pipe[1], b"\0")  # wakes the thread's select at once
-            except OSError:  # the pipe is full: select returns at once anyway
-                pass
         # The pipe is closed only once the thread is gone: a descriptor closed under its
         # select would be reused by the next file opened, and the thread would read from it.
         self._thread.join()

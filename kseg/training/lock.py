@@ -19,6 +19,7 @@ its temporary files and folders (`.NAME.XXXXXXXX.tmpSUFFIX`, `.NAME.XXXXXXXX.tmp
 `.NAME.XXXXXXXX.old`).
 """
 
+import contextlib
 import errno
 import logging
 import os
@@ -271,10 +272,8 @@ class RunLock:
         if descriptor is not None:
             # Removed while still locked: a process that opened the old file sees that the
             # name no longer leads to it and starts again.
-            try:
+            with contextlib.suppress(OSError):
                 os.remove(self.path)
-            except OSError:
-                pass
             os.close(descriptor)  # drops the flock
         if remove_created:
             for path in self.created:

@@ -210,7 +210,7 @@ class EventFileWriter:
         name = f"events.out.tfevents.{int(now)}.{socket.gethostname()}.{os.getpid()}.kseg"
         try:
             os.makedirs(log_dir, exist_ok=True)
-            self._file = open(os.path.join(log_dir, name), "ab")
+            self._file = open(os.path.join(log_dir, name), "ab")  # noqa: SIM115 - open for the writer's life
             self._append(event_record(now, step=0, file_version="brain.Event:2"))
         except OSError as error:
             self._raise(error)

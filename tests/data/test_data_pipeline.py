@@ -86,9 +86,8 @@ def test_bad_pair_is_skipped_and_counted_or_named(spec, tmp_path):
     assert sum(len(batch) for batch in images) == 4
     assert dataset.skipped.count == 1 and dataset.skipped.problems[0][0] == bad_image
     strict = make_dataset(spec, "train", training=False, batch_size=1)
-    with pytest.raises(KsegError, match="train1.png"):
-        with data_errors():
-            _collect(strict)
+    with pytest.raises(KsegError, match="train1.png"), data_errors():
+        _collect(strict)
 
 
 def test_bad_arguments(spec):

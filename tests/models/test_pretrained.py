@@ -154,9 +154,9 @@ def test_the_imagenet_file_name_address_and_hash_come_from_the_manifest(tmp_path
     assert os.path.isfile(manifest.MANIFEST_PATH)
     entry = manifest_entry("vgg16_imagenet")
     assert entry.md5 == "64373286793e3c8b2b4e3219cbf3544b" and entry.file_hash == entry.md5
-    assert (pretrained.IMAGENET_FILENAME, pretrained.IMAGENET_URL, pretrained.IMAGENET_MD5) == (
+    assert (
         entry.file, entry.url, entry.md5
-    )
+    ) == (pretrained.IMAGENET_FILENAME, pretrained.IMAGENET_URL, pretrained.IMAGENET_MD5)
     other = tmp_path / "manifest.yaml"
     other.write_text("- name: x\n  file: x.h5\n  url: https://example.org/x.h5\n  sha256: ab\n")
     assert manifest.manifest_entry("x", str(other)).file_hash == "ab"

@@ -161,9 +161,7 @@ def write_dataset(root, case):
         bad = os.path.join(masks, "bad.png")
         if case != "missing_mask":
             write_bytes(bad, encode(".png", mask))
-        if case == "unreadable":
-            bad = os.path.join(images, "bad.png")
-        elif case == "odd_path":
+        if case == "unreadable" or case == "odd_path":
             bad = os.path.join(images, "bad.png")
     return Case(case, root, bad, images)
 

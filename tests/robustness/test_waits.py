@@ -159,9 +159,8 @@ def test_a_bad_deadline_setting_is_named(value, monkeypatch):
         download_timeouts()
     monkeypatch.delenv(TIMEOUT_VARIABLE)
     monkeypatch.setenv(STALL_VARIABLE, value)
-    with pytest.raises(KsegError, match=STALL_VARIABLE):
-        with network_deadline("x"):
-            pass
+    with pytest.raises(KsegError, match=STALL_VARIABLE), network_deadline("x"):
+        pass
 
 
 def test_the_default_deadlines_keep_an_offline_machine_waiting_briefly(monkeypatch):
@@ -293,9 +292,8 @@ def test_data_verbs_end_a_stuck_read_with_one_error_line(verb, released, tmp_pat
 def test_the_run_lock_is_refused_at_once_never_waited_for(tmp_path):
     from kseg.training.lock import RunLock, RunLockedError
 
-    with RunLock(tmp_path / "run", create=True):
-        with pytest.raises(RunLockedError, match=f"pid {os.getpid()}"):
-            RunLock(tmp_path / "run").acquire()
+    with RunLock(tmp_path / "run", create=True), pytest.raises(RunLockedError, match=f"pid {os.getpid()}"):
+        RunLock(tmp_path / "run").acquire()
 
 
 def test_a_lock_file_replaced_on_every_try_ends_the_attempt(tmp_path, monkeypatch):
