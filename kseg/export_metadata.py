@@ -116,45 +116,49 @@ def _minimum_parser_version(buffer):
 
     metadata = schema.ModelMetadataT.InitFromObj(
         schema.ModelMetadata.GetRootAsModelMetadata(bytearray(buffer), 0))
-    needed = [(1, 0, 0)]
-    tokenizers = (schema.ProcessUnitOptions.BertTokenizerOptions,
-                  schema.ProcessUnitOptions.SentencePieceTokenizerOptions)
-
-    def files(items):
-        for item in items or ():
-            if item.type == schema.AssociatedFileType.VOCABULARY:
-                needed.append((1, 0, 1))
-            if item.type == schema.AssociatedFileType.SCANN_INDEX_FILE:
-                needed.append((1, 4, 0))
-            if item.version is not None:
-                needed.append((1, 4, 1))
-
-    def units(items):
-        for unit in items or ():
-            if unit.optionsType in tokenizers:
-                needed.append((1, 1, 0))
-            if unit.optionsType == schema.ProcessUnitOptions.RegexTokenizerOptions:
-                needed.append((1, 2, 1))
-
+    needed = [(1, 0, 0), *_file_versions(schema, metadata.associatedFiles)]
     for subgraph in metadata.subgraphMetadata or ():
         for tensor in (subgraph.inputTensorMetadata or []) + (subgraph.outputTensorMetadata or []):
-            files(tensor.associatedFiles)
-            units(tensor.processUnits)
+            needed += _file_versions(schema, tensor.associatedFiles) + _unit_versions(schema, tensor.processUnits)
             content = tensor.content
             if content is not None and (
                     content.contentPropertiesType == schema.ContentProperties.AudioProperties):
                 needed.append((1, 3, 0))
-        files(subgraph.associatedFiles)
+        needed += _file_versions(schema, subgraph.associatedFiles)
         for process_units in (subgraph.inputProcessUnits, subgraph.outputProcessUnits):
             if process_units is not None:
-                needed.append((1, 1, 0))
-                units(process_units)
+                needed += [(1, 1, 0), *_unit_versions(schema, process_units)]
         if subgraph.inputTensorGroups is not None or subgraph.outputTensorGroups is not None:
             needed.append((1, 2, 0))
         if subgraph.customMetadata is not None:
             needed.append((1, 5, 0))
-    files(metadata.associatedFiles)
     return ".".join(map(str, max(needed)))
+
+
+def _file_versions(schema, items):
+    """The parser versions that associated files `items` need."""
+    needed = []
+    for item in items or ():
+        if item.type == schema.AssociatedFileType.VOCABULARY:
+            needed.append((1, 0, 1))
+        if item.type == schema.AssociatedFileType.SCANN_INDEX_FILE:
+            needed.append((1, 4, 0))
+        if item.version is not None:
+            needed.append((1, 4, 1))
+    return needed
+
+
+def _unit_versions(schema, items):
+    """The parser versions that process units `items` need."""
+    tokenizers = (schema.ProcessUnitOptions.BertTokenizerOptions,
+                  schema.ProcessUnitOptions.SentencePieceTokenizerOptions)
+    needed = []
+    for unit in items or ():
+        if unit.optionsType in tokenizers:
+            needed.append((1, 1, 0))
+        if unit.optionsType == schema.ProcessUnitOptions.RegexTokenizerOptions:
+            needed.append((1, 2, 1))
+    return needed
 
 
 def _mediapipe_metadata():

@@ -195,7 +195,7 @@ class Setup:
         self.unreadable = unreadable
 
 
-def setup(verb, case, folder, models):
+def setup(verb, case, folder, models):  # noqa: C901 - one branch per verb: the table of what each verb is run with
     data = corpus.write_dataset(os.path.join(folder, "data"), case)  # outputs go beside it, never inside
     model = {"missing_model": os.path.join(folder, "no such model.keras"),
              "not_a_model": models["not_a_model"], "lambda_model": models["lambda_model"]}.get(

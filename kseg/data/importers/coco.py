@@ -177,6 +177,18 @@ def _categories(document, path):
     return categories
 
 
+def _polygon_problem(polygon):
+    """Why `polygon` is no COCO polygon ([x1, y1, x2, y2, ...], 3 points or more), or None."""
+    if not isinstance(polygon, list) or not all(isinstance(v, (int, float)) and not isinstance(v, bool)
+                                                and math.isfinite(v) for v in polygon):
+        return f"a polygon must be a list of numbers [x1, y1, x2, y2, ...]. Received: {brief(polygon)}"
+    if len(polygon) % 2:
+        return f"a polygon with an odd count of coordinates ({len(polygon)})"
+    if len(polygon) < 6:
+        return f"a polygon with {len(polygon) // 2} point(s); a polygon needs at least 3"
+    return None
+
+
 def _region(annotation, where, height, width, source, problems):
     """The bool mask of one annotation (pycocotools decodes it), or None and a problem."""
     segmentation = annotation.get("segmentation")
@@ -187,13 +199,9 @@ def _region(annotation, where, height, width, source, problems):
     if isinstance(segmentation, list):
         polygons = []
         for polygon in segmentation:
-            if not isinstance(polygon, list) or not all(isinstance(v, (int, float)) and not isinstance(v, bool)
-                                                        and math.isfinite(v) for v in polygon):
-                return bad(f"a polygon must be a list of numbers [x1, y1, x2, y2, ...]. Received: {brief(polygon)}")
-            if len(polygon) % 2:
-                return bad(f"a polygon with an odd count of coordinates ({len(polygon)})")
-            if len(polygon) < 6:
-                return bad(f"a polygon with {len(polygon) // 2} point(s); a polygon needs at least 3")
+            problem = _polygon_problem(polygon)
+            if problem:
+                return bad(problem)
             values = np.asarray(polygon, np.float64)
             if values[0::2].min() < 0 or values[0::2].max() > width or values[1::2].min() < 0 or (
                     values[1::2].max() > height):
