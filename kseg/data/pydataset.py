@@ -22,10 +22,11 @@ labelled pixels and the confusion matrix skips 255, so the blanks change neither
 import math
 import threading
 
+import keras
 import numpy as np
 
 from kseg.errors import KsegError
-from kseg.parallel import ReaderPool, default_workers, read_timeout, wait_for
+from kseg.parallel import ReaderPool, default_workers, ordered_map, read_timeout, wait_for
 
 
 class _Samples:
@@ -73,82 +74,76 @@ def stack_batch(samples, ignore_index, pad_to=1):
     return images, masks
 
 
-def _py_dataset_class():
-    """The PyDataset subclass, made lazily so this module imports without keras."""
-    import keras
+class TrainingBatches(keras.utils.PyDataset):
+    """Training batches of one pass: batch `i` holds the samples at positions
+    [i * batch_size, (i + 1) * batch_size) of the seeded order.
 
-    class TrainingBatches(keras.utils.PyDataset):
-        """Training batches of one pass: batch `i` holds the samples at positions
-        [i * batch_size, (i + 1) * batch_size) of the seeded order.
+    The samples of a batch are read on `workers` threads of the dataset's own, and
+    the next batch's are started while the current one is used. Not keras' own
+    workers: its queue, started for a first look at the data before training, goes on
+    from where that look stopped, so the first epoch of a model would see its batches
+    shifted by one (and a resumed run would differ from an uninterrupted one).
+    """
 
-        The samples of a batch are read on `workers` threads of the dataset's own, and
-        the next batch's are started while the current one is used. Not keras' own
-        workers: its queue, started for a first look at the data before training, goes on
-        from where that look stopped, so the first epoch of a model would see its batches
-        shifted by one (and a resumed run would differ from an uninterrupted one).
-        """
+    def __init__(self, samples, batch_size, ignore_index, pad_to=1, limit=None, workers=None):
+        super().__init__(workers=1, use_multiprocessing=False)
+        self.samples = samples
+        self.batch_size = int(batch_size)
+        self.ignore_index = int(ignore_index)
+        self.pad_to = max(int(pad_to), 1)
+        self.limit = limit
+        self.threads = workers or default_workers()
+        self.skipped = None
+        self.num_pairs = len(samples)
+        self._pool = None
+        self._pending = {}
+        self._lock = threading.Lock()
 
-        def __init__(self, samples, batch_size, ignore_index, pad_to=1, limit=None, workers=None):
-            super().__init__(workers=1, use_multiprocessing=False)
-            self.samples = samples
-            self.batch_size = int(batch_size)
-            self.ignore_index = int(ignore_index)
-            self.pad_to = max(int(pad_to), 1)
-            self.limit = limit
-            self.threads = workers or default_workers()
-            self.skipped = None
-            self.num_pairs = len(samples)
-            self._pool = None
-            self._pending = {}
-            self._lock = threading.Lock()
+    @property
+    def num_batches(self):
+        batches = math.ceil(len(self.samples) / self.batch_size)
+        return batches if self.limit is None else min(batches, self.limit)
 
-        @property
-        def num_batches(self):
-            batches = math.ceil(len(self.samples) / self.batch_size)
-            return batches if self.limit is None else min(batches, self.limit)
+    def __len__(self):
+        return self.num_batches
 
-        def __len__(self):
-            return self.num_batches
+    def _submit(self, index):
+        if self._pool is None:
+            self._pool = ReaderPool(self.threads, name="kseg-data")
+        start = index * self.batch_size
+        positions = range(start, min(start + self.batch_size, len(self.samples)))
+        return [(position, self._pool.submit(self.samples.read, position)) for position in positions]
 
-        def _submit(self, index):
-            if self._pool is None:
-                self._pool = ReaderPool(self.threads, name="kseg-data")
-            start = index * self.batch_size
-            positions = range(start, min(start + self.batch_size, len(self.samples)))
-            return [(position, self._pool.submit(self.samples.read, position)) for position in positions]
+    def __getitem__(self, index):
+        if not 0 <= index < self.num_batches:
+            raise IndexError(f"batch {index} of {self.num_batches}")
+        with self._lock:
+            futures = self._pending.pop(index, None) or self._submit(index)
+            following = index + 1
+            if following < self.num_batches and following not in self._pending:
+                self._pending[following] = self._submit(following)
+        timeout = read_timeout()
+        read = (wait_for(future, lambda position=position: self.samples.describe(position), timeout)
+                for position, future in futures)  # fmt: skip
+        samples = [sample for sample in read if sample is not None]
+        return stack_batch(samples, self.ignore_index, self.pad_to)
 
-        def __getitem__(self, index):
-            if not 0 <= index < self.num_batches:
-                raise IndexError(f"batch {index} of {self.num_batches}")
-            with self._lock:
-                futures = self._pending.pop(index, None) or self._submit(index)
-                following = index + 1
-                if following < self.num_batches and following not in self._pending:
-                    self._pending[following] = self._submit(following)
-            timeout = read_timeout()
-            read = (wait_for(future, lambda position=position: self.samples.describe(position), timeout)
-                    for position, future in futures)  # fmt: skip
-            samples = [sample for sample in read if sample is not None]
-            return stack_batch(samples, self.ignore_index, self.pad_to)
+    def on_epoch_end(self):
+        self.close()
 
-        def on_epoch_end(self):
-            self.close()
+    def close(self):
+        """Stops the reader threads (they start again when a batch is asked for)."""
+        with self._lock:
+            pool, self._pool, self._pending = self._pool, None, {}
+        if pool is not None:
+            pool.shutdown()
 
-        def close(self):
-            """Stops the reader threads (they start again when a batch is asked for)."""
-            with self._lock:
-                pool, self._pool, self._pending = self._pool, None, {}
-            if pool is not None:
-                pool.shutdown()
-
-        def take(self, batches):
-            """The first `batches` batches (like tf.data's take)."""
-            taken = TrainingBatches(self.samples, self.batch_size, self.ignore_index, self.pad_to,
-                                    limit=min(int(batches), self.num_batches), workers=self.threads)  # fmt: skip
-            taken.skipped = self.skipped
-            return taken
-
-    return TrainingBatches
+    def take(self, batches):
+        """The first `batches` batches (like tf.data's take)."""
+        taken = TrainingBatches(self.samples, self.batch_size, self.ignore_index, self.pad_to,
+                                limit=min(int(batches), self.num_batches), workers=self.threads)  # fmt: skip
+        taken.skipped = self.skipped
+        return taken
 
 
 class EvaluationBatches:
@@ -177,8 +172,6 @@ class EvaluationBatches:
         return taken
 
     def __iter__(self):
-        from kseg.parallel import ordered_map
-
         given = 0
         windows = {}
         if self.limit is not None and self.limit <= 0:
@@ -220,7 +213,7 @@ def make_py_dataset(loader, order, seeds, *, training, batch_size, ignore_index,
     """
     samples = _Samples(loader, order, seeds)
     if training:
-        batches = _py_dataset_class()(samples, batch_size, ignore_index, pad_to, workers=workers)
+        batches = TrainingBatches(samples, batch_size, ignore_index, pad_to, workers=workers)
     else:
         batches = EvaluationBatches(samples, batch_size, ignore_index, pad_to, workers=workers)
     batches.skipped = loader.skipped
