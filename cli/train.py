@@ -142,7 +142,7 @@ def train(recipe_name, config_file, resume, quiet, unsafe, **options):
         config = TrainConfig.from_yaml(config_file, overrides=overrides)
     else:
         config = TrainConfig.from_dict(overrides, source="options")
-    from kseg.progress import training_progress
+    from kseg.training.logs import training_progress
 
     verbose, callbacks = training_progress(2 if quiet else 1)  # a bar only in a terminal
     run_dir = run_training(config, resume=resume, verbose=verbose, callbacks=callbacks, unsafe=unsafe)

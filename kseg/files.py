@@ -24,6 +24,8 @@ import errno
 import os
 import stat
 
+import yaml
+
 from kseg.errors import KsegError
 
 MiB = 1 << 20
@@ -242,30 +244,25 @@ def lies_in(path, folder):
 # -- YAML -----------------------------------------------------------------------------
 
 
-def _no_alias_loader():
-    import yaml
+class _NoAliasLoader(yaml.SafeLoader):
+    """The safe loader, without aliases and with a bound on nesting."""
 
-    class Loader(yaml.SafeLoader):
-        """The safe loader, without aliases and with a bound on nesting."""
-
-        def compose_node(self, parent, index):
-            if self.check_event(yaml.AliasEvent):
-                event = self.peek_event()
+    def compose_node(self, parent, index):
+        if self.check_event(yaml.AliasEvent):
+            event = self.peek_event()
+            raise yaml.composer.ComposerError(
+                None, None, "aliases (*name) are not accepted", event.start_mark
+            )
+        self._depth = getattr(self, "_depth", 0) + 1
+        try:
+            if self._depth > MAX_YAML_DEPTH:
                 raise yaml.composer.ComposerError(
-                    None, None, "aliases (*name) are not accepted", event.start_mark
+                    None, None, f"nested more than {MAX_YAML_DEPTH} levels deep",
+                    self.peek_event().start_mark,
                 )
-            self._depth = getattr(self, "_depth", 0) + 1
-            try:
-                if self._depth > MAX_YAML_DEPTH:
-                    raise yaml.composer.ComposerError(
-                        None, None, f"nested more than {MAX_YAML_DEPTH} levels deep",
-                        self.peek_event().start_mark,
-                    )
-                return super().compose_node(parent, index)
-            finally:
-                self._depth -= 1
-
-    return Loader
+            return super().compose_node(parent, index)
+        finally:
+            self._depth -= 1
 
 
 def parse_yaml(text, source):
@@ -275,10 +272,8 @@ def parse_yaml(text, source):
         text: str. The YAML document.
         source: str. Where it came from (a path), for messages.
     """
-    import yaml
-
     try:
-        return yaml.load(text, Loader=_no_alias_loader())  # noqa: S506 (a SafeLoader subclass)
+        return yaml.load(text, Loader=_NoAliasLoader)  # noqa: S506 (a SafeLoader subclass)
     except yaml.YAMLError as error:
         mark = getattr(error, "problem_mark", None)
         where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""

@@ -4,7 +4,7 @@ In a terminal `progress` is a tqdm bar that redraws in place and clears when don
 stderr is not a terminal (a log file, CI) a redrawn bar would leave one line per update,
 so `progress` then writes a plain line at most every `LOG_INTERVAL` seconds and one when
 the loop ends. Training follows the same rule: keras' bar in a terminal, else
-`TrainingLog`'s lines (see `training_progress`).
+`TrainingLog`'s lines (`kseg.training.logs.training_progress`).
 """
 
 import sys
@@ -22,7 +22,7 @@ def is_terminal(stream=None):
         return False
 
 
-def _duration(seconds):
+def duration(seconds):
     seconds = int(round(seconds))
     if seconds < 60:
         return f"{seconds} s"
@@ -51,7 +51,7 @@ class LineProgress:
     def _line(self, done=False):
         count = f"{self.count}/{self.total}" if self.total else f"{self.count}"
         share = f" ({100 * self.count / self.total:.0f}%)" if self.total else ""
-        elapsed = _duration(self.clock() - self.start)
+        elapsed = duration(self.clock() - self.start)
         state = f"done in {elapsed}" if done else elapsed
         return f"{self.desc}: {count} {self.unit}{share}, {state}"
 
@@ -98,54 +98,3 @@ def write(message):
     from tqdm import tqdm
 
     tqdm.write(message, file=sys.stderr)
-
-
-def training_progress(verbose):
-    """How `kseg train` shows progress: (keras `verbose`, extra callbacks).
-
-    `verbose`: 1 for progress within epochs, 2 (--quiet) or 0 for none. kseg logs its own
-    line at the end of every epoch (loss, val mIoU, speed), so keras prints no epoch lines
-    of its own. In a terminal, keras' bar shows the progress within an epoch (verbose 1).
-    Elsewhere keras would print one line per batch, so a `TrainingLog` callback adds a line
-    about every `LOG_INTERVAL` seconds within long epochs instead.
-    """
-    if verbose != 1:
-        return 0, []
-    if is_terminal(sys.stdout):
-        return 1, []
-    return 0, [training_log_callback()()]
-
-
-def training_log_callback():
-    """The `TrainingLog` keras callback class (defined on first use: keras is imported
-    only by verbs that train)."""
-    import keras
-
-    class TrainingLog(keras.callbacks.Callback):
-        """Writes "epoch 3/10: step 120/375, loss 0.8123, 1 min 02 s" every `interval` s."""
-
-        def __init__(self, interval=LOG_INTERVAL, stream=None, clock=time.monotonic):
-            super().__init__()
-            self.interval, self.stream, self.clock = interval, stream, clock
-            self.epoch = 0
-
-        def on_epoch_begin(self, epoch, logs=None):
-            self.epoch = epoch
-            self.start = self.last = self.clock()
-
-        def on_train_batch_end(self, batch, logs=None):
-            now = self.clock()
-            if now - self.last < self.interval:
-                return
-            self.last = now
-            epochs = (self.params or {}).get("epochs")
-            steps = (self.params or {}).get("steps")
-            epoch = f"epoch {self.epoch + 1}" + (f"/{epochs}" if epochs else "")
-            step = f"step {batch + 1}" + (f"/{steps}" if steps else "")
-            loss = (logs or {}).get("loss")
-            loss = f", loss {float(loss):.4f}" if loss is not None else ""
-            stream = sys.stdout if self.stream is None else self.stream
-            stream.write(f"{epoch}: {step}{loss}, {_duration(now - self.start)}\n")
-            stream.flush()
-
-    return TrainingLog

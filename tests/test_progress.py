@@ -3,7 +3,8 @@
 import io
 
 from kseg import progress as progress_module
-from kseg.progress import LineProgress, progress, training_log_callback, training_progress
+from kseg.progress import LineProgress, progress
+from kseg.training.logs import TrainingLog, training_progress
 
 
 class FakeClock:
@@ -64,7 +65,7 @@ def test_training_progress_without_a_terminal_logs_lines(monkeypatch):
     assert training_progress(2) == (0, []) and training_progress(0) == (0, [])
 
     clock, stream = FakeClock(), io.StringIO()
-    log = training_log_callback()(interval=30, stream=stream, clock=clock)
+    log = TrainingLog(interval=30, stream=stream, clock=clock)
     log.set_params({"epochs": 10, "steps": 375})
     log.on_epoch_begin(2)
     for step in range(375):
@@ -77,6 +78,6 @@ def test_training_progress_without_a_terminal_logs_lines(monkeypatch):
 
 
 def test_durations_read_naturally():
-    assert progress_module._duration(5.4) == "5 s"
-    assert progress_module._duration(65) == "1 min 05 s"
-    assert progress_module._duration(3 * 3600 + 125) == "3 h 02 min"
+    assert progress_module.duration(5.4) == "5 s"
+    assert progress_module.duration(65) == "1 min 05 s"
+    assert progress_module.duration(3 * 3600 + 125) == "3 h 02 min"

@@ -14,10 +14,14 @@ import math
 import os
 import socket
 import struct
+import sys
 import time
+
+import keras
 
 from kseg.errors import DiskFullError, is_disk_full
 from kseg.outputs import write_bytes, writing
+from kseg.progress import LOG_INTERVAL, duration, is_terminal
 
 LOG_COLUMNS = (
     "epoch", "loss", "val_loss", "pixel_accuracy", "mean_accuracy", "mean_iou",
@@ -269,3 +273,50 @@ class RunLogs:
     def close(self):
         for writer in self._writers.values():
             writer.close()
+
+
+# -- Progress within epochs ------------------------------------------------------------
+
+
+def training_progress(verbose):
+    """How `kseg train` shows progress: (keras `verbose`, extra callbacks).
+
+    `verbose`: 1 for progress within epochs, 2 (--quiet) or 0 for none. kseg logs its own
+    line at the end of every epoch (loss, val mIoU, speed), so keras prints no epoch lines
+    of its own. In a terminal, keras' bar shows the progress within an epoch (verbose 1).
+    Elsewhere keras would print one line per batch, so a `TrainingLog` callback adds a line
+    about every `LOG_INTERVAL` seconds within long epochs instead.
+    """
+    if verbose != 1:
+        return 0, []
+    if is_terminal(sys.stdout):
+        return 1, []
+    return 0, [TrainingLog()]
+
+
+class TrainingLog(keras.callbacks.Callback):
+    """Writes "epoch 3/10: step 120/375, loss 0.8123, 1 min 02 s" every `interval` s."""
+
+    def __init__(self, interval=LOG_INTERVAL, stream=None, clock=time.monotonic):
+        super().__init__()
+        self.interval, self.stream, self.clock = interval, stream, clock
+        self.epoch = 0
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self.epoch = epoch
+        self.start = self.last = self.clock()
+
+    def on_train_batch_end(self, batch, logs=None):
+        now = self.clock()
+        if now - self.last < self.interval:
+            return
+        self.last = now
+        epochs = (self.params or {}).get("epochs")
+        steps = (self.params or {}).get("steps")
+        epoch = f"epoch {self.epoch + 1}" + (f"/{epochs}" if epochs else "")
+        step = f"step {batch + 1}" + (f"/{steps}" if steps else "")
+        loss = (logs or {}).get("loss")
+        loss = f", loss {float(loss):.4f}" if loss is not None else ""
+        stream = sys.stdout if self.stream is None else self.stream
+        stream.write(f"{epoch}: {step}{loss}, {duration(now - self.start)}\n")
+        stream.flush()
