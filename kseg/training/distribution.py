@@ -19,6 +19,8 @@ import signal
 import sys
 import time
 
+import keras
+
 from kseg.errors import KsegError
 from kseg.files import brief
 
@@ -33,8 +35,6 @@ CPUINFO = "/proc/cpuinfo"
 
 def keras_backend():
     """The keras backend in use: "tensorflow", "jax", "torch" or "numpy"."""
-    import keras
-
     return keras.backend.backend()
 
 
@@ -153,15 +153,11 @@ class dtype_policy:
         self._previous = None
 
     def __enter__(self):
-        import keras
-
         self._previous = keras.config.dtype_policy()
         keras.config.set_dtype_policy(self.name)
         return self
 
     def __exit__(self, *exc_info):
-        import keras
-
         keras.config.set_dtype_policy(self._previous)
 
 
@@ -475,8 +471,6 @@ class KerasDistribution:
 
 def _keras_distribution(name):
     """The data parallelism of a --strategy choice under keras.distribution (JAX)."""
-    import keras
-
     backend = keras_backend()
     if name not in ("auto", "none", "mirrored"):
         raise KsegError(f"--strategy: expected auto, none, mirrored or multiworker. Received: {brief(name)}")
@@ -557,29 +551,23 @@ def is_chief(strategy="multiworker"):
     return task["type"] == "worker" and task["index"] == 0 and "chief" not in cluster
 
 
-def multi_worker_model_class():
+class MultiWorkerModel(keras.Model):
     """A functional model whose step logs have shape (1,) instead of ().
 
     Under MultiWorkerMirroredStrategy keras 3.15 combines each step's logs across workers
     with a mean over axis 0, which fails for scalars (every loss and metric). Epoch-end
     results are read from the metrics themselves and come out as scalars as usual.
     """
-    import keras
 
-    class MultiWorkerModel(keras.Model):
-        def train_step(self, data):
-            return _as_vectors(super().train_step(data))
+    def train_step(self, data):
+        return _as_vectors(super().train_step(data))
 
-        def test_step(self, data):
-            return _as_vectors(super().test_step(data))
-
-    return MultiWorkerModel
+    def test_step(self, data):
+        return _as_vectors(super().test_step(data))
 
 
 def _as_vectors(logs):
-    from keras import ops
-
-    return {key: ops.reshape(value, (1,)) for key, value in logs.items()}
+    return {key: keras.ops.reshape(value, (1,)) for key, value in logs.items()}
 
 
 def distribute(dataset, multiworker):

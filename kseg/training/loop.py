@@ -39,6 +39,7 @@ import tempfile
 import time
 import warnings
 
+import keras
 import numpy as np
 
 from kseg import runs
@@ -52,6 +53,7 @@ from kseg.training.checkpoints import RunState
 from kseg.training.data_checks import check_dataset, check_validation_split, compute_class_weights
 from kseg.training.distribution import (
     PRECISION_MODES,
+    MultiWorkerModel,
     auto_precision,
     check_strategy_backend,
     distribute,
@@ -59,7 +61,6 @@ from kseg.training.distribution import (
     is_chief,
     keras_backend,
     make_strategy,
-    multi_worker_model_class,
     read_tf_config,
     resolve_precision,
 )
@@ -279,8 +280,6 @@ def _checked_precision(run):
 
 
 def _run(run):
-    import keras
-
     config = run.config
     keras.utils.set_random_seed(config.seed)
     num_pairs = len(run.spec.pairs(config.train_split))
@@ -336,8 +335,6 @@ def _summarise(run):
 
 def _build(run):
     """Builds and compiles `run.model` (restored from the checkpoint on resume)."""
-    import keras
-
     from kseg.losses import make_loss
     from kseg.metrics import ConfusionMatrixMetric
     from kseg.training.precision_check import with_float32_layers
@@ -354,7 +351,7 @@ def _build(run):
     # strategy): that pass would shift kseg's per-pass shuffling, so one device and
     # several replicas would see different data, and under MultiWorkerMirroredStrategy
     # keras 3.15 fails in it (it all-reduces the nested uint8 batch).
-    model_class = multi_worker_model_class() if run.multiworker else keras.Model
+    model_class = MultiWorkerModel if run.multiworker else keras.Model
     model = model_class(inputs=network.input, outputs=network.output, name=network.name)
     with run.strategy.scope():
         run.metric = ConfusionMatrixMetric(spec.num_classes, spec.ignore_index, name="mean_iou")
@@ -419,12 +416,10 @@ def _nonfinite_stop(run, what, value, when):
 def _train_epoch(run, epoch):
     """Fits one epoch; returns its log row and its score (val mIoU, or -loss without
     validation). A loss that is not finite stops the run."""
-    import keras
-
     from kseg.data.pipeline import data_errors
 
     train_data, val_data = _epoch_data(run, epoch)
-    watcher = _one_epoch_callback()()
+    watcher = OneEpoch()
     with data_errors(), warnings.catch_warnings(), run.strategy.scope():
         # Skipped bad pairs make an epoch shorter than announced; that is expected.
         warnings.filterwarnings("ignore", message="Your input ran out of data")
@@ -499,8 +494,6 @@ class _Saver:
         self.logs = RunLogs(run.write_dir) if run.chief else None
 
     def save(self, row, score):
-        import keras
-
         run, state = self.run, self.run.state
         previous_epoch = state.epoch
         state.epoch = row["epoch"]
@@ -539,70 +532,63 @@ def _best_note(run):
     return " (best)" if run.validate else " (lowest training loss: best.keras)"
 
 
-def _one_epoch_callback():
-    """The callback class, defined lazily so this module imports without TensorFlow.
+class OneEpoch(keras.callbacks.Callback):
+    """Runs exactly one epoch per `fit` call, watching the loss and the speed.
+
+    The speed is measured from the end of the first step to the end of the last, so
+    the first step's tracing and graph building (seconds) do not count; with a single
+    step the whole step is timed.
 
     Not keras.callbacks.TerminateOnNaN: that one stops on a bad loss too, but only prints
     the batch, while kseg's error names the epoch, the step and the value; the timing
     (images per second, first step excluded) has no keras callback either.
     """
-    import keras
 
-    class OneEpoch(keras.callbacks.Callback):
-        """Runs exactly one epoch per `fit` call, watching the loss and the speed.
+    def __init__(self):
+        super().__init__()
+        self.bad_loss = None
+        self.first_loss = None  # the loss of the epoch's first step
+        self.batches = 0
+        self.train_seconds = 0.0
+        self.timed_batches = 0
+        self.timed_seconds = 0.0
+        self._start = None
+        self._first_step_end = None
 
-        The speed is measured from the end of the first step to the end of the last, so
-        the first step's tracing and graph building (seconds) do not count; with a single
-        step the whole step is timed.
-        """
+    def on_epoch_begin(self, epoch, logs=None):
+        self._start = time.perf_counter()
+        self.batches = 0
 
-        def __init__(self):
-            super().__init__()
-            self.bad_loss = None
-            self.first_loss = None  # the loss of the epoch's first step
-            self.batches = 0
-            self.train_seconds = 0.0
-            self.timed_batches = 0
-            self.timed_seconds = 0.0
-            self._start = None
-            self._first_step_end = None
-
-        def on_epoch_begin(self, epoch, logs=None):
-            self._start = time.perf_counter()
-            self.batches = 0
-
-        def on_train_batch_end(self, batch, logs=None):
-            self.batches += 1
-            now = time.perf_counter()
-            if self._first_step_end is None:
-                self._first_step_end = now
-            self.timed_batches = self.batches - 1
-            self.timed_seconds = now - self._first_step_end
-            loss = (logs or {}).get("loss")
-            if loss is not None:
-                loss = float(np.asarray(loss).reshape(-1)[0])
-                if self.batches == 1:
-                    self.first_loss = loss
-            if loss is not None and not math.isfinite(loss):
-                self.bad_loss = (batch + 1, loss)
-                self.model.stop_training = True
-
-        def on_test_begin(self, logs=None):
-            if self._start is not None and not self.train_seconds:
-                self.train_seconds = time.perf_counter() - self._start
-
-        def on_epoch_end(self, epoch, logs=None):
-            if not self.train_seconds:
-                self.train_seconds = time.perf_counter() - self._start
+    def on_train_batch_end(self, batch, logs=None):
+        self.batches += 1
+        now = time.perf_counter()
+        if self._first_step_end is None:
+            self._first_step_end = now
+        self.timed_batches = self.batches - 1
+        self.timed_seconds = now - self._first_step_end
+        loss = (logs or {}).get("loss")
+        if loss is not None:
+            loss = float(np.asarray(loss).reshape(-1)[0])
+            if self.batches == 1:
+                self.first_loss = loss
+        if loss is not None and not math.isfinite(loss):
+            self.bad_loss = (batch + 1, loss)
             self.model.stop_training = True
 
-        def images_per_second(self, batch_size):
-            """Training images per second (the last batch counted as full)."""
-            if self.timed_batches > 0 and self.timed_seconds > 0:
-                return self.timed_batches * batch_size / self.timed_seconds
-            return self.batches * batch_size / max(self.train_seconds, 1e-9)
+    def on_test_begin(self, logs=None):
+        if self._start is not None and not self.train_seconds:
+            self.train_seconds = time.perf_counter() - self._start
 
-    return OneEpoch
+    def on_epoch_end(self, epoch, logs=None):
+        if not self.train_seconds:
+            self.train_seconds = time.perf_counter() - self._start
+        self.model.stop_training = True
+
+    def images_per_second(self, batch_size):
+        """Training images per second (the last batch counted as full)."""
+        if self.timed_batches > 0 and self.timed_seconds > 0:
+            return self.timed_batches * batch_size / self.timed_seconds
+        return self.batches * batch_size / max(self.train_seconds, 1e-9)
 
 
 def _epoch_seed(seed, epoch):
