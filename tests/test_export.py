@@ -244,3 +244,43 @@ def test_kseg_exports_are_recognised_and_a_failed_verify_keeps_the_previous(mode
     with pytest.raises(KsegError, match="check failed"), check_destination(deeper, "onnx", "m.keras"):
         export_model(model, deeper, "onnx", verify=failing)
     assert sorted(os.listdir(tmp_path)) == [".kseg-outputs.json", "saved"]  # its folders are gone too
+
+
+def test_a_float_export_may_differ_at_a_few_pixels_if_the_classes_agree():
+    """SegNet's unpooling moves a value by a pixel where rounding swaps two almost equal
+    values of a pooling window: up to 1% of the pixels may be off if the classes agree on
+    99.9% of them; a NaN never passes."""
+    from kseg.export import Parity, parity_problem
+
+    assert parity_problem(Parity(1e-4, 0.5, 2, 1.0), "x.tflite") is None  # all within: near-ties may flip
+    assert parity_problem(Parity(0.2, 0.9996, 2, 1.0, off_pixels=0.0052), "x.tflite") is None
+    problem = parity_problem(Parity(0.2, 0.9996, 2, 1.0, off_pixels=0.02), "x.tflite")
+    assert problem == ("x.tflite: the export differs from the Keras model (max logit difference 0.2, at 2.00% of "
+                       "the pixels; classes agree on 99.96%)")
+    assert parity_problem(Parity(0.2, 0.998, 2, 1.0, off_pixels=0.005), "x.tflite") is not None
+    assert parity_problem(Parity(0.2, 0.998, 2, 1.0, off_pixels=0.5), "x.tflite", quantize="int8") is None
+    assert parity_problem(Parity(float("nan"), 1.0, 1, 1.0), "x") is not None
+
+
+def test_the_check_counts_the_pixels_whose_logits_differ():
+    import keras
+
+    from kseg.export import check_export
+    from kseg.predict import predict_logits
+
+    class Shifted:
+        """An 'export' whose logits are the Keras model's, but 5 higher at `count` pixels."""
+
+        input_size, name = None, "shifted.tflite"
+
+        def __init__(self, model, count):
+            self.model, self.count = model, count
+
+        def __call__(self, image):
+            logits = np.array(predict_logits(self.model, image), np.float32)
+            logits.reshape(-1, logits.shape[-1])[: self.count] += 5.0
+            return logits
+
+    model = keras.Sequential([keras.Input((None, None, 3)), keras.layers.Conv2D(3, 1, bias_initializer="ones")])
+    parity = check_export(model, Shifted(model, 3), [np.full((50, 40, 3), 100, np.uint8)] * 2)
+    assert parity.off_pixels == 6 / 4000 and parity.max_logit_diff >= 5

@@ -55,10 +55,10 @@ def test_new_models_train_evaluate_predict_and_export(model, width, data, images
     invoke("predict", images, "--model", run, "--out", out)
     assert any(name.endswith(".png") for name in os.listdir(out))
     exported = str(tmp_path / "model.tflite")
-    # A fixed 96x128 input: at MediaPipe's default 512x512, a trained SegNet's TFLite
-    # logits can differ from keras' at a few pixels (XNNPack's rounding moves an arg-max
-    # within its window; docs/models.md), which --check's float tolerance refuses.
-    invoke("export", run, "--format", "tflite", "--input-size", "96x128", "--out", exported, "--check")
+    # MediaPipe's default 512x512: there a trained SegNet's TFLite logits can differ from
+    # keras' at a few pixels (XNNPack's rounding moves an arg-max within its pooling
+    # window; docs/models.md), which --check allows up to 0.1% of the pixels.
+    invoke("export", run, "--format", "tflite", "--out", exported, "--check")
     assert os.path.getsize(exported) > 0
 
 
