@@ -26,6 +26,8 @@ from keras import layers
 from kseg.errors import KsegError
 from kseg.models.arguments import check_dropout, check_num_classes, check_width
 from kseg.models.layers import CaffeCrop, CaffeFCNPreprocessing, CeilPoolPadding, ConstantScale
+from kseg.models.transfer import transfer_weights
+from kseg.models.vgg16 import scaled
 
 VGG_BLOCKS = ((64, 2), (128, 2), (256, 3), (512, 3), (512, 3))
 FC_CHANNELS = 4096
@@ -39,10 +41,6 @@ VARIANTS = {
 }
 SKIP_CROPS = {"score_pool4": 5, "score_pool3": 9}
 ATONCE_SCALES = {"pool4": 0.01, "pool3": 0.0001}
-
-
-def scaled(channels, width):
-    return max(1, int(round(channels * width)))
 
 
 def caffe_fcn(variant, num_classes=21, weights=None, width=1.0, dropout=0.5, learn_upsampling=False):
@@ -93,8 +91,6 @@ def caffe_fcn(variant, num_classes=21, weights=None, width=1.0, dropout=0.5, lea
     logits = CaffeCrop(final_crop, dtype="float32", name="score")([x, images])
     model = keras.Model(images, logits, name=f"{variant}_caffe")
     if weights is not None:
-        from kseg.models.transfer import transfer_weights
-
         transfer_weights(weights, model)
     return model
 
