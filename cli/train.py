@@ -14,10 +14,10 @@ from kseg.config import (
     CLASS_WEIGHT_MODES,
     NUMBER_RANGES,
     SETTINGS,
-    TrainConfig,
     check_setting,
     parse_crop,
     parse_loss,
+    resolve,
 )  # fmt: skip
 from kseg.data.registry import DATASET_NAMES as DATASETS  # no TensorFlow import
 from kseg.errors import KsegError
@@ -117,32 +117,20 @@ def train(recipe_name, config_file, resume, quiet, unsafe, **options):
       kseg train --model fcn16s --data camvid --data-dir data/camvid --init-from runs/fcn32s-...
       kseg train --run-dir runs/fcn8s-camvid-... --resume
     """
-    from kseg.training import resume_config
     from kseg.training import train as run_training
+    from kseg.training.logs import training_progress
 
     options["crop"] = _crop_option(options["crop"])
     options["class_weights"] = parse_class_weights(options["class_weights"])
-    overrides = {key: value for key, value in options.items() if value is not None}
-    if recipe_name and resume:
-        raise KsegError("--resume reads RUN_DIR/config.yaml; --recipe cannot be given with it")
-    if recipe_name and config_file:
-        raise KsegError("--recipe and --config both give the settings; use one (a recipe file, "
-                        "`kseg recipes NAME`, also works as --config FILE)")
-    if recipe_name:
-        recipe = load_recipe(recipe_name)
-        config = recipe.config(overrides)
-        click.echo(f"recipe: {recipe.name} (version {recipe.version})", err=True)
-    elif resume:
-        if not overrides.get("run_dir"):
+    resume_dir = None
+    if resume:
+        resume_dir = options.pop("run_dir")
+        if not resume_dir:
             raise KsegError("--resume needs --run-dir, the run directory to continue")
-        if config_file:
-            raise KsegError("--resume reads RUN_DIR/config.yaml; --config cannot be given with it")
-        config = resume_config(overrides.pop("run_dir"), overrides)
-    elif config_file:
-        config = TrainConfig.from_yaml(config_file, overrides=overrides)
-    else:
-        config = TrainConfig.from_dict(overrides, source="options")
-    from kseg.training.logs import training_progress
+    recipe = load_recipe(recipe_name) if recipe_name else None
+    config = resolve(options, file=config_file, resume_dir=resume_dir, recipe=recipe)
+    if recipe:
+        click.echo(f"recipe: {recipe.name} (version {recipe.version})", err=True)
 
     verbose, callbacks = training_progress(2 if quiet else 1)  # a bar only in a terminal
     run_dir = run_training(config, resume=resume, verbose=verbose, callbacks=callbacks, unsafe=unsafe)

@@ -1,27 +1,26 @@
-"""Training configuration in four sections, validated when it is made, read from and
-written to YAML.
+"""Training configuration: four written-out sections, checked when a config is made, read
+from and written to YAML.
 
-    model         model, weights, width, dropout, learn_upsampling, init_from
-    data          data, data_dir, classes_file, train_split, val_split, batch_size,
-                  val_batch_size, crop, skip_bad
-    optimization  epochs, optimizer, lr, momentum, weight_decay, schedule, loss, class_weights
-    runtime       mixed_precision, precision_check, strategy, seed, steps_per_epoch, val_steps, run_dir,
-                  worker_timeout
+    ModelSettings         model, weights, width, dropout, learn_upsampling, init_from
+    DataSettings          data, data_dir, classes_file, train_split, val_split, batch_size,
+                          val_batch_size, crop, scale, skip_bad
+    OptimizationSettings  epochs, optimizer, lr, momentum, weight_decay, schedule, loss,
+                          class_weights
+    RuntimeSettings       mixed_precision, precision_check, strategy, seed, steps_per_epoch,
+                          val_steps, run_dir, worker_timeout
 
-`SETTINGS` is the one table of them: section, default, kind (how a value is checked, by
-`check_value`) and the `kseg train` option's help, from which cli/train.py builds its
-options. Numbers are checked against `NUMBER_RANGES` (kseg.validation.check_number); the
-loss is written in the small grammar of `parse_loss` (the losses are kseg.losses).
-`TrainConfig` holds one frozen dataclass per section (`config.model_settings`, ...) and
-reads and writes every setting by its flat name (`config.lr`), as config.yaml holds them.
+`TrainConfig` is all four in one dataclass (`config.lr`), as config.yaml holds them. Each
+field's metadata says how it is checked (`check_value`) and gives the `kseg train` option's
+help; `SETTINGS` lists them, and cli/train.py builds its options from it. Numbers are
+checked against `NUMBER_RANGES` (kseg.validation.check_number); the loss is written in the
+small grammar of `parse_loss` (the losses are kseg.losses).
 
-Precedence, lowest first: the defaults, a YAML file (`--config FILE.yaml`, or a named
-recipe, `--recipe NAME`: kseg.recipes), then the options given on the command line. The
-resolved configuration (every setting, with the values actually used, e.g. computed class
-weights) is written as `config.yaml` into each run directory, and `kseg train --resume`
-reads it back from there.
+`resolve` owns the precedence, lowest first: the defaults, a YAML file (`--config
+FILE.yaml`, or a named recipe, `--recipe NAME`: kseg.recipes) or, on `--resume`, the run's
+config.yaml, then the options given. The resolved configuration (the values actually used,
+e.g. computed class weights) is written as `config.yaml` into each run directory.
 
-    config = TrainConfig.from_yaml("fcn8s-camvid.yaml", overrides={"epochs": 5})
+    config = resolve({"epochs": 5}, file="fcn8s-camvid.yaml")
     config.to_yaml("runs/x/config.yaml")
 """
 
@@ -81,7 +80,7 @@ LOSS_WEIGHT_RANGE = dict(low=0, high=1000, min_open=True)  # of each term of a w
 
 @dataclasses.dataclass(frozen=True)
 class Setting:
-    """One training setting.
+    """How one training setting is checked and offered as a `kseg train` option.
 
     Args:
         section: str. "model", "data", "optimization" or "runtime".
@@ -104,73 +103,113 @@ class Setting:
     option: str = None
 
 
-def _setting(section, default, kind, help, **details):
-    return Setting(section, default, kind, help, **details)
+def _field(default, kind, help, choices=(), option=None):
+    """A config field: its default, and in its metadata how it is checked and offered."""
+    return dataclasses.field(default=default, metadata={"kind": kind, "help": help, "choices": choices,
+                                                        "option": option})  # fmt: skip
 
 
-SECTIONS = ("model", "data", "optimization", "runtime")
-# In config.yaml's order (and `kseg train --help`'s).
+class _DatasetCrop:
+    """The default of `crop`: the dataset's own (DEFAULT_CROPS), decided when a config is made."""
+
+    def __repr__(self):
+        return "the dataset's crop"
+
+
+DATASET_CROP = _DatasetCrop()
+
+
+@dataclasses.dataclass
+class ModelSettings:
+    """What is trained: the model and its first weights."""
+
+    model: str = _field("fcn8s", "text", "Model to train: a name from `kseg models` (fcn32s, fcn16s, fcn8s, ...). "
+                        "[default: fcn8s]")
+    weights: str = _field("imagenet", "text",
+                          "imagenet, none, or a path to VGG16 classifier weights. [default: imagenet]")
+    width: float = _field(1.0, "number",
+                          "VGG16 channel multiplier, for small demo models (needs --weights none). [default: 1]")
+    dropout: float = _field(0.5, "number", "Dropout after fc6/fc7. [default: 0.5]")
+    learn_upsampling: bool = _field(False, "flag", "Train the final bilinear upsampling layer. [default: fixed]",
+                                    option="--learn-upsampling/--fixed-upsampling")
+    init_from: str | None = _field(None, "text",
+                                   "Run directory or .keras file to initialise from (32s -> 16s -> 8s).")
+
+
+@dataclasses.dataclass
+class DataSettings:
+    """What it is trained on: the dataset, its splits, batches, crop and scales."""
+
+    data: str = _field("cityscapes", "text", "Dataset. [default: cityscapes]")
+    data_dir: str | None = _field(None, "text", "Dataset root folder.")
+    classes_file: str | None = _field(None, "text", "Classes file of a folder/synthetic dataset.",
+                                      option="--classes")
+    train_split: str = _field("train", "text", "Split trained on. [default: train]")
+    val_split: str = _field("val", "text", "Split validated on after each epoch (none: no validation). "
+                            "[default: val]")
+    batch_size: int = _field(8, "number", "Global batch size. [default: 8]")
+    val_batch_size: int | None = _field(None, "number", "Validation batch size. [default: --batch-size]")
+    crop: tuple[int, int] | None = _field(DATASET_CROP, "crop", "Training crop HxW, or none for whole images. "
+                                          "[default: 512x1024 for cityscapes, none otherwise]")
+    scale: tuple[float, float] = _field((0.5, 2.0), "scale", "Random scale range of training images, LOW,HIGH "
+                                        "(1,1: no scaling). [default: 0.5,2]")
+    skip_bad: bool = _field(False, "flag", "Train despite bad pairs, skipping them.",
+                            option="--skip-bad/--no-skip-bad")
+
+
+@dataclasses.dataclass
+class OptimizationSettings:
+    """How: epochs, optimizer, schedule, loss and class weights."""
+
+    epochs: int = _field(50, "number", "Number of epochs. [default: 50]")
+    optimizer: str = _field("sgd", "choice", "Optimizer. [default: sgd]", choices=OPTIMIZERS)
+    lr: float = _field(1e-3, "number", "Base learning rate. [default: 0.001]")
+    momentum: float = _field(0.9, "number", "SGD momentum. [default: 0.9]")
+    weight_decay: float = _field(5e-4, "number", "Decoupled weight decay. [default: 0.0005]")
+    schedule: str = _field("poly", "choice", "Learning rate schedule. [default: poly]", choices=SCHEDULES)
+    loss: str = _field("ce", "loss", "ce (cross-entropy), dice, focal, lovasz, or a weighted sum such as ce+dice "
+                       "or 0.5*ce+1.0*lovasz; every term ignores the void label and uses the class weights. "
+                       "[default: ce]")
+    class_weights: str | list[float] = _field(
+        "none", "class_weights", "none, median-frequency, sqrt-median-frequency (its square roots: milder), or one "
+        "weight per class: 1,2,0.5,... [default: none]")
+
+
+@dataclasses.dataclass
+class RuntimeSettings:
+    """Where and how reproducibly: precision, distribution, seed, caps, run folder."""
+
+    mixed_precision: str = _field(
+        "auto", "choice", "fp16 (loss scaling), bf16, off (float32), or auto: fp16 on a CUDA GPU, bf16 on a CPU "
+        "with native bfloat16 (AVX512-BF16/AMX), else off. [default: auto]", choices=MIXED_PRECISION_MODES)
+    precision_check: bool = _field(
+        True, "flag", "Before training under bf16 or fp16, check on this machine that a few steps on one batch give "
+        "float32's loss (seconds); auto falls back to off when they do not, bf16/fp16 stop. [default: on]",
+        option="--precision-check/--no-precision-check")
+    strategy: str = _field(
+        "auto", "choice", "Distribution: mirrored (all local devices; keras.distribution DataParallel under JAX) "
+        "or multiworker (TF_CONFIG, TensorFlow only); auto mirrors over several GPUs. [default: auto]",
+        choices=STRATEGIES)
+    seed: int = _field(0, "number", "Random seed. [default: 0]")
+    steps_per_epoch: int | None = _field(None, "number", "Cap on training steps per epoch.")
+    val_steps: int | None = _field(None, "number", "Cap on validation steps.")
+    run_dir: str | None = _field(None, "text", "Run directory: new or empty (a run's folder only with --resume). "
+                                 "[default: runs/MODEL-DATA-TIME]")
+    worker_timeout: float = _field(300.0, "number",
+                                   "Seconds --strategy multiworker waits for the other TF_CONFIG workers. "
+                                   "[default: 300]")
+
+
+SECTIONS = {"model": ModelSettings, "data": DataSettings, "optimization": OptimizationSettings,
+            "runtime": RuntimeSettings}  # fmt: skip
+# Every setting, in config.yaml's (and `kseg train --help`'s) order: section by section.
 SETTINGS = {
-    "model": _setting("model", "fcn8s", "text",
-                      "Model to train: a name from `kseg models` (fcn32s, fcn16s, fcn8s, ...). [default: fcn8s]"),
-    "data": _setting("data", "cityscapes", "text", "Dataset. [default: cityscapes]"),
-    "data_dir": _setting("data", None, "text", "Dataset root folder.", optional=True),
-    "classes_file": _setting("data", None, "text", "Classes file of a folder/synthetic dataset.",
-                             optional=True, option="--classes"),
-    "train_split": _setting("data", "train", "text", "Split trained on. [default: train]"),
-    "val_split": _setting("data", "val", "text",
-                          "Split validated on after each epoch (none: no validation). [default: val]"),
-    "epochs": _setting("optimization", 50, "number", "Number of epochs. [default: 50]"),
-    "batch_size": _setting("data", 8, "number", "Global batch size. [default: 8]"),
-    "val_batch_size": _setting("data", None, "number", "Validation batch size. [default: --batch-size]",
-                               optional=True),
-    "crop": _setting("data", None, "crop", "Training crop HxW, or none for whole images. "
-                     "[default: 512x1024 for cityscapes, none otherwise]", optional=True),
-    "scale": _setting("data", (0.5, 2.0), "scale", "Random scale range of training images, LOW,HIGH "
-                      "(1,1: no scaling). [default: 0.5,2]"),
-    "optimizer": _setting("optimization", "sgd", "choice", "Optimizer. [default: sgd]", choices=OPTIMIZERS),
-    "lr": _setting("optimization", 1e-3, "number", "Base learning rate. [default: 0.001]"),
-    "momentum": _setting("optimization", 0.9, "number", "SGD momentum. [default: 0.9]"),
-    "weight_decay": _setting("optimization", 5e-4, "number", "Decoupled weight decay. [default: 0.0005]"),
-    "schedule": _setting("optimization", "poly", "choice", "Learning rate schedule. [default: poly]",
-                         choices=SCHEDULES),
-    "weights": _setting("model", "imagenet", "text",
-                        "imagenet, none, or a path to VGG16 classifier weights. [default: imagenet]"),
-    "width": _setting("model", 1.0, "number",
-                      "VGG16 channel multiplier, for small demo models (needs --weights none). [default: 1]"),
-    "dropout": _setting("model", 0.5, "number", "Dropout after fc6/fc7. [default: 0.5]"),
-    "learn_upsampling": _setting("model", False, "flag", "Train the final bilinear upsampling layer. "
-                                 "[default: fixed]", option="--learn-upsampling/--fixed-upsampling"),
-    "init_from": _setting("model", None, "text",
-                          "Run directory or .keras file to initialise from (32s -> 16s -> 8s).", optional=True),
-    "mixed_precision": _setting("runtime", "auto", "choice",
-                                "fp16 (loss scaling), bf16, off (float32), or auto: fp16 on a CUDA GPU, bf16 "
-                                "on a CPU with native bfloat16 (AVX512-BF16/AMX), else off. [default: auto]",
-                                choices=MIXED_PRECISION_MODES),
-    "precision_check": _setting("runtime", True, "flag",
-                                "Before training under bf16 or fp16, check on this machine that a few steps on one "
-                                "batch give float32's loss (seconds); auto falls back to off when they do not, "
-                                "bf16/fp16 stop. [default: on]", option="--precision-check/--no-precision-check"),
-    "strategy": _setting("runtime", "auto", "choice", "Distribution: mirrored (all local devices; "
-                         "keras.distribution DataParallel under JAX) or multiworker (TF_CONFIG, TensorFlow "
-                         "only); auto mirrors over several GPUs. [default: auto]", choices=STRATEGIES),
-    "loss": _setting("optimization", "ce", "loss",
-                     "ce (cross-entropy), dice, focal, lovasz, or a weighted sum such as ce+dice or "
-                     "0.5*ce+1.0*lovasz; every term ignores the void label and uses the class weights. "
-                     "[default: ce]"),
-    "class_weights": _setting("optimization", "none", "class_weights",
-                              "none, median-frequency, sqrt-median-frequency (its square roots: milder), or one "
-                              "weight per class: 1,2,0.5,... [default: none]"),
-    "seed": _setting("runtime", 0, "number", "Random seed. [default: 0]"),
-    "skip_bad": _setting("data", False, "flag", "Train despite bad pairs, skipping them.",
-                         option="--skip-bad/--no-skip-bad"),
-    "steps_per_epoch": _setting("runtime", None, "number", "Cap on training steps per epoch.", optional=True),
-    "val_steps": _setting("runtime", None, "number", "Cap on validation steps.", optional=True),
-    "run_dir": _setting("runtime", None, "text", "Run directory: new or empty (a run's folder only with "
-                        "--resume). [default: runs/MODEL-DATA-TIME]", optional=True),
-    "worker_timeout": _setting("runtime", 300.0, "number",
-                               "Seconds --strategy multiworker waits for the other TF_CONFIG workers. "
-                               "[default: 300]"),
+    field.name: Setting(
+        section, field.default, field.metadata["kind"], field.metadata["help"],
+        optional=field.default is None or field.default is DATASET_CROP, choices=field.metadata["choices"],
+        option=field.metadata["option"],
+    )
+    for section, settings in SECTIONS.items() for field in dataclasses.fields(settings)
 }  # fmt: skip
 
 
@@ -212,7 +251,7 @@ def parse_crop(text, key="crop"):
 
 def parse_scale(value, key="scale"):
     """Parses a random scale range: "LOW,HIGH", one number (no range) or [low, high], with
-    0 < low <= high <= MAX_SCALE; returns [low, high] as floats."""
+    0 < low <= high <= MAX_SCALE; returns (low, high) as floats."""
     parts = value
     if isinstance(value, str):
         parts = [part for part in value.replace(" ", "").split(",") if part]
@@ -232,7 +271,7 @@ def parse_scale(value, key="scale"):
     low, high = numbers[0], numbers[-1]
     if low > high:
         raise KsegError(f"{key}: LOW must not exceed HIGH. Received: {key}={brief(value)}")
-    return [low, high]
+    return (low, high)
 
 
 _LOSS_TERM = re.compile(r"\s*(?:(?P<weight>[0-9]+(?:\.[0-9]*)?|\.[0-9]+)\s*\*\s*)?(?P<name>[A-Za-z_][A-Za-z0-9_]*)\s*")
@@ -314,8 +353,7 @@ def check_value(key, value):
     if setting.kind == "crop":
         if not isinstance(value, (str, list, tuple)):
             raise KsegError(f"{key}: expected HxW such as 512x1024, or none. Received: {key}={brief(value)}")
-        crop = parse_crop(value, key)
-        return WHOLE_IMAGES if crop is None else list(crop)
+        return parse_crop(value, key)
     if setting.kind == "scale":
         return parse_scale(value, key)
     if setting.kind == "class_weights":
@@ -360,94 +398,51 @@ def _check_class_weights(key, value):
     return weights
 
 
-def _check_section(section):
-    """Checks every value of a section dataclass in place (they are frozen afterwards)."""
-    for field in dataclasses.fields(section):
-        object.__setattr__(section, field.name, check_value(field.name, getattr(section, field.name)))
+# Changing one of these on --resume would not continue the same training: the checkpoint's
+# weights and optimizer state were made with them.
+FIXED_ON_RESUME = ("model", "data", "classes_file", "width", "optimizer", "mixed_precision",
+                   "learn_upsampling", "loss", "class_weights")  # fmt: skip
 
 
-def _section_class(name, doc, post_init=_check_section):
-    fields = [
-        (key, object, dataclasses.field(default=setting.default))
-        for key, setting in SETTINGS.items() if setting.section == name
-    ]  # fmt: skip
-    namespace = {"__post_init__": post_init, "__doc__": doc}
-    return dataclasses.make_dataclass(f"{name.capitalize()}Settings", fields, frozen=True, namespace=namespace)
+@dataclasses.dataclass
+class TrainConfig(RuntimeSettings, OptimizationSettings, DataSettings, ModelSettings):
+    """Everything `kseg train` needs, in four sections; checked when it is made.
 
-
-def _check_model_section(section):
-    _check_section(section)
-    if section.weights.lower() in MODEL_WEIGHT_CHOICES:
-        object.__setattr__(section, "weights", section.weights.lower())
-    if section.weights != "none" and section.width != 1:
-        raise KsegError(
-            f"weights: pretrained weights need width 1 (got width {section.width}); use weights none. "
-            f"Received: weights={brief(section.weights)}"
-        )
-
-
-ModelSettings = _section_class("model", "What is trained: the model and its first weights.",
-                               _check_model_section)  # fmt: skip
-DataSettings = _section_class("data", "What it is trained on: the dataset, its splits, batches and crop.")
-OptimizationSettings = _section_class("optimization", "How: epochs, optimizer, schedule, class weights.")
-RuntimeSettings = _section_class("runtime", "Where and how reproducibly: precision, distribution, seed, caps.")
-SECTION_CLASSES = {"model": ModelSettings, "data": DataSettings, "optimization": OptimizationSettings,
-                   "runtime": RuntimeSettings}  # fmt: skip
-
-
-class TrainConfig:
-    """Everything `kseg train` needs, in four sections; validated when it is made.
-
-    Made from the settings by their flat names (see `SETTINGS` for each one's meaning,
-    default and option), e.g. `TrainConfig(model="fcn16s", data="camvid", epochs=3)`; read
-    them the same way (`config.lr`). `crop` is [H, W], "none" (whole images) or None (the
-    dataset's default: `training_crop` resolves it). Setting one (`config.lr = 0.01`)
-    checks it at once.
-
-    Attributes:
-        model_settings, data_settings, optimization_settings, runtime_settings: the
-            sections, frozen dataclasses.
+    Made and read by the settings' names (see the sections for each one's meaning and
+    default), e.g. `TrainConfig(model="fcn16s", data="camvid", epochs=3)`, `config.lr`.
+    Every value is checked and normalised as it is set (`config.lr = 0.01` too); `crop`
+    is then (H, W) or None (whole images): left out, it is the dataset's default
+    (DEFAULT_CROPS), decided when the config is made; "none" asks for whole images too.
     """
 
-    __slots__ = tuple(f"{name}_settings" for name in SECTIONS)
+    def __setattr__(self, key, value):
+        if key in SETTINGS and value is not DATASET_CROP:
+            value = check_value(key, value)
+        super().__setattr__(key, value)
 
-    def __init__(self, **values):
-        unknown = [key for key in values if key not in SETTINGS]
-        if unknown:
-            raise KsegError(f"unknown config key {brief(unknown[0], 60)}; known keys: {', '.join(sorted(SETTINGS))}")
-        for name, section_class in SECTION_CLASSES.items():
-            fields = {key: value for key, value in values.items() if SETTINGS[key].section == name}
-            object.__setattr__(self, f"{name}_settings", section_class(**fields))
-
-    def __eq__(self, other):
-        return isinstance(other, TrainConfig) and self.to_dict() == other.to_dict()
-
-    def __repr__(self):
-        return f"TrainConfig({', '.join(f'{key}={value!r}' for key, value in self.to_dict().items())})"
+    def __post_init__(self):
+        if self.crop is DATASET_CROP:
+            self.crop = DEFAULT_CROPS.get(self.data)
+        if self.weights.lower() in MODEL_WEIGHT_CHOICES:
+            self.weights = self.weights.lower()
+        if self.weights != "none" and self.width != 1:
+            raise KsegError(
+                f"weights: pretrained weights need width 1 (got width {self.width}); use weights none. "
+                f"Received: weights={brief(self.weights)}"
+            )
 
     @property
     def model_weights(self):
         """The `weights` argument for `create_model`: None, "imagenet" or a path."""
         return None if self.weights == "none" else self.weights
 
-    @property
-    def dataset_crop(self):
-        """The crop of `data` when none is given: (H, W), or None for whole images."""
-        return DEFAULT_CROPS.get(self.data)
-
-    @property
-    def training_crop(self):
-        """The crop trained with: [H, W], or None for whole images."""
-        if self.crop is None:
-            return list(self.dataset_crop) if self.dataset_crop else None
-        return None if self.crop == WHOLE_IMAGES else self.crop
-
     @classmethod
     def from_dict(cls, values, source="config"):
         """Builds a config from a mapping; unknown keys are a `KsegError` naming them.
 
         Args:
-            values: dict. Keys are setting names (dashes are accepted for underscores).
+            values: dict. Keys are setting names (dashes are accepted for underscores);
+                a `crop` of None (YAML null) means whole images, as "none" does.
             source: str. Where the values came from, for error messages (e.g. a file name).
         """
         try:
@@ -457,7 +452,7 @@ class TrainConfig:
 
     @classmethod
     def from_yaml(cls, path, overrides=None):
-        """Reads a YAML file (safe loader) and applies `overrides` (None values are ignored).
+        """Reads a YAML file (safe loader); `overrides` win (None values are ignored).
 
         Args:
             path: str. A YAML mapping of setting names to values. A `recipe:` section
@@ -465,27 +460,22 @@ class TrainConfig:
                 `kseg.recipes`) is skipped, so a recipe file is a config file too.
             overrides: dict or None. Values that win over the file, e.g. from CLI options.
         """
-        path = os.fspath(path)
-        values = load_yaml(path, "config file")
-        if isinstance(values, dict):  # a recipe's description is not a setting
-            values = {key: value for key, value in values.items() if key != RECIPE_SECTION}
-        config = cls.from_dict(values, source=path)
-        return config.replace(**(overrides or {}))
+        return cls.from_dict(dict(read_settings(path), **_given(overrides)), source=os.fspath(path))
 
     def replace(self, **overrides):
-        """Returns a copy with the given settings changed; None values leave one as it is."""
-        changes = {key: value for key, value in overrides.items() if value is not None}
+        """Returns a copy with the given settings changed (and checked); None values leave
+        one as it is."""
+        changes = _given(overrides)
         for key in changes:
             if key not in SETTINGS:
                 raise KsegError(f"unknown config key {brief(key, 60)}")
-        return TrainConfig(**dict(self.to_dict(), **changes))
+        return dataclasses.replace(self, **changes)
 
     def to_dict(self):
-        """Every setting by its flat name, in config.yaml's order."""
-        values = {}
-        for name in SECTIONS:
-            values.update(dataclasses.asdict(getattr(self, f"{name}_settings")))
-        return {key: values[key] for key in SETTINGS}
+        """Every setting by its name, in config.yaml's order, as YAML holds it (lists, not
+        tuples)."""
+        return {key: list(value) if isinstance(value, tuple) else value
+                for key, value in dataclasses.asdict(self).items()}  # fmt: skip
 
     def to_yaml(self, path=None):
         """Returns the config as YAML text and, with `path`, writes it there atomically."""
@@ -495,21 +485,68 @@ class TrainConfig:
         return text
 
 
-def _flat_setting(key):
-    section = f"{SETTINGS[key].section}_settings"
-
-    def read(config):
-        return getattr(getattr(config, section), key)
-
-    def write(config, value):
-        object.__setattr__(config, section, dataclasses.replace(getattr(config, section), **{key: value}))
-
-    return property(read, write, doc=SETTINGS[key].help)
+def read_settings(path):
+    """The settings of a YAML config or recipe file (its `recipe:` section left out)."""
+    values = load_yaml(os.fspath(path), "config file")
+    if isinstance(values, dict):  # a recipe's description is not a setting
+        values = {key: value for key, value in values.items() if key != RECIPE_SECTION}
+    return _setting_values(values, os.fspath(path))
 
 
-for _key in SETTINGS:
-    setattr(TrainConfig, _key, _flat_setting(_key))
-del _key
+def resolve(options=None, file=None, resume_dir=None, recipe=None):
+    """The config of a `kseg train`: defaults < a recipe or a YAML file < the options.
+
+    On resume, the run's config.yaml takes the place of the file: it holds the values the
+    run used, so the options may change only what does not alter the training already
+    done (epochs, caps, ...; not `FIXED_ON_RESUME`, unless to the value it has).
+
+    Args:
+        options: dict or None. Settings given by name (None values: not given).
+        file: str or None. A YAML config file.
+        resume_dir: str or None. A run folder to continue.
+        recipe: kseg.recipes.Recipe or None. A training recipe.
+    """
+    options = _given(options)
+    if resume_dir is not None and (recipe is not None or file is not None):
+        given = "--recipe" if recipe is not None else "--config"
+        raise KsegError(f"--resume reads RUN_DIR/config.yaml; {given} cannot be given with it")
+    if recipe is not None and file is not None:
+        raise KsegError("--recipe and --config both give the settings; use one (a recipe file, "
+                        "`kseg recipes NAME`, also works as --config FILE)")
+    if recipe is not None:
+        return TrainConfig.from_dict(dict(recipe.settings, **options), source=recipe.path)
+    if file is not None:
+        return TrainConfig.from_yaml(file, options)
+    if resume_dir is None:
+        return TrainConfig.from_dict(options, source="options")
+    path = os.path.join(os.fspath(resume_dir), "config.yaml")
+    if not os.path.isfile(path):
+        raise KsegError(f"{resume_dir}: cannot resume, no config.yaml (not a kseg run directory)")
+    saved = TrainConfig.from_yaml(path)
+    for key in FIXED_ON_RESUME:
+        if key in options and not same_setting(key, options[key], getattr(saved, key)):
+            raise KsegError(
+                f"--{key.replace('_', '-')}: cannot change on --resume (the run was trained with "
+                f"{key}={getattr(saved, key)!r}); start a new run, e.g. with --init-from {resume_dir}"
+            )
+    # Options that cannot change were just found equal; the saved (resolved) values stay.
+    changes = {key: value for key, value in options.items() if key not in FIXED_ON_RESUME}
+    return saved.replace(**dict(changes, run_dir=os.fspath(resume_dir)))
+
+
+def same_setting(key, requested, saved):
+    """Whether a requested value equals the saved one, which config.yaml holds resolved:
+    median-frequency as the computed weights, and `--mixed-precision auto` as the mode the
+    run chose (auto asks for that choice again, on this machine or another)."""
+    if key == "mixed_precision" and requested == "auto":
+        return True
+    if key == "class_weights" and requested in ("median-frequency", "sqrt-median-frequency"):
+        return isinstance(saved, list)
+    return check_value(key, requested) == saved
+
+
+def _given(values):
+    return {key: value for key, value in (values or {}).items() if value is not None}
 
 
 def _setting_values(values, source):

@@ -135,8 +135,8 @@ JAX_SCRIPT = textwrap.dedent(
     import keras
     assert keras.backend.backend() == "jax", keras.backend.backend()
     from kseg.cli.main import cli
-    from kseg.config import TrainConfig
-    from kseg.training import resume_config, train
+    from kseg.config import TrainConfig, resolve
+    from kseg.training import train
 
     data_dir, out = sys.argv[1], sys.argv[2]
 
@@ -161,7 +161,7 @@ JAX_SCRIPT = textwrap.dedent(
         raise AssertionError("not interrupted")
     except Interrupted:
         pass
-    train(resume_config(f"{out}/resumed"), resume=True, verbose=0)
+    train(resolve(resume_dir=f"{out}/resumed"), resume=True, verbose=0)
     train(config("fp16", epochs=1, steps_per_epoch=1, val_split="none", mixed_precision="fp16"), verbose=0)
     # bf16 data-parallel over the two CPU devices of XLA_FLAGS; batches of 3 are padded to 4
     train(config("bf16", epochs=1, batch_size=3, mixed_precision="bf16", strategy="mirrored", val_steps=1),
@@ -254,12 +254,13 @@ def test_jax_checkpoint_resumes_and_exports_under_tensorflow(jax_runs, tmp_path)
     from click.testing import CliRunner
     from kseg.cli.main import cli
 
-    from kseg.training import resume_config, train
+    from kseg.config import resolve
+    from kseg.training import train
 
     out, _ = jax_runs
     run_dir = tmp_path / "continued"
     shutil.copytree(out / "straight", run_dir)
-    train(resume_config(str(run_dir), {"epochs": 3}), resume=True, verbose=0)
+    train(resolve({"epochs": 3}, resume_dir=str(run_dir)), resume=True, verbose=0)
     assert [int(row["epoch"]) for row in read_log(run_dir)] == [1, 2, 3]
     result = CliRunner().invoke(
         cli, ["export", str(out / "straight"), "--format", "tflite", "--out", str(tmp_path / "m.tflite"), "--check"]

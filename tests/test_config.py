@@ -13,7 +13,8 @@ def test_yaml_round_trip(tmp_path):
     config.to_yaml(path)
     again = TrainConfig.from_yaml(path)
     assert again == config
-    assert again.crop == [360, 480]
+    assert again.crop == (360, 480)
+    assert config.to_dict()["crop"] == [360, 480]  # YAML has lists
 
 
 def test_file_then_overrides(tmp_path):
@@ -73,11 +74,34 @@ def test_parse_crop():
 
 def test_crop_none_means_whole_images_even_where_a_dataset_has_a_default(tmp_path):
     config = TrainConfig(model="fcn8s", data="cityscapes", crop="none")
-    assert config.crop == "none"
+    assert config.crop is None and TrainConfig(data="cityscapes", crop=None).crop is None
     path = tmp_path / "config.yaml"
     config.to_yaml(str(path))
-    assert TrainConfig.from_yaml(str(path)).crop == "none"
-    assert TrainConfig(model="fcn8s", data="cityscapes").crop is None  # the dataset default
+    assert TrainConfig.from_yaml(str(path)).crop is None
+    assert config.replace(lr=0.01).crop is None  # resolved when made, kept by replace
+    # left out, the crop is the dataset's, decided when the config is made
+    assert TrainConfig(model="fcn8s", data="cityscapes").crop == (512, 1024)
+    assert TrainConfig(model="fcn8s", data="camvid").crop is None
+
+
+def test_resolve_owns_the_precedence(tmp_path):
+    from kseg.config import resolve
+    from kseg.recipes import load_recipe
+
+    path = tmp_path / "train.yaml"
+    path.write_text("data: camvid\nepochs: 7\nlr: 0.01\n")
+    config = resolve({"data": "cityscapes", "epochs": 2, "lr": None}, file=str(path))
+    # the file's data is replaced before the crop is decided: Cityscapes' default crop
+    assert (config.data, config.epochs, config.lr, config.crop) == ("cityscapes", 2, 0.01, (512, 1024))
+    assert resolve().to_dict() == TrainConfig().to_dict()
+    recipe = load_recipe("camvid-scratch")
+    assert resolve({"epochs": 3}, recipe=recipe).epochs == 3
+    with pytest.raises(KsegError, match="--recipe and --config"):
+        resolve(recipe=recipe, file=str(path))
+    with pytest.raises(KsegError, match="--config cannot be given"):
+        resolve(file=str(path), resume_dir=str(tmp_path))
+    with pytest.raises(KsegError, match="not a kseg run directory"):
+        resolve(resume_dir=str(tmp_path))
 
 
 def test_training_passes_whole_images_for_crop_none(monkeypatch, tmp_path):
@@ -96,7 +120,7 @@ def test_training_passes_whole_images_for_crop_none(monkeypatch, tmp_path):
     from kseg.data.synthetic import write_synthetic_dataset
 
     write_synthetic_dataset(str(tmp_path / "d"), num_train=2, num_val=1, size=(32, 32))
-    for crop, expected in (("none", None), ("16x16", [16, 16])):
+    for crop, expected in (("none", None), ("16x16", (16, 16))):
         config = TrainConfig(model="fcn8s", data="synthetic", data_dir=str(tmp_path / "d"), weights="none",
                              width=0.0625, epochs=1, batch_size=1, crop=crop, run_dir=str(tmp_path / crop))
         with pytest.raises(KsegError, match="stop after"):
@@ -137,16 +161,16 @@ def test_yaml_numbers_are_checked_and_messages_stay_short(tmp_path):
 def test_scale_range_is_checked_and_reaches_config_yaml(tmp_path):
     from kseg.config import parse_scale
 
-    assert TrainConfig().scale == [0.5, 2.0]
-    assert TrainConfig(scale="0.75, 1.25").scale == [0.75, 1.25]
-    assert TrainConfig(scale=1).scale == [1.0, 1.0]
-    assert parse_scale([0.5, 1]) == [0.5, 1.0]
+    assert TrainConfig().scale == (0.5, 2.0)
+    assert TrainConfig(scale="0.75, 1.25").scale == (0.75, 1.25)
+    assert TrainConfig(scale=1).scale == (1.0, 1.0)
+    assert parse_scale([0.5, 1]) == (0.5, 1.0)
     for bad in ("0,1", "2,1", "1,9", "a,b", "nan", [1, 2, 3], True, "", None):
         with pytest.raises(KsegError, match="scale"):
             TrainConfig(scale=bad)
     path = tmp_path / "config.yaml"
     TrainConfig(scale="1,1").to_yaml(str(path))
-    assert TrainConfig.from_yaml(str(path)).scale == [1.0, 1.0]
+    assert TrainConfig.from_yaml(str(path)).scale == (1.0, 1.0)
 
 
 def test_loss_is_a_setting_in_canonical_form(tmp_path):

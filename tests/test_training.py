@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 
 from kseg import runs
-from kseg.config import TrainConfig
+from kseg.config import TrainConfig, resolve
 from kseg.errors import KsegError
 from kseg.models.saving import load_model
 
@@ -85,10 +85,10 @@ def test_run_directory_and_loss_goes_down(trained_run):
 
 
 def test_resume_of_finished_run_does_nothing(trained_run):
-    from kseg.training import resume_config, train
+    from kseg.training import train
 
     before = os.path.getmtime(runs.checkpoint_path(trained_run, runs.LAST))
-    train(resume_config(trained_run), resume=True, verbose=0)
+    train(resolve(resume_dir=trained_run), resume=True, verbose=0)
     assert os.path.getmtime(runs.checkpoint_path(trained_run, runs.LAST)) == before
 
 
@@ -114,13 +114,13 @@ def poison_weights(when):
 
 
 def test_nan_loss_stops_and_keeps_last_good_checkpoint(trained_run, tmp_path):
-    from kseg.training import read_checkpoint_state, resume_config, train
+    from kseg.training import read_checkpoint_state, train
 
     run_dir = str(tmp_path / "copy")
     shutil.copytree(trained_run, run_dir)
     last = runs.checkpoint_path(run_dir, runs.LAST)
     weights = model_weights(last)
-    config = resume_config(run_dir, {"epochs": 5})
+    config = resolve({"epochs": 5}, resume_dir=run_dir)
     # Where the kernels propagate NaN the loss shows it; where one drops NaN (oneDNN's max
     # pooling) the loss stays finite and the weight check at the end of the epoch finds it.
     with pytest.raises(KsegError, match=r"(loss|weight \S+) became (nan|inf|NaN)"):
@@ -154,21 +154,20 @@ def test_a_weight_that_became_infinite_stops_training_though_every_loss_was_fini
 
 
 def test_resume_refuses_incompatible_changes(trained_run):
-    from kseg.training import resume_config
 
     with pytest.raises(KsegError, match="--optimizer: cannot change on --resume"):
-        resume_config(trained_run, {"optimizer": "sgd"})
-    assert resume_config(trained_run, {"epochs": 9, "optimizer": "adam"}).epochs == 9
+        resolve({"optimizer": "sgd"}, resume_dir=trained_run)
+    assert resolve({"epochs": 9, "optimizer": "adam"}, resume_dir=trained_run).epochs == 9
     # the options the run was started with are accepted again, though config.yaml holds
     # them resolved (computed weights, the precision auto chose on this CPU)
     same = {"class_weights": "median-frequency", "mixed_precision": "auto"}
-    assert isinstance(resume_config(trained_run, same).class_weights, list)
+    assert isinstance(resolve(same, resume_dir=trained_run).class_weights, list)
     with pytest.raises(KsegError, match="--class-weights: cannot change"):
-        resume_config(trained_run, {"class_weights": "none"})
+        resolve({"class_weights": "none"}, resume_dir=trained_run)
     chosen = TrainConfig.from_yaml(os.path.join(trained_run, "config.yaml")).mixed_precision
     other = "bf16" if chosen == "off" else "off"  # auto chose off or bf16, by this CPU
     with pytest.raises(KsegError, match="--mixed-precision: cannot change"):
-        resume_config(trained_run, {"mixed_precision": other})
+        resolve({"mixed_precision": other}, resume_dir=trained_run)
 
 
 def test_bad_pairs_refused_unless_skip_bad(tiny_data, tmp_path):

@@ -26,7 +26,7 @@ import difflib
 import numbers
 import os
 
-from kseg.config import RECIPE_SECTION, TrainConfig
+from kseg.config import RECIPE_SECTION, TrainConfig, resolve
 from kseg.errors import KsegError
 from kseg.files import brief, load_yaml
 
@@ -84,7 +84,7 @@ class Recipe:
     def config(self, overrides=None):
         """The `TrainConfig` of the recipe, with `overrides` (e.g. options given on the
         command line; None values are ignored) winning over its settings."""
-        return TrainConfig.from_dict(self.settings, source=self.path).replace(**(overrides or {}))
+        return resolve(overrides, recipe=self)
 
 
 def recipe_names():

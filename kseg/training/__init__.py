@@ -13,13 +13,11 @@ The names below are the package's public ones; import them from `kseg.training`.
 
 from kseg.training.build import build_model, build_optimizer, resolve_init_from
 from kseg.training.checkpoints import (
-    FIXED_ON_RESUME,
     STATE_MEMBER,
     RunState,
     check_trained_with,
     read_checkpoint_state,
     remove_stale_temporaries,
-    resume_config,
     save_checkpoint,
     seed_generator_variables,
     trained_with,
@@ -46,12 +44,12 @@ from kseg.training.logs import LOG_COLUMNS, ScalarWriter, plot_training_curves, 
 from kseg.training.loop import TrainingRun, train
 
 __all__ = [
-    "FIXED_ON_RESUME", "LOG_COLUMNS", "PRECISION_POLICIES", "STATE_MEMBER", "RunLock", "RunLockedError",
+    "LOG_COLUMNS", "PRECISION_POLICIES", "STATE_MEMBER", "RunLock", "RunLockedError",
     "RunState", "ScalarWriter", "TrainingRun", "Watchdog", "build_model", "build_optimizer",
     "check_dataset", "check_trained_with", "check_validation_split", "compute_class_weights",
     "count_labelled_pixels", "default_run_dir", "dtype_policy", "is_chief", "lock_run_dir",
     "make_strategy", "parse_address", "plot_training_curves", "read_checkpoint_state", "read_tf_config",
-    "remove_stale_temporaries", "resolve_init_from", "resolve_precision", "resume_config",
+    "remove_stale_temporaries", "resolve_init_from", "resolve_precision",
     "save_checkpoint", "seed_generator_variables", "sweep_temporaries", "train", "trained_with",
     "wait_for_workers", "write_log_csv",
 ]  # fmt: skip

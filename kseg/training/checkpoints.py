@@ -8,8 +8,8 @@ under a temporary name and renamed, so a kill (even SIGKILL) leaves the previous
 whole; `train(config, resume=True)` continues from it with the same result an
 uninterrupted run would have had.
 
-A resumed run keeps what the checkpoint depends on (`FIXED_ON_RESUME`): `resume_config`
-refuses options that would change it, `check_trained_with` refuses a config.yaml edited
+A resumed run keeps what the checkpoint depends on (`kseg.config.FIXED_ON_RESUME`):
+`kseg.config.resolve` refuses options that would change it, `check_trained_with` refuses a config.yaml edited
 since the checkpoint was written.
 """
 
@@ -22,8 +22,7 @@ import zipfile
 
 import numpy as np
 
-from kseg import runs
-from kseg.config import TrainConfig
+from kseg.config import FIXED_ON_RESUME, same_setting
 from kseg.errors import KsegError, is_disk_full
 from kseg.files import brief, one_line
 from kseg.outputs import writing
@@ -31,10 +30,6 @@ from kseg.training.distribution import resolve_precision
 from kseg.training.lock import sweep_temporaries
 
 STATE_MEMBER = "kseg_state.json"
-# Options a checkpoint's weights or optimizer state depend on, and the loss (with its class
-# weights) they were trained for: a resumed run goes on as an uninterrupted one would.
-FIXED_ON_RESUME = ("model", "data", "classes_file", "width", "optimizer", "mixed_precision",
-                   "learn_upsampling", "loss", "class_weights")  # fmt: skip
 
 
 def save_checkpoint(model, path, state=None):
@@ -133,35 +128,11 @@ def check_trained_with(config, state, num_classes, checkpoint, run_dir):
 
 
 def _same_setting(key, requested, saved):
-    """Whether a requested option equals the saved one, which config.yaml holds resolved
-    (auto precision as the mode used, median-frequency as the computed weights)."""
+    """Whether config.yaml's value equals the checkpoint's, `auto` precision resolved on
+    this machine (a config.yaml edited to auto)."""
     if key == "mixed_precision":
         return resolve_precision(requested) == resolve_precision(saved)
-    if key == "class_weights" and requested in ("median-frequency", "sqrt-median-frequency"):
-        return isinstance(saved, list)
-    return requested == saved
-
-
-def resume_config(run_dir, overrides=None):
-    """Reads the config of an existing run for `--resume`; `overrides` (e.g. epochs) win.
-
-    Args:
-        run_dir: str. A run directory written by `train`.
-        overrides: dict or None. Field values that replace the saved ones (None: keep).
-    """
-    path = runs.RunDir(run_dir).config
-    if not os.path.isfile(path):
-        raise KsegError(f"{run_dir}: cannot resume, no config.yaml (not a kseg run directory)")
-    saved = TrainConfig.from_yaml(path)
-    for key, value in (overrides or {}).items():
-        if key in FIXED_ON_RESUME and value is not None and not _same_setting(key, value, getattr(saved, key)):
-            raise KsegError(
-                f"--{key.replace('_', '-')}: cannot change on --resume (the run was trained with "
-                f"{key}={getattr(saved, key)!r}); start a new run, e.g. with --init-from {run_dir}"
-            )
-    # Options that cannot change were just found equal; the saved (resolved) values stay.
-    changes = {key: value for key, value in (overrides or {}).items() if key not in FIXED_ON_RESUME}
-    return saved.replace(**dict(changes, run_dir=os.fspath(run_dir)))
+    return same_setting(key, requested, saved)
 
 
 def load_checkpoint_weights(model, path, run_dir):

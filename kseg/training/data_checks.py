@@ -103,7 +103,7 @@ def check_dataset(config, spec):
 def _check_crop(config, report):
     """Warns when the training crop is larger than most training images (read by verify):
     they are padded with ignored pixels, which costs time and teaches nothing."""
-    crop = config.training_crop
+    crop = config.crop
     if not crop or not report.image_sizes:
         return
     height, width = crop

@@ -219,8 +219,6 @@ def _prepare(config, run_dir, write_dir, chief, resume):
     # The config written into the run holds what was actually used, so a resumed run (on
     # this or another machine) trains the same way.
     resolved = {"mixed_precision": PRECISION_MODES[policy]}
-    if config.crop is None and config.dataset_crop is not None:
-        resolved["crop"] = list(config.dataset_crop)
     class_weights = compute_class_weights(config, spec)  # also checks a given list's length
     if class_weights is not None:
         resolved["class_weights"] = class_weights
@@ -381,7 +379,7 @@ def _epoch_data(run, epoch):
     tf_data = default_engine() == "tf.data"
     extra = {} if tf_data else {"pad_to": run.strategy.num_replicas_in_sync}
     train_data = kseg.data.make_dataset(
-        run.spec, config.train_split, training=True, batch_size=config.batch_size, crop=config.training_crop,
+        run.spec, config.train_split, training=True, batch_size=config.batch_size, crop=config.crop,
         seed=_epoch_seed(config.seed, epoch), skip_bad=config.skip_bad, scale_range=tuple(config.scale),
         **extra,
     )  # fmt: skip

@@ -114,7 +114,7 @@ def check_batch(config, spec):
 
     dataset = kseg.data.make_dataset(
         spec, config.train_split, training=True, batch_size=min(config.batch_size, MAX_IMAGES),
-        crop=config.training_crop, seed=config.seed, scale_range=tuple(config.scale), skip_bad=config.skip_bad,
+        crop=config.crop, seed=config.seed, scale_range=tuple(config.scale), skip_bad=config.skip_bad,
     )  # fmt: skip
     if hasattr(dataset, "as_numpy_iterator"):  # tf.data
         images, masks = next(iter(dataset.take(1).as_numpy_iterator()))

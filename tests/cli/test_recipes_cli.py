@@ -50,13 +50,13 @@ def test_the_shipped_recipes_are_there_and_valid():
 def test_the_recipes_hold_what_they_promise():
     scratch = load_recipe("camvid-scratch").config()
     assert (scratch.model, scratch.data, scratch.weights, scratch.width) == ("fcn8s_vgg16bn", "camvid", "none", 0.125)
-    assert (scratch.batch_size, scratch.crop, scratch.optimizer, scratch.lr) == (4, [360, 480], "adam", 2e-3)
+    assert (scratch.batch_size, scratch.crop, scratch.optimizer, scratch.lr) == (4, (360, 480), "adam", 2e-3)
     assert (scratch.schedule, scratch.class_weights, scratch.seed) == ("poly", "sqrt-median-frequency", 0)
     assert (scratch.epochs, scratch.val_split) == (30, "none")
     paper = load_recipe("paper-voc").config()
     assert (paper.model, paper.data, paper.weights, paper.optimizer) == ("fcn8s", "voc", "imagenet", "sgd")
     assert (paper.momentum, paper.lr, paper.schedule) == (0.99, 1e-4, "constant")
-    assert (paper.weight_decay, paper.batch_size, paper.crop) == (5e-4, 1, "none")
+    assert (paper.weight_decay, paper.batch_size, paper.crop) == (5e-4, 1, None)
     assert "cannot express" in load_recipe("paper-voc").description
 
 
@@ -91,7 +91,7 @@ def test_the_camvid_recipe_is_the_benchmark_script_at_30_epochs(trained):
 def test_options_given_with_a_recipe_win(trained):
     config = train_config(trained, ["--recipe", "camvid-scratch", "--data-dir", "d", "--epochs", "2",
                                     "--lr", "0.01", "--crop", "none", "--no-precision-check"])
-    assert (config.epochs, config.lr, config.crop, config.precision_check) == (2, 0.01, "none", False)
+    assert (config.epochs, config.lr, config.crop, config.precision_check) == (2, 0.01, None, False)
     assert (config.model, config.width, config.class_weights) == ("fcn8s_vgg16bn", 0.125, "sqrt-median-frequency")
     assert config.data_dir == "d"
 
@@ -179,4 +179,4 @@ def test_listing_recipes_imports_neither_tensorflow_nor_keras():
 
 def test_the_folder_recipe_trains_a_users_folder_from_random_weights_at_the_images_size():
     config = load_recipe("folder-scratch").config()
-    assert config.data == "folder" and config.weights == "none" and config.training_crop is None
+    assert config.data == "folder" and config.weights == "none" and config.crop is None

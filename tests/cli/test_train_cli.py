@@ -167,10 +167,9 @@ def test_resume_keeps_the_loss_and_refuses_another(loss_run, caplog):
     result = CliRunner().invoke(cli, ["train", "--run-dir", run_dir, "--resume", "--epochs", "2", "--quiet",
                                       "--loss", "lovasz + 0.5*ce"])  # fmt: skip
     assert result.exit_code == 1 and "--loss: cannot change on --resume" in result.output  # order matters: a new sum
-    from kseg.config import parse_loss
-    from kseg.training import resume_config
+    from kseg.config import parse_loss, resolve
 
-    assert resume_config(run_dir, {"loss": parse_loss("0.5 * ce + 1.0*lovasz")}).loss == "0.5*ce+lovasz"
+    assert resolve({"loss": parse_loss("0.5 * ce + 1.0*lovasz")}, resume_dir=run_dir).loss == "0.5*ce+lovasz"
     result = CliRunner().invoke(cli, ["train", "--run-dir", run_dir, "--resume", "--epochs", "2", "--quiet"])
     assert result.exit_code == 0, result.output
     assert "replica(s), loss 0.5*ce+lovasz;" in caplog.text

@@ -26,7 +26,7 @@ from click.testing import CliRunner
 from kseg.cli.main import cli
 
 from kseg import runs
-from kseg.config import TrainConfig
+from kseg.config import TrainConfig, resolve
 from kseg.errors import KsegError
 from kseg.models.saving import load_model
 from kseg.training.lock import LOCK_NAME, RunLock, RunLockedError, is_temporary_name, sweep_temporaries
@@ -197,7 +197,7 @@ def test_sweep_removes_only_kseg_temporaries_everywhere(tmp_path):
 def test_second_train_refused_while_first_runs_and_sigkill_frees_the_lock(data, tmp_path):
     """The first run stops inside its write of log.csv (epoch 1 checkpointed) and is
     SIGKILLed there; meanwhile a second run (fresh or --resume) is refused."""
-    from kseg.training import read_checkpoint_state, resume_config, train
+    from kseg.training import read_checkpoint_state, train
 
     run_dir = str(tmp_path / "run")
     process = subprocess.Popen(
@@ -226,7 +226,7 @@ def test_second_train_refused_while_first_runs_and_sigkill_frees_the_lock(data, 
     assert temporaries and LOCK_NAME in os.listdir(run_dir)  # what the kill left
     (tmp_path / "run" / ".my-notes").write_text("mine")
 
-    train(resume_config(run_dir), resume=True, verbose=0)
+    train(resolve(resume_dir=run_dir), resume=True, verbose=0)
     assert read_checkpoint_state(runs.checkpoint_path(run_dir, runs.LAST))["epoch"] == 2
     left = os.listdir(run_dir)
     assert not [name for name in left if is_temporary_name(name)] and LOCK_NAME not in left
@@ -472,7 +472,7 @@ def test_sigterm_stops_the_wait_for_workers(data, tmp_path):
 
 
 def test_resume_after_config_yaml_was_edited_says_what_differs(finished_run, tmp_path):
-    from kseg.training import resume_config, train
+    from kseg.training import train
 
     run_dir = str(tmp_path / "edited")
     shutil.copytree(finished_run, run_dir)
@@ -482,12 +482,12 @@ def test_resume_after_config_yaml_was_edited_says_what_differs(finished_run, tmp
     with open(path, "w") as handle:
         yaml.safe_dump(values, handle)
     with pytest.raises(KsegError, match=r"config.yaml says width 0.125, the checkpoint .* with 0.0625") as error:
-        train(resume_config(run_dir), resume=True, verbose=0)
+        train(resolve(resume_dir=run_dir), resume=True, verbose=0)
     assert "\n" not in str(error.value) and len(str(error.value)) < 400
 
 
 def test_resume_of_an_older_checkpoint_that_does_not_fit_is_one_short_line(finished_run, tmp_path):
-    from kseg.training import STATE_MEMBER, resume_config, train
+    from kseg.training import STATE_MEMBER, train
 
     run_dir = str(tmp_path / "old")
     shutil.copytree(finished_run, run_dir)
@@ -508,14 +508,14 @@ def test_resume_of_an_older_checkpoint_that_does_not_fit_is_one_short_line(finis
     with open(path, "w") as handle:
         yaml.safe_dump(values, handle)
     with pytest.raises(KsegError, match="cannot resume from this checkpoint") as error:
-        train(resume_config(run_dir), resume=True, verbose=0)
+        train(resolve(resume_dir=run_dir), resume=True, verbose=0)
     assert "\n" not in str(error.value) and len(str(error.value)) < 500, str(error.value)
 
 
 def test_disk_full_while_checkpointing_stops_with_one_line(finished_run, tmp_path, monkeypatch):
     import keras
 
-    from kseg.training import read_checkpoint_state, resume_config, train
+    from kseg.training import read_checkpoint_state, train
 
     run_dir = str(tmp_path / "full")
     shutil.copytree(finished_run, run_dir)
@@ -528,7 +528,7 @@ def test_disk_full_while_checkpointing_stops_with_one_line(finished_run, tmp_pat
 
     monkeypatch.setattr(keras.Model, "save", no_space)
     with pytest.raises(KsegError) as error:
-        train(resume_config(run_dir, {"epochs": 2}), resume=True, verbose=0)
+        train(resolve({"epochs": 2}, resume_dir=run_dir), resume=True, verbose=0)
     message = str(error.value)
     assert "no space left on device" in message and ".keras" in message and "epoch 1 are kept" in message
     assert "\n" not in message
