@@ -63,7 +63,7 @@ def random_image(seed=0):
 def bench_model(name, args):
     import tensorflow as tf
 
-    from kseg.export import ExportedModel, tflite_bytes
+    from kseg.exporting import ExportedModel, tflite_bytes
     from kseg.models import create_model
     from kseg.models.inference import cpu_has_bf16, inference_model
 

@@ -170,7 +170,7 @@ def bf16_agreement(args):
     from kseg.images import read_image
     from kseg.models.inference import inference_model
     from kseg.models.saving import load_model
-    from kseg.predict import predict_logits
+    from kseg.prediction import predict_logits
     from kseg.runs import resolve_model_path
 
     path, _ = resolve_model_path(args.agreement_model)
@@ -294,7 +294,7 @@ def bench_memory(args, context):
 
 
 def bench_tflite(args, context):
-    from kseg.export import ExportedModel, tflite_bytes
+    from kseg.exporting import ExportedModel, tflite_bytes
 
     model = context.setdefault("fcn8s", build_fcn8s())
     height, width = 512, 1024

@@ -4,7 +4,6 @@ import click
 from kseg.cli.params import Number
 
 from kseg.data.registry import DATASET_NAMES as DATASETS  # no TensorFlow import
-from kseg.errors import KsegError
 
 
 @click.command()
@@ -67,57 +66,13 @@ def evaluate(model, predictions_dir, data, data_dir, classes_file, split, batch_
       kseg evaluate runs/fcn8s-camvid-.../export/best_int8.tflite --data camvid --data-dir data/camvid
       kseg evaluate --predictions out/labels --data cityscapes --data-dir data/cityscapes
     """
-    from kseg.data import get_dataset_spec
-    from kseg.evaluation import (
-        check_evaluate_outputs,
-        default_output_paths,
-        evaluate_model,
-        evaluate_predictions,
-        write_reports,
-    )
-    from kseg.exported import choose_model
+    from kseg.evaluation import EvaluateOptions
+    from kseg.evaluation import evaluate as evaluate_model
 
-    if predictions_dir and model:
-        raise KsegError("give either MODEL or --predictions DIR, not both")
-    spec = get_dataset_spec(data, data_dir, classes_file)
-    run_dir = model_path = chosen = exported = None
-    if not predictions_dir:
-        chosen, exported = choose_model(model, option="MODEL or --predictions DIR")
-        model_path, run_dir = chosen.path, chosen.run_dir
-        if chosen.note:
-            click.echo(chosen.note, err=True)
-        if exported and precision != "fp32":
-            raise KsegError(f"--precision {precision} applies to Keras models; {model_path} computes in the "
-                            "precision it was exported in")  # fmt: skip
-    # the shipped model's folder is kseg's own, and a run's metrics file is its .keras
-    # model's: their metrics are written only with --out
-    default_dir = chosen.output_dir if chosen and not exported else None
-    out, confusion_png = default_output_paths(split, default_dir, out, confusion_png)
-    if sheet_png and predictions_dir:
-        raise KsegError("--sheet needs a MODEL: it shows the model's predictions beside the images")
-    checked = check_evaluate_outputs(out, confusion_png, spec, split, model_path, run_dir,
-                                     classes_file, predictions_dir, sheet_png)
-    if predictions_dir:
-        result = evaluate_predictions(predictions_dir, spec, split, label_format=label_format)
-    else:
-        from kseg.models.inference import slow_precision_warning
-
-        scored = model_path
-        if exported:
-            from kseg.exported import ExportedPredictor
-
-            scored = ExportedPredictor(model_path, exported, fit=fit)
-            click.echo(f"model: {scored.describe()}", err=True)
-        else:
-            click.echo(f"model: {model_path} (computed in {precision})", err=True)
-            warning = slow_precision_warning(precision)
-            if warning:
-                click.echo(f"warning: {warning}", err=True)
-        result = evaluate_model(
-            scored, spec, split, batch_size=batch_size, max_images=max_images, unsafe=unsafe,
-            examples=sheet_images if sheet_png else 0, precision=precision,
-        )
+    options = EvaluateOptions(predictions_dir, classes_file, batch_size, max_images, label_format, out,
+                              confusion_png, sheet_png, sheet_images, precision, fit, unsafe)  # fmt: skip
+    result = evaluate_model(model, data=data, data_dir=data_dir, split=split, options=options)
     for line in result.report_lines():
         click.echo(line)
-    for what, path in write_reports(result, out, confusion_png, sheet_png, checked):
+    for what, path in result.written:
         click.echo(f"{what}: {path}")

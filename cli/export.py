@@ -72,7 +72,7 @@ def export(model_path, export_format, out, force, quantize, calibration_data, da
       kseg export model.keras --format onnx --out model.onnx --check
     """
     from kseg.errors import KsegError
-    from kseg.export import (
+    from kseg.exporting import (
         DEFAULT_TFLITE_SIZE,
         ExportedModel,
         check_destination,

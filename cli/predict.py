@@ -13,30 +13,10 @@ For each image it writes into --out (names keep an input folder's subfolders):
 import click
 from kseg.cli.params import Number, Size
 
-OUTPUTS = ("labels", "color", "overlay", "cityscapes-ids")
-
-
-def parse_formats(text):
-    """Parses --format "labels,color,overlay" into a tuple of known output kinds."""
-    from kseg.errors import KsegError
-
-    formats = tuple(dict.fromkeys(item.strip().lower() for item in text.split(",") if item.strip()))
-    unknown = [item for item in formats if item not in OUTPUTS]
-    if unknown or not formats:
-        raise KsegError(
-            f"--format {text!r}: unknown output {', '.join(unknown) or '(none)'}; choose from "
-            f"{', '.join(OUTPUTS)}"
-        )
-    if "labels" in formats and "cityscapes-ids" in formats:
-        raise KsegError(
-            "--format: labels and cityscapes-ids are both written as <stem>.png; choose one"
-        )
-    return formats
-
 
 def _tta_callback(ctx, param, value):
     from kseg.errors import KsegError
-    from kseg.predict import parse_tta
+    from kseg.prediction import parse_tta
 
     try:
         return parse_tta(value)
@@ -101,51 +81,10 @@ def predict(inputs, model_path, out_dir, formats, tile, overlap, blend, tta, fit
     says; docs/exported-files.md has the details.
     """
     from kseg.errors import KsegError
-    from kseg.exported import choose_model
-    from kseg.predict import PredictCounts, collect_images, load_predictor, plan_outputs, predict_files
+    from kseg.prediction import PredictOptions, parse_formats
+    from kseg.prediction import predict as predict_images
 
-    formats = parse_formats(formats)
-    if tile:
-        from kseg.predict import validate_tiling
-
-        validate_tiling(tile, overlap, blend)
-    items, problems = collect_images(inputs)
-    plan = plan_outputs(items, inputs, out_dir, formats) if items else None  # before the model loads
-    problems += plan.skipped if plan else []
-    if not (plan and plan.outputs) and len(problems) == 1:
-        raise KsegError(problems[0])  # one input, one line
-    for problem in problems:
-        click.echo(f"error: {problem}", err=True)
-    if not (plan and plan.outputs):
-        raise KsegError("no images to predict")
-
-    chosen, exported = choose_model(model_path)
-    path, run_dir = chosen.path, chosen.run_dir
-    if chosen.note:
-        click.echo(chosen.note, err=True)
-    if exported:
-        from kseg.exported import load_exported_predictor
-
-        if precision != "fp32":
-            raise KsegError(f"--precision {precision} applies to Keras models; {path} computes in the "
-                            "precision it was exported in")  # fmt: skip
-        model, num_classes, palette, names, warnings = load_exported_predictor(path, formats, exported, fit)
-        click.echo(f"model: {model.describe()}", err=True)
-    else:
-        model, num_classes, palette, names, warnings = load_predictor(path, run_dir, formats, precision,
-                                                                      unsafe)
-    for warning in warnings:
-        click.echo(f"warning: {warning}", err=True)
-    counts = PredictCounts(failed=len(problems))
-    done = f"wrote predictions of {{}} image(s) to {out_dir}"
-    try:
-        predict_files(model, plan, num_classes, palette, tile, overlap, blend, tta, alpha,
-                      model_path=path, counts=counts, class_names=names)
-    except KsegError:
-        click.echo(done.format(counts.written), err=True)
-        raise
-    click.echo(done.format(counts.written), err=True)
-    if plan.legend and counts.written:
-        click.echo(f"class colours: {plan.legend}", err=True)
+    options = PredictOptions(parse_formats(formats), tile, overlap, blend, tta, fit, alpha, precision, unsafe)
+    counts = predict_images(inputs, model_path, out_dir, options)
     if counts.failed:
         raise KsegError(f"{counts.failed} input(s) failed (see the messages above)")

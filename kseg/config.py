@@ -459,8 +459,14 @@ class TrainConfig(RuntimeSettings, OptimizationSettings, DataSettings, ModelSett
                 (a training recipe's name, version, description and results, see
                 `kseg.recipes`) is skipped, so a recipe file is a config file too.
             overrides: dict or None. Values that win over the file, e.g. from CLI options.
+                The file is checked whole first: a bad value there is refused even when
+                an override replaces it. The crop is decided after the overrides (a
+                changed `data` brings its own default crop).
         """
-        return cls.from_dict(dict(read_settings(path), **_given(overrides)), source=os.fspath(path))
+        settings = read_settings(path)
+        config = cls.from_dict(settings, source=os.fspath(path))
+        overrides = _given(overrides)
+        return cls.from_dict(dict(settings, **overrides), source=os.fspath(path)) if overrides else config
 
     def replace(self, **overrides):
         """Returns a copy with the given settings changed (and checked); None values leave

@@ -55,6 +55,8 @@ class EvaluationResult:
             PNGs and exported files.
         examples: list of (image, ground truth, prediction) arrays kept for a contact
             sheet (`evaluate_model(examples=N)`).
+        written: list of (what, path). The reports `evaluate` wrote, e.g.
+            [("metrics", "m.json")].
     """
 
     confusion: np.ndarray
@@ -66,6 +68,7 @@ class EvaluationResult:
     palette: tuple = ()
     precision: str = ""
     examples: list = dataclasses.field(default_factory=list, repr=False)
+    written: list = dataclasses.field(default_factory=list)
 
     @property
     def scores(self):
@@ -547,7 +550,7 @@ def check_evaluate_outputs(out, confusion_png, spec, split, model_path=None, run
 def contact_sheet_png(result, path):
     """PNG bytes of image | ground truth | prediction for `result.examples`, one row each,
     with the legend of the classes that appear in them (`path`: where it goes, for messages)."""
-    from kseg.predict import encode_png
+    from kseg.prediction import encode_png
     from kseg.visualize import colorize, contact_sheet, legend, palette_from_classes
 
     if not result.examples:
@@ -616,3 +619,100 @@ def write_reports(result, out=None, confusion_png=None, sheet_png=None, checked=
         if checked is not None:
             checked.finish()
     return written
+
+
+@dataclasses.dataclass(frozen=True)
+class EvaluateOptions:
+    """What `evaluate` scores and writes besides the model and the split; each field is the
+    `kseg evaluate` option of its name (`kseg evaluate --help`).
+
+    Args:
+        predictions: str or None. Score the label-map PNGs of this folder instead of a model.
+        classes_file: str or None. Classes file of a folder/synthetic dataset.
+        batch_size: int. Images per forward pass.
+        max_images: int or None. Score only the first N images.
+        label_format: str. With `predictions` on Cityscapes: "auto", "train-ids", "label-ids".
+        out, confusion_png, sheet: str or None. Where the metrics JSON, the confusion-matrix
+            image and the contact sheet go (a run's model: RUN_DIR/metrics-SPLIT.json and the
+            confusion matrix beside it by default).
+        sheet_images: int. Images on the contact sheet.
+        precision: str. "fp32" or "bf16": what a Keras model computes in.
+        fit: str. An export of a fixed size on other sizes: "resize" or "tile".
+        unsafe: bool. Allow Keras models containing code (trusted files only).
+    """
+
+    predictions: str = None
+    classes_file: str = None
+    batch_size: int = 1
+    max_images: int = None
+    label_format: str = "auto"
+    out: str = None
+    confusion_png: str = None
+    sheet: str = None
+    sheet_images: int = 6
+    precision: str = "fp32"
+    fit: str = "resize"
+    unsafe: bool = False
+
+
+def evaluate(model=None, *, data, data_dir=None, split="val", options=None):
+    """Scores a model (or label maps already written) on a dataset split and writes the
+    reports: what `kseg evaluate` does.
+
+    Args:
+        model: str or None. A run folder, a .keras file or an export (.tflite, .onnx, a
+            SavedModel folder); None with no `options.predictions`: the latest run under
+            ./runs, else the model kseg ships (`kseg.exported.choose_model` says which).
+        data: str. The dataset holding the ground truth (`kseg.data.DATASET_NAMES`).
+        data_dir: str or None. Its root folder.
+        split: str. The split scored.
+        options: EvaluateOptions or None (the defaults).
+
+    Returns:
+        EvaluationResult. Its `written` lists the reports written.
+    """
+    from kseg.data import get_dataset_spec
+    from kseg.exported import ExportedPredictor, choose_model
+    from kseg.models.inference import slow_precision_warning
+    from kseg.progress import write
+
+    options = EvaluateOptions() if options is None else options
+    if options.predictions and model:
+        raise KsegError("give either MODEL or --predictions DIR, not both")
+    if options.sheet and options.predictions:
+        raise KsegError("--sheet needs a MODEL: it shows the model's predictions beside the images")
+    spec = get_dataset_spec(data, data_dir, options.classes_file)
+    chosen = exported = None
+    if not options.predictions:
+        chosen, exported = choose_model(model, option="MODEL or --predictions DIR")
+        if chosen.note:
+            write(chosen.note)
+        if exported and options.precision != "fp32":
+            raise KsegError(f"--precision {options.precision} applies to Keras models; {chosen.path} computes "
+                            "in the precision it was exported in")  # fmt: skip
+    # the shipped model's folder is kseg's own, and a run's metrics file is its .keras
+    # model's: their metrics are written only with --out
+    default_dir = chosen.output_dir if chosen and not exported else None
+    out, confusion_png = default_output_paths(split, default_dir, options.out, options.confusion_png)
+    checked = check_evaluate_outputs(out, confusion_png, spec, split, chosen and chosen.path,
+                                     chosen and chosen.run_dir, options.classes_file, options.predictions,
+                                     options.sheet)  # fmt: skip
+    if options.predictions:
+        result = evaluate_predictions(options.predictions, spec, split, label_format=options.label_format)
+    else:
+        scored = chosen.path
+        if exported:
+            scored = ExportedPredictor(chosen.path, exported, fit=options.fit)
+            write(f"model: {scored.describe()}")
+        else:
+            write(f"model: {chosen.path} (computed in {options.precision})")
+            warning = slow_precision_warning(options.precision)
+            if warning:
+                write(f"warning: {warning}")
+        result = evaluate_model(
+            scored, spec, split, batch_size=options.batch_size, max_images=options.max_images,
+            unsafe=options.unsafe, examples=options.sheet_images if options.sheet else 0,
+            precision=options.precision,
+        )  # fmt: skip
+    result.written = write_reports(result, out, confusion_png, options.sheet, checked)
+    return result

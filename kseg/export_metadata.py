@@ -286,7 +286,7 @@ def tflite_with_metadata(content, description, mediapipe=True):
 def onnx_with_metadata(path, description):
     """Returns the ONNX model at `path` with its dynamic dimensions named (batch, height,
     width, on inputs and outputs) and `description` in its metadata_props; the caller
-    saves it (`kseg.export.write_onnx`, into the temporary export_model gives)."""
+    saves it (`kseg.exporting.write_onnx`, into the temporary export_model gives)."""
     import onnx
 
     model = onnx.load(path)

@@ -4,7 +4,7 @@ SavedModel folder, a `.tflite` or an `.onnx` file written by `kseg export`.
 `ExportedPredictor` puts an export behind the one call kseg's evaluation and prediction
 make on a Keras model, `predict_on_batch(images) -> logits`, so the same metrics, tables,
 tiling, test-time augmentation and writers serve both. The file itself is run by
-`kseg.export.ExportedModel` (the reader `kseg export --check` uses), which knows the
+`kseg.exporting.ExportedModel` (the reader `kseg export --check` uses), which knows the
 export's input type and which output holds the logits; nothing here depends on output
 names.
 
@@ -20,7 +20,7 @@ file) takes images of that size only; other sizes are fitted to it (`FITS`):
   calibration images were) and the logits back to the image's size (bilinear) before the
   arg-max. This is what MediaPipe's ImageSegmenter does, so the scores are those a phone
   client gets.
-- "tile": the image is cut into tiles of the file's size (`kseg.predict.iter_tiled_logits`,
+- "tile": the image is cut into tiles of the file's size (`kseg.prediction.iter_tiled_logits`,
   centre blend); a tile (or image) smaller than the file's size is padded by reflection
   and its logits cropped. Every pixel is seen at its own scale, as by the Keras model,
   so the scores measure the export (its quantization) rather than the resizing.
@@ -76,7 +76,7 @@ class ExportedPredictor:
 
     Args:
         path: str. A SavedModel folder, `.tflite` or `.onnx` file.
-        format: str or None. One of kseg.export.FORMATS; from the path when None.
+        format: str or None. One of kseg.exporting.FORMATS; from the path when None.
         threads: int or None. CPU threads for TFLite; None lets LiteRT choose.
         fit: str. How a fixed-size file takes an image of another size: one of FITS
             (see the module docstring).
@@ -93,7 +93,7 @@ class ExportedPredictor:
     """
 
     def __init__(self, path, format=None, threads=None, fit="resize"):
-        from kseg.export import ExportedModel
+        from kseg.exporting import ExportedModel
 
         if fit not in FITS:
             raise KsegError(f"--fit: expected one of {', '.join(FITS)}. Received: {fit!r}")
@@ -153,7 +153,7 @@ class ExportedPredictor:
 
     def logits(self, image):
         """Logits (H, W, C) of one RGB image (H, W, 3), resized through a fixed input size."""
-        from kseg.predict import resize
+        from kseg.prediction import resize
 
         image = np.asarray(image)
         if image.dtype != np.uint8:  # tf.data batches may be float; values are whole 0..255
@@ -165,7 +165,7 @@ class ExportedPredictor:
             return resize(self._run(resize(image, self.input_size)), size)
         if size[0] <= self.input_size[0] and size[1] <= self.input_size[1]:
             return self._padded(image)
-        from kseg.predict import tiled_logits
+        from kseg.prediction import tiled_logits
 
         overlap = min(TILE_OVERLAP, min(self.input_size) // 4)
         return tiled_logits(_Padding(self), image, self.input_size, overlap)
@@ -315,12 +315,12 @@ def check_dataset_classes(predictor, spec):
 
 
 def load_exported_predictor(path, formats=(), format=None, fit="resize"):
-    """`kseg.predict.load_predictor` for an exported file (`fit`: see ExportedPredictor).
+    """`kseg.prediction.load_predictor` for an exported file (`fit`: see ExportedPredictor).
 
     Returns:
-        tuple. (ExportedPredictor, num_classes, palette, class names, warnings).
+        kseg.prediction.Predictor. Its model is an `ExportedPredictor`.
     """
-    from kseg.predict import check_output_formats
+    from kseg.prediction import Predictor, check_output_formats
     from kseg.visualize import class_names_from_classes, palette_from_classes
 
     predictor = ExportedPredictor(path, format, fit=fit)
@@ -332,4 +332,4 @@ def load_exported_predictor(path, formats=(), format=None, fit="resize"):
                         f"{predictor.num_classes - 1}, in default colours")  # fmt: skip
     palette = palette_from_classes(classes, predictor.num_classes)
     names = class_names_from_classes(classes, predictor.num_classes)
-    return predictor, predictor.num_classes, palette, names, warnings
+    return Predictor(predictor, predictor.num_classes, palette, names, path, warnings)

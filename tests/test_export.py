@@ -1,4 +1,4 @@
-"""Exports reload and equal the Keras model (kseg/export.py)."""
+"""Exports reload and equal the Keras model (kseg/exporting.py)."""
 
 import os
 import subprocess
@@ -9,7 +9,7 @@ import pytest
 from conftest import randomize_weights
 
 from kseg.errors import KsegError
-from kseg.export import (
+from kseg.exporting import (
     ExportedModel,
     check_export,
     default_output_path,
@@ -64,7 +64,7 @@ def test_savedmodel_signature_takes_any_size_and_equals_keras(model, tmp_path):
 def test_models_with_a_one_element_output_list_export_and_others_are_refused(model):
     import keras
 
-    from kseg.export import serving_model
+    from kseg.exporting import serving_model
 
     listed = keras.Model(model.input, [model.output])
     assert set(serving_model(listed).output) == {"logits", "classes"}
@@ -218,7 +218,7 @@ def test_calibration_images_from_a_dataset_name(tmp_path):
 
 
 def test_kseg_exports_are_recognised_and_a_failed_verify_keeps_the_previous(model, tmp_path):
-    from kseg.export import MARKER, check_destination
+    from kseg.exporting import MARKER, check_destination
 
     with check_destination(tmp_path / "saved", "savedmodel", str(tmp_path / "m.keras")):
         out = export_model(model, tmp_path / "saved", "savedmodel")
@@ -250,7 +250,7 @@ def test_a_float_export_may_differ_at_a_few_pixels_if_the_classes_agree():
     """SegNet's unpooling moves a value by a pixel where rounding swaps two almost equal
     values of a pooling window: up to 1% of the pixels may be off if the classes agree on
     99.9% of them; a NaN never passes."""
-    from kseg.export import Parity, parity_problem
+    from kseg.exporting import Parity, parity_problem
 
     assert parity_problem(Parity(1e-4, 0.5, 2, 1.0), "x.tflite") is None  # all within: near-ties may flip
     assert parity_problem(Parity(0.2, 0.9996, 2, 1.0, off_pixels=0.0052), "x.tflite") is None
@@ -265,8 +265,8 @@ def test_a_float_export_may_differ_at_a_few_pixels_if_the_classes_agree():
 def test_the_check_counts_the_pixels_whose_logits_differ():
     import keras
 
-    from kseg.export import check_export
-    from kseg.predict import predict_logits
+    from kseg.exporting import check_export
+    from kseg.prediction import predict_logits
 
     class Shifted:
         """An 'export' whose logits are the Keras model's, but 5 higher at `count` pixels."""

@@ -10,8 +10,8 @@ import pytest
 from conftest import randomize_weights
 
 from kseg.errors import KsegError
-from kseg.export import ExportedModel, export_model
 from kseg.export_metadata import KSEG_FILE, read_metadata
+from kseg.exporting import ExportedModel, export_model
 
 pytestmark = pytest.mark.filterwarnings("ignore::UserWarning", "ignore::FutureWarning")
 

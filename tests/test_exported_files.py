@@ -48,7 +48,7 @@ def run(tmp_path_factory, spec):
     Returns:
         tuple. (run directory, {export name: path}, the Keras model).
     """
-    from kseg.export import export_model, sample_images
+    from kseg.exporting import export_model, sample_images
     from kseg.models import create_model
     from kseg.runs import write_classes
 
@@ -196,7 +196,7 @@ def test_evaluate_takes_an_exported_predictor_and_equals_the_keras_confusion(run
 def test_evaluate_resizes_through_a_fixed_size_file(run, spec):
     """Synthetic images are 32x40; the file takes 48x64: its logits are resized back."""
     from kseg.evaluation import evaluate_model
-    from kseg.predict import predict_logits, resize
+    from kseg.prediction import predict_logits, resize
 
     _, exports, model = run
     fixed = ExportedPredictor(exports["fixed"])
@@ -217,7 +217,7 @@ def test_tiling_a_fixed_size_file_pads_small_images_and_tiles_large_ones(run, sp
     a larger image goes in tiles of 48x64."""
     import cv2
 
-    from kseg.predict import predict_logits
+    from kseg.prediction import predict_logits
 
     _, exports, model = run
     tiled = ExportedPredictor(exports["fixed"], fit="tile")
@@ -330,7 +330,7 @@ def test_predict_with_a_lone_int8_file_names_classes_by_number(run, images, tmp_
 
 
 def test_predict_with_a_fixed_size_file_resizes_and_tiles(run, images, tmp_path):
-    from kseg.predict import predict_logits, resize
+    from kseg.prediction import predict_logits, resize
 
     _, exports, model = run
     predict(exports["fixed"], images, tmp_path / "whole")
@@ -348,13 +348,13 @@ def test_predict_with_a_fixed_size_file_resizes_and_tiles(run, images, tmp_path)
 
 
 def test_names_inside_an_export_name_its_classes_without_a_classes_json(run, tmp_path):
-    from kseg.export import export_model
     from kseg.exported import load_exported_predictor
+    from kseg.exporting import export_model
 
     _, _, model = run
     classes = {"class_names": [f"kind {index}" for index in range(6)],
                "palette": [[index * 40, 0, 255 - index * 40] for index in range(6)]}  # fmt: skip
     out = export_model(model, tmp_path / "lone" / "saved", "savedmodel", classes=classes)
-    predictor, num_classes, palette, names, warnings = load_exported_predictor(out)
-    assert names == classes["class_names"] and not warnings
-    np.testing.assert_array_equal(palette, classes["palette"])
+    predictor = load_exported_predictor(out)
+    assert predictor.class_names == classes["class_names"] and not predictor.warnings
+    np.testing.assert_array_equal(predictor.palette, classes["palette"])

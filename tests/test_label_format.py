@@ -13,7 +13,7 @@ from kseg.errors import KsegError
 from kseg.evaluation import evaluate_predictions
 from kseg.images import read_mask, write_png
 from kseg.label_maps import CITYSCAPES_IDS, TRAIN_IDS, declared_format, label_map_text
-from kseg.predict import encode_png
+from kseg.prediction import encode_png
 
 STEM = "frankfurt_000000_000294"
 ROAD_LABEL_ID = 7  # train id 0; as a train id, 7 is "traffic sign"

@@ -10,7 +10,7 @@ import pytest
 from conftest import randomize_weights
 from mediapipe.tasks.python import vision  # a test dependency (setup.py): never skipped
 
-from kseg.export import export_model, sample_images
+from kseg.exporting import export_model, sample_images
 
 pytestmark = pytest.mark.filterwarnings("ignore::UserWarning", "ignore::FutureWarning")
 
@@ -33,7 +33,7 @@ def image():
 
 
 def kseg_classes(model, image):
-    from kseg.predict import predict_logits
+    from kseg.prediction import predict_logits
 
     return predict_logits(model, image).argmax(-1)
 

@@ -185,9 +185,9 @@ SAFE_BLOCKS = {"writing", "scratch_beside", "TemporaryDirectory", "check", "Outp
 # Functions whose writes are safe for a reason the AST cannot see, with the reason.
 SAFE_FUNCTIONS = {
     ("kseg/evaluation.py", "plot_confusion_matrix"): "writes the temporary write_together gives it",
-    ("kseg/export.py", "write_savedmodel"): "writes the temporary folder export_model's `writing` gives it",
-    ("kseg/export.py", "write_onnx"): "writes the temporary export_model's `writing` gives it",
-    ("kseg/export.py", "_convert"): "writes into tflite_bytes' scratch folder",
+    ("kseg/exporting.py", "write_savedmodel"): "writes the temporary folder export_model's `writing` gives it",
+    ("kseg/exporting.py", "write_onnx"): "writes the temporary export_model's `writing` gives it",
+    ("kseg/exporting.py", "_convert"): "writes into tflite_bytes' scratch folder",
     ("kseg/data/synthetic.py", "_write_png_plain"): "writes into the temporary dataset folder",
     ("kseg/outputs.py", "bytes_writer"): "writes the temporary write_together gives it",
     ("kseg/label_maps.py", "encode_png_with_text"): "saves into an in-memory buffer",

@@ -1,4 +1,4 @@
-"""Whole-image, tiled and test-time-augmented inference (kseg/predict.py)."""
+"""Whole-image, tiled and test-time-augmented inference (kseg/prediction.py)."""
 
 import keras
 import numpy as np
@@ -6,7 +6,7 @@ import pytest
 from conftest import randomize_weights
 
 from kseg.errors import KsegError
-from kseg.predict import (
+from kseg.prediction import (
     TTA,
     collect_images,
     iter_tiled_logits,
@@ -106,7 +106,7 @@ def test_flip_tta_averages_flipped_logits(image):
 
 
 def test_scale_tta_averages_the_rescaled_logits_and_unit_scale_is_identity(fcn, image):
-    from kseg.predict import resize
+    from kseg.prediction import resize
 
     logits = predict_logits(fcn, image, TTA(scales=(0.5, 1.0, 1.5)))
     assert logits.shape == (45, 70, 3)

@@ -25,7 +25,7 @@ def parity(output):
 
 
 def test_export_tflite_with_check_from_a_run(run_dir, tmp_path):
-    from kseg.export import sample_images
+    from kseg.exporting import sample_images
 
     folder = tmp_path / "images"
     for index, image in enumerate(sample_images(3, seed=4)):
@@ -42,7 +42,7 @@ def test_export_tflite_with_check_from_a_run(run_dir, tmp_path):
 
 
 def test_export_int8_with_calibration_folder_and_fixed_size(run_dir, tmp_path):
-    from kseg.export import sample_images
+    from kseg.exporting import sample_images
 
     folder = tmp_path / "calibration"
     for index, image in enumerate(sample_images(6, seed=5)):
@@ -84,7 +84,7 @@ def test_export_option_errors(run_dir, tmp_path):
 def test_default_tflite_is_mediapipe_ready_with_the_run_classes(tmp_path):
     from ai_edge_litert.interpreter import Interpreter
 
-    from kseg.export import ExportedModel
+    from kseg.exporting import ExportedModel
 
     names, palette = ["road", "car", "sky"], [[128, 64, 128], [0, 0, 142], [70, 130, 180]]
     run = tiny_run_dir(tmp_path, "fcn8s", classes=("toy", names, palette))
@@ -101,7 +101,7 @@ def test_default_tflite_is_mediapipe_ready_with_the_run_classes(tmp_path):
 
 
 def test_no_mediapipe_tflite_takes_any_size_and_names_classes_without_classes_json(run_dir, tmp_path):
-    from kseg.export import ExportedModel
+    from kseg.exporting import ExportedModel
 
     out = tmp_path / "any.tflite"
     result = CliRunner().invoke(cli, ["export", str(run_dir), "--format", "tflite", "--no-mediapipe",

@@ -204,12 +204,12 @@ def test_predict_writes_a_class_legend_beside_the_colour_maps(run_dir, tmp_path)
 
 
 def test_a_legend_that_cannot_be_written_stops_predict_naming_the_legend(run_dir, tmp_path, monkeypatch):
-    import kseg.predict
+    import kseg.prediction
 
     def unwritable(path, class_names, palette):
         raise PermissionError(13, "Permission denied")
 
-    monkeypatch.setattr(kseg.predict, "write_legend", unwritable)
+    monkeypatch.setattr(kseg.prediction, "write_legend", unwritable)
     rng = np.random.default_rng(5)
     (tmp_path / "images").mkdir()
     for name in ("a", "b"):

@@ -375,7 +375,7 @@ def test_build_model_passes_only_the_options_a_builder_takes():
      pytest.param("deeplabv3_resnet50", marks=pytest.mark.slow)],
 )  # fmt: skip
 def test_tflite_float_export_equals_keras_at_any_size(name, tmp_path):
-    from kseg.export import ExportedModel, check_export, export_model, sample_images
+    from kseg.exporting import ExportedModel, check_export, export_model, sample_images
 
     model = small_model(name)
     out = export_model(model, tmp_path / "model.tflite", "tflite", mediapipe=False)
@@ -399,7 +399,7 @@ ANY_SIZE_EXPORTS = (
 @pytest.mark.slow
 @pytest.mark.parametrize("export_format,filename,name", ANY_SIZE_EXPORTS)
 def test_savedmodel_and_onnx_exports_equal_keras_at_any_size(export_format, filename, name, tmp_path):
-    from kseg.export import ExportedModel, check_export, export_model, sample_images
+    from kseg.exporting import ExportedModel, check_export, export_model, sample_images
 
     model = small_model(name)
     out = export_model(model, tmp_path / filename, export_format)
@@ -464,7 +464,7 @@ def test_backbone_models_predict_the_same_under_jax(tmp_path):
 def test_tflite_int8_export_is_full_integer(tmp_path):
     from ai_edge_litert.interpreter import Interpreter
 
-    from kseg.export import ExportedModel, check_export, export_model, sample_images
+    from kseg.exporting import ExportedModel, check_export, export_model, sample_images
 
     model = small_model("lraspp_mobilenetv3small")
     calibration = sample_images(6, sizes=((64, 96),), seed=7)

@@ -57,7 +57,7 @@ def test_mobilenet_variant_converts_to_a_full_integer_tflite_file_that_runs(tmp_
     from ai_edge_litert.interpreter import Interpreter
     from test_backbones import perturb
 
-    from kseg.export import ExportedModel, check_export, export_model, sample_images
+    from kseg.exporting import ExportedModel, check_export, export_model, sample_images
 
     model = perturb(create_model("deeplabv3plus_mobilenetv3large", num_classes=3, weights=None, width=0.35))
     calibration = sample_images(4, sizes=((64, 96),), seed=7)

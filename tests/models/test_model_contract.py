@@ -235,7 +235,7 @@ def test_exported_presets_are_registered():
 @pytest.mark.parametrize("export_format", ["tflite", "onnx"])
 @pytest.mark.parametrize("name", EXPORTED)
 def test_exports_agree_with_keras_at_an_odd_size(name, export_format, tmp_path):
-    from kseg.export import ExportedModel, check_export, export_model, sample_images
+    from kseg.exporting import ExportedModel, check_export, export_model, sample_images
 
     model = small_model(name)
     # any size: the TFLite file without MediaPipe's fixed input

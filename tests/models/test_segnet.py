@@ -147,7 +147,7 @@ EXPORTS = (("tflite", "model.tflite"), ("onnx", "model.onnx"), ("savedmodel", "s
 def test_segnet_exports_agree_with_keras(export_format, filename, tmp_path):
     """Unpooling converts to builtins (TFLite has no arg-max pooling) and agrees with the
     Keras model on >= 99.9% of the pixels at an odd size and a multiple of 32."""
-    from kseg.export import ExportedModel, check_export, export_model, sample_images
+    from kseg.exporting import ExportedModel, check_export, export_model, sample_images
 
     model = small_segnet(2)
     # any size: the TFLite file without MediaPipe's fixed input

@@ -301,7 +301,7 @@ def test_the_tflite_temporary_savedmodel_is_hidden_beside_the_output_and_removed
         tmp_path, monkeypatch):
     import tensorflow as tf
 
-    from kseg.export import tflite_bytes
+    from kseg.exporting import tflite_bytes
     from kseg.models import create_model
 
     model = create_model("fcn32s", num_classes=3, weights=None, width=0.0625)
@@ -396,7 +396,7 @@ def test_overflowing_logits_stop_predict_once_and_evaluate_and_export_check(dama
 
 
 def test_export_check_fails_when_the_export_returns_nan(run_dir, tmp_path, monkeypatch):
-    from kseg.export import ExportedModel, Parity, check_export, parity_problem
+    from kseg.exporting import ExportedModel, Parity, check_export, parity_problem
 
     class Broken:
         input_size, name = None, "broken.tflite"

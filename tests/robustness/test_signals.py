@@ -95,7 +95,7 @@ def test_sigterm_while_predict_writes(run_dir, tmp_path):
 def test_sigterm_during_tflite_conversion_removes_the_temporary_savedmodel(run_dir, tmp_path):
     out = tmp_path / "exports" / "model.tflite"
     status, output, _ = run_until_paused(
-        "after", "kseg.export:write_savedmodel",
+        "after", "kseg.exporting:write_savedmodel",
         ["export", run_dir, "--format", "tflite", "--out", str(out)], tmp_path)
     assert_interrupted(status, output)
     assert not out.exists()

@@ -28,8 +28,9 @@ import os
 import cv2
 import numpy as np
 
-from kseg.errors import KsegError
+from kseg.errors import DiskFullError, KsegError
 from kseg.images import IMAGE_EXTENSIONS, list_image_files
+from kseg.progress import progress, write
 from kseg.validation import check_number
 
 BLENDS = ("center", "mean")
@@ -474,12 +475,17 @@ def encode_png(array, text=None):
     return encoded.tobytes()
 
 
-def write_outputs(model, image_path, paths, num_classes, palette, tile=None, overlap=64,
-                  blend="center", tta=TTA(), alpha=0.5):
+def write_outputs(predictor, image_path, paths, options):
     """Predicts one image file and writes the outputs `paths` ({kind: path}) atomically.
 
     The image's files are written all or none (`kseg.outputs.write_together`); a full disk raises
     `DiskFullError`, NaN or inf logits `NonFiniteLogitsError`: both end the run.
+
+    Args:
+        predictor: Predictor. The model and its classes' colours.
+        image_path: str.
+        paths: dict. {output kind: path}.
+        options: PredictOptions. Tiling, TTA and the overlay's opacity.
 
     Returns:
         list of str. The paths written.
@@ -490,7 +496,8 @@ def write_outputs(model, image_path, paths, num_classes, palette, tile=None, ove
     from kseg.visualize import colorize, overlay
 
     image = read_image(image_path)
-    labels = predict_labels(model, image, tile=tile, overlap=overlap, tta=tta, blend=blend)
+    labels = predict_labels(predictor.model, image, options.tile, options.overlap, options.tta, options.blend)
+    num_classes, palette = predictor.num_classes, predictor.palette
     files = []  # (path, array, PNG text: what a label map's values are)
     if "labels" in paths:
         files.append((paths["labels"], labels, label_map_text(TRAIN_IDS, num_classes)))
@@ -505,7 +512,7 @@ def write_outputs(model, image_path, paths, num_classes, palette, tile=None, ove
     if "color" in paths:
         files.append((paths["color"], colors, None))
     if "overlay" in paths:
-        files.append((paths["overlay"], overlay(image, colors, alpha), None))
+        files.append((paths["overlay"], overlay(image, colors, options.alpha), None))
     # All of an image's outputs or none: a full disk leaves its previous files as they were.
     write_together([(path, bytes_writer(encode_png(array, text))) for path, array, text in files])
     return [path for path, *_ in files]
@@ -519,14 +526,11 @@ def write_legend(path, class_names, palette):
     write_bytes(path, encode_png(legend(class_names, palette)))
 
 
-def _write_run_legend(path, class_names, num_classes, palette):
+def _write_run_legend(path, predictor):
     """`write_legend` for a predict run: a failure is the legend's, a KsegError naming it
     (never counted against the image just written)."""
-    from kseg.visualize import class_names_from_classes
-
-    names = class_names or class_names_from_classes(None, num_classes)
     try:
-        write_legend(path, names, palette)
+        write_legend(path, predictor.class_names, predictor.palette)
     except KsegError:
         raise
     except OSError as error:
@@ -539,6 +543,80 @@ class PredictCounts:
 
     written: int = 0
     failed: int = 0
+
+
+OUTPUTS = ("labels", "color", "overlay", "cityscapes-ids")
+
+
+def parse_formats(text):
+    """Parses outputs written as "labels,color,overlay" into a tuple of `OUTPUTS`."""
+    formats = tuple(dict.fromkeys(item.strip().lower() for item in text.split(",") if item.strip()))
+    unknown = [item for item in formats if item not in OUTPUTS]
+    if unknown or not formats:
+        raise KsegError(f"--format {text!r}: unknown output {', '.join(unknown) or '(none)'}; choose from "
+                        f"{', '.join(OUTPUTS)}")  # fmt: skip
+    if "labels" in formats and "cityscapes-ids" in formats:
+        raise KsegError("--format: labels and cityscapes-ids are both written as <stem>.png; choose one")
+    return formats
+
+
+@dataclasses.dataclass(frozen=True)
+class PredictOptions:
+    """How `predict` runs and what it writes; each field is the `kseg predict` option of its
+    name (`kseg predict --help`).
+
+    Args:
+        formats: tuple of str. Outputs, from `OUTPUTS` (`parse_formats` reads "labels,color").
+        tile: (int, int) or None. Sliding-window inference with tiles of this size.
+        overlap: int. Pixels shared by neighbouring tiles.
+        blend: str. "center" or "mean" (the module docstring).
+        tta: TTA. Test-time augmentation.
+        fit: str. An export of a fixed size on other sizes: "resize" or "tile".
+        alpha: float. Opacity of the colours in the overlay.
+        precision: str. "fp32" or "bf16" (Keras models).
+        unsafe: bool. Allow Keras models containing code (trusted files only).
+    """
+
+    formats: tuple = ("labels", "color", "overlay")
+    tile: tuple = None
+    overlap: int = 64
+    blend: str = "center"
+    tta: TTA = TTA()
+    fit: str = "resize"
+    alpha: float = 0.5
+    precision: str = "fp32"
+    unsafe: bool = False
+
+    def __post_init__(self):
+        unknown = [kind for kind in self.formats if kind not in OUTPUTS]
+        if unknown or not self.formats:
+            raise KsegError(f"formats: unknown output {', '.join(unknown) or '(none)'}; choose from "
+                            f"{', '.join(OUTPUTS)}")  # fmt: skip
+        if self.tile is not None:
+            validate_tiling(self.tile, self.overlap, self.blend)
+        check_number(self.alpha, "--alpha", low=0, high=1)
+
+
+@dataclasses.dataclass
+class Predictor:
+    """A model loaded for `predict_files`, with what its outputs need.
+
+    Attributes:
+        model: a callable on a uint8 batch (the Keras inference model or an
+            `kseg.exported.ExportedPredictor`).
+        num_classes: int.
+        palette: array (num_classes, 3). The colours of colour maps and overlays.
+        class_names: list of str. Names for the legend ("class N" where none are known).
+        path: str. The model file, named in messages.
+        warnings: list of str. For the user (missing class names, a slow precision).
+    """
+
+    model: object
+    num_classes: int
+    palette: object
+    class_names: list
+    path: str
+    warnings: list = dataclasses.field(default_factory=list)
 
 
 def check_output_formats(num_classes, formats, path):
@@ -565,7 +643,7 @@ def check_output_formats(num_classes, formats, path):
 
 
 def load_predictor(path, run_dir, formats, precision="fp32", unsafe=False):
-    """Loads a model for `predict_files` and checks it fits the outputs asked for.
+    """Loads a Keras model for `predict_files` and checks it fits the outputs asked for.
 
     Args:
         path: str. The .keras file (`kseg.runs.resolve_model_path`).
@@ -575,8 +653,7 @@ def load_predictor(path, run_dir, formats, precision="fp32", unsafe=False):
         unsafe: bool. Allow models containing code.
 
     Returns:
-        tuple. (model, num_classes, palette, class names, warnings: list of str for the
-        user).
+        Predictor.
     """
     from kseg.models.inference import inference_model, slow_precision_warning
     from kseg.models.saving import load_segmentation_model
@@ -591,13 +668,11 @@ def load_predictor(path, run_dir, formats, precision="fp32", unsafe=False):
     if classes is None:
         warnings.append(f"{path}: no classes.json beside it, so its {num_classes} classes are named "
                         f"class 0 .. class {num_classes - 1}, in default colours")  # fmt: skip
-    palette = palette_from_classes(classes, num_classes)
-    names = class_names_from_classes(classes, num_classes)
-    return inference_model(loaded, precision), num_classes, palette, names, warnings
+    return Predictor(inference_model(loaded, precision), num_classes, palette_from_classes(classes, num_classes),
+                     class_names_from_classes(classes, num_classes), path, warnings)  # fmt: skip
 
 
-def predict_files(model, plan, num_classes, palette, tile=None, overlap=64, blend="center",
-                  tta=TTA(), alpha=0.5, model_path="the model", counts=None, class_names=None):
+def predict_files(predictor, plan, options, counts=None):
     """Predicts every image of an `OutputPlan` and writes its outputs (`write_outputs`).
 
     An image that cannot be read or predicted is reported on stderr and counted as
@@ -605,14 +680,12 @@ def predict_files(model, plan, num_classes, palette, tile=None, overlap=64, blen
     would fail the same way); --out's list of kseg's outputs is kept up to date.
 
     Args:
-        model: the inference model (`load_predictor`).
+        predictor: Predictor. From `load_predictor` (`kseg.exported.load_exported_predictor`
+            for an export).
         plan: OutputPlan. From `plan_outputs`.
-        num_classes, palette: from `load_predictor`.
-        tile, overlap, blend, tta, alpha: as for `write_outputs`.
-        model_path: str. Named when the model returns NaN or inf.
+        options: PredictOptions.
         counts: PredictCounts or None. Filled as the run goes (so a caller knows how many
             images were written when an error ends it).
-        class_names: list of str or None. Names for the plan's legend (default "class N").
 
     Returns:
         PredictCounts.
@@ -620,24 +693,20 @@ def predict_files(model, plan, num_classes, palette, tile=None, overlap=64, blen
     Raises:
         DiskFullError, KsegError: the run cannot go on.
     """
-    from kseg.errors import DiskFullError
-    from kseg.progress import progress, write
-
     counts = PredictCounts() if counts is None else counts
     plan.start()
     bar = progress(len(plan.outputs), "predict", "image", enabled=len(plan.outputs) >= 2)
     try:
         for image_path, paths in plan.outputs:
             try:
-                write_outputs(model, image_path, paths, num_classes, palette, tile, overlap,
-                              blend, tta, alpha)
+                write_outputs(predictor, image_path, paths, options)
                 counts.written += 1
             except (DiskFullError, KeyboardInterrupt):
                 raise
             except NonFiniteLogitsError:
                 from kseg.models.saving import nonfinite_logits_message
 
-                raise KsegError(nonfinite_logits_message(model_path, image_path)) from None
+                raise KsegError(nonfinite_logits_message(predictor.path, image_path)) from None
             except KsegError as error:
                 counts.failed += 1
                 write(f"error: {error}")
@@ -646,7 +715,7 @@ def predict_files(model, plan, num_classes, palette, tile=None, overlap=64, blen
                 write(f"error: {image_path}: {type(error).__name__}: {error}")
             else:
                 if plan.legend and counts.written == 1:  # a run that writes nothing leaves nothing
-                    _write_run_legend(plan.legend, class_names, num_classes, palette)
+                    _write_run_legend(plan.legend, predictor)
             bar.update(1)
     except KsegError:
         bar.close()
@@ -654,4 +723,63 @@ def predict_files(model, plan, num_classes, palette, tile=None, overlap=64, blen
         raise
     bar.close()
     plan.finish()
+    return counts
+
+
+def predict(inputs, model=None, out="predictions", options=None):
+    """Segments image files, folders or glob patterns and writes the outputs into `out`:
+    what `kseg predict` does (its --help describes the outputs).
+
+    Every output path is checked before the model loads (`plan_outputs`: nothing kseg did
+    not write is replaced). An input that cannot be read is reported on stderr
+    ("error: ...") and counted as failed; the others go on.
+
+    Args:
+        inputs: list of str. Image files, folders, glob patterns.
+        model: str or None. A run folder, a .keras file or an export (.tflite, .onnx, a
+            SavedModel folder); None: the latest run under ./runs, else the model kseg
+            ships (`kseg.exported.choose_model` says which on stderr).
+        out: str. The output folder.
+        options: PredictOptions or None (the defaults).
+
+    Returns:
+        PredictCounts. Images written, inputs that failed.
+
+    Raises:
+        KsegError: no image to predict, a model or an output that cannot be used, a full
+            disk (after the images already written).
+    """
+    from kseg.exported import choose_model, load_exported_predictor
+
+    options = PredictOptions() if options is None else options
+    inputs = [inputs] if isinstance(inputs, (str, os.PathLike)) else list(inputs)
+    items, problems = collect_images(inputs)
+    plan = plan_outputs(items, inputs, out, options.formats) if items else None  # before the model loads
+    problems += plan.skipped if plan else []
+    if not (plan and plan.outputs) and len(problems) == 1:
+        raise KsegError(problems[0])  # one input, one line
+    for problem in problems:
+        write(f"error: {problem}")
+    if not (plan and plan.outputs):
+        raise KsegError("no images to predict")
+    chosen, exported = choose_model(model)
+    if chosen.note:
+        write(chosen.note)
+    if exported:
+        if options.precision != "fp32":
+            raise KsegError(f"--precision {options.precision} applies to Keras models; {chosen.path} computes in "
+                            "the precision it was exported in")  # fmt: skip
+        predictor = load_exported_predictor(chosen.path, options.formats, exported, options.fit)
+        write(f"model: {predictor.model.describe()}")
+    else:
+        predictor = load_predictor(chosen.path, chosen.run_dir, options.formats, options.precision, options.unsafe)
+    for warning in predictor.warnings:
+        write(f"warning: {warning}")
+    counts = PredictCounts(failed=len(problems))
+    try:
+        predict_files(predictor, plan, options, counts)
+    finally:
+        write(f"wrote predictions of {counts.written} image(s) to {out}")
+    if plan.legend and counts.written:
+        write(f"class colours: {plan.legend}")
     return counts
