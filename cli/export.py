@@ -1,6 +1,5 @@
 """`kseg export`: a trained model as a SavedModel, a TFLite file or an ONNX file."""
 
-import os
 
 import click
 from kseg.cli.params import Number, Size
@@ -71,74 +70,10 @@ def export(model_path, export_format, out, force, quantize, calibration_data, da
           --calibration-data data/voc_images --input-size 512x512 --check
       kseg export model.keras --format onnx --out model.onnx --check
     """
-    from kseg.errors import KsegError
-    from kseg.exporting import (
-        DEFAULT_TFLITE_SIZE,
-        ExportedModel,
-        check_destination,
-        check_export,
-        default_output_path,
-        export_model,
-        float32_model,
-        load_images,
-        parity_problem,
-        sample_images,
-    )
-    from kseg.models.saving import load_segmentation_model
-    from kseg.runs import SHIPPED_MODEL, choose_model, read_classes
+    from kseg.exporting import ExportOptions
+    from kseg.exporting import export as export_file
 
-    if quantize != "none" and export_format != "tflite":
-        raise KsegError(f"--quantize {quantize} applies to --format tflite only")
-    if mediapipe is not None and export_format != "tflite":
-        raise KsegError(f"--{'' if mediapipe else 'no-'}mediapipe applies to --format tflite only")
-    mediapipe = mediapipe is not False
-    if calibration_data and quantize != "int8":
-        raise KsegError("--calibration-data is used by --quantize int8 only")
-    if quantize == "int8" and not calibration_data:
-        raise KsegError(
-            "--quantize int8 needs --calibration-data: a folder of representative images "
-            "or a dataset name"
-        )
-    chosen = choose_model(model_path, option="RUN_DIR|MODEL.keras")
-    path, run_dir = chosen.path, chosen.run_dir
-    if chosen.note:
-        click.echo(chosen.note, err=True)
-    if out is None and chosen.shipped:  # never into kseg's weights folder: the current one
-        out = os.path.basename(default_output_path(SHIPPED_MODEL + ".keras", None, export_format, quantize))
-    out = out or default_output_path(path, run_dir, export_format, quantize)
-    checked = check_destination(out, export_format, path, run_dir,
-                                [calibration_data, data_dir, check_images], force)
-    # A run trained under a mixed policy is exported, and checked, in float32.
-    loaded, num_classes = load_segmentation_model(path, unsafe=unsafe)
-    model = float32_model(loaded)
-    classes = read_classes(run_dir, num_classes, path)
-    if classes is None:
-        click.echo(f"warning: {path}: no classes.json beside it, so the export names its "
-                   f"{num_classes} classes class 0 .. class {num_classes - 1}, without colours",
-                   err=True)
-    if export_format == "tflite" and mediapipe and not input_size:
-        height, width = DEFAULT_TFLITE_SIZE
-        click.echo(f"MediaPipe-ready TFLite: fixed input {height}x{width} (MediaPipe resizes "
-                   "each image to it); choose another with --input-size", err=True)
-
-    calibration = None
-    if quantize == "int8":
-        calibration = load_images(calibration_data, data_dir, limit=calibration_images)
-        click.echo(f"calibrating int8 on {len(calibration)} image(s) from {calibration_data}",
-                   err=True)
-    verify = None
-    if check or check_images:
-        images = load_images(check_images, option="--check-images") if check_images else (
-            sample_images())
-
-        def verify(temporary):
-            parity = check_export(model, ExportedModel(temporary, export_format, name=out), images)
-            click.echo(f"check: {parity}")
-            problem = parity_problem(parity, out, quantize, path)
-            if problem:
-                raise KsegError(f"{problem}; nothing was written")
-
-    with checked:  # lists it among kseg's outputs; a failed export leaves no trace
-        export_model(model, out, export_format, quantize, input_size, calibration, verify=verify,
-                     classes=classes, mediapipe=mediapipe)
+    options = ExportOptions(quantize, calibration_data, data_dir, calibration_images, input_size, mediapipe,
+                            check, check_images, force, unsafe)  # fmt: skip
+    out = export_file(model_path, export_format, out, options)
     click.echo(f"wrote {export_format}{'' if quantize == 'none' else ' ' + quantize}: {out}")

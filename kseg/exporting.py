@@ -670,3 +670,120 @@ def load_images(source, data_dir=None, limit=DEFAULT_CALIBRATION_IMAGES, split=N
     if len(paths) > limit:
         paths = [paths[i] for i in np.linspace(0, len(paths) - 1, limit).round().astype(int)]
     return [read_image(path) for path in paths]
+
+
+@dataclasses.dataclass(frozen=True)
+class ExportOptions:
+    """How `export` writes, quantizes and checks; each field is the `kseg export` option of
+    its name (`kseg export --help`).
+
+    Args:
+        quantize: str. TFLite: "none", "fp16", "dynamic" or "int8".
+        calibration_data: str or None. int8 calibration images: a folder or a dataset name.
+        data_dir: str or None. The dataset root for a dataset name.
+        calibration_images: int. Most calibration images used.
+        input_size: (int, int) or None. A fixed input size (default: any; a MediaPipe-ready
+            TFLite file DEFAULT_TFLITE_SIZE).
+        mediapipe: bool or None. TFLite: the file MediaPipe's ImageSegmenter runs (None: yes).
+        check: bool. Compare the export with the Keras model before it is kept.
+        check_images: str or None. A folder of images for the check (implies it).
+        force: bool. Replace an existing export kseg wrote.
+        unsafe: bool. Allow models containing code (trusted files only).
+    """
+
+    quantize: str = "none"
+    calibration_data: str = None
+    data_dir: str = None
+    calibration_images: int = DEFAULT_CALIBRATION_IMAGES
+    input_size: tuple = None
+    mediapipe: bool = None
+    check: bool = False
+    check_images: str = None
+    force: bool = False
+    unsafe: bool = False
+
+    def problem(self, format):
+        """Why these options do not go with `format` ("" when they do)."""
+        if self.quantize != "none" and format != "tflite":
+            return f"--quantize {self.quantize} applies to --format tflite only"
+        if self.mediapipe is not None and format != "tflite":
+            return f"--{'' if self.mediapipe else 'no-'}mediapipe applies to --format tflite only"
+        if self.calibration_data and self.quantize != "int8":
+            return "--calibration-data is used by --quantize int8 only"
+        if self.quantize == "int8" and not self.calibration_data:
+            return "--quantize int8 needs --calibration-data: a folder of representative images or a dataset name"
+        return ""
+
+
+def export(model=None, format="tflite", out=None, options=None):
+    """Exports a trained model as `kseg export` does and returns the path written.
+
+    Args:
+        model: str or None. A run folder or a .keras file; None: the latest run under
+            ./runs, else the model kseg ships (`kseg.runs.choose_model` says which).
+        format: str. "savedmodel", "tflite" or "onnx".
+        out: str or None. The destination; default RUN_DIR/export/best_<format>, beside a
+            model file, or for the shipped model in the current folder.
+        options: ExportOptions or None (the defaults).
+
+    Raises:
+        KsegError: options that do not fit, an output kseg may not replace, a failed check
+            (nothing is written then).
+    """
+    from kseg.models.saving import load_segmentation_model
+    from kseg.progress import write
+    from kseg.runs import SHIPPED_MODEL, choose_model, read_classes
+
+    options = ExportOptions() if options is None else options
+    problem = options.problem(format)
+    if problem:
+        raise KsegError(problem)
+    chosen = choose_model(model, option="RUN_DIR|MODEL.keras")
+    if chosen.note:
+        write(chosen.note)
+    if out is None and chosen.shipped:  # never into kseg's weights folder: the current one
+        out = os.path.basename(default_output_path(SHIPPED_MODEL + ".keras", None, format, options.quantize))
+    out = out or default_output_path(chosen.path, chosen.run_dir, format, options.quantize)
+    checked = check_destination(out, format, chosen.path, chosen.run_dir,
+                                [options.calibration_data, options.data_dir, options.check_images], options.force)
+    # A run trained under a mixed policy is exported, and checked, in float32.
+    loaded, num_classes = load_segmentation_model(chosen.path, unsafe=options.unsafe)
+    model = float32_model(loaded)
+    classes = read_classes(chosen.run_dir, num_classes, chosen.path)
+    if classes is None:
+        write(f"warning: {chosen.path}: no classes.json beside it, so the export names its {num_classes} classes "
+              f"class 0 .. class {num_classes - 1}, without colours")  # fmt: skip
+    mediapipe = options.mediapipe is not False
+    if format == "tflite" and mediapipe and not options.input_size:
+        height, width = DEFAULT_TFLITE_SIZE
+        write(f"MediaPipe-ready TFLite: fixed input {height}x{width} (MediaPipe resizes each image to it); "
+              "choose another with --input-size")  # fmt: skip
+    calibration = None
+    if options.quantize == "int8":
+        calibration = load_images(options.calibration_data, options.data_dir, limit=options.calibration_images)
+        write(f"calibrating int8 on {len(calibration)} image(s) from {options.calibration_data}")
+    verify = None
+    if options.check or options.check_images:
+        verify = _export_check(model, format, out, options, chosen.path)
+    with checked:  # lists it among kseg's outputs; a failed export leaves no trace
+        export_model(model, out, format, options.quantize, options.input_size, calibration, verify=verify,
+                     classes=classes, mediapipe=mediapipe)  # fmt: skip
+    return out
+
+
+def _export_check(model, format, out, options, model_path):
+    """The `verify` of `export_model` that `export` passes with --check: compares the file
+    written under a temporary name with the Keras model, and refuses it if they differ."""
+    from kseg.progress import write
+
+    images = load_images(options.check_images, option="--check-images") if options.check_images else (
+        sample_images())
+
+    def verify(temporary):
+        parity = check_export(model, ExportedModel(temporary, format, name=out), images)
+        write(f"check: {parity}")
+        problem = parity_problem(parity, out, options.quantize, model_path)
+        if problem:
+            raise KsegError(f"{problem}; nothing was written")
+
+    return verify
