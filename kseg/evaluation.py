@@ -28,6 +28,7 @@ from kseg.labels import IGNORE_INDEX
 from kseg.metrics import METRIC_NAMES, at_chance_level, chance_mean_iou, confusion_matrix, segmentation_scores
 from kseg.models.saving import load_segmentation_model, nonfinite_logits_message
 from kseg.progress import progress as progress_bar
+from kseg.progress import write
 
 logger = logging.getLogger("kseg")
 
@@ -140,8 +141,41 @@ def _percent(value):
 # -- a model ------------------------------------------------------------------------------
 
 
-def evaluate_model(model, spec, split="val", batch_size=1, max_images=None, progress=True, unsafe=False,
-                   examples=0, precision="fp32"):
+@dataclasses.dataclass(frozen=True)
+class EvaluateOptions:
+    """What `evaluate` scores and writes besides the model and the split; each field is the
+    `kseg evaluate` option of its name (`kseg evaluate --help`).
+
+    Args:
+        predictions: str or None. Score the label-map PNGs of this folder instead of a model.
+        classes_file: str or None. Classes file of a folder/synthetic dataset.
+        batch_size: int. Images per forward pass.
+        max_images: int or None. Score only the first N images.
+        label_format: str. With `predictions` on Cityscapes: "auto", "train-ids", "label-ids".
+        out, confusion_png, sheet: str or None. Where the metrics JSON, the confusion-matrix
+            image and the contact sheet go (a run's model: RUN_DIR/metrics-SPLIT.json and the
+            confusion matrix beside it by default).
+        sheet_images: int. Images on the contact sheet.
+        precision: str. "fp32" or "bf16": what a Keras model computes in.
+        fit: str. An export of a fixed size on other sizes: "resize" or "tile".
+        unsafe: bool. Allow Keras models containing code (trusted files only).
+    """
+
+    predictions: str = None
+    classes_file: str = None
+    batch_size: int = 1
+    max_images: int = None
+    label_format: str = "auto"
+    out: str = None
+    confusion_png: str = None
+    sheet: str = None
+    sheet_images: int = 6
+    precision: str = "fp32"
+    fit: str = "resize"
+    unsafe: bool = False
+
+
+def evaluate_model(model, spec, split="val", options=None, examples=0, progress=True):
     """Runs a model over a split and accumulates its confusion matrix.
 
     Args:
@@ -150,43 +184,24 @@ def evaluate_model(model, spec, split="val", batch_size=1, max_images=None, prog
             scored through `kseg.exported`, in the precision it was exported in).
         spec: DatasetSpec. From `kseg.data.get_dataset_spec`.
         split: str. The split to score.
-        batch_size: int. Images per forward pass (only images of one size share a batch,
-            so results do not depend on it).
-        max_images: int or None. Score only the first images of the split.
-        progress: bool. Show a progress bar (tqdm, on stderr).
-        unsafe: bool. Allow a model file containing code (Lambda layers); trusted files only.
+        options: EvaluateOptions or None. What is used of it: `batch_size` (only images of
+            one size share a batch, so results do not depend on it), `max_images`,
+            `unsafe`, and `precision` ("fp32" or "bf16": a Keras model computes in it
+            whatever policy it was trained under, as in `kseg predict`; an exported file
+            computes as it was exported).
         examples: int. Keep `examples` (image, ground truth, prediction) triples, spread
-            evenly over the images scored, in the result, for `write_contact_sheet`.
-        precision: str. "fp32" or "bf16": a Keras model computes in this precision whatever
-            policy it was trained under (`kseg.models.inference.inference_model`, as in
-            `kseg predict`). Not used for an exported file.
+            evenly over the images scored, in the result, for a contact sheet.
+        progress: bool. Show a progress bar (tqdm, on stderr).
 
     Returns:
         EvaluationResult.
     """
     from kseg.data import make_dataset
     from kseg.data.pipeline import data_errors
-    from kseg.exported import ExportedPredictor, check_dataset_classes, export_format
-    from kseg.models.inference import inference_model
 
-    source = "model"
-    if not hasattr(model, "predict_on_batch") and export_format(model):
-        model = ExportedPredictor(model)
-    if isinstance(model, ExportedPredictor):
-        check_dataset_classes(model, spec)
-        source, precision, outputs = model.path, "", model.num_classes
-    else:
-        if not hasattr(model, "predict_on_batch"):
-            model_path, run_dir = runs.resolve_model_path(model)
-            check_run_classes(run_dir, spec)
-            source = model_path
-            model, _ = load_segmentation_model(model_path, unsafe=unsafe)
-        model = inference_model(model, precision)
-        outputs = model.outputs[0].shape[-1] if getattr(model, "outputs", None) else None
-    if outputs is not None and outputs != spec.num_classes:
-        raise KsegError(
-            f"{source}: the model predicts {outputs} classes but {spec.name} has {spec.num_classes}"
-        )
+    options = EvaluateOptions() if options is None else options
+    model, source, precision = _scoring_model(model, spec, options)
+    batch_size, max_images = options.batch_size, options.max_images
     dataset = make_dataset(spec, split, training=False, batch_size=batch_size)
     total = dataset.num_pairs if max_images is None else min(max_images, dataset.num_pairs)
     if max_images is not None:
@@ -200,8 +215,7 @@ def evaluate_model(model, spec, split="val", batch_size=1, max_images=None, prog
         with data_errors():
             for images, masks in dataset:
                 images, masks = np.asarray(images), np.asarray(masks)  # tf.data or numpy batches
-                if max_images is not None:
-                    images, masks = images[: total - seen], masks[: total - seen]
+                images, masks = images[: total - seen], masks[: total - seen]
                 logits = np.asarray(model.predict_on_batch(images))
                 if not np.isfinite(logits).all():  # argmax would score NaN as class 0
                     raise KsegError(nonfinite_logits_message(source) + "; no metrics computed")
@@ -215,6 +229,33 @@ def evaluate_model(model, spec, split="val", batch_size=1, max_images=None, prog
         bar.close()
     return EvaluationResult(confusion, list(spec.class_names), seen, spec.name, split, source,
                             tuple(spec.palette), precision, kept)
+
+
+def _scoring_model(model, spec, options):
+    """The model `evaluate_model` runs, the source it names and the precision it computes
+    in, its class count checked against the dataset's."""
+    from kseg.exported import ExportedPredictor, check_dataset_classes, export_format
+    from kseg.models.inference import inference_model
+
+    source, precision = "model", options.precision
+    if not hasattr(model, "predict_on_batch") and export_format(model):
+        model = ExportedPredictor(model)
+    if isinstance(model, ExportedPredictor):
+        check_dataset_classes(model, spec)
+        source, precision, outputs = model.path, "", model.num_classes
+    else:
+        if not hasattr(model, "predict_on_batch"):
+            model_path, run_dir = runs.resolve_model_path(model)
+            check_run_classes(run_dir, spec)
+            source = model_path
+            model, _ = load_segmentation_model(model_path, unsafe=options.unsafe)
+        model = inference_model(model, precision)
+        outputs = model.outputs[0].shape[-1] if getattr(model, "outputs", None) else None
+    if outputs is not None and outputs != spec.num_classes:
+        raise KsegError(
+            f"{source}: the model predicts {outputs} classes but {spec.name} has {spec.num_classes}"
+        )
+    return model, source, precision
 
 
 def check_run_classes(run_dir, spec):
@@ -526,24 +567,24 @@ def default_output_paths(split, run_dir=None, out=None, confusion_png=None):
     return out, confusion_png
 
 
-def check_evaluate_outputs(out, confusion_png, spec, split, model_path=None, run_dir=None,
-                           classes_file=None, predictions_dir=None, sheet_png=None, force=False):
+def check_evaluate_outputs(reports, inputs):
     """Checks an evaluation's outputs against kseg's output policy (`kseg.outputs`): none
-    may be the model, its classes, a class list, the dataset or the predictions folder
-    (or lie in them), or a file kseg did not write.
+    may be one of `inputs` (the model, its classes, a class list, the dataset, the
+    predictions folder) or lie in one, nor a file kseg did not write.
+
+    Args:
+        reports: dict. {option: path or None}: --out, --confusion-png, --sheet.
+        inputs: list of str or None.
 
     Returns:
         kseg.outputs.Outputs. For `write_reports`.
     """
     from kseg.outputs import Outputs
 
-    classes = os.path.join(run_dir, runs.CLASSES_FILE) if run_dir else None
-    checked = Outputs([model_path, classes_file, classes, spec.root, predictions_dir], force)
-    if out:
-        checked.add(out, "metrics", option="--out")
-    for option, path in (("--confusion-png", confusion_png), ("--sheet", sheet_png)):
+    checked = Outputs(inputs)
+    for option, path in reports.items():
         if path:
-            checked.add(path, "evaluation image", option=option)
+            checked.add(path, "metrics" if option == "--out" else "evaluation image", option=option)
     return checked
 
 
@@ -621,38 +662,21 @@ def write_reports(result, out=None, confusion_png=None, sheet_png=None, checked=
     return written
 
 
-@dataclasses.dataclass(frozen=True)
-class EvaluateOptions:
-    """What `evaluate` scores and writes besides the model and the split; each field is the
-    `kseg evaluate` option of its name (`kseg evaluate --help`).
+def _announced(path, exported, options):
+    """The model `evaluate` scores (a path, or an `ExportedPredictor` for an export), once
+    a "model: ..." line has said what it is and how it computes."""
+    from kseg.exported import ExportedPredictor
+    from kseg.models.inference import slow_precision_warning
 
-    Args:
-        predictions: str or None. Score the label-map PNGs of this folder instead of a model.
-        classes_file: str or None. Classes file of a folder/synthetic dataset.
-        batch_size: int. Images per forward pass.
-        max_images: int or None. Score only the first N images.
-        label_format: str. With `predictions` on Cityscapes: "auto", "train-ids", "label-ids".
-        out, confusion_png, sheet: str or None. Where the metrics JSON, the confusion-matrix
-            image and the contact sheet go (a run's model: RUN_DIR/metrics-SPLIT.json and the
-            confusion matrix beside it by default).
-        sheet_images: int. Images on the contact sheet.
-        precision: str. "fp32" or "bf16": what a Keras model computes in.
-        fit: str. An export of a fixed size on other sizes: "resize" or "tile".
-        unsafe: bool. Allow Keras models containing code (trusted files only).
-    """
-
-    predictions: str = None
-    classes_file: str = None
-    batch_size: int = 1
-    max_images: int = None
-    label_format: str = "auto"
-    out: str = None
-    confusion_png: str = None
-    sheet: str = None
-    sheet_images: int = 6
-    precision: str = "fp32"
-    fit: str = "resize"
-    unsafe: bool = False
+    if exported:
+        scored = ExportedPredictor(path, exported, fit=options.fit)
+        write(f"model: {scored.describe()}")
+        return scored
+    write(f"model: {path} (computed in {options.precision})")
+    warning = slow_precision_warning(options.precision)
+    if warning:
+        write(f"warning: {warning}")
+    return path
 
 
 def evaluate(model=None, *, data, data_dir=None, split="val", options=None):
@@ -672,9 +696,7 @@ def evaluate(model=None, *, data, data_dir=None, split="val", options=None):
         EvaluationResult. Its `written` lists the reports written.
     """
     from kseg.data import get_dataset_spec
-    from kseg.exported import ExportedPredictor, choose_model
-    from kseg.models.inference import slow_precision_warning
-    from kseg.progress import write
+    from kseg.exported import choose_model
 
     options = EvaluateOptions() if options is None else options
     if options.predictions and model:
@@ -694,25 +716,16 @@ def evaluate(model=None, *, data, data_dir=None, split="val", options=None):
     # model's: their metrics are written only with --out
     default_dir = chosen.output_dir if chosen and not exported else None
     out, confusion_png = default_output_paths(split, default_dir, options.out, options.confusion_png)
-    checked = check_evaluate_outputs(out, confusion_png, spec, split, chosen and chosen.path,
-                                     chosen and chosen.run_dir, options.classes_file, options.predictions,
-                                     options.sheet)  # fmt: skip
+    run_dir = chosen and chosen.run_dir
+    checked = check_evaluate_outputs(
+        {"--out": out, "--confusion-png": confusion_png, "--sheet": options.sheet},
+        [chosen and chosen.path, options.classes_file, run_dir and os.path.join(run_dir, runs.CLASSES_FILE),
+         spec.root, options.predictions],
+    )  # fmt: skip
     if options.predictions:
         result = evaluate_predictions(options.predictions, spec, split, label_format=options.label_format)
     else:
-        scored = chosen.path
-        if exported:
-            scored = ExportedPredictor(chosen.path, exported, fit=options.fit)
-            write(f"model: {scored.describe()}")
-        else:
-            write(f"model: {chosen.path} (computed in {options.precision})")
-            warning = slow_precision_warning(options.precision)
-            if warning:
-                write(f"warning: {warning}")
-        result = evaluate_model(
-            scored, spec, split, batch_size=options.batch_size, max_images=options.max_images,
-            unsafe=options.unsafe, examples=options.sheet_images if options.sheet else 0,
-            precision=options.precision,
-        )  # fmt: skip
+        result = evaluate_model(_announced(chosen.path, exported, options), spec, split, options,
+                                examples=options.sheet_images if options.sheet else 0)  # fmt: skip
     result.written = write_reports(result, out, confusion_png, options.sheet, checked)
     return result

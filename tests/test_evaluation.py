@@ -8,6 +8,7 @@ from conftest import randomize_weights
 
 from kseg.errors import KsegError
 from kseg.evaluation import (
+    EvaluateOptions,
     evaluate_model,
     evaluate_predictions,
     write_reports,
@@ -44,7 +45,7 @@ def test_model_confusion_equals_direct_count(spec):
     score = model.get_layer("score_fr")
     kernel, bias = score.get_weights()
     score.set_weights([np.random.default_rng(0).normal(size=kernel.shape).astype("float32"), bias])
-    result = evaluate_model(model, spec, "val", batch_size=2, progress=False)
+    result = evaluate_model(model, spec, "val", EvaluateOptions(batch_size=2), progress=False)
     expected = np.zeros_like(result.confusion)
     for image_path, mask_path in spec.pairs("val"):
         image, mask = spec.read_pair(image_path, mask_path)
@@ -82,7 +83,7 @@ def test_a_model_trained_under_a_mixed_policy_is_scored_in_the_precision_asked_f
     result = evaluate_model(mixed, spec, "val", progress=False)
     np.testing.assert_array_equal(result.confusion, in_float32)
     assert result.precision == "fp32" and result.to_dict()["precision"] == "fp32"
-    assert evaluate_model(mixed, spec, "val", progress=False, precision="bf16").precision == "bf16"
+    assert evaluate_model(mixed, spec, "val", EvaluateOptions(precision="bf16"), progress=False).precision == "bf16"
 
 
 def test_model_with_other_class_count_is_refused(spec):

@@ -183,12 +183,12 @@ def test_evaluate_scores_an_int8_file_with_the_same_table(run, data, tmp_path):
 
 
 def test_evaluate_takes_an_exported_predictor_and_equals_the_keras_confusion(run, spec):
-    from kseg.evaluation import evaluate_model
+    from kseg.evaluation import EvaluateOptions, evaluate_model
 
     folder, exports, model = run
     reference = evaluate_model(model, spec, "val", progress=False).confusion
     for name in FLOAT_EXPORTS:
-        confusion = evaluate_model(ExportedPredictor(exports[name]), spec, "val", batch_size=2,
+        confusion = evaluate_model(ExportedPredictor(exports[name]), spec, "val", EvaluateOptions(batch_size=2),
                                    progress=False).confusion  # fmt: skip
         assert np.abs(confusion - reference).sum() <= 0.002 * reference.sum(), name
 
