@@ -10,8 +10,19 @@ scored by the same code.
 Prediction files are matched to the split's images by file stem (`kseg predict` writes
 `<image stem>.png`). For Cityscapes, files holding official label ids (0..33, as the
 benchmark expects) are accepted as well as train ids (0..18) and mapped with
-`cityscapesscripts.helpers.labels`; see `evaluate_predictions` for why kseg's mean IoU then
-equals the official script's average class IoU.
+`cityscapesscripts.helpers.labels`, and kseg's mean IoU then equals the official script's
+average class IoU:
+
+The official `evalPixelLevelSemanticLabeling` builds a confusion matrix over label ids and,
+for each of the 19 evaluated classes l, computes IoU_l = TP / (TP + FP + FN) with TP = n_ll,
+FN = all pixels of ground truth l predicted as anything else (void ids included), and FP =
+pixels predicted l whose ground truth is another *evaluated* class (void ground truth
+excluded); the class score is the mean of the 19 IoUs, NaN ones (class in neither) left
+out. kseg maps ground truth and predictions to train ids with the same table: the 19
+evaluated label ids become train ids 0..18 one to one, void ground truth becomes 255 and is
+dropped (so never a false positive), and a void prediction lands in the "no class" column,
+where it still counts in t_l (a false negative) but as no class's false positive. The two
+matrices are the same counts relabelled, so every per-class IoU, and their mean, agree.
 """
 
 import dataclasses
@@ -404,18 +415,7 @@ def evaluate_predictions(folder, spec, split="val", label_format="auto", progres
     city_sequence_frame id also matches, as in the official script); a missing one is an
     error. Predicted values that are no class (e.g. 255) count as errors of the true class.
 
-    Cityscapes label ids. The official `evalPixelLevelSemanticLabeling` builds a confusion
-    matrix over label ids and, for each of the 19 evaluated classes l, computes
-    IoU_l = TP / (TP + FP + FN) with TP = n_ll, FN = all pixels of ground truth l predicted
-    as anything else (void ids included), and FP = pixels predicted l whose ground truth is
-    another *evaluated* class (void ground truth excluded); the class score is the mean of
-    the 19 IoUs, NaN ones (class in neither) left out. kseg maps ground truth and
-    predictions to train ids with the same `cityscapesscripts.helpers.labels` table: the 19
-    evaluated label ids become train ids 0..18 one to one, void ground truth becomes 255
-    and is dropped (so never a false positive), and a void prediction lands in the "no
-    class" column, where it still counts in t_l (a false negative) but as no class's false
-    positive. The two matrices are the same counts relabelled, so every per-class IoU, and
-    their mean, agree.
+    Cityscapes label ids are scored as the official script scores them (module docstring).
 
     Args:
         folder: str. Where the prediction PNGs are.

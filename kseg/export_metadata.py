@@ -41,7 +41,7 @@ _VERSION_MODULE = "mediapipe.tasks.cc.metadata.python._pywrap_metadata_version"
 
 
 def describe(num_classes, classes=None, export_format="savedmodel", quantize="none",
-             input_size=None, batch=None, inputs=("images",), outputs=("classes", "logits")):
+             input_size=None, batch=None, outputs=("classes", "logits")):
     """The description every export carries.
 
     Args:
@@ -52,7 +52,8 @@ def describe(num_classes, classes=None, export_format="savedmodel", quantize="no
         quantize: str. The TFLite quantization ("none" otherwise).
         input_size: tuple (height, width) or None. A fixed input size.
         batch: int or None. A fixed batch size.
-        inputs, outputs: tuple of str. Tensor names, in the order a client sees them.
+        outputs: tuple of str. Output tensor names, in the order a client sees them (the
+            input is always "images").
 
     Returns:
         dict. JSON-ready.
@@ -69,9 +70,9 @@ def describe(num_classes, classes=None, export_format="savedmodel", quantize="no
         "written_by": "kseg export",
         "format": export_format,
         "quantize": quantize,
-        "inputs": list(inputs),
+        "inputs": ["images"],
         "outputs": list(outputs),
-        "input": {"name": inputs[0], "dtype": "uint8", "shape": [batch, height, width, 3],
+        "input": {"name": "images", "dtype": "uint8", "shape": [batch, height, width, 3],
                   "channels": "RGB", "range": [0, 255]},
         "num_classes": int(num_classes),
         "class_names": class_names_from_classes(classes, num_classes),
@@ -254,7 +255,13 @@ def tflite_with_metadata(content, description, mediapipe=True):
         content, _ = writer.populate()
     finally:
         del writer  # its label files live in a temporary folder it removes when deleted
-    # kseg's own description rides along as a file of the whole model.
+    return _with_kseg_file(content, description, metadata, schema)
+
+
+def _with_kseg_file(content, description, metadata, schema):
+    """`content` with kseg's own description as an associated file of the whole model."""
+    import flatbuffers
+
     buffer = metadata.get_metadata_buffer(content)
     model_metadata = schema.ModelMetadataT.InitFromObj(
         schema.ModelMetadata.GetRootAsModelMetadata(buffer, 0))
@@ -264,8 +271,6 @@ def tflite_with_metadata(content, description, mediapipe=True):
     entry.type = schema.AssociatedFileType.DESCRIPTIONS
     model_metadata.associatedFiles = [*(model_metadata.associatedFiles or []), entry]
     model_metadata.author = "kseg export"
-    import flatbuffers
-
     builder = flatbuffers.Builder(0)
     builder.Finish(model_metadata.Pack(builder), metadata.MetadataPopulator.METADATA_FILE_IDENTIFIER)
     # MediaPipe's populator works on a copy of the model in a temporary file, removed when

@@ -236,6 +236,23 @@ def load_classes_file(path):
     entries = content["classes"]
     if len(entries) > MAX_CLASSES:
         raise KsegError(f"{path}: at most {MAX_CLASSES} classes (255 is the ignore label). Received: {len(entries)}")
+    names, colours, values = _class_entries(entries, path)
+    ignore_list = content.get("ignore_colors", content.get("ignore_colours", [])) or []
+    if not isinstance(ignore_list, list) or len(ignore_list) > 1 << 16:
+        raise KsegError(f"{path}: ignore_colors must be a list of [r, g, b] colours. Received: {brief(ignore_list)}")
+    ignore = tuple(_colour(value, f"{path}: ignore_colors") for value in ignore_list)
+    ignore_values = content.get("ignore_values", []) or []
+    if not isinstance(ignore_values, list) or len(ignore_values) > 256:
+        raise KsegError(f"{path}: ignore_values must be a list of mask values 0..255. Received: {brief(ignore_values)}")
+    ignore_values = tuple(dict.fromkeys(_mask_value(value, f"{path}: ignore_values") for value in ignore_values))
+    fraction, seed = _splits_section(content.get("splits"), path)
+    return ClassesFile(tuple(names), tuple(colours), _check_values(path, names, values, ignore_values),
+                       ignore, ignore_values, fraction, seed)  # fmt: skip
+
+
+def _class_entries(entries, path):
+    """The names, colours and mask values of a classes file's entries, checked: at least
+    two, no name twice, no colour shared."""
     names, colours, values = [], [], []
     for number, entry in enumerate(entries):
         name, colour, class_values = _class_entry(entry, f"{path}: class {number}")
@@ -250,17 +267,7 @@ def load_classes_file(path):
     given = [colour for colour in colours if colour is not None]
     if len(set(given)) != len(given):
         raise KsegError(f"{path}: two classes share a colour, so colour masks would be ambiguous")
-    ignore_list = content.get("ignore_colors", content.get("ignore_colours", [])) or []
-    if not isinstance(ignore_list, list) or len(ignore_list) > 1 << 16:
-        raise KsegError(f"{path}: ignore_colors must be a list of [r, g, b] colours. Received: {brief(ignore_list)}")
-    ignore = tuple(_colour(value, f"{path}: ignore_colors") for value in ignore_list)
-    ignore_values = content.get("ignore_values", []) or []
-    if not isinstance(ignore_values, list) or len(ignore_values) > 256:
-        raise KsegError(f"{path}: ignore_values must be a list of mask values 0..255. Received: {brief(ignore_values)}")
-    ignore_values = tuple(dict.fromkeys(_mask_value(value, f"{path}: ignore_values") for value in ignore_values))
-    fraction, seed = _splits_section(content.get("splits"), path)
-    return ClassesFile(tuple(names), tuple(colours), _check_values(path, names, values, ignore_values),
-                       ignore, ignore_values, fraction, seed)  # fmt: skip
+    return names, colours, values
 
 
 def value_tables(num_classes, values=None, ignore_values=()):

@@ -162,7 +162,7 @@ def make_dataset(spec, split, *, training, batch_size, crop=None, seed=0, skip_b
 
         indices, seeds = epoch_order(len(pairs), seed, training)
         return make_py_dataset(
-            loader, indices, seeds, training=training, batch_size=batch_size, ignore_index=spec.ignore_index,
+            loader, indices, seeds, training=training, batch_size=batch_size,
             pad_to=pad_to, workers=num_parallel_calls,
         )  # fmt: skip
     if engine not in (None, "tf.data"):

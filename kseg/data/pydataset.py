@@ -199,7 +199,7 @@ class EvaluationBatches:
         yield from self
 
 
-def make_py_dataset(loader, order, seeds, *, training, batch_size, ignore_index, pad_to=1, workers=None):
+def make_py_dataset(loader, order, seeds, *, training, batch_size, pad_to=1, workers=None):
     """Training batches (a keras PyDataset) or evaluation batches (`EvaluationBatches`).
 
     Args:
@@ -207,11 +207,11 @@ def make_py_dataset(loader, order, seeds, *, training, batch_size, ignore_index,
         order, seeds: np.ndarray. Pair indices and sample seeds of the pass (`epoch_order`).
         training: bool. Fixed-position batches (PyDataset) or batches grouped by size.
         batch_size: int. Samples per batch.
-        ignore_index: int. Mask value of padding.
         pad_to: int. Round every batch up to a multiple of it with blank samples.
         workers: int or None. Reader threads (default: one per core, at most 8).
     """
     samples = _Samples(loader, order, seeds)
+    ignore_index = loader.spec.ignore_index  # the mask value of padding
     if training:
         batches = TrainingBatches(samples, batch_size, ignore_index, pad_to, workers=workers)
     else:

@@ -154,18 +154,8 @@ def train(config, resume=False, verbose=1, callbacks=(), unsafe=False):
         KsegError: bad data or options, missing weights, a NaN loss, a locked or used
             run folder, a full disk.
     """
-    if not isinstance(config, TrainConfig):
-        raise KsegError(f"train expects a TrainConfig. Received: {type(config).__name__}")
-    config = config.replace()  # checks every value again: fields may have been set since
-    get_model_entry(config.model)  # a misspelt model is refused before minutes of data checks
-    if not resume:  # and so are weights the model cannot take (a resumed run reads its checkpoint)
-        check_weights(config.model, config.model_weights)
-    check_strategy_backend(config.strategy)  # multiworker is TensorFlow-only
-    if config.strategy == "multiworker":
-        read_tf_config()  # a malformed TF_CONFIG is refused before any work
+    config = _checked_config(config, resume)
     chief = is_chief(config.strategy)
-    if resume and not config.run_dir:
-        raise KsegError("--resume needs --run-dir, the run directory to continue")
     # Only the chief writes into (and locks) the run directory; other workers write to a
     # scratch folder (saving must still happen on every worker under a multi-worker strategy).
     lock = lock_run_dir(config, resume) if chief else None
@@ -196,6 +186,24 @@ def train(config, resume=False, verbose=1, callbacks=(), unsafe=False):
             if clean:
                 lock.remove_run_files()
             lock.release(remove_created=clean)
+
+
+def _checked_config(config, resume):
+    """The config checked again (fields may have been set since it was made), and what can
+    be refused at once: a misspelt model, weights it cannot take, a strategy the backend
+    lacks, a malformed TF_CONFIG, --resume without a run folder."""
+    if not isinstance(config, TrainConfig):
+        raise KsegError(f"train expects a TrainConfig. Received: {type(config).__name__}")
+    config = config.replace()
+    get_model_entry(config.model)  # before minutes of data checks
+    if not resume:  # a resumed run reads its checkpoint
+        check_weights(config.model, config.model_weights)
+    check_strategy_backend(config.strategy)  # multiworker is TensorFlow-only
+    if config.strategy == "multiworker":
+        read_tf_config()
+    if resume and not config.run_dir:
+        raise KsegError("--resume needs --run-dir, the run directory to continue")
+    return config
 
 
 def _prepare(config, run_dir, write_dir, chief, resume):
