@@ -49,14 +49,21 @@ demo: install
 	@$(BIN)/python -c "import json; m = json.load(open('$(DEMO)/metrics.json')); print('validation mIoU: %.3f' % m['mean_iou'])"
 
 # Speed and memory figures against references measured in the same run (see
-# docs/performance.md); about 15 minutes on 2 cores, not part of `make test`. The bf16
-# agreement check needs a trained CamVid run: AGREEMENT_MODEL=runs/camvid-fcn8s make bench
+# docs/performance.md), each report headed by the CPU and its instruction sets; about 30
+# minutes on 2 cores, not part of `make test`. The bf16 agreement check needs a trained
+# CamVid run: AGREEMENT_MODEL=runs/camvid-fcn8s make bench. The mobile models are timed
+# against torchvision's LR-ASPP from TORCH_PYTHON, a Python with torch and torchvision
+# (`pip install torch==2.14.1 torchvision==0.29.1`; left out with one line without them).
 BENCH ?= bench
 CAMVID_DIR ?= ../shared/data/camvid
 AGREEMENT_MODEL ?=
+TORCH_PYTHON ?= $(BIN)/python
+MOBILE_MODELS ?= fcn8s,fcn8s_mobilenetv3large,lraspp_mobilenetv3large,lraspp_mobilenetv3small
 bench: install
 	$(BIN)/python benchmarks/bench_performance.py --profile --out $(BENCH)/performance.json \
 		$(if $(AGREEMENT_MODEL),--agreement-model $(AGREEMENT_MODEL) --camvid $(CAMVID_DIR))
+	$(BIN)/python benchmarks/bench_mobile.py --models $(MOBILE_MODELS) --repeats 5 \
+		--torch-python $(TORCH_PYTHON) --out $(BENCH)/mobile.json
 	@if [ -d "$(CAMVID_DIR)" ]; then \
 		$(BIN)/python benchmarks/bench_pipeline.py --data-dir $(CAMVID_DIR) --out $(BENCH)/pipeline.json; \
 	else echo "skipping the input-pipeline benchmark: no CamVid at $(CAMVID_DIR) (set CAMVID_DIR)"; fi

@@ -55,10 +55,10 @@ def main(argv=None):
 
     from kseg.data.registry import get_dataset_spec
     from kseg.exporting import ExportedModel, load_images, tflite_bytes
+    from kseg.inference import predict_logits
     from kseg.metrics import segmentation_scores
     from kseg.models.inference import inference_model
     from kseg.models.saving import load_model
-    from kseg.prediction import predict_logits
     from kseg.runs import resolve_model_path
 
     path, run_dir = resolve_model_path(args.model)

@@ -35,7 +35,7 @@ import sys
 import tempfile
 import time
 
-from reports import check_out, machine, write_report
+from reports import check_out, machine, machine_line, write_report
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
@@ -168,9 +168,9 @@ def bf16_agreement(args):
     """Share of CamVid val pixels with the same class in bf16 and fp32 (a trained model)."""
     from kseg.data.registry import get_dataset_spec
     from kseg.images import read_image
+    from kseg.inference import predict_logits
     from kseg.models.inference import inference_model
     from kseg.models.saving import load_model
-    from kseg.prediction import predict_logits
     from kseg.runs import resolve_model_path
 
     path, _ = resolve_model_path(args.agreement_model)
@@ -431,6 +431,7 @@ def main(argv=None):
 
     import_tensorflow_quietly()
     report = {"machine": machine()}
+    print(machine_line(report["machine"]), flush=True)
     context = {}
     functions = {"inference": bench_inference, "bf16": bench_bf16, "train": bench_train,
                  "memory": bench_memory, "tflite": bench_tflite}

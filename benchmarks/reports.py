@@ -45,6 +45,14 @@ def write_report(out, benchmark, report):
 CPU_FLAGS = ("avx2", "avx512f", "avx512_bf16", "amx_bf16", "avx512_vnni", "avx_vnni", "amx_int8")
 
 
+def machine_line(info):
+    """One line naming the machine of a `machine()` report: CPU, cores, instruction sets."""
+    missing = [flag for flag in CPU_FLAGS if flag not in info["cpu_flags"]]
+    return (f"machine: {info['cpu']}, {info['cores']} cores; has {', '.join(info['cpu_flags']) or 'none of'} "
+            f"{'(lacks ' + ', '.join(missing) + ')' if missing else ''}; TensorFlow {info['tensorflow']}, "
+            f"keras {info['keras']}")
+
+
 def machine():
     """The CPU model, its cores and relevant instruction sets, the library versions and
     the load average, for a report."""

@@ -16,7 +16,7 @@ from kseg.cli.params import Number, Size
 
 def _tta_callback(ctx, param, value):
     from kseg.errors import KsegError
-    from kseg.prediction import parse_tta
+    from kseg.inference import parse_tta
 
     try:
         return parse_tta(value)

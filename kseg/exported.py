@@ -20,7 +20,7 @@ file) takes images of that size only; other sizes are fitted to it (`FITS`):
   calibration images were) and the logits back to the image's size (bilinear) before the
   arg-max. This is what MediaPipe's ImageSegmenter does, so the scores are those a phone
   client gets.
-- "tile": the image is cut into tiles of the file's size (`kseg.prediction.iter_tiled_logits`,
+- "tile": the image is cut into tiles of the file's size (`kseg.inference.iter_tiled_logits`,
   centre blend); a tile (or image) smaller than the file's size is padded by reflection
   and its logits cropped. Every pixel is seen at its own scale, as by the Keras model,
   so the scores measure the export (its quantization) rather than the resizing.
@@ -153,7 +153,7 @@ class ExportedPredictor:
 
     def logits(self, image):
         """Logits (H, W, C) of one RGB image (H, W, 3), resized through a fixed input size."""
-        from kseg.prediction import resize
+        from kseg.inference import resize
 
         image = np.asarray(image)
         if image.dtype != np.uint8:  # tf.data batches may be float; values are whole 0..255
@@ -165,7 +165,7 @@ class ExportedPredictor:
             return resize(self._run(resize(image, self.input_size)), size)
         if size[0] <= self.input_size[0] and size[1] <= self.input_size[1]:
             return self._padded(image)
-        from kseg.prediction import tiled_logits
+        from kseg.inference import tiled_logits
 
         overlap = min(TILE_OVERLAP, min(self.input_size) // 4)
         return tiled_logits(_Padding(self), image, self.input_size, overlap)
@@ -312,24 +312,3 @@ def check_dataset_classes(predictor, spec):
     if names is not None and list(names) != list(spec.class_names):
         logger.warning("%s: class names (%s) differ from %s's; scoring by index", predictor.path, source,
                        spec.name)  # fmt: skip
-
-
-def load_exported_predictor(path, formats=(), format=None, fit="resize"):
-    """`kseg.prediction.load_predictor` for an exported file (`fit`: see ExportedPredictor).
-
-    Returns:
-        kseg.prediction.Predictor. Its model is an `ExportedPredictor`.
-    """
-    from kseg.prediction import Predictor, check_output_formats
-    from kseg.visualize import class_names_from_classes, palette_from_classes
-
-    predictor = ExportedPredictor(path, format, fit=fit)
-    warnings = check_output_formats(predictor.num_classes, formats, path)
-    classes, _ = export_classes(predictor)
-    if classes is None:
-        warnings.append(f"{path}: no class names inside it and no {runs.CLASSES_FILE} beside it, so its "
-                        f"{predictor.num_classes} classes are named class 0 .. class "
-                        f"{predictor.num_classes - 1}, in default colours")  # fmt: skip
-    palette = palette_from_classes(classes, predictor.num_classes)
-    names = class_names_from_classes(classes, predictor.num_classes)
-    return Predictor(predictor, predictor.num_classes, palette, names, path, warnings)

@@ -243,7 +243,7 @@ def _convert(model, saved, quantize, input_size, calibration, outputs=OUTPUT_NAM
 
 
 def _representative(images, input_size):
-    from kseg.prediction import resize
+    from kseg.inference import resize
 
     def generate():
         for image in images:
@@ -544,7 +544,7 @@ def check_export(model, exported, images):
     are counted, never compared: `nan > tolerance` is false, so a NaN difference would
     otherwise pass for agreement.
     """
-    from kseg.prediction import predict_logits, resize
+    from kseg.inference import predict_logits, resize
 
     worst, largest, agree, total = 0.0, 0.0, 0, 0
     keras_bad = export_bad = 0

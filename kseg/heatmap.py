@@ -113,7 +113,7 @@ def class_scores(model, image, class_index, source="the VGG16 weights"):
         (scores, grid): float32 (H, W), bilinearly upsampled from the model's grid, and
         the grid itself (ceil(H/32), ceil(W/32)).
     """
-    from kseg.prediction import resize, run_model
+    from kseg.inference import resize, run_model
 
     height, width = image.shape[:2]
     grid = run_model(model, image[None])[0][:, :, class_index]

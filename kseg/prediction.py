@@ -1,24 +1,11 @@
-"""Inference on images of any size: whole-image, tiled sliding-window, test-time augmentation.
+"""`kseg predict` as a library call: image files, folders and patterns in, label maps,
+colour maps and overlays out.
 
-Models take uint8 RGB images of any size and return float32 logits of that size, so
-whole-image prediction is one call. For images too large for memory, `tiled_logits`
-runs the model on overlapping tiles and blends their logits; it works strip by strip, so
-apart from the image and its label map, memory grows with the tile size and the image
-width, never with the image height.
+    collect_images -> plan_outputs (every output path checked before the model loads)
+      -> load_predictor (a Keras model) or load_exported_predictor (an export): a Predictor
+      -> predict_files -> write_outputs per image (kseg.inference: whole, tiled, TTA)
 
-Blending the overlap between tiles (`blend`):
-
-- "center" (default): each pixel takes the logits of the tile(s) in which it lies at
-  least `overlap // 2` pixels from every edge that is not an image border. For a model
-  whose receptive field reaches at most `overlap // 2` pixels from a pixel (and that
-  treats every position alike), this equals whole-image inference exactly. An FCN on
-  VGG16 sees hundreds of pixels, so for it the result is close to, not equal to,
-  whole-image inference; a larger overlap brings it closer.
-- "mean": every tile counts equally wherever it covers a pixel (as in mmsegmentation's
-  sliding-window inference); tile edges, where context is missing, are averaged in.
-
-Test-time augmentation (`TTA`) averages the logits of a horizontally flipped copy and/or
-of rescaled copies (resized back to the image size) with those of the image itself.
+`predict` does all of it, as the CLI verb does.
 """
 
 import dataclasses
@@ -28,269 +15,13 @@ import os
 import cv2
 import numpy as np
 
+from kseg import runs
 from kseg.errors import DiskFullError, KsegError
+from kseg.exported import ExportedPredictor, choose_model, export_classes
 from kseg.images import IMAGE_EXTENSIONS, list_image_files
+from kseg.inference import TTA, NonFiniteLogitsError, predict_labels, validate_tiling
 from kseg.progress import progress, write
 from kseg.validation import check_number
-
-BLENDS = ("center", "mean")
-MAX_TTA_SCALE = 8.0  # an image scaled by more holds 64x the pixels
-MAX_TTA_SCALES = 16
-
-
-class NonFiniteLogitsError(KsegError):
-    """The model returned NaN or inf logits: the model is at fault, not one image."""
-
-
-@dataclasses.dataclass(frozen=True)
-class TTA:
-    """Test-time augmentation: which views of an image have their logits averaged.
-
-    Args:
-        flip: bool. Also predict the horizontally flipped image (flipped back).
-        scales: tuple of float. Scale factors the image is resized by; 1.0 is the image.
-    """
-
-    flip: bool = False
-    scales: tuple = (1.0,)
-
-    def __post_init__(self):
-        if not isinstance(self.flip, bool):
-            raise KsegError(f"TTA flip must be True or False; got {self.flip!r}")
-        if not isinstance(self.scales, (tuple, list)) or not self.scales:
-            raise KsegError(f"TTA scales must be a list of positive numbers; got {self.scales!r}")
-        if len(self.scales) > MAX_TTA_SCALES:
-            raise KsegError(
-                f"--tta scales: {len(self.scales)} scales, at most {MAX_TTA_SCALES} are accepted"
-            )
-        scales = tuple(
-            check_number(scale, "--tta scales", 0, MAX_TTA_SCALE, min_open=True)
-            for scale in self.scales
-        )
-        object.__setattr__(self, "scales", scales)
-
-    @property
-    def views(self):
-        """Number of model runs per image."""
-        return len(self.scales) * (2 if self.flip else 1)
-
-
-def parse_tta(values):
-    """Parses `--tta` values such as "flip", "scales=0.75,1,1.25" or "none" into a `TTA`.
-
-    Args:
-        values: iterable of str. Each may hold several items joined by "+" or ";".
-    """
-    flip, scales = False, (1.0,)
-    for value in values or ():
-        for item in value.replace(";", "+").split("+"):
-            item = item.strip().lower()
-            if item in ("", "none"):
-                continue
-            if item == "flip":
-                flip = True
-            elif item.startswith("scales="):
-                texts = [text for text in item[len("scales="):].split(",") if text.strip()]
-                if not texts:
-                    raise KsegError(f"--tta {value!r}: scales= needs numbers, e.g. scales=0.75,1,1.25")
-                if len(texts) > MAX_TTA_SCALES:
-                    raise KsegError(
-                        f"--tta scales: {len(texts)} scales, at most {MAX_TTA_SCALES} are accepted"
-                    )
-                scales = tuple(
-                    check_number(text, "--tta scales", 0, MAX_TTA_SCALE, min_open=True)
-                    for text in texts
-                )
-            else:
-                raise KsegError(
-                    f"--tta {value!r}: unknown augmentation {item!r}; use flip, "
-                    "scales=0.75,1,1.25 or none"
-                )
-    return TTA(flip=flip, scales=scales)
-
-
-def run_model(model, batch):
-    """Runs `model` on a batch (N, H, W, 3) and returns float32 NumPy logits.
-
-    keras' compiled predict step is used (traced again for new image sizes until it
-    generalises): about 5% faster than calling the model eagerly at 512x1024.
-    """
-    logits = model.predict_on_batch(np.ascontiguousarray(batch))
-    return np.asarray(logits, dtype=np.float32)
-
-
-def resize(array, size, interpolation=cv2.INTER_LINEAR):
-    """Resizes an (H, W, C) array to `size` = (height, width), any number of channels."""
-    height, width = size
-    if array.shape[:2] == (height, width):
-        return array
-    # OpenCV resizes at most 512 channels at once.
-    pieces = [
-        cv2.resize(array[:, :, start:start + 512], (width, height), interpolation=interpolation)
-        for start in range(0, array.shape[2], 512)
-    ]
-    pieces = [piece[:, :, None] if piece.ndim == 2 else piece for piece in pieces]
-    return np.concatenate(pieces, axis=2)
-
-
-def batch_logits(model, images, tta=TTA(), batch_size=4):
-    """Logits of same-sized images (N, H, W, 3), averaged over the TTA views.
-
-    Args:
-        model: keras.Model. RGB images -> logits of the same height and width.
-        images: array (N, H, W, 3). uint8 RGB.
-        tta: TTA. Which views to average.
-        batch_size: int. Most images given to the model at once.
-
-    Returns:
-        float32 array (N, H, W, num_classes).
-    """
-    images = np.asarray(images)
-    height, width = images.shape[1:3]
-    total = None
-    for scale in tta.scales:
-        size = (max(1, round(height * scale)), max(1, round(width * scale)))
-        scaled = np.stack([resize(image, size) for image in images]) if scale != 1 else images
-        views = [(scaled, False)] + ([(scaled[:, :, ::-1], True)] if tta.flip else [])
-        for view, flipped in views:
-            for start in range(0, len(view), batch_size):
-                logits = run_model(model, view[start:start + batch_size])
-                if flipped:
-                    logits = logits[:, :, ::-1]
-                if scale != 1:
-                    logits = np.stack([resize(item, (height, width)) for item in logits])
-                if total is None:
-                    total = np.zeros((len(images),) + logits.shape[1:], dtype=np.float32)
-                total[start:start + len(logits)] += logits
-    return total / tta.views
-
-
-def predict_logits(model, image, tta=TTA()):
-    """Whole-image logits (H, W, num_classes) of one uint8 RGB image (H, W, 3)."""
-    return batch_logits(model, np.asarray(image)[None], tta)[0]
-
-
-def tile_starts(length, tile, overlap):
-    """Start offsets of tiles of size `tile` covering [0, length) with at least `overlap`.
-
-    The last tile ends at the border (it may overlap its neighbour more than `overlap`).
-    """
-    if tile >= length:
-        return [0]
-    stride = tile - overlap
-    starts = list(range(0, length - tile, stride))
-    return starts + [length - tile]
-
-
-def tile_window(start, tile, length, overlap, blend):
-    """1-D weights of one tile's pixels for `blend` (see the module docstring)."""
-    weights = np.ones(tile, dtype=np.float32)
-    if blend == "center":
-        if start > 0:
-            weights[: overlap // 2] = 0
-        if start + tile < length:
-            weights[tile - (overlap - overlap // 2):] = 0
-    return weights
-
-
-def validate_tiling(tile, overlap, blend):
-    if blend not in BLENDS:
-        raise KsegError(f"unknown blend {blend!r}; use one of {', '.join(BLENDS)}")
-    if overlap < 0 or overlap >= min(tile):
-        raise KsegError(
-            f"--overlap {overlap}: must be at least 0 and smaller than the tile "
-            f"({tile[0]}x{tile[1]})"
-        )
-
-
-def iter_tiled_logits(model, image, tile, overlap=64, tta=TTA(), blend="center", batch_size=1):
-    """Sliding-window logits of one image, yielded as finished horizontal strips.
-
-    Args:
-        model: keras.Model. RGB images -> logits of the same height and width.
-        image: uint8 array (H, W, 3).
-        tile: tuple (height, width). Tile size; clipped to the image size.
-        overlap: int. Pixels shared by neighbouring tiles, in both directions.
-        tta: TTA. Test-time augmentation applied to each tile.
-        blend: str. "center" or "mean" (see the module docstring).
-        batch_size: int. Tiles given to the model at once. On a CPU a tile is already
-            enough work to keep every core busy, and each tile more in a batch holds
-            its activations too (about 100 MB per 512x512 tile for VGG16).
-
-    Yields:
-        (top, logits) with logits of shape (rows, W, num_classes) for image rows
-        top .. top + rows - 1, from the top of the image to the bottom.
-    """
-    validate_tiling(tile, overlap, blend)
-    image = np.asarray(image)
-    height, width = image.shape[:2]
-    tile_h, tile_w = min(tile[0], height), min(tile[1], width)
-    rows = tile_starts(height, tile_h, overlap)
-    columns = tile_starts(width, tile_w, overlap)
-    column_weights = [tile_window(x, tile_w, width, overlap, blend) for x in columns]
-
-    sums = weights = None
-    top = 0  # image row of sums[0]
-    for index, y in enumerate(rows):
-        strip = image[y:y + tile_h]
-        tiles = np.stack([strip[:, x:x + tile_w] for x in columns])
-        logits = batch_logits(model, tiles, tta, batch_size)
-        if sums is None:
-            sums = np.zeros((0, width, logits.shape[-1]), dtype=np.float32)
-            weights = np.zeros((0, width), dtype=np.float32)
-        # Grow the buffer down to the bottom of this row of tiles.
-        grow = y + tile_h - (top + len(sums))
-        if grow > 0:
-            sums = np.concatenate([sums, np.zeros((grow,) + sums.shape[1:], np.float32)])
-            weights = np.concatenate([weights, np.zeros((grow, width), np.float32)])
-        row_weights = tile_window(y, tile_h, height, overlap, blend)
-        for x, tile_logits, x_weights in zip(columns, logits, column_weights):
-            window = row_weights[:, None] * x_weights[None, :]
-            sums[y - top:y - top + tile_h, x:x + tile_w] += tile_logits * window[:, :, None]
-            weights[y - top:y - top + tile_h, x:x + tile_w] += window
-        # Rows above the next row of tiles receive nothing more: hand them out.
-        done = (rows[index + 1] if index + 1 < len(rows) else height) - top
-        if done > 0:
-            if not (weights[:done] > 0).all():  # a bug in the windows, never the user's
-                raise AssertionError("tiling left pixels without any logits")
-            yield top, sums[:done] / weights[:done, :, None]
-            sums, weights, top = sums[done:], weights[done:], top + done
-
-
-def tiled_logits(model, image, tile, overlap=64, tta=TTA(), blend="center", batch_size=1):
-    """Sliding-window logits (H, W, num_classes) of one image. See `iter_tiled_logits`."""
-    strips = [logits for _, logits in
-              iter_tiled_logits(model, image, tile, overlap, tta, blend, batch_size)]
-    return np.concatenate(strips, axis=0)
-
-
-def label_dtype(num_classes):
-    if num_classes > 256:
-        raise KsegError(f"label maps hold at most 256 classes; the model has {num_classes}")
-    return np.uint8
-
-
-def predict_labels(model, image, tile=None, overlap=64, tta=TTA(), blend="center"):
-    """Class map (H, W) uint8 of one uint8 RGB image: whole-image, or tiled if `tile`."""
-    if tile is None:
-        logits = check_finite_logits(predict_logits(model, image, tta))
-        return np.argmax(logits, axis=-1).astype(label_dtype(logits.shape[-1]))
-    strips = []
-    for _, logits in iter_tiled_logits(model, image, tile, overlap, tta, blend):
-        check_finite_logits(logits)
-        strips.append(np.argmax(logits, axis=-1).astype(label_dtype(logits.shape[-1])))
-    return np.concatenate(strips, axis=0)
-
-
-def check_finite_logits(logits):
-    """Returns `logits`, or raises `NonFiniteLogitsError` when any is NaN or inf.
-
-    An arg-max over NaN picks class 0 everywhere: without this check a damaged model
-    writes all-zero label maps that look like predictions.
-    """
-    if not np.isfinite(logits).all():
-        raise NonFiniteLogitsError("the model's logits hold NaN or inf")
-    return logits
 
 
 def collect_images(inputs):
@@ -672,6 +403,26 @@ def load_predictor(path, run_dir, formats, precision="fp32", unsafe=False):
                      class_names_from_classes(classes, num_classes), path, warnings)  # fmt: skip
 
 
+def load_exported_predictor(path, formats=(), format=None, fit="resize"):
+    """`load_predictor` for an exported file (`fit`: see ExportedPredictor).
+
+    Returns:
+        Predictor. Its model is an `ExportedPredictor`.
+    """
+    from kseg.visualize import class_names_from_classes, palette_from_classes
+
+    predictor = ExportedPredictor(path, format, fit=fit)
+    warnings = check_output_formats(predictor.num_classes, formats, path)
+    classes, _ = export_classes(predictor)
+    if classes is None:
+        warnings.append(f"{path}: no class names inside it and no {runs.CLASSES_FILE} beside it, so its "
+                        f"{predictor.num_classes} classes are named class 0 .. class "
+                        f"{predictor.num_classes - 1}, in default colours")  # fmt: skip
+    palette = palette_from_classes(classes, predictor.num_classes)
+    names = class_names_from_classes(classes, predictor.num_classes)
+    return Predictor(predictor, predictor.num_classes, palette, names, path, warnings)
+
+
 def predict_files(predictor, plan, options, counts=None):
     """Predicts every image of an `OutputPlan` and writes its outputs (`write_outputs`).
 
@@ -749,8 +500,6 @@ def predict(inputs, model=None, out="predictions", options=None):
         KsegError: no image to predict, a model or an output that cannot be used, a full
             disk (after the images already written).
     """
-    from kseg.exported import choose_model, load_exported_predictor
-
     options = PredictOptions() if options is None else options
     inputs = [inputs] if isinstance(inputs, (str, os.PathLike)) else list(inputs)
     items, problems = collect_images(inputs)

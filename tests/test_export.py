@@ -266,7 +266,7 @@ def test_the_check_counts_the_pixels_whose_logits_differ():
     import keras
 
     from kseg.exporting import check_export
-    from kseg.prediction import predict_logits
+    from kseg.inference import predict_logits
 
     class Shifted:
         """An 'export' whose logits are the Keras model's, but 5 higher at `count` pixels."""

@@ -196,7 +196,7 @@ def test_evaluate_takes_an_exported_predictor_and_equals_the_keras_confusion(run
 def test_evaluate_resizes_through_a_fixed_size_file(run, spec):
     """Synthetic images are 32x40; the file takes 48x64: its logits are resized back."""
     from kseg.evaluation import evaluate_model
-    from kseg.prediction import predict_logits, resize
+    from kseg.inference import predict_logits, resize
 
     _, exports, model = run
     fixed = ExportedPredictor(exports["fixed"])
@@ -217,7 +217,7 @@ def test_tiling_a_fixed_size_file_pads_small_images_and_tiles_large_ones(run, sp
     a larger image goes in tiles of 48x64."""
     import cv2
 
-    from kseg.prediction import predict_logits
+    from kseg.inference import predict_logits
 
     _, exports, model = run
     tiled = ExportedPredictor(exports["fixed"], fit="tile")
@@ -258,7 +258,7 @@ def test_evaluate_refuses_an_export_with_another_class_count(run, tmp_path, data
 
 
 def test_a_classes_file_of_another_count_beside_an_export_is_refused(run, tmp_path, spec):
-    from kseg.exported import load_exported_predictor
+    from kseg.prediction import load_exported_predictor
 
     _, exports, _ = run
     copy = tmp_path / "model.tflite"
@@ -330,7 +330,7 @@ def test_predict_with_a_lone_int8_file_names_classes_by_number(run, images, tmp_
 
 
 def test_predict_with_a_fixed_size_file_resizes_and_tiles(run, images, tmp_path):
-    from kseg.prediction import predict_logits, resize
+    from kseg.inference import predict_logits, resize
 
     _, exports, model = run
     predict(exports["fixed"], images, tmp_path / "whole")
@@ -348,8 +348,8 @@ def test_predict_with_a_fixed_size_file_resizes_and_tiles(run, images, tmp_path)
 
 
 def test_names_inside_an_export_name_its_classes_without_a_classes_json(run, tmp_path):
-    from kseg.exported import load_exported_predictor
     from kseg.exporting import export_model
+    from kseg.prediction import load_exported_predictor
 
     _, _, model = run
     classes = {"class_names": [f"kind {index}" for index in range(6)],

@@ -33,7 +33,7 @@ def image():
 
 
 def kseg_classes(model, image):
-    from kseg.prediction import predict_logits
+    from kseg.inference import predict_logits
 
     return predict_logits(model, image).argmax(-1)
 

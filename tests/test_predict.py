@@ -1,4 +1,4 @@
-"""Whole-image, tiled and test-time-augmented inference (kseg/prediction.py)."""
+"""Whole-image, tiled and test-time-augmented inference (kseg/inference.py; collecting images in kseg/prediction.py)."""
 
 import keras
 import numpy as np
@@ -6,16 +6,8 @@ import pytest
 from conftest import randomize_weights
 
 from kseg.errors import KsegError
-from kseg.prediction import (
-    TTA,
-    collect_images,
-    iter_tiled_logits,
-    parse_tta,
-    predict_labels,
-    predict_logits,
-    tile_starts,
-    tiled_logits,
-)
+from kseg.inference import TTA, iter_tiled_logits, parse_tta, predict_labels, predict_logits, tile_starts, tiled_logits
+from kseg.prediction import collect_images
 
 
 def local_model(radius, classes=3, seed=0):
@@ -106,7 +98,7 @@ def test_flip_tta_averages_flipped_logits(image):
 
 
 def test_scale_tta_averages_the_rescaled_logits_and_unit_scale_is_identity(fcn, image):
-    from kseg.prediction import resize
+    from kseg.inference import resize
 
     logits = predict_logits(fcn, image, TTA(scales=(0.5, 1.0, 1.5)))
     assert logits.shape == (45, 70, 3)
