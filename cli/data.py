@@ -4,6 +4,7 @@ statistics, write the synthetic dataset."""
 import click
 from kseg.cli.params import Number, Size
 
+from kseg.choices import CROWD, UNLABELLED
 from kseg.data.registry import DATASET_NAMES as DATASETS  # no TensorFlow import
 
 MAX_SCENES = 1_000_000  # per split (kseg.data.synthetic.MAX_SCENES)
@@ -249,10 +250,10 @@ FORMAT_OPTIONS = {"images": ("coco",), "labels": ("labelme",), "unlabelled": ("l
 @click.option("--labels", type=click.Path(dir_okay=False),
               help="labelme: a labels.txt (one class a line) fixing the classes and their order; a label "
                    "not in it is ignored and reported. Default: every label found, sorted.")
-@click.option("--unlabelled", type=click.Choice(["background", "ignore"]), default="background",
+@click.option("--unlabelled", type=click.Choice(UNLABELLED), default="background",
               show_default=True,
               help="labelme, coco: pixels no annotation covers are class 0 'background', or ignored.")
-@click.option("--crowd", type=click.Choice(["ignore", "class"]), default="ignore", show_default=True,
+@click.option("--crowd", type=click.Choice(CROWD), default="ignore", show_default=True,
               help="coco: iscrowd regions are ignored (objects drawn singly stay on top), or drawn as "
                    "their category.")
 @click.option("--ignore-class", "ignore", multiple=True, metavar="NAME",

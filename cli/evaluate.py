@@ -3,6 +3,7 @@
 import click
 from kseg.cli.params import Number
 
+from kseg.choices import FITS, LABEL_FORMATS, PRECISIONS
 from kseg.data.registry import DATASET_NAMES as DATASETS  # no TensorFlow import
 
 
@@ -18,7 +19,7 @@ from kseg.data.registry import DATASET_NAMES as DATASETS  # no TensorFlow import
               help="Images per forward pass.")
 @click.option("--max-images", type=Number(1, 2**31 - 1, integer=True),
               help="Score only the first N images.")
-@click.option("--label-format", type=click.Choice(["auto", "train-ids", "label-ids"]), default="auto",
+@click.option("--label-format", type=click.Choice(LABEL_FORMATS), default="auto",
               show_default=True, help="With --predictions on Cityscapes: train ids or official label ids. auto: "
                                       "what the files say (kseg predict writes it into every label map).")
 @click.option("--out", type=click.Path(dir_okay=False),
@@ -30,10 +31,10 @@ from kseg.data.registry import DATASET_NAMES as DATASETS  # no TensorFlow import
                    "first --sheet-images images, with the legend of their classes.")
 @click.option("--sheet-images", default=6, show_default=True, type=Number(1, 64, integer=True),
               help="Images on the contact sheet.")
-@click.option("--precision", default="fp32", show_default=True, type=click.Choice(["fp32", "bf16"]),
+@click.option("--precision", default="fp32", show_default=True, type=click.Choice(PRECISIONS),
               help="Compute precision of a Keras model, whatever policy it was trained under "
                    "(as in `kseg predict`). An exported file computes as it was exported.")
-@click.option("--fit", default="resize", show_default=True, type=click.Choice(["resize", "tile"]),
+@click.option("--fit", default="resize", show_default=True, type=click.Choice(FITS),
               help="An export with a fixed input size, on images of another size: resize each "
                    "image to it and the logits back (as MediaPipe does: what a phone client "
                    "scores), or tile the image at that size, smaller tiles padded (each pixel "

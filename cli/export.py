@@ -4,11 +4,13 @@
 import click
 from kseg.cli.params import Number, Size
 
+from kseg.choices import EXPORT_FORMATS, QUANTIZATIONS
+
 
 @click.command()
 @click.argument("model_path", metavar="[RUN_DIR|MODEL.keras]", required=False)
 @click.option("--format", "export_format", required=True,
-              type=click.Choice(["savedmodel", "tflite", "onnx"]), help="What to write.")
+              type=click.Choice(EXPORT_FORMATS), help="What to write.")
 @click.option("--out", default=None, type=click.Path(),
               help="Destination (a folder for savedmodel). Default: RUN_DIR/export/"
                    "best_<format>, beside a model file, or for the shipped model in the "
@@ -17,7 +19,7 @@ from kseg.cli.params import Number, Size
               help="Replace an existing export of the same format that kseg wrote "
                    "(never anything else).")
 @click.option("--quantize", default="none", show_default=True,
-              type=click.Choice(["none", "fp16", "dynamic", "int8"]),
+              type=click.Choice(QUANTIZATIONS),
               help="TFLite only: float16 weights, int8 weights (dynamic), or full-integer "
                    "int8 calibrated on --calibration-data.")
 @click.option("--calibration-data", default=None, metavar="FOLDER|DATASET",

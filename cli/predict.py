@@ -13,6 +13,8 @@ For each image it writes into --out (names keep an input folder's subfolders):
 import click
 from kseg.cli.params import Number, Size
 
+from kseg.choices import BLENDS, FITS, PRECISIONS
+
 
 def _tta_callback(ctx, param, value):
     from kseg.errors import KsegError
@@ -42,18 +44,18 @@ def _tta_callback(ctx, param, value):
               type=Number(0, integer=True),
               help="Pixels shared by neighbouring tiles.")
 @click.option("--blend", default="center", show_default=True,
-              type=click.Choice(["center", "mean"]),
+              type=click.Choice(BLENDS),
               help="Tile overlap: use each tile's centre, or average all tiles.")
 @click.option("--tta", multiple=True, metavar="SPEC", callback=_tta_callback,
               help="Test-time augmentation: flip, scales=0.75,1,1.25, or both "
                    "(repeat the option or join with '+'; scales in (0, 8]). Logits are averaged.")
-@click.option("--fit", default="resize", show_default=True, type=click.Choice(["resize", "tile"]),
+@click.option("--fit", default="resize", show_default=True, type=click.Choice(FITS),
               help="An export with a fixed input size, on an image of another size: resize the "
                    "image to it and the logits back (as MediaPipe does), or tile the image at "
                    "that size (smaller tiles padded).")
 @click.option("--alpha", default=0.5, show_default=True, type=Number(0, 1),
               help="Opacity of the colours in the overlay.")
-@click.option("--precision", default="fp32", show_default=True, type=click.Choice(["fp32", "bf16"]),
+@click.option("--precision", default="fp32", show_default=True, type=click.Choice(PRECISIONS),
               help="Compute precision. bf16 is about 1.8x faster on CPUs with bfloat16 "
                    "instructions (AVX512-BF16, AMX) and predicts the same class as fp32 for "
                    "over 99.5% of pixels (docs/performance.md).")

@@ -11,6 +11,8 @@ default) are written as classes.json beside it, where predict, evaluate and expo
 import click
 from kseg.cli.main import import_tensorflow_quietly
 
+from kseg.choices import CAFFE_MODELS
+
 
 @click.group()
 def weights():
@@ -67,7 +69,7 @@ def download(name):
 @click.option("--out", required=True, type=click.Path(dir_okay=False),
               help="The .keras model file to write (classes.json is written beside it).")
 @click.option("--model", "model_name", default="fcn8s_caffe", show_default=True,
-              type=click.Choice(["fcn32s_caffe", "fcn16s_caffe", "fcn8s_caffe", "fcn8s_atonce_caffe"]),
+              type=click.Choice(CAFFE_MODELS),
               help="The Caffe-exact FCN the weights belong to.")
 @click.option("--classes", "classes_spec", default="voc", show_default=True,
               help="'voc' (VOC's 21 classes), a classes.json, or a text file of one name a line.")

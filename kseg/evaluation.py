@@ -34,16 +34,27 @@ import os
 import numpy as np
 
 from kseg import runs
+from kseg.choices import LABEL_FORMATS
+from kseg.data import get_dataset_spec, make_dataset
+from kseg.data.cityscapes import label_id_to_train_id_table
+from kseg.data.pipeline import data_errors
+from kseg.data.readers import read_index_mask
 from kseg.errors import KsegError
+from kseg.exported import ExportedPredictor, check_dataset_classes, choose_model, export_format
+from kseg.images import read_file
+from kseg.label_maps import LABELS_KEY, declared_format
 from kseg.labels import IGNORE_INDEX
 from kseg.metrics import METRIC_NAMES, at_chance_level, chance_mean_iou, confusion_matrix, segmentation_scores
+from kseg.models.inference import inference_model, slow_precision_warning
 from kseg.models.saving import load_segmentation_model, nonfinite_logits_message
+from kseg.outputs import Outputs, bytes_writer, write_together
+from kseg.prediction import encode_png
 from kseg.progress import progress as progress_bar
 from kseg.progress import write
+from kseg.visualize import colorize, contact_sheet, legend, palette_from_classes
 
 logger = logging.getLogger("kseg")
 
-LABEL_FORMATS = ("auto", "train-ids", "label-ids")
 ABSENT_NOTE = (
     "classes absent from both ground truth and prediction have IoU NaN (null in JSON) "
     "and are left out of the means"
@@ -207,9 +218,6 @@ def evaluate_model(model, spec, split="val", options=None, examples=0, progress=
     Returns:
         EvaluationResult.
     """
-    from kseg.data import make_dataset
-    from kseg.data.pipeline import data_errors
-
     options = EvaluateOptions() if options is None else options
     model, source, precision = _scoring_model(model, spec, options)
     batch_size, max_images = options.batch_size, options.max_images
@@ -245,9 +253,6 @@ def evaluate_model(model, spec, split="val", options=None, examples=0, progress=
 def _scoring_model(model, spec, options):
     """The model `evaluate_model` runs, the source it names and the precision it computes
     in, its class count checked against the dataset's."""
-    from kseg.exported import ExportedPredictor, check_dataset_classes, export_format
-    from kseg.models.inference import inference_model
-
     source, precision = "model", options.precision
     if not hasattr(model, "predict_on_batch") and export_format(model):
         model = ExportedPredictor(model)
@@ -322,8 +327,6 @@ def find_prediction(stem, predictions, cityscapes=False):
 
 
 def _read_prediction(path, data=None):
-    from kseg.data.readers import read_index_mask
-
     return read_index_mask(path, data)
 
 
@@ -331,9 +334,6 @@ def _declared_format(path):
     """What a prediction file says it holds (`kseg.label_maps.declared_format`), or None.
 
     A file that cannot be read says nothing here; scoring it names what is wrong."""
-    from kseg.images import read_file
-    from kseg.label_maps import declared_format
-
     try:
         data = read_file(path, "prediction file")
     except KsegError:
@@ -355,8 +355,6 @@ def _label_format(matched, spec, label_format, folder):
             dataset contradicts, or Cityscapes files that carry nothing and whose values
             fit both train ids and label ids (the line names --label-format).
     """
-    from kseg.label_maps import LABELS_KEY
-
     cityscapes = spec.name == "cityscapes"
     declared, untagged = {}, []
     for path, _ in matched:
@@ -458,8 +456,6 @@ def evaluate_predictions(folder, spec, split="val", label_format="auto", progres
         )
     table = None
     if _label_format(matched, spec, label_format, folder) == "label-ids":
-        from kseg.data.cityscapes import label_id_to_train_id_table
-
         table = label_id_to_train_id_table()
         logger.info("%s: predictions hold Cityscapes label ids; mapping them to train ids", folder)
 
@@ -579,21 +575,18 @@ def check_evaluate_outputs(reports, inputs):
     Returns:
         kseg.outputs.Outputs. For `write_reports`.
     """
-    from kseg.outputs import Outputs
-
     checked = Outputs(inputs)
-    for option, path in reports.items():
-        if path:
-            checked.add(path, "metrics" if option == "--out" else "evaluation image", option=option)
+    if reports.get("--out"):
+        checked.add(reports["--out"], "metrics", option="--out")
+    for option in ("--confusion-png", "--sheet"):
+        if reports.get(option):
+            checked.add(reports[option], "evaluation image", option=option)
     return checked
 
 
 def contact_sheet_png(result, path):
     """PNG bytes of image | ground truth | prediction for `result.examples`, one row each,
     with the legend of the classes that appear in them (`path`: where it goes, for messages)."""
-    from kseg.prediction import encode_png
-    from kseg.visualize import colorize, contact_sheet, legend, palette_from_classes
-
     if not result.examples:
         raise KsegError(f"{path}: no images were evaluated, so there is no contact sheet to write")
     num_classes = len(result.class_names)
@@ -640,8 +633,6 @@ def write_reports(result, out=None, confusion_png=None, sheet_png=None, checked=
     Returns:
         list of (what, path) written, e.g. [("metrics", "m.json")].
     """
-    from kseg.outputs import bytes_writer, write_together
-
     writers, written = [], []
     if out:
         writers.append((out, bytes_writer(metrics_json(result))))
@@ -665,9 +656,6 @@ def write_reports(result, out=None, confusion_png=None, sheet_png=None, checked=
 def _announced(path, exported, options):
     """The model `evaluate` scores (a path, or an `ExportedPredictor` for an export), once
     a "model: ..." line has said what it is and how it computes."""
-    from kseg.exported import ExportedPredictor
-    from kseg.models.inference import slow_precision_warning
-
     if exported:
         scored = ExportedPredictor(path, exported, fit=options.fit)
         write(f"model: {scored.describe()}")
@@ -695,9 +683,6 @@ def evaluate(model=None, *, data, data_dir=None, split="val", options=None):
     Returns:
         EvaluationResult. Its `written` lists the reports written.
     """
-    from kseg.data import get_dataset_spec
-    from kseg.exported import choose_model
-
     options = EvaluateOptions() if options is None else options
     if options.predictions and model:
         raise KsegError("give either MODEL or --predictions DIR, not both")

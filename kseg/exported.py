@@ -40,7 +40,11 @@ import os
 import numpy as np
 
 from kseg import runs
+from kseg.choices import FITS
 from kseg.errors import KsegError, is_out_of_memory
+from kseg.exporting import ExportedModel
+from kseg.inference import resize, tiled_logits
+from kseg.visualize import class_names_from_classes
 
 logger = logging.getLogger("kseg")
 
@@ -52,7 +56,6 @@ RUNTIMES = {"savedmodel": "tensorflow", "tflite": "ai-edge-litert", "onnx": "onn
 ACCEPTED = ("a run directory, a .keras file, an exported .tflite or .onnx file, or a "
             "SavedModel folder")
 PROBE_SIZE = (32, 32)  # the image run once to learn a size-free export's class count
-FITS = ("resize", "tile")
 TILE_OVERLAP = 64  # pixels shared by neighbouring tiles with fit="tile" (at most a quarter tile)
 
 
@@ -93,8 +96,6 @@ class ExportedPredictor:
     """
 
     def __init__(self, path, format=None, threads=None, fit="resize"):
-        from kseg.exporting import ExportedModel
-
         if fit not in FITS:
             raise KsegError(f"--fit: expected one of {', '.join(FITS)}. Received: {fit!r}")
         self.path, self.fit = os.fspath(path), fit
@@ -153,8 +154,6 @@ class ExportedPredictor:
 
     def logits(self, image):
         """Logits (H, W, C) of one RGB image (H, W, 3), resized through a fixed input size."""
-        from kseg.inference import resize
-
         image = np.asarray(image)
         if image.dtype != np.uint8:  # tf.data batches may be float; values are whole 0..255
             image = np.clip(np.rint(image), 0, 255).astype(np.uint8)
@@ -165,8 +164,6 @@ class ExportedPredictor:
             return resize(self._run(resize(image, self.input_size)), size)
         if size[0] <= self.input_size[0] and size[1] <= self.input_size[1]:
             return self._padded(image)
-        from kseg.inference import tiled_logits
-
         overlap = min(TILE_OVERLAP, min(self.input_size) // 4)
         return tiled_logits(_Padding(self), image, self.input_size, overlap)
 
@@ -253,8 +250,6 @@ def embedded_classes(predictor):
         predictor: ExportedPredictor. Its `metadata` is `kseg.export_metadata`'s
             description ({"class_names", "palette", "dataset", "ignore_index", ...}).
     """
-    from kseg.visualize import class_names_from_classes
-
     metadata = predictor.metadata
     if not isinstance(metadata, dict) or not metadata.get("class_names"):
         return None

@@ -34,6 +34,9 @@ import tempfile
 import keras
 import numpy as np
 
+from kseg.choices import EXPORT_FORMATS, QUANTIZATIONS
+from kseg.data import get_dataset_spec
+from kseg.data.registry import DATASET_NAMES
 from kseg.errors import DiskFullError, KsegError, is_disk_full
 from kseg.export_metadata import (
     MARKER,
@@ -46,11 +49,15 @@ from kseg.export_metadata import (
     tflite_with_metadata,
 )
 from kseg.images import IMAGE_EXTENSIONS, list_image_files, read_image
-from kseg.outputs import scratch_beside, seal_folder, writing
+from kseg.inference import predict_logits, resize
+from kseg.models.inference import inference_model
+from kseg.models.saving import load_segmentation_model
+from kseg.outputs import Outputs, scratch_beside, seal_folder, writing
+from kseg.progress import write
+from kseg.runs import SHIPPED_MODEL, choose_model, read_classes
 from kseg.signals import phase
 
-FORMATS = ("savedmodel", "tflite", "onnx")
-QUANTIZATIONS = ("none", "fp16", "dynamic", "int8")
+FORMATS = EXPORT_FORMATS
 SIGNATURE = "serving_default"
 INPUT_NAME = "images"
 OUTPUT_NAMES = ("classes", "logits")
@@ -243,8 +250,6 @@ def _convert(model, saved, quantize, input_size, calibration, outputs=OUTPUT_NAM
 
 
 def _representative(images, input_size):
-    from kseg.inference import resize
-
     def generate():
         for image in images:
             if input_size:
@@ -279,8 +284,6 @@ def float32_model(model):
     in 16 bits; LiteRT's builtin kernels have no bfloat16 ops, and every export is float32
     whatever the training policy. Returns `model` itself when it already computes in
     float32."""
-    from kseg.models.inference import inference_model
-
     policies = sorted({layer.dtype_policy.name for layer in model.layers
                        if layer.dtype_policy.name not in ("float32", "int32", "uint8")})  # fmt: skip
     copy = inference_model(model, "fp32")
@@ -386,8 +389,6 @@ def check_destination(out, format, model_path, run_dir=None, inputs=(), force=Fa
     Raises:
         KsegError: one line naming `out`, what it is, and the way out.
     """
-    from kseg.outputs import Outputs
-
     classes = os.path.join(run_dir, "classes.json") if run_dir else None
     checked = Outputs([model_path, classes, *inputs], force)
     checked.add(out, f"{format} export", folder=format == "savedmodel")
@@ -544,8 +545,6 @@ def check_export(model, exported, images):
     are counted, never compared: `nan > tolerance` is false, so a NaN difference would
     otherwise pass for agreement.
     """
-    from kseg.inference import predict_logits, resize
-
     worst, largest, agree, total = 0.0, 0.0, 0, 0
     keras_bad = export_bad = 0
     pixel_diffs = []  # per image, each pixel's largest logit difference (inf: not finite)
@@ -643,8 +642,6 @@ def load_images(source, data_dir=None, limit=DEFAULT_CALIBRATION_IMAGES, split=N
         split: str or None. Dataset split; the training split by default.
         option: str. The option that gave `source`, for messages.
     """
-    from kseg.data.registry import DATASET_NAMES
-
     source = os.fspath(source)
     if os.path.isdir(source):
         paths = list_image_files(source)
@@ -654,8 +651,6 @@ def load_images(source, data_dir=None, limit=DEFAULT_CALIBRATION_IMAGES, split=N
         raise KsegError(f"{option} {source}: is a file; it must be a folder of images"
                         + (" or a dataset name" if option == "--calibration-data" else ""))
     elif source in DATASET_NAMES and option == "--calibration-data":
-        from kseg.data import get_dataset_spec
-
         spec = get_dataset_spec(source, data_dir)
         if split is None:
             splits = list(spec.splits())
@@ -730,10 +725,6 @@ def export(model=None, format="tflite", out=None, options=None):
         KsegError: options that do not fit, an output kseg may not replace, a failed check
             (nothing is written then).
     """
-    from kseg.models.saving import load_segmentation_model
-    from kseg.progress import write
-    from kseg.runs import SHIPPED_MODEL, choose_model, read_classes
-
     options = ExportOptions() if options is None else options
     problem = options.problem(format)
     if problem:
@@ -774,8 +765,6 @@ def export(model=None, format="tflite", out=None, options=None):
 def _export_check(model, format, out, options, model_path):
     """The `verify` of `export_model` that `export` passes with --check: compares the file
     written under a temporary name with the Keras model, and refuses it if they differ."""
-    from kseg.progress import write
-
     images = load_images(options.check_images, option="--check-images") if options.check_images else (
         sample_images())
 

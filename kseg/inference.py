@@ -26,10 +26,10 @@ import dataclasses
 import cv2
 import numpy as np
 
+from kseg.choices import BLENDS
 from kseg.errors import KsegError
 from kseg.validation import check_number
 
-BLENDS = ("center", "mean")
 MAX_TTA_SCALE = 8.0  # an image scaled by more holds 64x the pixels
 MAX_TTA_SCALES = 16
 

@@ -16,12 +16,19 @@ import cv2
 import numpy as np
 
 from kseg import runs
+from kseg.data.cityscapes import train_ids_to_label_ids
 from kseg.errors import DiskFullError, KsegError
 from kseg.exported import ExportedPredictor, choose_model, export_classes
-from kseg.images import IMAGE_EXTENSIONS, list_image_files
+from kseg.images import IMAGE_EXTENSIONS, list_image_files, read_image
 from kseg.inference import TTA, NonFiniteLogitsError, predict_labels, validate_tiling
+from kseg.label_maps import CITYSCAPES_IDS, TRAIN_IDS, encode_png_with_text, label_map_text
+from kseg.models.inference import inference_model, slow_precision_warning
+from kseg.models.saving import load_segmentation_model, nonfinite_logits_message
+from kseg.outputs import Outputs, bytes_writer, write_bytes, write_together
 from kseg.progress import progress, write
+from kseg.runs import read_classes
 from kseg.validation import check_number
+from kseg.visualize import class_names_from_classes, colorize, legend, overlay, palette_from_classes
 
 
 def collect_images(inputs):
@@ -147,8 +154,6 @@ def plan_outputs(items, inputs, out_dir, formats):
         KsegError: one line naming the output and the input (or other output) it would
             destroy, and the way out. Nothing has been written then.
     """
-    from kseg.outputs import Outputs
-
     out_dir = os.fspath(out_dir)
     checked = Outputs([*inputs, *(image for image, _ in items)])
     checked.check_folder(out_dir, "--out")
@@ -195,8 +200,6 @@ def encode_png(array, text=None):
     """
     array = np.asarray(array)
     if text:
-        from kseg.label_maps import encode_png_with_text
-
         return encode_png_with_text(array, text)
     if array.ndim == 3:
         array = array[:, :, ::-1]  # RGB -> BGR for OpenCV
@@ -221,11 +224,6 @@ def write_outputs(predictor, image_path, paths, options):
     Returns:
         list of str. The paths written.
     """
-    from kseg.images import read_image
-    from kseg.label_maps import CITYSCAPES_IDS, TRAIN_IDS, label_map_text
-    from kseg.outputs import bytes_writer, write_together
-    from kseg.visualize import colorize, overlay
-
     image = read_image(image_path)
     labels = predict_labels(predictor.model, image, options.tile, options.overlap, options.tta, options.blend)
     num_classes, palette = predictor.num_classes, predictor.palette
@@ -233,8 +231,6 @@ def write_outputs(predictor, image_path, paths, options):
     if "labels" in paths:
         files.append((paths["labels"], labels, label_map_text(TRAIN_IDS, num_classes)))
     if "cityscapes-ids" in paths:
-        from kseg.data.cityscapes import train_ids_to_label_ids
-
         files.append((paths["cityscapes-ids"], train_ids_to_label_ids(labels, strict=True),
                       label_map_text(CITYSCAPES_IDS, num_classes)))  # fmt: skip
     colors = None
@@ -251,9 +247,6 @@ def write_outputs(predictor, image_path, paths, options):
 
 def write_legend(path, class_names, palette):
     """Writes the legend of every class (colour swatch, index and name) as a PNG."""
-    from kseg.outputs import write_bytes
-    from kseg.visualize import legend
-
     write_bytes(path, encode_png(legend(class_names, palette)))
 
 
@@ -386,11 +379,6 @@ def load_predictor(path, run_dir, formats, precision="fp32", unsafe=False):
     Returns:
         Predictor.
     """
-    from kseg.models.inference import inference_model, slow_precision_warning
-    from kseg.models.saving import load_segmentation_model
-    from kseg.runs import read_classes
-    from kseg.visualize import class_names_from_classes, palette_from_classes
-
     warning = slow_precision_warning(precision)
     warnings = [warning] if warning else []
     loaded, num_classes = load_segmentation_model(path, unsafe=unsafe)
@@ -409,8 +397,6 @@ def load_exported_predictor(path, formats=(), format=None, fit="resize"):
     Returns:
         Predictor. Its model is an `ExportedPredictor`.
     """
-    from kseg.visualize import class_names_from_classes, palette_from_classes
-
     predictor = ExportedPredictor(path, format, fit=fit)
     warnings = check_output_formats(predictor.num_classes, formats, path)
     classes, _ = export_classes(predictor)
@@ -455,8 +441,6 @@ def predict_files(predictor, plan, options, counts=None):
             except (DiskFullError, KeyboardInterrupt):
                 raise
             except NonFiniteLogitsError:
-                from kseg.models.saving import nonfinite_logits_message
-
                 raise KsegError(nonfinite_logits_message(predictor.path, image_path)) from None
             except KsegError as error:
                 counts.failed += 1

@@ -12,11 +12,11 @@ import sys
 
 import keras
 
+from kseg.choices import PRECISIONS
 from kseg.models.layers import CropToReference, Im2ColConv2D, VGGPreprocessing
 
 logger = logging.getLogger("kseg")
 
-PRECISIONS = ("fp32", "bf16")
 POLICIES = {"fp32": "float32", "bf16": "bfloat16"}
 FLOAT32_LAYERS = (keras.layers.InputLayer, VGGPreprocessing, CropToReference)
 MATMUL_LAYER_NAMES = ("fc6",)  # large-kernel convolutions on small maps

@@ -3,6 +3,11 @@
 import logging
 
 from kseg import runs
+from kseg.config import SETTINGS
+from kseg.errors import KsegError
+from kseg.models import create_model, transfer_weights
+from kseg.models.keras_internals import read_biases_in_float32
+from kseg.models.registry import MODEL_OPTIONS, get_model_entry
 from kseg.models.saving import load_model
 
 logger = logging.getLogger("kseg")
@@ -37,10 +42,6 @@ def builder_options(config):
     """The model options of `config` (width, dropout, learn_upsampling) that the preset of
     `config.model` takes. An option it lacks is left out while it has its default value,
     and is an error otherwise (e.g. --width on ResNet50)."""
-    from kseg.config import SETTINGS
-    from kseg.errors import KsegError
-    from kseg.models.registry import MODEL_OPTIONS, get_model_entry
-
     accepted = get_model_entry(config.model).options
     options = {}
     for key in MODEL_OPTIONS:
@@ -60,8 +61,6 @@ def build_model(config, num_classes, initialise=True, unsafe=False):
 
     `unsafe` allows an init_from model file that contains code (Lambda layers).
     """
-    from kseg.models import create_model, transfer_weights
-
     source_model = None
     if initialise and config.init_from:  # a bad file is reported before the model is built
         source = resolve_init_from(config.init_from)
@@ -87,7 +86,6 @@ def with_float32_biases(model):
     """
     import keras
 
-    from kseg.models.keras_internals import read_biases_in_float32
 
     if keras.config.dtype_policy().compute_dtype != "float32":
         read_biases_in_float32(model)

@@ -12,6 +12,9 @@ import os
 
 import numpy as np
 
+from kseg.data.spec import PAIRING_PROBLEMS, pairing_warning
+from kseg.data.stats import compute_stats
+from kseg.data.verify import ONE_CLASS, SPLIT_PROBLEMS, verify_dataset
 from kseg.errors import KsegError
 
 logger = logging.getLogger("kseg")
@@ -34,7 +37,6 @@ def compute_class_weights(config, spec):
     if config.class_weights == "none":
         return None
 
-    from kseg.data.stats import compute_stats
 
     logger.info("computing %s class weights over the %s split", config.class_weights, config.train_split)
     stats = compute_stats(spec, config.train_split)
@@ -55,8 +57,6 @@ def check_dataset(config, spec):
     Returns:
         int. The number of problems skipped under `skip_bad`.
     """
-    from kseg.data.spec import PAIRING_PROBLEMS, pairing_warning
-
     report = _verify(spec, config.train_split)
     # verify counts a split without any labelled pixel as a problem of its own: not one that
     # --skip-bad could leave out, so it is refused below with its own message. Files that
@@ -84,8 +84,6 @@ def check_dataset(config, spec):
             f"ignore label {spec.ignore_index} (or maps to it), so there is nothing to learn; check the "
             "masks and the classes file (`kseg data stats` counts the pixels of each class)"
         )
-    from kseg.data.verify import ONE_CLASS
-
     one_class = [problem for problem in report.problems if problem.kind == ONE_CLASS]
     if one_class:
         raise KsegError(one_class[0].message)
@@ -171,8 +169,6 @@ def count_labelled_pixels(spec, split, stop_at_first=True):
 
 
 def _verify(spec, split):
-    from kseg.data.verify import verify_dataset
-
     logger.info("verifying the %s split of %s (every pair is read once)", split, spec.name)
     return verify_dataset(spec, split, progress=True)
 
@@ -180,9 +176,6 @@ def _verify(spec, split):
 def _dataset_problems(report):
     """The problems of a `kseg data verify` report that `--skip-bad` can leave out, one
     message each: all but those of the whole split (refused on their own)."""
-    from kseg.data.spec import PAIRING_PROBLEMS
-    from kseg.data.verify import SPLIT_PROBLEMS
-
     problems = []
     for problem in report.problems:
         if problem.kind in SPLIT_PROBLEMS or problem.kind in PAIRING_PROBLEMS:

@@ -44,9 +44,13 @@ import numpy as np
 
 from kseg import runs
 from kseg.config import TrainConfig
+from kseg.data import get_dataset_spec
+from kseg.data.pipeline import data_errors, default_engine
 from kseg.errors import DiskFullError, KsegError
-from kseg.metrics import at_chance_level, chance_mean_iou
+from kseg.losses import make_loss
+from kseg.metrics import ConfusionMatrixMetric, at_chance_level, chance_mean_iou
 from kseg.models.registry import check_weights, get_model_entry
+from kseg.models.saving import first_nonfinite_weight
 from kseg.training import checkpoints
 from kseg.training.build import build_model, build_optimizer, with_float32_biases
 from kseg.training.checkpoints import RunState
@@ -66,6 +70,7 @@ from kseg.training.distribution import (
 )
 from kseg.training.lock import default_run_dir, lock_run_dir
 from kseg.training.logs import RunLogs
+from kseg.training.precision_check import blame_layers, check_precision, with_float32_layers
 
 logger = logging.getLogger("kseg")
 
@@ -208,8 +213,6 @@ def _checked_config(config, resume):
 
 def _prepare(config, run_dir, write_dir, chief, resume):
     """Checks the checkpoint, the data and the options; returns the run, config resolved."""
-    from kseg.data import get_dataset_spec
-
     state = RunState()
     if resume:
         state = RunState.from_checkpoint(run_dir.last)  # read before the model is built
@@ -251,8 +254,6 @@ def _checked_precision(run):
     config = run.config
     if run.policy == "float32" or not config.precision_check or run.state.epoch >= config.epochs:
         return run
-    from kseg.training.precision_check import blame_layers, check_precision
-
     total_steps = _steps_per_epoch(config, run.spec) * config.epochs
     check = check_precision(config, run.spec, run.policy, run.class_weights, total_steps)
     mode = PRECISION_MODES[run.policy]
@@ -341,10 +342,6 @@ def _summarise(run):
 
 def _build(run):
     """Builds and compiles `run.model` (restored from the checkpoint on resume)."""
-    from kseg.losses import make_loss
-    from kseg.metrics import ConfusionMatrixMetric
-    from kseg.training.precision_check import with_float32_layers
-
     config, spec = run.config, run.spec
     with run.strategy.scope():
         network = build_model(config, spec.num_classes, initialise=not run.resume, unsafe=run.unsafe)
@@ -379,8 +376,6 @@ def _build(run):
 def _epoch_data(run, epoch):
     """The training and validation datasets of one epoch (validation None without it)."""
     import kseg.data
-    from kseg.data.pipeline import default_engine
-
     config = run.config
     # Without tf.data (JAX, PyTorch) every batch is rounded up to a multiple of the devices
     # it is split over, with blank samples that change neither the loss nor the scores.
@@ -422,8 +417,6 @@ def _nonfinite_stop(run, what, value, when):
 def _train_epoch(run, epoch):
     """Fits one epoch; returns its log row and its score (val mIoU, or -loss without
     validation). A loss that is not finite stops the run."""
-    from kseg.data.pipeline import data_errors
-
     train_data, val_data = _epoch_data(run, epoch)
     watcher = OneEpoch()
     with data_errors(), warnings.catch_warnings(), run.strategy.scope():
@@ -451,8 +444,6 @@ def _train_epoch(run, epoch):
             raise _nonfinite_stop(run, what, row[key], f"epoch {epoch + 1}")
     # A finite loss does not prove finite weights: some CPU kernels (oneDNN's max pooling)
     # drop NaN, so a model whose weights hold NaN can still give finite logits and losses.
-    from kseg.models.saving import first_nonfinite_weight
-
     bad = first_nonfinite_weight(run.model)
     if bad is not None:
         raise _nonfinite_stop(run, f"weight {bad[0]}", bad[1], f"epoch {epoch + 1}")

@@ -33,6 +33,12 @@ import time
 
 import numpy as np
 
+from kseg.losses import make_loss
+from kseg.models import create_model
+from kseg.models.keras_internals import read_biases_in_float32
+from kseg.training.build import build_optimizer, builder_options, with_float32_biases
+from kseg.training.distribution import dtype_policy
+
 STEPS = 6  # optimizer updates compared
 MAX_IMAGES = 4  # images in the check's batch
 MAX_SIDE = 256  # longest side of the check's crops, in pixels
@@ -158,7 +164,6 @@ def compare_precisions(build, compile_model, batch, policy, steps=STEPS):
     """
     import keras
 
-    from kseg.training.distribution import dtype_policy
 
     start = time.perf_counter()
     images, masks = batch
@@ -185,9 +190,6 @@ def compare_precisions(build, compile_model, batch, policy, steps=STEPS):
 def _run_model(config, spec, float32_layers=()):
     """A builder of the run's model as `kseg.training.build.build_model` makes it, from
     random weights and without dropout (so that two copies differ only in precision)."""
-    from kseg.models import create_model
-    from kseg.training.build import builder_options, with_float32_biases
-
     options = builder_options(config)
     if "dropout" in options:
         options["dropout"] = 0.0
@@ -215,9 +217,6 @@ def check_precision(config, spec, policy, class_weights, total_steps, float32_la
     Returns:
         PrecisionCheck.
     """
-    from kseg.losses import make_loss
-    from kseg.training.build import build_optimizer
-
     def compile_model(model):
         model.compile(
             # the learning rate of a run's first steps, even for runs of a few steps
@@ -310,8 +309,6 @@ def layer_errors(model, images, policy):
     gradients are not taken here (PyTorch)."""
     import keras
 
-    from kseg.models.keras_internals import read_biases_in_float32
-    from kseg.training.distribution import dtype_policy
 
     layers = [layer for layer in model.layers if layer.trainable_weights and not isinstance(layer, keras.Model)
               and not isinstance(layer.input, (list, tuple))]  # fmt: skip
@@ -343,7 +340,6 @@ def disagreeing_layers(build, images, policy):
     gradients in `policy` are off by more than LAYER_TOLERANCE, worst first."""
     import keras
 
-    from kseg.training.distribution import dtype_policy
 
     with dtype_policy("float32"):
         keras.utils.set_random_seed(0)

@@ -145,11 +145,12 @@ def test_predict_cityscapes_label_ids(tmp_path):
 
 
 def test_predict_bf16_agrees_with_fp32(run_dir, tmp_path, monkeypatch):
-    import kseg.models.inference as inference
+    import kseg.models.inference
+    import kseg.prediction
 
     used = []
-    build = inference.inference_model
-    monkeypatch.setattr(inference, "inference_model", lambda model, precision: used.append(
+    build = kseg.models.inference.inference_model
+    monkeypatch.setattr(kseg.prediction, "inference_model", lambda model, precision: used.append(
         {weight.dtype for weight in build(model, precision).weights}) or build(model, precision))
     rng = np.random.default_rng(7)
     (tmp_path / "images").mkdir()

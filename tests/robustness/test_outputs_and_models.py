@@ -91,12 +91,16 @@ def run_dir(tmp_path_factory):
 @pytest.fixture
 def no_model_load(monkeypatch):
     """Planning refusals happen before the model is loaded: loading fails the test."""
+    import kseg.evaluation
+    import kseg.exporting
     import kseg.models.saving
+    import kseg.prediction
 
     def fail(*args, **kwargs):
         raise AssertionError("the model was loaded before the outputs were checked")
 
-    monkeypatch.setattr(kseg.models.saving, "load_segmentation_model", fail)
+    for module in (kseg.models.saving, kseg.prediction, kseg.evaluation, kseg.exporting):
+        monkeypatch.setattr(module, "load_segmentation_model", fail)
 
 
 @pytest.fixture

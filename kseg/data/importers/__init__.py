@@ -39,6 +39,7 @@ import os
 import numpy as np
 import yaml
 
+from kseg.choices import CROWD, UNLABELLED
 from kseg.data.folder import CLASSES_FILE, DEFAULT_SPLIT_SEED, DEFAULT_VAL_FRACTION
 from kseg.data.importers.coco import Coco
 from kseg.data.importers.colour_masks import CamvidKaggle, Cvat
@@ -95,7 +96,7 @@ def make_importer(format, source, images=None, labels=None, unlabelled=BACKGROUN
     """
     if format not in FORMATS:
         raise KsegError(f"unknown import format {brief(format)} (known: {', '.join(FORMATS)})")
-    if unlabelled not in (BACKGROUND, "ignore") or crowd not in ("ignore", "class"):
+    if unlabelled not in UNLABELLED or crowd not in CROWD:
         raise KsegError(f"unlabelled must be background or ignore, crowd ignore or class. Received: "
                         f"unlabelled={brief(unlabelled)}, crowd={brief(crowd)}")  # fmt: skip
     if not isinstance(tolerance, (int, float)) or not 0 <= tolerance <= 442:
