@@ -67,12 +67,12 @@ def evaluate(model, predictions_dir, data, data_dir, classes_file, split, batch_
       kseg evaluate runs/fcn8s-camvid-.../export/best_int8.tflite --data camvid --data-dir data/camvid
       kseg evaluate --predictions out/labels --data cityscapes --data-dir data/cityscapes
     """
+    import kseg
     from kseg.evaluation import EvaluateOptions
-    from kseg.evaluation import evaluate as evaluate_model
 
     options = EvaluateOptions(predictions_dir, classes_file, batch_size, max_images, label_format, out,
                               confusion_png, sheet_png, sheet_images, precision, fit, unsafe)  # fmt: skip
-    result = evaluate_model(model, data=data, data_dir=data_dir, split=split, options=options)
+    result = kseg.evaluate(model, data=data, data_dir=data_dir, split=split, options=options)
     for line in result.report_lines():
         click.echo(line)
     for what, path in result.written:

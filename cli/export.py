@@ -72,10 +72,10 @@ def export(model_path, export_format, out, force, quantize, calibration_data, da
           --calibration-data data/voc_images --input-size 512x512 --check
       kseg export model.keras --format onnx --out model.onnx --check
     """
+    import kseg
     from kseg.exporting import ExportOptions
-    from kseg.exporting import export as export_file
 
     options = ExportOptions(quantize, calibration_data, data_dir, calibration_images, input_size, mediapipe,
                             check, check_images, force, unsafe)  # fmt: skip
-    out = export_file(model_path, export_format, out, options)
+    out = kseg.export(model_path, export_format, out, options)
     click.echo(f"wrote {export_format}{'' if quantize == 'none' else ' ' + quantize}: {out}")

@@ -82,11 +82,11 @@ def predict(inputs, model_path, out_dir, formats, tile, overlap, blend, tta, fit
     MediaPipe-ready TFLite file, or --input-size at export) takes other sizes as --fit
     says; docs/exported-files.md has the details.
     """
+    import kseg
     from kseg.errors import KsegError
     from kseg.prediction import PredictOptions, parse_formats
-    from kseg.prediction import predict as predict_images
 
     options = PredictOptions(parse_formats(formats), tile, overlap, blend, tta, fit, alpha, precision, unsafe)
-    counts = predict_images(inputs, model_path, out_dir, options)
+    counts = kseg.predict(inputs, model_path, out_dir, options)
     if counts.failed:
         raise KsegError(f"{counts.failed} input(s) failed (see the messages above)")

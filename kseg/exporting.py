@@ -183,7 +183,6 @@ def tflite_bytes(model, quantize="none", input_size=None, calibration=None, work
             plain LiteRT file with outputs `classes` and `logits`.
         classes: dict or None. The model's checked classes.json, for names and colours.
     """
-
     if quantize not in QUANTIZATIONS:
         raise KsegError(f"unknown quantization {quantize!r}; choose one of {', '.join(QUANTIZATIONS)}")
     if quantize == "int8" and not calibration:

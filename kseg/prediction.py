@@ -26,7 +26,6 @@ from kseg.models.inference import inference_model, slow_precision_warning
 from kseg.models.saving import load_segmentation_model, nonfinite_logits_message
 from kseg.outputs import Outputs, bytes_writer, write_bytes, write_together
 from kseg.progress import progress, write
-from kseg.runs import read_classes
 from kseg.validation import check_number
 from kseg.visualize import class_names_from_classes, colorize, legend, overlay, palette_from_classes
 
@@ -383,7 +382,7 @@ def load_predictor(path, run_dir, formats, precision="fp32", unsafe=False):
     warnings = [warning] if warning else []
     loaded, num_classes = load_segmentation_model(path, unsafe=unsafe)
     warnings += check_output_formats(num_classes, formats, path)
-    classes = read_classes(run_dir, num_classes, path)
+    classes = runs.read_classes(run_dir, num_classes, path)
     if classes is None:
         warnings.append(f"{path}: no classes.json beside it, so its {num_classes} classes are named "
                         f"class 0 .. class {num_classes - 1}, in default colours")  # fmt: skip
@@ -470,7 +469,7 @@ def predict(inputs, model=None, out="predictions", options=None):
     ("error: ...") and counted as failed; the others go on.
 
     Args:
-        inputs: list of str. Image files, folders, glob patterns.
+        inputs: str or list of str (or paths). Image files, folders, glob patterns.
         model: str or None. A run folder, a .keras file or an export (.tflite, .onnx, a
             SavedModel folder); None: the latest run under ./runs, else the model kseg
             ships (`kseg.exported.choose_model` says which on stderr).
@@ -485,7 +484,7 @@ def predict(inputs, model=None, out="predictions", options=None):
             disk (after the images already written).
     """
     options = PredictOptions() if options is None else options
-    inputs = [inputs] if isinstance(inputs, (str, os.PathLike)) else list(inputs)
+    inputs = [os.fspath(item) for item in ([inputs] if isinstance(inputs, (str, os.PathLike)) else inputs)]
     items, problems = collect_images(inputs)
     plan = plan_outputs(items, inputs, out, options.formats) if items else None  # before the model loads
     problems += plan.skipped if plan else []
