@@ -691,12 +691,9 @@ def evaluate(model=None, *, data, data_dir=None, split="val", options=None):
     spec = get_dataset_spec(data, data_dir, options.classes_file)
     chosen = exported = None
     if not options.predictions:
-        chosen, exported = choose_model(model, option="MODEL or --predictions DIR")
+        chosen, exported = choose_model(model, "MODEL or --predictions DIR", options.precision)
         if chosen.note:
             write(chosen.note)
-        if exported and options.precision != "fp32":
-            raise KsegError(f"--precision {options.precision} applies to Keras models; {chosen.path} computes "
-                            "in the precision it was exported in")  # fmt: skip
     # the shipped model's folder is kseg's own, and a run's metrics file is its .keras
     # model's: their metrics are written only with --out
     default_dir = chosen.output_dir if chosen and not exported else None

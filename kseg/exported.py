@@ -207,12 +207,14 @@ def _brief(error):
 # -- which model a verb uses -----------------------------------------------------------
 
 
-def choose_model(path=None, option="--model"):
+def choose_model(path=None, option="--model", precision="fp32"):
     """`kseg.runs.choose_model`, also taking an exported file.
 
     Args:
         path: str or None. What the user gave (None: the latest run, else kseg's model).
         option: str. How the verb takes its model, for messages.
+        precision: str. The --precision asked for; an export computes in the precision it
+            was exported in, so one other than fp32 is refused for it.
 
     Returns:
         tuple. (kseg.runs.ModelChoice, export format or None). For an export, the
@@ -227,6 +229,9 @@ def choose_model(path=None, option="--model"):
         if format:
             if not os.path.exists(path):
                 raise KsegError(f"{path}: no such {FORMAT_NAMES[format]}")
+            if precision != "fp32":
+                raise KsegError(f"--precision {precision} applies to Keras models; {path} computes in the "
+                                "precision it was exported in")  # fmt: skip
             found = classes_file(path)
             return runs.ModelChoice(path, os.path.dirname(found) if found else None), format
         if os.path.isfile(path) and not path.endswith(".keras"):

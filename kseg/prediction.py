@@ -273,11 +273,18 @@ OUTPUTS = ("labels", "color", "overlay", "cityscapes-ids")
 
 def parse_formats(text):
     """Parses outputs written as "labels,color,overlay" into a tuple of `OUTPUTS`."""
-    formats = tuple(dict.fromkeys(item.strip().lower() for item in text.split(",") if item.strip()))
+    return check_formats([item.strip().lower() for item in text.split(",") if item.strip()], text)
+
+
+def check_formats(formats, text=None):
+    """`formats` as a tuple of `OUTPUTS`, each once, or a `KsegError`: an unknown output,
+    none, or two that share a file name (`text`: the --format as written, for messages)."""
+    formats = tuple(dict.fromkeys(formats))
     unknown = [item for item in formats if item not in OUTPUTS]
     if unknown or not formats:
-        raise KsegError(f"--format {text!r}: unknown output {', '.join(unknown) or '(none)'}; choose from "
-                        f"{', '.join(OUTPUTS)}")  # fmt: skip
+        shown = text if text is not None else ",".join(map(str, formats))
+        raise KsegError(f"--format {shown!r}: unknown output {', '.join(map(str, unknown)) or '(none)'}; choose "
+                        f"from {', '.join(OUTPUTS)}")  # fmt: skip
     if "labels" in formats and "cityscapes-ids" in formats:
         raise KsegError("--format: labels and cityscapes-ids are both written as <stem>.png; choose one")
     return formats
@@ -311,10 +318,7 @@ class PredictOptions:
     unsafe: bool = False
 
     def __post_init__(self):
-        unknown = [kind for kind in self.formats if kind not in OUTPUTS]
-        if unknown or not self.formats:
-            raise KsegError(f"formats: unknown output {', '.join(unknown) or '(none)'}; choose from "
-                            f"{', '.join(OUTPUTS)}")  # fmt: skip
+        check_formats(self.formats)
         if self.tile is not None:
             validate_tiling(self.tile, self.overlap, self.blend)
         check_number(self.alpha, "--alpha", low=0, high=1)
@@ -494,13 +498,10 @@ def predict(inputs, model=None, out="predictions", options=None):
         write(f"error: {problem}")
     if not (plan and plan.outputs):
         raise KsegError("no images to predict")
-    chosen, exported = choose_model(model)
+    chosen, exported = choose_model(model, precision=options.precision)
     if chosen.note:
         write(chosen.note)
     if exported:
-        if options.precision != "fp32":
-            raise KsegError(f"--precision {options.precision} applies to Keras models; {chosen.path} computes in "
-                            "the precision it was exported in")  # fmt: skip
         predictor = load_exported_predictor(chosen.path, options.formats, exported, options.fit)
         write(f"model: {predictor.model.describe()}")
     else:

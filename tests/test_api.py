@@ -71,6 +71,8 @@ def test_options_that_do_not_fit_are_refused_before_any_work(run, tmp_path):
         PredictOptions(tile=(16, 16), overlap=16)
     with pytest.raises(KsegError, match="unknown output"):
         PredictOptions(formats=("labels", "depth"))
+    with pytest.raises(KsegError, match="both written as"):  # one file each: refused, never overwritten
+        PredictOptions(formats=("labels", "cityscapes-ids"))
     with pytest.raises(KsegError, match="not both"):
         kseg.evaluate(run_dir, data="synthetic", data_dir=data, options=EvaluateOptions(predictions=str(tmp_path)))
     assert not os.listdir(tmp_path)
