@@ -698,6 +698,10 @@ class ExportOptions:
 
     def problem(self, format):
         """Why these options do not go with `format` ("" when they do)."""
+        if format not in EXPORT_FORMATS:
+            return f"--format {format!r}: choose one of {', '.join(EXPORT_FORMATS)}"
+        if self.quantize not in QUANTIZATIONS:
+            return f"--quantize {self.quantize!r}: choose one of {', '.join(QUANTIZATIONS)}"
         if self.quantize != "none" and format != "tflite":
             return f"--quantize {self.quantize} applies to --format tflite only"
         if self.mediapipe is not None and format != "tflite":
@@ -733,7 +737,7 @@ def export(model=None, format="tflite", out=None, options=None):
         write(chosen.note)
     if out is None and chosen.shipped:  # never into kseg's weights folder: the current one
         out = os.path.basename(default_output_path(SHIPPED_MODEL + ".keras", None, format, options.quantize))
-    out = out or default_output_path(chosen.path, chosen.run_dir, format, options.quantize)
+    out = os.fspath(out) if out else default_output_path(chosen.path, chosen.run_dir, format, options.quantize)
     checked = check_destination(out, format, chosen.path, chosen.run_dir,
                                 [options.calibration_data, options.data_dir, options.check_images], options.force)
     # A run trained under a mixed policy is exported, and checked, in float32.

@@ -65,6 +65,8 @@ def test_options_that_do_not_fit_are_refused_before_any_work(run, tmp_path):
     run_dir, data, _ = run
     with pytest.raises(KsegError, match="--quantize int8 needs --calibration-data"):
         kseg.export(run_dir, format="tflite", out=str(tmp_path / "m.tflite"), options=ExportOptions(quantize="int8"))
+    with pytest.raises(KsegError, match="choose one of savedmodel, tflite, onnx"):
+        kseg.export(run_dir, format="tflit")
     with pytest.raises(KsegError, match="applies to --format tflite only"):
         kseg.export(run_dir, format="onnx", options=ExportOptions(quantize="fp16"))
     with pytest.raises(KsegError, match="--overlap"):
