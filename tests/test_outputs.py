@@ -194,6 +194,7 @@ SAFE_FUNCTIONS = {
     ("kseg/training/loop.py", "train"): "a worker's scratch folder, removed in `finally`",
     ("kseg/training/loop.py", "_run"): "the checkpoint saver writes through `writing` (checkpoints.py)",
     ("kseg/training/logs.py", "__init__"): "TensorBoard's append-only event file in the run folder",
+    ("cli/export.py", "export"): "kseg.export, which writes inside its checked destination (kseg/exporting.py)",
 }
 
 
