@@ -31,6 +31,7 @@ import re
 
 import yaml
 
+from kseg import runs
 from kseg.errors import KsegError
 from kseg.files import brief, load_yaml
 from kseg.outputs import write_bytes
@@ -525,7 +526,7 @@ def resolve(options=None, file=None, resume_dir=None, recipe=None):
         return TrainConfig.from_yaml(file, options)
     if resume_dir is None:
         return TrainConfig.from_dict(options, source="options")
-    path = os.path.join(os.fspath(resume_dir), "config.yaml")
+    path = runs.RunDir(os.fspath(resume_dir)).config
     if not os.path.isfile(path):
         raise KsegError(f"{resume_dir}: cannot resume, no config.yaml (not a kseg run directory)")
     saved = TrainConfig.from_yaml(path)
