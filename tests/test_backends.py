@@ -87,6 +87,26 @@ def test_python_pipeline_gives_the_tf_data_batches(tiny_data, training, crop):
     assert len(_batches(make_dataset(spec, "train", engine="python", **options).take(2))) == 2
 
 
+def test_python_pipeline_gives_the_tf_data_pass_set_epoch_chooses(tiny_data):
+    from kseg.data import get_dataset_spec, make_dataset
+
+    spec = get_dataset_spec("synthetic", tiny_data)
+    options = dict(training=True, batch_size=3, crop=(24, 24), seed=7)
+    tf_data = make_dataset(spec, "train", **options)
+    _batches(tf_data)  # pass 0
+    expected = _batches(tf_data)  # pass 1
+    python = make_dataset(spec, "train", engine="python", **options)
+    first = _batches(python[index] for index in range(len(python)))
+    taken = python.take(2)
+    python.set_epoch(1)
+    found = _batches(taken[index] for index in range(len(taken)))
+    assert len(found) == 2
+    assert not np.array_equal(found[0][0], first[0][0])
+    for (images, masks), (tf_images, tf_masks) in zip(found, expected):
+        np.testing.assert_array_equal(images, tf_images)
+        np.testing.assert_array_equal(masks, tf_masks)
+
+
 def test_python_pipeline_pads_batches_for_the_devices(tiny_data):
     from kseg.data import get_dataset_spec, make_dataset
 

@@ -84,6 +84,37 @@ def test_run_directory_and_loss_goes_down(trained_run):
     assert not isinstance(model(keras.Input((None, None, 3))), (list, tuple))
 
 
+def test_a_run_is_one_fit_whose_callbacks_see_the_validation_scores(tiny_data, tmp_path):
+    import keras
+
+    from kseg.training import train
+
+    class Record(keras.callbacks.Callback):
+        def __init__(self):
+            super().__init__()
+            self.fits, self.epochs, self.tests, self.val_losses = 0, [], 0, []
+
+        def on_train_begin(self, logs=None):
+            self.fits += 1
+
+        def on_test_begin(self, logs=None):
+            self.tests += 1
+
+        def on_epoch_end(self, epoch, logs=None):
+            self.epochs.append((epoch, sorted(logs), self.params["epochs"]))
+            self.val_losses.append(float(logs["val_loss"]))
+
+    record = Record()
+    run_dir = tmp_path / "run"
+    train(tiny_config(tiny_data, run_dir, epochs=2, mixed_precision="off"), verbose=0, callbacks=[record])
+    assert record.fits == 1 and record.tests == 2
+    assert [epoch for epoch, _, _ in record.epochs] == [0, 1]
+    for _, keys, epochs in record.epochs:
+        assert {"loss", "mean_iou", "val_loss", "val_mean_iou"} <= set(keys) and epochs == 2
+    log = read_log(run_dir)
+    assert [float(row["val_loss"]) for row in log] == pytest.approx(record.val_losses, rel=1e-5)
+
+
 def test_resume_of_finished_run_does_nothing(trained_run):
     from kseg.training import train
 

@@ -110,3 +110,12 @@ class TrainAugmenter:
         compose.set_random_seed(int(seed) % (2**32))
         result = compose(image=image, mask=mask)
         return result["image"], result["mask"]
+
+
+def epoch_order(size, seed, shuffle, epoch=0):
+    """The (indices, sample seeds) of pass `epoch` over `size` pairs: a seeded
+    permutation when shuffling, and one augmentation seed per position."""
+    rng = np.random.default_rng([int(seed) * 100003 + int(epoch), 0])
+    order = rng.permutation(size) if shuffle else np.arange(size)
+    seeds = rng.integers(0, 2**31 - 1, size=size)
+    return order, seeds

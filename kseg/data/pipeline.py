@@ -19,7 +19,7 @@ import threading
 
 import numpy as np
 
-from kseg.data.augment import DEFAULT_SCALE_RANGE, TrainAugmenter, check_crop
+from kseg.data.augment import DEFAULT_SCALE_RANGE, TrainAugmenter, check_crop, epoch_order
 from kseg.errors import KsegError
 
 logger = logging.getLogger("kseg")
@@ -56,18 +56,10 @@ class SkippedPairs:
         logger.warning("skipping bad pair (%d so far): %s", total, message)
 
 
-def epoch_order(size, seed, shuffle, epoch=0):
-    """The (indices, sample seeds) of pass `epoch` over `size` pairs: a seeded
-    permutation when shuffling, and one augmentation seed per position."""
-    rng = np.random.default_rng([int(seed), int(epoch)])
-    order = rng.permutation(size) if shuffle else np.arange(size)
-    seeds = rng.integers(0, 2**31 - 1, size=size)
-    return order, seeds
-
-
 class _EpochOrder:
     """A generator factory: each call yields one epoch's (indices, sample seeds) as two
-    arrays, once (the pipeline unbatches them: one Python call per pass, not per sample)."""
+    arrays, once (the pipeline unbatches them: one Python call per pass, not per sample).
+    Passes are numbered from 0 on; `set_epoch` says which one the next pass is."""
 
     def __init__(self, size, seed, shuffle):
         self.size = size
@@ -82,6 +74,10 @@ class _EpochOrder:
             self.epoch += 1
         order, seeds = epoch_order(self.size, self.seed, self.shuffle, epoch)
         yield order.astype(np.int64), seeds.astype(np.int64)
+
+    def set_epoch(self, epoch):
+        with self._lock:
+            self.epoch = int(epoch)
 
 
 class _PairLoader:
@@ -139,7 +135,10 @@ def make_dataset(spec, split, *, training, batch_size, crop=None, seed=0, skip_b
 
     Returns:
         tf.data.Dataset. Finite (one epoch per pass); `dataset.skipped` counts skipped
-        pairs, `dataset.num_pairs` is the number of listed pairs.
+        pairs, `dataset.num_pairs` is the number of listed pairs. Each pass has its own
+        order and augmentation, chosen by the seed and its number: `dataset.set_epoch(n)`
+        makes the next pass (of it or of a dataset made from it, e.g. by `take`) pass n.
+        Without it, tf.data's passes are 0, 1, 2, ...; the python engine's are all 0.
 
     Raises:
         KsegError: bad arguments, or `spec.pairs(split)` failing (missing root, layout,
@@ -160,11 +159,9 @@ def make_dataset(spec, split, *, training, batch_size, crop=None, seed=0, skip_b
     if (engine or default_engine()) == "python":
         from kseg.data.pydataset import make_py_dataset
 
-        indices, seeds = epoch_order(len(pairs), seed, training)
         return make_py_dataset(
-            loader, indices, seeds, training=training, batch_size=batch_size,
-            pad_to=pad_to, workers=num_parallel_calls,
-        )  # fmt: skip
+            loader, seed, training=training, batch_size=batch_size, pad_to=pad_to, workers=num_parallel_calls
+        )
     if engine not in (None, "tf.data"):
         raise KsegError(f"engine must be 'tf.data' or 'python'. Received: engine={engine!r}")
     import tensorflow as tf
@@ -176,6 +173,7 @@ def make_dataset(spec, split, *, training, batch_size, crop=None, seed=0, skip_b
     dataset = dataset.prefetch(tf.data.AUTOTUNE)
     dataset.skipped = skipped
     dataset.num_pairs = len(pairs)
+    dataset.set_epoch = order.set_epoch
     return dataset
 
 

@@ -25,17 +25,25 @@ import threading
 import keras
 import numpy as np
 
+from kseg.data.augment import epoch_order
 from kseg.errors import KsegError
 from kseg.parallel import ReaderPool, default_workers, ordered_map, read_timeout, wait_for
 
 
 class _Samples:
-    """Reads the samples at positions of one pass; None for a bad pair under skip_bad."""
+    """Reads the samples at positions of one pass; None for a bad pair under skip_bad.
 
-    def __init__(self, loader, order, seeds):
+    Pass 0 until `set_epoch` chooses another (its order and sample seeds: `epoch_order`).
+    """
+
+    def __init__(self, loader, seed, shuffle):
         self.loader = loader
-        self.order = order
-        self.seeds = seeds
+        self.seed = seed
+        self.shuffle = shuffle
+        self.set_epoch(0)
+
+    def set_epoch(self, epoch):
+        self.order, self.seeds = epoch_order(len(self.loader.pairs), self.seed, self.shuffle, epoch)
 
     def __len__(self):
         return len(self.order)
@@ -131,6 +139,11 @@ class TrainingBatches(keras.utils.PyDataset):
     def on_epoch_end(self):
         self.close()
 
+    def set_epoch(self, epoch):
+        """Makes the next pass pass `epoch` (that of every dataset `take` made from this one)."""
+        self.close()
+        self.samples.set_epoch(epoch)
+
     def close(self):
         """Stops the reader threads (they start again when a batch is asked for)."""
         with self._lock:
@@ -199,18 +212,19 @@ class EvaluationBatches:
         yield from self
 
 
-def make_py_dataset(loader, order, seeds, *, training, batch_size, pad_to=1, workers=None):
+def make_py_dataset(loader, seed, *, training, batch_size, pad_to=1, workers=None):
     """Training batches (a keras PyDataset) or evaluation batches (`EvaluationBatches`).
 
     Args:
         loader: kseg.data.pipeline._PairLoader. Spec, pairs, augmenter and skip_bad.
-        order, seeds: np.ndarray. Pair indices and sample seeds of the pass (`epoch_order`).
-        training: bool. Fixed-position batches (PyDataset) or batches grouped by size.
+        seed: int. The order and sample seeds of each pass (`epoch_order`).
+        training: bool. Shuffled fixed-position batches (PyDataset) or batches grouped by
+            size, in the pairs' order.
         batch_size: int. Samples per batch.
         pad_to: int. Round every batch up to a multiple of it with blank samples.
         workers: int or None. Reader threads (default: one per core, at most 8).
     """
-    samples = _Samples(loader, order, seeds)
+    samples = _Samples(loader, seed, shuffle=training)
     ignore_index = loader.spec.ignore_index  # the mask value of padding
     if training:
         batches = TrainingBatches(samples, batch_size, ignore_index, pad_to, workers=workers)

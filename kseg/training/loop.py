@@ -1,10 +1,11 @@
 """Training an FCN: `train(config) -> run_dir`, used by `kseg train` and from Python.
 
-One epoch at a time:
+One `model.fit` over all epochs, with kseg's callbacks around the user's:
 
-    fresh training pipeline (seed derived from config.seed and the epoch number)
-      -> model.fit for that epoch (keras progress bar; validation pass at its end)
-      -> validation confusion matrix -> the four FCN metrics (kseg.metrics)
+    training dataset: one pass per epoch, its order and augmentation chosen by the seed
+      and the epoch number (so a resumed run sees what an uninterrupted one does)
+      -> the epoch's steps (keras progress bar, or a line a minute without a terminal)
+      -> validation pass -> confusion matrix -> the four FCN metrics (kseg.metrics)
       -> checkpoints/best.keras if val mIoU improved, checkpoints/last.keras (always)
       -> log.csv, TensorBoard scalars, training_curves.png (kseg.training.logs)
 
@@ -94,7 +95,7 @@ class TrainingRun:
         class_weights: list of float or None.
         skipped: int. Problems verification found that `skip_bad` leaves out.
         verbose: int. Keras progress output.
-        callbacks: list of keras callbacks given to every epoch's fit.
+        callbacks: list of keras callbacks given to the fit, between kseg's own.
         unsafe: bool. Allow an init_from model containing code.
     """
 
@@ -117,7 +118,6 @@ class TrainingRun:
     model: object = None  # the keras model trained, once built
     metric: object = None  # its validation confusion matrix
     steps: int = 0  # training steps per epoch
-    skipped_pairs: object = None  # the last epoch's count of pairs skipped under skip_bad
 
     @property
     def multiworker(self):
@@ -146,8 +146,8 @@ def train(config, resume=False, verbose=1, callbacks=(), unsafe=False):
         config: TrainConfig. What to train on what (see `kseg.config.TrainConfig`).
         resume: bool. Continue the run in `config.run_dir` from its checkpoints/last.keras.
         verbose: int. Keras progress output: 0 silent, 1 progress bar, 2 one line per epoch.
-        callbacks: sequence of keras.callbacks.Callback. Extra callbacks for every epoch's
-            `fit` (epoch numbers are those of the whole run).
+        callbacks: sequence of keras.callbacks.Callback. Extra callbacks for the `fit` of
+            the run (a resumed run's fit starts at the epoch it stopped after).
         unsafe: bool. Allow an `init_from` model file containing code (Lambda layers);
             trusted files only. (--resume reads weights only, never code.)
 
@@ -309,20 +309,28 @@ def _run(run):
         logger.info("%s: already trained for %d of %d epochs; nothing to do", run.run_dir, run.state.epoch,
                     config.epochs)  # fmt: skip
         return
-    saver = _Saver(run)
+    train_data, validation = _run_data(run)
+    progress = _EpochProgress(run, train_data.set_epoch, validation)
+    ends = _EpochEnd(run, progress)
+    callbacks = keras.callbacks.CallbackList(
+        [progress, *run.callbacks, ends], add_history=True, add_progbar=run.verbose != 0, verbose=run.verbose,
+        epochs=config.epochs, steps=_known_steps(run), model=run.model,
+    )  # fmt: skip
+    progress.callbacks = callbacks  # validation reports to the callbacks of the fit, as keras' own does
     try:
-        for epoch in range(run.state.epoch, config.epochs):
-            row, score = _train_epoch(run, epoch)
-            saver.save(row, score)
+        with data_errors(), warnings.catch_warnings(), run.strategy.scope():
+            # Skipped bad pairs make an epoch shorter than announced; that is expected.
+            warnings.filterwarnings("ignore", message="Your input ran out of data")
+            run.model.fit(
+                _fit_data(run, train_data), epochs=config.epochs, initial_epoch=run.state.epoch,
+                callbacks=callbacks, verbose=run.verbose, shuffle=False,
+            )  # fmt: skip
         _summarise(run)
         if config.skip_bad:
-            seen = run.skipped_pairs.count if run.skipped_pairs is not None else 0
-            logger.warning(
-                "--skip-bad: verification found %d problem(s); the last epoch skipped %d bad pair(s)",
-                run.skipped, seen,
-            )  # fmt: skip
+            logger.warning("--skip-bad: verification found %d problem(s); training skipped %d bad pair(s)",
+                           run.skipped, train_data.skipped.count)  # fmt: skip
     finally:
-        saver.close()
+        ends.close()
 
 
 def _summarise(run):
@@ -373,26 +381,21 @@ def _build(run):
     run.model = model
 
 
-def _epoch_data(run, epoch):
-    """The training and validation datasets of one epoch (validation None without it)."""
+def _run_data(run):
+    """The training dataset of the run, every epoch one pass over it, and a function giving
+    what `evaluate` takes for one validation pass (None without validation)."""
     import kseg.data
+
     config = run.config
     # Without tf.data (JAX, PyTorch) every batch is rounded up to a multiple of the devices
     # it is split over, with blank samples that change neither the loss nor the scores.
-    tf_data = default_engine() == "tf.data"
-    extra = {} if tf_data else {"pad_to": run.strategy.num_replicas_in_sync}
+    extra = {} if _tf_data() else {"pad_to": run.strategy.num_replicas_in_sync}
     train_data = kseg.data.make_dataset(
         run.spec, config.train_split, training=True, batch_size=config.batch_size, crop=config.crop,
-        seed=_epoch_seed(config.seed, epoch), skip_bad=config.skip_bad, scale_range=tuple(config.scale),
-        **extra,
+        seed=config.seed, skip_bad=config.skip_bad, scale_range=tuple(config.scale), **extra,
     )  # fmt: skip
-    run.skipped_pairs = getattr(train_data, "skipped", None)
-    if config.steps_per_epoch:
-        train_data = train_data.take(config.steps_per_epoch)
-    if not config.skip_bad and tf_data:  # a known length gives keras' progress bar its total
-        train_data = _with_length(train_data, run.steps)
     if not run.validate:
-        return distribute(train_data, run.multiworker), None
+        return train_data, None
     batch_size = config.val_batch_size or config.batch_size
     val_data = kseg.data.make_dataset(
         run.spec, config.val_split, training=False, batch_size=batch_size, skip_bad=config.skip_bad, **extra
@@ -401,11 +404,33 @@ def _epoch_data(run, epoch):
     if config.val_steps:
         val_data = val_data.take(config.val_steps)
         val_batches = min(val_batches, config.val_steps)
-    if not tf_data:  # keras takes an iterable of batches as a generator
-        return train_data, val_data.generator()
-    if not config.skip_bad:
+    if not _tf_data():  # keras takes an iterable of batches as a generator, good for one pass
+        return train_data, val_data.generator
+    if not config.skip_bad:  # a known length gives keras' progress bar its total
         val_data = _with_length(val_data, val_batches)
-    return distribute(train_data, run.multiworker), distribute(val_data, run.multiworker)
+    val_data = distribute(val_data, run.multiworker)
+    return train_data, lambda: val_data
+
+
+def _fit_data(run, train_data):
+    """The training dataset as fit takes it: `steps_per_epoch` batches of each pass, with its
+    length when it is known, sharded across the workers of a multi-worker run."""
+    if run.config.steps_per_epoch:
+        train_data = train_data.take(run.config.steps_per_epoch)
+    if not _tf_data():
+        return train_data
+    if not run.config.skip_bad:
+        train_data = _with_length(train_data, run.steps)
+    return distribute(train_data, run.multiworker)
+
+
+def _known_steps(run):
+    """Steps per epoch as keras' progress bar shows them (unknown when tf.data may skip bad pairs)."""
+    return None if run.config.skip_bad and _tf_data() else run.steps
+
+
+def _tf_data():
+    return default_engine() == "tf.data"
 
 
 def _nonfinite_stop(run, what, value, when):
@@ -414,81 +439,116 @@ def _nonfinite_stop(run, what, value, when):
                      f"--mixed-precision off); {run.kept()}")
 
 
-def _train_epoch(run, epoch):
-    """Fits one epoch; returns its log row and its score (val mIoU, or -loss without
-    validation). A loss that is not finite stops the run."""
-    train_data, val_data = _epoch_data(run, epoch)
-    watcher = OneEpoch()
-    with data_errors(), warnings.catch_warnings(), run.strategy.scope():
-        # Skipped bad pairs make an epoch shorter than announced; that is expected.
-        warnings.filterwarnings("ignore", message="Your input ran out of data")
-        fitted = run.model.fit(
-            train_data, validation_data=val_data, epochs=run.config.epochs, initial_epoch=epoch,
-            callbacks=[watcher, *run.callbacks], verbose=run.verbose, shuffle=False,
-        )  # fmt: skip
-    if watcher.bad_loss is not None:
-        step, value = watcher.bad_loss
-        raise _nonfinite_stop(run, "loss", value, f"epoch {epoch + 1}, step {step}")
-    logs = {key: values[-1] for key, values in fitted.history.items()}
-    row = {
-        "epoch": epoch + 1,
-        "loss": _as_float(logs["loss"]),
-        "val_loss": _as_float(logs["val_loss"]) if "val_loss" in logs else None,
-        "lr": float(keras.ops.convert_to_numpy(run.model.optimizer.learning_rate)),
-        "seconds": round(watcher.train_seconds, 3),
-        "images_per_second": round(watcher.images_per_second(run.config.batch_size), 3),
-        "first_step_loss": watcher.first_loss,
-    }
-    for key, what in (("loss", "loss"), ("val_loss", "validation loss")):
-        if row[key] is not None and not math.isfinite(row[key]):
-            raise _nonfinite_stop(run, what, row[key], f"epoch {epoch + 1}")
-    # A finite loss does not prove finite weights: some CPU kernels (oneDNN's max pooling)
-    # drop NaN, so a model whose weights hold NaN can still give finite logits and losses.
-    bad = first_nonfinite_weight(run.model)
-    if bad is not None:
-        raise _nonfinite_stop(run, f"weight {bad[0]}", bad[1], f"epoch {epoch + 1}")
-    if not run.validate:
-        return row, -row["loss"]
-    scores = run.metric.scores()
-    for key in ("pixel_accuracy", "mean_accuracy", "mean_iou", "frequency_weighted_iou"):
-        row[key] = scores[key]
-    row["chance_class"], row["chance_mean_iou"] = chance_mean_iou(keras.ops.convert_to_numpy(run.metric.confusion))
-    return row, scores["mean_iou"]
+class _EpochProgress(keras.callbacks.Callback):
+    """The first of the run's callbacks: chooses each epoch's pass over the data, times the
+    training steps, and validates at the end of the epoch (before the other callbacks run,
+    so they see the `val_` logs, as when keras validates).
+
+    The speed is measured from the end of the first step to the end of the last, so
+    the first step's tracing and graph building (seconds) do not count; with a single
+    step the whole step is timed.
+
+    Args:
+        run: TrainingRun.
+        set_epoch: callable. Makes the training data's next pass that of an epoch.
+        validation: callable or None. What `evaluate` takes for one validation pass.
+    """
+
+    def __init__(self, run, set_epoch, validation):
+        super().__init__()
+        self.run, self.set_epoch, self.validation = run, set_epoch, validation
+        self.callbacks = None  # the fit's CallbackList, which validation reports to
+
+    def on_epoch_begin(self, epoch, logs=None):
+        # Each epoch's order and augmentation follow from the seed and its number alone,
+        # so a resumed run sees the data an uninterrupted one does.
+        self.set_epoch(epoch)
+        self.first_loss = None  # the loss of the epoch's first step
+        self.batches = self.timed_batches = 0
+        self.timed_seconds = 0.0
+        self._start = time.perf_counter()
+        self._first_step_end = None
+
+    def on_train_batch_end(self, batch, logs=None):
+        self.batches += 1
+        now = time.perf_counter()
+        if self._first_step_end is None:
+            self._first_step_end = now
+            loss = (logs or {}).get("loss")
+            self.first_loss = None if loss is None else _as_float(loss)
+        self.timed_batches = self.batches - 1
+        self.timed_seconds = now - self._first_step_end
+
+    def on_epoch_end(self, epoch, logs=None):
+        self.train_seconds = time.perf_counter() - self._start
+        if self.validation is not None:
+            scores = self.model.evaluate(self.validation(), callbacks=self.callbacks, verbose=0, return_dict=True)
+            logs.update({f"val_{name}": value for name, value in scores.items()})
+
+    def images_per_second(self, batch_size):
+        """Training images per second (the last batch counted as full)."""
+        if self.timed_batches > 0 and self.timed_seconds > 0:
+            return self.timed_batches * batch_size / self.timed_seconds
+        return self.batches * batch_size / max(self.train_seconds, 1e-9)
 
 
-# A training loss this many times its first step's, and at least DIVERGENCE_RISE above it,
-# is diverging (the rise keeps a fine-tuned run whose loss starts near zero from counting).
-DIVERGENCE_FACTOR = 2.0
-DIVERGENCE_RISE = 0.5
+class _EpochEnd(keras.callbacks.Callback):
+    """The last of the run's callbacks: stops at a loss that is not finite, and at the end
+    of each epoch checks the weights, scores the validation and writes what the epoch
+    leaves (best.keras when the score improved, last.keras with the run state, and on the
+    chief the logs).
 
+    Not keras' TerminateOnNaN and ModelCheckpoint: kseg's error names the epoch, the step
+    and the value, and a checkpoint holds the run state a resume needs (`RunState`).
+    """
 
-def learning_problem(history, class_names):
-    """Why a run whose log rows are `history` is not learning, as of its last epoch ("" when
-    nothing says so): a training loss far above where it started, or a validation mIoU no
-    better than predicting the most frequent class everywhere."""
-    row = history[-1]
-    start = history[0].get("first_step_loss")
-    start = history[0]["loss"] if start is None else start
-    if math.isfinite(start) and row["loss"] > max(DIVERGENCE_FACTOR * start, start + DIVERGENCE_RISE):
-        return (f"its training loss rose from {start:.4g} at the first step to {row['loss']:.4g} in epoch "
-                f"{row['epoch']}: it is diverging")  # fmt: skip
-    mean_iou, chance = row.get("mean_iou"), row.get("chance_mean_iou")
-    if mean_iou is not None and chance is not None and at_chance_level(mean_iou, chance):
-        index = row.get("chance_class")
-        name = class_names[index] if isinstance(index, int) and 0 <= index < len(class_names) else "one class"
-        return (f"its validation mIoU {mean_iou:.4f} is chance level (predicting {name} everywhere scores "
-                f"{chance:.4f})")  # fmt: skip
-    return ""
-
-
-class _Saver:
-    """Writes what each epoch leaves: best.keras (when the score improved), last.keras with
-    the run state, and on the chief the logs."""
-
-    def __init__(self, run):
-        self.run = run
+    def __init__(self, run, progress):
+        super().__init__()
+        self.run, self.progress = run, progress
+        self.epoch = 0
         self.inference_model = None  # a copy without optimizer state, for best.keras
         self.logs = RunLogs(run.write_dir) if run.chief else None
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self.epoch = epoch
+
+    def on_train_batch_end(self, batch, logs=None):
+        loss = (logs or {}).get("loss")
+        if loss is not None and not math.isfinite(_as_float(loss)):
+            raise _nonfinite_stop(self.run, "loss", _as_float(loss), f"epoch {self.epoch + 1}, step {batch + 1}")
+
+    def on_epoch_end(self, epoch, logs=None):
+        row, score = self.row(epoch, logs)
+        self.save(row, score)
+
+    def row(self, epoch, logs):
+        """The epoch's log row and its score (val mIoU, or -loss without validation)."""
+        run, progress = self.run, self.progress
+        row = {
+            "epoch": epoch + 1,
+            "loss": _as_float(logs["loss"]),
+            "val_loss": _as_float(logs["val_loss"]) if "val_loss" in logs else None,
+            "lr": float(keras.ops.convert_to_numpy(run.model.optimizer.learning_rate)),
+            "seconds": round(progress.train_seconds, 3),
+            "images_per_second": round(progress.images_per_second(run.config.batch_size), 3),
+            "first_step_loss": progress.first_loss,
+        }
+        for key, what in (("loss", "loss"), ("val_loss", "validation loss")):
+            if row[key] is not None and not math.isfinite(row[key]):
+                raise _nonfinite_stop(run, what, row[key], f"epoch {epoch + 1}")
+        # A finite loss does not prove finite weights: some CPU kernels (oneDNN's max pooling)
+        # drop NaN, so a model whose weights hold NaN can still give finite logits and losses.
+        bad = first_nonfinite_weight(run.model)
+        if bad is not None:
+            raise _nonfinite_stop(run, f"weight {bad[0]}", bad[1], f"epoch {epoch + 1}")
+        if not run.validate:
+            return row, -row["loss"]
+        scores = run.metric.scores()
+        for key in ("pixel_accuracy", "mean_accuracy", "mean_iou", "frequency_weighted_iou"):
+            row[key] = scores[key]
+        confusion = keras.ops.convert_to_numpy(run.metric.confusion)
+        row["chance_class"], row["chance_mean_iou"] = chance_mean_iou(confusion)
+        return row, scores["mean_iou"]
 
     def save(self, row, score):
         run, state = self.run, self.run.state
@@ -524,72 +584,34 @@ class _Saver:
             self.logs.close()
 
 
+# A training loss this many times its first step's, and at least DIVERGENCE_RISE above it,
+# is diverging (the rise keeps a fine-tuned run whose loss starts near zero from counting).
+DIVERGENCE_FACTOR = 2.0
+DIVERGENCE_RISE = 0.5
+
+
+def learning_problem(history, class_names):
+    """Why a run whose log rows are `history` is not learning, as of its last epoch ("" when
+    nothing says so): a training loss far above where it started, or a validation mIoU no
+    better than predicting the most frequent class everywhere."""
+    row = history[-1]
+    start = history[0].get("first_step_loss")
+    start = history[0]["loss"] if start is None else start
+    if math.isfinite(start) and row["loss"] > max(DIVERGENCE_FACTOR * start, start + DIVERGENCE_RISE):
+        return (f"its training loss rose from {start:.4g} at the first step to {row['loss']:.4g} in epoch "
+                f"{row['epoch']}: it is diverging")  # fmt: skip
+    mean_iou, chance = row.get("mean_iou"), row.get("chance_mean_iou")
+    if mean_iou is not None and chance is not None and at_chance_level(mean_iou, chance):
+        index = row.get("chance_class")
+        name = class_names[index] if isinstance(index, int) and 0 <= index < len(class_names) else "one class"
+        return (f"its validation mIoU {mean_iou:.4f} is chance level (predicting {name} everywhere scores "
+                f"{chance:.4f})")  # fmt: skip
+    return ""
+
+
 def _best_note(run):
     """What the log line says of an epoch that made best.keras."""
     return " (best)" if run.validate else " (lowest training loss: best.keras)"
-
-
-class OneEpoch(keras.callbacks.Callback):
-    """Runs exactly one epoch per `fit` call, watching the loss and the speed.
-
-    The speed is measured from the end of the first step to the end of the last, so
-    the first step's tracing and graph building (seconds) do not count; with a single
-    step the whole step is timed.
-
-    Not keras.callbacks.TerminateOnNaN: that one stops on a bad loss too, but only prints
-    the batch, while kseg's error names the epoch, the step and the value; the timing
-    (images per second, first step excluded) has no keras callback either.
-    """
-
-    def __init__(self):
-        super().__init__()
-        self.bad_loss = None
-        self.first_loss = None  # the loss of the epoch's first step
-        self.batches = 0
-        self.train_seconds = 0.0
-        self.timed_batches = 0
-        self.timed_seconds = 0.0
-        self._start = None
-        self._first_step_end = None
-
-    def on_epoch_begin(self, epoch, logs=None):
-        self._start = time.perf_counter()
-        self.batches = 0
-
-    def on_train_batch_end(self, batch, logs=None):
-        self.batches += 1
-        now = time.perf_counter()
-        if self._first_step_end is None:
-            self._first_step_end = now
-        self.timed_batches = self.batches - 1
-        self.timed_seconds = now - self._first_step_end
-        loss = (logs or {}).get("loss")
-        if loss is not None:
-            loss = float(np.asarray(loss).reshape(-1)[0])
-            if self.batches == 1:
-                self.first_loss = loss
-        if loss is not None and not math.isfinite(loss):
-            self.bad_loss = (batch + 1, loss)
-            self.model.stop_training = True
-
-    def on_test_begin(self, logs=None):
-        if self._start is not None and not self.train_seconds:
-            self.train_seconds = time.perf_counter() - self._start
-
-    def on_epoch_end(self, epoch, logs=None):
-        if not self.train_seconds:
-            self.train_seconds = time.perf_counter() - self._start
-        self.model.stop_training = True
-
-    def images_per_second(self, batch_size):
-        """Training images per second (the last batch counted as full)."""
-        if self.timed_batches > 0 and self.timed_seconds > 0:
-            return self.timed_batches * batch_size / self.timed_seconds
-        return self.batches * batch_size / max(self.train_seconds, 1e-9)
-
-
-def _epoch_seed(seed, epoch):
-    return int(seed) * 100003 + int(epoch)
 
 
 def _with_length(dataset, batches):

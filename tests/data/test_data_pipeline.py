@@ -75,6 +75,24 @@ def test_training_is_deterministic_by_seed_and_epochs_differ(spec):
     assert not np.array_equal(first[0][0][0], first[1][0][0])
 
 
+def test_set_epoch_chooses_the_pass_for_the_dataset_and_what_take_makes_of_it(spec):
+    def dataset():
+        return make_dataset(spec, "train", training=True, batch_size=2, crop=(16, 16), seed=4)
+
+    straight = dataset()
+    passes = [_collect(straight) for _ in range(3)]  # passes 0, 1, 2
+    chosen = dataset()
+    chosen.set_epoch(1)
+    for expected in passes[1:]:  # the chosen pass, then the next
+        images, masks = _collect(chosen)
+        np.testing.assert_array_equal(images[0], expected[0][0])
+        np.testing.assert_array_equal(masks[-1], expected[1][-1])
+    original = dataset()
+    taken = original.take(1)
+    original.set_epoch(2)
+    np.testing.assert_array_equal(_collect(taken)[0][0], passes[2][0][0])
+
+
 def test_bad_pair_is_skipped_and_counted_or_named(spec, tmp_path):
     bad_image = spec.pairs("train")[1][0]
     with open(bad_image, "rb") as handle:
