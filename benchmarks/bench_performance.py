@@ -221,7 +221,7 @@ def bench_train(args, context):
 
     from kseg.losses import MaskedSparseCrossEntropy
     from kseg.models.flops import count_flops
-    from kseg.training import dtype_policy
+    from kseg.training.distribution import dtype_policy
 
     batch, height, width, classes = 4, 360, 480, 11
     rng = np.random.default_rng(0)

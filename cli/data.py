@@ -294,7 +294,7 @@ def import_(ctx, format, source, out_dir, images, labels, unlabelled, crowd, ign
     """
     import shlex
 
-    from kseg.data.importers import import_dataset
+    from kseg.data.importers import ImportOptions, import_dataset
     from kseg.errors import KsegError
     from kseg.images import quiet_decoder_warnings
     from kseg.progress import write
@@ -311,9 +311,9 @@ def import_(ctx, format, source, out_dir, images, labels, unlabelled, crowd, ign
         if len(shown) <= max_problems:
             write(f"warning: {problem}")
 
-    result = import_dataset(format, source, out_dir, images=images, labels=labels, unlabelled=unlabelled,
-                            crowd=crowd, ignore=ignore, tolerance=tolerance, strict=strict,
-                            progress=not no_progress, on_problem=on_problem)
+    options = ImportOptions(images=images, labels=labels, unlabelled=unlabelled, crowd=crowd, ignore=tuple(ignore),
+                            tolerance=tolerance, strict=strict)  # fmt: skip
+    result = import_dataset(format, source, out_dir, options, progress=not no_progress, on_problem=on_problem)
     if len(result.problems) > max_problems:
         click.echo(f"... and {len(result.problems) - max_problems} more problem(s): all are in "
                    f"{out_dir}/import-report.txt", err=True)

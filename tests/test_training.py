@@ -235,7 +235,7 @@ def test_mixed_precision_trains_a_step(policy):
 
     from kseg.losses import MaskedSparseCrossEntropy
     from kseg.models import create_model
-    from kseg.training import dtype_policy
+    from kseg.training.distribution import dtype_policy
 
     original = keras.config.dtype_policy().name
     rng = np.random.default_rng(0)
@@ -258,7 +258,7 @@ def test_mixed_precision_trains_a_step(policy):
 def test_dtype_policy_restored_after_error():
     import keras
 
-    from kseg.training import dtype_policy
+    from kseg.training.distribution import dtype_policy
 
     original = keras.config.dtype_policy().name
     with pytest.raises(RuntimeError), dtype_policy("mixed_bfloat16"):
@@ -365,7 +365,7 @@ def test_two_process_multiworker_run_completes(tiny_data, tmp_path):
 
 
 def test_init_from_a_run_copies_matching_layers(trained_run, tiny_data, tmp_path):
-    from kseg.training import build_model
+    from kseg.training.build import build_model
 
     config = tiny_config(tiny_data, tmp_path / "run", model="fcn16s", init_from=trained_run)
     model = build_model(config, num_classes=6)

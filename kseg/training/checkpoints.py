@@ -27,7 +27,6 @@ from kseg.errors import KsegError, is_disk_full
 from kseg.files import brief, one_line
 from kseg.outputs import writing
 from kseg.training.distribution import resolve_precision
-from kseg.training.lock import sweep_temporaries
 
 STATE_MEMBER = "kseg_state.json"
 
@@ -63,12 +62,6 @@ def read_checkpoint_state(path):
         raise KsegError(f"{path}: no training state inside; it cannot be resumed from") from None
     except (OSError, zipfile.BadZipFile, ValueError, RecursionError) as error:
         raise KsegError(f"{path}: unreadable checkpoint ({brief(str(error), 200)[1:-1]})") from None
-
-
-def remove_stale_temporaries(folder):
-    """Deletes temporary files and folders killed writes left in `folder` and below it
-    (only names `kseg.outputs` gives them; see `kseg.training.lock.sweep_temporaries`)."""
-    return sweep_temporaries(folder)
 
 
 @dataclasses.dataclass

@@ -14,7 +14,7 @@ from data_helpers import random_image, write_png
 from kseg.cli.main import cli
 from pycocotools import mask as coco_mask
 
-from kseg.data.importers import import_dataset
+from kseg.data.importers import ImportOptions, import_dataset
 from kseg.errors import KsegError
 from kseg.images import read_mask
 from kseg.labels import IGNORE_INDEX
@@ -179,7 +179,7 @@ def test_an_interrupted_import_leaves_nothing(labelme, tmp_path, monkeypatch):
     real = importers._write_sample
     monkeypatch.setattr(importers, "_write_sample", stop)
     with pytest.raises(KeyboardInterrupt):
-        import_dataset("labelme", str(labelme), str(tmp_path / "out"), workers=1)
+        import_dataset("labelme", str(labelme), str(tmp_path / "out"), ImportOptions(workers=1))
     assert os.listdir(tmp_path) == ["labelme"]
 
 
@@ -420,7 +420,8 @@ def test_pix2pix_cityscapes_maps_jpeg_colours_to_the_nearest_class(tmp_path):
     void = sum(void for _, void, _ in result.uncertain.values())
     assert uncertain + void == result.ignored_pixels  # every ignored pixel is counted as one or the other
     assert 0 < uncertain < 0.05 * 2 * 256 * 256
-    strict = import_dataset("pix2pix-cityscapes", str(tmp_path / "pairs"), str(tmp_path / "tight"), tolerance=1)
+    strict = import_dataset("pix2pix-cityscapes", str(tmp_path / "pairs"), str(tmp_path / "tight"),
+                            ImportOptions(tolerance=1))
     assert sum(far for far, _, _ in strict.uncertain.values()) > uncertain
     assert f"{uncertain:,} px uncertain (beyond the tolerance, ignored) in 2 of 2 image(s)" in "\n".join(
         result.summary())
@@ -432,6 +433,6 @@ def test_pix2pix_cityscapes_maps_jpeg_colours_to_the_nearest_class(tmp_path):
 def test_an_unknown_class_to_ignore_and_a_missing_source_are_errors(tmp_path):
     with pytest.raises(KsegError, match="--ignore-class Nope: no such class"):
         kaggle_camvid(tmp_path / "c", counts=(("train", 1),))
-        import_dataset("camvid-kaggle", str(tmp_path / "c"), str(tmp_path / "out"), ignore=("Nope",))
+        import_dataset("camvid-kaggle", str(tmp_path / "c"), str(tmp_path / "out"), ImportOptions(ignore=("Nope",)))
     result = run("labelme", tmp_path / "nowhere", tmp_path / "out")
     assert result.exit_code == 1 and "nowhere: not found" in result.output

@@ -24,7 +24,7 @@ def test_median_frequency_by_hand():
 
 def test_training_uses_the_weights_data_stats_prints(tmp_path):
     from kseg.config import TrainConfig
-    from kseg.training import compute_class_weights
+    from kseg.training.data_checks import compute_class_weights
 
     make_folder(str(tmp_path), counts=(("train", 6), ("val", 1)), sizes=((24, 32), (20, 28)))
     spec = get_dataset_spec("folder", data_dir=str(tmp_path))

@@ -71,7 +71,8 @@ def data(tmp_path_factory):
 def test_sigkill_while_writing_a_checkpoint(data, tmp_path):
     from kseg.models.saving import load_model
     from kseg.runs import checkpoint_path
-    from kseg.training import read_checkpoint_state, remove_stale_temporaries
+    from kseg.training import read_checkpoint_state
+    from kseg.training.lock import sweep_temporaries
 
     run = str(tmp_path / "run")
     common = ["--data", "folder", "--data-dir", data.root, "--weights", "none", "--width", "0.0625",
@@ -92,7 +93,7 @@ def test_sigkill_while_writing_a_checkpoint(data, tmp_path):
     assert load_model(best).output_shape[-1] == corpus.NUM_CLASSES
     assert visible(os.path.dirname(last)) == ["best.keras", "last.keras"]
     assert os.path.isfile(temporary)  # killed inside the write: its new content was there
-    remove_stale_temporaries(os.path.dirname(last))  # what the next run does first
+    sweep_temporaries(os.path.dirname(last))  # what the next run does first
     assert sorted(os.listdir(os.path.dirname(last))) == ["best.keras", "last.keras"]
 
 

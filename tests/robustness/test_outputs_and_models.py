@@ -373,7 +373,7 @@ def test_nonfinite_weights_are_refused_at_load_by_every_verb(damaged, data, tmp_
                    *words)
     from kseg.errors import KsegError
     from kseg.models.saving import load_model
-    from kseg.training import resolve_init_from
+    from kseg.training.build import resolve_init_from
 
     with pytest.raises(KsegError, match="score_fr/kernel"):  # what train --init-from calls
         load_model(resolve_init_from(str(run_path)))

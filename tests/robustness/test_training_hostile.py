@@ -121,21 +121,21 @@ def test_run_dir_that_is_a_file_is_refused(data, tmp_path):
 
 
 def test_an_empty_folder_is_accepted_and_default_names_never_collide(data, tmp_path, monkeypatch):
-    from kseg import training
+    from kseg.training import lock as training_lock
 
     empty = tmp_path / "empty"
     empty.mkdir()
-    lock = training.lock_run_dir(tiny(data, empty), resume=False)
+    lock = training_lock.lock_run_dir(tiny(data, empty), resume=False)
     assert os.listdir(empty) == [LOCK_NAME]
     lock.release(remove_created=True)
     assert os.path.isdir(empty) and os.listdir(empty) == []  # not ours to remove
 
     monkeypatch.setattr(runs, "DEFAULT_RUNS_ROOT", str(tmp_path / "runs"))
-    monkeypatch.setattr(training.lock.time, "strftime", lambda pattern: "20240101-000000")
+    monkeypatch.setattr(training_lock.time, "strftime", lambda pattern: "20240101-000000")
     taken = tmp_path / "runs" / "fcn8s-synthetic-20240101-000000"
     taken.mkdir(parents=True)
     (tmp_path / "runs" / "fcn8s-synthetic-20240101-000000-2").write_text("a file of that name")
-    lock = training.lock_run_dir(tiny(data, None), resume=False)
+    lock = training_lock.lock_run_dir(tiny(data, None), resume=False)
     try:
         assert lock.run_dir.endswith("fcn8s-synthetic-20240101-000000-3")
     finally:
@@ -395,7 +395,7 @@ BAD_TF_CONFIGS = [
 
 @pytest.mark.parametrize("value", BAD_TF_CONFIGS)
 def test_malformed_tf_config_is_one_line_naming_it(value, monkeypatch):
-    from kseg.training import is_chief, make_strategy, read_tf_config
+    from kseg.training.distribution import is_chief, make_strategy, read_tf_config
 
     monkeypatch.setenv("TF_CONFIG", value)
     with pytest.raises(KsegError) as error:
@@ -487,7 +487,8 @@ def test_resume_after_config_yaml_was_edited_says_what_differs(finished_run, tmp
 
 
 def test_resume_of_an_older_checkpoint_that_does_not_fit_is_one_short_line(finished_run, tmp_path):
-    from kseg.training import STATE_MEMBER, train
+    from kseg.training import train
+    from kseg.training.checkpoints import STATE_MEMBER
 
     run_dir = str(tmp_path / "old")
     shutil.copytree(finished_run, run_dir)

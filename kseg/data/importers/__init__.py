@@ -34,6 +34,7 @@ existing OUT_DIR is never replaced (`kseg.outputs.KINDS["imported dataset"]`).
 """
 
 import contextlib
+import dataclasses
 import os
 
 import numpy as np
@@ -60,7 +61,10 @@ from kseg.outputs import Outputs, missing_folders, write_bytes, writing
 from kseg.parallel import ordered_map
 from kseg.progress import progress as progress_bar
 
-__all__ = ["FORMATS", "ImportProblem", "ImportResult", "Pix2pixCityscapes", "import_dataset", "make_importer"]
+__all__ = [
+    "FORMATS", "ImportOptions", "ImportProblem", "ImportResult", "Pix2pixCityscapes", "import_dataset",
+    "make_importer",
+]  # fmt: skip
 
 FORMATS = ("labelme", "coco", "cvat", "camvid-kaggle", "pix2pix-cityscapes")
 
@@ -87,42 +91,11 @@ def _report_text(result, source):
     return "\n".join(lines) + "\n"
 
 
-def make_importer(format, source, images=None, labels=None, unlabelled=BACKGROUND, crowd="ignore",
-                  ignore=(), tolerance=DEFAULT_TOLERANCE):
-    """The reader of one format (see the module docstring); reads its class list.
-
-    Raises:
-        KsegError: an unknown format, or a source that cannot be read.
-    """
-    if format not in FORMATS:
-        raise KsegError(f"unknown import format {brief(format)} (known: {', '.join(FORMATS)})")
-    if unlabelled not in UNLABELLED or crowd not in CROWD:
-        raise KsegError(f"unlabelled must be background or ignore, crowd ignore or class. Received: "
-                        f"unlabelled={brief(unlabelled)}, crowd={brief(crowd)}")  # fmt: skip
-    if not isinstance(tolerance, (int, float)) or not 0 <= tolerance <= 442:
-        raise KsegError(f"tolerance must be an RGB distance 0..442. Received: {brief(tolerance)}")
-    if not os.path.exists(source):
-        raise KsegError(f"{source}: not found")
-    if format == "labelme":
-        return LabelMe(source, labels, unlabelled, ignore)
-    if format == "coco":
-        return Coco(source, images, unlabelled, crowd, ignore)
-    if format == "cvat":
-        return Cvat(source, ignore)
-    if format == "camvid-kaggle":
-        return CamvidKaggle(source, ignore)
-    return Pix2pixCityscapes(source, tolerance, ignore)
-
-
-def import_dataset(format, source, out_dir, images=None, labels=None, unlabelled=BACKGROUND, crowd="ignore",
-                   ignore=(), tolerance=DEFAULT_TOLERANCE, strict=False, progress=False, on_problem=None,
-                   workers=None):
-    """Imports an annotation export or Kaggle dataset into a new folder dataset.
+@dataclasses.dataclass(frozen=True)
+class ImportOptions:
+    """How `import_dataset` reads a source (each option is for the formats named).
 
     Args:
-        format: str. One of FORMATS.
-        source: str. The folder or file the format reads (see the module docstring).
-        out_dir: str. The dataset folder to create; an existing path is never replaced.
         images: str or None. COCO: the folder `file_name`s are relative to (default: the
             JSON file's folder).
         labels: str or None. LabelMe: a labels.txt fixing the classes and their order.
@@ -132,9 +105,56 @@ def import_dataset(format, source, out_dir, images=None, labels=None, unlabelled
         ignore: tuple of str. Class names whose pixels are ignored instead of learned.
         tolerance: float. pix2pix: largest RGB distance to a Cityscapes colour.
         strict: bool. Stop, writing nothing, if any annotation or image has a problem.
+        workers: int or None. Reader threads.
+    """
+
+    images: str = None
+    labels: str = None
+    unlabelled: str = BACKGROUND
+    crowd: str = "ignore"
+    ignore: tuple = ()
+    tolerance: float = DEFAULT_TOLERANCE
+    strict: bool = False
+    workers: int = None
+
+
+def make_importer(format, source, options=ImportOptions()):
+    """The reader of one format (see the module docstring); reads its class list.
+
+    Raises:
+        KsegError: an unknown format, bad options, or a source that cannot be read.
+    """
+    if format not in FORMATS:
+        raise KsegError(f"unknown import format {brief(format)} (known: {', '.join(FORMATS)})")
+    unlabelled, crowd, ignore, tolerance = options.unlabelled, options.crowd, tuple(options.ignore), options.tolerance
+    if unlabelled not in UNLABELLED or crowd not in CROWD:
+        raise KsegError(f"unlabelled must be background or ignore, crowd ignore or class. Received: "
+                        f"unlabelled={brief(unlabelled)}, crowd={brief(crowd)}")  # fmt: skip
+    if not isinstance(tolerance, (int, float)) or not 0 <= tolerance <= 442:
+        raise KsegError(f"tolerance must be an RGB distance 0..442. Received: {brief(tolerance)}")
+    if not os.path.exists(source):
+        raise KsegError(f"{source}: not found")
+    if format == "labelme":
+        return LabelMe(source, options.labels, unlabelled, ignore)
+    if format == "coco":
+        return Coco(source, options.images, unlabelled, crowd, ignore)
+    if format == "cvat":
+        return Cvat(source, ignore)
+    if format == "camvid-kaggle":
+        return CamvidKaggle(source, ignore)
+    return Pix2pixCityscapes(source, tolerance, ignore)
+
+
+def import_dataset(format, source, out_dir, options=ImportOptions(), progress=False, on_problem=None):
+    """Imports an annotation export or Kaggle dataset into a new folder dataset.
+
+    Args:
+        format: str. One of FORMATS.
+        source: str. The folder or file the format reads (see the module docstring).
+        out_dir: str. The dataset folder to create; an existing path is never replaced.
+        options: ImportOptions. How the source is read.
         progress: bool. Show a progress bar on stderr.
         on_problem: callable or None. Called with each ImportProblem as it is found.
-        workers: int or None. Reader threads.
 
     Returns:
         ImportResult.
@@ -144,9 +164,9 @@ def import_dataset(format, source, out_dir, images=None, labels=None, unlabelled
             (strict) any problem. Nothing is written then.
     """
     out_dir, source = os.fspath(out_dir), os.fspath(source)
-    checked = Outputs(inputs=[source, images, labels])
+    checked = Outputs(inputs=[source, options.images, options.labels])
     checked.add(out_dir, "imported dataset", option="OUT_DIR", folder=True)
-    importer = make_importer(format, source, images, labels, unlabelled, crowd, tuple(ignore), tolerance)
+    importer = make_importer(format, source, options)
     result = ImportResult(out_dir, format, importer.classes.names, importer.classes.colours)
     result.class_pixels = np.zeros(len(result.names), np.int64)
     tasks = importer.tasks()
@@ -161,8 +181,8 @@ def import_dataset(format, source, out_dir, images=None, labels=None, unlabelled
     created = missing_folders(os.path.dirname(os.path.abspath(out_dir)))  # removed again on failure
     try:
         with checked, writing(out_dir, directory=True) as temporary:
-            splits = _convert_all(importer, tasks, temporary, result, note, progress, workers)
-            if strict and result.problems:
+            splits = _convert_all(importer, tasks, temporary, result, note, progress, options.workers)
+            if options.strict and result.problems:
                 raise KsegError(f"{source}: {len(result.problems)} problem(s) (listed above; first: "
                                 f"{result.problems[0]}); nothing was written (without --strict these are left "
                                 "out or ignored and the rest is imported)")  # fmt: skip
