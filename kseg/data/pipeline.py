@@ -59,25 +59,27 @@ class SkippedPairs:
 class _EpochOrder:
     """A generator factory: each call yields one epoch's (indices, sample seeds) as two
     arrays, once (the pipeline unbatches them: one Python call per pass, not per sample).
-    Passes are numbered from 0 on; `set_epoch` says which one the next pass is."""
+    Passes are numbered 0, 1, 2, ... until `set_epoch(n)`: every pass after it is pass n
+    (until it is called again), however many iterators are made meanwhile."""
 
     def __init__(self, size, seed, shuffle):
         self.size = size
         self.seed = int(seed)
         self.shuffle = shuffle
         self.epoch = 0
+        self.chosen = None
         self._lock = threading.Lock()
 
     def __call__(self):
         with self._lock:
-            epoch = self.epoch
+            epoch = self.epoch if self.chosen is None else self.chosen
             self.epoch += 1
         order, seeds = epoch_order(self.size, self.seed, self.shuffle, epoch)
         yield order.astype(np.int64), seeds.astype(np.int64)
 
     def set_epoch(self, epoch):
         with self._lock:
-            self.epoch = int(epoch)
+            self.chosen = int(epoch)
 
 
 class _PairLoader:
@@ -136,9 +138,10 @@ def make_dataset(spec, split, *, training, batch_size, crop=None, seed=0, skip_b
     Returns:
         tf.data.Dataset. Finite (one epoch per pass); `dataset.skipped` counts skipped
         pairs, `dataset.num_pairs` is the number of listed pairs. Each pass has its own
-        order and augmentation, chosen by the seed and its number: `dataset.set_epoch(n)`
-        makes the next pass (of it or of a dataset made from it, e.g. by `take`) pass n.
-        Without it, tf.data's passes are 0, 1, 2, ...; the python engine's are all 0.
+        order and augmentation, chosen by the seed and its number: after
+        `dataset.set_epoch(n)` every pass (of it or of a dataset made from it, e.g. by
+        `take`) is pass n. Without it, tf.data's passes are 0, 1, 2, ...; the python
+        engine's are all 0.
 
     Raises:
         KsegError: bad arguments, or `spec.pairs(split)` failing (missing root, layout,

@@ -140,7 +140,7 @@ class TrainingBatches(keras.utils.PyDataset):
         self.close()
 
     def set_epoch(self, epoch):
-        """Makes the next pass pass `epoch` (that of every dataset `take` made from this one)."""
+        """Makes every later pass pass `epoch` (and those of the datasets `take` made from this one)."""
         self.close()
         self.samples.set_epoch(epoch)
 

@@ -312,9 +312,11 @@ def _run(run):
     train_data, validation = _run_data(run)
     progress = _EpochProgress(run, train_data.set_epoch, validation)
     ends = _EpochEnd(run, progress)
+    # keras' progress bar ends an epoch's line before kseg's own line about it.
+    bar = [keras.callbacks.ProgbarLogger()] if run.verbose else []
     callbacks = keras.callbacks.CallbackList(
-        [progress, *run.callbacks, ends], add_history=True, add_progbar=run.verbose != 0, verbose=run.verbose,
-        epochs=config.epochs, steps=_known_steps(run), model=run.model,
+        [progress, *run.callbacks, *bar, ends], add_history=True, verbose=run.verbose, epochs=config.epochs,
+        steps=_known_steps(run), model=run.model,
     )  # fmt: skip
     progress.callbacks = callbacks  # validation reports to the callbacks of the fit, as keras' own does
     try:
