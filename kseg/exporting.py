@@ -325,32 +325,26 @@ def export_model(model, out, format, quantize="none", input_size=None, calibrati
     out = os.fspath(out)
     parent = os.path.dirname(os.path.abspath(out))
     description = describe(num_classes_of(model), classes, format, quantize, input_size)
-    if format == "savedmodel":
-        if os.path.isfile(out):
-            raise KsegError(f"{out}: exists and is a file; a SavedModel is a folder")
-        with writing(out, directory=True) as temporary:
-            os.rmdir(temporary)  # the SavedModel writer creates the folder itself
-            _write_or_disk_full(out, write_savedmodel, model, temporary, input_size, None,
-                                description)
-            seal_folder(temporary, "savedmodel export")
-            if verify:
-                verify(temporary)
-    elif format == "tflite":
+    if format == "savedmodel" and os.path.isfile(out):
+        raise KsegError(f"{out}: exists and is a file; a SavedModel is a folder")
+    if format == "tflite":
         os.makedirs(parent, exist_ok=True)
         content = tflite_bytes(model, quantize, input_size, calibration, workdir=parent,
                                name=os.path.basename(out), mediapipe=mediapipe, classes=classes)
-        with writing(out) as temporary:
+    with writing(out, directory=format == "savedmodel") as temporary:
+        if format == "savedmodel":
+            os.rmdir(temporary)  # the SavedModel writer creates the folder itself
+            _write_or_disk_full(out, write_savedmodel, model, temporary, input_size, None, description)
+            seal_folder(temporary, "savedmodel export")
+        elif format == "tflite":
             with open(temporary, "wb") as handle:
                 handle.write(content)
                 handle.flush()
                 os.fsync(handle.fileno())
-            if verify:
-                verify(temporary)
-    else:
-        with writing(out) as temporary:
+        else:
             _write_or_disk_full(out, write_onnx, model, temporary, input_size, description)
-            if verify:
-                verify(temporary)
+        if verify:
+            verify(temporary)
     return out
 
 

@@ -110,9 +110,8 @@ def make_dataset(spec, split, *, training, batch_size, crop=None, seed=0, skip_b
                  scale_range=DEFAULT_SCALE_RANGE, num_parallel_calls=None, engine=None, pad_to=1):
     """Builds a tf.data.Dataset of (images uint8 [B, H, W, 3], masks uint8 [B, H, W]).
 
-    Under a keras backend other than TensorFlow (or with engine="python") the same batches
-    come from `kseg.data.pydataset` instead, without TensorFlow: a keras PyDataset when
-    training, an iterable of numpy batches otherwise (same `take`, `skipped`, `num_pairs`).
+    Under other keras backends (or engine="python") `kseg.data.pydataset` gives the same
+    batches without TensorFlow: a keras PyDataset when training, else numpy batches.
 
     Args:
         spec: DatasetSpec. From `get_dataset_spec`.
@@ -136,23 +135,15 @@ def make_dataset(spec, split, *, training, batch_size, crop=None, seed=0, skip_b
             batch up to a multiple of it (the devices a data-parallel step splits it over).
 
     Returns:
-        tf.data.Dataset. Finite (one epoch per pass); `dataset.skipped` counts skipped
-        pairs, `dataset.num_pairs` is the number of listed pairs. Each pass has its own
-        order and augmentation, chosen by the seed and its number: after
-        `dataset.set_epoch(n)` every pass (of it or of a dataset made from it, e.g. by
-        `take`) is pass n. Without it, tf.data's passes are 0, 1, 2, ...; the python
-        engine's are all 0.
+        tf.data.Dataset, finite, with `skipped` (a SkippedPairs), `num_pairs` (listed pairs)
+        and `set_epoch(n)`: every later pass (also of datasets made from it by `take`) is
+        pass n, its order and augmentation chosen by the seed and n. Without it, tf.data's
+        passes are 0, 1, 2, ...; the python engine's all 0.
 
     Raises:
-        KsegError: bad arguments, or `spec.pairs(split)` failing (missing root, layout,
-            empty split).
+        KsegError: bad arguments, or a split `spec.pairs` cannot list (no root, empty).
     """
-    try:
-        batch_size = operator.index(batch_size)
-    except TypeError:
-        batch_size = 0
-    if batch_size < 1:
-        raise KsegError(f"batch_size must be a positive integer. Received: batch_size={batch_size!r}")
+    batch_size = _checked_batch_size(batch_size)
     if crop is not None:
         crop = check_crop(crop)
     pairs = spec.pairs(split)
@@ -170,14 +161,21 @@ def make_dataset(spec, split, *, training, batch_size, crop=None, seed=0, skip_b
     import tensorflow as tf
 
     order = _EpochOrder(len(pairs), seed, shuffle=training)
-
     dataset = _read_pairs(order, loader, skip_bad, num_parallel_calls)
     dataset = _batch(dataset, batch_size, crop if training else None, training, spec.ignore_index)
     dataset = dataset.prefetch(tf.data.AUTOTUNE)
-    dataset.skipped = skipped
-    dataset.num_pairs = len(pairs)
-    dataset.set_epoch = order.set_epoch
+    dataset.skipped, dataset.num_pairs, dataset.set_epoch = skipped, len(pairs), order.set_epoch
     return dataset
+
+
+def _checked_batch_size(batch_size):
+    try:
+        batch_size = operator.index(batch_size)
+    except TypeError:
+        batch_size = 0
+    if batch_size < 1:
+        raise KsegError(f"batch_size must be a positive integer. Received: batch_size={batch_size!r}")
+    return batch_size
 
 
 def default_engine():
