@@ -452,7 +452,7 @@ class _EpochProgress(keras.callbacks.Callback):
 
     Args:
         run: TrainingRun.
-        set_epoch: callable. Makes the training data's next pass that of an epoch.
+        set_epoch: callable. Makes every later pass over the training data that of an epoch.
         validation: callable or None. What `evaluate` takes for one validation pass.
     """
 
