@@ -192,7 +192,6 @@ SAFE_FUNCTIONS = {
     ("kseg/outputs.py", "bytes_writer"): "writes the temporary write_together gives it",
     ("kseg/label_maps.py", "encode_png_with_text"): "saves into an in-memory buffer",
     ("kseg/training/loop.py", "train"): "a worker's scratch folder, removed in `finally`",
-    ("kseg/training/loop.py", "_run"): "the checkpoint saver writes through `writing` (checkpoints.py)",
     ("kseg/training/logs.py", "__init__"): "TensorBoard's append-only event file in the run folder",
     ("cli/export.py", "export"): "kseg.export, which writes inside its checked destination (kseg/exporting.py)",
 }

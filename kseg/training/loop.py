@@ -521,7 +521,7 @@ class _EpochEnd(keras.callbacks.Callback):
 
     def on_epoch_end(self, epoch, logs=None):
         row, score = self.row(epoch, logs)
-        self.save(row, score)
+        self.record(row, score)
 
     def row(self, epoch, logs):
         """The epoch's log row and its score (val mIoU, or -loss without validation)."""
@@ -552,7 +552,9 @@ class _EpochEnd(keras.callbacks.Callback):
         row["chance_class"], row["chance_mean_iou"] = chance_mean_iou(confusion)
         return row, scores["mean_iou"]
 
-    def save(self, row, score):
+    def record(self, row, score):
+        """Keeps the epoch: its row in the run state, best.keras when `score` improved,
+        last.keras and the logs (each written through `kseg.outputs.writing`)."""
         run, state = self.run, self.run.state
         previous_epoch = state.epoch
         state.epoch = row["epoch"]
