@@ -19,6 +19,7 @@ setup(
         "click==8.4.0",
         "pyyaml==6.0.3",
         "tqdm==4.70.1",
+        "tensorboard==2.21.0",  # the event-file writer of the runs' TensorBoard scalars
         "matplotlib==3.11.2",
         "cityscapesscripts==2.3.0",
         "pycocotools==2.0.11",

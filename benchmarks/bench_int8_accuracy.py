@@ -54,7 +54,7 @@ def main(argv=None):
 
 
     from kseg.data.registry import get_dataset_spec
-    from kseg.exporting import ExportedModel, load_images, tflite_bytes
+    from kseg.exporting import ExportedModel, ExportTarget, load_images, tflite_bytes
     from kseg.inference import predict_logits
     from kseg.metrics import segmentation_scores
     from kseg.models.inference import inference_model
@@ -81,7 +81,8 @@ def main(argv=None):
             file = os.path.join(folder, f"model-{quantize}.tflite")
             with open(file, "wb") as handle:
                 # the any-size file: each image is scored at its own size
-                handle.write(tflite_bytes(model, quantize, calibration=calibration, workdir=folder, mediapipe=False))
+                target = ExportTarget(quantize=quantize, calibration=calibration, mediapipe=False)
+                handle.write(tflite_bytes(model, target, folder))
             exported = ExportedModel(file, "tflite", threads=args.threads)
             start = time.perf_counter()
             confusion, maps[quantize] = score(exported, pairs, spec)

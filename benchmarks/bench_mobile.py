@@ -71,7 +71,7 @@ def random_image(seed=0):
 def bench_model(name, args):
     import tensorflow as tf
 
-    from kseg.exporting import ExportedModel, tflite_bytes
+    from kseg.exporting import ExportedModel, ExportTarget, tflite_bytes
     from kseg.models import create_model
     from kseg.models.inference import cpu_has_bf16, inference_model
 
@@ -93,7 +93,7 @@ def bench_model(name, args):
             path = os.path.join(folder, f"{name}-{quantize}.tflite")
             start = time.perf_counter()
             with open(path, "wb") as file:
-                file.write(tflite_bytes(model, quantize, (HEIGHT, WIDTH), calibration, workdir=folder))
+                file.write(tflite_bytes(model, ExportTarget("tflite", quantize, (HEIGHT, WIDTH), calibration), folder))
             print(f"  {name}: converted {label} in {time.perf_counter() - start:.0f} s", file=sys.stderr, flush=True)
             row[f"tflite_{label}_mib"] = os.path.getsize(path) / 2**20
             exported = ExportedModel(path, "tflite", threads=args.threads)

@@ -294,7 +294,7 @@ def bench_memory(args, context):
 
 
 def bench_tflite(args, context):
-    from kseg.exporting import ExportedModel, tflite_bytes
+    from kseg.exporting import ExportedModel, ExportTarget, tflite_bytes
 
     model = context.setdefault("fcn8s", build_fcn8s())
     height, width = 512, 1024
@@ -308,7 +308,7 @@ def bench_tflite(args, context):
             path = os.path.join(folder, f"fcn8s-{quantize}.tflite")
             start = time.perf_counter()
             with open(path, "wb") as file:
-                file.write(tflite_bytes(model, quantize, (height, width), calibration))
+                file.write(tflite_bytes(model, ExportTarget("tflite", quantize, (height, width), calibration)))
             print(f"  converted {name} in {time.perf_counter() - start:.0f} s", file=sys.stderr)
             sizes[name] = os.path.getsize(path)
             exported = ExportedModel(path, "tflite", threads=args.threads)

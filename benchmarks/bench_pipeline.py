@@ -95,7 +95,7 @@ def main(argv=None):
 
     import tensorflow as tf
 
-    from kseg.data import get_dataset_spec, make_dataset
+    from kseg.data import DatasetOptions, get_dataset_spec, make_dataset
 
     load_before = os.getloadavg()
     spec = get_dataset_spec("camvid", data_dir=args.data_dir)
@@ -107,12 +107,12 @@ def main(argv=None):
         decode_rate(pairs, args.threads) for _ in range(args.repeats)
     ]
     cases = (
-        ("train 360x480", dict(training=True, crop=(360, 480))),
-        ("train 512x1024", dict(training=True, crop=(512, 1024), scale_range=(1.5, 3.0))),
-        ("eval whole images", dict(training=False)),
+        ("train 360x480", True, DatasetOptions(crop=(360, 480))),
+        ("train 512x1024", True, DatasetOptions(crop=(512, 1024), scale_range=(1.5, 3.0))),
+        ("eval whole images", False, DatasetOptions()),
     )
-    for name, options in cases:
-        dataset = make_dataset(spec, args.split, batch_size=args.batch_size, seed=0, **options)
+    for name, training, options in cases:
+        dataset = make_dataset(spec, args.split, training=training, batch_size=args.batch_size, options=options)
         results[name] = pipeline_rates(dataset, args.repeats)
 
     load_after = os.getloadavg()

@@ -52,7 +52,9 @@ def model_step(config, spec, policy, steps, before_timing=None):
     from kseg.training.build import build_model, build_optimizer
     from kseg.training.distribution import dtype_policy
 
-    dataset = kseg.data.make_dataset(spec, "train", training=True, batch_size=4, crop=[360, 480], seed=0)
+    dataset = kseg.data.make_dataset(
+        spec, "train", training=True, batch_size=4, options=kseg.data.DatasetOptions(crop=(360, 480), seed=0)
+    )
     images, masks = next(iter(dataset.take(1).as_numpy_iterator()))
     with dtype_policy(policy):
         model = build_model(config, spec.num_classes)
@@ -79,7 +81,9 @@ def model_step(config, spec, policy, steps, before_timing=None):
 def input_rate(config, spec, steps):
     import kseg.data
 
-    dataset = kseg.data.make_dataset(spec, "train", training=True, batch_size=4, crop=[360, 480], seed=1)
+    dataset = kseg.data.make_dataset(
+        spec, "train", training=True, batch_size=4, options=kseg.data.DatasetOptions(crop=(360, 480), seed=1)
+    )
     iterator = iter(dataset)
     next(iterator)
     start = time.perf_counter()

@@ -161,8 +161,33 @@ def write_savedmodel(model, path, input_size=None, batch=None, description=None,
         handle.write(encode(description))
 
 
-def tflite_bytes(model, quantize="none", input_size=None, calibration=None, workdir=None,
-                 name="kseg-export", mediapipe=True, classes=None):
+@dataclasses.dataclass(frozen=True)
+class ExportTarget:
+    """What `export_model` writes: the format and how the file is made.
+
+    Args:
+        format: str. One of FORMATS.
+        quantize: str. TFLite only: one of QUANTIZATIONS.
+        input_size: tuple (height, width) or None. Fixed input shape, else any size (a
+            MediaPipe-ready TFLite file: DEFAULT_TFLITE_SIZE).
+        calibration: list of uint8 RGB images or None. For TFLite "int8"; resized to
+            `input_size` when it is given.
+        classes: dict or None. The model's checked classes.json (`kseg.runs.read_classes`):
+            its class names and colours go into the export; without one the classes are
+            named "class 0" .. "class N-1".
+        mediapipe: bool. TFLite only: a MediaPipe-ready file (fixed size, one output
+            `logits`), else a plain LiteRT file with outputs `classes` and `logits`.
+    """
+
+    format: str = "tflite"
+    quantize: str = "none"
+    input_size: tuple = None
+    calibration: list = dataclasses.field(default=None, compare=False, repr=False)
+    classes: dict = None
+    mediapipe: bool = True
+
+
+def tflite_bytes(model, target=ExportTarget(), workdir=None, name="kseg-export"):
     """Converts `model` to a TFLite flatbuffer with metadata (`kseg.export_metadata`).
 
     The conversion goes through a SavedModel written to a hidden temporary folder
@@ -172,17 +197,12 @@ def tflite_bytes(model, quantize="none", input_size=None, calibration=None, work
 
     Args:
         model: keras.Model. RGB images -> logits.
-        quantize: str. One of QUANTIZATIONS.
-        input_size: tuple (height, width) or None. Fixed input shape; None for any size
-            (DEFAULT_TFLITE_SIZE for a MediaPipe-ready file).
-        calibration: list of uint8 RGB arrays or None. Images for "int8" calibration;
-            resized to `input_size` when it is given.
+        target: ExportTarget. Its quantization, input size, calibration images, classes
+            and MediaPipe choice (its format is not read).
         workdir: str or None. Folder for the temporary SavedModel.
         name: str. Base of the temporary folder's name (the output's file name).
-        mediapipe: bool. A MediaPipe-ready file (fixed size, one output `logits`), else a
-            plain LiteRT file with outputs `classes` and `logits`.
-        classes: dict or None. The model's checked classes.json, for names and colours.
     """
+    quantize, calibration = target.quantize, target.calibration
     if quantize not in QUANTIZATIONS:
         raise KsegError(f"unknown quantization {quantize!r}; choose one of {', '.join(QUANTIZATIONS)}")
     if quantize == "int8" and not calibration:
@@ -190,22 +210,22 @@ def tflite_bytes(model, quantize="none", input_size=None, calibration=None, work
             "int8 quantization needs calibration images: pass --calibration-data with a "
             "folder of images or a dataset name"
         )
-    input_size = tflite_input_size(input_size, mediapipe)
-    outputs = MEDIAPIPE_OUTPUTS if mediapipe else OUTPUT_NAMES
-    description = describe(num_classes_of(model), classes, "tflite", quantize, input_size,
+    input_size = tflite_input_size(target.input_size, target.mediapipe)
+    outputs = MEDIAPIPE_OUTPUTS if target.mediapipe else OUTPUT_NAMES
+    description = describe(num_classes_of(model), target.classes, "tflite", quantize, input_size,
                            batch=1, outputs=outputs)
     check_label_names(description["class_names"])  # before the conversion, not after
     with scratch_beside(os.path.join(workdir or tempfile.gettempdir(), name)) as folder:
         try:
             content = _convert(model, os.path.join(folder, "savedmodel"), quantize, input_size,
                                calibration, outputs)
-            return tflite_with_metadata(content, description, mediapipe)
+            return tflite_with_metadata(content, description, target.mediapipe)
         except KsegError:
             raise
         except Exception as error:
             if is_disk_full(error):
-                target = os.path.join(os.path.dirname(folder), name)
-                raise DiskFullError(f"{target}: no space left on device (nothing was written)") from None
+                destination = os.path.join(os.path.dirname(folder), name)
+                raise DiskFullError(f"{destination}: no space left on device (nothing was written)") from None
             raise
 
 
@@ -291,25 +311,17 @@ def float32_model(model):
     return copy
 
 
-def export_model(model, out, format, quantize="none", input_size=None, calibration=None,
-                 verify=None, classes=None, mediapipe=True):
+def export_model(model, out, target, verify=None):
     """Exports `model` to `out`, atomically (a kill leaves any previous export intact).
 
     Args:
         model: keras.Model. RGB images -> logits.
         out: str. Destination: a folder for "savedmodel", a file otherwise.
-        format: str. One of FORMATS.
-        quantize: str. TFLite only: one of QUANTIZATIONS.
-        input_size: tuple (height, width) or None. Fixed input shape, else any size (a
-            MediaPipe-ready TFLite file: DEFAULT_TFLITE_SIZE).
-        calibration: list of uint8 RGB images or None. For TFLite "int8".
+        target: ExportTarget. The format, quantization, input size, calibration images,
+            classes and MediaPipe choice.
         verify: callable or None. Called with the path of the complete export under its
             temporary name, before it replaces `out`; an exception it raises (a failed
             --check) leaves `out` as it was and removes the new export.
-        classes: dict or None. The model's checked classes.json (`kseg.runs.read_classes`):
-            its class names and colours go into the export; without one the classes are
-            named "class 0" .. "class N-1".
-        mediapipe: bool. TFLite only: a MediaPipe-ready file (see the module docstring).
 
     Returns:
         str. The path written.
@@ -317,6 +329,7 @@ def export_model(model, out, format, quantize="none", input_size=None, calibrati
     Raises:
         DiskFullError: one line naming `out`; nothing is left behind.
     """
+    format, quantize, input_size = target.format, target.quantize, target.input_size
     if format not in FORMATS:
         raise KsegError(f"unknown export format {format!r}; choose one of {', '.join(FORMATS)}")
     if quantize != "none" and format != "tflite":
@@ -324,13 +337,12 @@ def export_model(model, out, format, quantize="none", input_size=None, calibrati
     model = float32_model(model)
     out = os.fspath(out)
     parent = os.path.dirname(os.path.abspath(out))
-    description = describe(num_classes_of(model), classes, format, quantize, input_size)
+    description = describe(num_classes_of(model), target.classes, format, quantize, input_size)
     if format == "savedmodel" and os.path.isfile(out):
         raise KsegError(f"{out}: exists and is a file; a SavedModel is a folder")
     if format == "tflite":
         os.makedirs(parent, exist_ok=True)
-        content = tflite_bytes(model, quantize, input_size, calibration, workdir=parent,
-                               name=os.path.basename(out), mediapipe=mediapipe, classes=classes)
+        content = tflite_bytes(model, target, workdir=parent, name=os.path.basename(out))
     with writing(out, directory=format == "savedmodel") as temporary:
         if format == "savedmodel":
             os.rmdir(temporary)  # the SavedModel writer creates the folder itself
@@ -754,8 +766,8 @@ def export(model=None, format="tflite", out=None, options=None):
     if options.check or options.check_images:
         verify = _export_check(model, format, out, options, chosen.path)
     with checked:  # lists it among kseg's outputs; a failed export leaves no trace
-        export_model(model, out, format, options.quantize, options.input_size, calibration, verify=verify,
-                     classes=classes, mediapipe=mediapipe)  # fmt: skip
+        target = ExportTarget(format, options.quantize, options.input_size, calibration, classes, mediapipe)
+        export_model(model, out, target, verify=verify)
     return out
 
 

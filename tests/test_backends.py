@@ -7,6 +7,7 @@ meta-path finder installed before kseg is imported), so nothing there can use Te
 """
 
 import csv
+import dataclasses
 import json
 import os
 import subprocess
@@ -72,30 +73,33 @@ def _batches(dataset):
 
 @pytest.mark.parametrize("training,crop", [(True, (24, 24)), (True, None), (False, None)])
 def test_python_pipeline_gives_the_tf_data_batches(tiny_data, training, crop):
-    from kseg.data import get_dataset_spec, make_dataset
+    from kseg.data import DatasetOptions, get_dataset_spec, make_dataset
 
     spec = get_dataset_spec("synthetic", tiny_data)
-    options = dict(training=training, batch_size=3, crop=crop, seed=7)
-    expected = _batches(make_dataset(spec, "train", **options))
-    python = make_dataset(spec, "train", engine="python", **options)
+    sizes = dict(training=training, batch_size=3)
+    options = DatasetOptions(crop=crop, seed=7)
+    python_options = dataclasses.replace(options, engine="python")
+    expected = _batches(make_dataset(spec, "train", **sizes, options=options))
+    python = make_dataset(spec, "train", **sizes, options=python_options)
     found = _batches(python[index] for index in range(len(python))) if training else _batches(python)
     assert len(found) == len(expected) == 3
     for (images, masks), (tf_images, tf_masks) in zip(found, expected):
         np.testing.assert_array_equal(images, tf_images)
         np.testing.assert_array_equal(masks, tf_masks)
     assert python.num_pairs == 8
-    assert len(_batches(make_dataset(spec, "train", engine="python", **options).take(2))) == 2
+    assert len(_batches(make_dataset(spec, "train", **sizes, options=python_options).take(2))) == 2
 
 
 def test_python_pipeline_gives_the_tf_data_pass_set_epoch_chooses(tiny_data):
-    from kseg.data import get_dataset_spec, make_dataset
+    from kseg.data import DatasetOptions, get_dataset_spec, make_dataset
 
     spec = get_dataset_spec("synthetic", tiny_data)
-    options = dict(training=True, batch_size=3, crop=(24, 24), seed=7)
-    tf_data = make_dataset(spec, "train", **options)
+    options = DatasetOptions(crop=(24, 24), seed=7)
+    tf_data = make_dataset(spec, "train", training=True, batch_size=3, options=options)
     _batches(tf_data)  # pass 0
     expected = _batches(tf_data)  # pass 1
-    python = make_dataset(spec, "train", engine="python", **options)
+    python_options = dataclasses.replace(options, engine="python")
+    python = make_dataset(spec, "train", training=True, batch_size=3, options=python_options)
     first = _batches(python[index] for index in range(len(python)))
     taken = python.take(2)
     python.set_epoch(1)
@@ -108,12 +112,12 @@ def test_python_pipeline_gives_the_tf_data_pass_set_epoch_chooses(tiny_data):
 
 
 def test_python_pipeline_pads_batches_for_the_devices(tiny_data):
-    from kseg.data import get_dataset_spec, make_dataset
+    from kseg.data import DatasetOptions, get_dataset_spec, make_dataset
 
     spec = get_dataset_spec("synthetic", tiny_data)
-    dataset = make_dataset(spec, "train", training=True, batch_size=3, crop=(24, 24), seed=7, engine="python",
-                           pad_to=2)  # fmt: skip
-    plain = make_dataset(spec, "train", training=True, batch_size=3, crop=(24, 24), seed=7, engine="python")
+    options = DatasetOptions(crop=(24, 24), seed=7, engine="python")
+    dataset = make_dataset(spec, "train", training=True, batch_size=3, options=dataclasses.replace(options, pad_to=2))
+    plain = make_dataset(spec, "train", training=True, batch_size=3, options=options)
     images, masks = dataset[2]  # 8 pairs: the last batch has 2, already a multiple
     assert images.shape[0] == 2
     images, masks = dataset[0]
@@ -122,21 +126,22 @@ def test_python_pipeline_pads_batches_for_the_devices(tiny_data):
     assert not images[3].any() and (masks[3] == spec.ignore_index).all()
 
 
-def test_event_files_without_tensorflow_are_read_by_tensorflow(tmp_path):
+def test_event_files_are_read_by_tensorflow(tmp_path):
     import tensorflow as tf
 
-    from kseg.training.logs import EventFileWriter
+    from kseg.training.logs import ScalarWriter
 
-    writer = EventFileWriter(str(tmp_path))
+    writer = ScalarWriter(str(tmp_path))
     writer.write({"loss": 0.5, "lr": None, "mean_iou": 0.25}, 1)
-    writer.write({"loss": 0.125}, 2)
+    writer.write({"lr": None}, 2)
+    writer.write({"loss": 0.125}, 3)
     writer.close()
     (name,) = os.listdir(tmp_path)
     records = [bytes(record.numpy()) for record in tf.data.TFRecordDataset(str(tmp_path / name))]  # checks CRCs
     events = [tf.compat.v1.Event.FromString(record) for record in records]
     assert events[0].file_version == "brain.Event:2"
     assert [(event.step, {value.tag: value.simple_value for value in event.summary.value}) for event in events[1:]] == [
-        (1, {"loss": 0.5, "mean_iou": 0.25}), (2, {"loss": 0.125}),
+        (1, {"loss": 0.5, "mean_iou": 0.25}), (3, {"loss": 0.125}),
     ]  # fmt: skip
 
 

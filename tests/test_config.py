@@ -113,7 +113,7 @@ def test_training_passes_whole_images_for_crop_none(monkeypatch, tmp_path):
     seen = []
 
     def stop(spec, split, **kwargs):
-        seen.append(kwargs.get("crop"))
+        seen.append(kwargs["options"].crop)
         raise KsegError("stop after the first dataset")
 
     monkeypatch.setattr(kseg.data, "make_dataset", stop)

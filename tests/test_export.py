@@ -11,6 +11,7 @@ from conftest import randomize_weights
 from kseg.errors import KsegError
 from kseg.exporting import (
     ExportedModel,
+    ExportTarget,
     check_export,
     default_output_path,
     export_model,
@@ -45,7 +46,7 @@ def keras_logits(model, batch):
 def test_savedmodel_signature_takes_any_size_and_equals_keras(model, tmp_path):
     import tensorflow as tf
 
-    out = export_model(model, tmp_path / "saved", "savedmodel")
+    out = export_model(model, tmp_path / "saved", ExportTarget("savedmodel"))
     loaded = tf.saved_model.load(out)
     serve = loaded.signatures["serving_default"]
     spec = serve.structured_input_signature[1]["images"]
@@ -77,7 +78,7 @@ def test_saved_model_cli_shows_the_signature(model, tmp_path):
     tool = os.path.join(os.path.dirname(sys.executable), "saved_model_cli")
     if not os.path.isfile(tool):
         pytest.skip("saved_model_cli is not installed beside this Python")
-    out = export_model(model, tmp_path / "saved", "savedmodel")
+    out = export_model(model, tmp_path / "saved", ExportTarget("savedmodel"))
     shown = subprocess.run(
         [tool, "show", "--dir", out, "--tag_set", "serve", "--signature_def", "serving_default"],
         capture_output=True, text=True, check=True,
@@ -87,7 +88,7 @@ def test_saved_model_cli_shows_the_signature(model, tmp_path):
 
 
 def test_tflite_float_equals_keras_at_any_size(model, images, tmp_path):
-    out = export_model(model, tmp_path / "model.tflite", "tflite", mediapipe=False)
+    out = export_model(model, tmp_path / "model.tflite", ExportTarget("tflite", mediapipe=False))
     exported = ExportedModel(out, "tflite")
     assert exported.input_size is None
     parity = check_export(model, exported, images)
@@ -104,8 +105,8 @@ def test_tflite_int8_is_full_integer_and_agrees_on_most_pixels(model, images, tm
 
     for index, image in enumerate(sample_images(8, sizes=((64, 96),), seed=7)):
         write_png(calibration / f"{index}.png", image)
-    out = export_model(model, tmp_path / "int8.tflite", "tflite", "int8", (64, 96),
-                       load_images(str(calibration)))
+    out = export_model(model, tmp_path / "int8.tflite", ExportTarget("tflite", "int8", (64, 96),
+                       load_images(str(calibration))))
     exported = ExportedModel(out, "tflite")
     assert exported.input_size == (64, 96)
     interpreter = Interpreter(model_path=out)
@@ -115,7 +116,7 @@ def test_tflite_int8_is_full_integer_and_agrees_on_most_pixels(model, images, tm
     parity = check_export(model, exported, images)
     assert parity.pixel_agreement > 0.8, parity
     assert os.path.getsize(out) < os.path.getsize(
-        export_model(model, tmp_path / "float.tflite", "tflite", input_size=(64, 96))
+        export_model(model, tmp_path / "float.tflite", ExportTarget("tflite", input_size=(64, 96)))
     ) / 2
 
 
@@ -136,7 +137,7 @@ def test_int8_keeps_the_preprocessed_image_within_a_few_quantization_steps(prepr
     x = layers.PadToMultiple(32, name="pad")(layer(name="preprocess")(images))
     model = keras.Model(images, layers.CropToReference(name="logits")([x, images]))
     calibration = sample_images(8, sizes=((32, 48),), seed=3)
-    out = export_model(model, tmp_path / "int8.tflite", "tflite", "int8", (32, 48), calibration)
+    out = export_model(model, tmp_path / "int8.tflite", ExportTarget("tflite", "int8", (32, 48), calibration))
     exported = ExportedModel(out, "tflite")
     for image in sample_images(3, sizes=((32, 48),), seed=4):
         expected = np.asarray(model(image[None].astype("float32")))[0]
@@ -147,7 +148,7 @@ def test_int8_keeps_the_preprocessed_image_within_a_few_quantization_steps(prepr
 
 @pytest.mark.parametrize("quantize,agreement", [("fp16", 0.99), ("dynamic", 0.9)])
 def test_tflite_weight_quantization_agrees(model, images, tmp_path, quantize, agreement):
-    out = export_model(model, tmp_path / f"{quantize}.tflite", "tflite", quantize, mediapipe=False)
+    out = export_model(model, tmp_path / f"{quantize}.tflite", ExportTarget("tflite", quantize, mediapipe=False))
     parity = check_export(model, ExportedModel(out, "tflite"), images)
     assert parity.pixel_agreement > agreement, parity
 
@@ -169,14 +170,14 @@ def test_a_model_trained_under_a_mixed_policy_exports_in_float32(policy, images,
     assert {layer.dtype_policy.name for layer in mixed.layers} >= {policy}
     reference = create_model("fcn8s_vgg16bn", num_classes=3, weights=None, width=0.0625)
     reference.set_weights(mixed.get_weights())
-    out = export_model(mixed, tmp_path / "mixed.tflite", "tflite", mediapipe=False)
+    out = export_model(mixed, tmp_path / "mixed.tflite", ExportTarget("tflite", mediapipe=False))
     parity = check_export(reference, ExportedModel(out, "tflite"), images)
     assert parity.max_logit_diff < 1e-4 and parity.pixel_agreement > 0.999, parity
     assert parity.max_logit > 0.05  # not a comparison of zeros
 
 
 def test_onnx_equals_keras_at_any_size(model, images, tmp_path):
-    out = export_model(model, tmp_path / "model.onnx", "onnx")
+    out = export_model(model, tmp_path / "model.onnx", ExportTarget("onnx"))
     exported = ExportedModel(out, "onnx")
     assert exported.input_size is None
     parity = check_export(model, exported, images)
@@ -187,10 +188,10 @@ def test_failed_export_leaves_the_previous_file(model, tmp_path):
     out = tmp_path / "model.tflite"
     out.write_bytes(b"previous")
     with pytest.raises(KsegError, match="calibration"):
-        export_model(model, out, "tflite", "int8")
+        export_model(model, out, ExportTarget("tflite", "int8"))
     assert out.read_bytes() == b"previous"
     with pytest.raises(KsegError, match="TFLite"):
-        export_model(model, tmp_path / "x.onnx", "onnx", "int8")
+        export_model(model, tmp_path / "x.onnx", ExportTarget("onnx", "int8"))
 
 
 def test_default_output_paths(tmp_path):
@@ -221,7 +222,7 @@ def test_kseg_exports_are_recognised_and_a_failed_verify_keeps_the_previous(mode
     from kseg.exporting import MARKER, check_destination
 
     with check_destination(tmp_path / "saved", "savedmodel", str(tmp_path / "m.keras")):
-        out = export_model(model, tmp_path / "saved", "savedmodel")
+        out = export_model(model, tmp_path / "saved", ExportTarget("savedmodel"))
     assert os.path.isfile(os.path.join(out, MARKER))
     check_destination(out, "savedmodel", str(tmp_path / "m.keras"), force=True)  # accepted
     with pytest.raises(KsegError, match="--force"):
@@ -237,12 +238,12 @@ def test_kseg_exports_are_recognised_and_a_failed_verify_keeps_the_previous(mode
         raise KsegError("check failed")
 
     with pytest.raises(KsegError, match="check failed"):
-        export_model(model, out, "savedmodel", verify=failing)
+        export_model(model, out, ExportTarget("savedmodel"), verify=failing)
     assert sorted(os.listdir(out)) == before
     assert sorted(os.listdir(tmp_path)) == [".kseg-outputs.json", "saved"]  # no temporary left
     deeper = tmp_path / "new" / "deeper" / "m.onnx"
     with pytest.raises(KsegError, match="check failed"), check_destination(deeper, "onnx", "m.keras"):
-        export_model(model, deeper, "onnx", verify=failing)
+        export_model(model, deeper, ExportTarget("onnx"), verify=failing)
     assert sorted(os.listdir(tmp_path)) == [".kseg-outputs.json", "saved"]  # its folders are gone too
 
 

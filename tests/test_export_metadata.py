@@ -11,7 +11,7 @@ from conftest import randomize_weights
 
 from kseg.errors import KsegError
 from kseg.export_metadata import KSEG_FILE, read_metadata
-from kseg.exporting import ExportedModel, export_model
+from kseg.exporting import ExportedModel, ExportTarget, export_model
 
 pytestmark = pytest.mark.filterwarnings("ignore::UserWarning", "ignore::FutureWarning")
 
@@ -31,12 +31,12 @@ def model():
 def exports(model, tmp_path_factory):
     folder = tmp_path_factory.mktemp("exports")
     return {
-        "savedmodel": export_model(model, folder / "saved", "savedmodel", classes=CLASSES),
-        "mediapipe": export_model(model, folder / "mp.tflite", "tflite", input_size=(64, 96),
-                                  classes=CLASSES),
-        "litert": export_model(model, folder / "any.tflite", "tflite", classes=CLASSES,
-                               mediapipe=False),
-        "onnx": export_model(model, folder / "model.onnx", "onnx", classes=CLASSES),
+        "savedmodel": export_model(model, folder / "saved", ExportTarget("savedmodel", classes=CLASSES)),
+        "mediapipe": export_model(model, folder / "mp.tflite", ExportTarget("tflite", input_size=(64, 96),
+                                  classes=CLASSES)),
+        "litert": export_model(model, folder / "any.tflite", ExportTarget("tflite", classes=CLASSES,
+                               mediapipe=False)),
+        "onnx": export_model(model, folder / "model.onnx", ExportTarget("onnx", classes=CLASSES)),
     }
 
 
@@ -139,10 +139,10 @@ def test_a_fixed_size_file_refuses_another_size_in_one_line(exports):
 def test_without_classes_json_classes_are_numbered_and_uncoloured(model, tmp_path):
     import tensorflow as tf
 
-    out = export_model(model, tmp_path / "m.tflite", "tflite", input_size=(32, 32))
+    out = export_model(model, tmp_path / "m.tflite", ExportTarget("tflite", input_size=(32, 32)))
     exported = ExportedModel(out, "tflite")
     assert exported.class_names == ["class 0", "class 1", "class 2"] and exported.palette is None
-    saved = export_model(model, tmp_path / "saved", "savedmodel")
+    saved = export_model(model, tmp_path / "saved", ExportTarget("savedmodel"))
     served = tf.saved_model.load(saved).signatures["kseg_metadata"]()
     assert served["class_names"].shape == (3,) and served["palette"].shape == (0, 3)
 
@@ -164,5 +164,5 @@ def test_an_export_without_a_description_reads_as_none_and_a_damaged_one_is_refu
 def test_a_class_name_with_a_line_break_is_refused_for_tflite(model, tmp_path):
     classes = {"class_names": ["road", "car\nbus", "sky"]}
     with pytest.raises(KsegError, match="line break"):
-        export_model(model, tmp_path / "m.tflite", "tflite", input_size=(32, 32), classes=classes)
+        export_model(model, tmp_path / "m.tflite", ExportTarget("tflite", input_size=(32, 32), classes=classes))
     assert not (tmp_path / "m.tflite").exists()

@@ -48,7 +48,7 @@ def run(tmp_path_factory, spec):
     Returns:
         tuple. (run directory, {export name: path}, the Keras model).
     """
-    from kseg.exporting import export_model, sample_images
+    from kseg.exporting import ExportTarget, export_model, sample_images
     from kseg.models import create_model
     from kseg.runs import write_classes
 
@@ -61,10 +61,10 @@ def run(tmp_path_factory, spec):
     exports = {name: str(folder / "export" / file) for name, file in NAMES.items()}
     any_size = {"mediapipe": False}  # a TFLite file of any input size, not MediaPipe's fixed one
     for name in FLOAT_EXPORTS:
-        export_model(model, exports[name], name, **(any_size if name == "tflite" else {}))
-    export_model(model, exports["int8"], "tflite", quantize="int8",
-                 calibration=sample_images(4, sizes=((32, 40), (45, 70)), seed=2), **any_size)
-    export_model(model, exports["fixed"], "tflite", input_size=FIXED)
+        export_model(model, exports[name], ExportTarget(name, **(any_size if name == "tflite" else {})))
+    export_model(model, exports["int8"], ExportTarget("tflite", quantize="int8",
+                 calibration=sample_images(4, sizes=((32, 40), (45, 70)), seed=2), **any_size))
+    export_model(model, exports["fixed"], ExportTarget("tflite", input_size=FIXED))
     return folder, exports, model
 
 
@@ -348,13 +348,13 @@ def test_predict_with_a_fixed_size_file_resizes_and_tiles(run, images, tmp_path)
 
 
 def test_names_inside_an_export_name_its_classes_without_a_classes_json(run, tmp_path):
-    from kseg.exporting import export_model
+    from kseg.exporting import ExportTarget, export_model
     from kseg.prediction import load_exported_predictor
 
     _, _, model = run
     classes = {"class_names": [f"kind {index}" for index in range(6)],
                "palette": [[index * 40, 0, 255 - index * 40] for index in range(6)]}  # fmt: skip
-    out = export_model(model, tmp_path / "lone" / "saved", "savedmodel", classes=classes)
+    out = export_model(model, tmp_path / "lone" / "saved", ExportTarget("savedmodel", classes=classes))
     predictor = load_exported_predictor(out)
     assert predictor.class_names == classes["class_names"] and not predictor.warnings
     np.testing.assert_array_equal(predictor.palette, classes["palette"])

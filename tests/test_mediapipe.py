@@ -10,7 +10,7 @@ import pytest
 from conftest import randomize_weights
 from mediapipe.tasks.python import vision  # a test dependency (setup.py): never skipped
 
-from kseg.exporting import export_model, sample_images
+from kseg.exporting import ExportTarget, export_model, sample_images
 
 pytestmark = pytest.mark.filterwarnings("ignore::UserWarning", "ignore::FutureWarning")
 
@@ -58,7 +58,7 @@ def test_mediapipe_segments_the_float_export_as_kseg_does(model, image, tmp_path
     expected = kseg_classes(model, image)
     # Not a model that predicts one class everywhere: agreement must mean something.
     assert len(np.unique(expected)) >= 3, np.unique(expected, return_counts=True)
-    out = export_model(model, tmp_path / "model.tflite", "tflite", input_size=SIZE, classes=CLASSES)
+    out = export_model(model, tmp_path / "model.tflite", ExportTarget("tflite", input_size=SIZE, classes=CLASSES))
     mask, labels, confidences = segment(out, image)
     assert labels == NAMES
     agreement = float((mask == expected).mean())
@@ -72,8 +72,8 @@ def test_mediapipe_segments_the_float_export_as_kseg_does(model, image, tmp_path
 def test_mediapipe_runs_the_int8_export(model, image, tmp_path, capfd):
     """Full-integer int8 agrees less; its figure is printed (pytest -s), checked loosely."""
     calibration = sample_images(16, sizes=(SIZE,), seed=12)
-    out = export_model(model, tmp_path / "int8.tflite", "tflite", "int8", SIZE, calibration,
-                       classes=CLASSES)
+    out = export_model(model, tmp_path / "int8.tflite", ExportTarget("tflite", "int8", SIZE, calibration,
+                       classes=CLASSES))
     logged = capfd.readouterr()
     # The converter logs the input type it was told; the input is a uint8 image.
     assert "input_inference_type: UINT8" in logged.out + logged.err

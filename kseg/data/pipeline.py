@@ -13,6 +13,7 @@ whatever the thread timing. The dataset is finite: one pass is one epoch.
 """
 
 import contextlib
+import dataclasses
 import logging
 import operator
 import threading
@@ -106,8 +107,36 @@ class _PairLoader:
         return np.ascontiguousarray(image), np.ascontiguousarray(mask), np.True_
 
 
-def make_dataset(spec, split, *, training, batch_size, crop=None, seed=0, skip_bad=False,
-                 scale_range=DEFAULT_SCALE_RANGE, num_parallel_calls=None, engine=None, pad_to=1):
+@dataclasses.dataclass(frozen=True)
+class DatasetOptions:
+    """How `make_dataset` reads, augments and batches a split.
+
+    Args:
+        crop: tuple or None. (height, width) of training crops; smaller scaled images are
+            padded. Ignored when not training.
+        scale_range: tuple. (low, high) random scale factors for training.
+        seed: int. Fixes the shuffle and every augmentation.
+        skip_bad: bool. Leave out pairs that cannot be read (counted in
+            `dataset.skipped`, a SkippedPairs, and logged); otherwise the first bad pair
+            stops iteration with an error naming the file (see `data_errors`).
+        workers: int or None. Reader threads; None lets tf.data tune it (one per core, at
+            most 8, without tf.data).
+        engine: str or None. "tf.data", "python", or None: tf.data under the TensorFlow
+            backend, python under the others.
+        pad_to: int. Without tf.data only: blank samples (image 0, mask ignored) round every
+            batch up to a multiple of it (the devices a data-parallel step splits it over).
+    """
+
+    crop: tuple = None
+    scale_range: tuple = DEFAULT_SCALE_RANGE
+    seed: int = 0
+    skip_bad: bool = False
+    workers: int = None
+    engine: str = None
+    pad_to: int = 1
+
+
+def make_dataset(spec, split, *, training, batch_size, options=DatasetOptions()):
     """Builds a tf.data.Dataset of (images uint8 [B, H, W, 3], masks uint8 [B, H, W]).
 
     Under other keras backends (or engine="python") `kseg.data.pydataset` gives the same
@@ -117,22 +146,10 @@ def make_dataset(spec, split, *, training, batch_size, crop=None, seed=0, skip_b
         spec: DatasetSpec. From `get_dataset_spec`.
         split: str. The split to read, e.g. "train" or "val".
         training: bool. True: seeded shuffle and augmentation (random scale, pad/crop to
-            `crop`, horizontal flip, colour jitter). False: fixed order, whole images.
+            the crop, horizontal flip, colour jitter). False: fixed order, whole images.
         batch_size: int. Samples per batch; the last batch may be smaller. Images of
             different sizes in one batch are padded (image 0, mask 255).
-        crop: tuple or None. (height, width) of training crops; smaller scaled images are
-            padded. Ignored when training is False.
-        seed: int. Fixes the shuffle and every augmentation.
-        skip_bad: bool. Leave out pairs that cannot be read (counted in
-            `dataset.skipped`, a SkippedPairs, and logged); otherwise the first bad pair
-            stops iteration with an error naming the file (see `data_errors`).
-        scale_range: tuple. (low, high) random scale factors for training.
-        num_parallel_calls: int or None. Reader threads; None lets tf.data tune it (one
-            per core, at most 8, without tf.data).
-        engine: str or None. "tf.data", "python", or None: tf.data under the TensorFlow
-            backend, python under the others.
-        pad_to: int. Without tf.data only: blank samples (image 0, mask ignored) round every
-            batch up to a multiple of it (the devices a data-parallel step splits it over).
+        options: DatasetOptions. Crop, scales, seed, bad pairs, readers and engine.
 
     Returns:
         tf.data.Dataset, finite, with `skipped` (a SkippedPairs), `num_pairs` (listed pairs)
@@ -144,24 +161,25 @@ def make_dataset(spec, split, *, training, batch_size, crop=None, seed=0, skip_b
         KsegError: bad arguments, or a split `spec.pairs` cannot list (no root, empty).
     """
     batch_size = _checked_batch_size(batch_size)
-    if crop is not None:
-        crop = check_crop(crop)
+    crop = None if options.crop is None else check_crop(options.crop)
     pairs = spec.pairs(split)
-    augmenter = TrainAugmenter(crop=crop, scale_range=scale_range) if training else None
+    augmenter = TrainAugmenter(crop=crop, scale_range=options.scale_range) if training else None
     skipped = SkippedPairs()
-    loader = _PairLoader(spec, pairs, augmenter, skip_bad, skipped)
+    loader = _PairLoader(spec, pairs, augmenter, options.skip_bad, skipped)
+    engine = options.engine
     if (engine or default_engine()) == "python":
         from kseg.data.pydataset import make_py_dataset
 
         return make_py_dataset(
-            loader, seed, training=training, batch_size=batch_size, pad_to=pad_to, workers=num_parallel_calls
-        )
+            loader, options.seed, training=training, batch_size=batch_size, pad_to=options.pad_to,
+            workers=options.workers,
+        )  # fmt: skip
     if engine not in (None, "tf.data"):
         raise KsegError(f"engine must be 'tf.data' or 'python'. Received: engine={engine!r}")
     import tensorflow as tf
 
-    order = _EpochOrder(len(pairs), seed, shuffle=training)
-    dataset = _read_pairs(order, loader, skip_bad, num_parallel_calls)
+    order = _EpochOrder(len(pairs), options.seed, shuffle=training)
+    dataset = _read_pairs(order, loader, options.skip_bad, options.workers)
     dataset = _batch(dataset, batch_size, crop if training else None, training, spec.ignore_index)
     dataset = dataset.prefetch(tf.data.AUTOTUNE)
     dataset.skipped, dataset.num_pairs, dataset.set_epoch = skipped, len(pairs), order.set_epoch
@@ -185,7 +203,7 @@ def default_engine():
     return "tf.data" if keras.backend.backend() == "tensorflow" else "python"
 
 
-def _read_pairs(order, loader, skip_bad, num_parallel_calls):
+def _read_pairs(order, loader, skip_bad, workers):
     """(image, mask) samples in `order`, read by `loader` on tf.data's threads."""
     import tensorflow as tf
 
@@ -203,7 +221,7 @@ def _read_pairs(order, loader, skip_bad, num_parallel_calls):
         ok.set_shape([])
         return image, mask, ok
 
-    parallel = tf.data.AUTOTUNE if num_parallel_calls is None else int(num_parallel_calls)
+    parallel = tf.data.AUTOTUNE if workers is None else int(workers)
     dataset = dataset.map(read, num_parallel_calls=parallel, deterministic=True)
     if skip_bad:
         dataset = dataset.filter(lambda image, mask, ok: ok)

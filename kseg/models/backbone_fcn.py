@@ -13,7 +13,7 @@ expanded_conv_7_add; ResNet50 conv3_block4_out and conv4_block6_out. As in the V
 score layers start at zero and upsampling layers as bilinear interpolation.
 """
 
-from kseg.models.backbones import build_on_backbone
+from kseg.models.backbones import Variant, build_on_backbone
 from kseg.models.heads import fcn_head
 
 
@@ -33,5 +33,5 @@ def build_backbone_fcn(backbone, skips, num_classes=21, weights="imagenet", lear
     """
     return build_on_backbone(
         backbone, fcn_head(num_classes, skips, learn_upsampling), num_classes, weights, 32,
-        f"fcn{skips}s_{backbone}", width, minimalistic,
+        f"fcn{skips}s_{backbone}", Variant(width, minimalistic),
     )  # fmt: skip

@@ -56,6 +56,19 @@ class Backbone:
         return bool(self.width_weights)
 
 
+@dataclasses.dataclass(frozen=True)
+class Variant:
+    """MobileNetV3's options; other backbones take only the defaults.
+
+    Args:
+        width: float. keras' alpha (ImageNet weights exist for 0.75 and 1).
+        minimalistic: bool. The minimalistic variant (3x3 kernels, ReLU, no squeeze-excite).
+    """
+
+    width: float = 1.0
+    minimalistic: bool = False
+
+
 def _mobilenet_stage(stride, blocks):
     first = blocks[0]
     return (
@@ -104,16 +117,17 @@ def get_backbone(name):
     return BACKBONES[name]
 
 
-def application_kwargs(backbone, width=1.0, minimalistic=False):
+def application_kwargs(backbone, variant=Variant()):
     """The keyword arguments of the keras.applications function, without weights."""
     kwargs = dict(include_top=False)
     if backbone.application.startswith("MobileNetV3"):
-        kwargs.update(alpha=width, minimalistic=minimalistic, include_preprocessing=False)
+        kwargs.update(alpha=variant.width, minimalistic=variant.minimalistic, include_preprocessing=False)
     return kwargs
 
 
-def validate_backbone_arguments(backbone, weights, width, minimalistic):
+def validate_backbone_arguments(backbone, weights, variant):
     """Refuses widths and variants without published weights, and options a backbone lacks."""
+    width, minimalistic = variant.width, variant.minimalistic
     if not backbone.has_width:
         if width != 1:
             raise KsegError(
@@ -147,7 +161,7 @@ def preprocessing_layer(backbone):
     return keras.layers.Rescaling(1 / 127.5, offset=-1.0, dtype="float32", name="preprocess")
 
 
-def backbone_features(x, backbone, width=1.0, minimalistic=False):
+def backbone_features(x, backbone, variant=Variant()):
     """Builds `backbone` (random weights) on the preprocessed, padded tensor `x`.
 
     Returns:
@@ -155,7 +169,7 @@ def backbone_features(x, backbone, width=1.0, minimalistic=False):
         `dilate` changes them afterwards).
     """
     build = getattr(keras.applications, backbone.application)
-    network = build(input_tensor=x, weights=None, **application_kwargs(backbone, width, minimalistic))
+    network = build(input_tensor=x, weights=None, **application_kwargs(backbone, variant))
     features = {stride: network.get_layer(name).output for stride, name in backbone.taps.items()}
     features[32] = network.output
     return features
@@ -287,8 +301,7 @@ def _replace(previous, model):
     return model
 
 
-def build_on_backbone(backbone, head, num_classes, weights, output_stride, name, width=1.0,
-                      minimalistic=False):
+def build_on_backbone(backbone, head, num_classes, weights, output_stride, name, variant=Variant()):
     """A segmentation model: preprocessing, padding, `backbone` at `output_stride`, `head`,
     crop to the input size, float32 logits; with the backbone's weights loaded.
 
@@ -302,23 +315,21 @@ def build_on_backbone(backbone, head, num_classes, weights, output_stride, name,
             path to a keras weights file of the backbone (include_top=False).
         output_stride: int. 32 (no dilation), 16 or 8 (last stage(s) dilated).
         name: str. The model's name.
-        width: float. MobileNetV3's alpha; 1 for other backbones.
-        minimalistic: bool. MobileNetV3's minimalistic variant (3x3 kernels, ReLU, no
-            squeeze-excite).
+        variant: Variant. MobileNetV3's width and minimalistic variant.
     """
     from kseg.models.layers import CropToReference, PadToMultiple
     from kseg.models.pretrained import assign_application_weights
 
     check_num_classes(num_classes)
     spec = get_backbone(backbone)
-    validate_backbone_arguments(spec, weights, width, minimalistic)
+    validate_backbone_arguments(spec, weights, variant)
     check_weights_path(weights)
     images = keras.Input(shape=(None, None, 3), name="images")
     x = preprocessing_layer(spec)(images)
     # Padded to a multiple of the coarsest stride, every feature map is exactly 1/stride
     # of the padded image, and fixed-factor upsampling gives back the padded size.
     x = PadToMultiple(output_stride, name="pad")(x)
-    features = backbone_features(x, spec, width, minimalistic)
+    features = backbone_features(x, spec, variant)
     logits = CropToReference(dtype="float32", name="logits")([head(features, output_stride), images])
     model = keras.Model(images, logits, name=name)
     if backbone.startswith("mobilenetv3"):
@@ -328,7 +339,7 @@ def build_on_backbone(backbone, head, num_classes, weights, output_stride, name,
     set_batch_norm_momentum(model)
     if weights is not None:
         assign_application_weights(
-            model, spec.application, weights, **application_kwargs(spec, width, minimalistic)
+            model, spec.application, weights, **application_kwargs(spec, variant)
         )
     return model
 

@@ -30,7 +30,7 @@ TFLite file.
 from keras import layers
 
 from kseg.models.arguments import check_dropout
-from kseg.models.backbones import build_on_backbone
+from kseg.models.backbones import Variant, build_on_backbone
 from kseg.models.heads import ASPP_RATES, aspp, conv_bn_relu, deeplabv3_head
 from kseg.models.layers import BilinearUpsample
 
@@ -99,4 +99,4 @@ def build_deeplabv3plus(backbone, num_classes=21, weights="imagenet", output_str
         raise ValueError(f"`output_stride` must be 16 or 8. Received: output_stride={output_stride}")
     name = f"deeplabv3plus_{backbone}" + ("" if output_stride == 16 else f"_os{output_stride}")
     return build_on_backbone(backbone, deeplabv3plus_head(num_classes, dropout), num_classes, weights,
-                             output_stride, name, width)  # fmt: skip
+                             output_stride, name, Variant(width))  # fmt: skip

@@ -30,7 +30,7 @@ import keras
 from keras import layers
 
 from kseg.models.arguments import check_num_classes, check_random_weights, check_width
-from kseg.models.backbones import build_on_backbone
+from kseg.models.backbones import Variant, build_on_backbone
 from kseg.models.heads import conv_bn_relu
 from kseg.models.layers import BilinearUpsample, CropToReference, PadToMultiple, VGGPreprocessing
 from kseg.models.vgg16 import PIXEL_STD, conv_relu, he_initializer, scaled
@@ -125,4 +125,4 @@ def build_backbone_unet(backbone, num_classes=21, weights="imagenet", width=1.0)
     if backbone not in ("resnet50", "mobilenetv3large"):
         raise ValueError(f"U-Net is built on resnet50 or mobilenetv3large. Received: backbone={backbone!r}")
     return build_on_backbone(backbone, unet_decoder_head(num_classes), num_classes, weights, 32,
-                             f"unet_{backbone}", width)  # fmt: skip
+                             f"unet_{backbone}", Variant(width))  # fmt: skip

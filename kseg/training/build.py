@@ -4,6 +4,7 @@ import logging
 
 from kseg import runs
 from kseg.config import SETTINGS
+from kseg.data import DatasetOptions
 from kseg.errors import KsegError
 from kseg.models import create_model, transfer_weights
 from kseg.models.keras_internals import read_biases_in_float32
@@ -54,6 +55,13 @@ def builder_options(config):
                 f"({SETTINGS[key].default}). Received: {key}={value}"
             )
     return options
+
+
+def dataset_options(config, pad_to=1):
+    """How the run's data is read and augmented (`kseg.data.make_dataset`'s options); `pad_to`:
+    the devices a data-parallel step splits each batch over, without tf.data."""
+    return DatasetOptions(crop=config.crop, scale_range=tuple(config.scale), seed=config.seed,
+                          skip_bad=config.skip_bad, pad_to=pad_to)
 
 
 def build_model(config, num_classes, initialise=True, unsafe=False):

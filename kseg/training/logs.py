@@ -1,23 +1,24 @@
 """What a run records per epoch: log.csv, training_curves.png and TensorBoard scalars.
 
-Hand-written rather than keras' CSVLogger and TensorBoard callbacks: log.csv has kseg's
-own columns (the four FCN scores, learning rate, speed) and is rewritten whole and
-atomically from the checkpoint's history, so a resumed run's log matches the checkpoint it
-resumed from; keras' TensorBoard callback needs the tensorboard package, which kseg does
-not depend on (`ScalarWriter` writes the same event records with TensorFlow alone, and
-`EventFileWriter` without TensorFlow, under the JAX and PyTorch backends).
+log.csv is kseg's own rather than keras' CSVLogger: it has kseg's columns (the four FCN
+scores, learning rate, speed) and is rewritten whole and atomically from the checkpoint's
+history, so a resumed run's log matches the checkpoint it resumed from. TensorBoard scalars
+go through the tensorboard package's writer rather than keras' TensorBoard callback, which
+needs TensorFlow: runs under JAX or PyTorch write the same files without it.
 """
 
+import contextlib
 import csv
 import io
 import math
 import os
-import socket
-import struct
 import sys
 import time
 
 import keras
+from tensorboard.compat.proto.event_pb2 import Event
+from tensorboard.compat.proto.summary_pb2 import Summary
+from tensorboard.summary.writer.event_file_writer import EventFileWriter
 
 from kseg.errors import DiskFullError, is_disk_full
 from kseg.outputs import write_bytes, writing
@@ -94,158 +95,39 @@ def _nan(value):
 
 
 class ScalarWriter:
-    """Writes TensorBoard scalars without needing the tensorboard package installed.
-
-    `tf.summary.scalar` lives in tensorboard; `tf.summary.write` with the scalar plugin's
-    metadata writes the same event records with TensorFlow alone.
+    """Writes TensorBoard scalars with the tensorboard package's event-file writer (the one
+    PyTorch's SummaryWriter uses): the same files under every keras backend, with
+    TensorFlow installed or not.
 
     Args:
         log_dir: str. Folder for the event files (e.g. RUN_DIR/tensorboard/train).
     """
 
     def __init__(self, log_dir):
-        import tensorflow as tf
-        from tensorflow.core.framework import summary_pb2
-
-        self._tf = tf
         self.log_dir = log_dir
-        self._writer = tf.summary.create_file_writer(log_dir)
-        metadata = summary_pb2.SummaryMetadata()
-        metadata.plugin_data.plugin_name = "scalars"
-        self._metadata = metadata.SerializeToString()
+        with self._disk_full():
+            self._writer = EventFileWriter(log_dir)
 
     def write(self, values, step):
-        tf = self._tf
-        try:
-            with self._writer.as_default():
-                for tag, value in values.items():
-                    if value is None:
-                        continue
-                    value = tf.constant(float(value), tf.float32)
-                    tf.summary.write(tag, value, step=step, metadata=self._metadata)
+        scalars = [Summary.Value(tag=tag, simple_value=float(value)) for tag, value in values.items()
+                   if value is not None]  # fmt: skip
+        if not scalars:
+            return
+        with self._disk_full():
+            self._writer.add_event(Event(wall_time=time.time(), step=int(step), summary=Summary(value=scalars)))
             self._writer.flush()
-        except Exception as error:
-            if is_disk_full(error):
-                raise DiskFullError(f"{self.log_dir}: no space left on device") from None
-            raise
 
     def close(self):
         self._writer.close()
 
-
-
-
-def _crc32c_table():
-    table = []
-    for byte in range(256):
-        value = byte
-        for _ in range(8):
-            value = (value >> 1) ^ 0x82F63B78 if value & 1 else value >> 1
-        table.append(value)
-    return table
-
-
-_CRC32C_TABLE = _crc32c_table()
-
-
-def crc32c(data):
-    """CRC-32C (Castagnoli) of bytes, as TFRecord framing uses it."""
-    value = 0xFFFFFFFF
-    for byte in data:
-        value = _CRC32C_TABLE[(value ^ byte) & 0xFF] ^ (value >> 8)
-    return value ^ 0xFFFFFFFF
-
-
-def _masked_crc(data):
-    value = crc32c(data)
-    return ((((value >> 15) | (value << 17)) & 0xFFFFFFFF) + 0xA282EAD8) & 0xFFFFFFFF
-
-
-def _varint(number):
-    out = bytearray()
-    while True:
-        byte = number & 0x7F
-        number >>= 7
-        if number:
-            out.append(byte | 0x80)
-        else:
-            out.append(byte)
-            return bytes(out)
-
-
-def _field(number, wire_type, payload):
-    """One protobuf field: key, then the payload (length-prefixed for wire type 2)."""
-    key = _varint((number << 3) | wire_type)
-    return key + (_varint(len(payload)) + payload if wire_type == 2 else payload)
-
-
-def event_record(wall_time, step=None, file_version=None, scalars=None):
-    """One TFRecord-framed `tensorflow.Event`: wall time, step, and either the file version
-    or a Summary of `simple_value` scalars (tag -> float)."""
-    event = _field(1, 1, struct.pack("<d", wall_time))
-    if step is not None:
-        event += _field(2, 0, _varint(int(step) & 0xFFFFFFFFFFFFFFFF))
-    if file_version is not None:
-        event += _field(3, 2, file_version.encode("utf8"))
-    if scalars:
-        summary = b"".join(
-            _field(1, 2, _field(1, 2, tag.encode("utf8")) + _field(2, 5, struct.pack("<f", float(value))))
-            for tag, value in scalars.items()
-        )
-        event += _field(5, 2, summary)
-    length = struct.pack("<Q", len(event))
-    return length + struct.pack("<I", _masked_crc(length)) + event + struct.pack("<I", _masked_crc(event))
-
-
-class EventFileWriter:
-    """Writes TensorBoard scalars without TensorFlow (the JAX and PyTorch backends).
-
-    The same event-file format TensorFlow writes (TFRecord framing, `Event` protobufs),
-    encoded here by hand; scalars are `simple_value` summaries, which TensorBoard shows
-    like those of `ScalarWriter`.
-
-    Args:
-        log_dir: str. Folder for the event file.
-    """
-
-    def __init__(self, log_dir):
-        self.log_dir = log_dir
-        now = time.time()
-        name = f"events.out.tfevents.{int(now)}.{socket.gethostname()}.{os.getpid()}.kseg"
+    @contextlib.contextmanager
+    def _disk_full(self):
         try:
-            os.makedirs(log_dir, exist_ok=True)
-            self._file = open(os.path.join(log_dir, name), "ab")  # noqa: SIM115 - open for the writer's life
-            self._append(event_record(now, step=0, file_version="brain.Event:2"))
-        except OSError as error:
-            self._raise(error)
-
-    def _append(self, record):
-        self._file.write(record)
-        self._file.flush()
-
-    def _raise(self, error):
-        if is_disk_full(error):
-            raise DiskFullError(f"{self.log_dir}: no space left on device") from None
-        raise error
-
-    def write(self, values, step):
-        scalars = {tag: value for tag, value in values.items() if value is not None}
-        if not scalars:
-            return
-        try:
-            self._append(event_record(time.time(), step=step, scalars=scalars))
-        except OSError as error:
-            self._raise(error)
-
-    def close(self):
-        self._file.close()
-
-
-def scalar_writer(log_dir):
-    """TensorFlow's summary writer under the TensorFlow backend, kseg's own otherwise."""
-    import keras
-
-    return ScalarWriter(log_dir) if keras.backend.backend() == "tensorflow" else EventFileWriter(log_dir)
+            yield
+        except Exception as error:  # the writer's thread re-raises what it met, wrapped or not
+            if is_disk_full(error):
+                raise DiskFullError(f"{self.log_dir}: no space left on device") from None
+            raise
 
 
 class RunLogs:
@@ -258,8 +140,8 @@ class RunLogs:
     def __init__(self, run_dir):
         self.run_dir = run_dir
         self._writers = {
-            "train": scalar_writer(os.path.join(run_dir.tensorboard, "train")),
-            "validation": scalar_writer(os.path.join(run_dir.tensorboard, "validation")),
+            "train": ScalarWriter(os.path.join(run_dir.tensorboard, "train")),
+            "validation": ScalarWriter(os.path.join(run_dir.tensorboard, "validation")),
         }
 
     def write(self, history):

@@ -53,7 +53,7 @@ from kseg.metrics import ConfusionMatrixMetric, at_chance_level, chance_mean_iou
 from kseg.models.registry import check_weights, get_model_entry
 from kseg.models.saving import first_nonfinite_weight
 from kseg.training import checkpoints
-from kseg.training.build import build_model, build_optimizer, with_float32_biases
+from kseg.training.build import build_model, build_optimizer, dataset_options, with_float32_biases
 from kseg.training.checkpoints import RunState
 from kseg.training.data_checks import check_dataset, check_validation_split, compute_class_weights
 from kseg.training.distribution import (
@@ -391,17 +391,15 @@ def _run_data(run):
     config = run.config
     # Without tf.data (JAX, PyTorch) every batch is rounded up to a multiple of the devices
     # it is split over, with blank samples that change neither the loss nor the scores.
-    extra = {} if _tf_data() else {"pad_to": run.strategy.num_replicas_in_sync}
+    options = dataset_options(config, pad_to=1 if _tf_data() else run.strategy.num_replicas_in_sync)
     train_data = kseg.data.make_dataset(
-        run.spec, config.train_split, training=True, batch_size=config.batch_size, crop=config.crop,
-        seed=config.seed, skip_bad=config.skip_bad, scale_range=tuple(config.scale), **extra,
-    )  # fmt: skip
+        run.spec, config.train_split, training=True, batch_size=config.batch_size, options=options
+    )
     if not run.validate:
         return train_data, None
     batch_size = config.val_batch_size or config.batch_size
-    val_data = kseg.data.make_dataset(
-        run.spec, config.val_split, training=False, batch_size=batch_size, skip_bad=config.skip_bad, **extra
-    )
+    val_data = kseg.data.make_dataset(run.spec, config.val_split, training=False, batch_size=batch_size,
+                                      options=options)
     val_batches = math.ceil(val_data.num_pairs / batch_size)
     if config.val_steps:
         val_data = val_data.take(config.val_steps)

@@ -36,7 +36,7 @@ import numpy as np
 from kseg.losses import make_loss
 from kseg.models import create_model
 from kseg.models.keras_internals import read_biases_in_float32
-from kseg.training.build import build_optimizer, builder_options, with_float32_biases
+from kseg.training.build import build_optimizer, builder_options, dataset_options, with_float32_biases
 from kseg.training.distribution import dtype_policy
 
 STEPS = 6  # optimizer updates compared
@@ -118,10 +118,8 @@ def check_batch(config, spec):
     (images uint8 [B, H, W, 3], masks uint8 [B, H, W]) as numpy arrays."""
     import kseg.data
 
-    dataset = kseg.data.make_dataset(
-        spec, config.train_split, training=True, batch_size=min(config.batch_size, MAX_IMAGES),
-        crop=config.crop, seed=config.seed, scale_range=tuple(config.scale), skip_bad=config.skip_bad,
-    )  # fmt: skip
+    dataset = kseg.data.make_dataset(spec, config.train_split, training=True,
+                                     batch_size=min(config.batch_size, MAX_IMAGES), options=dataset_options(config))
     if hasattr(dataset, "as_numpy_iterator"):  # tf.data
         images, masks = next(iter(dataset.take(1).as_numpy_iterator()))
     else:

@@ -7,7 +7,7 @@ import pytest
 from data_helpers import random_image, write_png
 
 from kseg.config import TrainConfig
-from kseg.data import get_dataset_spec, make_dataset
+from kseg.data import DatasetOptions, get_dataset_spec, make_dataset
 from kseg.data.stats import compute_stats
 from kseg.data.verify import ONE_CLASS, verify_dataset
 from kseg.errors import KsegError
@@ -41,7 +41,7 @@ def test_binary_0_255_masks_declared_by_value_are_read_as_two_classes_everywhere
     assert report.class_pixels[255] == 0
     stats = compute_stats(spec, "train")
     assert stats.as_dict()["classes"][1]["pixels"] == 4 * 10 * 14
-    dataset = make_dataset(spec, "train", training=False, batch_size=4, engine="python")
+    dataset = make_dataset(spec, "train", training=False, batch_size=4, options=DatasetOptions(engine="python"))
     [(_, masks)] = list(dataset)
     assert set(np.unique(masks)) == {0, 1}
     # evaluating predictions equal to the truth scores 1.0 (the object is a class, not void)

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from data_helpers import make_folder
 
-from kseg.data import data_errors, get_dataset_spec, make_dataset
+from kseg.data import DatasetOptions, data_errors, get_dataset_spec, make_dataset
 from kseg.errors import KsegError
 
 
@@ -25,7 +25,7 @@ def _collect(dataset):
 
 
 def test_training_batches_have_crop_shape(spec):
-    dataset = make_dataset(spec, "train", training=True, batch_size=2, crop=(16, 20), seed=3)
+    dataset = make_dataset(spec, "train", training=True, batch_size=2, options=DatasetOptions(crop=(16, 20), seed=3))
     assert dataset.element_spec[0].shape.as_list() == [None, 16, 20, 3]
     assert dataset.element_spec[1].shape.as_list() == [None, 16, 20]
     images, masks = _collect(dataset)
@@ -53,7 +53,7 @@ def test_evaluation_batches_whole_images_of_one_size_without_padding(tmp_path):
 
 
 def test_training_without_crop_pads_images_with_0_and_masks_with_255(spec):
-    images, masks = _collect(make_dataset(spec, "train", training=True, batch_size=5, seed=0))
+    images, masks = _collect(make_dataset(spec, "train", training=True, batch_size=5, options=DatasetOptions(seed=0)))
     assert len(images) == 1
     for image, mask in zip(images[0], masks[0]):
         labelled = (mask != 255).any(axis=1)
@@ -64,7 +64,8 @@ def test_training_without_crop_pads_images_with_0_and_masks_with_255(spec):
 
 def test_training_is_deterministic_by_seed_and_epochs_differ(spec):
     def first_epochs(seed):
-        dataset = make_dataset(spec, "train", training=True, batch_size=5, crop=(16, 16), seed=seed)
+        options = DatasetOptions(crop=(16, 16), seed=seed)
+        dataset = make_dataset(spec, "train", training=True, batch_size=5, options=options)
         return [_collect(dataset) for _ in range(2)]
 
     first, again, other = first_epochs(1), first_epochs(1), first_epochs(2)
@@ -77,7 +78,7 @@ def test_training_is_deterministic_by_seed_and_epochs_differ(spec):
 
 def test_set_epoch_chooses_the_pass_for_the_dataset_and_what_take_makes_of_it(spec):
     def dataset():
-        return make_dataset(spec, "train", training=True, batch_size=2, crop=(16, 16), seed=4)
+        return make_dataset(spec, "train", training=True, batch_size=2, options=DatasetOptions(crop=(16, 16), seed=4))
 
     straight = dataset()
     passes = [_collect(straight) for _ in range(3)]  # passes 0, 1, 2
@@ -100,7 +101,8 @@ def test_bad_pair_is_skipped_and_counted_or_named(spec, tmp_path):
         data = handle.read()
     with open(bad_image, "wb") as handle:
         handle.write(data[: len(data) // 3])  # truncated PNG
-    dataset = make_dataset(spec, "train", training=True, batch_size=2, crop=(16, 16), skip_bad=True)
+    options = DatasetOptions(crop=(16, 16), skip_bad=True)
+    dataset = make_dataset(spec, "train", training=True, batch_size=2, options=options)
     images, _ = _collect(dataset)
     assert sum(len(batch) for batch in images) == 4
     assert dataset.skipped.count == 1 and dataset.skipped.problems[0][0] == bad_image
@@ -113,6 +115,6 @@ def test_bad_arguments(spec):
     with pytest.raises(KsegError, match="batch_size"):
         make_dataset(spec, "train", training=True, batch_size=0)
     with pytest.raises(KsegError, match="crop"):
-        make_dataset(spec, "train", training=True, batch_size=1, crop=(16,))
+        make_dataset(spec, "train", training=True, batch_size=1, options=DatasetOptions(crop=(16,)))
     with pytest.raises(KsegError, match="no split folder"):
         make_dataset(spec, "test", training=False, batch_size=1)

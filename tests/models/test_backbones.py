@@ -10,7 +10,7 @@ import pytest
 
 from kseg.errors import KsegError, WeightsError
 from kseg.models import create_model, get_model_entry, list_models, parameter_count
-from kseg.models.backbones import BACKBONES, BN_MOMENTUM, application_kwargs
+from kseg.models.backbones import BACKBONES, BN_MOMENTUM, Variant, application_kwargs
 
 NEW_PRESETS = (
     "fcn32s_mobilenetv3large", "fcn16s_mobilenetv3large", "fcn8s_mobilenetv3large",
@@ -243,7 +243,7 @@ def write_backbone_weights(backbone_name, path, seed, **variant):
     """Builds keras.applications' backbone with random weights, perturbs them with a seed
     and writes a Keras weights file; returns {layer name: arrays}."""
     backbone = BACKBONES[backbone_name]
-    kwargs = application_kwargs(backbone, **variant)
+    kwargs = application_kwargs(backbone, Variant(**variant))
     kwargs.pop("include_preprocessing", None)  # keras' default (True), as a user writes it
     network = getattr(keras.applications, backbone.application)(
         weights=None, input_shape=(None, None, 3), **kwargs
@@ -375,10 +375,10 @@ def test_build_model_passes_only_the_options_a_builder_takes():
      pytest.param("deeplabv3_resnet50", marks=pytest.mark.slow)],
 )  # fmt: skip
 def test_tflite_float_export_equals_keras_at_any_size(name, tmp_path):
-    from kseg.exporting import ExportedModel, check_export, export_model, sample_images
+    from kseg.exporting import ExportedModel, ExportTarget, check_export, export_model, sample_images
 
     model = small_model(name)
-    out = export_model(model, tmp_path / "model.tflite", "tflite", mediapipe=False)
+    out = export_model(model, tmp_path / "model.tflite", ExportTarget("tflite", mediapipe=False))
     exported = ExportedModel(out, "tflite")
     assert exported.input_size is None
     parity = check_export(model, exported, sample_images(2, sizes=((64, 96), (45, 70)), seed=1))
@@ -399,10 +399,10 @@ ANY_SIZE_EXPORTS = (
 @pytest.mark.slow
 @pytest.mark.parametrize("export_format,filename,name", ANY_SIZE_EXPORTS)
 def test_savedmodel_and_onnx_exports_equal_keras_at_any_size(export_format, filename, name, tmp_path):
-    from kseg.exporting import ExportedModel, check_export, export_model, sample_images
+    from kseg.exporting import ExportedModel, ExportTarget, check_export, export_model, sample_images
 
     model = small_model(name)
-    out = export_model(model, tmp_path / filename, export_format)
+    out = export_model(model, tmp_path / filename, ExportTarget(export_format))
     exported = ExportedModel(out, export_format)
     assert exported.input_size is None
     parity = check_export(model, exported, sample_images(2, sizes=((64, 96), (45, 70)), seed=1))
@@ -464,11 +464,11 @@ def test_backbone_models_predict_the_same_under_jax(tmp_path):
 def test_tflite_int8_export_is_full_integer(tmp_path):
     from ai_edge_litert.interpreter import Interpreter
 
-    from kseg.exporting import ExportedModel, check_export, export_model, sample_images
+    from kseg.exporting import ExportedModel, ExportTarget, check_export, export_model, sample_images
 
     model = small_model("lraspp_mobilenetv3small")
     calibration = sample_images(6, sizes=((64, 96),), seed=7)
-    out = export_model(model, tmp_path / "int8.tflite", "tflite", "int8", (64, 96), calibration)
+    out = export_model(model, tmp_path / "int8.tflite", ExportTarget("tflite", "int8", (64, 96), calibration))
     interpreter = Interpreter(model_path=out)
     assert interpreter.get_input_details()[0]["dtype"] == np.uint8
     kernels = [t for t in interpreter.get_tensor_details() if "expanded_conv_3_expand" in t["name"]]

@@ -57,11 +57,11 @@ def test_mobilenet_variant_converts_to_a_full_integer_tflite_file_that_runs(tmp_
     from ai_edge_litert.interpreter import Interpreter
     from test_backbones import perturb
 
-    from kseg.exporting import ExportedModel, check_export, export_model, sample_images
+    from kseg.exporting import ExportedModel, ExportTarget, check_export, export_model, sample_images
 
     model = perturb(create_model("deeplabv3plus_mobilenetv3large", num_classes=3, weights=None, width=0.35))
     calibration = sample_images(4, sizes=((64, 96),), seed=7)
-    out = export_model(model, tmp_path / "int8.tflite", "tflite", "int8", (64, 96), calibration)
+    out = export_model(model, tmp_path / "int8.tflite", ExportTarget("tflite", "int8", (64, 96), calibration))
     interpreter = Interpreter(model_path=out)
     assert interpreter.get_input_details()[0]["dtype"] == np.uint8
     kernels = [t for t in interpreter.get_tensor_details() if "decoder_1_conv" in t["name"]]

@@ -235,12 +235,12 @@ def test_exported_presets_are_registered():
 @pytest.mark.parametrize("export_format", ["tflite", "onnx"])
 @pytest.mark.parametrize("name", EXPORTED)
 def test_exports_agree_with_keras_at_an_odd_size(name, export_format, tmp_path):
-    from kseg.exporting import ExportedModel, check_export, export_model, sample_images
+    from kseg.exporting import ExportedModel, ExportTarget, check_export, export_model, sample_images
 
     model = small_model(name)
     # any size: the TFLite file without MediaPipe's fixed input
     options = {"mediapipe": False} if export_format == "tflite" else {}
-    out = export_model(model, tmp_path / f"model.{export_format}", export_format, **options)
+    out = export_model(model, tmp_path / f"model.{export_format}", ExportTarget(export_format, **options))
     exported = ExportedModel(out, export_format)
     assert exported.input_size is None
     parity = check_export(model, exported, sample_images(1, sizes=((75, 61),), seed=1))

@@ -147,12 +147,12 @@ EXPORTS = (("tflite", "model.tflite"), ("onnx", "model.onnx"), ("savedmodel", "s
 def test_segnet_exports_agree_with_keras(export_format, filename, tmp_path):
     """Unpooling converts to builtins (TFLite has no arg-max pooling) and agrees with the
     Keras model on >= 99.9% of the pixels at an odd size and a multiple of 32."""
-    from kseg.exporting import ExportedModel, check_export, export_model, sample_images
+    from kseg.exporting import ExportedModel, ExportTarget, check_export, export_model, sample_images
 
     model = small_segnet(2)
     # any size: the TFLite file without MediaPipe's fixed input
     options = {"mediapipe": False} if export_format == "tflite" else {}
-    out = export_model(model, tmp_path / filename, export_format, **options)
+    out = export_model(model, tmp_path / filename, ExportTarget(export_format, **options))
     exported = ExportedModel(out, export_format)
     assert exported.input_size is None
     parity = check_export(model, exported, sample_images(2, sizes=((75, 61), (64, 96)), seed=1))
