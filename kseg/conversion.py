@@ -26,8 +26,16 @@ import os
 
 import numpy as np
 
+from kseg.data.voc import VOC_CLASSES
 from kseg.errors import WeightsError
 from kseg.files import check_regular_file, load_json, one_line, read_bytes, read_text
+from kseg.labels import default_palette
+from kseg.models.caffe_fcn import VGG_BLOCKS
+from kseg.models.layers import ConstantScale
+from kseg.models.registry import MODEL_PRESETS, create_model
+from kseg.models.saving import check_segmentation_model
+from kseg.outputs import Outputs, bytes_writer, write_together
+from kseg.runs import check_classes
 
 CLASSES_FILE = "classes.json"  # beside a bare model file, as in a run folder (kseg.runs)
 
@@ -211,7 +219,6 @@ def expected_blobs(model, source_format):
     plus the at-once Scale layers (their fixed factors) for `.caffemodel` files."""
     import keras
 
-    from kseg.models.layers import ConstantScale
 
     expected, scales = {}, {}
     for layer in model.layers:
@@ -283,8 +290,6 @@ def assign_released_weights(model, blobs, source, source_format="caffemodel"):
 
 def infer_width(blobs, source):
     """The channel multiplier of a file's VGG16 (1 for the released models)."""
-    from kseg.models.caffe_fcn import VGG_BLOCKS
-
     if "conv1_1" not in blobs or not blobs["conv1_1"] or blobs["conv1_1"][0].ndim != 4:
         raise WeightsError(f"{source}: no blob for layer 'conv1_1' (not an FCN's weights)")
     return blobs["conv1_1"][0].shape[0] / VGG_BLOCKS[0][0]
@@ -292,8 +297,6 @@ def infer_width(blobs, source):
 
 def convert_released_weights(source, model_name="fcn8s_caffe", num_classes=21):
     """Reads `source` (.caffemodel or .pth) into a new `model_name` model; returns the model."""
-    from kseg.models.registry import MODEL_PRESETS, create_model
-
     caffe_models = [preset.name for preset in MODEL_PRESETS if preset.architecture == "caffe_fcn"]
     if model_name not in caffe_models:
         raise WeightsError(f"--model {model_name}: released weights convert into {', '.join(caffe_models)}")
@@ -309,8 +312,6 @@ def convert_released_weights(source, model_name="fcn8s_caffe", num_classes=21):
 
 def voc_classes():
     """The VOC class description written beside converted VOC models."""
-    from kseg.data.voc import VOC_CLASSES
-    from kseg.labels import default_palette
 
     return {"dataset": "voc", "class_names": list(VOC_CLASSES),
             "palette": [list(map(int, colour)) for colour in default_palette(len(VOC_CLASSES))]}
@@ -318,8 +319,6 @@ def voc_classes():
 
 def read_class_names(spec):
     """--classes: "voc", a classes.json, or a text file of one class name a line."""
-    from kseg.labels import default_palette
-    from kseg.runs import check_classes
 
     if spec in (None, "voc"):
         return voc_classes()
@@ -350,8 +349,6 @@ def check_output(source, out, classes, force=False):
     Returns:
         kseg.outputs.Outputs. Pass it to `save_converted`.
     """
-    from kseg.outputs import Outputs
-
     out = os.fspath(out)
     if not out.endswith(".keras"):
         raise WeightsError(f"--out {out}: expected a .keras file name")
@@ -382,8 +379,6 @@ def save_converted(model, out, classes, checked):
     Args:
         checked: kseg.outputs.Outputs. From `check_output`.
     """
-    from kseg.models.saving import check_segmentation_model
-    from kseg.outputs import bytes_writer, write_together
 
     out = os.fspath(out)
     classes_path = os.path.join(os.path.dirname(os.path.abspath(out)), CLASSES_FILE)

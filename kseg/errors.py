@@ -22,6 +22,13 @@ class KsegError(Exception):
             self.kind = kind
 
 
+class ArgumentError(KsegError, ValueError):
+    """An argument outside what a model builder accepts (a class count, a width, a backbone
+    the architecture is not built on); a ValueError too, as keras' own argument checks."""
+
+    kind = "bad argument"
+
+
 class WeightsError(KsegError):
     """Pretrained weights could not be downloaded, read or matched to the model."""
 

@@ -31,6 +31,7 @@ import zipfile
 
 from kseg.errors import KsegError
 from kseg.labels import IGNORE_INDEX
+from kseg.visualize import class_names_from_classes, palette_from_classes
 
 KSEG_FILE = "kseg_export.json"
 # Where every SavedModel kseg writes says about itself (`describe`).
@@ -58,8 +59,6 @@ def describe(num_classes, classes=None, export_format="savedmodel", quantize="no
     Returns:
         dict. JSON-ready.
     """
-    from kseg.visualize import class_names_from_classes, palette_from_classes
-
     classes = classes or {}
     height, width = input_size or (None, None)
     palette = None

@@ -21,6 +21,7 @@ before it goes into an error message.
 """
 
 import errno
+import json
 import os
 import stat
 
@@ -310,8 +311,6 @@ def parse_json(text, source, what="JSON file"):
         source: str. Where it came from (a path), for messages.
         what: str. What the file is, for messages.
     """
-    import json
-
     if isinstance(text, (bytes, bytearray)):
         text = decode_text(bytes(text), source, what)
     try:

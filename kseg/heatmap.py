@@ -15,6 +15,9 @@ import numpy as np
 
 from kseg.errors import KsegError
 from kseg.files import load_json
+from kseg.inference import resize, run_model
+from kseg.models.saving import check_finite_weights
+from kseg.visualize import overlay, score_colors
 
 IMAGENET_CLASSES = 1000
 CLASS_INDEX_FILE = "imagenet_class_index.json"
@@ -95,8 +98,6 @@ def resolve_class(spec, class_index_path=None):
 def check_weights(model, source):
     """Refuses a heatmap model whose weights (from `source`) hold NaN or inf, naming the
     first such weight: one line before any image is scored."""
-    from kseg.models.saving import check_finite_weights
-
     check_finite_weights(model, source)
 
 
@@ -113,8 +114,6 @@ def class_scores(model, image, class_index, source="the VGG16 weights"):
         (scores, grid): float32 (H, W), bilinearly upsampled from the model's grid, and
         the grid itself (ceil(H/32), ceil(W/32)).
     """
-    from kseg.inference import resize, run_model
-
     height, width = image.shape[:2]
     grid = run_model(model, image[None])[0][:, :, class_index]
     if not np.isfinite(grid).all():
@@ -137,8 +136,6 @@ def render_heatmap(image, scores, alpha=0.5, absolute=False):
         alpha: float. Opacity of the colours.
         absolute: bool. Colour 0 as blue and 1 as red; else the lowest and highest score.
     """
-    from kseg.visualize import overlay, score_colors
-
     colors = score_colors(scores, 0.0, 1.0) if absolute else score_colors(scores)
     return overlay(image, colors, alpha)
 

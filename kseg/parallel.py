@@ -19,6 +19,7 @@ import queue
 import threading
 
 from kseg.errors import KsegError
+from kseg.files import brief
 from kseg.validation import seconds_from_environment
 
 READ_TIMEOUT_VARIABLE = "KSEG_READ_TIMEOUT"
@@ -140,7 +141,6 @@ def describe_item(item):
         return os.fspath(item)
     if isinstance(item, (tuple, list)) and item and all(is_path(part) for part in item):
         return ", ".join(os.fspath(part) for part in item)
-    from kseg.files import brief
 
     return brief(item)
 

@@ -8,6 +8,7 @@ import math
 import os
 
 from kseg.errors import KsegError
+from kseg.files import brief
 
 
 def describe_range(low=None, high=None, min_open=False, max_open=False):
@@ -76,8 +77,6 @@ def parse_size(text, name, low=1, high=32768, square=False):
     Raises:
         KsegError: naming `name` and the value (bounded), e.g. for "inf", "0x5", "99999999x2".
     """
-    from kseg.files import brief
-
     if isinstance(text, (list, tuple)):
         parts = list(text)
     else:

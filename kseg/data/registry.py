@@ -2,6 +2,7 @@
 
 import os
 
+from kseg.data.folder import FolderSpec
 from kseg.errors import KsegError
 
 DATASET_NAMES = ("cityscapes", "voc", "camvid", "folder", "synthetic")
@@ -46,6 +47,5 @@ def get_dataset_spec(name, data_dir=None, classes_file=None):
         from kseg.data.camvid import CamVidSpec
 
         return CamVidSpec(data_dir)
-    from kseg.data.folder import FolderSpec
 
     return FolderSpec(data_dir, classes_file)

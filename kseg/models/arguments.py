@@ -3,22 +3,22 @@ type per argument, whichever builder is called."""
 
 import os
 
-from kseg.errors import KsegError, WeightsError
+from kseg.errors import ArgumentError, WeightsError
 
 
 def check_num_classes(num_classes):
     if not isinstance(num_classes, int) or isinstance(num_classes, bool) or num_classes < 2:
-        raise ValueError(f"`num_classes` must be an integer >= 2. Received: num_classes={num_classes}")
+        raise ArgumentError(f"`num_classes` must be an integer >= 2. Received: num_classes={num_classes}")
 
 
 def check_width(width):
     if not 0 < width <= 1:
-        raise ValueError(f"`width` must be in (0, 1]. Received: width={width}")
+        raise ArgumentError(f"`width` must be in (0, 1]. Received: width={width}")
 
 
 def check_dropout(dropout):
     if not 0 <= dropout < 1:
-        raise ValueError(f"`dropout` must be in [0, 1). Received: dropout={dropout}")
+        raise ArgumentError(f"`dropout` must be in [0, 1). Received: dropout={dropout}")
 
 
 def check_weights_path(weights):
@@ -30,7 +30,7 @@ def check_weights_path(weights):
 def check_random_weights(model_name, weights):
     """Refuses pretrained weights for a model that has none published."""
     if weights is not None:
-        raise KsegError(
+        raise ArgumentError(
             f"{model_name} trains from random weights (no ImageNet weights exist for it); "
             f"pass --weights none (weights=None). Received: weights={weights!r}"
         )

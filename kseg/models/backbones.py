@@ -20,8 +20,11 @@ import dataclasses
 
 import keras
 
-from kseg.errors import KsegError
+from kseg.errors import ArgumentError
+from kseg.models import keras_internals
 from kseg.models.arguments import check_num_classes, check_weights_path, check_width
+from kseg.models.layers import CropToReference, PadToMultiple, VGGPreprocessing
+from kseg.models.pretrained import assign_application_weights
 
 
 @dataclasses.dataclass(frozen=True)
@@ -113,7 +116,7 @@ BACKBONES = {
 def get_backbone(name):
     """Returns the `Backbone` called `name`."""
     if name not in BACKBONES:
-        raise ValueError(f"unknown backbone {name!r}; known: {', '.join(BACKBONES)}. Received: backbone={name!r}")
+        raise ArgumentError(f"unknown backbone {name!r}; known: {', '.join(BACKBONES)}. Received: backbone={name!r}")
     return BACKBONES[name]
 
 
@@ -130,12 +133,12 @@ def validate_backbone_arguments(backbone, weights, variant):
     width, minimalistic = variant.width, variant.minimalistic
     if not backbone.has_width:
         if width != 1:
-            raise KsegError(
+            raise ArgumentError(
                 f"{backbone.application} has no width option (it needs width 1). "
                 f"Received: width={width}"
             )
         if minimalistic:
-            raise KsegError(
+            raise ArgumentError(
                 f"{backbone.application} has no minimalistic variant. "
                 f"Received: minimalistic={minimalistic}"
             )
@@ -144,7 +147,7 @@ def validate_backbone_arguments(backbone, weights, variant):
     if weights == "imagenet":
         available = (1.0,) if minimalistic else backbone.width_weights
         if width not in available:
-            raise KsegError(
+            raise ArgumentError(
                 f"keras publishes ImageNet weights of {backbone.application}"
                 f"{' (minimalistic)' if minimalistic else ''} only for width "
                 f"{' or '.join(str(w) for w in available)}; use one of them or --weights none. "
@@ -154,8 +157,6 @@ def validate_backbone_arguments(backbone, weights, variant):
 
 def preprocessing_layer(backbone):
     """The model's first layer: RGB [0, 255] (uint8 or float) -> what the backbone expects."""
-    from kseg.models.layers import VGGPreprocessing
-
     if backbone.preprocessing == "caffe":
         return VGGPreprocessing(name="preprocess")
     return keras.layers.Rescaling(1 / 127.5, offset=-1.0, dtype="float32", name="preprocess")
@@ -188,7 +189,7 @@ def dilation_edits(model, backbone, output_stride):
     stages = [stage for stage in backbone.stages if stage[0] > output_stride]
     if output_stride not in (8, 16, 32) or (output_stride == 8 and len(backbone.stages) < 2):
         strides = [32] + [stage[0] // 2 for stage in backbone.stages]
-        raise KsegError(
+        raise ArgumentError(
             f"{backbone.application} can run at output stride {', '.join(map(str, strides))}. "
             f"Received: output_stride={output_stride}"
         )
@@ -295,8 +296,6 @@ def _replace(previous, model):
     """Returns `model`, built from `previous`, which is thrown away: its variables, when
     built unallocated (`kseg.models.keras_internals.build_unallocated`, as parameter
     counts are), are taken off keras' list of variables waiting for a value."""
-    from kseg.models import keras_internals
-
     keras_internals.forget_pending(previous.variables)
     return model
 
@@ -317,8 +316,6 @@ def build_on_backbone(backbone, head, num_classes, weights, output_stride, name,
         name: str. The model's name.
         variant: Variant. MobileNetV3's width and minimalistic variant.
     """
-    from kseg.models.layers import CropToReference, PadToMultiple
-    from kseg.models.pretrained import assign_application_weights
 
     check_num_classes(num_classes)
     spec = get_backbone(backbone)

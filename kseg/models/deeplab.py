@@ -29,6 +29,7 @@ TFLite file.
 
 from keras import layers
 
+from kseg.errors import ArgumentError
 from kseg.models.arguments import check_dropout
 from kseg.models.backbones import Variant, build_on_backbone
 from kseg.models.heads import ASPP_RATES, aspp, conv_bn_relu, deeplabv3_head
@@ -49,9 +50,9 @@ def build_deeplabv3(backbone="resnet50", num_classes=21, weights="imagenet", out
         dropout: float. Dropout rate after ASPP's projection.
     """
     if backbone != "resnet50":
-        raise ValueError(f"DeepLab v3 is built on resnet50. Received: backbone={backbone!r}")
+        raise ArgumentError(f"DeepLab v3 is built on resnet50. Received: backbone={backbone!r}")
     if output_stride not in OUTPUT_STRIDES:
-        raise ValueError(f"`output_stride` must be 16 or 8. Received: output_stride={output_stride}")
+        raise ArgumentError(f"`output_stride` must be 16 or 8. Received: output_stride={output_stride}")
     name = "deeplabv3_resnet50" + ("" if output_stride == 16 else f"_os{output_stride}")
     return build_on_backbone("resnet50", deeplabv3_head(num_classes, dropout), num_classes, weights,
                              output_stride, name)  # fmt: skip
@@ -94,9 +95,9 @@ def build_deeplabv3plus(backbone, num_classes=21, weights="imagenet", output_str
         width: float. MobileNetV3's alpha (ImageNet weights exist for 0.75 and 1).
     """
     if backbone not in PLUS_BACKBONES:
-        raise ValueError(f"DeepLab v3+ is built on {' or '.join(PLUS_BACKBONES)}. Received: backbone={backbone!r}")
+        raise ArgumentError(f"DeepLab v3+ is built on {' or '.join(PLUS_BACKBONES)}. Received: backbone={backbone!r}")
     if output_stride not in OUTPUT_STRIDES:
-        raise ValueError(f"`output_stride` must be 16 or 8. Received: output_stride={output_stride}")
+        raise ArgumentError(f"`output_stride` must be 16 or 8. Received: output_stride={output_stride}")
     name = f"deeplabv3plus_{backbone}" + ("" if output_stride == 16 else f"_os{output_stride}")
     return build_on_backbone(backbone, deeplabv3plus_head(num_classes, dropout), num_classes, weights,
                              output_stride, name, Variant(width))  # fmt: skip

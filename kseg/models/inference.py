@@ -13,6 +13,7 @@ import sys
 import keras
 
 from kseg.choices import PRECISIONS
+from kseg.errors import ArgumentError
 from kseg.models.layers import CropToReference, Im2ColConv2D, VGGPreprocessing
 
 logger = logging.getLogger("kseg")
@@ -61,7 +62,7 @@ def inference_model(model, precision="fp32"):
     copied (cast) layer by layer.
     """
     if precision not in PRECISIONS:
-        raise ValueError(f"`precision` must be one of {PRECISIONS}. Received: precision={precision!r}")
+        raise ArgumentError(f"`precision` must be one of {PRECISIONS}. Received: precision={precision!r}")
     policy = POLICIES[precision]
     if not _needs_rebuild(model, policy):
         return model

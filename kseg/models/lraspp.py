@@ -10,6 +10,7 @@
     -> x8 bilinear -> crop to H x W -> float32 logits
 """
 
+from kseg.errors import ArgumentError
 from kseg.models.backbones import Variant, build_on_backbone
 from kseg.models.heads import lraspp_head
 
@@ -28,6 +29,6 @@ def build_lraspp(backbone, num_classes=21, weights="imagenet", width=1.0, minima
         minimalistic: bool. MobileNetV3's minimalistic variant.
     """
     if not backbone.startswith("mobilenetv3"):
-        raise ValueError(f"LR-ASPP is built on MobileNetV3. Received: backbone={backbone!r}")
+        raise ArgumentError(f"LR-ASPP is built on MobileNetV3. Received: backbone={backbone!r}")
     return build_on_backbone(backbone, lraspp_head(num_classes), num_classes, weights, OUTPUT_STRIDE,
                              f"lraspp_{backbone}", Variant(width, minimalistic))  # fmt: skip

@@ -14,6 +14,8 @@ import importlib
 import random
 
 from kseg.errors import KsegError
+from kseg.models import keras_internals
+from kseg.models.arguments import check_random_weights
 
 # Each architecture's builder, imported on first use (reading the table imports no keras).
 ARCHITECTURES = {
@@ -187,10 +189,8 @@ def check_weights(name, weights):
     The builders refuse them too; this lets `kseg train` say so before it spends time on
     anything else (the precision check, the data checks).
     """
-    preset = get_model_entry(name)
-    if weights is not None and preset.backbone in RANDOM_ONLY_BACKBONES:
-        raise KsegError(f"{name} trains from random weights (no pretrained {preset.backbone} weights exist); "
-                        f"pass --weights none. Received: --weights {weights}")
+    if get_model_entry(name).backbone in RANDOM_ONLY_BACKBONES:
+        check_random_weights(name, weights)
 
 
 def list_models():
@@ -219,8 +219,6 @@ def parameter_count(name, num_classes=21, **kwargs):
     weights=None, **kwargs)`, counted from a build whose variables get no memory (a full
     FCN holds 134M parameters). Leaves Python's random state, from which keras draws
     default seeds, as it found it: a model built afterwards gets the same weights."""
-    from kseg.models import keras_internals
-
     state = random.getstate()  # keras draws default seeds from Python's generator
     try:
         model = keras_internals.build_unallocated(

@@ -29,6 +29,7 @@ loads keras' ImageNet weights; the decoder starts random.
 import keras
 from keras import layers
 
+from kseg.errors import ArgumentError
 from kseg.models.arguments import check_num_classes, check_random_weights, check_width
 from kseg.models.backbones import Variant, build_on_backbone
 from kseg.models.heads import conv_bn_relu
@@ -74,7 +75,7 @@ def build_unet(num_classes=21, weights=None, width=1.0, batch_norm=False, upsamp
     check_random_weights("U-Net", weights)
     check_width(width)
     if upsampling not in UPSAMPLINGS:
-        raise ValueError(f"`upsampling` must be one of {UPSAMPLINGS}. Received: upsampling={upsampling!r}")
+        raise ArgumentError(f"`upsampling` must be one of {UPSAMPLINGS}. Received: upsampling={upsampling!r}")
     images = keras.Input(shape=(None, None, 3), name="images")
     x = VGGPreprocessing(name="preprocess")(images)
     x = PadToMultiple(INPUT_MULTIPLE, name="pad")(x)
@@ -123,6 +124,6 @@ def build_backbone_unet(backbone, num_classes=21, weights="imagenet", width=1.0)
         width: float. MobileNetV3's alpha (ImageNet weights exist for 0.75 and 1).
     """
     if backbone not in ("resnet50", "mobilenetv3large"):
-        raise ValueError(f"U-Net is built on resnet50 or mobilenetv3large. Received: backbone={backbone!r}")
+        raise ArgumentError(f"U-Net is built on resnet50 or mobilenetv3large. Received: backbone={backbone!r}")
     return build_on_backbone(backbone, unet_decoder_head(num_classes), num_classes, weights, 32,
                              f"unet_{backbone}", Variant(width))  # fmt: skip

@@ -15,8 +15,11 @@ import contextlib
 import json
 import logging
 import os
+import select
 import signal
+import socket
 import sys
+import threading
 import time
 
 import keras
@@ -264,8 +267,6 @@ def _check_task(task, cluster):
 
 def _listen(port):
     """A listening socket on `port` of every interface (None where it cannot be had)."""
-    import socket
-
     for family, address in ((socket.AF_INET6, "::"), (socket.AF_INET, "")):
         try:
             listener = socket.socket(family, socket.SOCK_STREAM)
@@ -285,8 +286,6 @@ def _listen(port):
 
 
 def _answers(host, port, timeout):
-    import socket
-
     try:
         with socket.create_connection((host, port), timeout=timeout):
             return True
@@ -379,8 +378,6 @@ class Watchdog:
         self._thread = None
 
     def __enter__(self):
-        import threading
-
         self._done = threading.Event()
         try:
             read_end, write_end = os.pipe()
@@ -408,8 +405,6 @@ class Watchdog:
             self._pipe = None
 
     def _watch(self):
-        import select
-
         deadline = time.monotonic() + self.timeout
         while not self._done.is_set():
             remaining = deadline - time.monotonic()
@@ -464,8 +459,6 @@ class KerasDistribution:
         self.num_replicas_in_sync = int(devices)
 
     def scope(self):
-        import contextlib
-
         return self.distribution.scope() if self.distribution is not None else contextlib.nullcontext()
 
 

@@ -21,6 +21,7 @@ its temporary files and folders (`.NAME.XXXXXXXX.tmpSUFFIX`, `.NAME.XXXXXXXX.tmp
 
 import contextlib
 import errno
+import fcntl
 import logging
 import os
 import shutil
@@ -167,8 +168,6 @@ class RunLock:
 
     def _lock_or_raise(self, descriptor):
         """Takes the exclusive lock on `descriptor`, or closes it and says who holds it."""
-        import fcntl
-
         try:
             fcntl.flock(descriptor, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except OSError as error:
