@@ -21,6 +21,7 @@ setup(
         "tqdm==4.70.1",
         "tensorboard==2.21.0",  # the event-file writer of the runs' TensorBoard scalars
         "matplotlib==3.11.2",
+        "pillow==13.0.0",  # image headers, EXIF, palette PNGs and label-map text chunks
         "cityscapesscripts==2.3.0",
         "pycocotools==2.0.11",
     ],

@@ -31,6 +31,7 @@ import logging
 import math
 import os
 
+import cv2
 import numpy as np
 
 from kseg import runs
@@ -609,8 +610,6 @@ def contact_sheet_png(result, path):
 
 
 def _scale_to_height(image, height):
-    import cv2
-
     scale = height / image.shape[0]
     size = (max(1, round(image.shape[1] * scale)), height)
     return cv2.resize(image, size, interpolation=cv2.INTER_NEAREST)

@@ -37,6 +37,7 @@ Class names and colours, first found wins (`export_classes`):
 import logging
 import os
 
+import cv2
 import numpy as np
 
 from kseg import runs
@@ -170,8 +171,6 @@ class ExportedPredictor:
     def _padded(self, image):
         """Logits of an image no larger than the input size: padded by reflection at the
         bottom and right, run, and cropped back."""
-        import cv2
-
         height, width = image.shape[:2]
         padded = image
         while padded.shape[:2] != self.input_size:  # a reflection reaches one image length at most

@@ -37,6 +37,7 @@ import zlib
 
 import cv2
 import numpy as np
+from PIL import Image, PngImagePlugin
 
 from kseg.errors import KsegError
 from kseg.files import IMAGE_FILE_LIMIT, read_bytes
@@ -259,8 +260,6 @@ def _bmp_header(data):
 
 def _pillow_header(data, format=None, lossy=None):
     """The size Pillow reads from the header (TIFF, JPEG 2000 and the rest)."""
-    from PIL import Image
-
     header = ImageHeader(format, lossy=lossy)
     try:
         with warnings.catch_warnings():
@@ -319,8 +318,6 @@ def _orientation_from_exif(exif):
     """The orientation tag (1..8) of an EXIF/TIFF block; 1 when absent or malformed."""
     if not exif:
         return 1
-    from PIL import Image
-
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # Pillow warns about damaged EXIF blocks
@@ -457,8 +454,6 @@ def _refuse_lossy(header, path):
 
 def _palette_indices(data, path):
     """A palette PNG's indices (OpenCV would turn them into colours)."""
-    from PIL import PngImagePlugin
-
     try:
         # The plugin class itself: Pillow's own pixel limit (lower than kseg's, already
         # checked) is applied by Image.open only.

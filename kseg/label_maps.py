@@ -15,6 +15,7 @@ cannot write text chunks.
 import io
 
 import numpy as np
+from PIL import Image, PngImagePlugin
 
 from kseg.errors import KsegError
 
@@ -43,8 +44,6 @@ def encode_png_with_text(array, text):
 
     Compressed at zlib level 1, as OpenCV's default, since label maps are written per image.
     """
-    from PIL import Image, PngImagePlugin
-
     array = np.ascontiguousarray(array, dtype=np.uint8)
     if array.ndim != 2:
         raise KsegError(f"a label map is 2-D; received shape {array.shape}")
@@ -59,8 +58,6 @@ def encode_png_with_text(array, text):
 def png_text(data):
     """The text chunks found before a PNG's pixel data, {keyword: value} ({} for a file
     that is no PNG or cannot be parsed: what it is is for the image reader to say)."""
-    from PIL import PngImagePlugin
-
     try:
         # The plugin class itself reads the chunks up to the pixels, without decoding them.
         with PngImagePlugin.PngImageFile(io.BytesIO(data)) as image:

@@ -19,6 +19,8 @@ import hashlib
 import numbers
 import os
 
+import yaml
+
 from kseg.errors import KsegError, WeightsError
 
 MANIFEST_PATH = os.path.join(
@@ -102,8 +104,6 @@ def file_sha256(path, chunk=1 << 20):
 
 def _load_entries(path):
     """The manifest's entries as a list of dicts, each with a name and a known kind."""
-    import yaml
-
     try:
         with open(path, encoding="utf8") as stream:
             entries = yaml.safe_load(stream)
