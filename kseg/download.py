@@ -25,6 +25,7 @@ import threading
 
 from kseg.errors import KsegError, WeightsError
 from kseg.files import one_line
+from kseg.progress import write
 from kseg.validation import seconds_from_environment
 
 TIMEOUT_VARIABLE = "KSEG_DOWNLOAD_TIMEOUT"
@@ -98,8 +99,6 @@ def network_deadline(what, url="", notify=True):
     wait = _Wait(what, url, total, stall)
     notice = None
     if notify:
-        from kseg.progress import write
-
         source = f" from {url}" if url else ""
         notice = threading.Timer(NOTICE_AFTER, write, [
             f"waiting for {what}{source} (gives up after {stall:g} s without data or {total:g} s in "

@@ -20,6 +20,7 @@ import threading
 
 from kseg.errors import KsegError
 from kseg.files import brief
+from kseg.progress import write
 from kseg.validation import seconds_from_environment
 
 READ_TIMEOUT_VARIABLE = "KSEG_READ_TIMEOUT"
@@ -116,8 +117,6 @@ def wait_for(future, what, timeout=None):
             raise
     name = what() if callable(what) else what
     if timeout > first:
-        from kseg.progress import write
-
         write(f"waiting for {name} (read for {first:g} s so far; gives up after {timeout:g} s: "
               f"{READ_TIMEOUT_VARIABLE})")
         try:

@@ -2,7 +2,11 @@
 
 import os
 
+from kseg.data.camvid import CamVidSpec
+from kseg.data.cityscapes import ENV_VARIABLE, CityscapesSpec
 from kseg.data.folder import FolderSpec
+from kseg.data.synthetic import SyntheticSpec
+from kseg.data.voc import VOCSpec
 from kseg.errors import KsegError
 
 DATASET_NAMES = ("cityscapes", "voc", "camvid", "folder", "synthetic")
@@ -27,12 +31,8 @@ def get_dataset_spec(name, data_dir=None, classes_file=None):
     if classes_file is not None and name not in ("folder", "synthetic"):
         raise KsegError(f"--classes applies to folder and synthetic datasets, not {name}")
     if name == "synthetic":
-        from kseg.data.synthetic import SyntheticSpec
-
         return SyntheticSpec(data_dir, classes_file)
     if name == "cityscapes":
-        from kseg.data.cityscapes import ENV_VARIABLE, CityscapesSpec
-
         root = data_dir or os.environ.get(ENV_VARIABLE)
         if not root:
             raise KsegError(f"cityscapes: pass --data-dir or set ${ENV_VARIABLE} to the dataset root")
@@ -40,12 +40,8 @@ def get_dataset_spec(name, data_dir=None, classes_file=None):
     if not data_dir:
         raise KsegError(f"{name}: pass --data-dir, the dataset's root folder")
     if name == "voc":
-        from kseg.data.voc import VOCSpec
-
         return VOCSpec(data_dir)
     if name == "camvid":
-        from kseg.data.camvid import CamVidSpec
-
         return CamVidSpec(data_dir)
 
     return FolderSpec(data_dir, classes_file)

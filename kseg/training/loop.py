@@ -43,6 +43,7 @@ import warnings
 import keras
 import numpy as np
 
+import kseg.data
 from kseg import runs
 from kseg.config import TrainConfig
 from kseg.data import get_dataset_spec
@@ -386,8 +387,6 @@ def _build(run):
 def _run_data(run):
     """The training dataset of the run, every epoch one pass over it, and a function giving
     what `evaluate` takes for one validation pass (None without validation)."""
-    import kseg.data
-
     config = run.config
     # Without tf.data (JAX, PyTorch) every batch is rounded up to a multiple of the devices
     # it is split over, with blank samples that change neither the loss nor the scores.

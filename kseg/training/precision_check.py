@@ -33,6 +33,7 @@ import time
 
 import numpy as np
 
+import kseg.data
 from kseg.losses import make_loss
 from kseg.models import create_model
 from kseg.models.keras_internals import read_biases_in_float32
@@ -116,8 +117,6 @@ class PrecisionCheck:
 def check_batch(config, spec):
     """One fixed batch of the run's training data (augmented as in training, seeded):
     (images uint8 [B, H, W, 3], masks uint8 [B, H, W]) as numpy arrays."""
-    import kseg.data
-
     dataset = kseg.data.make_dataset(spec, config.train_split, training=True,
                                      batch_size=min(config.batch_size, MAX_IMAGES), options=dataset_options(config))
     if hasattr(dataset, "as_numpy_iterator"):  # tf.data
