@@ -168,7 +168,6 @@ def import_dataset(format, source, out_dir, options=ImportOptions(), progress=Fa
     checked.add(out_dir, "imported dataset", option="OUT_DIR", folder=True)
     importer = make_importer(format, source, options)
     result = ImportResult(out_dir, format, importer.classes.names, importer.classes.colours)
-    result.class_pixels = np.zeros(len(result.names), np.int64)
     tasks = importer.tasks()
 
     def note(problems):

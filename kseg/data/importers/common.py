@@ -91,6 +91,10 @@ class ImportResult:
     ignored_pixels: int = 0
     uncertain: dict = dataclasses.field(default_factory=dict)
 
+    def __post_init__(self):
+        if self.class_pixels is None:
+            self.class_pixels = np.zeros(len(self.names), np.int64)
+
     def summary(self):
         """Printable lines: images per split, pixels per class, counts, problems by action."""
         total = sum(self.images.values())
@@ -98,9 +102,9 @@ class ImportResult:
         lines = [f"imported {total} image(s) from {self.format} into {self.out_dir}"
                  + (f" (splits: {splits})" if splits else " (one pool: validation holds out "
                     f"{DEFAULT_VAL_FRACTION:.0%} of it, seed {DEFAULT_SPLIT_SEED})")]
-        pixels = int(self.class_pixels.sum()) + self.ignored_pixels if self.class_pixels is not None else 0
+        pixels = int(self.class_pixels.sum()) + self.ignored_pixels
         for index, name in enumerate(self.names):
-            count = int(self.class_pixels[index]) if pixels else 0
+            count = int(self.class_pixels[index])
             empty = "  (no pixel: check the class list)" if not count else ""
             lines.append(f"  {index:>3} {name[:40]:<40} {count:>14,} px ({count / max(pixels, 1):6.1%}){empty}")
         lines.append(f"  255 {'(ignored)':<40} {self.ignored_pixels:>14,} px "
@@ -143,10 +147,18 @@ def require_folder(path, what):
     return path
 
 
-def decode_image(data, where, left_out):
-    """(RGB array, bytes to copy or None, extension) of an image file's content; None and
-    a problem when it cannot be read."""
+def left_out(path, error):
+    """The problem of a file that cannot be read: the reader's message without its leading 'PATH: '."""
+    message = str(error)
+    return ImportProblem(path, message[len(path) + 2:] if message.startswith(f"{path}: ") else message,
+                         IMAGE_LEFT_OUT)  # fmt: skip
+
+
+def read_image_file(where, problems, data=None):
+    """(RGB array, bytes to copy or None, extension) of the image file `where`, or of its
+    content `data`; None and a problem when it cannot be read."""
     try:
+        data = read_file(where) if data is None else data
         header = probe(data)
         try:
             rgb = read_rgb_image(where, data)
@@ -157,37 +169,19 @@ def decode_image(data, where, left_out):
         extension = EXTENSIONS.get(header.format)
         return rgb, (data if extension else None), extension or ".png"
     except KsegError as error:
-        left_out.append(ImportProblem(where, without_path(str(error), where), IMAGE_LEFT_OUT))
+        problems.append(left_out(where, error))
         return None
-
-
-def read_image_file(path, left_out):
-    try:
-        data = read_file(path)
-    except KsegError as error:
-        left_out.append(ImportProblem(path, without_path(str(error), path), IMAGE_LEFT_OUT))
-        return None
-    return decode_image(data, path, left_out)
-
-
-def without_path(message, path):
-    """A reader's message without its leading 'PATH: '."""
-    return message[len(path) + 2:] if message.startswith(f"{path}: ") else message
 
 
 def stem_of(path):
     return os.path.splitext(os.path.basename(path))[0]
 
 
-def _colour_keys(array):
-    array = array.astype(np.int64)
-    return (array[..., 0] << 16) | (array[..., 1] << 8) | array[..., 2]
-
-
 def colours_to_ids(rgb, table, where, what, problems):
     """Maps an RGB mask to train ids through {colour: id}; colours not in the table are
     ignored and named."""
-    keys, inverse = np.unique(_colour_keys(rgb), return_inverse=True)
+    wide = rgb.astype(np.int64)
+    keys, inverse = np.unique((wide[..., 0] << 16) | (wide[..., 1] << 8) | wide[..., 2], return_inverse=True)
     ids = np.array([table.get((int(k >> 16), int((k >> 8) & 255), int(k & 255)), -1) for k in keys], np.int16)
     unknown = keys[ids < 0]
     if unknown.size:
@@ -212,7 +206,7 @@ def read_colour_mask(path, problems):
         with Image.open(io.BytesIO(data)) as image:
             return np.asarray(image.convert("RGB"))
     except KsegError as error:
-        problems.append(ImportProblem(path, without_path(str(error), path), IMAGE_LEFT_OUT))
+        problems.append(left_out(path, error))
     except Exception:  # noqa: BLE001 - Pillow raises many types for damaged files
         problems.append(ImportProblem(path, "not a readable image (corrupt, truncated or unknown format)",
                                       IMAGE_LEFT_OUT))  # fmt: skip
@@ -236,25 +230,21 @@ def same_size(rgb, mask, image_path, mask_path, problems):
     return False
 
 
-def check_names(names, where):
-    if len(names) > MAX_CLASSES:
-        raise KsegError(f"{where}: {len(names)} classes, more than kseg's {MAX_CLASSES} (255 is the ignore label)")
-    for name in names:
-        if not isinstance(name, str) or not name.strip() or len(name) > MAX_CLASS_NAME or any(
-                ord(c) < 32 or ord(c) == 127 for c in name):
-            raise KsegError(f"{where}: class name {brief(name)} cannot be a class name (empty, longer than "
-                            f"{MAX_CLASS_NAME} characters or holding a control character)")  # fmt: skip
-    duplicates = sorted({name for name in names if names.count(name) > 1})
-    if duplicates:
-        raise KsegError(f"{where}: two classes are named {brief(duplicates[0])}")
-
-
 class ClassTable:
     """Names and colours in train-id order, with the names mapped to ignore."""
 
     def __init__(self, names, colours, ignore, where):
         names = list(names)
-        check_names(names, where)
+        if len(names) > MAX_CLASSES:
+            raise KsegError(f"{where}: {len(names)} classes, more than kseg's {MAX_CLASSES} (255 is the ignore label)")
+        for name in names:
+            if not isinstance(name, str) or not name.strip() or len(name) > MAX_CLASS_NAME or any(
+                    ord(c) < 32 or ord(c) == 127 for c in name):
+                raise KsegError(f"{where}: class name {brief(name)} cannot be a class name (empty, longer than "
+                                f"{MAX_CLASS_NAME} characters or holding a control character)")  # fmt: skip
+        duplicates = sorted({name for name in names if names.count(name) > 1})
+        if duplicates:
+            raise KsegError(f"{where}: two classes are named {brief(duplicates[0])}")
         missing = [name for name in ignore if name not in names]
         if missing:
             raise KsegError(f"--ignore-class {missing[0]}: no such class in {where} (classes: "

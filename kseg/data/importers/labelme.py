@@ -21,13 +21,12 @@ from kseg.data.importers.common import (
     ClassTable,
     ImportProblem,
     Sample,
-    decode_image,
+    left_out,
     read_image_file,
     require_folder,
     split_folders,
     stem_of,
     swapped_note,
-    without_path,
 )
 from kseg.errors import KsegError
 from kseg.files import brief, load_json, read_text
@@ -39,98 +38,87 @@ LABELME_IGNORE = "__ignore__"
 LABELME_BACKGROUND = ("_background_", "background")
 # How LabelMe's shape_to_mask draws shapes without an area (pixels).
 LINE_WIDTH, POINT_RADIUS = 10, 5
-LABELME_SHAPES = ("polygon", "rectangle", "circle", "line", "linestrip", "point", "mask")
+# LabelMe's shape types: the points each needs, and whether it takes more.
+LABELME_SHAPES = {"polygon": (3, True), "rectangle": (2, False), "circle": (2, False), "line": (2, False),
+                  "linestrip": (2, True), "point": (1, False), "mask": (2, False)}  # fmt: skip
+
+
+class _LeftOut(Exception):
+    """A shape that cannot be drawn; the message says why."""
 
 
 def _points(shape, where):
-    """A shape's points as an (N, 2) float array, or an error message."""
+    """A shape's points as an (N, 2) float array."""
     points = shape.get("points")
     if not isinstance(points, list):
-        return f"{where}: 'points' is {brief(points)}, not a list of [x, y]"
+        raise _LeftOut(f"{where}: 'points' is {brief(points)}, not a list of [x, y]")
     try:
         array = np.array(points, dtype=np.float64)
     except (TypeError, ValueError, OverflowError):
-        return f"{where}: 'points' holds something other than [x, y] numbers: {brief(points)}"
+        raise _LeftOut(f"{where}: 'points' holds something other than [x, y] numbers: {brief(points)}") from None
     if array.ndim != 2 or array.shape[1] != 2 or not np.isfinite(array).all() or (
             array.size and np.abs(array).max() > 1e7):
-        return f"{where}: 'points' must be [x, y] pairs of finite numbers. Received: {brief(points)}"
+        raise _LeftOut(f"{where}: 'points' must be [x, y] pairs of finite numbers. Received: {brief(points)}")
     return array
 
 
-def _labelme_region(shape, where, size):
-    """(bool mask or None, list of problem messages with actions) of one LabelMe shape,
-    drawn the way LabelMe's own `shape_to_mask` draws it."""
+def _labelme_region(shape, where, size, path, problems):
+    """The bool mask of one LabelMe shape, drawn the way LabelMe's own `shape_to_mask` draws
+    it (points outside the image are a problem, the shape kept); _LeftOut when it cannot be."""
     height, width = size
     kind = shape.get("shape_type") or "polygon"  # files of LabelMe 3 have no shape_type
     if kind not in LABELME_SHAPES:
-        return None, [(f"{where}: unknown shape_type {brief(kind)} (LabelMe's: {', '.join(LABELME_SHAPES)})",
-                       SHAPE_LEFT_OUT)]  # fmt: skip
+        raise _LeftOut(f"{where}: unknown shape_type {brief(kind)} (LabelMe's: {', '.join(LABELME_SHAPES)})")
     points = _points(shape, where)
-    if isinstance(points, str):
-        return None, [(points, SHAPE_LEFT_OUT)]
-    need = {"polygon": "at least 3", "rectangle": "2", "circle": "2", "line": "2", "linestrip": "at least 2",
-            "point": "1", "mask": "2"}[kind]  # fmt: skip
-    count = len(points)
-    if (need.startswith("at least") and count < int(need[-1])) or (need.isdigit() and count != int(need)):
-        return None, [(f"{where}: a {kind} needs {need} point(s), this one has {count}", SHAPE_LEFT_OUT)]
-    notes = []
+    least, more = LABELME_SHAPES[kind]
+    if len(points) < least or (len(points) > least and not more):
+        raise _LeftOut(f"{where}: a {kind} needs {'at least ' if more else ''}{least} point(s), this one has "
+                       f"{len(points)}")  # fmt: skip
     outside = (points[:, 0] < 0) | (points[:, 0] > width) | (points[:, 1] < 0) | (points[:, 1] > height)
     if outside.any():
         x, y = points[np.argmax(outside)]
-        notes.append((f"{where}: {int(outside.sum())} point(s) outside the {width}x{height} image "
-                      f"(e.g. [{x:g}, {y:g}])", KEPT))  # fmt: skip
+        problems.append(ImportProblem(path, f"{where}: {int(outside.sum())} point(s) outside the {width}x{height} "
+                                      f"image (e.g. [{x:g}, {y:g}])", KEPT))  # fmt: skip
     canvas = Image.new("L", (width, height), 0)
     draw = ImageDraw.Draw(canvas)
     xy = [tuple(point) for point in points.tolist()]
     if kind == "mask":
-        problem = _place_mask(shape, points, canvas, where)
-        if problem:
-            return None, notes + [(problem, SHAPE_LEFT_OUT)]
-    elif kind == "circle":
-        (cx, cy), (px, py) = xy
-        radius = math.hypot(cx - px, cy - py)
+        (x1, y1), (x2, y2) = points.astype(int)
+        mask = _mask_of(shape, where)
+        if (y2 - y1 + 1, x2 - x1 + 1) != mask.shape:
+            raise _LeftOut(f"{where}: its mask is {mask.shape[1]}x{mask.shape[0]} but its points span "
+                           f"{x2 - x1 + 1}x{y2 - y1 + 1}")  # fmt: skip
+        canvas.paste(Image.fromarray(mask.astype(np.uint8)), (int(x1), int(y1)))  # Pillow clips it to the image
+    elif kind in ("circle", "point"):
+        (cx, cy) = xy[0]
+        radius = math.dist(*xy) if kind == "circle" else POINT_RADIUS
         draw.ellipse([cx - radius, cy - radius, cx + radius, cy + radius], outline=1, fill=1)
     elif kind == "rectangle":
         (x1, y1), (x2, y2) = xy
         draw.rectangle([min(x1, x2), min(y1, y2), max(x1, x2), max(y1, y2)], outline=1, fill=1)
     elif kind in ("line", "linestrip"):
         draw.line(xy, fill=1, width=LINE_WIDTH)
-    elif kind == "point":
-        (cx, cy), = xy
-        draw.ellipse([cx - POINT_RADIUS, cy - POINT_RADIUS, cx + POINT_RADIUS, cy + POINT_RADIUS], outline=1, fill=1)
     else:
         draw.polygon(xy, outline=1, fill=1)
-    return np.asarray(canvas, dtype=bool), notes
+    return np.asarray(canvas, dtype=bool)
 
 
-def _place_mask(shape, points, canvas, where):
-    """Pastes a 'mask' shape (a base64 PNG covering the box of its two points) on the
-    canvas; returns a problem message or None."""
+def _mask_of(shape, where):
+    """The bool array of a 'mask' shape's base64 PNG."""
     encoded = shape.get("mask")
     if not isinstance(encoded, str):
-        return f"{where}: a mask shape without its 'mask' (base64 PNG)"
+        raise _LeftOut(f"{where}: a mask shape without its 'mask' (base64 PNG)")
     try:
         data = base64.b64decode(encoded, validate=True)
         check_pixels(probe(data), where, "mask")
         with Image.open(io.BytesIO(data)) as image:
-            mask = np.asarray(image.convert("L")) > 0
+            return np.asarray(image.convert("L")) > 0
     except (binascii.Error, ValueError):
-        return f"{where}: 'mask' is not base64 data"
+        raise _LeftOut(f"{where}: 'mask' is not base64 data") from None
     except KsegError as error:
-        return str(error)
+        raise _LeftOut(str(error)) from None
     except Exception:  # noqa: BLE001 - Pillow raises many types for damaged files
-        return f"{where}: 'mask' is not a readable PNG"
-    (x1, y1), (x2, y2) = points.astype(int)
-    if (y2 - y1 + 1, x2 - x1 + 1) != mask.shape:
-        return (f"{where}: its mask is {mask.shape[1]}x{mask.shape[0]} but its points span "
-                f"{x2 - x1 + 1}x{y2 - y1 + 1}")  # fmt: skip
-    full = np.zeros((canvas.height, canvas.width), bool)
-    top, left = max(y1, 0), max(x1, 0)
-    bottom, right = min(y2 + 1, canvas.height), min(x2 + 1, canvas.width)
-    if bottom > top and right > left:
-        full[top:bottom, left:right] = mask[top - y1:bottom - y1, left - x1:right - x1]
-    canvas.paste(Image.fromarray(full.astype(np.uint8)), (0, 0))
-    return None
+        raise _LeftOut(f"{where}: 'mask' is not a readable PNG") from None
 
 
 def _json_files(folder):
@@ -200,7 +188,7 @@ class LabelMe:
         try:
             document = load_json(path, "LabelMe file")
         except KsegError as error:
-            return None, [ImportProblem(path, without_path(str(error), path), IMAGE_LEFT_OUT)], None
+            return None, [left_out(path, error)], None
         if not isinstance(document, dict) or not isinstance(document.get("shapes"), list):
             return None, [ImportProblem(path, "not a LabelMe file (no 'shapes' list)", IMAGE_LEFT_OUT)], None
         image = self.decode_image(document, path, problems)
@@ -222,9 +210,10 @@ class LabelMe:
                 continue
             label = shape["label"]
             where = f"shape {number} ({brief(label, 40)})"
-            region, notes = _labelme_region(shape, where, (height, width))
-            problems += [ImportProblem(path, message, action) for message, action in notes]
-            if region is None:
+            try:
+                region = _labelme_region(shape, where, (height, width), path, problems)
+            except _LeftOut as error:
+                problems.append(ImportProblem(path, str(error), SHAPE_LEFT_OUT))
                 continue
             if label == LABELME_IGNORE:
                 value = IGNORE_INDEX
@@ -247,7 +236,7 @@ class LabelMe:
             except (binascii.Error, ValueError):
                 problems.append(ImportProblem(path, "imageData is not base64 data", IMAGE_LEFT_OUT))
                 return None
-            return decode_image(data, f"{path} (imageData)", problems)
+            return read_image_file(f"{path} (imageData)", problems, data)
         name = document.get("imagePath")
         if not isinstance(name, str) or not name:
             problems.append(ImportProblem(path, "no imagePath and no imageData: image missing", IMAGE_LEFT_OUT))
