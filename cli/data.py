@@ -4,7 +4,7 @@ statistics, write the synthetic dataset."""
 import click
 from kseg.cli.params import Number, Size
 
-from kseg.choices import CROWD, UNLABELLED
+from kseg.choices import CROWD, IMPORT_FORMATS, UNLABELLED
 from kseg.data.registry import DATASET_NAMES as DATASETS  # no TensorFlow import
 
 MAX_SCENES = 1_000_000  # per split (kseg.data.synthetic.MAX_SCENES)
@@ -236,7 +236,6 @@ def synth(out, num_train, num_val, size, seed, force):
     click.echo(f"wrote {num_train} train + {num_val} val scenes of {size[0]}x{size[1]} to {out}")
 
 
-IMPORT_FORMATS = ("labelme", "coco", "cvat", "camvid-kaggle", "pix2pix-cityscapes")  # kseg.data.importers.FORMATS
 FORMAT_OPTIONS = {"images": ("coco",), "labels": ("labelme",), "unlabelled": ("labelme", "coco"),
                   "crowd": ("coco",), "tolerance": ("pix2pix-cityscapes",)}  # fmt: skip
 
@@ -266,8 +265,7 @@ FORMAT_OPTIONS = {"images": ("coco",), "labels": ("labelme",), "unlabelled": ("l
               help="How many problems to print (all are in OUT_DIR/import-report.txt).")
 @click.option("--no-progress", is_flag=True, help="Do not show the progress bar.")
 @click.pass_context
-def import_(ctx, format, source, out_dir, images, labels, unlabelled, crowd, ignore, tolerance, strict,
-            max_problems, no_progress):
+def import_(ctx, format, source, out_dir, max_problems, no_progress, **options):
     """Import FORMAT annotations from SOURCE into a new folder dataset OUT_DIR.
 
     \b
@@ -311,9 +309,8 @@ def import_(ctx, format, source, out_dir, images, labels, unlabelled, crowd, ign
         if len(shown) <= max_problems:
             write(f"warning: {problem}")
 
-    options = ImportOptions(images=images, labels=labels, unlabelled=unlabelled, crowd=crowd, ignore=tuple(ignore),
-                            tolerance=tolerance, strict=strict)  # fmt: skip
-    result = import_dataset(format, source, out_dir, options, progress=not no_progress, on_problem=on_problem)
+    result = import_dataset(format, source, out_dir, ImportOptions(**options), progress=not no_progress,
+                            on_problem=on_problem)  # fmt: skip
     if len(result.problems) > max_problems:
         click.echo(f"... and {len(result.problems) - max_problems} more problem(s): all are in "
                    f"{out_dir}/import-report.txt", err=True)

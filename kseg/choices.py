@@ -10,6 +10,7 @@ PRECISIONS = ("fp32", "bf16")  # what a Keras model computes in at inference
 FITS = ("resize", "tile")  # an export of a fixed size on images of other sizes
 BLENDS = ("center", "mean")  # tiles' overlap (kseg.inference)
 LABEL_FORMATS = ("auto", "train-ids", "label-ids")  # label maps scored on Cityscapes
+IMPORT_FORMATS = ("labelme", "coco", "cvat", "camvid-kaggle", "pix2pix-cityscapes")  # `kseg data import`
 UNLABELLED = ("background", "ignore")  # importers: pixels no annotation covers
 CROWD = ("ignore", "class")  # COCO crowd regions
 CAFFE_MODELS = ("fcn32s_caffe", "fcn16s_caffe", "fcn8s_caffe", "fcn8s_atonce_caffe")  # released FCN weights

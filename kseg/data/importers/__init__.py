@@ -9,9 +9,11 @@ Five sources are read (docs/importing.md says what each one decides):
     pix2pix-cityscapes  Kaggle's cityscapes-image-pairs (photo | colour label in one JPEG)
 
 One module reads each (labelme.py, coco.py, colour_masks.py for cvat and camvid-kaggle,
-pix2pix.py), each as a class with `classes` (a `common.ClassTable`), `tasks()` (one item
-per image) and `convert(task)` -> (Sample or None, problems, counts); `common.py` holds
-what they share. This module runs the conversions on reader threads and writes the dataset.
+pix2pix.py), each as a class built from SOURCE and `ImportOptions` that reads the class
+list (`classes`, a `common.ClassTable`), one task per image (`tasks`) and the problems
+found on the way (`problems`), and whose `convert(task)` -> (Sample or None, problems,
+counts) reads one image; `common.py` holds what they share. This module runs the
+conversions on reader threads and writes the dataset.
 
 Each becomes the folder layout of `kseg.data.folder`: images/[SPLIT/], masks/[SPLIT/]
 holding lossless index PNGs of train ids (0..N-1, 255 ignored), and a classes.yaml with
@@ -34,25 +36,25 @@ existing OUT_DIR is never replaced (`kseg.outputs.KINDS["imported dataset"]`).
 """
 
 import contextlib
-import dataclasses
 import os
 
 import numpy as np
 import yaml
 
-from kseg.choices import CROWD, UNLABELLED
+from kseg.choices import IMPORT_FORMATS as FORMATS
 from kseg.data.folder import CLASSES_FILE, DEFAULT_SPLIT_SEED, DEFAULT_VAL_FRACTION
 from kseg.data.importers.coco import Coco
 from kseg.data.importers.colour_masks import CamvidKaggle, Cvat
 from kseg.data.importers.common import (
-    BACKGROUND,
+    DEFAULTS,
     IMAGE_LEFT_OUT,
     REPORT_FILE,
+    ImportOptions,
     ImportProblem,
     ImportResult,
 )
 from kseg.data.importers.labelme import LabelMe
-from kseg.data.importers.pix2pix import DEFAULT_TOLERANCE, Pix2pixCityscapes
+from kseg.data.importers.pix2pix import Pix2pixCityscapes
 from kseg.errors import KsegError
 from kseg.files import brief
 from kseg.images import write_png
@@ -66,7 +68,7 @@ __all__ = [
     "make_importer",
 ]  # fmt: skip
 
-FORMATS = ("labelme", "coco", "cvat", "camvid-kaggle", "pix2pix-cityscapes")
+IMPORTERS = dict(zip(FORMATS, (LabelMe, Coco, Cvat, CamvidKaggle, Pix2pixCityscapes)))
 
 
 def _classes_yaml(result, source, pooled):
@@ -91,61 +93,20 @@ def _report_text(result, source):
     return "\n".join(lines) + "\n"
 
 
-@dataclasses.dataclass(frozen=True)
-class ImportOptions:
-    """How `import_dataset` reads a source (each option is for the formats named).
-
-    Args:
-        images: str or None. COCO: the folder `file_name`s are relative to (default: the
-            JSON file's folder).
-        labels: str or None. LabelMe: a labels.txt fixing the classes and their order.
-        unlabelled: str. LabelMe, COCO: pixels no annotation covers are "background"
-            (class 0) or "ignore" (255).
-        crowd: str. COCO: `iscrowd` regions are "ignore"d or drawn as their "class".
-        ignore: tuple of str. Class names whose pixels are ignored instead of learned.
-        tolerance: float. pix2pix: largest RGB distance to a Cityscapes colour.
-        strict: bool. Stop, writing nothing, if any annotation or image has a problem.
-        workers: int or None. Reader threads.
-    """
-
-    images: str = None
-    labels: str = None
-    unlabelled: str = BACKGROUND
-    crowd: str = "ignore"
-    ignore: tuple = ()
-    tolerance: float = DEFAULT_TOLERANCE
-    strict: bool = False
-    workers: int = None
-
-
-def make_importer(format, source, options=ImportOptions()):
-    """The reader of one format (see the module docstring); reads its class list.
+def make_importer(format, source, options=DEFAULTS):
+    """The reader of one format (see the module docstring); reads its class list and tasks.
 
     Raises:
-        KsegError: an unknown format, bad options, or a source that cannot be read.
+        KsegError: an unknown format or a source that cannot be read.
     """
-    if format not in FORMATS:
+    if format not in IMPORTERS:
         raise KsegError(f"unknown import format {brief(format)} (known: {', '.join(FORMATS)})")
-    unlabelled, crowd, ignore, tolerance = options.unlabelled, options.crowd, tuple(options.ignore), options.tolerance
-    if unlabelled not in UNLABELLED or crowd not in CROWD:
-        raise KsegError(f"unlabelled must be background or ignore, crowd ignore or class. Received: "
-                        f"unlabelled={brief(unlabelled)}, crowd={brief(crowd)}")  # fmt: skip
-    if not isinstance(tolerance, (int, float)) or not 0 <= tolerance <= 442:
-        raise KsegError(f"tolerance must be an RGB distance 0..442. Received: {brief(tolerance)}")
     if not os.path.exists(source):
         raise KsegError(f"{source}: not found")
-    if format == "labelme":
-        return LabelMe(source, options.labels, unlabelled, ignore)
-    if format == "coco":
-        return Coco(source, options.images, unlabelled, crowd, ignore)
-    if format == "cvat":
-        return Cvat(source, ignore)
-    if format == "camvid-kaggle":
-        return CamvidKaggle(source, ignore)
-    return Pix2pixCityscapes(source, tolerance, ignore)
+    return IMPORTERS[format](source, options)
 
 
-def import_dataset(format, source, out_dir, options=ImportOptions(), progress=False, on_problem=None):
+def import_dataset(format, source, out_dir, options=DEFAULTS, progress=False, on_problem=None):
     """Imports an annotation export or Kaggle dataset into a new folder dataset.
 
     Args:
@@ -168,7 +129,6 @@ def import_dataset(format, source, out_dir, options=ImportOptions(), progress=Fa
     checked.add(out_dir, "imported dataset", option="OUT_DIR", folder=True)
     importer = make_importer(format, source, options)
     result = ImportResult(out_dir, format, importer.classes.names, importer.classes.colours)
-    tasks = importer.tasks()
 
     def note(problems):
         for problem in problems:
@@ -176,11 +136,11 @@ def import_dataset(format, source, out_dir, options=ImportOptions(), progress=Fa
             if on_problem is not None:
                 on_problem(problem)
 
-    note(getattr(importer, "problems", []))
+    note(importer.problems)
     created = missing_folders(os.path.dirname(os.path.abspath(out_dir)))  # removed again on failure
     try:
         with checked, writing(out_dir, directory=True) as temporary:
-            splits = _convert_all(importer, tasks, temporary, result, note, progress, options.workers)
+            splits = _convert_all(importer, temporary, result, note, progress, options.workers)
             if options.strict and result.problems:
                 raise KsegError(f"{source}: {len(result.problems)} problem(s) (listed above; first: "
                                 f"{result.problems[0]}); nothing was written (without --strict these are left "
@@ -198,12 +158,12 @@ def import_dataset(format, source, out_dir, options=ImportOptions(), progress=Fa
     return result
 
 
-def _convert_all(importer, tasks, folder, result, note, progress, workers):
+def _convert_all(importer, folder, result, note, progress, workers):
     """Converts every task on reader threads and writes each sample into `folder`, counting
     into `result`; returns the set of splits written ("" for one pool)."""
     splits, stems = set(), {}
-    with progress_bar(len(tasks), f"importing {result.format}", "image", enabled=progress) as bar, \
-            contextlib.closing(ordered_map(importer.convert, tasks, workers)) as converted:
+    with progress_bar(len(importer.tasks), f"importing {result.format}", "image", enabled=progress) as bar, \
+            contextlib.closing(ordered_map(importer.convert, importer.tasks, workers)) as converted:
         for sample, problems, counts in converted:
             bar.update(1)
             note(problems)

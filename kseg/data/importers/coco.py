@@ -10,6 +10,7 @@ from pycocotools import mask as coco_mask
 
 from kseg.data.importers.common import (
     BACKGROUND,
+    DEFAULTS,
     IGNORED,
     IMAGE_LEFT_OUT,
     KEPT,
@@ -36,15 +37,13 @@ class Coco:
     `categories`. Category ids become train ids 1..K in id order after `background` (0);
     crowd regions are ignored (`crowd="ignore"`) or drawn as their category ("class").
 
-    SOURCE is one .json (images in `images_dir`, default its folder: one pool), or a folder
+    SOURCE is one .json (images in `--images`, default its folder: one pool), or a folder
     of split folders (train/, valid/ or val/, test/) each holding one .json and its images,
     the layout of Roboflow's COCO exports; their categories must be the same.
     """
 
-    name = "coco"
-
-    def __init__(self, source, images_dir=None, unlabelled=BACKGROUND, crowd="ignore", ignore=()):
-        self.source = os.fspath(source)
+    def __init__(self, source, options=DEFAULTS):
+        self.source, images_dir = os.fspath(source), options.images
         if os.path.isdir(self.source):
             if images_dir:
                 raise KsegError(f"--images {images_dir}: with a folder SOURCE each split's images lie beside its "
@@ -56,7 +55,7 @@ class Coco:
         else:
             folder = os.fspath(images_dir) if images_dir else os.path.dirname(os.path.abspath(self.source))
             parts = [("", self.source, require_folder(folder, "images folder (--images)"))]
-        self.problems, self.items, categories = [], [], None
+        self.problems, self.tasks, categories = [], [], None
         for split, path, folder in parts:
             document = _load(path)
             found = _categories(document, path)
@@ -64,14 +63,14 @@ class Coco:
                 raise KsegError(f"{path}: its categories differ from those of {parts[0][1]}; the splits of one "
                                 "dataset need the same categories (ids and names)")  # fmt: skip
             categories = found
-            self.items += [(split, path, folder, image, annotations)
+            self.tasks += [(split, path, folder, image, annotations)
                            for image, annotations in self._images(document, path)]
         order = sorted(categories)
-        names = ([BACKGROUND] if unlabelled == BACKGROUND else []) + [categories[key] for key in order]
-        self.classes = ClassTable(names, None, ignore, parts[0][1])
+        names = ([BACKGROUND] if options.unlabelled == BACKGROUND else []) + [categories[key] for key in order]
+        self.classes = ClassTable(names, None, options.ignore, parts[0][1])
         self.category = {key: self.classes.id[categories[key]] for key in order}
-        self.background = 0 if unlabelled == BACKGROUND else IGNORE_INDEX
-        self.crowd = crowd
+        self.background = 0 if options.unlabelled == BACKGROUND else IGNORE_INDEX
+        self.crowd = options.crowd
 
     def _images(self, document, path):
         """[(image, [(number, annotation), ...]), ...] of one file; annotations of no image are named."""
@@ -98,9 +97,6 @@ class Coco:
                 continue
             images[owner][1].append((number, annotation))
         return list(images.values())
-
-    def tasks(self):
-        return self.items
 
     def convert(self, task):
         split, source, folder, image, annotations = task

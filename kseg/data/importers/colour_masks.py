@@ -7,6 +7,7 @@ import io
 import os
 
 from kseg.data.importers.common import (
+    DEFAULTS,
     IMAGE_LEFT_OUT,
     ClassTable,
     ImportProblem,
@@ -22,6 +23,14 @@ from kseg.data.importers.common import (
 from kseg.errors import KsegError
 from kseg.files import brief, read_text
 from kseg.images import list_image_files
+
+
+def _rgb(values):
+    """(r, g, b) of three whole numbers 0..255 written as text; ValueError otherwise."""
+    colour = tuple(int(value) for value in values)
+    if len(colour) != 3 or not all(0 <= value <= 255 for value in colour):
+        raise ValueError(values)
+    return colour
 
 
 class ColourMasks:
@@ -50,9 +59,7 @@ class Cvat(ColourMasks):
     """A CVAT "Segmentation mask 1.1" export: labelmap.txt (`name:r,g,b:parts:actions`),
     SegmentationClass/*.png colour masks, JPEGImages/, ImageSets/Segmentation/*.txt."""
 
-    name = "cvat"
-
-    def __init__(self, source, ignore=()):
+    def __init__(self, source, options=DEFAULTS):
         self.source = require_folder(os.fspath(source), "CVAT export folder")
         self.colour_file = os.path.join(self.source, "labelmap.txt")
         if not os.path.isfile(self.colour_file):
@@ -64,20 +71,19 @@ class Cvat(ColourMasks):
                 continue
             fields = line.split(":")
             try:
-                colour = tuple(int(value) for value in fields[1].split(","))
-                if len(colour) != 3 or not all(0 <= value <= 255 for value in colour):
-                    raise ValueError
+                colour = _rgb(fields[1].split(","))
             except (IndexError, ValueError):
                 raise KsegError(f"{self.colour_file}: line {number}: expected 'name:r,g,b::' with r, g, b in "
                                 f"0..255. Received: {brief(line)}") from None  # fmt: skip
             entries.append((fields[0], colour))
-        self._set_classes(entries, ignore, self.colour_file)
+        self._set_classes(entries, options.ignore, self.colour_file)
         self.masks_dir = require_folder(os.path.join(self.source, "SegmentationClass"), "SegmentationClass/ folder")
         self.images_dir = require_folder(os.path.join(self.source, "JPEGImages"), "JPEGImages/ folder")
         self.lists_dir = os.path.join(self.source, "ImageSets", "Segmentation")
-
-    def tasks(self):
         self.problems = []
+        self.tasks = self._pairs()
+
+    def _pairs(self):
         masks = {stem_of(path): path for path in sorted(list_image_files(self.masks_dir, recursive=False))}
         images = images_by_stem(self.images_dir, self.problems)
         split_of = {}
@@ -117,9 +123,7 @@ class CamvidKaggle(ColourMasks):
     """Kaggle's CamVid: SPLIT/NAME.png with SPLIT_labels/NAME_L.png colour masks and
     class_dict.csv (name,r,g,b), for the splits train, val and test."""
 
-    name = "camvid-kaggle"
-
-    def __init__(self, source, ignore=()):
+    def __init__(self, source, options=DEFAULTS):
         self.source = require_folder(os.fspath(source), "CamVid folder")
         self.colour_file = os.path.join(self.source, "class_dict.csv")
         text = read_text(self.colour_file, "CamVid class list")
@@ -132,21 +136,21 @@ class CamvidKaggle(ColourMasks):
             if not row:
                 continue
             try:
-                colour = tuple(int(value) for value in row[1:])
-                if len(colour) != 3 or not all(0 <= value <= 255 for value in colour):
-                    raise ValueError
+                colour = _rgb(row[1:])
             except ValueError:
                 raise KsegError(f"{self.colour_file}: line {number}: expected name,r,g,b with r, g, b in 0..255. "
                                 f"Received: {brief(','.join(row))}") from None  # fmt: skip
             entries.append((row[0].strip(), colour))
-        self._set_classes(entries, ignore, self.colour_file)
+        self._set_classes(entries, options.ignore, self.colour_file)
         self.splits = [split for split in ("train", "val", "test") if os.path.isdir(os.path.join(self.source, split))]
         if not self.splits:
             raise KsegError(f"{self.source}: no train/, val/ or test/ folder (Kaggle CamVid holds train/ and "
                             "train_labels/, val/ and val_labels/, test/ and test_labels/)")  # fmt: skip
+        self.problems = []
+        self.tasks = self._pairs()
 
-    def tasks(self):
-        self.problems, tasks = [], []
+    def _pairs(self):
+        tasks = []
         for split in self.splits:
             labels_dir = require_folder(os.path.join(self.source, f"{split}_labels"), f"labels folder of {split}/")
             images = images_by_stem(os.path.join(self.source, split), self.problems)

@@ -10,6 +10,7 @@ import os
 import numpy as np
 from PIL import Image
 
+from kseg.choices import CROWD, UNLABELLED
 from kseg.data.folder import DEFAULT_SPLIT_SEED, DEFAULT_VAL_FRACTION, MAX_CLASS_NAME, MAX_CLASSES
 from kseg.data.readers import read_rgb_image
 from kseg.errors import KsegError
@@ -27,6 +28,43 @@ IGNORED, SHAPE_LEFT_OUT, IMAGE_LEFT_OUT, KEPT = ("pixels ignored", "annotation l
 # calls its validation split "valid".
 SPLIT_FOLDERS = {"train": "train", "val": "val", "valid": "val", "validation": "val", "test": "test"}
 EXTENSIONS = {"png": ".png", "jpeg": ".jpg", "webp": ".webp", "bmp": ".bmp", "tiff": ".tif"}
+
+
+@dataclasses.dataclass(frozen=True)
+class ImportOptions:
+    """How `import_dataset` reads a source (each option is for the formats named).
+
+    Args:
+        images: str or None. COCO: the folder `file_name`s are relative to (default: the
+            JSON file's folder).
+        labels: str or None. LabelMe: a labels.txt fixing the classes and their order.
+        unlabelled: str. LabelMe, COCO: pixels no annotation covers are "background"
+            (class 0) or "ignore" (255).
+        crowd: str. COCO: `iscrowd` regions are "ignore"d or drawn as their "class".
+        ignore: tuple of str. Class names whose pixels are ignored instead of learned.
+        tolerance: float. pix2pix: largest RGB distance to a Cityscapes colour.
+        strict: bool. Stop, writing nothing, if any annotation or image has a problem.
+        workers: int or None. Reader threads.
+    """
+
+    images: str = None
+    labels: str = None
+    unlabelled: str = BACKGROUND
+    crowd: str = "ignore"
+    ignore: tuple = ()
+    tolerance: float = 40.0
+    strict: bool = False
+    workers: int = None
+
+    def __post_init__(self):
+        if self.unlabelled not in UNLABELLED or self.crowd not in CROWD:
+            raise KsegError(f"unlabelled must be background or ignore, crowd ignore or class. Received: "
+                            f"unlabelled={brief(self.unlabelled)}, crowd={brief(self.crowd)}")  # fmt: skip
+        if not isinstance(self.tolerance, (int, float)) or not 0 <= self.tolerance <= 442:
+            raise KsegError(f"tolerance must be an RGB distance 0..442. Received: {brief(self.tolerance)}")
+
+
+DEFAULTS = ImportOptions()
 
 
 @dataclasses.dataclass(frozen=True)

@@ -14,6 +14,7 @@ from PIL import Image, ImageDraw
 
 from kseg.data.importers.common import (
     BACKGROUND,
+    DEFAULTS,
     IGNORED,
     IMAGE_LEFT_OUT,
     KEPT,
@@ -132,33 +133,30 @@ class LabelMe:
     Split folders: when SOURCE holds train/, val/ (or valid/, validation/), test/ with
     .json files in them, each is a split, and a .json outside them is left out and named.
 
-    Classes: `background` (unlabelled pixels), then the labels in `labels_file` order (a
-    LabelMe labels.txt, one name a line; `__ignore__` and `_background_` lines are
+    Classes: `background` (unlabelled pixels), then the labels in the order of `--labels`
+    (a LabelMe labels.txt, one name a line; `__ignore__` and `_background_` lines are
     LabelMe's conventions, not classes) or, without one, every label found, sorted.
     """
 
-    name = "labelme"
-
-    def __init__(self, source, labels_file=None, unlabelled=BACKGROUND, ignore=()):
-        self.source = os.fspath(source)
+    def __init__(self, source, options=DEFAULTS):
+        self.source, labels_file = os.fspath(source), options.labels
         self.problems = []
         if os.path.isfile(self.source):
-            self.files = [("", self.source)]
+            self.tasks = [("", self.source)]
         else:
             require_folder(self.source, "LabelMe folder")
             files = _json_files(self.source)
             if not files:
                 raise KsegError(f"{self.source}: no LabelMe .json file found (searched every folder inside)")
             splits = {split: folder for split, folder in split_folders(self.source).items() if _json_files(folder)}
-            self.files = [(split, path) for split, folder in splits.items() for path in _json_files(folder)]
+            self.tasks = [(split, path) for split, folder in splits.items() for path in _json_files(folder)]
             if not splits:
-                self.files = [("", path) for path in files]
-            for path in sorted(set(files) - {path for _, path in self.files}):
+                self.tasks = [("", path) for path in files]
+            for path in sorted(set(files) - {path for _, path in self.tasks}):
                 self.problems.append(ImportProblem(path, f"not in a split folder ({', '.join(sorted(splits))}) "
                                                    "while the others are", IMAGE_LEFT_OUT))  # fmt: skip
-        self.unlabelled = unlabelled
         found = set()
-        for _, path in self.files:  # a first pass for the class list; problems are named later
+        for _, path in self.tasks:  # a first pass for the class list; problems are named later
             with contextlib.suppress(KsegError):
                 document = load_json(path, "LabelMe file")
                 for shape in document.get("shapes") or () if isinstance(document, dict) else ():
@@ -173,14 +171,11 @@ class LabelMe:
         others = [name for name in listed if name not in LABELME_BACKGROUND]
         if len(background) > 1:
             raise KsegError(f"{labels_file}: lists both {background[0]} and {background[1]}: which is background?")
-        first = background[:1] or ([BACKGROUND] if unlabelled == BACKGROUND else [])
-        self.classes = ClassTable(first + others, None, ignore, labels_file or self.source)
+        first = background[:1] or ([BACKGROUND] if options.unlabelled == BACKGROUND else [])
+        self.classes = ClassTable(first + others, None, options.ignore, labels_file or self.source)
         self.labelled = set(listed)
         self.background = self.classes.id.get(first[0], IGNORE_INDEX) if first else IGNORE_INDEX
         self.labels_file = labels_file
-
-    def tasks(self):
-        return self.files
 
     def convert(self, task):
         split, path = task

@@ -10,6 +10,7 @@ from cityscapesscripts.helpers import labels as cityscapes_labels
 
 from kseg.data.cityscapes import trained_classes
 from kseg.data.importers.common import (
+    DEFAULTS,
     IMAGE_LEFT_OUT,
     ClassTable,
     ImportProblem,
@@ -22,9 +23,6 @@ from kseg.errors import KsegError
 from kseg.images import list_image_files
 from kseg.labels import IGNORE_INDEX
 
-# The RGB distance from the nearest Cityscapes colour beyond which a pixel is ignored.
-DEFAULT_TOLERANCE = 40.0
-
 
 class Pix2pixCityscapes:
     """Kaggle's cityscapes-image-pairs: train/ and val/ JPEGs, each the photo (left half)
@@ -33,16 +31,14 @@ class Pix2pixCityscapes:
     and counted as uncertain. Pixels nearest to the colour of a label Cityscapes does not
     train (unlabeled, ground, parking, ...) are ignored too, and counted as void."""
 
-    name = "pix2pix-cityscapes"
-    colour_file = "the Cityscapes colours"
-
-    def __init__(self, source, tolerance=DEFAULT_TOLERANCE, ignore=()):
+    def __init__(self, source, options=DEFAULTS):
         self.source = require_folder(os.fspath(source), "pix2pix Cityscapes folder")
         self.splits = [split for split in ("train", "val") if os.path.isdir(os.path.join(self.source, split))]
         if not self.splits:
             raise KsegError(f"{self.source}: no train/ or val/ folder of side-by-side JPEGs")
         trained = trained_classes()
-        self.classes = ClassTable([name for name, _ in trained], [colour for _, colour in trained], ignore, self.source)
+        self.classes = ClassTable([name for name, _ in trained], [colour for _, colour in trained], options.ignore,
+                                  self.source)  # fmt: skip
         by_colour = {}
         for label in cityscapes_labels.labels:  # every label's colour; a trained class wins a shared one
             colour = tuple(int(c) for c in label.color)
@@ -52,12 +48,10 @@ class Pix2pixCityscapes:
                 by_colour[colour] = train_id
         self.colours = np.array(list(by_colour), np.int32)
         self.ids = np.array(list(by_colour.values()), np.uint8)
-        self.tolerance = float(tolerance)
-
-    def tasks(self):
+        self.tolerance = float(options.tolerance)
         self.problems = []
-        return [(split, path) for split in self.splits
-                for path in sorted(list_image_files(os.path.join(self.source, split), recursive=False))]
+        self.tasks = [(split, path) for split in self.splits
+                      for path in sorted(list_image_files(os.path.join(self.source, split), recursive=False))]
 
     def convert(self, task):
         split, path = task
