@@ -18,7 +18,6 @@ from kseg.data.importers.common import (
     ClassTable,
     ImportProblem,
     Sample,
-    is_int,
     read_image_file,
     require_folder,
     split_folders,
@@ -58,7 +57,7 @@ class Coco:
         self.problems, self.tasks, categories = [], [], None
         for split, path, folder in parts:
             document = _load(path)
-            found = _categories(document, path)
+            found = {key: category["name"] for key, category in _by_id(document, "categories", path).items()}
             if categories is not None and found != categories:
                 raise KsegError(f"{path}: its categories differ from those of {parts[0][1]}; the splits of one "
                                 "dataset need the same categories (ids and names)")  # fmt: skip
@@ -74,16 +73,7 @@ class Coco:
 
     def _images(self, document, path):
         """[(image, [(number, annotation), ...]), ...] of one file; annotations of no image are named."""
-        images = {}
-        for number, image in enumerate(document["images"]):
-            if not isinstance(image, dict) or not is_int(image.get("id")) or not isinstance(
-                    image.get("file_name"), str) or not all(is_int(image.get(key)) and image[key] > 0
-                                                            for key in ("width", "height")):
-                raise KsegError(f"{path}: images[{number}] needs an integer 'id', a 'file_name' and a "
-                                f"positive 'width' and 'height'. Received: {brief(image)}")  # fmt: skip
-            if image["id"] in images:
-                raise KsegError(f"{path}: image id {image['id']} is given twice")
-            images[image["id"]] = (image, [])
+        images = {key: (image, []) for key, image in _by_id(document, "images", path).items()}
         for number, annotation in enumerate(document["annotations"]):
             if not isinstance(annotation, dict):
                 self.problems.append(ImportProblem(path, f"annotations[{number}] is not an object: "
@@ -119,9 +109,8 @@ class Coco:
         counts = collections.Counter()
         if not annotations:
             counts["images without annotations"] += 1
-        crowd = [item for item in annotations if item[1].get("iscrowd") == 1]
-        single = [item for item in annotations if item[1].get("iscrowd") != 1]
-        for number, annotation in crowd + single:  # crowd regions first: single objects stay on top
+        # crowd regions first: single objects stay on top
+        for number, annotation in sorted(annotations, key=lambda item: item[1].get("iscrowd") != 1):
             where = f"annotations[{number}] (id {brief(annotation.get('id'))}, image {image['file_name']})"
             region = _region(annotation, where, height, width, source, problems)
             if region is None:
@@ -159,18 +148,32 @@ def _load(path):
     return document
 
 
-def _categories(document, path):
-    """{category id: name} of a COCO document."""
-    categories = {}
-    for number, category in enumerate(document["categories"]):
-        if not isinstance(category, dict) or not is_int(category.get("id")) or not isinstance(
-                category.get("name"), str):
-            raise KsegError(f"{path}: categories[{number}] needs an integer 'id' and a 'name'. "
-                            f"Received: {brief(category)}")  # fmt: skip
-        if category["id"] in categories:
-            raise KsegError(f"{path}: category id {category['id']} is given twice")
-        categories[category["id"]] = category["name"]
-    return categories
+def _is_int(value):
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+# What an entry of `images` and of `categories` holds besides an integer 'id': its name in
+# messages, a test of the other keys, and the test in words.
+ENTRIES = {
+    "images": ("image", lambda image: isinstance(image.get("file_name"), str) and all(
+        _is_int(image.get(key)) and image[key] > 0 for key in ("width", "height")),
+        "an integer 'id', a 'file_name' and a positive 'width' and 'height'"),
+    "categories": ("category", lambda category: isinstance(category.get("name"), str), "an integer 'id' and a 'name'"),
+}  # fmt: skip
+
+
+def _by_id(document, key, path):
+    """{id: entry} of the list `document[key]` ("images" or "categories"); a malformed entry
+    or an id given twice is an error."""
+    what, valid, needs = ENTRIES[key]
+    found = {}
+    for number, entry in enumerate(document[key]):
+        if not isinstance(entry, dict) or not _is_int(entry.get("id")) or not valid(entry):
+            raise KsegError(f"{path}: {key}[{number}] needs {needs}. Received: {brief(entry)}")
+        if entry["id"] in found:
+            raise KsegError(f"{path}: {what} id {entry['id']} is given twice")
+        found[entry["id"]] = entry
+    return found
 
 
 def _polygon_problem(polygon):
@@ -212,7 +215,7 @@ def _region(annotation, where, height, width, source, problems):
         if size != [height, width]:
             return bad(f"its RLE size {brief(size)} is not the image's [height, width] [{height}, {width}]")
         if isinstance(counts, list):  # uncompressed RLE
-            if not all(is_int(v) and v >= 0 for v in counts) or sum(counts) != height * width:
+            if not all(_is_int(v) and v >= 0 for v in counts) or sum(counts) != height * width:
                 return bad(f"its RLE counts do not add up to the image's {height * width} pixels "
                            "(or are not whole numbers)")  # fmt: skip
             rle = coco_mask.frPyObjects(segmentation, height, width)

@@ -297,10 +297,6 @@ class ClassTable:
         self.id.update({name: index for index, name in enumerate(self.names)})
 
 
-def is_int(value):
-    return isinstance(value, int) and not isinstance(value, bool)
-
-
 def images_by_stem(folder, problems):
     found = collections.defaultdict(list)
     for path in list_image_files(folder):
