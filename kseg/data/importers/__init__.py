@@ -12,7 +12,7 @@ One module reads each (labelme.py, coco.py, colour_masks.py for cvat and camvid-
 pix2pix.py), each as a class built from SOURCE and `ImportOptions` that reads the class
 list (`classes`, a `common.ClassTable`), one task per image (`tasks`) and the problems
 found on the way (`problems`), and whose `convert(task)` -> (Sample or None, problems,
-counts) reads one image; `common.py` holds what they share. This module runs the
+counts or None) reads one image; `common.py` holds what they share. This module runs the
 conversions on reader threads and writes the dataset.
 
 Each becomes the folder layout of `kseg.data.folder`: images/[SPLIT/], masks/[SPLIT/]
@@ -71,14 +71,14 @@ __all__ = [
 IMPORTERS = dict(zip(FORMATS, (LabelMe, Coco, Cvat, CamvidKaggle, Pix2pixCityscapes)))
 
 
-def _classes_yaml(result, source, pooled):
+def _classes_yaml(result, source):
     entries = [{"name": name, "color": list(colour)} for name, colour in zip(result.names, result.colours)]
     text = yaml.safe_dump({"classes": entries}, sort_keys=False, allow_unicode=True, default_flow_style=None,
                           width=1000)  # fmt: skip
     header = [f"# classes.yaml written by `kseg data import {result.format}` from {source}.",
               "# Masks are index PNGs: class k is stored as k, 255 is ignored (void, crowd, unknown).",
               "# The colours are for pictures kseg draws. The format: docs/datasets.md."]
-    if pooled:
+    if "" in result.images:  # one pool
         text += (f"# No split folders: validation holds out val_fraction of the images, chosen by the seed.\n"
                  f"splits: {{val_fraction: {DEFAULT_VAL_FRACTION}, seed: {DEFAULT_SPLIT_SEED}}}\n")  # fmt: skip
     return "\n".join(header) + "\n" + text
@@ -140,12 +140,12 @@ def import_dataset(format, source, out_dir, options=DEFAULTS, progress=False, on
     created = missing_folders(os.path.dirname(os.path.abspath(out_dir)))  # removed again on failure
     try:
         with checked, writing(out_dir, directory=True) as temporary:
-            splits = _convert_all(importer, temporary, result, note, progress, options.workers)
+            _convert_all(importer, temporary, result, note, progress, options.workers)
             if options.strict and result.problems:
                 raise KsegError(f"{source}: {len(result.problems)} problem(s) (listed above; first: "
                                 f"{result.problems[0]}); nothing was written (without --strict these are left "
                                 "out or ignored and the rest is imported)")  # fmt: skip
-            write_bytes(os.path.join(temporary, CLASSES_FILE), _classes_yaml(result, source, "" in splits).encode())
+            write_bytes(os.path.join(temporary, CLASSES_FILE), _classes_yaml(result, source).encode())
             write_bytes(os.path.join(temporary, REPORT_FILE), _report_text(result, source).encode())
             if os.path.lexists(out_dir):  # made meanwhile: never replaced
                 raise KsegError(f"OUT_DIR {out_dir}: appeared while importing; it is not replaced, choose "
@@ -160,8 +160,8 @@ def import_dataset(format, source, out_dir, options=DEFAULTS, progress=False, on
 
 def _convert_all(importer, folder, result, note, progress, workers):
     """Converts every task on reader threads and writes each sample into `folder`, counting
-    into `result`; returns the set of splits written ("" for one pool)."""
-    splits, stems = set(), {}
+    into `result`."""
+    stems = {}
     with progress_bar(len(importer.tasks), f"importing {result.format}", "image", enabled=progress) as bar, \
             contextlib.closing(ordered_map(importer.convert, importer.tasks, workers)) as converted:
         for sample, problems, counts in converted:
@@ -170,28 +170,26 @@ def _convert_all(importer, folder, result, note, progress, workers):
             if sample is None:
                 continue
             result.counts.update(counts)
-            where = sample.origin
             key = (sample.split, sample.stem)
             if key in stems or not sample.stem or sample.stem.startswith("."):
-                note([ImportProblem(where, f"another image is already imported as {sample.stem!r} (from "
+                note([ImportProblem(sample.origin, f"another image is already imported as {sample.stem!r} (from "
                                     f"{stems.get(key)}); names must differ" if key in stems else
                                     "a file name kseg cannot use", IMAGE_LEFT_OUT)])  # fmt: skip
                 continue
-            stems[key] = where
+            stems[key] = sample.origin
             _write_sample(folder, sample)
-            splits.add(sample.split)
             result.images[sample.split] += 1
             pixels = np.bincount(sample.mask.ravel(), minlength=256)
             result.class_pixels += pixels[: len(result.names)]
             result.ignored_pixels += int(pixels[IGNORE_INDEX])
             if isinstance(importer, Pix2pixCityscapes):
-                result.uncertain[where] = (sample.uncertain, sample.void, int(sample.mask.size))
+                result.uncertain[sample.origin] = (sample.uncertain, sample.void, int(sample.mask.size))
     if not result.images:
         first = f"; first problem: {result.problems[0]}" if result.problems else ""
         raise KsegError(f"{importer.source}: no image could be imported{first}")
-    if "" in splits and len(splits) > 1:
+    if "" in result.images and len(result.images) > 1:
         raise KsegError(f"{importer.source}: some images belong to a split and some to none")
-    return splits
+
 
 
 def _write_sample(folder, sample):

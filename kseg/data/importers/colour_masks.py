@@ -1,7 +1,6 @@
 """Datasets of colour masks with a colour table: CVAT's "Segmentation mask 1.1" export
 (labelmap.txt) and Kaggle's CamVid (class_dict.csv) (docs/importing.md)."""
 
-import collections
 import csv
 import io
 import os
@@ -52,7 +51,7 @@ class ColourMasks:
         if colour is None or not same_size(read[0], colour, image_path, mask_path, problems):
             return None, problems, None
         mask = colours_to_ids(colour, self.table, mask_path, self.colour_file, problems)
-        return Sample(stem_of(image_path), split, *read, mask, origin=image_path), problems, collections.Counter()
+        return Sample(stem_of(image_path), split, *read, mask, origin=image_path), problems, None
 
 
 class Cvat(ColourMasks):

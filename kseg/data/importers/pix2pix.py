@@ -2,7 +2,6 @@
 side by side; each label pixel takes the nearest Cityscapes colour within a tolerance
 (docs/importing.md#pix2pix-cityscapes-kaggle-cityscapes-image-pairs)."""
 
-import collections
 import os
 
 import numpy as np
@@ -68,7 +67,7 @@ class Pix2pixCityscapes:
         mask, uncertain, void = self.nearest(label)
         sample = Sample(stem_of(path), split, np.ascontiguousarray(photo), None, ".png", mask, uncertain, void,
                         origin=path)
-        return sample, problems, collections.Counter()
+        return sample, problems, None
 
     def nearest(self, label):
         """(train ids, pixels beyond the tolerance, pixels of void colours) of a colour label."""
