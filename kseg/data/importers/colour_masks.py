@@ -1,27 +1,80 @@
 """Datasets of colour masks with a colour table: CVAT's "Segmentation mask 1.1" export
 (labelmap.txt) and Kaggle's CamVid (class_dict.csv) (docs/importing.md)."""
 
+import collections
 import csv
 import io
 import os
 
+import numpy as np
+from PIL import Image
+
 from kseg.data.importers.common import (
     DEFAULTS,
+    IGNORED,
     IMAGE_LEFT_OUT,
     ClassTable,
     ImportProblem,
     Sample,
-    colours_to_ids,
-    images_by_stem,
-    read_colour_mask,
+    left_out,
     read_image_file,
     require_folder,
-    same_size,
     stem_of,
+    swapped_note,
 )
 from kseg.errors import KsegError
 from kseg.files import brief, read_text
-from kseg.images import list_image_files
+from kseg.images import ImageError, check_pixels, list_image_files, probe, read_file
+from kseg.labels import IGNORE_INDEX
+
+
+def colours_to_ids(rgb, table, where, what, problems):
+    """Maps an RGB mask to train ids through {colour: id}; colours not in the table are
+    ignored and named."""
+    wide = rgb.astype(np.int64)
+    keys, inverse = np.unique((wide[..., 0] << 16) | (wide[..., 1] << 8) | wide[..., 2], return_inverse=True)
+    ids = np.array([table.get((int(k >> 16), int((k >> 8) & 255), int(k & 255)), -1) for k in keys], np.int16)
+    unknown = keys[ids < 0]
+    if unknown.size:
+        counts = np.bincount(inverse.ravel(), minlength=len(keys))[ids < 0]
+        shown = ", ".join(f"[{k >> 16}, {(k >> 8) & 255}, {k & 255}] ({n} px)" for k, n in zip(unknown[:4], counts[:4]))
+        more = f" and {unknown.size - 4} more" if unknown.size > 4 else ""
+        problems.append(ImportProblem(where, f"{int(counts.sum())} px of {unknown.size} colour(s) not in {what}: "
+                                      f"{shown}{more}", IGNORED))  # fmt: skip
+    ids[ids < 0] = IGNORE_INDEX
+    return ids.astype(np.uint8)[inverse.reshape(rgb.shape[:2])]
+
+
+def read_colour_mask(path, problems):
+    """An RGB colour mask (palette PNGs through their palette), or None and a problem."""
+    try:
+        data = read_file(path, "mask file")
+        header = probe(data)
+        check_pixels(header, path, "mask")
+        if header.lossy:
+            raise ImageError(f"{path}: mask is stored as {header.lossy}, a lossy format: its colours are "
+                             "not exact")  # fmt: skip
+        with Image.open(io.BytesIO(data)) as image:
+            return np.asarray(image.convert("RGB"))
+    except KsegError as error:
+        problems.append(left_out(path, error))
+    except Exception:  # noqa: BLE001 - Pillow raises many types for damaged files
+        problems.append(ImportProblem(path, "not a readable image (corrupt, truncated or unknown format)",
+                                      IMAGE_LEFT_OUT))  # fmt: skip
+    return None
+
+
+def images_by_stem(folder, problems):
+    found = collections.defaultdict(list)
+    for path in list_image_files(folder):
+        found[stem_of(path)].append(path)
+    for stem, paths in list(found.items()):
+        if len(paths) > 1:
+            for path in paths:
+                problems.append(ImportProblem(path, f"{len(paths)} images are named {stem}: which one is "
+                                              "annotated is unknown", IMAGE_LEFT_OUT))  # fmt: skip
+            del found[stem]
+    return {stem: paths[0] for stem, paths in found.items()}
 
 
 def _rgb(values):
@@ -48,7 +101,12 @@ class ColourMasks:
         problems = []
         read = read_image_file(image_path, problems)
         colour = read_colour_mask(mask_path, problems) if read else None
-        if colour is None or not same_size(read[0], colour, image_path, mask_path, problems):
+        if colour is not None and colour.shape[:2] != read[0].shape[:2]:
+            (height, width), size = read[0].shape[:2], colour.shape[:2]
+            problems.append(ImportProblem(mask_path, f"mask is {size[1]}x{size[0]}, its image {image_path} "
+                                          f"{width}x{height}{swapped_note(size, (height, width))}", IMAGE_LEFT_OUT))
+            colour = None
+        if colour is None:
             return None, problems, None
         mask = colours_to_ids(colour, self.table, mask_path, self.colour_file, problems)
         return Sample(stem_of(image_path), split, *read, mask, origin=image_path), problems, None

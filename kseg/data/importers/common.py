@@ -1,21 +1,19 @@
-"""What every importer of `kseg.data.importers` shares: the problem record, the converted
-sample, the result and its summary, the class table, and the readers of images and colour
-masks that turn a bad file into a named problem instead of an exception."""
+"""What every importer of `kseg.data.importers` shares: the options, the problem record, the
+converted sample, the result and its summary, the class table, and the image reader that
+turns a bad file into a named problem instead of an exception."""
 
 import collections
 import dataclasses
-import io
 import os
 
 import numpy as np
-from PIL import Image
 
 from kseg.choices import CROWD, UNLABELLED
 from kseg.data.folder import DEFAULT_SPLIT_SEED, DEFAULT_VAL_FRACTION, MAX_CLASS_NAME, MAX_CLASSES
 from kseg.data.readers import read_rgb_image
 from kseg.errors import KsegError
 from kseg.files import brief
-from kseg.images import ImageError, check_pixels, list_image_files, probe, read_file, read_image
+from kseg.images import ImageError, probe, read_file, read_image
 from kseg.labels import IGNORE_INDEX, default_palette
 
 REPORT_FILE = "import-report.txt"
@@ -215,57 +213,12 @@ def stem_of(path):
     return os.path.splitext(os.path.basename(path))[0]
 
 
-def colours_to_ids(rgb, table, where, what, problems):
-    """Maps an RGB mask to train ids through {colour: id}; colours not in the table are
-    ignored and named."""
-    wide = rgb.astype(np.int64)
-    keys, inverse = np.unique((wide[..., 0] << 16) | (wide[..., 1] << 8) | wide[..., 2], return_inverse=True)
-    ids = np.array([table.get((int(k >> 16), int((k >> 8) & 255), int(k & 255)), -1) for k in keys], np.int16)
-    unknown = keys[ids < 0]
-    if unknown.size:
-        counts = np.bincount(inverse.ravel(), minlength=len(keys))[ids < 0]
-        shown = ", ".join(f"[{k >> 16}, {(k >> 8) & 255}, {k & 255}] ({n} px)" for k, n in zip(unknown[:4], counts[:4]))
-        more = f" and {unknown.size - 4} more" if unknown.size > 4 else ""
-        problems.append(ImportProblem(where, f"{int(counts.sum())} px of {unknown.size} colour(s) not in {what}: "
-                                      f"{shown}{more}", IGNORED))  # fmt: skip
-    ids[ids < 0] = IGNORE_INDEX
-    return ids.astype(np.uint8)[inverse.reshape(rgb.shape[:2])]
-
-
-def read_colour_mask(path, problems):
-    """An RGB colour mask (palette PNGs through their palette), or None and a problem."""
-    try:
-        data = read_file(path, "mask file")
-        header = probe(data)
-        check_pixels(header, path, "mask")
-        if header.lossy:
-            raise ImageError(f"{path}: mask is stored as {header.lossy}, a lossy format: its colours are "
-                             "not exact")  # fmt: skip
-        with Image.open(io.BytesIO(data)) as image:
-            return np.asarray(image.convert("RGB"))
-    except KsegError as error:
-        problems.append(left_out(path, error))
-    except Exception:  # noqa: BLE001 - Pillow raises many types for damaged files
-        problems.append(ImportProblem(path, "not a readable image (corrupt, truncated or unknown format)",
-                                      IMAGE_LEFT_OUT))  # fmt: skip
-    return None
-
-
 def swapped_note(expected, found):
     """A hint when two (height, width) sizes are each other turned by 90 degrees."""
     if tuple(expected) == tuple(found)[::-1] and expected[0] != expected[1]:
         return (" (width and height swapped: the image's EXIF orientation turns it, and the annotation was "
                 "made on the stored pixels or the other way round)")
     return ""
-
-
-def same_size(rgb, mask, image_path, mask_path, problems):
-    if rgb.shape[:2] == mask.shape[:2]:
-        return True
-    problems.append(ImportProblem(mask_path, f"mask is {mask.shape[1]}x{mask.shape[0]}, its image {image_path} "
-                                  f"{rgb.shape[1]}x{rgb.shape[0]}{swapped_note(mask.shape[:2], rgb.shape[:2])}",
-                                  IMAGE_LEFT_OUT))  # fmt: skip
-    return False
 
 
 class ClassTable:
@@ -295,16 +248,3 @@ class ClassTable:
                             "kseg needs at least 2")  # fmt: skip
         self.id = {name: IGNORE_INDEX for name in ignore}
         self.id.update({name: index for index, name in enumerate(self.names)})
-
-
-def images_by_stem(folder, problems):
-    found = collections.defaultdict(list)
-    for path in list_image_files(folder):
-        found[stem_of(path)].append(path)
-    for stem, paths in list(found.items()):
-        if len(paths) > 1:
-            for path in paths:
-                problems.append(ImportProblem(path, f"{len(paths)} images are named {stem}: which one is "
-                                              "annotated is unknown", IMAGE_LEFT_OUT))  # fmt: skip
-            del found[stem]
-    return {stem: paths[0] for stem, paths in found.items()}
