@@ -127,6 +127,28 @@ def _json_files(folder):
                   for name in names if name.lower().endswith(".json") and not name.startswith("."))
 
 
+def _image_of(document, path, problems):
+    """The image of a LabelMe file (`read_image_file`'s answer): its imageData, else its imagePath."""
+    encoded = document.get("imageData")
+    if isinstance(encoded, str) and encoded:
+        try:
+            data = base64.b64decode(encoded, validate=True)
+        except (binascii.Error, ValueError):
+            problems.append(ImportProblem(path, "imageData is not base64 data", IMAGE_LEFT_OUT))
+            return None
+        return read_image_file(f"{path} (imageData)", problems, data)
+    name = document.get("imagePath")
+    if not isinstance(name, str) or not name:
+        problems.append(ImportProblem(path, "no imagePath and no imageData: image missing", IMAGE_LEFT_OUT))
+        return None
+    image_path = os.path.join(os.path.dirname(path), name.replace("\\", "/"))  # Windows-made files
+    if not os.path.exists(image_path):
+        problems.append(ImportProblem(path, f"image missing: imagePath {brief(name)} is not there "
+                                      f"({image_path}) and there is no imageData", IMAGE_LEFT_OUT))  # fmt: skip
+        return None
+    return read_image_file(image_path, problems)
+
+
 class LabelMe:
     """LabelMe: SOURCE is a folder of .json files (searched recursively) or one .json.
 
@@ -148,24 +170,23 @@ class LabelMe:
             files = _json_files(self.source)
             if not files:
                 raise KsegError(f"{self.source}: no LabelMe .json file found (searched every folder inside)")
-            splits = {split: folder for split, folder in split_folders(self.source).items() if _json_files(folder)}
-            self.tasks = [(split, path) for split, folder in splits.items() for path in _json_files(folder)]
-            if not splits:
-                self.tasks = [("", path) for path in files]
+            splits = {split: _json_files(folder) for split, folder in split_folders(self.source).items()}
+            splits = {split: paths for split, paths in splits.items() if paths} or {"": files}
+            self.tasks = [(split, path) for split, paths in splits.items() for path in paths]
             for path in sorted(set(files) - {path for _, path in self.tasks}):
                 self.problems.append(ImportProblem(path, f"not in a split folder ({', '.join(sorted(splits))}) "
                                                    "while the others are", IMAGE_LEFT_OUT))  # fmt: skip
-        found = set()
-        for _, path in self.tasks:  # a first pass for the class list; problems are named later
-            with contextlib.suppress(KsegError):
-                document = load_json(path, "LabelMe file")
-                for shape in document.get("shapes") or () if isinstance(document, dict) else ():
-                    if isinstance(shape, dict) and isinstance(shape.get("label"), str):
-                        found.add(shape["label"])
         if labels_file:
             listed = [line.strip() for line in read_text(labels_file, "labels file").splitlines()]
             listed = [name for name in listed if name and name != LABELME_IGNORE]
         else:
+            found = set()
+            for _, path in self.tasks:  # a first pass for the class list; problems are named later
+                with contextlib.suppress(KsegError):
+                    document = load_json(path, "LabelMe file")
+                    for shape in document.get("shapes") or () if isinstance(document, dict) else ():
+                        if isinstance(shape, dict) and isinstance(shape.get("label"), str):
+                            found.add(shape["label"])
             listed = sorted(found - {LABELME_IGNORE})
         background = [name for name in listed if name in LABELME_BACKGROUND]
         others = [name for name in listed if name not in LABELME_BACKGROUND]
@@ -186,7 +207,7 @@ class LabelMe:
             return None, [left_out(path, error)], None
         if not isinstance(document, dict) or not isinstance(document.get("shapes"), list):
             return None, [ImportProblem(path, "not a LabelMe file (no 'shapes' list)", IMAGE_LEFT_OUT)], None
-        image = self.decode_image(document, path, problems)
+        image = _image_of(document, path, problems)
         if image is None:
             return None, problems, None
         rgb, data, extension = image
@@ -222,23 +243,3 @@ class LabelMe:
             mask[region] = value  # later shapes on top, as LabelMe draws them
             counts["shapes drawn"] += 1
         return Sample(stem_of(path), split, rgb, data, extension, mask, origin=path), problems, counts
-
-    def decode_image(self, document, path, problems):
-        encoded = document.get("imageData")
-        if isinstance(encoded, str) and encoded:
-            try:
-                data = base64.b64decode(encoded, validate=True)
-            except (binascii.Error, ValueError):
-                problems.append(ImportProblem(path, "imageData is not base64 data", IMAGE_LEFT_OUT))
-                return None
-            return read_image_file(f"{path} (imageData)", problems, data)
-        name = document.get("imagePath")
-        if not isinstance(name, str) or not name:
-            problems.append(ImportProblem(path, "no imagePath and no imageData: image missing", IMAGE_LEFT_OUT))
-            return None
-        image_path = os.path.join(os.path.dirname(path), name.replace("\\", "/"))  # Windows-made files
-        if not os.path.exists(image_path):
-            problems.append(ImportProblem(path, f"image missing: imagePath {brief(name)} is not there "
-                                          f"({image_path}) and there is no imageData", IMAGE_LEFT_OUT))  # fmt: skip
-            return None
-        return read_image_file(image_path, problems)
