@@ -60,7 +60,7 @@ class Pix2pixCityscapes:
             return None, problems, None
         pair = read[0]
         height, width = pair.shape[:2]
-        if width % 2 or width // 2 < 1:
+        if width % 2:
             return None, [ImportProblem(path, f"{width}x{height}: not two halves of equal width (photo | label)",
                                         IMAGE_LEFT_OUT)], None  # fmt: skip
         photo, label = pair[:, : width // 2], pair[:, width // 2:]
