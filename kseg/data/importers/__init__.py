@@ -191,7 +191,6 @@ def _convert_all(importer, folder, result, note, progress, workers):
         raise KsegError(f"{importer.source}: some images belong to a split and some to none")
 
 
-
 def _write_sample(folder, sample):
     """Writes one image and its mask into the scratch folder (atomically, file by file)."""
     image_path = os.path.join(folder, "images", sample.split, sample.stem + sample.extension)

@@ -35,9 +35,8 @@ class Pix2pixCityscapes:
         self.splits = [split for split in ("train", "val") if os.path.isdir(os.path.join(self.source, split))]
         if not self.splits:
             raise KsegError(f"{self.source}: no train/ or val/ folder of side-by-side JPEGs")
-        trained = trained_classes()
-        self.classes = ClassTable([name for name, _ in trained], [colour for _, colour in trained], options.ignore,
-                                  self.source)  # fmt: skip
+        names, colours = zip(*trained_classes())
+        self.classes = ClassTable(names, colours, options.ignore, self.source)
         by_colour = {}
         for label in cityscapes_labels.labels:  # every label's colour; a trained class wins a shared one
             colour = tuple(int(c) for c in label.color)
