@@ -196,20 +196,16 @@ def _region(annotation, where, height, width, source, problems):
         problems.append(ImportProblem(source, f"{where}: {message}", SHAPE_LEFT_OUT))
 
     if isinstance(segmentation, list):
-        polygons = []
         for polygon in segmentation:
             problem = _polygon_problem(polygon)
             if problem:
                 return bad(problem)
-            values = np.asarray(polygon, np.float64)
-            if values[0::2].min() < 0 or values[0::2].max() > width or values[1::2].min() < 0 or (
-                    values[1::2].max() > height):
-                problems.append(ImportProblem(source, f"{where}: points outside the {width}x{height} "
-                                              "image", KEPT))  # fmt: skip
-            polygons.append([float(v) for v in polygon])
-        if not polygons:
+            points = np.reshape(polygon, (-1, 2))
+            if (points < 0).any() or (points > (width, height)).any():
+                problems.append(ImportProblem(source, f"{where}: points outside the {width}x{height} image", KEPT))
+        if not segmentation:
             return bad("an empty segmentation")
-        rle = coco_mask.merge(coco_mask.frPyObjects(polygons, height, width))
+        rle = coco_mask.merge(coco_mask.frPyObjects(segmentation, height, width))
     elif isinstance(segmentation, dict) and "counts" in segmentation and "size" in segmentation:
         size, counts = segmentation["size"], segmentation["counts"]
         if size != [height, width]:
