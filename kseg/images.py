@@ -11,6 +11,10 @@ this module, so one set of rules holds for every verb:
   claiming more than `MAX_IMAGE_PIXELS` pixels is refused (a few bytes of PNG or JPEG can
   claim 100000x100000 pixels, 30 GB once decoded). Decoder failures (including OpenCV's
   internal errors) become one `ImageError` naming the file.
+- Pillow (`Image.open` reads headers only) gives the size of TIFF, JPEG 2000, AVIF and any
+  other format it knows, and parses every EXIF block. PNG, JPEG, WebP, BMP and GIF headers
+  are read here, by fixed fields or a bounded walk, where Pillow would be unsafe or silent
+  (each reader says why): a size Pillow cannot read is a size left unchecked.
 - EXIF orientation is applied, always, by kseg itself: the tag is read from the bytes
   (JPEG APP1, PNG eXIf, WebP EXIF, TIFF IFD0), the pixels are decoded as stored
   (`cv2.IMREAD_UNCHANGED`, which never rotates) and turned with numpy. So an image looks
@@ -115,7 +119,8 @@ class ImageHeader:
         format: str or None. "png", "jpeg", "webp", "bmp", "gif", "tiff", "jpeg2000",
             "avif", or None when not recognised here (OpenCV may still decode it).
         width, height: int or None. The claimed size.
-        pixels: int or None. width * height, or a lower bound Pillow reported.
+        pixels: int or None. width * height, or the count Pillow named when it refused
+            the size itself (its own limit is lower than kseg's).
         bit_depth, colour_type: int or None. From a PNG's IHDR.
         lossy: str or None. The lossy format's name ("JPEG", "lossy WebP", ...).
         orientation: int. The EXIF orientation, 1 (none) to 8.
@@ -143,7 +148,8 @@ def _u16be(data, offset):
 
 
 def _jpeg_segments(data):
-    """Yields (marker, payload) of a JPEG's header segments, up to the scan."""
+    """Yields (marker, payload) of a JPEG's header segments, up to the scan (by hand:
+    Pillow walks padding byte by byte in Python, minutes for a hostile 2 GiB file)."""
     position = 2
     end = len(data)
     for _ in range(1 << 16):  # a real header has a few dozen segments; never loop for long
@@ -177,16 +183,15 @@ def _jpeg_header(data):
         if marker == 0xE1 and exif is None and payload.startswith(b"Exif\x00\x00"):
             exif = payload[6:]
         elif marker in _JPEG_SOF and len(payload) >= 5:
-            height, width = _u16be(payload, 1), _u16be(payload, 3)
-            found = ImageHeader("jpeg", width, height, lossy="JPEG")
-            found.orientation = _orientation_from_exif(exif)
-            return found
+            header = ImageHeader("jpeg", _u16be(payload, 3), _u16be(payload, 1), lossy="JPEG")
+            break
     header.orientation = _orientation_from_exif(exif)
     return header
 
 
 def _png_exif(data):
-    """The payload of a PNG's eXIf chunk (found by its CRC, before or after IDAT)."""
+    """The payload of a PNG's eXIf chunk (found by its CRC, before or after IDAT; by hand:
+    Pillow reaches one after IDAT only by decoding the pixels)."""
     start = 8
     for _ in range(16):
         index = data.find(b"eXIf", start)
@@ -203,6 +208,7 @@ def _png_exif(data):
 
 
 def _png_header(data):
+    # IHDR by hand: Pillow gives neither bit depth nor colour type; the size is in the same bytes.
     if len(data) < 26 or data[12:16] != b"IHDR":
         return ImageHeader("png")
     width, height = struct.unpack_from(">II", data, 16)
@@ -212,6 +218,7 @@ def _png_header(data):
 
 
 def _webp_header(data):
+    # By hand: Pillow hides whether a frame is lossy, and gives libwebp the file before the size.
     header = ImageHeader("webp")
     exif = None
     position = 12
@@ -248,6 +255,7 @@ def _webp_header(data):
 
 
 def _bmp_header(data):
+    # By hand: Pillow refuses info-header sizes it does not list (48 bytes, say) that OpenCV decodes.
     if len(data) < 26:
         return ImageHeader("bmp")
     info_size = struct.unpack_from("<I", data, 14)[0]
@@ -259,7 +267,7 @@ def _bmp_header(data):
 
 
 def _pillow_header(data, format=None, lossy=None):
-    """The size Pillow reads from the header (TIFF, JPEG 2000 and the rest)."""
+    """The size Pillow reads from the header (TIFF, JPEG 2000, AVIF and the rest)."""
     header = ImageHeader(format, lossy=lossy)
     try:
         with warnings.catch_warnings():
@@ -298,13 +306,13 @@ def probe(data):
             return _webp_header(data)
         if data.startswith(b"BM"):
             return _bmp_header(data)
-        if data[:6] in (b"GIF87a", b"GIF89a") and len(data) >= 10:
+        if data[:6] in (b"GIF87a", b"GIF89a") and len(data) >= 10:  # Pillow wants a first frame too
             width, height = struct.unpack_from("<HH", data, 6)
             return ImageHeader("gif", width, height)
         if data.startswith(JP2_SIGNATURE) or data.startswith(J2K_SIGNATURE):
             return _pillow_header(data, "jpeg2000", lossy="JPEG 2000")
         if data[4:8] == b"ftyp" and data[8:12] in (b"avif", b"avis", b"heic", b"heix", b"mif1"):
-            return ImageHeader("avif", lossy="AVIF/HEIF")
+            return _pillow_header(data, "avif", lossy="AVIF/HEIF")  # HEIF: Pillow cannot open it, no size
         if data[:4] in (b"II*\x00", b"MM\x00*"):
             header = _pillow_header(data, "tiff")
             header.orientation = _orientation_from_exif(data)

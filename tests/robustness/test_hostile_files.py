@@ -39,7 +39,7 @@ from kseg.data import get_dataset_spec
 from kseg.data.readers import read_colour_or_index_mask, read_index_mask, read_rgb_image
 from kseg.data.verify import verify_dataset
 from kseg.errors import KsegError
-from kseg.images import ImageError, read_image, read_mask
+from kseg.images import ImageError, probe, read_image, read_mask
 
 SIZE = (24, 32)
 TIMEOUT = 60  # seconds for a subprocess verb; a hang fails instead of blocking
@@ -253,6 +253,22 @@ def test_headers_claiming_huge_sizes_are_refused_before_decoding(tmp_path):
             assert time.monotonic() - started < 2, name
 
 
+def test_sizes_pillow_would_not_read_are_still_checked(tmp_path):
+    bmp = bytearray(cv2.imencode(".bmp", np.zeros((8, 8, 3), np.uint8))[1].tobytes())
+    bmp[14:26] = struct.pack("<Iii", 48, 50000, 50000)  # an info-header size Pillow refuses
+    png = _patch_ihdr(_png(np.zeros((8, 8), np.uint8)), 100000, 100000)[:40]  # cut after IHDR
+    for name, data in (("odd.bmp", bytes(bmp)), ("cut.png", png)):
+        with pytest.raises(ImageError, match="limit of 268 Mpx"):
+            read_image(_write(tmp_path / name, data))
+    buffer = io.BytesIO()
+    try:
+        Image.fromarray(_rgb()).save(buffer, "AVIF")
+    except (KeyError, OSError):
+        return  # Pillow without AVIF
+    header = probe(buffer.getvalue())
+    assert (header.format, header.width, header.height, header.lossy) == ("avif", 32, 24, "AVIF/HEIF")
+
+
 def test_verify_reports_a_bomb_and_goes_on(tmp_path):
     root = _folder(tmp_path / "d")
     _write(os.path.join(root, "images", "bad.png"), _patch_ihdr(_png(_rgb(5)), 100000, 100000))
@@ -432,6 +448,18 @@ def test_every_reader_applies_exif_orientation_like_pillow(tmp_path, orientation
     with Image.open(mask_path) as image:
         expected = np.array(ImageOps.exif_transpose(image))
     np.testing.assert_array_equal(read_index_mask(mask_path), expected)
+
+
+def test_png_exif_after_the_pixel_data_is_applied_after_the_size_check(tmp_path):
+    rgb = _rgb(4, (5, 7))
+    data = _png(rgb, exif=_exif(6))
+    start = data.find(b"eXIf") - 4
+    chunk = data[start: start + 12 + struct.unpack_from(">I", data, start)[0]]
+    late = data[:start] + data[start + len(chunk): -12] + chunk + data[-12:]  # just before IEND
+    assert late.find(b"eXIf") > late.find(b"IDAT")
+    np.testing.assert_array_equal(read_image(_write(tmp_path / "late.png", late)), np.rot90(rgb, -1))
+    with pytest.raises(ImageError, match="100000x100000"):
+        read_image(_write(tmp_path / "bomb.png", _patch_ihdr(late, 100000, 100000)))
 
 
 def test_predict_and_training_readers_agree_on_a_rotated_jpeg(tmp_path):
