@@ -248,6 +248,29 @@ def test_coco_polygons_rle_and_crowd(tmp_path):
     assert "1 crowd regions" in result.output and "3 objects drawn" in result.output
 
 
+def test_coco_hostile_rle_and_coordinates_are_left_out(tmp_path):
+    """A compressed RLE whose runs miss pixels (pycocotools would fill them from stale
+    memory) and a polygon with a 400-digit coordinate are each named and left out."""
+    write_png(tmp_path / "x.png", random_image(np.random.default_rng(7), 8, 10))
+    square = np.zeros((8, 10), np.uint8)
+    square[2:6, 3:8] = 1
+    counts = coco_mask.encode(np.asfortranarray(square))["counts"].decode()
+    segmentations = [{"size": [8, 10], "counts": counts[:-1]}, {"size": [8, 10], "counts": counts + "~"},
+                     [[1, 1, 10**400, 1, 5, 5]], {"size": [8, 10], "counts": counts}]
+    source = tmp_path / "instances.json"
+    source.write_text(json.dumps({
+        "images": [{"id": 1, "file_name": "x.png", "width": 10, "height": 8}],
+        "annotations": [{"id": index + 1, "image_id": 1, "category_id": 1, "iscrowd": 0, "segmentation": shape}
+                        for index, shape in enumerate(segmentations)],
+        "categories": [{"id": 1, "name": "box"}]}))
+    result = run("coco", source, tmp_path / "out")
+    assert result.exit_code == 0, result.output
+    for index in (0, 1):
+        assert f"annotations[{index}] (id {index + 1}, image x.png): its RLE counts do not add up" in result.output
+    assert "annotations[2] (id 3, image x.png): a polygon must be a list of numbers" in result.output
+    np.testing.assert_array_equal(mask_of(tmp_path / "out", "x"), square)  # the valid RLE alone
+
+
 def test_coco_crowd_as_class_and_unlabelled_ignored(tmp_path):
     write_png(tmp_path / "x.png", random_image(np.random.default_rng(6), 8, 10))
     crowd = np.zeros((8, 10), bool)

@@ -2,7 +2,6 @@
 drawn as their class (docs/importing.md#coco)."""
 
 import collections
-import math
 import os
 
 import numpy as np
@@ -176,10 +175,42 @@ def _by_id(document, key, path):
     return found
 
 
+# The largest coordinate kseg reads: far beyond any image, and within pycocotools' doubles.
+COORDINATE_LIMIT = 1 << 31
+RLE_STRING_LIMIT = 1 << 26
+
+
+def compressed_rle_counts(text):
+    """The run lengths a COCO compressed RLE string holds, or None when it is not one.
+
+    By hand because pycocotools reads them only inside its C decoder, which fills the mask
+    with whatever memory held when the runs do not cover the image exactly. Each run is a
+    little-endian group of 5-bit digits (characters 48..111, bit 5: more digits, bit 4 of
+    the last: negative); from the fourth run on, each is stored as a difference to the
+    run two before it.
+    """
+    if len(text) > RLE_STRING_LIMIT:
+        return None
+    runs, value, shift = [], 0, 0
+    for character in text:
+        digit = ord(character) - 48
+        if not 0 <= digit < 64:
+            return None
+        value |= (digit & 0x1F) << shift
+        shift += 5
+        if digit & 0x20:
+            continue
+        if digit & 0x10:
+            value -= 1 << shift
+        runs.append(value + (runs[-2] if len(runs) > 2 else 0))
+        value, shift = 0, 0
+    return runs if shift == 0 else None
+
+
 def _polygon_problem(polygon):
     """Why `polygon` is no COCO polygon ([x1, y1, x2, y2, ...], 3 points or more), or None."""
     if not isinstance(polygon, list) or not all(isinstance(v, (int, float)) and not isinstance(v, bool)
-                                                and math.isfinite(v) for v in polygon):
+                                                and abs(v) < COORDINATE_LIMIT for v in polygon):  # NaN fails too
         return f"a polygon must be a list of numbers [x1, y1, x2, y2, ...]. Received: {brief(polygon)}"
     if len(polygon) % 2:
         return f"a polygon with an odd count of coordinates ({len(polygon)})"
@@ -216,7 +247,11 @@ def _region(annotation, where, height, width, source, problems):
                            "(or are not whole numbers)")  # fmt: skip
             rle = coco_mask.frPyObjects(segmentation, height, width)
         elif isinstance(counts, str):  # compressed RLE
-            rle = {"size": [height, width], "counts": counts.encode("ascii", "replace")}
+            runs = compressed_rle_counts(counts)
+            if runs is None or min(runs, default=0) < 0 or sum(runs) != height * width:
+                return bad(f"its RLE counts do not add up to the image's {height * width} pixels "
+                           "(or are not a valid compressed RLE string)")  # fmt: skip
+            rle = {"size": [height, width], "counts": counts.encode("ascii")}
         else:
             return bad(f"RLE counts are neither a list nor a string. Received: {brief(counts)}")
     else:
