@@ -86,17 +86,10 @@ def parse_tta(values):
             if item == "flip":
                 flip = True
             elif item.startswith("scales="):
-                texts = [text for text in item[len("scales="):].split(",") if text.strip()]
+                texts = tuple(text for text in item[len("scales="):].split(",") if text.strip())
                 if not texts:
                     raise KsegError(f"--tta {value!r}: scales= needs numbers, e.g. scales=0.75,1,1.25")
-                if len(texts) > MAX_TTA_SCALES:
-                    raise KsegError(
-                        f"--tta scales: {len(texts)} scales, at most {MAX_TTA_SCALES} are accepted"
-                    )
-                scales = tuple(
-                    check_number(text, "--tta scales", 0, MAX_TTA_SCALE, min_open=True)
-                    for text in texts
-                )
+                scales = TTA(scales=texts).scales  # checked as it is read: a later --tta does not hide it
             else:
                 raise KsegError(
                     f"--tta {value!r}: unknown augmentation {item!r}; use flip, "
@@ -269,13 +262,11 @@ def label_dtype(num_classes):
 def predict_labels(model, image, tile=None, overlap=64, tta=TTA(), blend="center"):
     """Class map (H, W) uint8 of one uint8 RGB image: whole-image, or tiled if `tile`."""
     if tile is None:
-        logits = check_finite_logits(predict_logits(model, image, tta))
-        return np.argmax(logits, axis=-1).astype(label_dtype(logits.shape[-1]))
-    strips = []
-    for _, logits in iter_tiled_logits(model, image, tile, overlap, tta, blend):
-        check_finite_logits(logits)
-        strips.append(np.argmax(logits, axis=-1).astype(label_dtype(logits.shape[-1])))
-    return np.concatenate(strips, axis=0)
+        strips = [(0, predict_logits(model, image, tta))]
+    else:
+        strips = iter_tiled_logits(model, image, tile, overlap, tta, blend)
+    return np.concatenate([np.argmax(check_finite_logits(logits), axis=-1).astype(label_dtype(logits.shape[-1]))
+                           for _, logits in strips], axis=0)  # fmt: skip
 
 
 def check_finite_logits(logits):
