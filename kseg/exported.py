@@ -36,6 +36,7 @@ Class names and colours, first found wins (`export_classes`):
 
 import logging
 import os
+import types
 
 import cv2
 import numpy as np
@@ -166,7 +167,9 @@ class ExportedPredictor:
         if size[0] <= self.input_size[0] and size[1] <= self.input_size[1]:
             return self._padded(image)
         overlap = min(TILE_OVERLAP, min(self.input_size) // 4)
-        return tiled_logits(_Padding(self), image, self.input_size, overlap)
+        # the tiling code sees a model whose tiles, none larger than the input size, are padded to it
+        padding = types.SimpleNamespace(predict_on_batch=lambda tiles: np.stack([self._padded(t) for t in tiles]))
+        return tiled_logits(padding, image, self.input_size, overlap)
 
     def _padded(self, image):
         """Logits of an image no larger than the input size: padded by reflection at the
@@ -184,17 +187,6 @@ class ExportedPredictor:
     def predict_on_batch(self, images):
         """Logits (N, H, W, C) of a batch of same-sized RGB images (N, H, W, 3)."""
         return np.stack([self.logits(image) for image in np.asarray(images)])
-
-
-class _Padding:
-    """An `ExportedPredictor` seen by the tiling code: each tile no larger than the file's
-    input size is padded to it (`ExportedPredictor._padded`)."""
-
-    def __init__(self, predictor):
-        self.predictor = predictor
-
-    def predict_on_batch(self, tiles):
-        return np.stack([self.predictor._padded(np.asarray(tile)) for tile in tiles])
 
 
 def _brief(error):
