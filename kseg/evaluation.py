@@ -25,6 +25,7 @@ where it still counts in t_l (a false negative) but as no class's false positive
 matrices are the same counts relabelled, so every per-class IoU, and their mean, agree.
 """
 
+import contextlib
 import dataclasses
 import json
 import logging
@@ -230,23 +231,20 @@ def evaluate_model(model, spec, split="val", options=None, examples=0, progress=
     seen, kept = 0, []
     # examples spread evenly over the split: its first images are often one scene's frames
     wanted = set(np.linspace(0, total - 1, min(examples, total)).round().astype(int).tolist()) if examples else set()
-    bar = progress_bar(total, f"evaluating {split}", "img", enabled=progress)
-    try:  # the bar is cleared before an error message is printed
-        with data_errors():
-            for images, masks in dataset:
-                images, masks = np.asarray(images), np.asarray(masks)  # tf.data or numpy batches
-                images, masks = images[: total - seen], masks[: total - seen]
-                logits = np.asarray(model.predict_on_batch(images))
-                if not np.isfinite(logits).all():  # argmax would score NaN as class 0
-                    raise KsegError(nonfinite_logits_message(source) + "; no metrics computed")
-                predictions = logits.argmax(axis=-1)
-                confusion += confusion_matrix(masks, predictions, spec.num_classes, spec.ignore_index)
-                kept.extend(example for index, example in enumerate(zip(images, masks, predictions), seen)
-                            if index in wanted)  # fmt: skip
-                seen += len(images)
-                bar.update(len(images))
-    finally:
-        bar.close()
+    # the bar is cleared before an error message is printed
+    with progress_bar(total, f"evaluating {split}", "img", enabled=progress) as bar, data_errors():
+        for images, masks in dataset:
+            images, masks = np.asarray(images), np.asarray(masks)  # tf.data or numpy batches
+            images, masks = images[: total - seen], masks[: total - seen]
+            logits = np.asarray(model.predict_on_batch(images))
+            if not np.isfinite(logits).all():  # argmax would score NaN as class 0
+                raise KsegError(nonfinite_logits_message(source) + "; no metrics computed")
+            predictions = logits.argmax(axis=-1)
+            confusion += confusion_matrix(masks, predictions, spec.num_classes, spec.ignore_index)
+            kept.extend(example for index, example in enumerate(zip(images, masks, predictions), seen)
+                        if index in wanted)  # fmt: skip
+            seen += len(images)
+            bar.update(len(images))
     return EvaluationResult(confusion, list(spec.class_names), seen, spec.name, split, source,
                             tuple(spec.palette), precision, kept)
 
@@ -254,25 +252,21 @@ def evaluate_model(model, spec, split="val", options=None, examples=0, progress=
 def _scoring_model(model, spec, options):
     """The model `evaluate_model` runs, the source it names and the precision it computes
     in, its class count checked against the dataset's."""
-    source, precision = "model", options.precision
     if not hasattr(model, "predict_on_batch") and export_format(model):
         model = ExportedPredictor(model)
     if isinstance(model, ExportedPredictor):
         check_dataset_classes(model, spec)
-        source, precision, outputs = model.path, "", model.num_classes
-    else:
-        if not hasattr(model, "predict_on_batch"):
-            model_path, run_dir = runs.resolve_model_path(model)
-            check_run_classes(run_dir, spec)
-            source = model_path
-            model, _ = load_segmentation_model(model_path, unsafe=options.unsafe)
-        model = inference_model(model, precision)
-        outputs = model.outputs[0].shape[-1] if getattr(model, "outputs", None) else None
+        return model, model.path, ""
+    source = "model"
+    if not hasattr(model, "predict_on_batch"):
+        source, run_dir = runs.resolve_model_path(model)
+        check_run_classes(run_dir, spec)
+        model, _ = load_segmentation_model(source, unsafe=options.unsafe)
+    model = inference_model(model, options.precision)
+    outputs = model.outputs[0].shape[-1] if getattr(model, "outputs", None) else None
     if outputs is not None and outputs != spec.num_classes:
-        raise KsegError(
-            f"{source}: the model predicts {outputs} classes but {spec.name} has {spec.num_classes}"
-        )
-    return model, source, precision
+        raise KsegError(f"{source}: the model predicts {outputs} classes but {spec.name} has {spec.num_classes}")
+    return model, source, options.precision
 
 
 def check_run_classes(run_dir, spec):
@@ -325,10 +319,6 @@ def find_prediction(stem, predictions, cityscapes=False):
         if len(matches) == 1:
             return matches[0]
     return None
-
-
-def _read_prediction(path, data=None):
-    return read_index_mask(path, data)
 
 
 def _declared_format(path):
@@ -469,11 +459,10 @@ def _score_predictions(matched, spec, table, split, progress):
     stored prediction values to train ids (or None)."""
     num_classes = spec.num_classes
     confusion = np.zeros((num_classes, num_classes + 1), np.int64)
-    bar = progress_bar(len(matched), f"scoring {split}", "img", enabled=progress)
-    try:
+    with progress_bar(len(matched), f"scoring {split}", "img", enabled=progress) as bar:
         for prediction_path, mask_path in matched:
             truth = spec.to_train_ids(spec.read_raw_mask(mask_path), mask_path)
-            prediction = _read_prediction(prediction_path)
+            prediction = read_index_mask(prediction_path)
             if prediction.shape != truth.shape:
                 raise KsegError(
                     f"{prediction_path}: prediction is {prediction.shape[1]}x{prediction.shape[0]} "
@@ -483,25 +472,18 @@ def _score_predictions(matched, spec, table, split, progress):
                 prediction = table[prediction]
             confusion += confusion_matrix(truth, prediction, num_classes, spec.ignore_index)
             bar.update(1)
-    finally:
-        bar.close()
     return confusion
 
 
-def _holds_label_ids(paths, num_train_ids=19):
+def _holds_label_ids(paths):
     for path in paths:
-        values = np.unique(_read_prediction(path))
-        if ((values >= num_train_ids) & (values < 255)).any():
+        values = np.unique(read_index_mask(path))
+        if ((values >= 19) & (values < 255)).any():  # above the 19 train ids, below ignore
             return True
     return False
 
 
 # -- outputs ------------------------------------------------------------------------------
-
-
-def metrics_json(result):
-    """`result.to_dict()` as indented JSON bytes."""
-    return (json.dumps(result.to_dict(), indent=2) + "\n").encode("utf8")
 
 
 def plot_confusion_matrix(result, path):
@@ -550,39 +532,34 @@ def plot_confusion_matrix(result, path):
     figure.savefig(path, format="png")
 
 
-def default_output_paths(split, run_dir=None, out=None, confusion_png=None):
-    """Where `kseg evaluate` writes by default: RUN_DIR/metrics-SPLIT.json for a run, and
-    the confusion matrix beside the metrics (`<out stem>-confusion.png`).
+def _report_outputs(split, chosen, exported, spec, options):
+    """Where `evaluate` writes its reports, checked against kseg's output policy
+    (`kseg.outputs`): none may be one of its inputs (the model, its classes, a class list,
+    the dataset, the predictions folder) or lie in one, nor a file kseg did not write.
+
+    Without --out a run's .keras model writes RUN_DIR/metrics-SPLIT.json. The shipped
+    model's folder is kseg's own, and a run's metrics file is its .keras model's, not an
+    export's: for those two the metrics are written only with --out. The confusion matrix
+    goes beside the metrics (`<out stem>-confusion.png`) unless --confusion-png says where.
 
     Returns:
-        tuple. (out, confusion_png), either None when nothing is to be written.
+        tuple. (out, confusion_png, kseg.outputs.Outputs for `write_reports`); out and
+        confusion_png are None when not written.
     """
-    if out is None and run_dir is not None:
-        out = os.path.join(run_dir, f"metrics-{split}.json")
+    out, confusion_png = options.out, options.confusion_png
+    if out is None and chosen and not exported and chosen.output_dir:
+        out = os.path.join(chosen.output_dir, f"metrics-{split}.json")
     if out and confusion_png is None:
         confusion_png = os.path.splitext(out)[0] + "-confusion.png"
-    return out, confusion_png
-
-
-def check_evaluate_outputs(reports, inputs):
-    """Checks an evaluation's outputs against kseg's output policy (`kseg.outputs`): none
-    may be one of `inputs` (the model, its classes, a class list, the dataset, the
-    predictions folder) or lie in one, nor a file kseg did not write.
-
-    Args:
-        reports: dict. {option: path or None}: --out, --confusion-png, --sheet.
-        inputs: list of str or None.
-
-    Returns:
-        kseg.outputs.Outputs. For `write_reports`.
-    """
-    checked = Outputs(inputs)
-    if reports.get("--out"):
-        checked.add(reports["--out"], "metrics", option="--out")
-    for option in ("--confusion-png", "--sheet"):
-        if reports.get(option):
-            checked.add(reports[option], "evaluation image", option=option)
-    return checked
+    run_dir = chosen and chosen.run_dir
+    classes = run_dir and os.path.join(run_dir, runs.CLASSES_FILE)
+    checked = Outputs([chosen and chosen.path, options.classes_file, classes, spec.root, options.predictions])
+    if out:
+        checked.add(out, "metrics", option="--out")
+    for option, path in (("--confusion-png", confusion_png), ("--sheet", options.sheet)):
+        if path:
+            checked.add(path, "evaluation image", option=option)
+    return out, confusion_png, checked
 
 
 def contact_sheet_png(result, path):
@@ -626,7 +603,7 @@ def write_reports(result, out=None, confusion_png=None, sheet_png=None, checked=
     all or none (`kseg.outputs.write_together`).
 
     Args:
-        checked: kseg.outputs.Outputs or None. From `check_evaluate_outputs`; records what
+        checked: kseg.outputs.Outputs or None. From `_report_outputs`; records what
             is written in the folders' lists of kseg's outputs.
 
     Returns:
@@ -634,7 +611,7 @@ def write_reports(result, out=None, confusion_png=None, sheet_png=None, checked=
     """
     writers, written = [], []
     if out:
-        writers.append((out, bytes_writer(metrics_json(result))))
+        writers.append((out, bytes_writer((json.dumps(result.to_dict(), indent=2) + "\n").encode("utf8"))))
         written.append(("metrics", out))
     if confusion_png:
         writers.append((confusion_png, lambda temporary: plot_confusion_matrix(result, temporary)))
@@ -642,13 +619,8 @@ def write_reports(result, out=None, confusion_png=None, sheet_png=None, checked=
     if sheet_png:
         writers.append((sheet_png, bytes_writer(contact_sheet_png(result, sheet_png))))
         written.append(("contact sheet", sheet_png))
-    if checked is not None:
-        checked.start()
-    try:
+    with checked if checked is not None else contextlib.nullcontext():
         write_together(writers)
-    finally:
-        if checked is not None:
-            checked.finish()
     return written
 
 
@@ -693,16 +665,7 @@ def evaluate(model=None, *, data, data_dir=None, split="val", options=None):
         chosen, exported = choose_model(model, "MODEL or --predictions DIR", options.precision)
         if chosen.note:
             write(chosen.note)
-    # the shipped model's folder is kseg's own, and a run's metrics file is its .keras
-    # model's: their metrics are written only with --out
-    default_dir = chosen.output_dir if chosen and not exported else None
-    out, confusion_png = default_output_paths(split, default_dir, options.out, options.confusion_png)
-    run_dir = chosen and chosen.run_dir
-    checked = check_evaluate_outputs(
-        {"--out": out, "--confusion-png": confusion_png, "--sheet": options.sheet},
-        [chosen and chosen.path, options.classes_file, run_dir and os.path.join(run_dir, runs.CLASSES_FILE),
-         spec.root, options.predictions],
-    )  # fmt: skip
+    out, confusion_png, checked = _report_outputs(split, chosen, exported, spec, options)
     if options.predictions:
         result = evaluate_predictions(options.predictions, spec, split, label_format=options.label_format)
     else:
