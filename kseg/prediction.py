@@ -78,17 +78,13 @@ def collect_images(inputs):
 
 # -- where the outputs go ---------------------------------------------------------------
 
-SUFFIXES = {"labels": ".png", "cityscapes-ids": ".png", "color": "_color.png",
-            "overlay": "_overlay.png"}
+# The outputs `--format` names, in the order messages list them, and each one's file name suffix.
+SUFFIXES = {"labels": ".png", "color": "_color.png", "overlay": "_overlay.png", "cityscapes-ids": ".png"}
+OUTPUTS = tuple(SUFFIXES)
 
 
 LEGEND_FILE = "legend.png"  # in --out, with color or overlay outputs: names and colours
 COLOURED = ("color", "overlay")
-
-
-def output_paths(out_dir, name, formats):
-    """{output kind: path} of one image's outputs (`name` is its stem under `out_dir`)."""
-    return {kind: os.path.join(out_dir, name + SUFFIXES[kind]) for kind in formats}
 
 
 def folds_case(folder):
@@ -122,7 +118,7 @@ class OutputPlan:
 
     Attributes:
         outputs: list of (image path, {kind: output path}), in input order.
-        checked: kseg.outputs.Outputs. Records them in --out's ledger (`start`, `finish`).
+        checked: kseg.outputs.Outputs. Records them in --out's ledger (a context manager).
         legend: str or None. The class legend's path.
         skipped: list of str. One line per image left out because its outputs would share
             a path with another image's.
@@ -132,12 +128,6 @@ class OutputPlan:
     checked: object
     legend: str = None
     skipped: list = dataclasses.field(default_factory=list)
-
-    def start(self):
-        self.checked.start()
-
-    def finish(self):
-        self.checked.finish()
 
 
 def plan_outputs(items, inputs, out_dir, formats):
@@ -157,7 +147,9 @@ def plan_outputs(items, inputs, out_dir, formats):
     checked = Outputs([*inputs, *(image for image, _ in items)])
     checked.check_folder(out_dir, "--out")
     fold = folds_case(out_dir)
-    owners, planned = {}, [(image, output_paths(out_dir, name, formats)) for image, name in items]
+    planned = [(image, {kind: os.path.join(out_dir, name + SUFFIXES[kind]) for kind in formats})
+               for image, name in items]  # fmt: skip
+    owners = {}
     for image, paths in planned:
         for path in paths.values():
             key = os.path.normpath(os.path.abspath(path))
@@ -266,9 +258,6 @@ class PredictCounts:
 
     written: int = 0
     failed: int = 0
-
-
-OUTPUTS = ("labels", "color", "overlay", "cityscapes-ids")
 
 
 def parse_formats(text):
@@ -383,15 +372,11 @@ def load_predictor(path, run_dir, formats, precision="fp32", unsafe=False):
         Predictor.
     """
     warning = slow_precision_warning(precision)
-    warnings = [warning] if warning else []
     loaded, num_classes = load_segmentation_model(path, unsafe=unsafe)
-    warnings += check_output_formats(num_classes, formats, path)
+    warnings = ([warning] if warning else []) + check_output_formats(num_classes, formats, path)
     classes = runs.read_classes(run_dir, num_classes, path)
-    if classes is None:
-        warnings.append(f"{path}: no classes.json beside it, so its {num_classes} classes are named "
-                        f"class 0 .. class {num_classes - 1}, in default colours")  # fmt: skip
-    return Predictor(inference_model(loaded, precision), num_classes, palette_from_classes(classes, num_classes),
-                     class_names_from_classes(classes, num_classes), path, warnings)  # fmt: skip
+    return _named(inference_model(loaded, precision), num_classes, classes, path, warnings,
+                  f"no {runs.CLASSES_FILE} beside it")  # fmt: skip
 
 
 def load_exported_predictor(path, formats=(), format=None, fit="resize"):
@@ -403,13 +388,19 @@ def load_exported_predictor(path, formats=(), format=None, fit="resize"):
     predictor = ExportedPredictor(path, format, fit=fit)
     warnings = check_output_formats(predictor.num_classes, formats, path)
     classes, _ = export_classes(predictor)
+    return _named(predictor, predictor.num_classes, classes, path, warnings,
+                  f"no class names inside it and no {runs.CLASSES_FILE} beside it")  # fmt: skip
+
+
+def _named(model, num_classes, classes, path, warnings, unnamed):
+    """The `Predictor` of a loaded model with its classes' names and colours; without
+    `classes` (`unnamed` says why none were found) "class N" in default colours, and a
+    warning saying so."""
     if classes is None:
-        warnings.append(f"{path}: no class names inside it and no {runs.CLASSES_FILE} beside it, so its "
-                        f"{predictor.num_classes} classes are named class 0 .. class "
-                        f"{predictor.num_classes - 1}, in default colours")  # fmt: skip
-    palette = palette_from_classes(classes, predictor.num_classes)
-    names = class_names_from_classes(classes, predictor.num_classes)
-    return Predictor(predictor, predictor.num_classes, palette, names, path, warnings)
+        warnings.append(f"{path}: {unnamed}, so its {num_classes} classes are named class 0 .. class "
+                        f"{num_classes - 1}, in default colours")  # fmt: skip
+    return Predictor(model, num_classes, palette_from_classes(classes, num_classes),
+                     class_names_from_classes(classes, num_classes), path, warnings)  # fmt: skip
 
 
 def predict_files(predictor, plan, options, counts=None):
@@ -420,8 +411,7 @@ def predict_files(predictor, plan, options, counts=None):
     would fail the same way); --out's list of kseg's outputs is kept up to date.
 
     Args:
-        predictor: Predictor. From `load_predictor` (`kseg.exported.load_exported_predictor`
-            for an export).
+        predictor: Predictor. From `load_predictor` (`load_exported_predictor` for an export).
         plan: OutputPlan. From `plan_outputs`.
         options: PredictOptions.
         counts: PredictCounts or None. Filled as the run goes (so a caller knows how many
@@ -434,9 +424,8 @@ def predict_files(predictor, plan, options, counts=None):
         DiskFullError, KsegError: the run cannot go on.
     """
     counts = PredictCounts() if counts is None else counts
-    plan.start()
-    bar = progress(len(plan.outputs), "predict", "image", enabled=len(plan.outputs) >= 2)
-    try:
+    # the bar is cleared before an error is printed
+    with plan.checked, progress(len(plan.outputs), "predict", "image", enabled=len(plan.outputs) >= 2) as bar:
         for image_path, paths in plan.outputs:
             try:
                 write_outputs(predictor, image_path, paths, options)
@@ -455,12 +444,6 @@ def predict_files(predictor, plan, options, counts=None):
                 if plan.legend and counts.written == 1:  # a run that writes nothing leaves nothing
                     _write_run_legend(plan.legend, predictor)
             bar.update(1)
-    except KsegError:
-        bar.close()
-        plan.finish()
-        raise
-    bar.close()
-    plan.finish()
     return counts
 
 
