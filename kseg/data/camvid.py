@@ -12,7 +12,7 @@ images of {split}/ are matched to {split}annot/ by file name.
 
 import os
 
-from kseg.data.spec import DatasetSpec, check_listed_path, identity_tables
+from kseg.data.spec import DatasetSpec, check_listed_path, value_tables
 from kseg.errors import KsegError
 from kseg.files import MalformedFileError, brief, read_text
 from kseg.images import list_image_files
@@ -42,7 +42,7 @@ class CamVidSpec(DatasetSpec):
         super().__init__(root)
         self.class_names = CAMVID_CLASSES
         self.palette = CAMVID_PALETTE
-        self.raw_to_train, self.valid_raw = identity_tables(len(CAMVID_CLASSES), void_values=(VOID_INDEX,))
+        self.raw_to_train, self.valid_raw = value_tables(len(CAMVID_CLASSES), ignore_values=(VOID_INDEX,))
 
     def allowed_values_text(self):
         return f"0..{self.num_classes - 1}, {VOID_INDEX} (void) or 255"
@@ -70,11 +70,9 @@ class CamVidSpec(DatasetSpec):
             )
         if os.path.lexists(list_file):  # a FIFO or folder in its place is reported, not skipped
             return self._pairs_from_list(list_file)
-        pairs = []
-        for image_path in list_image_files(images_dir, recursive=False):
-            # A missing mask is reported when read, so verify can list every one.
-            pairs.append((image_path, os.path.join(masks_dir, os.path.basename(image_path))))
-        return pairs
+        # A missing mask is reported when read, so verify can list every one.
+        return [(image, os.path.join(masks_dir, os.path.basename(image)))
+                for image in list_image_files(images_dir, recursive=False)]  # fmt: skip
 
     def _pairs_from_list(self, list_file):
         pairs = []

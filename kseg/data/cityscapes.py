@@ -39,18 +39,13 @@ def label_id_to_train_id_table():
     return table
 
 
-def train_id_to_label_id_table():
-    """Returns uint8[256]: train id -> official label id; 255 and unknown ids -> 0 (unlabeled)."""
+@functools.lru_cache(maxsize=1)
+def _label_id_of_train_id():
+    """uint8[256], read-only: train id -> official label id; 255 and unknown ids -> 0 (unlabeled)."""
     table = np.zeros(256, dtype=np.uint8)
     for label in _labels():
         if 0 <= label.trainId < IGNORE_INDEX and label.id >= 0:
             table[label.trainId] = label.id
-    return table
-
-
-@functools.lru_cache(maxsize=1)
-def _label_id_of_train_id():
-    table = train_id_to_label_id_table()
     table.setflags(write=False)
     return table
 

@@ -43,6 +43,7 @@ from kseg.data.spec import (
     DatasetSpec,
     PairingIssue,
     describe_values,
+    value_tables,
 )
 from kseg.errors import KsegError
 from kseg.files import brief, load_yaml
@@ -270,32 +271,6 @@ def _class_entries(entries, path):
     return names, colours, values
 
 
-def value_tables(num_classes, values=None, ignore_values=()):
-    """`raw_to_train` and `valid_raw` (see `kseg.data.spec`) of a folder dataset's index masks.
-
-    Args:
-        num_classes: int. Number of classes.
-        values: tuple or None. Per class, the mask values storing it; None: its index.
-        ignore_values: iterable of int. Values meaning "ignore"; 255 is one too unless a
-            class's value.
-
-    Returns:
-        tuple. (raw_to_train uint8[256], valid_raw bool[256]).
-    """
-    if values is None:
-        values = tuple((index,) for index in range(num_classes))
-    raw_to_train = np.full(256, IGNORE_INDEX, dtype=np.uint8)
-    valid_raw = np.zeros(256, dtype=bool)
-    for class_id, class_values in enumerate(values):
-        raw_to_train[list(class_values)] = class_id
-        valid_raw[list(class_values)] = True
-    if raw_to_train[IGNORE_INDEX] == IGNORE_INDEX:  # 255 is no class's value
-        valid_raw[IGNORE_INDEX] = True
-    for value in ignore_values:
-        valid_raw[value] = True
-    return raw_to_train, valid_raw
-
-
 def _by_stem(paths):
     found = {}
     for path in paths:
@@ -318,16 +293,15 @@ def pair_files(images_dir, masks_dir):
     Returns:
         tuple. (pairs, issues): pairs a sorted list of (image_path, mask_path); issues a
         list of PairingIssue.
+
+    Raises:
+        KsegError: no masks folder.
     """
-    masks, others = {}, {}
-    for name in sorted(os.listdir(masks_dir)):
-        extension = os.path.splitext(name)[1].lower()
-        if name.startswith("."):
-            continue
-        if extension in MASK_EXTENSIONS:
-            masks.setdefault(os.path.splitext(name)[0], []).append(os.path.join(masks_dir, name))
-        elif extension in IMAGE_EXTENSIONS:
-            others.setdefault(os.path.splitext(name)[0], []).append(os.path.join(masks_dir, name))
+    if not os.path.isdir(masks_dir):
+        raise KsegError(f"{masks_dir}: missing masks folder for {images_dir}")
+    listed = list_image_files(masks_dir, recursive=False)
+    masks = _by_stem(path for path in listed if path.lower().endswith(MASK_EXTENSIONS))
+    others = _by_stem(path for path in listed if not path.lower().endswith(MASK_EXTENSIONS))
     images = _by_stem(list_image_files(images_dir, recursive=False))
     pairs, issues = [], []
     for stem in sorted(images):
@@ -408,9 +382,10 @@ def held_out(pairs, fraction=DEFAULT_VAL_FRACTION, seed=DEFAULT_SPLIT_SEED):
     return {image for image, _ in sorted(pairs, key=rank)[:count]}
 
 
-def _colour_keys(colours):
-    colours = np.asarray(colours, dtype=np.int64).reshape(-1, 3)
-    return (colours[:, 0] << 16) | (colours[:, 1] << 8) | colours[:, 2]
+def colour_keys(colours):
+    """r << 16 | g << 8 | b of the (r, g, b) colours along the last axis of `colours`."""
+    colours = np.asarray(colours, dtype=np.int64)
+    return (colours[..., 0] << 16) | (colours[..., 1] << 8) | colours[..., 2]
 
 
 class FolderSpec(DatasetSpec):
@@ -429,10 +404,8 @@ class FolderSpec(DatasetSpec):
         if not os.path.isdir(self.root):
             raise KsegError(f"{self.root}: {self.name} dataset root not found")
         self.classes_file = os.fspath(classes_file) if classes_file else os.path.join(self.root, CLASSES_FILE)
-        classes = load_classes_file(self.classes_file)
-        self.classes = classes
-        names = classes.names
-        self.class_names = names
+        self.classes = classes = load_classes_file(self.classes_file)
+        self.class_names = names = classes.names
         self.has_colours = all(colour is not None for colour in classes.colours)
         fallback = default_palette(len(names))
         self.palette = tuple(c if c is not None else fallback[i] for i, c in enumerate(classes.colours))
@@ -448,10 +421,10 @@ class FolderSpec(DatasetSpec):
                 f"{self.classes_file}: ignore_colors need a mask value meaning ignore, and 255 is a class's "
                 "value here: add one to ignore_values (e.g. [254])"
             )
-        keys = list(_colour_keys(self.palette)) + list(_colour_keys(classes.ignore_colours))
+        keys = colour_keys(self.palette + classes.ignore_colours)
         ids = stored + ignored[:1] * len(classes.ignore_colours)
         order = np.argsort(keys)
-        self._colour_keys = np.asarray(keys, dtype=np.int64)[order]
+        self._colour_keys = keys[order]
         self._colour_ids = np.asarray(ids, dtype=np.uint8)[order]
 
     def _split_dirs(self, split):
@@ -482,17 +455,11 @@ class FolderSpec(DatasetSpec):
             return folders
         return (POOLED_SPLIT,) if os.path.isdir(os.path.join(self.root, "images")) else ()
 
-    def _list_pairs(self, split):
-        return self._pairs_and_issues(split)[0]
-
     def _listing_key(self, split):
         return POOLED_SPLIT if self.pooled else split
 
     def _pairs_and_issues(self, split):
-        images_dir, masks_dir = self._split_dirs(split)
-        if not os.path.isdir(masks_dir):
-            raise KsegError(f"{masks_dir}: missing masks folder for {images_dir}")
-        pairs, issues = pair_files(images_dir, masks_dir)
+        pairs, issues = pair_files(*self._split_dirs(split))
         if self.pooled and split in (TRAIN_SPLIT, VAL_SPLIT):
             held = held_out(pairs, self.classes.val_fraction, self.classes.seed)
             if held:
@@ -561,7 +528,7 @@ class FolderSpec(DatasetSpec):
                 "(add `color: [r, g, b]` to each class or store index masks)",
                 kind="colour mask",
             )
-        keys = (mask[:, :, 0].astype(np.int64) << 16) | (mask[:, :, 1].astype(np.int64) << 8) | mask[:, :, 2]
+        keys = colour_keys(mask)
         position = np.searchsorted(self._colour_keys, keys).clip(max=len(self._colour_keys) - 1)
         found = self._colour_keys[position] == keys
         if not found.all():

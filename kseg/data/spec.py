@@ -59,23 +59,28 @@ def pairing_warning(where, split, issues):
             f"{named}{more} (`kseg data verify` lists each with what to do)")  # fmt: skip
 
 
-def identity_tables(num_classes, void_values=()):
-    """Tables for masks that store train ids directly: 0..num_classes-1 and 255 valid.
+def value_tables(num_classes, values=None, ignore_values=()):
+    """`raw_to_train` and `valid_raw` of index masks.
 
     Args:
         num_classes: int. Number of classes.
-        void_values: iterable of int. Extra raw values that mean "ignore" (mapped to 255).
+        values: tuple or None. Per class, the mask values storing it; None: its index.
+        ignore_values: iterable of int. Values meaning "ignore"; 255 is one too unless a
+            class's value.
 
     Returns:
-        tuple. (raw_to_train, valid_raw): uint8[256] and bool[256] arrays.
+        tuple. (raw_to_train uint8[256], valid_raw bool[256]).
     """
+    if values is None:
+        values = tuple((index,) for index in range(num_classes))
     raw_to_train = np.full(256, IGNORE_INDEX, dtype=np.uint8)
-    raw_to_train[:num_classes] = np.arange(num_classes, dtype=np.uint8)
     valid_raw = np.zeros(256, dtype=bool)
-    valid_raw[:num_classes] = True
-    valid_raw[IGNORE_INDEX] = True
-    for value in void_values:
-        valid_raw[value] = True
+    for class_id, class_values in enumerate(values):
+        raw_to_train[list(class_values)] = class_id
+        valid_raw[list(class_values)] = True
+    if raw_to_train[IGNORE_INDEX] == IGNORE_INDEX:  # 255 is no class's value
+        valid_raw[IGNORE_INDEX] = True
+    valid_raw[list(ignore_values)] = True
     return raw_to_train, valid_raw
 
 

@@ -10,7 +10,7 @@ palette indices (not colours); the "difficult/border" band (255) stays ignored.
 
 import os
 
-from kseg.data.spec import DatasetSpec, check_listed_path, identity_tables
+from kseg.data.spec import DatasetSpec, check_listed_path, value_tables
 from kseg.errors import KsegError
 from kseg.files import read_text
 from kseg.labels import default_palette
@@ -45,7 +45,7 @@ class VOCSpec(DatasetSpec):
         self.class_names = VOC_CLASSES
         # The VOC palette is the same bit-spreading colour map as default_palette.
         self.palette = default_palette(len(VOC_CLASSES))
-        self.raw_to_train, self.valid_raw = identity_tables(len(VOC_CLASSES))
+        self.raw_to_train, self.valid_raw = value_tables(len(VOC_CLASSES))
 
     def splits(self):
         folder = os.path.join(self.root, "ImageSets", "Segmentation")
@@ -61,13 +61,9 @@ class VOCSpec(DatasetSpec):
             found = ", ".join(self.splits()) or "none"
             raise KsegError(f"{list_file}: no such VOC split list (found: {found})")
         # A listed file that is missing is reported when read (verify lists them all).
-        ids = []
+        pairs = []
         for number, line in enumerate(read_text(list_file, "split list").splitlines(), 1):
             if line.strip():
-                ids.append(check_listed_path(line.split()[0], list_file, number))
-        pairs = []
-        for image_id in ids:
-            image_path = os.path.join(images_dir, image_id + ".jpg")
-            mask_path = os.path.join(masks_dir, image_id + ".png")
-            pairs.append((image_path, mask_path))
+                image_id = check_listed_path(line.split()[0], list_file, number)
+                pairs.append((os.path.join(images_dir, image_id + ".jpg"), os.path.join(masks_dir, image_id + ".png")))
         return pairs
