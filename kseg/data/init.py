@@ -27,13 +27,13 @@ from kseg.data.folder import (
     DEFAULT_SPLIT_SEED,
     DEFAULT_VAL_FRACTION,
     MAX_CLASSES,
+    colour_keys,
     held_out,
     pair_files,
     split_folders,
 )
-from kseg.data.readers import read_colour_or_index_mask
+from kseg.data.readers import attempt, read_colour_or_index_mask
 from kseg.errors import KsegError
-from kseg.files import unexpected_error_message
 from kseg.images import equal_channels
 from kseg.labels import IGNORE_INDEX
 from kseg.outputs import check, write_bytes
@@ -89,12 +89,10 @@ def _pairs(root):
                 "(optionally with split folders such as train/ and val/ in both)"
             )
     folders = split_folders(root)
+    places = [(os.path.join(images, split), os.path.join(masks, split)) for split in folders]
     pairs, issues = [], []
-    for split in folders or ("",):
-        masks_dir = os.path.join(masks, split) if split else masks
-        if not os.path.isdir(masks_dir):
-            raise KsegError(f"{masks_dir}: missing masks folder for {os.path.join(images, split)}")
-        found, left_out = pair_files(os.path.join(images, split) if split else images, masks_dir)
+    for images_dir, masks_dir in places or [(images, masks)]:
+        found, left_out = pair_files(images_dir, masks_dir)
         pairs += found
         issues += left_out
     return pairs, issues, folders
@@ -102,17 +100,13 @@ def _pairs(root):
 
 def _read(mask_path):
     """(kind, {value or colour: pixels}) of one mask, or (None, message)."""
-    try:
-        mask = read_colour_or_index_mask(mask_path)
-    except KsegError as error:
+    mask, error = attempt(read_colour_or_index_mask, mask_path)
+    if error is not None:
         return None, str(error)
-    except Exception as error:  # noqa: BLE001 - one odd file never ends the scan
-        return None, unexpected_error_message(mask_path, error)
     if mask.ndim == 3:
         gray = equal_channels(mask)
         if gray is None:
-            keys = (mask[:, :, 0].astype(np.int64) << 16) | (mask[:, :, 1].astype(np.int64) << 8) | mask[:, :, 2]
-            colours, counts = np.unique(keys, return_counts=True)
+            colours, counts = np.unique(colour_keys(mask), return_counts=True)
             return "colour", {(int(k >> 16), int((k >> 8) & 255), int(k & 255)): int(n)
                               for k, n in zip(colours, counts)}  # fmt: skip
         mask = gray
@@ -144,7 +138,7 @@ def scan_masks(root, progress=False, workers=None):
         first = f"; first: {issues[0].message}" if issues else ""
         raise KsegError(f"{root}: no image/mask pair found (pairs share a file stem){first}")
     if not folders:
-        scan.held_out = len(held_out(pairs, DEFAULT_VAL_FRACTION, DEFAULT_SPLIT_SEED))
+        scan.held_out = len(held_out(pairs))
     example = {}
     with (
         progress_bar(len(pairs), "scanning masks", "mask", enabled=progress) as bar,
@@ -263,7 +257,7 @@ def init_classes_file(root, progress=False, workers=None):
     """
     root = os.fspath(root)
     path = os.path.join(root, CLASSES_FILE)
-    checked = check(path, "dataset classes", option=None)  # never replaced: edit it, or move it away
+    check(path, "dataset classes", option=None)  # never replaced: edit it, or move it away
     scan = scan_masks(root, progress=progress, workers=workers)
     classes = len(scan.pixels) - (IGNORE_INDEX in scan.pixels and not scan.binary and scan.kind == "index")
     if classes < 2:

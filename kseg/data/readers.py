@@ -16,6 +16,8 @@ import os
 
 import numpy as np
 
+from kseg.errors import KsegError
+from kseg.files import unexpected_error_message
 from kseg.images import (
     ImageError,
     load,
@@ -24,8 +26,7 @@ from kseg.images import (
 )
 
 __all__ = [
-    "ImageError", "read_colour_or_index_mask", "read_index_mask",
-    "read_rgb_image",
+    "ImageError", "attempt", "read_colour_or_index_mask", "read_index_mask", "read_rgb_image",
 ]
 
 
@@ -61,20 +62,10 @@ def read_rgb_image(path, data=None):
     return np.ascontiguousarray(array[:, :, ::-1])
 
 
-def read_index_mask(path, data=None):
-    """Reads a single-channel 8-bit index mask as a 2-D uint8 array of stored values.
-
-    Palette PNGs give their palette indices (the VOC convention), not their colours;
-    1/2/4-bit grayscale PNGs give their stored indices.
-
-    Args:
-        path: str. A mask file.
-        data: bytes or None. The file's content if already read.
-
-    Raises:
-        KsegError: unreadable or lossy file, 16-bit samples, or a colour mask.
-    """
-    return read_mask(path, data)
+# A single-channel 8-bit index mask as a 2-D uint8 array of stored values: palette PNGs
+# give their palette indices (the VOC convention), 1/2/4-bit PNGs their stored indices;
+# a colour mask is refused.
+read_index_mask = read_mask
 
 
 def read_colour_or_index_mask(path, data=None):
@@ -102,3 +93,15 @@ def read_colour_or_index_mask(path, data=None):
     if array.shape[2] not in (3, 4):
         raise ImageError(f"{path}: mask has {array.shape[2]} channels, expected 1 or 3")
     return np.ascontiguousarray(array[:, :, 2::-1])
+
+
+def attempt(read, path):
+    """`(read(path), None)`, or `(None, error)`: a KsegError naming the file, also for an
+    exception no reader foresaw, so that one bad file never ends a report (`kseg data
+    verify`, `stats`, `init`)."""
+    try:
+        return read(path), None
+    except KsegError as error:
+        return None, error
+    except Exception as error:  # noqa: BLE001 - one bad file never ends a report
+        return None, KsegError(unexpected_error_message(path, error))

@@ -13,8 +13,7 @@ import contextlib
 
 import numpy as np
 
-from kseg.errors import KsegError
-from kseg.files import unexpected_error_message
+from kseg.data.readers import attempt
 from kseg.parallel import ordered_map
 from kseg.progress import progress as progress_bar
 
@@ -76,6 +75,12 @@ class DatasetStats:
             weights[present] = median / frequency[present]
         return weights
 
+    def _rows(self):
+        """(id, name, pixels, share, images, weight) of each class."""
+        columns = (self.class_names, self.pixels, self.frequencies(), self.images_with_class,
+                   self.median_frequency_weights())  # fmt: skip
+        return [(index, *row) for index, row in enumerate(zip(*columns))]
+
     def summary(self):
         """Returns a printable table of frequencies, weights and image sizes."""
         total = int(self.pixels.sum()) + self.ignored_pixels
@@ -89,10 +94,7 @@ class DatasetStats:
             )
         lines.append("")
         lines.append(f"  {'id':>3} {'class':<20} {'pixels':>14} {'share':>8} {'images':>7} {'weight':>8}")
-        for index, (name, pixels, share, images, weight) in enumerate(zip(
-            self.class_names, self.pixels, self.frequencies(), self.images_with_class,
-            self.median_frequency_weights(),
-        )):
+        for index, name, pixels, share, images, weight in self._rows():
             lines.append(f"  {index:>3} {name:<20} {pixels:>14,} {share:>7.2%} {images:>7} {weight:>8.3f}")
         lines.append("  weights: median frequency balancing (Eigen & Fergus 2015); 0 = class absent")
         lines.append("")
@@ -109,10 +111,7 @@ class DatasetStats:
             "labelled_pixels": self.labelled_pixels,
             "classes": [
                 {"id": i, "name": name, "pixels": int(p), "share": float(s), "images": int(n), "weight": float(w)}
-                for i, (name, p, s, n, w) in enumerate(zip(
-                    self.class_names, self.pixels, self.frequencies(), self.images_with_class,
-                    self.median_frequency_weights(),
-                ))
+                for i, name, p, s, n, w in self._rows()
             ],
             "weighting": "median frequency balancing",
             "sizes": {f"{h}x{w}": count for (h, w), count in self.sizes.items()},
@@ -136,21 +135,16 @@ def compute_stats(spec, split, progress=False, workers=None):
     stats = DatasetStats(spec.class_names)
 
     def load(pair):
-        try:
-            return spec.to_train_ids(spec.read_raw_mask(pair[1]), pair[1]), None
-        except KsegError as error:
-            return None, (pair[1], str(error))
-        except Exception as error:  # noqa: BLE001 - one bad file never ends the statistics
-            return None, (pair[1], unexpected_error_message(pair[1], error))
+        return attempt(lambda path: spec.to_train_ids(spec.read_raw_mask(path), path), pair[1])
 
     with (
         progress_bar(len(pairs), f"stats {spec.name}/{split}", "mask", enabled=progress) as bar,
         contextlib.closing(ordered_map(load, pairs, workers)) as results,
     ):
-        for mask, problem in results:
+        for (_, mask_path), (mask, error) in zip(pairs, results):
             bar.update(1)
-            if problem is not None:
-                stats.skipped.append(problem)
+            if error is not None:
+                stats.skipped.append((mask_path, str(error)))
             else:
                 stats.add(mask)
     return stats

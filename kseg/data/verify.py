@@ -27,8 +27,9 @@ import hashlib
 
 import numpy as np
 
+from kseg.data.readers import attempt
 from kseg.errors import KsegError
-from kseg.files import FileError, FileMissingError, unexpected_error_message
+from kseg.files import FileError, FileMissingError
 from kseg.images import ORIENTATIONS, probe, read_file
 from kseg.parallel import ordered_map
 from kseg.progress import progress as progress_bar
@@ -158,9 +159,7 @@ class _PairResult:
         self.warnings = []  # (path, message)
         self.digest = None
         self.unexpected = {}
-        self.mask_read = False
-        self.labelled_pixels = 0
-        self.class_pixels = None
+        self.class_pixels = None  # None: the mask could not be read
         self.image_size = None
 
     def add(self, kind, path, message):
@@ -168,27 +167,24 @@ class _PairResult:
 
     def add_error(self, what, path, error):
         """Records a reader's error under its kind, e.g. "image: RGBA"."""
-        self.add(f"{what}: {getattr(error, 'kind', None) or 'unusable'}", path, str(error))
+        self.add(f"{what}: {error.kind}", path, str(error))
 
 
 def _read(path, what, result):
     """The bytes of a file, or None after recording why they cannot be read."""
-    try:
-        return read_file(path, f"{what} file")
-    except KsegError as error:
+    data, error = attempt(lambda path: read_file(path, f"{what} file"), path)
+    if error is not None:
         result.add_error(what, path, error)
-        return None
+    return data
 
 
 def _decode(path, what, result, data, reader):
     """`reader(path, data=data)` with its header, or (None, None) after recording why not."""
-    try:
-        return reader(path, data=data), probe(data)
-    except KsegError as error:
+    decoded, error = attempt(lambda path: (reader(path, data=data), probe(data)), path)
+    if error is not None:
         result.add_error(what, path, error)
-    except Exception as error:  # noqa: BLE001 - one bad file never ends the report
-        result.problems.append(Problem(f"{what}: unusable", path, unexpected_error_message(path, error)))
-    return None, None
+        return None, None
+    return decoded
 
 
 def _orientation_problem(result, image_path, mask_path, image, raw_mask, image_header, mask_header):
@@ -256,10 +252,8 @@ def _check_pair(spec, image_path, mask_path):
 
 def _check_values(spec, mask_path, raw_mask, result):
     """Counts a readable mask's labelled pixels and reports values the dataset does not define."""
-    result.mask_read = True
     counts = np.bincount(raw_mask.ravel(), minlength=256)
     result.class_pixels = spec.class_pixels(raw_mask)
-    result.labelled_pixels = int(result.class_pixels[: spec.num_classes].sum())
     bad = spec.unexpected_values(raw_mask)
     if bad.size:
         result.unexpected = {int(value): int(counts[value]) for value in bad}
@@ -297,17 +291,16 @@ def verify_dataset(spec, split, progress=False, workers=None):
         report.add(MISSING_SPLIT, spec.root, str(error))
         return report
     report.num_pairs = len(pairs)
-    seen_paths = {}
-    seen_digests = {}
     with (
         progress_bar(len(pairs), f"verify {spec.name}/{split}", "pair", enabled=progress) as bar,
         contextlib.closing(ordered_map(lambda pair: _check_pair(spec, *pair), pairs, workers)) as results,
     ):
-        _collect(report, pairs, results, bar, seen_paths, seen_digests)
+        _collect(report, pairs, results, bar)
+    report.labelled_pixels = int(report.class_pixels[: spec.num_classes].sum())
     if report.num_pairs and not report.labelled_pixels:
-        unread = len(seen_paths) - report.masks_read
+        unread = report.num_pairs - report.masks_read
         why = (
-            f"none of its {len(seen_paths)} masks could be read" if not report.masks_read else
+            f"none of its {report.num_pairs} masks could be read" if not report.masks_read else
             f"every pixel of its {report.masks_read} readable mask(s) is ignored "
             f"({spec.ignore_index} or a void value)" + (f"; {unread} more could not be read" if unread else "")
         )
@@ -348,19 +341,18 @@ def _check_classes(spec, split, report):
                                        f"{spec.name} split '{split}', and {cause}"))  # fmt: skip
 
 
-def _collect(report, pairs, results, bar, seen_paths, seen_digests):
+def _collect(report, pairs, results, bar):
     """Adds each pair's findings to the report, in pair order."""
+    seen_digests = {}
     for (image_path, mask_path), result in zip(pairs, results):
         bar.update(1)
-        seen_paths[image_path] = mask_path
         if result.image_size is not None:
             report.image_sizes[result.image_size] += 1
         for problem in result.problems:
             report.add(problem.kind, problem.path, problem.message)
         report.warnings.extend(result.warnings)
-        report.labelled_pixels += result.labelled_pixels
-        report.masks_read += result.mask_read
         if result.class_pixels is not None:
+            report.masks_read += 1
             report.class_pixels += result.class_pixels
         if result.digest is not None:
             if result.digest in seen_digests:
