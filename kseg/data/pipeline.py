@@ -84,7 +84,7 @@ class _EpochOrder:
 
 
 class _PairLoader:
-    """Reads (and augments) the pair at an index; called by tf.numpy_function."""
+    """Reads (and augments) the pair at an index, for both engines."""
 
     def __init__(self, spec, pairs, augmenter, skip_bad, skipped):
         self.spec = spec
@@ -93,18 +93,29 @@ class _PairLoader:
         self.skip_bad = skip_bad
         self.skipped = skipped
 
-    def __call__(self, index, seed):
+    def read(self, index, seed):
+        """(image, mask), or None for a bad pair under skip_bad (else its KsegError)."""
         pair = self.pairs[int(index)]
         try:
             image, mask = self.spec.read_pair(*pair)
         except KsegError as error:
             if not self.skip_bad:
-                raise ValueError(ERROR_MARKER + str(error)) from None
+                raise
             self.skipped.add(pair, str(error))
-            return np.zeros((0, 0, 3), np.uint8), np.zeros((0, 0), np.uint8), np.False_
+            return None
         if self.augmenter is not None:
             image, mask = self.augmenter(image, mask, int(seed))
-        return np.ascontiguousarray(image), np.ascontiguousarray(mask), np.True_
+        return np.ascontiguousarray(image), np.ascontiguousarray(mask)
+
+    def __call__(self, index, seed):
+        """`read` for tf.numpy_function: (image, mask, ok), an error's message marked."""
+        try:
+            sample = self.read(index, seed)
+        except KsegError as error:
+            raise ValueError(ERROR_MARKER + str(error)) from None
+        if sample is None:
+            return np.zeros((0, 0, 3), np.uint8), np.zeros((0, 0), np.uint8), np.False_
+        return *sample, np.True_
 
 
 @dataclasses.dataclass(frozen=True)

@@ -19,6 +19,7 @@ training splits it over, with blank samples (image 0, mask 255): the loss is the
 labelled pixels and the confusion matrix skips 255, so the blanks change neither.
 """
 
+import itertools
 import math
 import threading
 
@@ -26,7 +27,6 @@ import keras
 import numpy as np
 
 from kseg.data.augment import epoch_order
-from kseg.errors import KsegError
 from kseg.parallel import ReaderPool, default_workers, ordered_map, read_timeout, wait_for
 
 
@@ -53,17 +53,7 @@ class _Samples:
         return str(self.loader.pairs[int(self.order[position])][0])
 
     def read(self, position):
-        pair = self.loader.pairs[int(self.order[position])]
-        try:
-            image, mask = self.loader.spec.read_pair(*pair)
-        except KsegError as error:
-            if not self.loader.skip_bad:
-                raise
-            self.loader.skipped.add(pair, str(error))
-            return None
-        if self.loader.augmenter is not None:
-            image, mask = self.loader.augmenter(image, mask, int(self.seeds[position]))
-        return np.ascontiguousarray(image), np.ascontiguousarray(mask)
+        return self.loader.read(self.order[position], self.seeds[position])
 
 
 def stack_batch(samples, ignore_index, pad_to=1):
@@ -185,10 +175,10 @@ class EvaluationBatches:
         return taken
 
     def __iter__(self):
-        given = 0
+        return itertools.islice(self._batches(), None if self.limit is None else max(self.limit, 0))
+
+    def _batches(self):
         windows = {}
-        if self.limit is not None and self.limit <= 0:
-            return
         for sample in ordered_map(self.samples.read, range(len(self.samples)), self.workers,
                                   describe=self.samples.describe):
             if sample is None:
@@ -198,14 +188,8 @@ class EvaluationBatches:
             if len(window) == self.batch_size:
                 del windows[sample[0].shape[:2]]
                 yield stack_batch(window, self.ignore_index, self.pad_to)
-                given += 1
-                if self.limit is not None and given >= self.limit:
-                    return
         for window in windows.values():
             yield stack_batch(window, self.ignore_index, self.pad_to)
-            given += 1
-            if self.limit is not None and given >= self.limit:
-                return
 
     def generator(self):
         """A generator over the batches (what keras' fit takes as validation data)."""
