@@ -12,26 +12,24 @@ MIN_SIDE, MAX_SIDE = 32, 4096  # pixels per side of a synthetic scene
 MAX_SEED = 10**9
 
 
+DATASET_OPTIONS = (
+    click.option("--data", "name", required=True, type=click.Choice(DATASETS),
+                 help="Dataset type: its folder layout and mask encoding."),
+    click.option("--data-dir", type=click.Path(file_okay=False),
+                 help="Dataset root folder. Default: $CITYSCAPES_DATASET for cityscapes, "
+                      "./data/synthetic for synthetic (generated there if missing); required for the others."),
+    click.option("--split", "splits", multiple=True,
+                 help="Split to check, e.g. train or val; repeat for several. Default: train, val and test "
+                      "where found (a folder dataset without split folders is one pool, named 'all')."),
+    click.option("--classes", "classes_file", type=click.Path(dir_okay=False),
+                 help="Class list (YAML) of a folder/synthetic dataset. Default: DATA_DIR/classes.yaml."),
+)  # fmt: skip
+
+
 def dataset_options(function):
-    """The options that pick a dataset, shared by verify and stats."""
-    function = click.option(
-        "--classes", "classes_file", type=click.Path(dir_okay=False),
-        help="Class list (YAML) of a folder/synthetic dataset. Default: DATA_DIR/classes.yaml.",
-    )(function)
-    function = click.option(
-        "--split", "splits", multiple=True,
-        help="Split to check, e.g. train or val; repeat for several. Default: train, val and test "
-             "where found (a folder dataset without split folders is one pool, named 'all').",
-    )(function)
-    function = click.option(
-        "--data-dir", type=click.Path(file_okay=False),
-        help="Dataset root folder. Default: $CITYSCAPES_DATASET for cityscapes, "
-             "./data/synthetic for synthetic (generated there if missing); required for the others.",
-    )(function)
-    function = click.option(
-        "--data", "name", required=True, type=click.Choice(DATASETS),
-        help="Dataset type: its folder layout and mask encoding.",
-    )(function)
+    """The options that pick a dataset, shared by verify and stats, in this order."""
+    for option in reversed(DATASET_OPTIONS):
+        function = option(function)
     return function
 
 
