@@ -27,8 +27,24 @@ from kseg.labels import IGNORE_INDEX
 
 logger = logging.getLogger("kseg")
 
-# One file a split listing leaves out, and why: `kind` is one of PAIRING_PROBLEMS.
-PairingIssue = collections.namedtuple("PairingIssue", "kind path message")
+
+class Problem(collections.namedtuple("Problem", "kind path message")):
+    """A problem with a file (or a dataset root), as `kseg data verify` reports it.
+
+    Attributes:
+        kind: str. Its sort, as counted in verify's summary ("image: RGBA", a key of
+            PAIRING_PROBLEMS, ...).
+        path: str. The file (or dataset root) it is about.
+        message: str. One line for the user, naming the file.
+    """
+
+    __slots__ = ()
+
+    def __str__(self):
+        return self.message
+
+
+PairingIssue = Problem  # one file a split listing leaves out: its kind is a key of PAIRING_PROBLEMS
 LISTED_TWICE = "pairing: listed twice"
 IMAGE_WITHOUT_MASK = "pairing: image without mask"
 MASK_WITHOUT_IMAGE = "pairing: mask without image"

@@ -22,12 +22,12 @@ have been drawn on the stored pixels.
 
 import collections
 import contextlib
-import dataclasses
 import hashlib
 
 import numpy as np
 
 from kseg.data.readers import attempt
+from kseg.data.spec import Problem
 from kseg.errors import KsegError
 from kseg.files import FileError, FileMissingError
 from kseg.images import ORIENTATIONS, probe, read_file
@@ -45,25 +45,6 @@ ONE_CLASS = "split: one class only"
 SPLIT_PROBLEMS = (NO_LABELLED_PIXEL, ONE_CLASS)
 # A declared class absent from a split is worth a warning when this share of the pixels is ignored.
 IGNORED_SHARE_WARNING = 0.25
-
-
-@dataclasses.dataclass(frozen=True)
-class Problem:
-    """One problem found by `verify_dataset`.
-
-    Attributes:
-        kind: str. What sort of problem, as counted in the summary ("image: RGBA",
-            "mask: unexpected values", `NO_LABELLED_PIXEL`, ...).
-        path: str. The file (or dataset root) it is about.
-        message: str. One line for the user, naming the file.
-    """
-
-    kind: str
-    path: str
-    message: str
-
-    def __str__(self):
-        return self.message
 
 
 class VerifyReport:
@@ -283,7 +264,7 @@ def verify_dataset(spec, split, progress=False, workers=None):
     report = VerifyReport(spec.name, split)
     try:
         for issue in spec.pairing_issues(split):  # each listed here, so `pairs` logs no line
-            report.add(issue.kind, issue.path, issue.message)
+            report.add(*issue)
         pairs = spec.pairs(split)
     except KsegError as error:
         if isinstance(error, FileError) and not isinstance(error, FileMissingError):
@@ -349,7 +330,7 @@ def _collect(report, pairs, results, bar):
         if result.image_size is not None:
             report.image_sizes[result.image_size] += 1
         for problem in result.problems:
-            report.add(problem.kind, problem.path, problem.message)
+            report.add(*problem)
         report.warnings.extend(result.warnings)
         if result.class_pixels is not None:
             report.masks_read += 1
