@@ -247,21 +247,17 @@ def load_classes_file(path):
         raise KsegError(f"{path}: ignore_values must be a list of mask values 0..255. Received: {brief(ignore_values)}")
     ignore_values = tuple(dict.fromkeys(_mask_value(value, f"{path}: ignore_values") for value in ignore_values))
     fraction, seed = _splits_section(content.get("splits"), path)
-    return ClassesFile(tuple(names), tuple(colours), _check_values(path, names, values, ignore_values),
+    return ClassesFile(names, colours, _check_values(path, names, values, ignore_values),
                        ignore, ignore_values, fraction, seed)  # fmt: skip
 
 
 def _class_entries(entries, path):
     """The names, colours and mask values of a classes file's entries, checked: at least
     two, no name twice, no colour shared."""
-    names, colours, values = [], [], []
-    for number, entry in enumerate(entries):
-        name, colour, class_values = _class_entry(entry, f"{path}: class {number}")
-        names.append(name)
-        colours.append(colour)
-        values.append(class_values)
-    if len(names) < 2:
-        raise KsegError(f"{path}: at least 2 classes are needed. Received: {len(names)}")
+    parsed = [_class_entry(entry, f"{path}: class {number}") for number, entry in enumerate(entries)]
+    if len(parsed) < 2:
+        raise KsegError(f"{path}: at least 2 classes are needed. Received: {len(parsed)}")
+    names, colours, values = zip(*parsed)
     duplicates = sorted({name for name in names if names.count(name) > 1})
     if duplicates:
         raise KsegError(f"{path}: duplicate class names: {brief(', '.join(duplicates))}")
@@ -409,7 +405,6 @@ class FolderSpec(DatasetSpec):
         self.has_colours = all(colour is not None for colour in classes.colours)
         fallback = default_palette(len(names))
         self.palette = tuple(c if c is not None else fallback[i] for i, c in enumerate(classes.colours))
-        self.ignore_colours = classes.ignore_colours
         self.raw_to_train, self.valid_raw = value_tables(len(names), classes.values, classes.ignore_values)
         # Colour masks become the mask values index masks would hold: each class its first
         # value, an ignored colour a value meaning "ignore". Sorted keys r<<16|g<<8|b.
