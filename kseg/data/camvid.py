@@ -4,10 +4,11 @@
     ROOT/{split}annot/*.png     single-channel masks, values 0..10 and 11 = void
     ROOT/{split}.txt            optional list: "IMAGE LABEL" per line
 
-With a list file its order and entries are used (it is read as a regular UTF-8 file only;
-masks it names are checked when read, so a listed .jpg mask is refused as lossy) (SegNet's lists hold absolute paths of
-the authors' machine, so only the last two path components are kept); without one, the
-images of {split}/ are matched to {split}annot/ by file name.
+With a list file its entries are used, in its order. SegNet's lists hold absolute paths of
+the authors' machine, so a listed path not found under ROOT is read as its last two
+components. The list is read as a regular UTF-8 file only; the masks it names are checked
+when read (a listed .jpg mask is refused as lossy). Without a list, the images of
+{split}/ are matched to {split}annot/ by file name.
 """
 
 import os
