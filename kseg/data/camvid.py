@@ -51,13 +51,10 @@ class CamVidSpec(DatasetSpec):
     def splits(self):
         if not os.path.isdir(self.root):
             return ()
-        return tuple(
-            sorted(
-                name for name in os.listdir(self.root)
-                if os.path.isdir(os.path.join(self.root, name))
-                and os.path.isdir(os.path.join(self.root, name + "annot"))
-            )
-        )
+        return tuple(sorted(
+            name for name in os.listdir(self.root)
+            if os.path.isdir(os.path.join(self.root, name)) and os.path.isdir(os.path.join(self.root, name + "annot"))
+        ))  # fmt: skip
 
     def _list_pairs(self, split):
         images_dir = os.path.join(self.root, split)

@@ -103,11 +103,7 @@ class CityscapesSpec(DatasetSpec):
         self.class_names = tuple(name for name, _ in classes)
         self.palette = tuple(colour for _, colour in classes)
         self.raw_to_train = label_id_to_train_id_table()
-        self.valid_raw = np.zeros(256, dtype=bool)
-        for label in _labels():
-            if 0 <= label.id < 256:
-                self.valid_raw[label.id] = True
-        self.valid_raw[IGNORE_INDEX] = True
+        self.valid_raw = np.isin(np.arange(256), [label.id for label in _labels()] + [IGNORE_INDEX])
 
     def allowed_values_text(self):
         return "label ids 0..33 (gtFine *_labelIds.png, not *_color.png or *_trainIds.png)"
