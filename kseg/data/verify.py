@@ -100,28 +100,21 @@ class VerifyReport:
         verdict = "OK" if self.ok else f"{len(self.problems)} problem(s)"
         lines = [f"{self.dataset} / {self.split}: {self.num_pairs} pairs checked, {verdict}"]
         if self.kinds:
-            lines.append("")
-            lines.append(f"  {'problem':<28} {'count':>7}")
+            lines += ["", f"  {'problem':<28} {'count':>7}"]
             for kind, count in sorted(self.kinds.items()):
                 lines.append(f"  {kind:<28} {count:>7}")
         if self.unexpected_values:
-            lines.append("")
-            lines.append(f"  {'unexpected mask value':<22} {'pixels':>12} {'files':>7}  example")
-            for value in sorted(self.unexpected_values):
-                entry = self.unexpected_values[value]
-                lines.append(
-                    f"  {value:<22} {entry['pixels']:>12,} {entry['files']:>7}  {entry['examples'][0]}"
-                )
+            lines += ["", f"  {'unexpected mask value':<22} {'pixels':>12} {'files':>7}  example"]
+            for value, entry in sorted(self.unexpected_values.items()):
+                lines.append(f"  {value:<22} {entry['pixels']:>12,} {entry['files']:>7}  {entry['examples'][0]}")
         if self.problems:
             lines.append("")
-            for problem in self.problems[:max_problems]:
-                path, message = problem.path, problem.message
+            for _, path, message in self.problems[:max_problems]:
                 lines.append(f"  {message}" if message.startswith(path) else f"  {path}: {message}")
             if len(self.problems) > max_problems:
                 lines.append(f"  ... and {len(self.problems) - max_problems} more")
         if self.warnings:
-            lines.append("")
-            lines.append(f"  {len(self.warnings)} warning(s):")
+            lines += ["", f"  {len(self.warnings)} warning(s):"]
             for _, message in self.warnings[:max_problems]:
                 lines.append(f"  warning: {message}")
             if len(self.warnings) > max_problems:
