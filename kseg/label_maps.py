@@ -55,21 +55,16 @@ def encode_png_with_text(array, text):
     return buffer.getvalue()
 
 
-def png_text(data):
-    """The text chunks found before a PNG's pixel data, {keyword: value} ({} for a file
-    that is no PNG or cannot be parsed: what it is is for the image reader to say)."""
-    try:
-        # The plugin class itself reads the chunks up to the pixels, without decoding them.
-        with PngImagePlugin.PngImageFile(io.BytesIO(data)) as image:
-            return {key: value for key, value in image.info.items() if isinstance(value, str)}
-    except Exception:  # noqa: BLE001 - Pillow raises many types for damaged files
-        return {}
-
-
 def declared_format(data):
     """What a label map's bytes say it holds: (format, number of classes or None), or None
-    when it carries no `kseg:labels` chunk. An unknown format is returned as written."""
-    text = png_text(data)
+    when it carries no `kseg:labels` chunk (or is no PNG, or cannot be parsed: what it is
+    is for the image reader to say). An unknown format is returned as written."""
+    try:
+        # The plugin class itself reads the text chunks up to the pixels, without decoding them.
+        with PngImagePlugin.PngImageFile(io.BytesIO(data)) as image:
+            text = {key: value for key, value in image.info.items() if isinstance(value, str)}
+    except Exception:  # noqa: BLE001 - Pillow raises many types for damaged files
+        return None
     if LABELS_KEY not in text:
         return None
     classes = text.get(CLASSES_KEY, "")
