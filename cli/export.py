@@ -46,8 +46,7 @@ from kseg.choices import EXPORT_FORMATS, QUANTIZATIONS
               help="Folder of images for --check (implies it); default: generated images.")
 @click.option("--unsafe", is_flag=True,
               help="Allow models containing code (Lambda layers); trusted files only.")
-def export(model_path, export_format, out, force, quantize, calibration_data, data_dir,
-           calibration_images, input_size, mediapipe, check, check_images, unsafe):
+def export(model_path, export_format, out, **options):
     """Export a trained model (a run directory or a .keras file).
 
     Without one, the latest run under ./runs is exported, else the CamVid model kseg
@@ -75,7 +74,6 @@ def export(model_path, export_format, out, force, quantize, calibration_data, da
     import kseg
     from kseg.exporting import ExportOptions
 
-    options = ExportOptions(quantize, calibration_data, data_dir, calibration_images, input_size, mediapipe,
-                            check, check_images, force, unsafe)  # fmt: skip
-    out = kseg.export(model_path, export_format, out, options)
+    out = kseg.export(model_path, export_format, out, ExportOptions(**options))  # each option is a field
+    quantize = options["quantize"]
     click.echo(f"wrote {export_format}{'' if quantize == 'none' else ' ' + quantize}: {out}")
