@@ -188,18 +188,6 @@ def _mediapipe_metadata():
     return metadata, metadata_writer, image_segmenter
 
 
-def _rename_tensors(content):
-    """Names the input and output tensors after their signature keys."""
-    from tensorflow.lite.tools import flatbuffer_utils
-
-    model = flatbuffer_utils.read_model_from_bytearray(bytearray(content))
-    subgraph = model.subgraphs[0]
-    for signature in model.signatureDefs or ():
-        for item in list(signature.inputs or ()) + list(signature.outputs or ()):
-            subgraph.tensors[item.tensorIndex].name = item.name
-    return flatbuffer_utils.convert_object_to_bytearray(model)
-
-
 def check_label_names(names):
     """Refuses a class name that TFLite's labels file (one name a line) cannot hold."""
     broken = [name for name in names if "\n" in name or "\r" in name]
@@ -224,13 +212,17 @@ def tflite_with_metadata(content, description, mediapipe=True):
     metadata, metadata_writer, image_segmenter = _mediapipe_metadata()
     from mediapipe.tasks.metadata import metadata_schema_py_generated as schema
 
-    content = _rename_tensors(content)
+    # The tensors are named after their signature keys, not the converter's
+    # StatefulPartitionedCall:0.
     model = flatbuffer_utils.read_model_from_bytearray(bytearray(content))
     subgraph = model.subgraphs[0]
+    for signature in model.signatureDefs or ():
+        for item in list(signature.inputs or ()) + list(signature.outputs or ()):
+            subgraph.tensors[item.tensorIndex].name = item.name
+    content = flatbuffer_utils.convert_object_to_bytearray(model)
     outputs = [subgraph.tensors[index].name.decode() for index in subgraph.outputs]
     if mediapipe and outputs != ["logits"]:
         raise KsegError(f"a MediaPipe-ready TFLite file has one output, logits; found {outputs}")
-    check_label_names(description["class_names"])
     labels = metadata_writer.Labels().add(list(description["class_names"]))
     writer = metadata_writer.MetadataWriter.create(bytearray(content))
     try:
