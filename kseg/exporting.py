@@ -25,6 +25,7 @@ its class names (and colours, when the model's classes.json has them): see
 the largest logit difference and the fraction of pixels whose class agrees.
 """
 
+import contextlib
 import dataclasses
 import logging
 import math
@@ -202,54 +203,46 @@ def tflite_bytes(model, target=ExportTarget(), workdir=None, name="kseg-export")
         workdir: str or None. Folder for the temporary SavedModel.
         name: str. Base of the temporary folder's name (the output's file name).
     """
-    quantize, calibration = target.quantize, target.calibration
+    quantize = target.quantize
     if quantize not in QUANTIZATIONS:
         raise KsegError(f"unknown quantization {quantize!r}; choose one of {', '.join(QUANTIZATIONS)}")
-    if quantize == "int8" and not calibration:
+    if quantize == "int8" and not target.calibration:
         raise KsegError(
             "int8 quantization needs calibration images: pass --calibration-data with a "
             "folder of images or a dataset name"
         )
-    input_size = tflite_input_size(target.input_size, target.mediapipe)
+    # MediaPipe needs a fixed input size; a plain LiteRT file takes any size by default.
+    input_size = target.input_size or (DEFAULT_TFLITE_SIZE if target.mediapipe else None)
+    input_size = tuple(input_size) if input_size else None
     outputs = MEDIAPIPE_OUTPUTS if target.mediapipe else OUTPUT_NAMES
     description = describe(num_classes_of(model), target.classes, "tflite", quantize, input_size,
                            batch=1, outputs=outputs)
     check_label_names(description["class_names"])  # before the conversion, not after
-    with scratch_beside(os.path.join(workdir or tempfile.gettempdir(), name)) as folder:
-        try:
-            content = _convert(model, os.path.join(folder, "savedmodel"), quantize, input_size,
-                               calibration, outputs)
-            return tflite_with_metadata(content, description, target.mediapipe)
-        except KsegError:
-            raise
-        except Exception as error:
-            if is_disk_full(error):
-                destination = os.path.join(os.path.dirname(folder), name)
-                raise DiskFullError(f"{destination}: no space left on device (nothing was written)") from None
-            raise
+    workdir = workdir or tempfile.gettempdir()
+    with scratch_beside(os.path.join(workdir, name)) as folder, _disk_full(os.path.join(workdir, name)):
+        content = _convert(model, os.path.join(folder, "savedmodel"), target, input_size, outputs)
+        return tflite_with_metadata(content, description, target.mediapipe)
 
 
-def tflite_input_size(input_size, mediapipe=True):
-    """The input size of a TFLite export: `input_size`, else DEFAULT_TFLITE_SIZE for a
-    MediaPipe-ready file (MediaPipe needs a fixed one) and None (any size) otherwise."""
-    if input_size:
-        return tuple(input_size)
-    return DEFAULT_TFLITE_SIZE if mediapipe else None
-
-
-def _convert(model, saved, quantize, input_size, calibration, outputs=OUTPUT_NAMES):
+def _convert(model, saved, target, input_size, outputs):
     """Writes the SavedModel `saved` and converts it (see `tflite_bytes`)."""
     import tensorflow as tf
 
     write_savedmodel(model, saved, input_size, batch=1, outputs=outputs)
     with phase():
         converter = tf.lite.TFLiteConverter.from_saved_model(saved, signature_keys=[SIGNATURE])
+    quantize = target.quantize
     if quantize != "none":
         converter.optimizations = [tf.lite.Optimize.DEFAULT]
     if quantize == "fp16":
         converter.target_spec.supported_types = [tf.float16]
     if quantize == "int8":
-        converter.representative_dataset = _representative(calibration, input_size)
+        def representative():
+            for image in target.calibration:
+                image = resize(image, input_size) if input_size else image
+                yield {INPUT_NAME: np.ascontiguousarray(image[None], dtype=np.uint8)}
+
+        converter.representative_dataset = representative
         converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
         # The input is uint8 already and stays a plain uint8 tensor either way; saying so
         # keeps the converter from logging "input_inference_type: FLOAT32".
@@ -268,17 +261,7 @@ def _convert(model, saved, quantize, input_size, calibration, outputs=OUTPUT_NAM
         ) from None
 
 
-def _representative(images, input_size):
-    def generate():
-        for image in images:
-            if input_size:
-                image = resize(image, input_size)
-            yield {INPUT_NAME: np.ascontiguousarray(image[None], dtype=np.uint8)}
-
-    return generate
-
-
-def write_onnx(model, path, input_size=None, description=None):
+def write_onnx(model, path, input_size, description):
     """Writes an ONNX file (keras' exporter, via tf2onnx) with outputs logits and classes,
     named dynamic dimensions and `description` (`kseg.export_metadata.describe`) in its
     metadata_props."""
@@ -292,8 +275,6 @@ def write_onnx(model, path, input_size=None, description=None):
         raise KsegError(
             f"ONNX export needs tf2onnx and onnx ({error}); install kseg[export]"
         ) from None
-    if description is None:
-        description = describe(num_classes_of(model), None, "onnx", input_size=input_size)
     onnx.save(onnx_with_metadata(os.fspath(path), description), os.fspath(path))
 
 
@@ -336,17 +317,19 @@ def export_model(model, out, target, verify=None):
         raise KsegError(f"--quantize {quantize} applies to TFLite exports, not {format}")
     model = float32_model(model)
     out = os.fspath(out)
-    parent = os.path.dirname(os.path.abspath(out))
-    description = describe(num_classes_of(model), target.classes, format, quantize, input_size)
     if format == "savedmodel" and os.path.isfile(out):
         raise KsegError(f"{out}: exists and is a file; a SavedModel is a folder")
     if format == "tflite":
+        parent = os.path.dirname(os.path.abspath(out))
         os.makedirs(parent, exist_ok=True)
         content = tflite_bytes(model, target, workdir=parent, name=os.path.basename(out))
+    else:
+        description = describe(num_classes_of(model), target.classes, format, quantize, input_size)
     with writing(out, directory=format == "savedmodel") as temporary:
         if format == "savedmodel":
             os.rmdir(temporary)  # the SavedModel writer creates the folder itself
-            _write_or_disk_full(out, write_savedmodel, model, temporary, input_size, None, description)
+            with _disk_full(out):
+                write_savedmodel(model, temporary, input_size, description=description)
             seal_folder(temporary, "savedmodel export")
         elif format == "tflite":
             with open(temporary, "wb") as handle:
@@ -354,18 +337,22 @@ def export_model(model, out, target, verify=None):
                 handle.flush()
                 os.fsync(handle.fileno())
         else:
-            _write_or_disk_full(out, write_onnx, model, temporary, input_size, description)
+            with _disk_full(out):
+                write_onnx(model, temporary, input_size, description)
         if verify:
             verify(temporary)
     return out
 
 
-def _write_or_disk_full(out, write, *args):
+@contextlib.contextmanager
+def _disk_full(out):
+    """Reports a full disk as one line naming `out`: TensorFlow and tf2onnx wrap the
+    OSError in their own errors."""
     try:
-        write(*args)
+        yield
     except KsegError:
         raise
-    except Exception as error:  # TensorFlow and tf2onnx wrap OSError in their own errors
+    except Exception as error:
         if is_disk_full(error):
             raise DiskFullError(f"{out}: no space left on device (nothing was written)") from None
         raise
@@ -440,7 +427,6 @@ class ExportedModel:
     def __init__(self, path, format, threads=None, name=None):
         self.path, self.format = os.fspath(path), format
         self.name = name or self.path  # what messages call it (its final path)
-        self.input_size = None
         if not os.path.exists(self.path):
             raise KsegError(f"{self.path}: exported model not found")
         properties = None
@@ -448,34 +434,30 @@ class ExportedModel:
             import tensorflow as tf
 
             self._loaded = tf.saved_model.load(self.path)
-            self._function = self._loaded.signatures[SIGNATURE]
-            shape = self._function.structured_input_signature[1][INPUT_NAME].shape
-            self.input_size = _fixed(shape[1], shape[2])
+            function = self._loaded.signatures[SIGNATURE]
+            shape = function.structured_input_signature[1][INPUT_NAME].shape
+            self._logits = lambda batch: function(**{INPUT_NAME: tf.constant(batch)})["logits"].numpy()
         elif format == "tflite":
             from ai_edge_litert.interpreter import Interpreter
 
-            self._interpreter = Interpreter(model_path=self.path, num_threads=threads)
-            self._runner = self._interpreter.get_signature_runner(SIGNATURE)
-            signature = self._interpreter.get_input_details()[0]["shape_signature"]
-            self.input_size = _fixed(signature[1], signature[2])
+            interpreter = Interpreter(model_path=self.path, num_threads=threads)
+            runner = interpreter.get_signature_runner(SIGNATURE)
+            shape = interpreter.get_input_details()[0]["shape_signature"]
+            self._logits = lambda batch: runner(**{INPUT_NAME: batch})["logits"]
         elif format == "onnx":
             import onnxruntime
 
-            self._session = onnxruntime.InferenceSession(
-                self.path, providers=["CPUExecutionProvider"]
-            )
-            self._input = self._session.get_inputs()[0]
-            names = [output.name for output in self._session.get_outputs()]
-            shape = self._input.shape
-            self.input_size = _fixed(shape[1], shape[2])
-            if "logits" in names:
-                self._logits_name = "logits"
-            else:  # tf2onnx keeps the outputs in the order of the signature's sorted keys
-                ranks = [len(output.shape) for output in self._session.get_outputs()]
-                self._logits_name = names[ranks.index(4)]
-            properties = self._session.get_modelmeta().custom_metadata_map
+            session = onnxruntime.InferenceSession(self.path, providers=["CPUExecutionProvider"])
+            image_input, outputs = session.get_inputs()[0], session.get_outputs()
+            names = [output.name for output in outputs]
+            # tf2onnx keeps the outputs in the order of the signature's sorted keys
+            logits = "logits" if "logits" in names else names[[len(output.shape) for output in outputs].index(4)]
+            shape = image_input.shape
+            self._logits = lambda batch: session.run([logits], {image_input.name: batch})[0]
+            properties = session.get_modelmeta().custom_metadata_map
         else:
             raise KsegError(f"unknown export format {format!r}")
+        self.input_size = _fixed(shape[1], shape[2])
         self.metadata = read_metadata(self.path, format, properties)
         self.class_names = self.metadata["class_names"] if self.metadata else None
         self.palette = self.metadata.get("palette") if self.metadata else None
@@ -489,14 +471,7 @@ class ExportedModel:
                 f"image is {image.shape[0]}x{image.shape[1]}: resize it first, or export "
                 "with another --input-size"
             )
-        batch = np.ascontiguousarray(image[None])
-        if self.format == "savedmodel":
-            import tensorflow as tf
-
-            return self._function(**{INPUT_NAME: tf.constant(batch)})["logits"].numpy()[0]
-        if self.format == "tflite":
-            return self._runner(**{INPUT_NAME: batch})["logits"][0]
-        return self._session.run([self._logits_name], {self._input.name: batch})[0][0]
+        return self._logits(np.ascontiguousarray(image[None]))[0]
 
 
 def _fixed(height, width):
