@@ -363,20 +363,10 @@ def _disk_full(out):
 
 def check_destination(out, format, model_path, run_dir=None, inputs=(), force=False):
     """Checks an export destination against kseg's output policy (`kseg.outputs`): never
-    the model, its classes or one of `inputs` (the --calibration-data and --check-images
-    folders), nor inside or holding them; an existing `out` is replaced only with
-    `force`, and only if kseg wrote it as an export.
-
-    Args:
-        out: str. The destination.
-        format: str. One of FORMATS (a SavedModel is a folder).
-        model_path: str. The .keras file exported.
-        run_dir: str or None. Its run directory.
-        inputs: iterable of str. Folders or files the export reads.
-        force: bool. --force.
-
-    Returns:
-        kseg.outputs.Outputs. Use it around `export_model` (`with checked:`).
+    the model `model_path`, its run's classes.json or one of `inputs` (the --calibration-data
+    and --check-images folders), nor inside or holding them; an existing `out` is replaced
+    only with `force`, and only if kseg wrote it as a `format` export. Returns the
+    `kseg.outputs.Outputs` to use around `export_model` (`with checked:`).
 
     Raises:
         KsegError: one line naming `out`, what it is, and the way out.
@@ -457,7 +447,9 @@ class ExportedModel:
             properties = session.get_modelmeta().custom_metadata_map
         else:
             raise KsegError(f"unknown export format {format!r}")
-        self.input_size = _fixed(shape[1], shape[2])
+        height, width = shape[1], shape[2]  # a fixed size is two positive ints; else None, -1 or a name
+        fixed = all(isinstance(size, (int, np.integer)) and size > 0 for size in (height, width))
+        self.input_size = (int(height), int(width)) if fixed else None
         self.metadata = read_metadata(self.path, format, properties)
         self.class_names = self.metadata["class_names"] if self.metadata else None
         self.palette = self.metadata.get("palette") if self.metadata else None
@@ -472,13 +464,6 @@ class ExportedModel:
                 "with another --input-size"
             )
         return self._logits(np.ascontiguousarray(image[None]))[0]
-
-
-def _fixed(height, width):
-    def known(size):
-        return isinstance(size, (int, np.integer)) and size > 0
-
-    return (int(height), int(width)) if known(height) and known(width) else None
 
 
 @dataclasses.dataclass
@@ -525,7 +510,7 @@ def check_export(model, exported, images):
     are counted, never compared: `nan > tolerance` is false, so a NaN difference would
     otherwise pass for agreement.
     """
-    worst, largest, agree, total = 0.0, 0.0, 0, 0
+    largest, agree, total = 0.0, 0, 0
     keras_bad = export_bad = 0
     pixel_diffs = []  # per image, each pixel's largest logit difference (inf: not finite)
     for image in images:
@@ -544,14 +529,11 @@ def check_export(model, exported, images):
         both = expected_ok & actual_ok
         with np.errstate(invalid="ignore", over="ignore"):  # inf - inf: masked by `both` anyway
             pixel_diffs.append(np.where(both, np.abs(actual - expected), np.inf).max(-1))
-        worst = max(worst, float(pixel_diffs[-1].max(initial=0.0)))  # inf where a logit is not finite
-        if expected_ok.any():
-            largest = max(largest, float(np.abs(np.where(expected_ok, expected, 0)).max()))
+        largest = max(largest, float(np.abs(np.where(expected_ok, expected, 0)).max(initial=0.0)))
         same = (actual.argmax(-1) == expected.argmax(-1)) & both.all(-1)
         agree += int(same.sum())
         total += expected.shape[0] * expected.shape[1]
-    if keras_bad or export_bad:
-        worst = math.inf
+    worst = max((float(diffs.max(initial=0.0)) for diffs in pixel_diffs), default=0.0)
     tolerance = FLOAT_TOLERANCE * max(1.0, largest)
     off = sum(int((diffs > tolerance).sum()) for diffs in pixel_diffs)
     return Parity(worst, agree / max(total, 1), len(images), largest, keras_bad, export_bad, off / max(total, 1))
