@@ -293,10 +293,8 @@ def onnx_with_metadata(path, description):
     properties = {"kseg_export": json.dumps(description),
                   "class_names": json.dumps(description["class_names"]),
                   "palette": json.dumps(description["palette"])}
-    kept = [(prop.key, prop.value) for prop in model.metadata_props if prop.key not in properties]
-    del model.metadata_props[:]
-    for key, value in kept + list(properties.items()):
-        model.metadata_props.add(key=key, value=value)
+    kept = {prop.key: prop.value for prop in model.metadata_props if prop.key not in properties}
+    onnx.helper.set_model_props(model, {**kept, **properties})
     onnx.checker.check_model(model)
     return model
 
