@@ -218,8 +218,8 @@ def tflite_bytes(model, target=ExportTarget(), workdir=None, name="kseg-export")
     description = describe(num_classes_of(model), target.classes, "tflite", quantize, input_size,
                            batch=1, outputs=outputs)
     check_label_names(description["class_names"])  # before the conversion, not after
-    workdir = workdir or tempfile.gettempdir()
-    with scratch_beside(os.path.join(workdir, name)) as folder, _disk_full(os.path.join(workdir, name)):
+    destination = os.path.abspath(os.path.join(workdir or tempfile.gettempdir(), name))
+    with scratch_beside(destination) as folder, _disk_full(destination):
         content = _convert(model, os.path.join(folder, "savedmodel"), target, input_size, outputs)
         return tflite_with_metadata(content, description, target.mediapipe)
 
