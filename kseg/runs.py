@@ -11,10 +11,10 @@ directory (`RunDir`) holds:
     training_curves.png    loss and validation scores per epoch
     tensorboard/           TensorBoard scalars (train/, validation/)
 
-`resolve_model_path` accepts a run directory or a `.keras` file; with neither given it
-takes the most recently modified run under ./runs. `choose_model`, what predict, evaluate
-and export call, goes one step further: with no run under ./runs it takes the model kseg
-ships (`SHIPPED_MODEL`, an entry of weights/manifest.yaml), and says which it chose.
+`resolve_model_path` accepts a run directory or a `.keras` file. `choose_model`, what
+predict, evaluate and export call, takes with neither given the run under ./runs with the
+newest checkpoint, else the model kseg ships (`SHIPPED_MODEL`, an entry of
+weights/manifest.yaml), and says which it chose.
 """
 
 import dataclasses
@@ -74,56 +74,33 @@ class RunDir:
     def __str__(self):
         return self.path
 
-    def file(self, name):
-        return os.path.join(self.path, name)
-
-    def checkpoint(self, which=BEST):
-        return checkpoint_path(self.path, which)
-
-    def is_run(self):
-        """Whether a checkpoint is there (best or last)."""
-        return is_run_dir(self.path)
-
 
 def checkpoint_path(run_dir, which=BEST):
     return os.path.join(run_dir, CHECKPOINTS, which)
 
 
 def is_run_dir(path):
+    """Whether `path` is a folder holding a checkpoint (best or last)."""
     return os.path.isdir(path) and any(
         os.path.isfile(checkpoint_path(path, which)) for which in (BEST, LAST)
     )
 
 
 def latest_run(root=DEFAULT_RUNS_ROOT):
-    """Returns the most recently modified run directory under `root`, or None."""
+    """Returns the run directory under `root` with the newest checkpoint, or None."""
     if not os.path.isdir(root):
         return None
+
+    def newest_checkpoint(run_dir):
+        paths = [checkpoint_path(run_dir, which) for which in (BEST, LAST)]
+        return max(os.path.getmtime(path) for path in paths if os.path.isfile(path))
+
     runs = [os.path.join(root, name) for name in os.listdir(root)]
-    runs = [path for path in runs if is_run_dir(path)]
-    if not runs:
-        return None
-    return max(runs, key=lambda path: os.path.getmtime(_newest_checkpoint(path)))
+    return max((path for path in runs if is_run_dir(path)), key=newest_checkpoint, default=None)
 
 
-def _newest_checkpoint(run_dir):
-    paths = [checkpoint_path(run_dir, which) for which in (BEST, LAST)]
-    return max((p for p in paths if os.path.isfile(p)), key=os.path.getmtime)
-
-
-def resolve_model_path(path=None, runs_root=DEFAULT_RUNS_ROOT):
-    """Returns (model file, run directory or None) for a run directory or a model file.
-
-    Without `path`, the latest run under `runs_root` is used.
-    """
-    if path is None:
-        run_dir = latest_run(runs_root)
-        if run_dir is None:
-            raise KsegError(
-                f"no trained model found under ./{runs_root}; train one with `kseg train` or "
-                "pass --model RUN_DIR|MODEL.keras"
-            )
-        path = run_dir
+def resolve_model_path(path):
+    """Returns (model file, run directory or None) for a run directory or a model file."""
     path = os.fspath(path)
     if os.path.isdir(path):
         for which in (BEST, LAST):

@@ -12,10 +12,10 @@ def test_run_dir_names_every_file_by_role(tmp_path):
     assert run.best == str(tmp_path / "r" / "checkpoints" / "best.keras")
     assert run.last.endswith("checkpoints/last.keras") and run.log.endswith("log.csv")
     assert run.curves.endswith("training_curves.png") and run.tensorboard.endswith("tensorboard")
-    assert not run.is_run()
+    assert not is_run_dir(str(run))
     (tmp_path / "r" / "checkpoints").mkdir(parents=True)
     (tmp_path / "r" / "checkpoints" / "last.keras").write_bytes(b"x")
-    assert run.is_run() and is_run_dir(str(run))
+    assert is_run_dir(str(run))
 
 
 def test_the_layout_module_imports_no_model_code():
