@@ -78,24 +78,21 @@ class MalformedFileError(FileError):
     kind = "malformed"
 
 
-def _kind_name(mode):
-    if stat.S_ISDIR(mode):
-        return "a folder"
-    if stat.S_ISFIFO(mode):
-        return "a FIFO (named pipe)"
-    if stat.S_ISCHR(mode):
-        return "a character device"
-    if stat.S_ISBLK(mode):
-        return "a block device"
-    if stat.S_ISSOCK(mode):
-        return "a socket"
-    return "not a regular file"
+_KIND_NAMES = {stat.S_IFDIR: "a folder", stat.S_IFIFO: "a FIFO (named pipe)", stat.S_IFCHR: "a character device",
+               stat.S_IFBLK: "a block device", stat.S_IFSOCK: "a socket"}
 
 
 def _not_regular(path, mode, what):
-    kind = _kind_name(mode)
+    kind = _KIND_NAMES.get(stat.S_IFMT(mode), "not a regular file")
     link = " (through a symbolic link)" if os.path.islink(path) else ""
     return FileKindError(f"{path}: {what} is {kind}{link}, not a regular file")
+
+
+def _os_error(path, what, error):
+    """The `FileError` for an OSError met opening or reading `path`."""
+    if isinstance(error, FileNotFoundError):
+        return FileMissingError(f"{path}: {what} not found")
+    return UnreadableFileError(f"{path}: cannot read {what} ({error.strerror or error})")
 
 
 def check_regular_file(path, what="file", limit=None):
@@ -112,10 +109,8 @@ def check_regular_file(path, what="file", limit=None):
     path = os.fspath(path)
     try:
         info = os.stat(path)
-    except FileNotFoundError:
-        raise FileMissingError(f"{path}: {what} not found") from None
     except OSError as error:
-        raise UnreadableFileError(f"{path}: cannot read {what} ({error.strerror or error})") from None
+        raise _os_error(path, what, error) from None
     if not stat.S_ISREG(info.st_mode):
         raise _not_regular(path, info.st_mode, what)
     _check_size(path, info.st_size, what, limit)
@@ -152,14 +147,12 @@ def read_bytes(path, what="file", limit=IMAGE_FILE_LIMIT):
     try:
         # O_NONBLOCK: opening a FIFO with no writer would otherwise wait forever.
         descriptor = os.open(path, os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0))
-    except FileNotFoundError:
-        raise FileMissingError(f"{path}: {what} not found") from None
     except IsADirectoryError:
         raise FileKindError(f"{path}: {what} is a folder, not a regular file") from None
     except OSError as error:
         if error.errno == errno.ENXIO:  # a socket, or a FIFO opened for writing only
             raise FileKindError(f"{path}: {what} is not a regular file") from None
-        raise UnreadableFileError(f"{path}: cannot read {what} ({error.strerror or error})") from None
+        raise _os_error(path, what, error) from None
     try:
         info = os.fstat(descriptor)
         if not stat.S_ISREG(info.st_mode):
@@ -176,7 +169,7 @@ def read_bytes(path, what="file", limit=IMAGE_FILE_LIMIT):
                 _check_size(path, total, what, limit)
         return b"".join(chunks)
     except OSError as error:
-        raise UnreadableFileError(f"{path}: cannot read {what} ({error.strerror or error})") from None
+        raise _os_error(path, what, error) from None
     finally:
         os.close(descriptor)
 
