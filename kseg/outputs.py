@@ -96,14 +96,15 @@ def ledger_path(folder):
 
 
 def read_ledger(folder):
-    """{name relative to `folder`: kind} of what kseg wrote there (empty without a ledger).
+    """({name relative to `folder`: kind}, {name: [size, time]}) of what kseg wrote there
+    (both empty without a ledger; the second only in a folder output's own ledger).
 
     Raises:
         KsegError: the ledger is a link, not a file kseg wrote, or damaged.
     """
     path = ledger_path(folder)
     if not os.path.lexists(path):
-        return {}
+        return {}, {}
     if os.path.islink(path):
         raise KsegError(f"{path}: kseg's list of its outputs is a symbolic link; delete it or "
                         "write elsewhere")
@@ -111,8 +112,9 @@ def read_ledger(folder):
     files = data.get("files") if isinstance(data, dict) and data.get("written_by") == "kseg" else None
     if not isinstance(files, dict) or not all(isinstance(value, str) for value in files.values()):
         raise KsegError(f"{path}: not a list of kseg's outputs; delete it, or write elsewhere")
-    return {os.path.normpath(name): kind for name, kind in files.items()
-            if name and not os.path.isabs(name) and os.path.normpath(name).split(os.sep)[0] != ".."}
+    files = {os.path.normpath(name): kind for name, kind in files.items()
+             if name and not os.path.isabs(name) and os.path.normpath(name).split(os.sep)[0] != ".."}
+    return files, data.get("stamps", {})
 
 
 def _write_ledger(folder, files, stamps=None):
@@ -158,9 +160,10 @@ def _foreign_file(folder):
     """The first entry inside a folder output that kseg did not write there, or changed
     since (as its own ledger says); None when the folder is as kseg left it."""
     try:
-        listed = read_ledger(folder)
-        stamps = load_json(ledger_path(folder), "kseg output list", limit=LEDGER_LIMIT).get("stamps", {})
-    except (KsegError, AttributeError):
+        listed, stamps = read_ledger(folder)
+    except KsegError:
+        return LEDGER
+    if not isinstance(stamps, dict):
         return LEDGER
     for parent, folders, names in os.walk(folder):
         for name in sorted(folders):
@@ -247,7 +250,7 @@ class Outputs:
         _check_parents(named, path, way_out)
         root = os.path.abspath(root)
         if root not in self.ledgers:
-            self.ledgers[root] = read_ledger(root) if os.path.isdir(root) else {}
+            self.ledgers[root] = read_ledger(root)[0] if os.path.isdir(root) else {}
         if os.path.lexists(path):
             self._check_replaceable(named, path, rule, root, name, folder, way_out)
         if rule.replace != "never":  # nothing to recognise later: no ledger needed
@@ -312,7 +315,7 @@ class Outputs:
                 for folder in missing_folders(os.path.dirname(os.path.join(root, name))):
                     if folder not in self.created:
                         self.created.append(folder)
-            files = read_ledger(root)
+            files = read_ledger(root)[0]
             if all(files.get(name) == kind for name, kind in names.items()):
                 continue
             files.update(names)
@@ -327,7 +330,7 @@ class Outputs:
         the folders `start` created that stayed empty."""
         for root, names in self.planned.items():
             try:
-                files = read_ledger(root)
+                files = read_ledger(root)[0]
             except KsegError:
                 continue
             missing = {name for name in names if not os.path.lexists(os.path.join(root, name))}
@@ -371,9 +374,7 @@ def writing(path, directory=False):
         directory: bool. Whether the result is a folder (e.g. a SavedModel) or a file.
     """
     path = os.fspath(path)
-    parent = _make_parent(path)
-    base = os.path.basename(path)
-    temporary = _new_temporary(parent, base, directory, destination=path)
+    temporary = _new_temporary(path, directory)
     try:
         yield temporary
         raise_if_interrupted()  # a swallowed Ctrl-C or SIGTERM must not complete the write
@@ -383,7 +384,8 @@ def writing(path, directory=False):
             else:
                 # Without an atomic exchange, move the old folder aside first (a kill
                 # between the two renames leaves it as .NAME.*.old beside `path`).
-                old = tempfile.mkdtemp(prefix=f".{base}.", suffix=".old", dir=parent)
+                old = tempfile.mkdtemp(prefix=f".{os.path.basename(path)}.", suffix=".old",
+                                       dir=os.path.dirname(temporary))
                 os.rmdir(old)
                 os.replace(path, old)
                 os.replace(temporary, path)
@@ -404,22 +406,13 @@ def writing(path, directory=False):
 _TEMPORARY = re.compile(r"\.(?P<base>.+)\.[a-z0-9_]{8}\.(?P<kind>tmp|old)(?P<tail>.*)")
 
 
-def _make_parent(path):
-    """Creates the folder `path` goes in (a full disk is a DiskFullError); returns it."""
-    parent = os.path.dirname(os.path.abspath(path))
+def _new_temporary(path, directory):
+    """Creates `.NAME.XXXXXXXX.tmp[SUFFIX]` beside `path` (and the folders it goes in): a
+    folder, or a file that keeps NAME's suffix (some writers, keras' .keras and cv2.imwrite,
+    choose the format by it)."""
+    parent, base = os.path.split(os.path.abspath(path))
     try:
         os.makedirs(parent, exist_ok=True)
-    except OSError as error:
-        if is_disk_full(error):
-            raise DiskFullError(f"{parent}: no space left on device") from None
-        raise
-    return parent
-
-
-def _new_temporary(parent, base, directory, destination):
-    """Creates `.BASE.XXXXXXXX.tmp[SUFFIX]` in `parent`: a folder, or a file that keeps
-    `base`'s suffix (some writers, keras' .keras and cv2.imwrite, choose the format by it)."""
-    try:
         if directory:  # mkdtemp makes 0700; give a normal folder's mode
             folder = tempfile.mkdtemp(prefix=f".{base}.", suffix=".tmp", dir=parent)
             os.chmod(folder, 0o777 & ~_umask())
@@ -431,7 +424,7 @@ def _new_temporary(parent, base, directory, destination):
         return temporary
     except OSError as error:
         if is_disk_full(error):
-            raise DiskFullError(f"{destination}: no space left on device") from None
+            raise DiskFullError(f"{path}: no space left on device") from None
         raise
 
 
@@ -453,8 +446,7 @@ def scratch_beside(path):
     (so a kill leaves it where the next sweep finds it), and removes it on any exit,
     Ctrl-C and SIGTERM included. For intermediate files of a result written to `path`.
     """
-    path = os.fspath(path)
-    folder = _new_temporary(_make_parent(path), os.path.basename(path), True, destination=path)
+    folder = _new_temporary(os.fspath(path), True)
     try:
         yield folder
     finally:
