@@ -158,8 +158,6 @@ def seed_generator_variables(model):
     return [v for v in model.variables if "seed_generator_state" in v.path]
 
 
-
-
 def seed_generator_states(model):
     """The dropout generators' states, as JSON-ready lists (for `RunState.seed_generators`)."""
     import keras

@@ -182,28 +182,23 @@ class RunLock:
             raise self._os_error(error, "cannot lock it") from None
 
     def _prepare_folder(self):
-        if self.exclusive_create:  # FileExistsError when the name is taken (by anything)
-            missing = missing_folders(self.run_dir)
-            try:
-                os.makedirs(os.path.dirname(os.path.abspath(self.run_dir)), exist_ok=True)
-                os.mkdir(self.run_dir)
-            except FileExistsError:
+        if not self.exclusive_create:
+            if os.path.lexists(self.run_dir) and not os.path.isdir(self.run_dir):
+                raise KsegError(f"{self.run_dir}: --run-dir exists and is not a folder; choose another --run-dir")
+            if os.path.isdir(self.run_dir):
+                return
+            if not self.create:
+                raise KsegError(f"{self.run_dir}: no such run folder (--run-dir)")
+        missing = missing_folders(self.run_dir)
+        try:
+            os.makedirs(os.path.dirname(os.path.abspath(self.run_dir)), exist_ok=True)
+            os.mkdir(self.run_dir)  # with exclusive_create, FileExistsError when the name is taken
+        except FileExistsError:
+            if self.exclusive_create:
                 raise
-            except OSError as error:
-                raise self._os_error(error, "cannot create the run folder") from None
-            self.created = [path for path in missing if os.path.isdir(path)]
-            return
-        if os.path.lexists(self.run_dir) and not os.path.isdir(self.run_dir):
-            raise KsegError(f"{self.run_dir}: --run-dir exists and is not a folder; choose another --run-dir")
-        if self.create and not os.path.isdir(self.run_dir):
-            missing = missing_folders(self.run_dir)
-            try:
-                os.makedirs(self.run_dir, exist_ok=True)
-            except OSError as error:
-                raise self._os_error(error, "cannot create the run folder") from None
-            self.created = [path for path in missing if os.path.isdir(path)]
-        elif not os.path.isdir(self.run_dir):
-            raise KsegError(f"{self.run_dir}: no such run folder (--run-dir)")
+        except OSError as error:
+            raise self._os_error(error, "cannot create the run folder") from None
+        self.created = [path for path in missing if os.path.isdir(path)]
 
     def _os_error(self, error, what):
         if is_disk_full(error):
@@ -212,17 +207,14 @@ class RunLock:
             f"{self.run_dir}: {what} ({error.strerror or error}); choose another --run-dir"
         )
 
-    def entries(self):
-        """What the run folder holds besides the lock file."""
-        return sorted(name for name in os.listdir(self.run_dir) if name != LOCK_NAME)
-
     def check_fresh(self):
         """Refuses a folder that holds anything but the lock and kseg temporaries.
 
         A folder holding a run points to --resume (or says it has no checkpoint to resume
         from); any other content is a user's and is left as it is.
         """
-        entries = [name for name in self.entries() if not is_temporary_name(name)]
+        entries = sorted(name for name in os.listdir(self.run_dir)
+                         if name != LOCK_NAME and not is_temporary_name(name))
         checkpoints = os.path.join(self.run_dir, "checkpoints")
         if "checkpoints" in entries and os.path.isdir(checkpoints) and not os.path.islink(checkpoints) and all(
             is_temporary_name(name) for name in os.listdir(checkpoints)
