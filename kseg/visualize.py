@@ -1,7 +1,7 @@
 """Colours for label maps and score maps: palettes, colour maps, overlays.
 
 A run's classes.json names the palette its dataset uses (Cityscapes, Pascal VOC, ...);
-without one, `default_palette` gives the Pascal VOC colour scheme, which has distinct
+without one, `kseg.labels.default_palette` gives the Pascal VOC colour scheme, which has distinct
 colours for any number of classes up to 256 and black for class 0.
 All images here are uint8 RGB arrays of shape (H, W, 3).
 """
@@ -10,24 +10,9 @@ import cv2
 import numpy as np
 
 from kseg.errors import KsegError
-from kseg.labels import IGNORE_INDEX
-from kseg.labels import default_palette as class_colours
+from kseg.labels import IGNORE_INDEX, default_palette
 
 IGNORE_COLOR = (0, 0, 0)
-
-
-def default_palette(num_colors=256):
-    """Returns the Pascal VOC palette (`kseg.labels.default_palette`) as an array.
-
-    Args:
-        num_colors: int. How many colours (at most 256).
-
-    Returns:
-        uint8 array of shape (num_colors, 3).
-    """
-    if not 1 <= num_colors <= 256:
-        raise ValueError(f"`num_colors` must be in [1, 256]. Received: num_colors={num_colors}")
-    return np.asarray(class_colours(num_colors), dtype=np.uint8)
 
 
 def palette_from_classes(classes, num_classes):
@@ -41,7 +26,7 @@ def palette_from_classes(classes, num_classes):
     """
     if not 1 <= num_classes <= 256:
         raise KsegError(f"cannot colour {num_classes} classes; 1 to 256 are supported")
-    palette = default_palette(num_classes)
+    palette = np.asarray(default_palette(num_classes), dtype=np.uint8)
     listed = (classes or {}).get("palette") or []
     try:
         listed = np.asarray(listed, dtype=np.int64).reshape(-1, 3) if listed else np.zeros((0, 3))

@@ -2,7 +2,12 @@ import numpy as np
 import pytest
 
 from kseg.errors import KsegError
-from kseg.visualize import colorize, default_palette, overlay, palette_from_classes, score_colors
+from kseg.labels import default_palette as class_colours
+from kseg.visualize import colorize, overlay, palette_from_classes, score_colors
+
+
+def default_palette(num_colors):
+    return np.asarray(class_colours(num_colors), dtype=np.uint8)
 
 
 def test_default_palette_is_pascal_voc():
