@@ -133,14 +133,9 @@ def wait_for(future, what, timeout=None):
 def describe_item(item):
     """An item for messages: a path as it is, the paths of a pair joined by a comma,
     anything else as a short repr."""
-    def is_path(value):
-        return isinstance(value, (str, os.PathLike))
-
-    if is_path(item):
-        return os.fspath(item)
-    if isinstance(item, (tuple, list)) and item and all(is_path(part) for part in item):
-        return ", ".join(os.fspath(part) for part in item)
-
+    parts = item if isinstance(item, (tuple, list)) and item else [item]
+    if all(isinstance(part, (str, os.PathLike)) for part in parts):
+        return ", ".join(os.fspath(part) for part in parts)
     return brief(item)
 
 
