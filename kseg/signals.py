@@ -36,14 +36,14 @@ class Interrupted(KeyboardInterrupt):
         return signal.Signals(self.signum).name
 
 
+def _interruption(signum):
+    """What a signal raises: KeyboardInterrupt for Ctrl-C, else `Interrupted`."""
+    return KeyboardInterrupt() if signum == signal.SIGINT else Interrupted(signum)
+
+
 def _handler(signum, frame):
     _received.append(signum)
-    raise Interrupted(signum)
-
-
-def _interrupt_handler(signum, frame):
-    _received.append(signum)
-    raise KeyboardInterrupt
+    raise _interruption(signum)
 
 
 def _unraisable(hook):
@@ -66,7 +66,7 @@ def install():
         if hasattr(signal, name):
             signal.signal(getattr(signal, name), _handler)
     if signal.getsignal(signal.SIGINT) is signal.default_int_handler:
-        signal.signal(signal.SIGINT, _interrupt_handler)
+        signal.signal(signal.SIGINT, _handler)
 
 
 def interrupted():
@@ -76,12 +76,8 @@ def interrupted():
 
 def raise_if_interrupted():
     """Raises the interruption again if a signal arrived (it may have been swallowed)."""
-    signum = interrupted()
-    if signum is None:
-        return
-    if signum == signal.SIGINT:
-        raise KeyboardInterrupt
-    raise Interrupted(signum)
+    if interrupted() is not None:
+        raise _interruption(interrupted())
 
 
 @contextlib.contextmanager
