@@ -13,7 +13,7 @@ such a call twice:
 
 A line on stderr says what is awaited once the call has lasted a few seconds, and a
 failure is one `WeightsError` naming the address, what timed out, and the way out
-(`download_error`). A partial file is removed by keras, so nothing half-downloaded stays
+(`get_file`). A partial file is removed by keras, so nothing half-downloaded stays
 in the cache under the real name.
 """
 
@@ -64,8 +64,8 @@ def shown_folder(folder):
 class _Wait:
     """What `network_deadline` yields: whether and how the wait ended early."""
 
-    def __init__(self, what, url, total, stall):
-        self.what, self.url, self.total, self.stall = what, url, total, stall
+    def __init__(self, total, stall):
+        self.total, self.stall = total, stall
         self.expired = False
 
     def timed_out(self, error):
@@ -96,7 +96,7 @@ def network_deadline(what, url="", notify=True):
         An object whose `timed_out(error)` tells whether a deadline ended the block.
     """
     total, stall = download_timeouts()
-    wait = _Wait(what, url, total, stall)
+    wait = _Wait(total, stall)
     notice = None
     if notify:
         source = f" from {url}" if url else ""
@@ -130,12 +130,6 @@ def network_deadline(what, url="", notify=True):
             notice.cancel()
 
 
-def download_error(wait, error, way_out):
-    """The `WeightsError` for a failed download: the address, the cause, the way out."""
-    reason = wait.timed_out(error) or f"{type(error).__name__}: {one_line(error, 200)}"
-    return WeightsError(f"could not download {wait.what} from {wait.url}: {reason}; {way_out}")
-
-
 def get_file(file, url, file_hash, what, way_out):
     """`keras.utils.get_file(file, url, cache_subdir="models", file_hash=...)` within
     `network_deadline`; returns the cached path.
@@ -157,4 +151,5 @@ def get_file(file, url, file_hash, what, way_out):
     except (KeyboardInterrupt, KsegError):
         raise
     except Exception as error:  # keras raises a bare Exception for fetch failures
-        raise download_error(wait, error, way_out) from None
+        reason = wait.timed_out(error) or f"{type(error).__name__}: {one_line(error, 200)}"
+        raise WeightsError(f"could not download {what} from {url}: {reason}; {way_out}") from None
