@@ -84,18 +84,9 @@ def parse_size(text, name, low=1, high=32768, square=False):
     if square and len(parts) == 1:
         parts = parts * 2
     example = f"{max(low, 512)}x{max(low, 1024)}" if high >= 1024 else f"{low}x{low}"
-    sizes = []
-    for part in parts:
-        if isinstance(part, bool | float):
-            break
-        if isinstance(part, str):
-            if not (part.isascii() and part.isdigit() and len(part) <= 9):
-                break
-            part = int(part)
-        if not isinstance(part, int):
-            break
-        sizes.append(part)
-    if len(parts) != 2 or len(sizes) != 2:
+    sizes = [int(part) if isinstance(part, str) and part.isascii() and part.isdigit() and len(part) <= 9
+             else part for part in parts]
+    if len(sizes) != 2 or not all(isinstance(side, int) and not isinstance(side, bool) for side in sizes):
         raise KsegError(f"{name}: expected HEIGHTxWIDTH in pixels such as {example}. Received: {brief(text)}")
     if not all(low <= side <= high for side in sizes):
         raise KsegError(f"{name}: each side must be {low} to {high} pixels. Received: {brief(text)}")
