@@ -18,13 +18,12 @@ weights/manifest.yaml), and says which it chose.
 """
 
 import dataclasses
-import json
 import os
 
 from kseg.errors import KsegError
 from kseg.files import brief, load_json
 from kseg.labels import IGNORE_INDEX
-from kseg.outputs import write_bytes
+from kseg.outputs import write_json
 
 DEFAULT_RUNS_ROOT = "runs"
 CLASSES_FILE = "classes.json"
@@ -205,15 +204,12 @@ def shipped_model_note(entry, runs_root=DEFAULT_RUNS_ROOT):
 
 def write_classes(run_dir, dataset, class_names, palette, ignore_index=IGNORE_INDEX):
     """Writes classes.json, which predict/evaluate/export use to name and colour classes."""
-    payload = {
+    write_json(os.path.join(run_dir, CLASSES_FILE), {
         "dataset": dataset,
         "class_names": list(class_names),
         "palette": [list(map(int, colour)) for colour in palette],
         "ignore_index": int(ignore_index),
-    }
-    write_bytes(
-        os.path.join(run_dir, CLASSES_FILE), json.dumps(payload, indent=2).encode()
-    )
+    })
 
 
 def read_classes(run_dir, num_classes=None, model_path=None):
