@@ -54,8 +54,6 @@ def sweep_temporaries(folder):
         list of str. The paths removed.
     """
     removed = []
-    if not os.path.isdir(folder):
-        return removed
     for parent, folders, files in os.walk(folder, topdown=True, followlinks=False):
         for name in list(folders):
             path = os.path.join(parent, name)
