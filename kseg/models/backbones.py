@@ -23,7 +23,7 @@ import keras
 from kseg.errors import ArgumentError
 from kseg.models import keras_internals
 from kseg.models.arguments import check_num_classes, check_weights_path, check_width
-from kseg.models.layers import CropToReference, PadToMultiple, VGGPreprocessing
+from kseg.models.layers import VGGPreprocessing, padded_model
 from kseg.models.pretrained import assign_application_weights
 
 
@@ -321,14 +321,8 @@ def build_on_backbone(backbone, head, num_classes, weights, output_stride, name,
     spec = get_backbone(backbone)
     validate_backbone_arguments(spec, weights, variant)
     check_weights_path(weights)
-    images = keras.Input(shape=(None, None, 3), name="images")
-    x = preprocessing_layer(spec)(images)
-    # Padded to a multiple of the coarsest stride, every feature map is exactly 1/stride
-    # of the padded image, and fixed-factor upsampling gives back the padded size.
-    x = PadToMultiple(output_stride, name="pad")(x)
-    features = backbone_features(x, spec, variant)
-    logits = CropToReference(dtype="float32", name="logits")([head(features, output_stride), images])
-    model = keras.Model(images, logits, name=name)
+    model = padded_model(name, lambda x: head(backbone_features(x, spec, variant), output_stride), output_stride,
+                         preprocessing_layer(spec))  # fmt: skip
     if backbone.startswith("mobilenetv3"):
         model = _replace(model, keras.Model.from_config(hard_sigmoids_as_layers(model.get_config())))
     if output_stride != 32:

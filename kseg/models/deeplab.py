@@ -51,11 +51,16 @@ def build_deeplabv3(backbone="resnet50", num_classes=21, weights="imagenet", out
     """
     if backbone != "resnet50":
         raise ArgumentError(f"DeepLab v3 is built on resnet50. Received: backbone={backbone!r}")
+    return _build("deeplabv3", backbone, deeplabv3_head(num_classes, dropout), num_classes, weights, output_stride,
+                  Variant())
+
+
+def _build(family, backbone, head, num_classes, weights, output_stride, variant):
+    """`head` on `backbone` at `output_stride` (16 or 8), named `{family}_{backbone}[_os8]`."""
     if output_stride not in OUTPUT_STRIDES:
         raise ArgumentError(f"`output_stride` must be 16 or 8. Received: output_stride={output_stride}")
-    name = "deeplabv3_resnet50" + ("" if output_stride == 16 else f"_os{output_stride}")
-    return build_on_backbone("resnet50", deeplabv3_head(num_classes, dropout), num_classes, weights,
-                             output_stride, name)  # fmt: skip
+    name = f"{family}_{backbone}" + ("" if output_stride == 16 else f"_os{output_stride}")
+    return build_on_backbone(backbone, head, num_classes, weights, output_stride, name, variant)
 
 
 LOW_LEVEL_CHANNELS = 48
@@ -96,8 +101,5 @@ def build_deeplabv3plus(backbone, num_classes=21, weights="imagenet", output_str
     """
     if backbone not in PLUS_BACKBONES:
         raise ArgumentError(f"DeepLab v3+ is built on {' or '.join(PLUS_BACKBONES)}. Received: backbone={backbone!r}")
-    if output_stride not in OUTPUT_STRIDES:
-        raise ArgumentError(f"`output_stride` must be 16 or 8. Received: output_stride={output_stride}")
-    name = f"deeplabv3plus_{backbone}" + ("" if output_stride == 16 else f"_os{output_stride}")
-    return build_on_backbone(backbone, deeplabv3plus_head(num_classes, dropout), num_classes, weights,
-                             output_stride, name, Variant(width))  # fmt: skip
+    return _build("deeplabv3plus", backbone, deeplabv3plus_head(num_classes, dropout), num_classes, weights,
+                  output_stride, Variant(width))  # fmt: skip

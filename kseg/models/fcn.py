@@ -13,52 +13,15 @@ bilinear interpolation; the x2 layers are learned, the final one is learned only
 `learn_upsampling=True` (the paper keeps it fixed).
 """
 
-import logging
-
-import keras
-from keras import layers
-
 from kseg.errors import KsegError
 from kseg.models.arguments import check_dropout, check_num_classes, check_weights_path, check_width
-from kseg.models.bilinear import BilinearUpsampling
-from kseg.models.layers import CropToReference, PadToMultiple, VGGPreprocessing
+from kseg.models.heads import fcn_head
+from kseg.models.layers import padded_model
 from kseg.models.pretrained import assign_vgg16_weights
 from kseg.models.transfer import transfer_weights
 from kseg.models.vgg16 import fully_connected_as_convs, vgg16_trunk
 
-logger = logging.getLogger("kseg")
-
 INPUT_MULTIPLE = 32  # VGG16 pools five times
-
-
-def upsample(x, factor, name, trainable=True):
-    """A Conv2DTranspose of kernel 2 x factor and stride `factor`, initialised bilinear."""
-    return layers.Conv2DTranspose(
-        x.shape[-1], 2 * factor, strides=factor, padding="same", use_bias=False,
-        kernel_initializer=BilinearUpsampling(), trainable=trainable, name=name,
-    )(x)  # fmt: skip
-
-
-def score(x, num_classes, name):
-    """A zero-initialised 1x1 convolution giving one score per class."""
-    return layers.Conv2D(num_classes, 1, kernel_initializer="zeros", name=name)(x)
-
-
-def validate_arguments(num_classes, weights, dropout, width, batch_norm=False):
-    check_num_classes(num_classes)
-    check_dropout(dropout)
-    check_width(width)
-    if weights is not None and width != 1:
-        raise ValueError(
-            f"pretrained weights need the full VGG16 (width=1). Received: weights={weights!r}, "
-            f"width={width}"
-        )
-    if weights is not None and batch_norm:
-        raise KsegError(
-            "VGG16-BN models train from random weights (keras has no ImageNet VGG16-BN); "
-            "pass --weights none, or use fcn32s/fcn16s/fcn8s for ImageNet VGG16"
-        )
-    check_weights_path(weights)
 
 
 def build_fcn(output_stride, num_classes, weights="imagenet", learn_upsampling=False, dropout=0.5, width=1.0,
@@ -81,29 +44,29 @@ def build_fcn(output_stride, num_classes, weights="imagenet", learn_upsampling=F
     """
     if output_stride not in (8, 16, 32):
         raise ValueError(f"`output_stride` must be 8, 16 or 32. Received: output_stride={output_stride}")
-    validate_arguments(num_classes, weights, dropout, width, batch_norm)
+    check_num_classes(num_classes)
+    check_dropout(dropout)
+    check_width(width)
+    if weights is not None and width != 1:
+        raise ValueError(
+            f"pretrained weights need the full VGG16 (width=1). Received: weights={weights!r}, "
+            f"width={width}"
+        )
+    if weights is not None and batch_norm:
+        raise KsegError(
+            "VGG16-BN models train from random weights (keras has no ImageNet VGG16-BN); "
+            "pass --weights none, or use fcn32s/fcn16s/fcn8s for ImageNet VGG16"
+        )
+    check_weights_path(weights)
 
-    images = keras.Input(shape=(None, None, 3), name="images")
-    x = VGGPreprocessing(name="preprocess")(images)
-    x = PadToMultiple(INPUT_MULTIPLE, name="pad")(x)
-    taps = vgg16_trunk(x, width, batch_norm)
-    x = fully_connected_as_convs(taps["block5_pool"], width, dropout, batch_norm)
-    x = score(x, num_classes, "score_fr")
-    if output_stride == 32:
-        x = upsample(x, 32, "upscore", trainable=learn_upsampling)
-    else:
-        x = upsample(x, 2, "upscore2")
-        x = layers.Add(name="fuse_pool4")([x, score(taps["block4_pool"], num_classes, "score_pool4")])
-        if output_stride == 16:
-            x = upsample(x, 16, "upscore16", trainable=learn_upsampling)
-        else:
-            x = upsample(x, 2, "upscore_pool4")
-            x = layers.Add(name="fuse_pool3")(
-                [x, score(taps["block3_pool"], num_classes, "score_pool3")]
-            )
-            x = upsample(x, 8, "upscore8", trainable=learn_upsampling)
-    logits = CropToReference(dtype="float32", name="logits")([x, images])
-    model = keras.Model(images, logits, name=f"fcn{output_stride}s" + ("_vgg16bn" if batch_norm else ""))
+    def scores(x):
+        taps = vgg16_trunk(x, width, batch_norm)
+        features = {32: fully_connected_as_convs(taps["block5_pool"], width, dropout, batch_norm),
+                    16: taps["block4_pool"], 8: taps["block3_pool"]}  # fmt: skip
+        return fcn_head(num_classes, output_stride, learn_upsampling, ("pool4", "pool3"))(features, 32)
+
+    name = f"fcn{output_stride}s" + ("_vgg16bn" if batch_norm else "")
+    model = padded_model(name, scores, INPUT_MULTIPLE)
     if weights is not None:
         assign_vgg16_weights(model, weights)
     return model

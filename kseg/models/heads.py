@@ -17,7 +17,7 @@ class scores at the padded input size (the model crops them to the image size).
 from keras import layers
 
 from kseg.models.arguments import check_dropout
-from kseg.models.fcn import score, upsample
+from kseg.models.bilinear import BilinearUpsampling
 from kseg.models.layers import BilinearUpsample, BroadcastToReference
 
 ASPP_CHANNELS = 256
@@ -34,22 +34,40 @@ def conv_bn_relu(x, filters, kernel_size, name, dilation_rate=1):
     return layers.ReLU(name=f"{name}_relu")(x)
 
 
-def fcn_head(num_classes, skips=32, learn_upsampling=False):
-    """The FCN skip head: `skips` is 32, 16 or 8 (FCN-32s, -16s, -8s)."""
+def upsample(x, factor, name, trainable=True):
+    """A Conv2DTranspose of kernel 2 x factor and stride `factor`, initialised bilinear."""
+    return layers.Conv2DTranspose(
+        x.shape[-1], 2 * factor, strides=factor, padding="same", use_bias=False,
+        kernel_initializer=BilinearUpsampling(), trainable=trainable, name=name,
+    )(x)  # fmt: skip
+
+
+def score(x, num_classes, name):
+    """A zero-initialised 1x1 convolution giving one score per class."""
+    return layers.Conv2D(num_classes, 1, kernel_initializer="zeros", name=name)(x)
+
+
+def fcn_head(num_classes, skips=32, learn_upsampling=False, names=("skip16", "skip8")):
+    """The FCN skip head on a stride-32 map: `skips` is 32, 16 or 8 (FCN-32s, -16s, -8s).
+
+    `names` name the layers of the stride-16 and stride-8 skips (`score_{name}`,
+    `fuse_{name}`, and `upscore_{name}` after the stride-16 one): the VGG16 FCNs call them
+    after the pooling layers they tap, "pool4" and "pool3".
+    """
     if skips not in (8, 16, 32):
         raise ValueError(f"`skips` must be 8, 16 or 32. Received: skips={skips}")
 
     def head(features, output_stride):
         x = score(features[32], num_classes, "score_fr")
-        if skips == 32:
-            return upsample(x, output_stride, "upscore", trainable=learn_upsampling)
-        x = upsample(x, 2, "upscore2")
-        x = layers.Add(name="fuse_skip16")([x, score(features[16], num_classes, "score_skip16")])
-        if skips == 16:
-            return upsample(x, 16, "upscore16", trainable=learn_upsampling)
-        x = upsample(x, 2, "upscore_skip16")
-        x = layers.Add(name="fuse_skip8")([x, score(features[8], num_classes, "score_skip8")])
-        return upsample(x, 8, "upscore8", trainable=learn_upsampling)
+        upscore = "upscore2"
+        for stride, name in zip((16, 8), names):
+            if stride < skips:
+                break
+            x = upsample(x, 2, upscore)
+            x = layers.Add(name=f"fuse_{name}")([x, score(features[stride], num_classes, f"score_{name}")])
+            upscore = f"upscore_{name}"
+        final = "upscore" if skips == 32 else f"upscore{skips}"
+        return upsample(x, skips, final, trainable=learn_upsampling)
 
     return head
 

@@ -4,11 +4,10 @@ fc1, fc2 and predictions become fc6 (7x7), fc7 (1x1) and predictions (1x1) convo
 so an image of any size gives a map of 1000 ImageNet class probabilities at stride 32.
 """
 
-import keras
 from keras import layers
 
 from kseg.models.fcn import INPUT_MULTIPLE
-from kseg.models.layers import PadToMultiple, VGGPreprocessing
+from kseg.models.layers import padded_model
 from kseg.models.pretrained import assign_vgg16_weights
 from kseg.models.vgg16 import fully_connected_as_convs, vgg16_trunk
 
@@ -21,13 +20,11 @@ def imagenet_heatmap_model(weights="imagenet"):
     Args:
         weights: str. "imagenet" or a path to a keras VGG16 classifier weights file.
     """
-    images = keras.Input(shape=(None, None, 3), name="images")
-    x = VGGPreprocessing(name="preprocess")(images)
-    x = PadToMultiple(INPUT_MULTIPLE, name="pad")(x)
-    x = vgg16_trunk(x)["block5_pool"]
-    x = fully_connected_as_convs(x, dropout=0)
-    x = layers.Conv2D(IMAGENET_CLASSES, 1, activation="softmax", dtype="float32",
-                      name="predictions")(x)  # fmt: skip
-    model = keras.Model(images, x, name="vgg16_heatmap")
+
+    def probabilities(x):
+        x = fully_connected_as_convs(vgg16_trunk(x)["block5_pool"], dropout=0)
+        return layers.Conv2D(IMAGENET_CLASSES, 1, activation="softmax", dtype="float32", name="predictions")(x)
+
+    model = padded_model("vgg16_heatmap", probabilities, INPUT_MULTIPLE, crop=False)
     assign_vgg16_weights(model, weights, dense_as_conv=("fc1", "fc2", "predictions"))
     return model

@@ -96,6 +96,22 @@ class CropToReference(keras.layers.Layer):
         return (tensor_shape[0], reference_shape[1], reference_shape[2], tensor_shape[3])
 
 
+def padded_model(name, body, multiple, preprocessing=None, crop=True):
+    """The frame of every kseg network but the Caffe-exact FCNs: RGB images of any size ->
+    `preprocessing` (default: `VGGPreprocessing`) -> zero padding to a multiple of
+    `multiple` -> `body` -> with `crop`, its top-left H x W as float32 `logits`.
+
+    Padded to a multiple of the coarsest stride, every feature map is exactly 1/stride of
+    the padded image, and fixed-factor upsampling gives back the padded size.
+    """
+    images = keras.Input(shape=(None, None, 3), name="images")
+    x = (preprocessing or VGGPreprocessing(name="preprocess"))(images)
+    x = body(PadToMultiple(multiple, name="pad")(x))
+    if crop:
+        x = CropToReference(dtype="float32", name="logits")([x, images])
+    return keras.Model(images, x, name=name)
+
+
 @keras.saving.register_keras_serializable(package="kseg")
 class Im2ColConv2D(keras.layers.Conv2D):
     """A Conv2D computed as one matrix multiply over gathered patches (im2col).

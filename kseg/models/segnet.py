@@ -20,17 +20,10 @@ There are no ImageNet weights for VGG16-BN in keras: SegNet trains from random w
 (the paper initialises its encoder from ImageNet VGG16).
 """
 
-import keras
 from keras import layers
 
 from kseg.models.arguments import check_num_classes, check_random_weights, check_width
-from kseg.models.layers import (
-    CropToReference,
-    MaxPoolingMask,
-    MaxUnpooling,
-    PadToMultiple,
-    VGGPreprocessing,
-)
+from kseg.models.layers import MaxPoolingMask, MaxUnpooling, padded_model
 from kseg.models.vgg16 import PIXEL_STD, VGG16_BLOCKS, conv_relu, he_initializer, scaled
 
 INPUT_MULTIPLE = 32  # five 2x2 poolings
@@ -48,25 +41,24 @@ def build_segnet(num_classes=21, weights=None, width=1.0):
     check_num_classes(num_classes)
     check_random_weights("SegNet", weights)
     check_width(width)
-    images = keras.Input(shape=(None, None, 3), name="images")
-    x = VGGPreprocessing(name="preprocess")(images)
-    x = PadToMultiple(INPUT_MULTIPLE, name="pad")(x)
-    masks = {}
-    for block, convs, channels in VGG16_BLOCKS:
-        for index in range(1, convs + 1):
-            first = block == 1 and index == 1
-            x = conv_relu(x, scaled(channels, width), 3, f"block{block}_conv{index}", batch_norm=True,
-                          initializer=he_initializer(PIXEL_STD if first else 1.0))  # fmt: skip
-        pooled = layers.MaxPooling2D(2, strides=2, name=f"block{block}_pool")(x)
-        masks[block] = MaxPoolingMask(name=f"block{block}_pool_mask")([x, pooled])
-        x = pooled
-    for position in range(len(VGG16_BLOCKS) - 1, -1, -1):
-        block, convs, channels = VGG16_BLOCKS[position]
-        narrowed = VGG16_BLOCKS[position - 1][2] if position else channels
-        x = MaxUnpooling(name=f"decoder{block}_unpool")([x, masks[block]])
-        for index in range(1, convs + 1):
-            out = narrowed if index == convs else channels
-            x = conv_relu(x, scaled(out, width), 3, f"decoder{block}_conv{index}", batch_norm=True)
-    x = layers.Conv2D(num_classes, 1, name="classifier")(x)
-    logits = CropToReference(dtype="float32", name="logits")([x, images])
-    return keras.Model(images, logits, name="segnet")
+
+    def scores(x):
+        masks = {}
+        for block, convs, channels in VGG16_BLOCKS:
+            for index in range(1, convs + 1):
+                first = block == 1 and index == 1
+                x = conv_relu(x, scaled(channels, width), 3, f"block{block}_conv{index}", batch_norm=True,
+                              initializer=he_initializer(PIXEL_STD if first else 1.0))  # fmt: skip
+            pooled = layers.MaxPooling2D(2, strides=2, name=f"block{block}_pool")(x)
+            masks[block] = MaxPoolingMask(name=f"block{block}_pool_mask")([x, pooled])
+            x = pooled
+        for position in range(len(VGG16_BLOCKS) - 1, -1, -1):
+            block, convs, channels = VGG16_BLOCKS[position]
+            narrowed = VGG16_BLOCKS[position - 1][2] if position else channels
+            x = MaxUnpooling(name=f"decoder{block}_unpool")([x, masks[block]])
+            for index in range(1, convs + 1):
+                out = narrowed if index == convs else channels
+                x = conv_relu(x, scaled(out, width), 3, f"decoder{block}_conv{index}", batch_norm=True)
+        return layers.Conv2D(num_classes, 1, name="classifier")(x)
+
+    return padded_model("segnet", scores, INPUT_MULTIPLE)

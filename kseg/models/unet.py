@@ -26,14 +26,13 @@ stages: bilinear x2, concatenation with the tap of that stride (none at stride 1
 loads keras' ImageNet weights; the decoder starts random.
 """
 
-import keras
 from keras import layers
 
 from kseg.errors import ArgumentError
 from kseg.models.arguments import check_num_classes, check_random_weights, check_width
 from kseg.models.backbones import Variant, build_on_backbone
 from kseg.models.heads import conv_bn_relu
-from kseg.models.layers import BilinearUpsample, CropToReference, PadToMultiple, VGGPreprocessing
+from kseg.models.layers import BilinearUpsample, padded_model
 from kseg.models.vgg16 import PIXEL_STD, conv_relu, he_initializer, scaled
 
 INPUT_MULTIPLE = 16  # four 2x2 poolings
@@ -76,23 +75,22 @@ def build_unet(num_classes=21, weights=None, width=1.0, batch_norm=False, upsamp
     check_width(width)
     if upsampling not in UPSAMPLINGS:
         raise ArgumentError(f"`upsampling` must be one of {UPSAMPLINGS}. Received: upsampling={upsampling!r}")
-    images = keras.Input(shape=(None, None, 3), name="images")
-    x = VGGPreprocessing(name="preprocess")(images)
-    x = PadToMultiple(INPUT_MULTIPLE, name="pad")(x)
-    skips = []
-    for stage, channels in enumerate(UNET_CHANNELS, start=1):
-        x = _stage(x, scaled(channels, width), f"down{stage}", batch_norm, first=stage == 1)
-        skips.append(x)
-        x = layers.MaxPooling2D(2, strides=2, name=f"down{stage}_pool")(x)
-    x = _stage(x, scaled(BOTTLENECK_CHANNELS, width), "bottleneck", batch_norm)
-    for stage in range(len(UNET_CHANNELS), 0, -1):
-        channels = scaled(UNET_CHANNELS[stage - 1], width)
-        x = _up(x, channels, f"up{stage}_upsample", upsampling)
-        x = layers.Concatenate(name=f"up{stage}_concat")([skips[stage - 1], x])
-        x = _stage(x, channels, f"up{stage}", batch_norm)
-    x = layers.Conv2D(num_classes, 1, name="classifier")(x)
-    logits = CropToReference(dtype="float32", name="logits")([x, images])
-    return keras.Model(images, logits, name=name)
+
+    def scores(x):
+        skips = []
+        for stage, channels in enumerate(UNET_CHANNELS, start=1):
+            x = _stage(x, scaled(channels, width), f"down{stage}", batch_norm, first=stage == 1)
+            skips.append(x)
+            x = layers.MaxPooling2D(2, strides=2, name=f"down{stage}_pool")(x)
+        x = _stage(x, scaled(BOTTLENECK_CHANNELS, width), "bottleneck", batch_norm)
+        for stage in range(len(UNET_CHANNELS), 0, -1):
+            channels = scaled(UNET_CHANNELS[stage - 1], width)
+            x = _up(x, channels, f"up{stage}_upsample", upsampling)
+            x = layers.Concatenate(name=f"up{stage}_concat")([skips[stage - 1], x])
+            x = _stage(x, channels, f"up{stage}", batch_norm)
+        return layers.Conv2D(num_classes, 1, name="classifier")(x)
+
+    return padded_model(name, scores, INPUT_MULTIPLE)
 
 
 def unet_decoder_head(num_classes, channels=DECODER_CHANNELS):
