@@ -30,10 +30,10 @@ from kseg.data.voc import VOC_CLASSES
 from kseg.errors import WeightsError
 from kseg.files import check_regular_file, load_json, one_line, read_bytes, read_text
 from kseg.labels import default_palette
-from kseg.models.caffe_fcn import VGG_BLOCKS
 from kseg.models.layers import ConstantScale
 from kseg.models.registry import MODEL_PRESETS, create_model
 from kseg.models.saving import check_segmentation_model
+from kseg.models.vgg16 import VGG16_BLOCKS
 from kseg.outputs import Outputs, bytes_writer, write_together
 from kseg.runs import check_classes
 
@@ -104,11 +104,10 @@ def _packed_varints(value, wire):
 
 
 def _floats(value, wire, dtype):
-    if wire == LENGTH:
-        if len(value) % np.dtype(dtype).itemsize:
-            raise WireError("packed numbers of a partial length")
-        return [np.frombuffer(value, dtype)]
-    return [np.frombuffer(value, dtype)]  # one unpacked fixed32/fixed64 value
+    """Packed numbers (a length-delimited field), or one unpacked fixed32/fixed64 value."""
+    if wire == LENGTH and len(value) % np.dtype(dtype).itemsize:
+        raise WireError("packed numbers of a partial length")
+    return np.frombuffer(value, dtype)
 
 
 def decode_blob(data):
@@ -123,15 +122,15 @@ def decode_blob(data):
         elif field in (1, 2, 3, 4) and wire == VARINT:
             legacy[field] = value
         elif field == 5 and wire in (LENGTH, FIXED32):
-            chunks.extend(_floats(value, wire, "<f4"))
+            chunks.append(_floats(value, wire, "<f4"))
         elif field == 8 and wire in (LENGTH, FIXED64):
-            chunks.extend(_floats(value, wire, "<f8"))
+            chunks.append(_floats(value, wire, "<f8"))
     if dims is None:
         dims = [legacy.get(field, 1) for field in (1, 2, 3, 4)] if legacy else [0]
     values = np.concatenate(chunks).astype(np.float32) if chunks else np.zeros(0, np.float32)
     if values.size != int(np.prod(dims)):
         raise WireError(f"a blob of shape {tuple(dims)} holds {values.size} values")
-    return values.reshape(dims), not legacy
+    return values.reshape(dims)
 
 
 def read_caffemodel(path):
@@ -169,8 +168,7 @@ def read_caffemodel(path):
         raise WeightsError(foreign) from None
     if not layers:
         raise WeightsError(foreign)
-    return {name: [blob for blob, _ in blobs] for name, blobs in layers.items()}, {
-        name: all(modern for _, modern in blobs) for name, blobs in layers.items()}
+    return layers
 
 
 def read_pth(path):
@@ -211,14 +209,13 @@ def read_released_weights(path):
         head = stream.read(4)
     if path.endswith((".pth", ".pt")) or head.startswith(b"PK") or head[:1] == b"\x80":
         return read_pth(path), "pth"
-    return read_caffemodel(path)[0], "caffemodel"
+    return read_caffemodel(path), "caffemodel"
 
 
 def expected_blobs(model, source_format):
-    """{Caffe layer name: [(caffe shape, to_keras function)]} of every weighted layer,
+    """{Caffe layer name: [Caffe blob shapes]} of every weighted layer,
     plus the at-once Scale layers (their fixed factors) for `.caffemodel` files."""
     import keras
-
 
     expected, scales = {}, {}
     for layer in model.layers:
@@ -236,10 +233,6 @@ def expected_blobs(model, source_format):
         else:
             raise WeightsError(f"layer '{layer.name}' of {model.name} has no Caffe counterpart")
     return expected, (scales if source_format == "caffemodel" else {})
-
-
-def _is_score(name):
-    return name.startswith(("score", "upscore"))
 
 
 def assign_released_weights(model, blobs, source, source_format="caffemodel"):
@@ -273,7 +266,8 @@ def assign_released_weights(model, blobs, source, source_format="caffemodel"):
                     tuple(d for d in array.shape if d != 1) == tuple(d for d in shape if d != 1):
                 array = array.reshape(shape)  # legacy (num, channels, height, width) blobs
             if array.shape != shape:
-                if _is_score(name) and array.ndim == len(shape) and array.shape[0] != num_classes \
+                scores = name.startswith(("score", "upscore"))
+                if scores and array.ndim == len(shape) and array.shape[0] != num_classes \
                         and (array.ndim == 1 or array.shape[2:] == shape[2:]):
                     raise WeightsError(
                         f"{source}: layer '{name}' scores {array.shape[0]} classes, the model "
@@ -292,7 +286,7 @@ def infer_width(blobs, source):
     """The channel multiplier of a file's VGG16 (1 for the released models)."""
     if "conv1_1" not in blobs or not blobs["conv1_1"] or blobs["conv1_1"][0].ndim != 4:
         raise WeightsError(f"{source}: no blob for layer 'conv1_1' (not an FCN's weights)")
-    return blobs["conv1_1"][0].shape[0] / VGG_BLOCKS[0][0]
+    return blobs["conv1_1"][0].shape[0] / VGG16_BLOCKS[0][2]
 
 
 def convert_released_weights(source, model_name="fcn8s_caffe", num_classes=21):
@@ -310,22 +304,14 @@ def convert_released_weights(source, model_name="fcn8s_caffe", num_classes=21):
     return model
 
 
-def voc_classes():
-    """The VOC class description written beside converted VOC models."""
-
-    return {"dataset": "voc", "class_names": list(VOC_CLASSES),
-            "palette": [list(map(int, colour)) for colour in default_palette(len(VOC_CLASSES))]}
-
-
 def read_class_names(spec):
-    """--classes: "voc", a classes.json, or a text file of one class name a line."""
-
-    if spec in (None, "voc"):
-        return voc_classes()
-    path = os.fspath(spec)
-    if not os.path.lexists(path):
+    """--classes: "voc" (VOC's 21 classes), a classes.json, or a text file of one class name a line."""
+    path = None if spec in (None, "voc") else os.fspath(spec)
+    if path is None:
+        classes = {"dataset": "voc", "class_names": list(VOC_CLASSES)}
+    elif not os.path.lexists(path):
         raise WeightsError(f"--classes {path}: expected 'voc' or a file of class names")
-    if path.endswith(".json"):
+    elif path.endswith(".json"):
         classes = check_classes(load_json(path, "classes file"), path)
         if not classes.get("class_names"):
             raise WeightsError(f"--classes {path}: lists no class_names")
@@ -354,21 +340,22 @@ def check_output(source, out, classes, force=False):
         raise WeightsError(f"--out {out}: expected a .keras file name")
     checked = Outputs([source], force)
     checked.add(out, "converted weights")
-    classes_path = os.path.join(os.path.dirname(os.path.abspath(out)), CLASSES_FILE)
-    if _read_if_file(classes_path) != classes_payload(classes):
+    classes_path, payload = _classes_json(out, classes)
+    if payload is not None:
         checked.add(classes_path, "converted weights", option=None, choose="another --out folder")
     return checked
 
 
-def classes_payload(classes):
-    return json.dumps({**classes, "ignore_index": 255}, indent=2).encode()
-
-
-def _read_if_file(path):
-    if os.path.islink(path) or not os.path.isfile(path):
-        return None
-    with open(path, "rb") as stream:
-        return stream.read()
+def _classes_json(out, classes):
+    """The path of the classes.json beside `out`, and the bytes to write there (None when
+    it holds these very classes already)."""
+    path = os.path.join(os.path.dirname(os.path.abspath(out)), CLASSES_FILE)
+    payload = json.dumps({**classes, "ignore_index": 255}, indent=2).encode()
+    if not os.path.islink(path) and os.path.isfile(path):
+        with open(path, "rb") as stream:
+            if stream.read() == payload:
+                return path, None
+    return path, payload
 
 
 def save_converted(model, out, classes, checked):
@@ -379,13 +366,12 @@ def save_converted(model, out, classes, checked):
     Args:
         checked: kseg.outputs.Outputs. From `check_output`.
     """
-
     out = os.fspath(out)
-    classes_path = os.path.join(os.path.dirname(os.path.abspath(out)), CLASSES_FILE)
+    classes_path, payload = _classes_json(out, classes)
     check_segmentation_model(model, out)
     writers = [(out, model.save)]
-    if _read_if_file(classes_path) != classes_payload(classes):
-        writers.append((classes_path, bytes_writer(classes_payload(classes))))
+    if payload is not None:
+        writers.append((classes_path, bytes_writer(payload)))
     with checked:
         write_together(writers)
     return classes_path

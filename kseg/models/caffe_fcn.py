@@ -27,19 +27,12 @@ from kseg.errors import KsegError
 from kseg.models.arguments import check_dropout, check_num_classes, check_width
 from kseg.models.layers import CaffeCrop, CaffeFCNPreprocessing, CeilPoolPadding, ConstantScale
 from kseg.models.transfer import transfer_weights
-from kseg.models.vgg16 import scaled
+from kseg.models.vgg16 import FC_CHANNELS, VGG16_BLOCKS, scaled
 
-VGG_BLOCKS = ((64, 2), (128, 2), (256, 3), (512, 3), (512, 3))
-FC_CHANNELS = 4096
-
-# variant -> (output stride, final upsampling layer, its kernel, its stride, final crop)
-VARIANTS = {
-    "fcn32s": (32, "upscore", 64, 32, 19),
-    "fcn16s": (16, "upscore16", 32, 16, 27),
-    "fcn8s": (8, "upscore8", 16, 8, 31),
-    "fcn8s_atonce": (8, "upscore8", 16, 8, 31),
-}
-SKIP_CROPS = {"score_pool4": 5, "score_pool3": 9}
+# variant -> (output stride, final crop); the final upsampling is by the output stride,
+# with a kernel twice as large, named upscore (32s) or upscore16 / upscore8.
+VARIANTS = {"fcn32s": (32, 19), "fcn16s": (16, 27), "fcn8s": (8, 31), "fcn8s_atonce": (8, 31)}
+SKIP_CROPS = {"pool4": 5, "pool3": 9}
 ATONCE_SCALES = {"pool4": 0.01, "pool3": 0.0001}
 
 
@@ -56,19 +49,21 @@ def caffe_fcn(variant, num_classes=21, weights=None, width=1.0, dropout=0.5, lea
         learn_upsampling: bool. Whether the final upsampling layer is trained (when
             fine-tuning); the x2 upsampling layers always are.
     """
-    _check_weights(weights)
+    if weights == "imagenet":
+        raise KsegError("the Caffe FCNs take their weights from a released model: convert one "
+                        "with `kseg weights convert FILE --out MODEL.keras`")
     if variant not in VARIANTS:
         raise ValueError(f"`variant` must be one of {', '.join(VARIANTS)}. Received: variant={variant!r}")
     check_num_classes(num_classes)
     check_width(width)
     check_dropout(dropout)
-    stride, final, kernel, final_stride, final_crop = VARIANTS[variant]
+    stride, final_crop = VARIANTS[variant]
 
     images = keras.Input(shape=(None, None, 3), name="images")
     x = CaffeFCNPreprocessing(name="preprocess")(images)
     x = layers.ZeroPadding2D(100, name="conv1_1_pad")(x)
     pools = {}
-    for block, (channels, convs) in enumerate(VGG_BLOCKS, start=1):
+    for block, convs, channels in VGG16_BLOCKS:
         for index in range(1, convs + 1):
             padding = "valid" if (block, index) == (1, 1) else "same"  # conv1_1: the 100 above
             x = layers.Conv2D(scaled(channels, width), 3, padding=padding, activation="relu",
@@ -87,7 +82,8 @@ def caffe_fcn(variant, num_classes=21, weights=None, width=1.0, dropout=0.5, lea
         x = _skip(_upscore(x, "upscore2", 4, 2), pools, "pool4", variant)
     if stride == 8:
         x = _skip(_upscore(x, "upscore_pool4", 4, 2), pools, "pool3", variant)
-    x = _upscore(x, final, kernel, final_stride, trainable=learn_upsampling)
+    final = "upscore" if stride == 32 else f"upscore{stride}"
+    x = _upscore(x, final, 2 * stride, stride, trainable=learn_upsampling)
     logits = CaffeCrop(final_crop, dtype="float32", name="score")([x, images])
     model = keras.Model(images, logits, name=f"{variant}_caffe")
     if weights is not None:
@@ -107,11 +103,6 @@ def _skip(x, pools, pool, variant):
     if variant == "fcn8s_atonce":
         source = ConstantScale(ATONCE_SCALES[pool], name=f"scale_{pool}")(source)
     scores = layers.Conv2D(x.shape[-1], 1, name=f"score_{pool}")(source)
-    cropped = CaffeCrop(SKIP_CROPS[f"score_{pool}"], name=f"score_{pool}c")([scores, x])
+    cropped = CaffeCrop(SKIP_CROPS[pool], name=f"score_{pool}c")([scores, x])
     return layers.Add(name=f"fuse_{pool}")([x, cropped])
 
-
-def _check_weights(weights):
-    if weights == "imagenet":
-        raise KsegError("the Caffe FCNs take their weights from a released model: convert one "
-                        "with `kseg weights convert FILE --out MODEL.keras`")

@@ -195,7 +195,7 @@ def test_legacy_v1_layers_and_blob_dims_are_read(tmp_path):
     blobs = caffe_blobs("fcn32s")
     path = tmp_path / "legacy.caffemodel"
     path.write_bytes(caffemodel_bytes(blobs, legacy=True))
-    read, _ = convert.read_caffemodel(path)
+    read = convert.read_caffemodel(path)
     assert set(read) == set(blobs)
     np.testing.assert_array_equal(read["fc6"][0], blobs["fc6"][0])
     np.testing.assert_array_equal(read["fc6"][1].ravel(), blobs["fc6"][1])
