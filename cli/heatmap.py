@@ -31,9 +31,10 @@ def heatmap(image_path, class_spec, weights, class_index, out, alpha, absolute, 
       kseg heatmap cat.jpg --class 281 --out cat_tabby.png
       kseg heatmap cat.jpg --class tabby --class-index imagenet_class_index.json
     """
-    from kseg.heatmap import check_weights, class_scores, peak, render_heatmap, resolve_class
+    from kseg.heatmap import class_scores, peak, render_heatmap, resolve_class
     from kseg.images import read_image, write_png
     from kseg.models import imagenet_heatmap_model
+    from kseg.models.saving import check_finite_weights
     from kseg.outputs import check
 
     index, name = resolve_class(class_spec, class_index)
@@ -50,7 +51,7 @@ def heatmap(image_path, class_spec, weights, class_index, out, alpha, absolute, 
             pass
     model = imagenet_heatmap_model(weights)
     source = "the ImageNet VGG16 weights" if weights == "imagenet" else weights
-    check_weights(model, source)
+    check_finite_weights(model, source)  # one line before any image is scored
     scores, grid = class_scores(model, image, index, source)
     with checked:
         write_png(out, render_heatmap(image, scores, alpha, absolute))

@@ -16,7 +16,6 @@ import numpy as np
 from kseg.errors import KsegError
 from kseg.files import load_json
 from kseg.inference import resize, run_model
-from kseg.models.saving import check_finite_weights
 from kseg.visualize import overlay, score_colors
 
 IMAGENET_CLASSES = 1000
@@ -95,12 +94,6 @@ def resolve_class(spec, class_index_path=None):
     return matches[0], entries[matches[0]][1]
 
 
-def check_weights(model, source):
-    """Refuses a heatmap model whose weights (from `source`) hold NaN or inf, naming the
-    first such weight: one line before any image is scored."""
-    check_finite_weights(model, source)
-
-
 def class_scores(model, image, class_index, source="the VGG16 weights"):
     """Probability of one class at every pixel of an image.
 
@@ -140,10 +133,10 @@ def render_heatmap(image, scores, alpha=0.5, absolute=False):
     return overlay(image, colors, alpha)
 
 
-def peak(grid, image_shape, stride=32):
+def peak(grid, image_shape):
     """Where the class is most probable: (probability, row, column) of the image pixel at
-    the centre of the best cell of the score `grid` (one cell per `stride` pixels),
+    the centre of the best cell of the score `grid` (one cell per `STRIDE` pixels),
     clipped to the image."""
     row, column = np.unravel_index(int(np.argmax(grid)), grid.shape)
-    return (float(grid.max()), min(row * stride + stride // 2, image_shape[0] - 1),
-            min(column * stride + stride // 2, image_shape[1] - 1))
+    return (float(grid.max()), min(row * STRIDE + STRIDE // 2, image_shape[0] - 1),
+            min(column * STRIDE + STRIDE // 2, image_shape[1] - 1))

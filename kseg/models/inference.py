@@ -7,7 +7,6 @@ fc6's 103M weights that is a large share of the time), the weights are cast once
 Preprocessing and the final crop stay float32, so logits come out float32 either way.
 """
 
-import logging
 import sys
 
 import keras
@@ -15,8 +14,6 @@ import keras
 from kseg.choices import PRECISIONS
 from kseg.errors import ArgumentError
 from kseg.models.layers import CropToReference, Im2ColConv2D, VGGPreprocessing
-
-logger = logging.getLogger("kseg")
 
 POLICIES = {"fp32": "float32", "bf16": "bfloat16"}
 FLOAT32_LAYERS = (keras.layers.InputLayer, VGGPreprocessing, CropToReference)

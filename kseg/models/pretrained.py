@@ -18,7 +18,6 @@ import numpy as np
 from kseg.download import get_file, keras_models_folder, network_deadline, shown_folder
 from kseg.errors import KsegError, WeightsError
 from kseg.files import one_line
-from kseg.models.arguments import check_weights_path
 from kseg.models.manifest import manifest_entry
 
 # The manifest entry of the file keras.applications.VGG16(weights="imagenet",
@@ -152,13 +151,6 @@ def _text(value):
     return value.decode("utf8") if isinstance(value, bytes) else str(value)
 
 
-def resolve_weights_path(weights):
-    """Maps the `weights` argument ("imagenet" or a path) to a local file path."""
-    if weights == "imagenet":
-        return imagenet_weights_path()
-    return os.fspath(weights)
-
-
 def assign_vgg16_weights(model, weights, dense_as_conv=("fc1", "fc2")):
     """Loads VGG16 classifier weights into the same-named layers of `model`.
 
@@ -174,7 +166,7 @@ def assign_vgg16_weights(model, weights, dense_as_conv=("fc1", "fc2")):
         dense_as_conv: tuple. Which of fc1, fc2, predictions to convert and load.
     """
     dense_to_conv = {"fc1": "fc6", "fc2": "fc7", "predictions": "predictions"}
-    path = resolve_weights_path(weights)
+    path = imagenet_weights_path() if weights == "imagenet" else os.fspath(weights)
     with VGG16WeightsFile(path) as source:
         names = [(n, n) for n in CONV_LAYERS] + [(d, dense_to_conv[d]) for d in dense_as_conv]
         for source_name, target_name in names:
@@ -243,21 +235,17 @@ def application_weights_model(application, weights, **kwargs):
         return build(weights=weights, input_shape=(None, None, 3), **kwargs)
     except Exception as error:
         detail = f"{type(error).__name__}: {' '.join(str(error).split())[:300]}"
+        variant = "".join(f", {key}={kwargs[key]}" for key in ("alpha", "minimalistic") if key in kwargs)
         raise WeightsError(
             f"{weights}: not a keras {application} weights file of this variant "
-            f"(include_top=False{_variant(kwargs)}) ({detail}); pass --weights PATH to a matching "
+            f"(include_top=False{variant}) ({detail}); pass --weights PATH to a matching "
             "file, or --weights none"
         ) from None
 
 
-def _variant(kwargs):
-    keys = ("alpha", "minimalistic")
-    return "".join(f", {key}={kwargs[key]}" for key in keys if key in kwargs)
-
-
 def assign_application_weights(model, application, weights, **kwargs):
     """Copies the weights of a keras.applications backbone into the same-named layers of
-    `model`, checking every shape; returns the names of the layers copied.
+    `model`, checking every shape.
 
     Every backbone layer that holds weights must be found in `model` with the same weight
     shapes (dilated convolutions keep their kernels' shapes): a partial load is an error,
@@ -270,9 +258,7 @@ def assign_application_weights(model, application, weights, **kwargs):
         **kwargs: the keras.applications arguments of the variant (include_top=False,
             alpha, minimalistic, ...).
     """
-    check_weights_path(weights)
     source = application_weights_model(application, weights if weights == "imagenet" else os.fspath(weights), **kwargs)
-    copied = []
     for layer in source.layers:
         arrays = layer.get_weights()
         if not arrays:
@@ -290,5 +276,3 @@ def assign_application_weights(model, application, weights, **kwargs):
                 f"{[tuple(a.shape) for a in arrays]}, the model's has {expected}"
             )
         target.set_weights(arrays)
-        copied.append(layer.name)
-    return copied

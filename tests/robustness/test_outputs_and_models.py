@@ -430,7 +430,8 @@ def test_heatmap_refuses_nonfinite_weights_and_probabilities(tmp_path, monkeypat
     import kseg.models
     import kseg.models.pretrained
     from kseg.errors import KsegError
-    from kseg.heatmap import check_weights, class_scores
+    from kseg.heatmap import class_scores
+    from kseg.models.saving import check_finite_weights
 
     model = keras.Sequential([keras.Input((None, None, 3)),
                               keras.layers.Conv2D(1000, 1, name="predictions")])
@@ -438,7 +439,7 @@ def test_heatmap_refuses_nonfinite_weights_and_probabilities(tmp_path, monkeypat
     kernel[0, 0, 0, 5] = np.nan
     model.get_layer("predictions").set_weights([kernel, np.zeros(1000, np.float32)])
     with pytest.raises(KsegError, match="weights.h5: weight '.*predictions/kernel' holds NaN"):
-        check_weights(model, "weights.h5")
+        check_finite_weights(model, "weights.h5")
     with pytest.raises(KsegError, match="NaN or inf"):
         class_scores(model, np.full((8, 8, 3), 9, np.uint8), 5, "weights.h5")
 
