@@ -23,12 +23,13 @@ def rgb_to_bgr(images):
     return ops.concatenate([images[..., 2:3], images[..., 1:2], images[..., 0:1]], axis=-1)
 
 
-@keras.saving.register_keras_serializable(package="kseg")
-class VGGPreprocessing(keras.layers.Layer):
-    """RGB [0, 255] -> BGR with the ImageNet mean subtracted (keras' "caffe" mode).
+class _BGRMinusMean(keras.layers.Layer):
+    """RGB [0, 255] (uint8 or float) -> BGR minus the per-channel `MEAN`.
 
     Computed in float32 whatever the global dtype policy; the next layer casts.
     """
+
+    MEAN = (0.0, 0.0, 0.0)
 
     def __init__(self, **kwargs):
         kwargs.setdefault("dtype", "float32")
@@ -36,10 +37,17 @@ class VGGPreprocessing(keras.layers.Layer):
 
     def call(self, images):
         bgr = rgb_to_bgr(ops.cast(images, "float32"))
-        return bgr - ops.convert_to_tensor(IMAGENET_BGR_MEAN, dtype="float32")
+        return bgr - ops.convert_to_tensor(self.MEAN, dtype="float32")
 
     def compute_output_shape(self, input_shape):
         return input_shape
+
+
+@keras.saving.register_keras_serializable(package="kseg")
+class VGGPreprocessing(_BGRMinusMean):
+    """RGB [0, 255] -> BGR with the ImageNet mean subtracted (keras' "caffe" mode)."""
+
+    MEAN = IMAGENET_BGR_MEAN
 
 
 @keras.saving.register_keras_serializable(package="kseg")
@@ -234,19 +242,10 @@ CAFFE_BGR_MEAN = (104.00698793, 116.66876762, 122.67891434)
 
 
 @keras.saving.register_keras_serializable(package="kseg")
-class CaffeFCNPreprocessing(keras.layers.Layer):
+class CaffeFCNPreprocessing(_BGRMinusMean):
     """uint8 (or float [0, 255]) RGB -> float32 BGR minus `CAFFE_BGR_MEAN`."""
 
-    def __init__(self, **kwargs):
-        kwargs.setdefault("dtype", "float32")
-        super().__init__(**kwargs)
-
-    def call(self, images):
-        bgr = rgb_to_bgr(ops.cast(images, "float32"))
-        return bgr - ops.convert_to_tensor(CAFFE_BGR_MEAN, dtype="float32")
-
-    def compute_output_shape(self, input_shape):
-        return input_shape
+    MEAN = CAFFE_BGR_MEAN
 
 
 @keras.saving.register_keras_serializable(package="kseg")

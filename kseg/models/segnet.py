@@ -24,7 +24,7 @@ from keras import layers
 
 from kseg.models.arguments import check_num_classes, check_random_weights, check_width
 from kseg.models.layers import MaxPoolingMask, MaxUnpooling, padded_model
-from kseg.models.vgg16 import PIXEL_STD, VGG16_BLOCKS, conv_relu, he_initializer, scaled
+from kseg.models.vgg16 import VGG16_BLOCKS, conv_relu, scaled, vgg16_trunk
 
 INPUT_MULTIPLE = 32  # five 2x2 poolings
 
@@ -43,19 +43,14 @@ def build_segnet(num_classes=21, weights=None, width=1.0):
     check_width(width)
 
     def scores(x):
-        masks = {}
-        for block, convs, channels in VGG16_BLOCKS:
-            for index in range(1, convs + 1):
-                first = block == 1 and index == 1
-                x = conv_relu(x, scaled(channels, width), 3, f"block{block}_conv{index}", batch_norm=True,
-                              initializer=he_initializer(PIXEL_STD if first else 1.0))  # fmt: skip
-            pooled = layers.MaxPooling2D(2, strides=2, name=f"block{block}_pool")(x)
-            masks[block] = MaxPoolingMask(name=f"block{block}_pool_mask")([x, pooled])
-            x = pooled
+        taps = vgg16_trunk(x, width, batch_norm=True)
+        x = taps["block5_pool"]
         for position in range(len(VGG16_BLOCKS) - 1, -1, -1):
             block, convs, channels = VGG16_BLOCKS[position]
             narrowed = VGG16_BLOCKS[position - 1][2] if position else channels
-            x = MaxUnpooling(name=f"decoder{block}_unpool")([x, masks[block]])
+            pooled = [taps[f"block{block}_conv{convs}"], taps[f"block{block}_pool"]]
+            mask = MaxPoolingMask(name=f"block{block}_pool_mask")(pooled)
+            x = MaxUnpooling(name=f"decoder{block}_unpool")([x, mask])
             for index in range(1, convs + 1):
                 out = narrowed if index == convs else channels
                 x = conv_relu(x, scaled(out, width), 3, f"decoder{block}_conv{index}", batch_norm=True)

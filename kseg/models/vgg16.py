@@ -66,7 +66,9 @@ def vgg16_trunk(x, width=1.0, batch_norm=False):
             training from random weights (there are no ImageNet weights for it in keras).
 
     Returns:
-        dict from "block1_pool" ... "block5_pool" to tensors at strides 2 ... 32.
+        dict from "block1_pool" ... "block5_pool" to tensors at strides 2 ... 32, and from
+        each block's last convolution ("block1_conv2", ... "block5_conv3") to its output
+        (with its ReLU), the input of the block's pooling.
     """
     taps = {}
     for block, convs, channels in VGG16_BLOCKS:
@@ -76,6 +78,7 @@ def vgg16_trunk(x, width=1.0, batch_norm=False):
                 x, scaled(channels, width), 3, f"block{block}_conv{index}", batch_norm,
                 he_initializer(PIXEL_STD if first else 1.0),
             )  # fmt: skip
+        taps[f"block{block}_conv{convs}"] = x
         x = layers.MaxPooling2D(2, strides=2, name=f"block{block}_pool")(x)
         taps[f"block{block}_pool"] = x
     return taps
