@@ -54,10 +54,6 @@ class Backbone:
     stages: tuple
     width_weights: tuple = ()
 
-    @property
-    def has_width(self):
-        return bool(self.width_weights)
-
 
 @dataclasses.dataclass(frozen=True)
 class Variant:
@@ -131,7 +127,7 @@ def application_kwargs(backbone, variant=Variant()):
 def validate_backbone_arguments(backbone, weights, variant):
     """Refuses widths and variants without published weights, and options a backbone lacks."""
     width, minimalistic = variant.width, variant.minimalistic
-    if not backbone.has_width:
+    if not backbone.width_weights:
         if width != 1:
             raise ArgumentError(
                 f"{backbone.application} has no width option (it needs width 1). "

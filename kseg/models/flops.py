@@ -6,6 +6,7 @@ transposed convolutions on their input map (each input pixel meets the whole ker
 bias adds, activations, pooling and the rest are left out (memory-bound, under 1%).
 """
 
+import math
 from dataclasses import dataclass
 
 import keras
@@ -16,17 +17,6 @@ class LayerCost:
     name: str
     output_shape: tuple
     flops: int
-
-
-def _kernel_flops(layer, input_shape, output_shape):
-    """FLOPs of a Conv2D or Conv2DTranspose on a batch of the given (batch, H, W, C)
-    shapes (its kernel is (rows, columns, inputs per group, outputs), so groups need no
-    special case)."""
-    kernel_size = 1
-    for size in layer.kernel.shape:
-        kernel_size *= size
-    shape = input_shape if isinstance(layer, keras.layers.Conv2DTranspose) else output_shape
-    return 2 * shape[0] * shape[1] * shape[2] * kernel_size
 
 
 def layer_costs(model, height, width, batch=1):
@@ -40,7 +30,9 @@ def layer_costs(model, height, width, batch=1):
     for layer, (inputs, outputs) in zip(layers, shapes):
         flops = 0
         if isinstance(layer, keras.layers.Conv2D | keras.layers.Conv2DTranspose):
-            flops = _kernel_flops(layer, inputs.shape, outputs.shape)
+            # The kernel is (rows, columns, inputs per group, outputs): groups need no special case.
+            shape = inputs.shape if isinstance(layer, keras.layers.Conv2DTranspose) else outputs.shape
+            flops = 2 * shape[0] * shape[1] * shape[2] * math.prod(layer.kernel.shape)
         costs.append(LayerCost(layer.name, tuple(outputs.shape), int(flops)))
     return costs
 
