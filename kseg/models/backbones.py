@@ -302,7 +302,7 @@ def build_on_backbone(backbone, head, num_classes, weights, output_stride, name,
 
     Args:
         backbone: str. A name from `BACKBONES`.
-        head: callable. (features {8, 16, 32: tensor}, output_stride) -> scores at the
+        head: callable. (features {stride: tensor}, output_stride) -> scores at the
             padded input size. The features are taken at the backbone's taps; with
             dilation, "32" is the last feature map, at `output_stride`.
         num_classes: int. Checked here.
@@ -312,7 +312,6 @@ def build_on_backbone(backbone, head, num_classes, weights, output_stride, name,
         name: str. The model's name.
         variant: Variant. MobileNetV3's width and minimalistic variant.
     """
-
     check_num_classes(num_classes)
     spec = get_backbone(backbone)
     validate_backbone_arguments(spec, weights, variant)

@@ -27,15 +27,12 @@ output stride 16) for phones; the MobileNetV3Large variant exports to a full-int
 TFLite file.
 """
 
-from keras import layers
-
 from kseg.errors import ArgumentError
-from kseg.models.arguments import check_dropout
 from kseg.models.backbones import Variant, build_on_backbone
-from kseg.models.heads import ASPP_RATES, aspp, conv_bn_relu, deeplabv3_head
-from kseg.models.layers import BilinearUpsample
+from kseg.models.heads import deeplab_head
 
 OUTPUT_STRIDES = (16, 8)
+PLUS_BACKBONES = ("resnet50", "mobilenetv3large")
 
 
 def build_deeplabv3(backbone="resnet50", num_classes=21, weights="imagenet", output_stride=16, dropout=0.5):
@@ -51,7 +48,7 @@ def build_deeplabv3(backbone="resnet50", num_classes=21, weights="imagenet", out
     """
     if backbone != "resnet50":
         raise ArgumentError(f"DeepLab v3 is built on resnet50. Received: backbone={backbone!r}")
-    return _build("deeplabv3", backbone, deeplabv3_head(num_classes, dropout), num_classes, weights, output_stride,
+    return _build("deeplabv3", backbone, deeplab_head(num_classes, dropout), num_classes, weights, output_stride,
                   Variant())
 
 
@@ -61,29 +58,6 @@ def _build(family, backbone, head, num_classes, weights, output_stride, variant)
         raise ArgumentError(f"`output_stride` must be 16 or 8. Received: output_stride={output_stride}")
     name = f"{family}_{backbone}" + ("" if output_stride == 16 else f"_os{output_stride}")
     return build_on_backbone(backbone, head, num_classes, weights, output_stride, name, variant)
-
-
-LOW_LEVEL_CHANNELS = 48
-DECODER_CHANNELS = 256
-LOW_LEVEL_STRIDE = 4
-PLUS_BACKBONES = ("resnet50", "mobilenetv3large")
-
-
-def deeplabv3plus_head(num_classes, dropout=0.1, channels=DECODER_CHANNELS):
-    """DeepLab v3+'s head: ASPP, then a decoder over the stride-4 features."""
-    check_dropout(dropout)
-
-    def head(features, output_stride):
-        x = aspp(features[32], ASPP_RATES[output_stride], dropout, channels)
-        x = BilinearUpsample(output_stride // LOW_LEVEL_STRIDE, name="decoder_upsample")(x)
-        low = conv_bn_relu(features[LOW_LEVEL_STRIDE], LOW_LEVEL_CHANNELS, 1, "decoder_low")
-        x = layers.Concatenate(name="decoder_concat")([x, low])
-        x = conv_bn_relu(x, channels, 3, "decoder_1")
-        x = conv_bn_relu(x, channels, 3, "decoder_2")
-        x = layers.Conv2D(num_classes, 1, name="classifier")(x)
-        return BilinearUpsample(LOW_LEVEL_STRIDE, name="upsample")(x)
-
-    return head
 
 
 def build_deeplabv3plus(backbone, num_classes=21, weights="imagenet", output_stride=16, dropout=0.1,
@@ -101,5 +75,5 @@ def build_deeplabv3plus(backbone, num_classes=21, weights="imagenet", output_str
     """
     if backbone not in PLUS_BACKBONES:
         raise ArgumentError(f"DeepLab v3+ is built on {' or '.join(PLUS_BACKBONES)}. Received: backbone={backbone!r}")
-    return _build("deeplabv3plus", backbone, deeplabv3plus_head(num_classes, dropout), num_classes, weights,
+    return _build("deeplabv3plus", backbone, deeplab_head(num_classes, dropout, decoder=True), num_classes, weights,
                   output_stride, Variant(width))  # fmt: skip

@@ -12,6 +12,8 @@ class scores at the padded input size (the model crops them to the image size).
 - DeepLab v3 (Chen et al. 2017): ASPP on the last map (1x1 branch, three 3x3 atrous
   branches, image pooling branch; 256 channels, BN, ReLU), a 1x1 projection and dropout,
   a 3x3 conv, a 1x1 classifier, bilinear upsampling by the output stride.
+- DeepLab v3+ (Chen et al. 2018): the same ASPP, bilinear to stride 4, concatenated with
+  a 48-channel 1x1 conv of the stride-4 features, two 3x3 convs, a classifier, x4.
 """
 
 from keras import layers
@@ -24,6 +26,9 @@ ASPP_CHANNELS = 256
 LRASPP_CHANNELS = 128
 # ASPP's atrous rates at each output stride: (6, 12, 18) at 16, doubled at 8 (DeepLab v3).
 ASPP_RATES = {16: (6, 12, 18), 8: (12, 24, 36)}
+# DeepLab v3+'s decoder: the stride of the features it adds, and the channels it keeps of them.
+LOW_LEVEL_STRIDE = 4
+LOW_LEVEL_CHANNELS = 48
 
 
 def conv_bn_relu(x, filters, kernel_size, name, dilation_rate=1):
@@ -106,14 +111,23 @@ def aspp(x, rates, dropout, channels=ASPP_CHANNELS):
     return layers.Dropout(dropout, name="aspp_dropout")(x)
 
 
-def deeplabv3_head(num_classes, dropout=0.5, channels=ASPP_CHANNELS):
-    """DeepLab v3's head: ASPP with the rates of the output stride, a 3x3 conv, a classifier."""
+def deeplab_head(num_classes, dropout, decoder=False, channels=ASPP_CHANNELS):
+    """DeepLab v3's head: ASPP with the rates of the output stride, a 3x3 conv, a classifier,
+    bilinear upsampling by the output stride. With `decoder`, DeepLab v3+'s: ASPP, then a
+    decoder over the stride-4 features, a classifier, bilinear x4."""
     check_dropout(dropout)
 
     def head(features, output_stride):
         x = aspp(features[32], ASPP_RATES[output_stride], dropout, channels)
-        x = conv_bn_relu(x, channels, 3, "head")
+        if not decoder:
+            x = conv_bn_relu(x, channels, 3, "head")
+        else:
+            x = BilinearUpsample(output_stride // LOW_LEVEL_STRIDE, name="decoder_upsample")(x)
+            low = conv_bn_relu(features[LOW_LEVEL_STRIDE], LOW_LEVEL_CHANNELS, 1, "decoder_low")
+            x = layers.Concatenate(name="decoder_concat")([x, low])
+            x = conv_bn_relu(x, channels, 3, "decoder_1")
+            x = conv_bn_relu(x, channels, 3, "decoder_2")
         x = layers.Conv2D(num_classes, 1, name="classifier")(x)
-        return BilinearUpsample(output_stride, name="upsample")(x)
+        return BilinearUpsample(LOW_LEVEL_STRIDE if decoder else output_stride, name="upsample")(x)
 
     return head
