@@ -165,18 +165,23 @@ class Im2ColConv2D(keras.layers.Conv2D):
 # -- SegNet's pooling indices, as a mask (kseg.models.segnet) ---------------------------
 
 
-def upsample_nearest_x2(x):
-    """Repeats every pixel of `x` (batch, h, w, channels) into a 2x2 block: (batch, 2h, 2w,
-    channels), exactly (a nearest-neighbour resize by 2 copies values, whatever the
-    pixel-centre convention). Under TensorFlow it is TensorFlow's own resize, which traces
-    with an unknown size and converts to TFLite's RESIZE_NEAREST_NEIGHBOR."""
+def resize_by(x, factor, method):
+    """`x` (batch, h, w, channels) resized to (batch, factor h, factor w, channels) by
+    `method` ("bilinear" or "nearest"; a nearest-neighbour x2 copies every pixel into a
+    2x2 block, exactly, whatever the pixel-centre convention).
+
+    Under TensorFlow it is TensorFlow's own resize: keras' checks the size in Python, so it
+    cannot be traced with an unknown height and width, which a SavedModel or TFLite export
+    of any input size needs; TensorFlow's converts to TFLite's RESIZE_BILINEAR and
+    RESIZE_NEAREST_NEIGHBOR.
+    """
     shape = ops.shape(x)
-    size = (shape[1] * 2, shape[2] * 2)
+    size = (shape[1] * factor, shape[2] * factor)
     if keras.backend.backend() == "tensorflow":
         import tensorflow as tf
 
-        return tf.image.resize(x, tf.stack(size), method="nearest")
-    return ops.image.resize(x, size, interpolation="nearest")
+        return ops.cast(tf.image.resize(x, tf.stack(size), method=method), x.dtype)
+    return ops.image.resize(x, size, interpolation=method)
 
 
 # Priorities of the four positions of a 2x2 pooling window, first in row-major order
@@ -210,9 +215,9 @@ class MaxPoolingMask(keras.layers.Layer):
         priority = ops.tile(ops.convert_to_tensor(_WINDOW_PRIORITY, dtype=x.dtype),
                             (shape[1] // 2, shape[2] // 2))  # fmt: skip
         priority = ops.expand_dims(ops.expand_dims(priority, 0), -1)
-        hit = ops.cast(ops.equal(x, upsample_nearest_x2(pooled)), x.dtype)
+        hit = ops.cast(ops.equal(x, resize_by(pooled, 2, "nearest")), x.dtype)
         score = hit * priority
-        best = upsample_nearest_x2(ops.max_pool(score, 2, 2, padding="valid"))
+        best = resize_by(ops.max_pool(score, 2, 2, padding="valid"), 2, "nearest")
         # `best` is at least 1 (every window holds its maximum), so a position without a
         # hit (score 0) is never chosen.
         return ops.cast(ops.equal(score, best), x.dtype)
@@ -228,7 +233,7 @@ class MaxUnpooling(keras.layers.Layer):
 
     def call(self, inputs):
         values, mask = inputs
-        return upsample_nearest_x2(values) * ops.cast(mask, values.dtype)
+        return resize_by(values, 2, "nearest") * ops.cast(mask, values.dtype)
 
     def compute_output_shape(self, input_shapes):
         values_shape, mask_shape = input_shapes
@@ -344,8 +349,7 @@ class BilinearUpsample(keras.layers.Layer):
     `keras.ops.image.resize` and torchvision's `interpolate(align_corners=False)`).
 
     Unlike keras' UpSampling2D(interpolation="bilinear") it traces with unknown height and
-    width, which a SavedModel or TFLite export of any input size needs: keras' resize
-    checks the size in Python, so under TensorFlow the resize is TensorFlow's own.
+    width (see `resize_by`).
 
     Args:
         factor: int. Height and width are multiplied by this.
@@ -358,14 +362,7 @@ class BilinearUpsample(keras.layers.Layer):
         self.factor = int(factor)
 
     def call(self, inputs):
-        shape = ops.shape(inputs)
-        size = (shape[1] * self.factor, shape[2] * self.factor)
-        if keras.backend.backend() == "tensorflow":
-            import tensorflow as tf
-
-            resized = tf.image.resize(inputs, tf.stack(size), method="bilinear")
-            return ops.cast(resized, inputs.dtype)
-        return ops.image.resize(inputs, size, interpolation="bilinear")
+        return resize_by(inputs, self.factor, "bilinear")
 
     def compute_output_shape(self, input_shape):
         def scale(size):
