@@ -22,13 +22,10 @@ def weights():
 @weights.command("list")
 def list_weights():
     """Name, source, address, hash, licence and reported mIU of the known weights."""
-    import yaml
-
-    from kseg.models.manifest import MANIFEST_PATH, read_manifest
+    from kseg.models.manifest import MANIFEST_PATH, load_entries, read_manifest
 
     entries = read_manifest(MANIFEST_PATH)  # checks every entry has name, file and url
-    with open(MANIFEST_PATH, encoding="utf8") as stream:
-        details = {entry["name"]: entry for entry in yaml.safe_load(stream)}
+    details = {entry["name"]: entry for entry in load_entries(MANIFEST_PATH)}
     for name, entry in entries.items():
         extra = details.get(name, {})
         miu = extra.get("reported_miu")

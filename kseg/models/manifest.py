@@ -102,7 +102,7 @@ def file_sha256(path, chunk=1 << 20):
     return digest.hexdigest()
 
 
-def _load_entries(path):
+def load_entries(path):
     """The manifest's entries as a list of dicts, each with a name and a known kind."""
     try:
         with open(path, encoding="utf8") as stream:
@@ -128,7 +128,7 @@ def _load_entries(path):
 @functools.cache
 def read_manifest(path=MANIFEST_PATH):
     """Returns {name: WeightsEntry} for every downloadable entry (kind `weights`) at `path`."""
-    entries = [entry for entry in _load_entries(path) if entry.get("kind", "weights") == "weights"]
+    entries = [entry for entry in load_entries(path) if entry.get("kind", "weights") == "weights"]
     try:
         return {
             entry["name"]: WeightsEntry(
@@ -158,7 +158,7 @@ def read_shipped_models(path=None):
     path = os.fspath(path or MANIFEST_PATH)
     folder = os.path.dirname(os.path.abspath(path))
     models = {}
-    for entry in _load_entries(path):
+    for entry in load_entries(path):
         if entry.get("kind") != "model":
             continue
         name = entry["name"]
