@@ -166,9 +166,7 @@ def tile_starts(length, tile, overlap):
     """
     if tile >= length:
         return [0]
-    stride = tile - overlap
-    starts = list(range(0, length - tile, stride))
-    return starts + [length - tile]
+    return [*range(0, length - tile, tile - overlap), length - tile]
 
 
 def tile_window(start, tile, length, overlap, blend):
@@ -253,28 +251,22 @@ def tiled_logits(model, image, tile, overlap=64, tta=TTA(), blend="center", batc
     return np.concatenate(strips, axis=0)
 
 
-def label_dtype(num_classes):
-    if num_classes > 256:
-        raise KsegError(f"label maps hold at most 256 classes; the model has {num_classes}")
-    return np.uint8
-
-
 def predict_labels(model, image, tile=None, overlap=64, tta=TTA(), blend="center"):
-    """Class map (H, W) uint8 of one uint8 RGB image: whole-image, or tiled if `tile`."""
+    """Class map (H, W) uint8 of one uint8 RGB image: whole-image, or tiled if `tile`.
+
+    Raises `NonFiniteLogitsError` when any logit is NaN or inf: an arg-max over NaN picks
+    class 0 everywhere, so a damaged model would write all-zero label maps that look like
+    predictions.
+    """
     if tile is None:
         strips = [(0, predict_logits(model, image, tta))]
     else:
         strips = iter_tiled_logits(model, image, tile, overlap, tta, blend)
-    return np.concatenate([np.argmax(check_finite_logits(logits), axis=-1).astype(label_dtype(logits.shape[-1]))
-                           for _, logits in strips], axis=0)  # fmt: skip
-
-
-def check_finite_logits(logits):
-    """Returns `logits`, or raises `NonFiniteLogitsError` when any is NaN or inf.
-
-    An arg-max over NaN picks class 0 everywhere: without this check a damaged model
-    writes all-zero label maps that look like predictions.
-    """
-    if not np.isfinite(logits).all():
-        raise NonFiniteLogitsError("the model's logits hold NaN or inf")
-    return logits
+    labels = []
+    for _, logits in strips:
+        if not np.isfinite(logits).all():
+            raise NonFiniteLogitsError("the model's logits hold NaN or inf")
+        if logits.shape[-1] > 256:
+            raise KsegError(f"label maps hold at most 256 classes; the model has {logits.shape[-1]}")
+        labels.append(np.argmax(logits, axis=-1).astype(np.uint8))
+    return np.concatenate(labels, axis=0)
