@@ -101,12 +101,9 @@ def segmentation_scores(confusion):
     with np.errstate(divide="ignore", invalid="ignore"):
         class_iou = np.where(union > 0, true_positives / union, np.nan)
         class_accuracy = np.where(class_pixels > 0, true_positives / class_pixels, np.nan)
-    total = class_pixels.sum()
-    if total > 0:
+        total = class_pixels.sum()  # 0 when nothing was labelled: both NaN (0/0)
         pixel_accuracy = true_positives.sum() / total
         frequency_weighted_iou = np.nansum(class_pixels * np.nan_to_num(class_iou)) / total
-    else:
-        pixel_accuracy = frequency_weighted_iou = float("nan")
     return {
         "pixel_accuracy": float(pixel_accuracy),
         "mean_accuracy": _nanmean(class_accuracy),
