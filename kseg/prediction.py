@@ -60,20 +60,18 @@ def collect_images(inputs):
             items += [(p, os.path.splitext(os.path.basename(p))[0]) for p in matches]
         else:
             problems.append(f"{text}: file not found")
-    seen, unique = set(), []
+    unique = {}  # the first of the items naming the same file
     for path, name in items:
-        if os.path.abspath(path) not in seen:
-            seen.add(os.path.abspath(path))
-            unique.append((path, name))
+        unique.setdefault(os.path.abspath(path), (path, name))
     names = {}
-    for path, name in unique:
+    for path, name in unique.values():
         names.setdefault(name, []).append(path)
     for name, paths in names.items():  # a.png and a.jpg: only those two are left out
         for path in paths if len(paths) > 1 else ():
             others = ", ".join(other for other in paths if other != path)
             problems.append(f"{path}: skipped: its outputs would take the name '{name}' like those of "
                             f"{others}; rename one of them, or predict it into another --out")
-    return [(path, name) for path, name in unique if len(names[name]) == 1], problems
+    return [(path, name) for path, name in unique.values() if len(names[name]) == 1], problems
 
 
 # -- where the outputs go ---------------------------------------------------------------
@@ -224,9 +222,7 @@ def write_outputs(predictor, image_path, paths, options):
     if "cityscapes-ids" in paths:
         files.append((paths["cityscapes-ids"], train_ids_to_label_ids(labels, strict=True),
                       label_map_text(CITYSCAPES_IDS, num_classes)))  # fmt: skip
-    colors = None
-    if "color" in paths or "overlay" in paths:
-        colors = colorize(labels, palette)
+    colors = colorize(labels, palette) if "color" in paths or "overlay" in paths else None
     if "color" in paths:
         files.append((paths["color"], colors, None))
     if "overlay" in paths:
@@ -239,17 +235,6 @@ def write_outputs(predictor, image_path, paths, options):
 def write_legend(path, class_names, palette):
     """Writes the legend of every class (colour swatch, index and name) as a PNG."""
     write_bytes(path, encode_png(legend(class_names, palette)))
-
-
-def _write_run_legend(path, predictor):
-    """`write_legend` for a predict run: a failure is the legend's, a KsegError naming it
-    (never counted against the image just written)."""
-    try:
-        write_legend(path, predictor.class_names, predictor.palette)
-    except KsegError:
-        raise
-    except OSError as error:
-        raise KsegError(f"{path}: cannot write the class legend: {error.strerror or error}") from None
 
 
 @dataclasses.dataclass
@@ -442,7 +427,11 @@ def predict_files(predictor, plan, options, counts=None):
                 write(f"error: {image_path}: {type(error).__name__}: {error}")
             else:
                 if plan.legend and counts.written == 1:  # a run that writes nothing leaves nothing
-                    _write_run_legend(plan.legend, predictor)
+                    try:
+                        write_legend(plan.legend, predictor.class_names, predictor.palette)
+                    except OSError as error:  # the legend's failure, not the image's just written
+                        raise KsegError(f"{plan.legend}: cannot write the class legend: "
+                                        f"{error.strerror or error}") from None
             bar.update(1)
     return counts
 
