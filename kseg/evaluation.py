@@ -321,35 +321,25 @@ def find_prediction(stem, predictions, cityscapes=False):
     return None
 
 
-def _declared_format(path):
-    """What a prediction file says it holds (`kseg.label_maps.declared_format`), or None.
-
-    A file that cannot be read says nothing here; scoring it names what is wrong."""
-    try:
-        data = read_file(path, "prediction file")
-    except KsegError:
-        return None
-    return declared_format(data)
-
-
 # The --label-format choice each `kseg:labels` value of a label map stands for.
 DECLARED_FORMATS = {"train-ids": "train-ids", "cityscapes-ids": "label-ids"}
 
 
 def _label_format(matched, spec, label_format, folder):
     """The --label-format the matched prediction files are read in: what they declare
-    (`kseg predict` writes it into every label map), else the option given, else for
-    Cityscapes what their values prove; never a guess that could be wrong.
+    (`kseg.label_maps`), else the option given, else for Cityscapes what their values prove.
 
     Raises:
         KsegError: files declaring different formats, a declaration the option or the
             dataset contradicts, or Cityscapes files that carry nothing and whose values
             fit both train ids and label ids (the line names --label-format).
     """
-    cityscapes = spec.name == "cityscapes"
     declared, untagged = {}, []
     for path, _ in matched:
-        found = _declared_format(path)
+        try:  # a file that cannot be read says nothing here; scoring it names what is wrong
+            found = declared_format(read_file(path, "prediction file"))
+        except KsegError:
+            found = None
         if found is None:
             untagged.append(path)
             continue
@@ -374,7 +364,7 @@ def _label_format(matched, spec, label_format, folder):
                 f"{path}: written as {written} (its {LABELS_KEY} text), but --label-format {label_format} was "
                 f"given; leave --label-format at auto, or give --label-format {option}"
             )
-        if option == "label-ids" and not cityscapes:
+        if option == "label-ids" and spec.name != "cityscapes":
             raise KsegError(
                 f"{path}: holds Cityscapes label ids (`kseg predict --format cityscapes-ids`); score it with "
                 f"--data cityscapes, or predict with --format labels to score it on {spec.name}"
@@ -385,9 +375,10 @@ def _label_format(matched, spec, label_format, folder):
                 "--label-format train-ids or --label-format label-ids to say what all the files hold"
             )
         return option
-    if label_format != "auto" or not cityscapes:
+    if label_format != "auto" or spec.name != "cityscapes":
         return "train-ids" if label_format == "auto" else label_format
-    if _holds_label_ids(untagged):  # values 19..254 are no train id: no guess
+    # values 19..254 (above the 19 train ids, below ignore) are no train id: no guess
+    if any(((mask >= 19) & (mask < 255)).any() for mask in map(read_index_mask, untagged)):
         return "label-ids"
     raise KsegError(
         f"{folder}: the prediction files do not say what their values are, and every value fits both "
@@ -473,14 +464,6 @@ def _score_predictions(matched, spec, table, split, progress):
             confusion += confusion_matrix(truth, prediction, num_classes, spec.ignore_index)
             bar.update(1)
     return confusion
-
-
-def _holds_label_ids(paths):
-    for path in paths:
-        values = np.unique(read_index_mask(path))
-        if ((values >= 19) & (values < 255)).any():  # above the 19 train ids, below ignore
-            return True
-    return False
 
 
 # -- outputs ------------------------------------------------------------------------------
@@ -579,8 +562,9 @@ def contact_sheet_png(result, path):
     if len(heights) > 1:  # images of several sizes: scale each row to the first's height
         height = rows[0][0].shape[0]
         rows = [[_scale_to_height(part, height) for part in row] for row in rows]
-        widths = [row[0].shape[1] for row in rows]
-        rows = [[_pad_to_width(part, max(widths)) for part in row] for row in rows]
+        widest = max(row[0].shape[1] for row in rows)
+        rows = [[np.pad(part, ((0, 0), (0, widest - part.shape[1]), (0, 0)), constant_values=255) for part in row]
+                for row in rows]  # fmt: skip
     width = sum(part.shape[1] for part in rows[0]) + 16
     key = legend(result.class_names, palette, width=width, classes=sorted(present))
     return encode_png(contact_sheet(rows, legend_image=key))
@@ -590,12 +574,6 @@ def _scale_to_height(image, height):
     scale = height / image.shape[0]
     size = (max(1, round(image.shape[1] * scale)), height)
     return cv2.resize(image, size, interpolation=cv2.INTER_NEAREST)
-
-
-def _pad_to_width(image, width):
-    padded = np.full((image.shape[0], width, 3), 255, np.uint8)
-    padded[:, : image.shape[1]] = image
-    return padded
 
 
 def write_reports(result, out=None, confusion_png=None, sheet_png=None, checked=None):
