@@ -311,14 +311,11 @@ def _cityscapes_key(stem):
 
 def find_prediction(stem, predictions, cityscapes=False):
     """Returns the prediction file for an image stem, or None."""
-    if stem in predictions:
-        return predictions[stem]
-    if cityscapes:
-        key = _cityscapes_key(stem)
-        matches = [path for other, path in predictions.items() if _cityscapes_key(other) == key]
-        if len(matches) == 1:
-            return matches[0]
-    return None
+    if stem in predictions or not cityscapes:
+        return predictions.get(stem)
+    key = _cityscapes_key(stem)
+    matches = [path for other, path in predictions.items() if _cityscapes_key(other) == key]
+    return matches[0] if len(matches) == 1 else None
 
 
 # The --label-format choice each `kseg:labels` value of a label map stands for.
@@ -498,19 +495,15 @@ def plot_confusion_matrix(result, path):
     axes.set_yticks(np.arange(len(result.class_names) + 1) - 0.5, minor=True)
     axes.grid(which="minor", color="#d0d0d0", linewidth=0.5)
     axes.tick_params(which="minor", length=0)
-    axes.set_xlabel("predicted")
-    axes.set_ylabel("ground truth")
-    mean_iou = result.scores["mean_iou"]
-    axes.set_title(f"{result.dataset} {result.split}: mean IoU {_percent(mean_iou)} "
-                   "(each row: % of that class's pixels)")
+    axes.set(xlabel="predicted", ylabel="ground truth", title=f"{result.dataset} {result.split}: mean IoU "
+             f"{_percent(result.scores['mean_iou'])} (each row: % of that class's pixels)")  # fmt: skip
     if len(columns) <= 40:
         fontsize = 8 if len(columns) <= 25 else 6
-        for row in range(normalised.shape[0]):
-            for column in range(normalised.shape[1]):
-                percent = round(normalised[row, column] * 100)
-                if percent >= 1:
-                    axes.text(column, row, str(percent), ha="center", va="center", fontsize=fontsize,
-                              color="white" if percent > 50 else "black")  # fmt: skip
+        for (row, column), value in np.ndenumerate(normalised):
+            percent = round(value * 100)
+            if percent >= 1:
+                axes.text(column, row, str(percent), ha="center", va="center", fontsize=fontsize,
+                          color="white" if percent > 50 else "black")  # fmt: skip
     figure.tight_layout()
     figure.savefig(path, format="png")
 
