@@ -113,13 +113,10 @@ def resize(array, size, interpolation=cv2.INTER_LINEAR):
     height, width = size
     if array.shape[:2] == (height, width):
         return array
-    # OpenCV resizes at most 512 channels at once.
-    pieces = [
-        cv2.resize(array[:, :, start:start + 512], (width, height), interpolation=interpolation)
-        for start in range(0, array.shape[2], 512)
-    ]
-    pieces = [piece[:, :, None] if piece.ndim == 2 else piece for piece in pieces]
-    return np.concatenate(pieces, axis=2)
+    # OpenCV resizes at most 512 channels at once, and returns one channel as (H, W).
+    pieces = [cv2.resize(array[:, :, start:start + 512], (width, height), interpolation=interpolation)
+              for start in range(0, array.shape[2], 512)]  # fmt: skip
+    return np.concatenate([piece.reshape(height, width, -1) for piece in pieces], axis=2)
 
 
 def batch_logits(model, images, tta=TTA(), batch_size=4):
