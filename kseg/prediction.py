@@ -215,14 +215,13 @@ def write_outputs(predictor, image_path, paths, options):
     """
     image = read_image(image_path)
     labels = predict_labels(predictor.model, image, options.tile, options.overlap, options.tta, options.blend)
-    num_classes, palette = predictor.num_classes, predictor.palette
     files = []  # (path, array, PNG text: what a label map's values are)
     if "labels" in paths:
-        files.append((paths["labels"], labels, label_map_text(TRAIN_IDS, num_classes)))
+        files.append((paths["labels"], labels, label_map_text(TRAIN_IDS, predictor.num_classes)))
     if "cityscapes-ids" in paths:
         files.append((paths["cityscapes-ids"], train_ids_to_label_ids(labels, strict=True),
-                      label_map_text(CITYSCAPES_IDS, num_classes)))  # fmt: skip
-    colors = colorize(labels, palette) if "color" in paths or "overlay" in paths else None
+                      label_map_text(CITYSCAPES_IDS, predictor.num_classes)))  # fmt: skip
+    colors = colorize(labels, predictor.palette) if "color" in paths or "overlay" in paths else None
     if "color" in paths:
         files.append((paths["color"], colors, None))
     if "overlay" in paths:
