@@ -145,10 +145,7 @@ class MaskedSparseCrossEntropy(_SegmentationLoss):
 class MaskedFocalLoss(MaskedSparseCrossEntropy):
     """Focal loss (Lin et al. 2017) on logits (B, H, W, C) against labels (B, H, W), 255 ignored.
 
-    Each labelled pixel contributes -(1 - p_t)^gamma * log p_t, p_t the softmax probability
-    of its label; the loss is their mean over labelled pixels, or with class weights (the
-    paper's alpha_t = w[label]) sum(w[label] * fl) / sum(w[label]). gamma 0 is the
-    cross-entropy.
+    Reduced as the cross-entropy, class weights being the paper's alpha_t (module docstring).
 
     Args:
         num_classes: int. Number of classes (channels of the logits).
@@ -203,11 +200,8 @@ class _BatchLoss(_SegmentationLoss):
 
 @keras.saving.register_keras_serializable(package="kseg")
 class MaskedDiceLoss(_BatchLoss):
-    """Soft multi-class Dice loss over the batch, on logits (B, H, W, C), 255 ignored.
-
-    1 - D_c, D_c = (2 sum(p_c g_c) + s) / (sum(p_c) + sum(g_c) + s) over the batch's
-    labelled pixels, averaged over the classes present in its labels (weighted by the
-    class weights). See the module docstring.
+    """Soft multi-class Dice loss over the batch, on logits (B, H, W, C), 255 ignored: the mean
+    of 1 - D_c over the classes present in its labels (module docstring).
 
     Args:
         num_classes: int. Number of classes (channels of the logits).
