@@ -73,7 +73,6 @@ def evaluate(model, predictions_dir, data, data_dir, classes_file, split, batch_
     options = EvaluateOptions(predictions_dir, classes_file, batch_size, max_images, label_format, out,
                               confusion_png, sheet_png, sheet_images, precision, fit, unsafe)  # fmt: skip
     result = kseg.evaluate(model, data=data, data_dir=data_dir, split=split, options=options)
-    for line in result.report_lines():
-        click.echo(line)
+    click.echo("\n".join(result.report_lines()))
     for what, path in result.written:
         click.echo(f"{what}: {path}")
