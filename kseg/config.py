@@ -1,13 +1,6 @@
-"""Training configuration: four written-out sections, checked when a config is made, read
-from and written to YAML.
-
-    ModelSettings         model, weights, width, dropout, learn_upsampling, init_from
-    DataSettings          data, data_dir, classes_file, train_split, val_split, batch_size,
-                          val_batch_size, crop, scale, skip_bad
-    OptimizationSettings  epochs, optimizer, lr, momentum, weight_decay, schedule, loss,
-                          class_weights
-    RuntimeSettings       mixed_precision, precision_check, strategy, seed, steps_per_epoch,
-                          val_steps, run_dir, worker_timeout
+"""Training configuration: four written-out sections (`ModelSettings`, `DataSettings`,
+`OptimizationSettings`, `RuntimeSettings`), checked when a config is made, read from and
+written to YAML.
 
 `TrainConfig` is all four in one dataclass (`config.lr`), as config.yaml holds them. Each
 field's metadata says how it is checked (`check_value`) and gives the `kseg train` option's
@@ -106,8 +99,7 @@ class Setting:
 
 def _field(default, kind, help, choices=(), option=None):
     """A config field: its default, and in its metadata how it is checked and offered."""
-    return dataclasses.field(default=default, metadata={"kind": kind, "help": help, "choices": choices,
-                                                        "option": option})  # fmt: skip
+    return dataclasses.field(default=default, metadata=dict(kind=kind, help=help, choices=choices, option=option))
 
 
 class _DatasetCrop:
@@ -205,11 +197,8 @@ SECTIONS = {"model": ModelSettings, "data": DataSettings, "optimization": Optimi
             "runtime": RuntimeSettings}  # fmt: skip
 # Every setting, in config.yaml's (and `kseg train --help`'s) order: section by section.
 SETTINGS = {
-    field.name: Setting(
-        section, field.default, field.metadata["kind"], field.metadata["help"],
-        optional=field.default is None or field.default is DATASET_CROP, choices=field.metadata["choices"],
-        option=field.metadata["option"],
-    )
+    field.name: Setting(section, field.default, optional=field.default is None or field.default is DATASET_CROP,
+                        **field.metadata)
     for section, settings in SECTIONS.items() for field in dataclasses.fields(settings)
 }  # fmt: skip
 
@@ -228,10 +217,8 @@ def check_setting(key, value, name=None):
     try:
         return check_number(value, name, integer=integer, **limits)
     except KsegError as error:
-        if integer:
-            expected = f"a whole number from {limits['low']} to {limits['high']}"
-        else:
-            expected = f"a number in {describe_range(**limits)}"
+        expected = (f"a whole number from {limits['low']} to {limits['high']}" if integer
+                    else f"a number in {describe_range(**limits)}")
         problem = str(error).split(": ", 1)[-1]
         if " is not in " in problem:
             problem = problem.split(" is not in ")[0] + " is out of range"
@@ -253,21 +240,20 @@ def parse_crop(text, key="crop"):
 def parse_scale(value, key="scale"):
     """Parses a random scale range: "LOW,HIGH", one number (no range) or [low, high], with
     0 < low <= high <= MAX_SCALE; returns (low, high) as floats."""
+    malformed = f"{key}: expected LOW,HIGH such as 0.5,2. Received: {key}={brief(value)}"
     parts = value
     if isinstance(value, str):
         parts = [part for part in value.replace(" ", "").split(",") if part]
     elif isinstance(value, (int, float)) and not isinstance(value, bool):
         parts = [value]
     if not isinstance(parts, (list, tuple)) or len(parts) not in (1, 2):
-        raise KsegError(f"{key}: expected LOW,HIGH such as 0.5,2. Received: {key}={brief(value)}")
+        raise KsegError(malformed)
     numbers = []
     for part in parts:
-        if isinstance(part, bool):
-            part = None
         try:
-            number = float(part)
+            number = float(None if isinstance(part, bool) else part)
         except (TypeError, ValueError):
-            raise KsegError(f"{key}: expected LOW,HIGH such as 0.5,2. Received: {key}={brief(value)}") from None
+            raise KsegError(malformed) from None
         numbers.append(check_number(number, key, low=0, high=MAX_SCALE, min_open=True))
     low, high = numbers[0], numbers[-1]
     if low > high:
@@ -321,14 +307,12 @@ def loss_terms(text, key="loss"):
 
 def format_loss(terms):
     """The canonical text of loss terms: "ce", "ce+dice", "0.5*ce+lovasz" (weight 1 left out)."""
-    parts = []
-    for weight, name in terms:
-        if weight == 1:
-            parts.append(name)
-            continue
-        number = format(decimal.Decimal(repr(float(weight))), "f")
-        parts.append(f"{number[:-2] if number.endswith('.0') else number}*{name}")
-    return "+".join(parts)
+
+    def term(weight, name):
+        number = format(decimal.Decimal(repr(float(weight))), "f").removesuffix(".0")
+        return name if weight == 1 else f"{number}*{name}"
+
+    return "+".join(term(weight, name) for weight, name in terms)
 
 
 def parse_loss(text, key="loss"):
@@ -464,10 +448,14 @@ class TrainConfig(RuntimeSettings, OptimizationSettings, DataSettings, ModelSett
                 an override replaces it. The crop is decided after the overrides (a
                 changed `data` brings its own default crop).
         """
-        settings = read_settings(path)
-        config = cls.from_dict(settings, source=os.fspath(path))
+        source = os.fspath(path)
+        settings = load_yaml(source, "config file")
+        if isinstance(settings, dict):  # a recipe's description is not a setting
+            settings.pop(RECIPE_SECTION, None)
+        settings = _setting_values(settings, source)
+        config = cls.from_dict(settings, source)
         overrides = _given(overrides)
-        return cls.from_dict(dict(settings, **overrides), source=os.fspath(path)) if overrides else config
+        return cls.from_dict(dict(settings, **overrides), source) if overrides else config
 
     def replace(self, **overrides):
         """Returns a copy with the given settings changed (and checked); None values leave
@@ -490,14 +478,6 @@ class TrainConfig(RuntimeSettings, OptimizationSettings, DataSettings, ModelSett
         if path is not None:
             write_bytes(path, text.encode("utf8"))
         return text
-
-
-def read_settings(path):
-    """The settings of a YAML config or recipe file (its `recipe:` section left out)."""
-    values = load_yaml(os.fspath(path), "config file")
-    if isinstance(values, dict):  # a recipe's description is not a setting
-        values = {key: value for key, value in values.items() if key != RECIPE_SECTION}
-    return _setting_values(values, os.fspath(path))
 
 
 def resolve(options=None, file=None, resume_dir=None, recipe=None):
