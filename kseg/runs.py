@@ -78,34 +78,31 @@ def checkpoint_path(run_dir, which=BEST):
     return os.path.join(run_dir, CHECKPOINTS, which)
 
 
+def _checkpoints(run_dir):
+    """The checkpoint files of a run directory, best first."""
+    return [path for path in (checkpoint_path(run_dir, BEST), checkpoint_path(run_dir, LAST)) if os.path.isfile(path)]
+
+
 def is_run_dir(path):
     """Whether `path` is a folder holding a checkpoint (best or last)."""
-    return os.path.isdir(path) and any(
-        os.path.isfile(checkpoint_path(path, which)) for which in (BEST, LAST)
-    )
+    return os.path.isdir(path) and bool(_checkpoints(path))
 
 
 def latest_run(root=DEFAULT_RUNS_ROOT):
     """Returns the run directory under `root` with the newest checkpoint, or None."""
     if not os.path.isdir(root):
         return None
-
-    def newest_checkpoint(run_dir):
-        paths = [checkpoint_path(run_dir, which) for which in (BEST, LAST)]
-        return max(os.path.getmtime(path) for path in paths if os.path.isfile(path))
-
     runs = [os.path.join(root, name) for name in os.listdir(root)]
-    return max((path for path in runs if is_run_dir(path)), key=newest_checkpoint, default=None)
+    return max((path for path in runs if is_run_dir(path)), default=None,
+               key=lambda run_dir: max(map(os.path.getmtime, _checkpoints(run_dir))))
 
 
 def resolve_model_path(path):
     """Returns (model file, run directory or None) for a run directory or a model file."""
     path = os.fspath(path)
     if os.path.isdir(path):
-        for which in (BEST, LAST):
-            candidate = checkpoint_path(path, which)
-            if os.path.isfile(candidate):
-                return candidate, path
+        if found := _checkpoints(path):
+            return found[0], path
         raise KsegError(f"{path}: not a run directory (no {CHECKPOINTS}/{BEST} or {LAST})")
     if not os.path.isfile(path):
         raise KsegError(f"{path}: no such model file or run directory")
@@ -232,6 +229,10 @@ def read_classes(run_dir, num_classes=None, model_path=None):
     return check_classes(load_json(path, "class description"), path, num_classes, model_path)
 
 
+def _is_byte(value):
+    return isinstance(value, int) and not isinstance(value, bool) and 0 <= value <= 255
+
+
 def check_classes(classes, path=CLASSES_FILE, num_classes=None, model_path=None):
     """Checks the structure of a classes.json payload; returns it.
 
@@ -259,16 +260,13 @@ def check_classes(classes, path=CLASSES_FILE, num_classes=None, model_path=None)
         if not isinstance(palette, list):
             refuse(f"'palette' must be a list of [R, G, B] colours, found {brief(palette)}")
         for index, colour in enumerate(palette):
-            if not (isinstance(colour, list) and len(colour) == 3 and all(
-                    isinstance(value, int) and not isinstance(value, bool) and 0 <= value <= 255
-                    for value in colour)):
+            if not (isinstance(colour, list) and len(colour) == 3 and all(map(_is_byte, colour))):
                 refuse(f"palette entry {index} is {brief(colour)}, expected [R, G, B] with whole "
                        "numbers 0..255")
         if names is not None and palette and len(palette) != len(names):
             refuse(f"'palette' has {len(palette)} colours for {len(names)} class names")
     ignore = classes.get("ignore_index")
-    if ignore is not None and (isinstance(ignore, bool) or not isinstance(ignore, int)
-                               or not 0 <= ignore <= 255):
+    if ignore is not None and not _is_byte(ignore):
         refuse(f"'ignore_index' must be a whole number 0..255, found {brief(ignore)}")
     dataset = classes.get("dataset")
     if dataset is not None and not isinstance(dataset, str):
