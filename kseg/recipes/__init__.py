@@ -119,11 +119,10 @@ def read_recipe(path):
         KsegError: one line naming the file and what is wrong.
     """
     path = os.fspath(path)
-    values = load_yaml(path, "recipe")
-    if not isinstance(values, dict) or not isinstance(values.get(RECIPE_SECTION), dict):
+    settings = load_yaml(path, "recipe")
+    if not isinstance(settings, dict) or not isinstance(settings.get(RECIPE_SECTION), dict):
         raise KsegError(f"{path}: a recipe needs a '{RECIPE_SECTION}:' section with name, version and description")
-    header = values[RECIPE_SECTION]
-    settings = {key: value for key, value in values.items() if key != RECIPE_SECTION}
+    header = settings.pop(RECIPE_SECTION)  # what is left are the settings
     stem = os.path.splitext(os.path.basename(path))[0]
 
     def refuse(problem):
@@ -159,4 +158,4 @@ def _result(item, refuse):
             refuse(f"result {item['metric']!r}: {key} must be a text or null; found {brief(item[key])}")
     if value is not None and not (item.get("cpu") and item.get("command")):
         refuse(f"result {item['metric']!r}: a measured value needs the cpu and the command that measured it")
-    return RecipeResult(item["metric"], value, item.get("data"), item.get("cpu"), item.get("command"))
+    return RecipeResult(**item)
