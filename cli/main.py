@@ -13,6 +13,7 @@ import json
 import logging
 import os
 import sys
+import tempfile
 
 import click
 
@@ -21,17 +22,18 @@ from kseg import __version__
 # TensorFlow's C++ start-up chatter (oneDNN notices, CPU feature lines) is not for users.
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
-# verb -> (module in kseg.cli, function name, one-line help, needs TensorFlow)
+# verb -> (one-line help, needs TensorFlow); the verb is the function of the same name in
+# the module of the same name, kseg.cli.VERB.
 COMMANDS = {
-    "data": ("kseg.cli.data", "data", "Verify datasets, show statistics, make the synthetic set.", False),
-    "evaluate": ("kseg.cli.evaluate", "evaluate", "Score a model or prediction files.", True),
-    "export": ("kseg.cli.export", "export", "Export to SavedModel, TFLite or ONNX.", True),
-    "heatmap": ("kseg.cli.heatmap", "heatmap", "ImageNet class heatmap of an image.", True),
-    "models": ("kseg.cli.models", "models", "List the registered models.", True),
-    "predict": ("kseg.cli.predict", "predict", "Segment images of any size.", True),
-    "recipes": ("kseg.cli.recipes", "recipes", "List the training recipes (kseg train --recipe NAME).", False),
-    "train": ("kseg.cli.train", "train", "Train an FCN on a dataset.", True),
-    "weights": ("kseg.cli.weights", "weights", "List, download and convert released FCN weights.", False),
+    "data": ("Verify datasets, show statistics, make the synthetic set.", False),
+    "evaluate": ("Score a model or prediction files.", True),
+    "export": ("Export to SavedModel, TFLite or ONNX.", True),
+    "heatmap": ("ImageNet class heatmap of an image.", True),
+    "models": ("List the registered models.", True),
+    "predict": ("Segment images of any size.", True),
+    "recipes": ("List the training recipes (kseg train --recipe NAME).", False),
+    "train": ("Train an FCN on a dataset.", True),
+    "weights": ("List, download and convert released FCN weights.", False),
 }
 
 
@@ -44,14 +46,13 @@ class LazyGroup(click.Group):
     def get_command(self, ctx, name):
         if name not in COMMANDS:
             return None
-        module, function, _, needs_tensorflow = COMMANDS[name]
-        command = getattr(importlib.import_module(module), function)
-        if needs_tensorflow and not getattr(command.callback, "imports_tensorflow", False):
+        command = getattr(importlib.import_module(f"kseg.cli.{name}"), name)
+        if COMMANDS[name][1] and not getattr(command.callback, "imports_tensorflow", False):
             command.callback = _after_quiet_tensorflow_import(command.callback)
         return command
 
     def format_commands(self, ctx, formatter):
-        rows = [(name, COMMANDS[name][2]) for name in self.list_commands(ctx)]
+        rows = [(name, COMMANDS[name][0]) for name in self.list_commands(ctx)]
         with formatter.section("Commands"):
             formatter.write_dl(rows)
 
@@ -72,29 +73,22 @@ class LazyGroup(click.Group):
             sys.exit(error.exit_code)
         except (click.exceptions.Exit, click.ClickException, click.Abort):
             raise
-        except KsegError as error:
-            if ctx.obj and ctx.obj.get("debug"):
-                raise
-            click.echo(f"error: {one_line(error, 1000)}", err=True)
-            sys.exit(1)
         except KeyboardInterrupt as error:
             name = getattr(error, "name", "Ctrl-C")
             click.echo(f"interrupted ({name}); unfinished outputs were removed", err=True)
             sys.exit(signals.exit_status(error))
-        except Exception as error:  # a bug, or a failure kseg did not anticipate
+        except Exception as error:  # KsegError; else a bug, or a failure kseg did not anticipate
             if ctx.obj and ctx.obj.get("debug"):
                 raise
-            if is_out_of_memory(error):  # the resource, named, whichever library ran out
-                click.echo("error: out of memory (try smaller images, --tile, or a smaller batch)", err=True)
-                sys.exit(1)
-            if is_disk_full(error):
-                click.echo(f"error: no space left on device ({one_line(error, 300)}); free some space and "
-                           "run it again", err=True)
-                sys.exit(1)
-            click.echo(
-                f"error: {type(error).__name__}: {one_line(error, 1000)} (run with --debug for the traceback)",
-                err=True,
-            )
+            if isinstance(error, KsegError):
+                message = one_line(error, 1000)
+            elif is_out_of_memory(error):  # the resource, named, whichever library ran out
+                message = "out of memory (try smaller images, --tile, or a smaller batch)"
+            elif is_disk_full(error):
+                message = f"no space left on device ({one_line(error, 300)}); free some space and run it again"
+            else:
+                message = f"{type(error).__name__}: {one_line(error, 1000)} (run with --debug for the traceback)"
+            click.echo(f"error: {message}", err=True)
             sys.exit(1)
 
 
@@ -169,8 +163,6 @@ def import_tensorflow_quietly():
     what it wrote is replayed so the real cause is still seen. Under another keras backend
     (KERAS_BACKEND=jax or torch) TensorFlow is not imported at all.
     """
-    import tempfile
-
     if _keras_backend_name() != "tensorflow":
         return
 
