@@ -117,7 +117,6 @@ def segmentation_scores(confusion):
 
 
 def _nanmean(values):
-    values = np.asarray(values, np.float64)
     defined = values[~np.isnan(values)]
     return float(defined.mean()) if defined.size else float("nan")
 
