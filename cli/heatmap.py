@@ -41,16 +41,16 @@ def heatmap(image_path, class_spec, weights, class_index, out, alpha, absolute, 
     if out is None:
         stem = os.path.splitext(os.path.basename(image_path))[0]
         out = f"{stem}_heatmap_{index}.png"
-    checked = check(out, "heatmap", [image_path, class_index, None if weights == "imagenet" else weights],
-                    force)
+    local = None if weights == "imagenet" else weights  # a local .h5 file
+    checked = check(out, "heatmap", [image_path, class_index, local], force)
     image = read_image(image_path)
-    if weights != "imagenet":
+    if local is not None:
         from kseg.models.pretrained import VGG16WeightsFile
 
-        with VGG16WeightsFile(weights):  # a missing or damaged file fails before the big model is built
+        with VGG16WeightsFile(local):  # a missing or damaged file fails before the big model is built
             pass
     model = imagenet_heatmap_model(weights)
-    source = "the ImageNet VGG16 weights" if weights == "imagenet" else weights
+    source = "the ImageNet VGG16 weights" if local is None else local
     check_finite_weights(model, source)  # one line before any image is scored
     scores, grid = class_scores(model, image, index, source)
     with checked:
