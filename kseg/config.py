@@ -430,8 +430,9 @@ class TrainConfig(RuntimeSettings, OptimizationSettings, DataSettings, ModelSett
                 a `crop` of None (YAML null) means whole images, as "none" does.
             source: str. Where the values came from, for error messages (e.g. a file name).
         """
+        settings = _setting_values(values, source)  # names `source` in its own messages
         try:
-            return cls(**_setting_values(values, source))
+            return cls(**settings)
         except KsegError as error:
             raise KsegError(f"{source}: {error}") from None
 

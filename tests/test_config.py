@@ -32,6 +32,13 @@ def test_unknown_key_names_it(tmp_path):
     assert str(path) in str(error.value)
 
 
+@pytest.mark.parametrize("values", [{"learning_rate": 0.1}, ["epochs", 3], {"epochs": "ten"}])
+def test_from_dict_names_its_source_once(values):
+    with pytest.raises(KsegError) as error:
+        TrainConfig.from_dict(values, "settings.yaml")
+    assert str(error.value).count("settings.yaml") == 1
+
+
 @pytest.mark.parametrize(
     "key, value",
     [("epochs", "ten"), ("epochs", 2.5), ("lr", "fast"), ("skip_bad", "yes"), ("model", 8),
