@@ -162,25 +162,15 @@ def read_shipped_models(path=None):
         if entry.get("kind") != "model":
             continue
         name = entry["name"]
-
-        def field(key, required=False, fraction=False, entry=entry):
-            return _model_field(path, entry, key, required, fraction)
-
-        classes = field("classes", required=True)
+        classes = _model_field(path, entry, "classes", required=True)
         if os.path.basename(classes) != "classes.json":
             raise WeightsError(f"{path}: model entry '{name}': 'classes' must name a classes.json file, "
                                f"found {classes!r}")
-        models[name] = ShippedModel(
-            name=name,
-            path=os.path.normpath(os.path.join(folder, field("path", required=True))),
-            classes=os.path.normpath(os.path.join(folder, classes)),
-            sha256=field("sha256"),
-            model=field("model"),
-            recipe=field("recipe"),
-            dataset=field("dataset"),
-            val_miou=field("val_miou", fraction=True),
-            licence=field("licence"),
-        )
+        file = _model_field(path, entry, "path", required=True)
+        optional = {key: _model_field(path, entry, key, fraction=key == "val_miou")
+                    for key in ("sha256", "model", "recipe", "dataset", "val_miou", "licence")}
+        models[name] = ShippedModel(name, os.path.normpath(os.path.join(folder, file)),
+                                    os.path.normpath(os.path.join(folder, classes)), **optional)
     return models
 
 
