@@ -29,7 +29,7 @@ def palette_from_classes(classes, num_classes):
     palette = np.asarray(default_palette(num_classes), dtype=np.uint8)
     listed = (classes or {}).get("palette") or []
     try:
-        listed = np.asarray(listed, dtype=np.int64).reshape(-1, 3) if listed else np.zeros((0, 3))
+        listed = np.asarray(listed, dtype=np.int64).reshape(-1, 3)
     except ValueError:
         raise KsegError(
             "classes.json: 'palette' must be a list of [R, G, B] triples"
@@ -110,11 +110,6 @@ LEGEND_ROW = 18  # pixels per legend row
 LEGEND_SWATCH = 12
 
 
-def _text_width(text):
-    (width, _), _ = cv2.getTextSize(text, LEGEND_FONT, LEGEND_SCALE, 1)
-    return width
-
-
 def legend(class_names, palette, width=None, classes=None):
     """Draws a class legend: a colour swatch and the name of each class, in rows.
 
@@ -134,7 +129,8 @@ def legend(class_names, palette, width=None, classes=None):
     indices = [index for index in indices if 0 <= index < len(class_names)]
     entries = [(index, f"{index} {class_names[index]}") for index in indices]
     pad = 6
-    entry_width = LEGEND_SWATCH + 6 + max([_text_width(text) for _, text in entries] or [0]) + 12
+    text_widths = [cv2.getTextSize(text, LEGEND_FONT, LEGEND_SCALE, 1)[0][0] for _, text in entries]
+    entry_width = LEGEND_SWATCH + 6 + max(text_widths or [0]) + 12
     if width is None:
         width = entry_width + 2 * pad
     columns = max(1, (width - 2 * pad) // entry_width)
@@ -172,20 +168,16 @@ def contact_sheet(rows, titles=("image", "ground truth", "prediction"), legend_i
         if [image.shape[1] for image in row] != widths:
             raise ValueError("every row must hold images of the same widths")
     width = sum(widths) + gap * (len(widths) + 1)
+    starts = [gap * (column + 1) + sum(widths[:column]) for column in range(len(widths))]
     title_height = LEGEND_ROW + gap
     parts = [np.full((title_height, width, 3), 255, np.uint8)]
-    x = gap
-    for title, column_width in zip(titles, widths):
+    for title, x in zip(titles, starts):
         cv2.putText(parts[0], title, (x, title_height - 6), LEGEND_FONT, LEGEND_SCALE + 0.05,
                     (0, 0, 0), 1, cv2.LINE_AA)
-        x += column_width + gap
     for row in rows:
-        height = max(image.shape[0] for image in row)
-        band = np.full((height + gap, width, 3), 255, np.uint8)
-        x = gap
-        for image in row:
+        band = np.full((max(image.shape[0] for image in row) + gap, width, 3), 255, np.uint8)
+        for image, x in zip(row, starts):
             band[: image.shape[0], x : x + image.shape[1]] = image
-            x += image.shape[1] + gap
         parts.append(band)
     if legend_image is not None:
         strip = np.full((legend_image.shape[0], width, 3), 255, np.uint8)
