@@ -159,14 +159,10 @@ def read_bytes(path, what="file", limit=IMAGE_FILE_LIMIT):
             raise _not_regular(path, info.st_mode, what)
         _check_size(path, info.st_size, what, limit)
         chunks, total = [], 0
-        while True:
-            chunk = os.read(descriptor, min(16 * MiB, limit + 1 - total))
-            if not chunk:
-                break
+        while chunk := os.read(descriptor, min(16 * MiB, limit + 1 - total)):
             chunks.append(chunk)
             total += len(chunk)
-            if total > limit:  # the file grew while being read
-                _check_size(path, total, what, limit)
+            _check_size(path, total, what, limit)  # the file may grow while being read
         return b"".join(chunks)
     except OSError as error:
         raise _os_error(path, what, error) from None
