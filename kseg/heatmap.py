@@ -27,12 +27,8 @@ CLASS_INDEX_LIMIT = 1 << 20  # keras' file is 35 KB
 def cached_class_index_path():
     """Returns keras' cached imagenet_class_index.json, or None when it is not there."""
     roots = [os.environ.get("KERAS_HOME"), os.path.expanduser("~/.keras"), "/tmp/.keras"]
-    for root in roots:
-        if root:
-            path = os.path.join(root, "models", CLASS_INDEX_FILE)
-            if os.path.isfile(path):
-                return path
-    return None
+    paths = [os.path.join(root, "models", CLASS_INDEX_FILE) for root in roots if root]
+    return next((path for path in paths if os.path.isfile(path)), None)
 
 
 def load_class_index(path):
