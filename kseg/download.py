@@ -97,14 +97,13 @@ def network_deadline(what, url="", notify=True):
     """
     total, stall = download_timeouts()
     wait = _Wait(total, stall)
-    notice = None
+    source = f" from {url}" if url else ""
+    notice = threading.Timer(NOTICE_AFTER, write, [
+        f"waiting for {what}{source} (gives up after {stall:g} s without data or {total:g} s in "
+        f"all: {STALL_VARIABLE}, {TIMEOUT_VARIABLE})"
+    ])
+    notice.daemon = True
     if notify:
-        source = f" from {url}" if url else ""
-        notice = threading.Timer(NOTICE_AFTER, write, [
-            f"waiting for {what}{source} (gives up after {stall:g} s without data or {total:g} s in "
-            f"all: {STALL_VARIABLE}, {TIMEOUT_VARIABLE})"
-        ])
-        notice.daemon = True
         notice.start()
 
     def expire(signum, frame):
@@ -126,8 +125,7 @@ def network_deadline(what, url="", notify=True):
             signal.setitimer(signal.ITIMER_REAL, 0)
             signal.signal(signal.SIGALRM, previous_handler)
         socket.setdefaulttimeout(previous_timeout)
-        if notice is not None:
-            notice.cancel()
+        notice.cancel()
 
 
 def get_file(file, url, file_hash, what, way_out):
