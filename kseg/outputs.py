@@ -91,10 +91,6 @@ KINDS = {kind.name: kind for kind in (
 )}
 
 
-def ledger_path(folder):
-    return os.path.join(folder, LEDGER)
-
-
 def read_ledger(folder):
     """({name relative to `folder`: kind}, {name: [size, time]}) of what kseg wrote there
     (both empty without a ledger; the second only in a folder output's own ledger).
@@ -102,7 +98,7 @@ def read_ledger(folder):
     Raises:
         KsegError: the ledger is a link, not a file kseg wrote, or damaged.
     """
-    path = ledger_path(folder)
+    path = os.path.join(folder, LEDGER)
     if not os.path.lexists(path):
         return {}, {}
     if os.path.islink(path):
@@ -118,7 +114,7 @@ def read_ledger(folder):
 
 
 def _write_ledger(folder, files, stamps=None):
-    path = ledger_path(folder)
+    path = os.path.join(folder, LEDGER)
     if not files:
         if os.path.lexists(path):
             os.remove(path)
@@ -199,13 +195,9 @@ class Outputs:
 
     def __init__(self, inputs=(), force=False):
         self.force = force
-        self.inputs = []  # (as given, real path, file id)
-        for source in inputs:
-            if source is None:
-                continue
-            source = os.fspath(source)
-            if os.path.lexists(source):
-                self.inputs.append((source, os.path.realpath(source), _file_id(source)))
+        given = [os.fspath(source) for source in inputs if source is not None]
+        self.inputs = [(source, os.path.realpath(source), _file_id(source))  # (as given, real path, file id)
+                       for source in given if os.path.lexists(source)]
         self.planned = {}  # ledger folder -> {relative name: kind}
         self.ledgers = {}  # ledger folder -> what its ledger listed when first read
         self.paths = {}  # normalised real output path -> (path as given, option)
@@ -290,7 +282,7 @@ class Outputs:
         written = self.ledgers[root].get(name)
         if written is None:
             raise KsegError(f"{named}: exists and was not written by kseg (not listed in "
-                            f"{ledger_path(root)}); {way_out}, or move it away yourself")
+                            f"{os.path.join(root, LEDGER)}); {way_out}, or move it away yourself")
         if written != rule.name:
             raise KsegError(f"{named}: exists and kseg wrote it as {written}, not as {rule.name}, "
                             f"so it is not replaced; {way_out}")
