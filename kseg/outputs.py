@@ -27,6 +27,7 @@ folder that is a run, and everything inside it is kseg's (`KINDS["run"]`).
 """
 
 import contextlib
+import ctypes
 import dataclasses
 import json
 import os
@@ -453,15 +454,11 @@ def _exchange(first, second):
     if not sys.platform.startswith("linux"):
         return False
     try:
-        import ctypes
-
-        libc = ctypes.CDLL(None, use_errno=True)
-        renameat2 = libc.renameat2
+        renameat2 = ctypes.CDLL(None, use_errno=True).renameat2
     except (OSError, AttributeError):
         return False
     at_fdcwd, rename_exchange = -100, 2
-    result = renameat2(at_fdcwd, os.fsencode(first), at_fdcwd, os.fsencode(second), rename_exchange)
-    return result == 0
+    return renameat2(at_fdcwd, os.fsencode(first), at_fdcwd, os.fsencode(second), rename_exchange) == 0
 
 
 def missing_folders(folder):
