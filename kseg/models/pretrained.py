@@ -138,13 +138,10 @@ def _keras3_layer_groups(layers_group):
     groups = dict(layers_group.items())
     if CONV_LAYERS[0] in groups:
         return groups
-    by_position = {}
-    for prefix, names in (("conv2d", CONV_LAYERS), ("dense", DENSE_LAYERS)):
-        for index, name in enumerate(names):
-            key = prefix if index == 0 else f"{prefix}_{index}"
-            if key in groups:
-                by_position[name] = groups[key]
-    return by_position
+    keys = {name: prefix if index == 0 else f"{prefix}_{index}"
+            for prefix, names in (("conv2d", CONV_LAYERS), ("dense", DENSE_LAYERS))
+            for index, name in enumerate(names)}
+    return {name: groups[key] for name, key in keys.items() if key in groups}
 
 
 def _text(value):
