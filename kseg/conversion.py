@@ -42,6 +42,7 @@ CLASSES_FILE = "classes.json"  # beside a bare model file, as in a run folder (k
 WEIGHTS_FILE_LIMIT = 4 << 30  # the released FCNs are about 0.5 GB
 
 VARINT, FIXED64, LENGTH, FIXED32 = 0, 1, 2, 5
+FIXED_SIZES = {FIXED64: 8, FIXED32: 4}
 
 
 class WireError(ValueError):
@@ -78,18 +79,16 @@ def decode_fields(data):
             raise WireError("field number 0")
         if wire == VARINT:
             value, position = _varint(data, position)
-        elif wire == LENGTH:
-            length, position = _varint(data, position)
-            if position + length > end:
-                raise WireError("a field runs past the end")
-            value, position = data[position:position + length], position + length
-        elif wire in (FIXED64, FIXED32):
-            size = 8 if wire == FIXED64 else 4
+        else:
+            if wire == LENGTH:
+                size, position = _varint(data, position)
+            elif wire in FIXED_SIZES:
+                size = FIXED_SIZES[wire]
+            else:
+                raise WireError(f"wire type {wire} (groups or invalid)")
             if position + size > end:
                 raise WireError("a field runs past the end")
             value, position = data[position:position + size], position + size
-        else:
-            raise WireError(f"wire type {wire} (groups or invalid)")
         yield field, wire, value
 
 
@@ -282,23 +281,18 @@ def assign_released_weights(model, blobs, source, source_format="caffemodel"):
         model.get_layer(name).set_weights([np.ascontiguousarray(array, np.float32) for array in converted])
 
 
-def infer_width(blobs, source):
-    """The channel multiplier of a file's VGG16 (1 for the released models)."""
-    if "conv1_1" not in blobs or not blobs["conv1_1"] or blobs["conv1_1"][0].ndim != 4:
-        raise WeightsError(f"{source}: no blob for layer 'conv1_1' (not an FCN's weights)")
-    return blobs["conv1_1"][0].shape[0] / VGG16_BLOCKS[0][2]
-
-
 def convert_released_weights(source, model_name="fcn8s_caffe", num_classes=21):
     """Reads `source` (.caffemodel or .pth) into a new `model_name` model; returns the model."""
     caffe_models = [preset.name for preset in MODEL_PRESETS if preset.architecture == "caffe_fcn"]
     if model_name not in caffe_models:
         raise WeightsError(f"--model {model_name}: released weights convert into {', '.join(caffe_models)}")
     blobs, source_format = read_released_weights(source)
-    width = infer_width(blobs, source)
+    first = blobs.get("conv1_1")
+    if not first or first[0].ndim != 4:
+        raise WeightsError(f"{source}: no blob for layer 'conv1_1' (not an FCN's weights)")
+    width = first[0].shape[0] / VGG16_BLOCKS[0][2]  # the VGG16's channel multiplier: 1 when released
     if not 0 < width <= 1:
-        raise WeightsError(f"{source}: conv1_1 has {blobs['conv1_1'][0].shape[0]} filters; "
-                           "the FCNs have 64")
+        raise WeightsError(f"{source}: conv1_1 has {first[0].shape[0]} filters; the FCNs have 64")
     model = create_model(model_name, num_classes=num_classes, width=width)
     assign_released_weights(model, blobs, source, source_format)
     return model
