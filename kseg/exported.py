@@ -81,7 +81,7 @@ class ExportedPredictor:
 
     Args:
         path: str. A SavedModel folder, `.tflite` or `.onnx` file.
-        format: str or None. One of kseg.exporting.FORMATS; from the path when None.
+        format: str or None. One of kseg.choices.EXPORT_FORMATS; from the path when None.
         threads: int or None. CPU threads for TFLite; None lets LiteRT choose.
         fit: str. How a fixed-size file takes an image of another size: one of FITS
             (see the module docstring).
@@ -252,13 +252,9 @@ def embedded_classes(predictor):
     names, palette = metadata["class_names"], metadata.get("palette")
     if not palette and list(names) == class_names_from_classes(None, len(names)):
         return None
-    classes = {"class_names": names}
-    if palette:
-        classes["palette"] = palette
-    for key in ("dataset", "ignore_index"):
-        if metadata.get(key) is not None:
-            classes[key] = metadata[key]
-    return classes
+    optional = {"palette": palette or None, "dataset": metadata.get("dataset"),
+                "ignore_index": metadata.get("ignore_index")}
+    return {"class_names": names, **{key: value for key, value in optional.items() if value is not None}}
 
 
 def classes_file(path):

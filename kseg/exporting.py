@@ -30,6 +30,7 @@ import dataclasses
 import logging
 import math
 import os
+import pathlib
 import tempfile
 
 import keras
@@ -58,7 +59,6 @@ from kseg.progress import write
 from kseg.runs import SHIPPED_MODEL, choose_model, read_classes
 from kseg.signals import phase
 
-FORMATS = EXPORT_FORMATS
 SIGNATURE = "serving_default"
 INPUT_NAME = "images"
 OUTPUT_NAMES = ("classes", "logits")
@@ -156,10 +156,9 @@ def write_savedmodel(model, path, input_size=None, batch=None, description=None,
         tensorflow_log.setLevel(level)
     if description is None:
         return
-    marker = os.path.join(os.fspath(path), MARKER)
-    os.makedirs(os.path.dirname(marker), exist_ok=True)
-    with open(marker, "wb") as handle:
-        handle.write(encode(description))
+    marker = pathlib.Path(path, MARKER)
+    marker.parent.mkdir(parents=True, exist_ok=True)
+    marker.write_bytes(encode(description))
 
 
 @dataclasses.dataclass(frozen=True)
@@ -167,7 +166,7 @@ class ExportTarget:
     """What `export_model` writes: the format and how the file is made.
 
     Args:
-        format: str. One of FORMATS.
+        format: str. One of EXPORT_FORMATS.
         quantize: str. TFLite only: one of QUANTIZATIONS.
         input_size: tuple (height, width) or None. Fixed input shape, else any size (a
             MediaPipe-ready TFLite file: DEFAULT_TFLITE_SIZE).
@@ -286,10 +285,9 @@ def float32_model(model):
     float32."""
     policies = sorted({layer.dtype_policy.name for layer in model.layers
                        if layer.dtype_policy.name not in ("float32", "int32", "uint8")})  # fmt: skip
-    copy = inference_model(model, "fp32")
     if policies:
         logging.getLogger("kseg").info("exporting in float32 (the model computed in %s)", ", ".join(policies))
-    return copy
+    return inference_model(model, "fp32")
 
 
 def export_model(model, out, target, verify=None):
@@ -311,8 +309,8 @@ def export_model(model, out, target, verify=None):
         DiskFullError: one line naming `out`; nothing is left behind.
     """
     format, quantize, input_size = target.format, target.quantize, target.input_size
-    if format not in FORMATS:
-        raise KsegError(f"unknown export format {format!r}; choose one of {', '.join(FORMATS)}")
+    if format not in EXPORT_FORMATS:
+        raise KsegError(f"unknown export format {format!r}; choose one of {', '.join(EXPORT_FORMATS)}")
     if quantize != "none" and format != "tflite":
         raise KsegError(f"--quantize {quantize} applies to TFLite exports, not {format}")
     model = float32_model(model)
@@ -381,11 +379,9 @@ def default_output_path(model_path, run_dir, format, quantize="none"):
     """Where `kseg export` writes without --out: beside the model, named by format."""
     base = os.path.join(run_dir, "export") if run_dir else os.path.dirname(os.path.abspath(model_path))
     stem = os.path.splitext(os.path.basename(model_path))[0]
-    if format == "savedmodel":
-        return os.path.join(base, f"{stem}_savedmodel")
-    if format == "tflite":
-        return os.path.join(base, f"{stem}{'' if quantize == 'none' else '_' + quantize}.tflite")
-    return os.path.join(base, f"{stem}.onnx")
+    if format == "tflite" and quantize != "none":
+        stem += f"_{quantize}"
+    return os.path.join(base, stem + {"savedmodel": "_savedmodel", "tflite": ".tflite"}.get(format, ".onnx"))
 
 
 # -- reading exports back --------------------------------------------------------------
@@ -400,7 +396,7 @@ class ExportedModel:
 
     Args:
         path: str. A SavedModel folder, `.tflite` or `.onnx` file.
-        format: str. One of FORMATS.
+        format: str. One of EXPORT_FORMATS.
         threads: int or None. CPU threads for TFLite; None lets LiteRT choose.
         name: str or None. What messages call the export (its final path while `path` is
             still its temporary name); `path` by default.
@@ -590,8 +586,7 @@ def sample_images(count=4, sizes=((96, 128), (75, 61)), seed=0):
     return images
 
 
-def load_images(source, data_dir=None, limit=DEFAULT_CALIBRATION_IMAGES, split=None,
-                option="--calibration-data"):
+def load_images(source, data_dir=None, limit=DEFAULT_CALIBRATION_IMAGES, option="--calibration-data"):
     """Reads up to `limit` images from a folder or from a dataset named by kseg.data.
 
     A name is taken as a dataset only when it is one of kseg's dataset names and no such
@@ -601,28 +596,26 @@ def load_images(source, data_dir=None, limit=DEFAULT_CALIBRATION_IMAGES, split=N
         source: str. A folder of images, or a dataset name ("cityscapes", "voc", ...).
         data_dir: str or None. The dataset root, for a dataset name.
         limit: int. Most images read (spread evenly over what is there).
-        split: str or None. Dataset split; the training split by default.
-        option: str. The option that gave `source`, for messages.
+        option: str. The option that gave `source`, for messages; only --calibration-data
+            takes a dataset name (whose training split is read, else its first).
     """
     source = os.fspath(source)
+    datasets = option == "--calibration-data"
     if os.path.isdir(source):
         paths = list_image_files(source)
         if not paths:
             raise KsegError(f"{source}: folder holds no images ({', '.join(IMAGE_EXTENSIONS)})")
     elif os.path.lexists(source):
         raise KsegError(f"{option} {source}: is a file; it must be a folder of images"
-                        + (" or a dataset name" if option == "--calibration-data" else ""))
-    elif source in DATASET_NAMES and option == "--calibration-data":
+                        + (" or a dataset name" if datasets else ""))
+    elif source in DATASET_NAMES and datasets:
         spec = get_dataset_spec(source, data_dir)
-        if split is None:
-            splits = list(spec.splits())
-            if not splits:
-                raise KsegError(f"{source}: dataset has no splits on disk")
-            split = "train" if "train" in splits else splits[0]
-        paths = [image for image, _ in spec.pairs(split)]
+        splits = list(spec.splits())
+        if not splits:
+            raise KsegError(f"{source}: dataset has no splits on disk")
+        paths = [image for image, _ in spec.pairs("train" if "train" in splits else splits[0])]
     else:
-        names = f" (nor a dataset name: {', '.join(DATASET_NAMES)})" if (
-            option == "--calibration-data") else ""
+        names = f" (nor a dataset name: {', '.join(DATASET_NAMES)})" if datasets else ""
         raise KsegError(f"{option} {source}: no such folder{names}")
     if len(paths) > limit:
         paths = [paths[i] for i in np.linspace(0, len(paths) - 1, limit).round().astype(int)]
