@@ -120,9 +120,7 @@ def _minimum_parser_version(buffer):
     for subgraph in metadata.subgraphMetadata or ():
         for tensor in (subgraph.inputTensorMetadata or []) + (subgraph.outputTensorMetadata or []):
             needed += _file_versions(schema, tensor.associatedFiles) + _unit_versions(schema, tensor.processUnits)
-            content = tensor.content
-            if content is not None and (
-                    content.contentPropertiesType == schema.ContentProperties.AudioProperties):
+            if tensor.content and tensor.content.contentPropertiesType == schema.ContentProperties.AudioProperties:
                 needed.append((1, 3, 0))
         needed += _file_versions(schema, subgraph.associatedFiles)
         for process_units in (subgraph.inputProcessUnits, subgraph.outputProcessUnits):
