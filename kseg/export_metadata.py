@@ -119,7 +119,7 @@ def _minimum_parser_version(buffer):
     needed = [(1, 0, 0), *_file_versions(schema, metadata.associatedFiles)]
     for subgraph in metadata.subgraphMetadata or ():
         for tensor in (subgraph.inputTensorMetadata or []) + (subgraph.outputTensorMetadata or []):
-            needed += _file_versions(schema, tensor.associatedFiles) + _unit_versions(schema, tensor.processUnits)
+            needed += [*_file_versions(schema, tensor.associatedFiles), *_unit_versions(schema, tensor.processUnits)]
             if tensor.content and tensor.content.contentPropertiesType == schema.ContentProperties.AudioProperties:
                 needed.append((1, 3, 0))
         needed += _file_versions(schema, subgraph.associatedFiles)
@@ -135,28 +135,24 @@ def _minimum_parser_version(buffer):
 
 def _file_versions(schema, items):
     """The parser versions that associated files `items` need."""
-    needed = []
     for item in items or ():
         if item.type == schema.AssociatedFileType.VOCABULARY:
-            needed.append((1, 0, 1))
+            yield 1, 0, 1
         if item.type == schema.AssociatedFileType.SCANN_INDEX_FILE:
-            needed.append((1, 4, 0))
+            yield 1, 4, 0
         if item.version is not None:
-            needed.append((1, 4, 1))
-    return needed
+            yield 1, 4, 1
 
 
 def _unit_versions(schema, items):
     """The parser versions that process units `items` need."""
     tokenizers = (schema.ProcessUnitOptions.BertTokenizerOptions,
                   schema.ProcessUnitOptions.SentencePieceTokenizerOptions)
-    needed = []
     for unit in items or ():
         if unit.optionsType in tokenizers:
-            needed.append((1, 1, 0))
+            yield 1, 1, 0
         if unit.optionsType == schema.ProcessUnitOptions.RegexTokenizerOptions:
-            needed.append((1, 2, 1))
-    return needed
+            yield 1, 2, 1
 
 
 def _mediapipe_metadata():
