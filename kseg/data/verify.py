@@ -101,28 +101,30 @@ class VerifyReport:
         lines = [f"{self.dataset} / {self.split}: {self.num_pairs} pairs checked, {verdict}"]
         if self.kinds:
             lines += ["", f"  {'problem':<28} {'count':>7}"]
-            for kind, count in sorted(self.kinds.items()):
-                lines.append(f"  {kind:<28} {count:>7}")
+            lines += [f"  {kind:<28} {count:>7}" for kind, count in sorted(self.kinds.items())]
         if self.unexpected_values:
             lines += ["", f"  {'unexpected mask value':<22} {'pixels':>12} {'files':>7}  example"]
             for value, entry in sorted(self.unexpected_values.items()):
                 lines.append(f"  {value:<22} {entry['pixels']:>12,} {entry['files']:>7}  {entry['examples'][0]}")
         if self.problems:
             lines.append("")
-            for _, path, message in self.problems[:max_problems]:
-                lines.append(f"  {message}" if message.startswith(path) else f"  {path}: {message}")
-            if len(self.problems) > max_problems:
-                lines.append(f"  ... and {len(self.problems) - max_problems} more")
+            problems = [message if message.startswith(path) else f"{path}: {message}"
+                        for _, path, message in self.problems]  # fmt: skip
+            _list_some(lines, problems, max_problems)
         if self.warnings:
             lines += ["", f"  {len(self.warnings)} warning(s):"]
-            for _, message in self.warnings[:max_problems]:
-                lines.append(f"  warning: {message}")
-            if len(self.warnings) > max_problems:
-                lines.append(f"  ... and {len(self.warnings) - max_problems} more")
+            _list_some(lines, [f"warning: {message}" for _, message in self.warnings], max_problems)
         return "\n".join(lines)
 
     def __str__(self):
         return self.summary()
+
+
+def _list_some(lines, texts, limit):
+    """Appends the first `limit` texts to `lines`, and how many more there are."""
+    lines += [f"  {text}" for text in texts[:limit]]
+    if len(texts) > limit:
+        lines.append(f"  ... and {len(texts) - limit} more")
 
 
 class _PairResult:
@@ -139,26 +141,18 @@ class _PairResult:
     def add(self, kind, path, message):
         self.problems.append(Problem(kind, path, message))
 
-    def add_error(self, what, path, error):
-        """Records a reader's error under its kind, e.g. "image: RGBA"."""
-        self.add(f"{what}: {error.kind}", path, str(error))
 
-
-def _read(path, what, result):
-    """The bytes of a file, or None after recording why they cannot be read."""
-    data, error = attempt(lambda path: read_file(path, f"{what} file"), path)
+def _attempt(result, what, path, read):
+    """`read(path)`, or None after recording the reader's error under its kind, e.g. "image: RGBA"."""
+    value, error = attempt(read, path)
     if error is not None:
-        result.add_error(what, path, error)
-    return data
+        result.add(f"{what}: {error.kind}", path, str(error))
+    return value
 
 
-def _decode(path, what, result, data, reader):
+def _decode(result, what, path, data, reader):
     """`reader(path, data=data)` with its header, or (None, None) after recording why not."""
-    decoded, error = attempt(lambda path: (reader(path, data=data), probe(data)), path)
-    if error is not None:
-        result.add_error(what, path, error)
-        return None, None
-    return decoded
+    return _attempt(result, what, path, lambda path: (reader(path, data=data), probe(data))) or (None, None)
 
 
 def _orientation_problem(result, image_path, mask_path, image, raw_mask, image_header, mask_header):
@@ -197,16 +191,16 @@ def _check_pair(spec, image_path, mask_path):
     """
     result = _PairResult()
     image = raw_mask = image_header = mask_header = None
-    image_data = _read(image_path, "image", result)
+    image_data = _attempt(result, "image", image_path, lambda path: read_file(path, "image file"))
     if image_data is not None:
         result.digest = hashlib.blake2b(image_data, digest_size=16).hexdigest()
-        image, image_header = _decode(image_path, "image", result, image_data, spec.read_image)
+        image, image_header = _decode(result, "image", image_path, image_data, spec.read_image)
         if image is not None:
             result.image_size = image.shape[:2]
     del image_data
-    mask_data = _read(mask_path, "mask", result)
+    mask_data = _attempt(result, "mask", mask_path, lambda path: read_file(path, "mask file"))
     if mask_data is not None:
-        raw_mask, mask_header = _decode(mask_path, "mask", result, mask_data, spec.read_raw_mask)
+        raw_mask, mask_header = _decode(result, "mask", mask_path, mask_data, spec.read_raw_mask)
     del mask_data
     if image is not None and raw_mask is not None:
         explained = _orientation_problem(
