@@ -61,18 +61,15 @@ class DatasetStats:
 
     def frequencies(self):
         """Returns each class's share of the labelled (non-ignored) pixels."""
-        total = self.pixels.sum()
-        return self.pixels / total if total else np.zeros_like(self.pixels, dtype=np.float64)
+        return self.pixels / max(self.labelled_pixels, 1)
 
     def median_frequency_weights(self):
         """Returns median-frequency-balancing class weights (0 for absent classes)."""
         present = self.present_pixels > 0
-        frequency = np.zeros(len(self.class_names))
-        frequency[present] = self.pixels[present] / self.present_pixels[present]
+        frequency = self.pixels[present] / self.present_pixels[present]
         weights = np.zeros(len(self.class_names))
         if present.any():
-            median = np.median(frequency[present])
-            weights[present] = median / frequency[present]
+            weights[present] = np.median(frequency) / frequency
         return weights
 
     def _rows(self):
@@ -83,7 +80,7 @@ class DatasetStats:
 
     def summary(self):
         """Returns a printable table of frequencies, weights and image sizes."""
-        total = int(self.pixels.sum()) + self.ignored_pixels
+        total = self.labelled_pixels + self.ignored_pixels
         lines = [f"{self.num_images} masks, {total:,} pixels, {self.ignored_pixels:,} ignored (255)"]
         if self.skipped:
             lines.append(f"{len(self.skipped)} unreadable pair(s) left out (run `kseg data verify`)")
@@ -92,13 +89,11 @@ class DatasetStats:
                 f"NO LABELLED PIXEL: every pixel of the {self.num_images} mask(s) is ignored "
                 "(255 or a void value); nothing can be learned or scored from this split"
             )
-        lines.append("")
-        lines.append(f"  {'id':>3} {'class':<20} {'pixels':>14} {'share':>8} {'images':>7} {'weight':>8}")
+        lines += ["", f"  {'id':>3} {'class':<20} {'pixels':>14} {'share':>8} {'images':>7} {'weight':>8}"]
         for index, name, pixels, share, images, weight in self._rows():
             lines.append(f"  {index:>3} {name:<20} {pixels:>14,} {share:>7.2%} {images:>7} {weight:>8.3f}")
-        lines.append("  weights: median frequency balancing (Eigen & Fergus 2015); 0 = class absent")
-        lines.append("")
-        lines.append(f"  {'image size (HxW)':<18} {'images':>7}")
+        lines += ["  weights: median frequency balancing (Eigen & Fergus 2015); 0 = class absent",
+                  "", f"  {'image size (HxW)':<18} {'images':>7}"]  # fmt: skip
         for (height, width), count in sorted(self.sizes.items(), key=lambda item: -item[1]):
             lines.append(f"  {f'{height}x{width}':<18} {count:>7}")
         return "\n".join(lines)
