@@ -184,26 +184,19 @@ def _class_lines(scan):
             entry = f"  - {{name: class_{number}, color: [{colour[0]}, {colour[1]}, {colour[2]}]}}"
             lines.append(f"{entry:<52} # {_count(scan, colour)}")
             if colour == BLACK:
-                lines.append("    # black often means 'unlabelled': to ignore it, delete the line above and remove")
-                lines.append("    # the # before ignore_colors below")
+                lines += ["    # black often means 'unlabelled': to ignore it, delete the line above and remove",
+                          "    # the # before ignore_colors below"]
                 after += ["", f"# ignore_colors: [[{BLACK[0]}, {BLACK[1]}, {BLACK[2]}]]   # pixels kseg does not learn"]
         return lines, after
-    values = sorted(scan.pixels)
-    if scan.binary:
-        for name, value in zip(("background", "object"), values):
-            entry = f"  - {{name: {name}, value: {value}}}"
-            lines.append(f"{entry:<44} # {_count(scan, value)}")
-        return lines, after
-    for value in values:
-        if value == IGNORE_INDEX:
-            continue
-        entry = f"  - {{name: class_{value}, value: {value}}}"
+    values = sorted(scan.pixels)  # 255, the ignore value, comes last
+    names = ("background", "object") if scan.binary else [f"class_{value}" for value in values]
+    for name, value in zip(names, values):
+        commented = "# " if value == IGNORE_INDEX and not scan.binary else ""
+        entry = f"  {commented}- {{name: {name}, value: {value}}}"
         lines.append(f"{entry:<44} # {_count(scan, value)}")
-    if IGNORE_INDEX in scan.pixels:
-        entry = f"  # - {{name: class_{IGNORE_INDEX}, value: {IGNORE_INDEX}}}"
-        lines.append(f"{entry:<44} # {_count(scan, IGNORE_INDEX)}")
-        lines.append(f"    # {IGNORE_INDEX} is kseg's ignore value (void, borders): its pixels are not learned. If it")
-        lines.append("    # is a class in your masks, remove the # before the line above")
+    if IGNORE_INDEX in scan.pixels and not scan.binary:
+        lines += [f"    # {IGNORE_INDEX} is kseg's ignore value (void, borders): its pixels are not learned. If it",
+                  "    # is a class in your masks, remove the # before the line above"]
     return lines, after
 
 
@@ -225,8 +218,7 @@ def classes_yaml(scan):
         lines.append(f"# {len(scan.unreadable)} mask(s) could not be read and are not counted (first: "
                      f"{os.path.basename(scan.unreadable[0][0])}); `kseg data verify` says why.")  # fmt: skip
     class_lines, after = _class_lines(scan)
-    lines += ["", "classes:", *class_lines, *after]
-    lines.append("")
+    lines += ["", "classes:", *class_lines, *after, ""]
     if scan.splits:
         lines.append(f"# Split folders: {', '.join(scan.splits)} (train on train, validate on val).")
     else:
@@ -265,8 +257,7 @@ def init_classes_file(root, progress=False, workers=None):
         raise KsegError(f"{root}: every mask holds only {only}, so there is a single class and nothing to learn "
                         "(are these the right masks?)")  # fmt: skip
     text = classes_yaml(scan)
-    checked = check(path, "dataset classes", option=None)  # written meanwhile?
-    with checked:
+    with check(path, "dataset classes", option=None):  # written meanwhile?
         write_bytes(path, text.encode("utf8"))
     return path, scan
 
