@@ -1,6 +1,8 @@
 """`kseg data`: describe your own data, import annotation exports, verify a dataset, show its
 statistics, write the synthetic dataset."""
 
+import shlex
+
 import click
 from kseg.cli.params import Number, Size
 
@@ -31,6 +33,12 @@ def dataset_options(function):
     for option in reversed(DATASET_OPTIONS):
         function = option(function)
     return function
+
+
+def _check_and_train(folder):
+    """Echoes the commands that check a folder dataset and train on it."""
+    click.echo(f"  kseg data verify --data folder --data-dir {shlex.quote(folder)}")
+    click.echo(f"  kseg train --recipe folder-scratch --data-dir {shlex.quote(folder)}")
 
 
 def _splits(spec, splits):
@@ -98,8 +106,6 @@ def init(folder, no_progress):
     masks (`ignore_colors`). Without split folders, the file's `splits:` says how many
     images validation holds out. An existing classes.yaml is never replaced.
     """
-    import shlex
-
     from kseg.data.init import init_classes_file, scan_summary
     from kseg.images import quiet_decoder_warnings
 
@@ -108,8 +114,7 @@ def init(folder, no_progress):
     for line in scan_summary(scan):
         click.echo(line)
     click.echo(f"wrote {path}: rename the classes there, then check and train:")
-    click.echo(f"  kseg data verify --data folder --data-dir {shlex.quote(folder)}")
-    click.echo(f"  kseg train --recipe folder-scratch --data-dir {shlex.quote(folder)}")
+    _check_and_train(folder)
 
 
 @data.command()
@@ -288,8 +293,6 @@ def import_(ctx, format, source, out_dir, max_problems, no_progress, **options):
     annotation (left out). OUT_DIR must not exist; it appears only when complete.
     docs/importing.md describes each format.
     """
-    import shlex
-
     from kseg.data.importers import ImportOptions, import_dataset
     from kseg.errors import KsegError
     from kseg.images import quiet_decoder_warnings
@@ -315,5 +318,4 @@ def import_(ctx, format, source, out_dir, max_problems, no_progress, **options):
     for line in result.summary():
         click.echo(line)
     click.echo(f"wrote {out_dir}; check it and train:")
-    click.echo(f"  kseg data verify --data folder --data-dir {shlex.quote(out_dir)}")
-    click.echo(f"  kseg train --recipe folder-scratch --data-dir {shlex.quote(out_dir)}")
+    _check_and_train(out_dir)
