@@ -11,8 +11,9 @@ IGNORE_INDEX = 255
 def default_palette(num_classes):
     """Returns distinct, deterministic colours for classes without given colours.
 
-    The bits of each class index are spread over the high bits of R, G and B, so nearby
-    indices get clearly different colours (index 0 is black).
+    The bits of each class index are spread over the high bits of R, G and B (bit b to
+    channel b % 3, from the top bit down), so nearby indices get clearly different colours
+    (index 0 is black).
 
     Args:
         num_classes: int. How many colours to make.
@@ -22,14 +23,8 @@ def default_palette(num_classes):
     """
     colours = []
     for index in range(num_classes):
-        red = green = blue = 0
-        value = index
-        for shift in range(7, -1, -1):
-            red |= (value & 1) << shift
-            green |= ((value >> 1) & 1) << shift
-            blue |= ((value >> 2) & 1) << shift
-            value >>= 3
-            if not value:
-                break
-        colours.append((red, green, blue))
+        channels = [0, 0, 0]
+        for bit in range(24):
+            channels[bit % 3] |= ((index >> bit) & 1) << (7 - bit // 3)
+        colours.append(tuple(channels))
     return tuple(colours)

@@ -13,11 +13,9 @@ from kseg.files import brief
 
 def describe_range(low=None, high=None, min_open=False, max_open=False):
     """"(0, 1]"-style text for a range; None bounds are infinite."""
-    left = "(" if min_open else "["
-    right = ")" if max_open else "]"
     low_text = "-inf" if low is None else f"{low:g}"
     high_text = "inf" if high is None else f"{high:g}"
-    return f"{left}{low_text}, {high_text}{right}"
+    return f"{'(' if min_open else '['}{low_text}, {high_text}{')' if max_open else ']'}"
 
 
 def number_problem(number, low=None, high=None, min_open=False, max_open=False):
