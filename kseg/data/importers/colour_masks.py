@@ -9,6 +9,7 @@ import os
 import numpy as np
 from PIL import Image
 
+from kseg.data.folder import colour_keys
 from kseg.data.importers.common import (
     DEFAULTS,
     IGNORED,
@@ -31,8 +32,7 @@ from kseg.labels import IGNORE_INDEX
 def colours_to_ids(rgb, table, where, what, problems):
     """Maps an RGB mask to train ids through {colour: id}; colours not in the table are
     ignored and named."""
-    wide = rgb.astype(np.int64)
-    keys, inverse = np.unique((wide[..., 0] << 16) | (wide[..., 1] << 8) | wide[..., 2], return_inverse=True)
+    keys, inverse = np.unique(colour_keys(rgb), return_inverse=True)
     ids = np.array([table.get((int(k >> 16), int((k >> 8) & 255), int(k & 255)), -1) for k in keys], np.int16)
     unknown = keys[ids < 0]
     if unknown.size:
