@@ -86,10 +86,8 @@ def read_colour_or_index_mask(path, data=None):
     path = os.fspath(path)
     if array.dtype != np.uint8:
         raise ImageError(f"{path}: mask has {array.dtype} samples, expected 8 bits", kind="not 8-bit")
-    if array.ndim == 2:
-        return array
-    if array.shape[2] == 1:
-        return np.ascontiguousarray(array[:, :, 0])
+    if array.ndim == 2 or array.shape[2] == 1:
+        return np.ascontiguousarray(array.reshape(array.shape[:2]))
     if array.shape[2] not in (3, 4):
         raise ImageError(f"{path}: mask has {array.shape[2]} channels, expected 1 or 3")
     return np.ascontiguousarray(array[:, :, 2::-1])
