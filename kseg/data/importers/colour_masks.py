@@ -68,13 +68,11 @@ def images_by_stem(folder, problems):
     found = collections.defaultdict(list)
     for path in list_image_files(folder):
         found[stem_of(path)].append(path)
-    for stem, paths in list(found.items()):
+    for stem, paths in found.items():
         if len(paths) > 1:
-            for path in paths:
-                problems.append(ImportProblem(path, f"{len(paths)} images are named {stem}: which one is "
-                                              "annotated is unknown", IMAGE_LEFT_OUT))  # fmt: skip
-            del found[stem]
-    return {stem: paths[0] for stem, paths in found.items()}
+            problems.extend(ImportProblem(path, f"{len(paths)} images are named {stem}: which one is annotated "
+                                          "is unknown", IMAGE_LEFT_OUT) for path in paths)  # fmt: skip
+    return {stem: paths[0] for stem, paths in found.items() if len(paths) == 1}
 
 
 def _rgb(values):
@@ -183,12 +181,11 @@ class CamvidKaggle(ColourMasks):
     def __init__(self, source, options=DEFAULTS):
         self.source = require_folder(os.fspath(source), "CamVid folder")
         self.colour_file = os.path.join(self.source, "class_dict.csv")
-        text = read_text(self.colour_file, "CamVid class list")
-        entries = []
-        rows = list(csv.reader(io.StringIO(text)))
+        rows = list(csv.reader(io.StringIO(read_text(self.colour_file, "CamVid class list"))))
         if not rows or [cell.strip().lower() for cell in rows[0]] != ["name", "r", "g", "b"]:
             raise KsegError(f"{self.colour_file}: expected the header 'name,r,g,b'. Received: "
                             f"{brief(','.join(rows[0]) if rows else '')}")  # fmt: skip
+        entries = []
         for number, row in enumerate(rows[1:], 2):
             if not row:
                 continue

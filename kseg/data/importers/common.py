@@ -148,8 +148,7 @@ class ImportResult:
         if self.counts:
             lines.append("read: " + ", ".join(f"{count:,} {what}" for what, count in sorted(self.counts.items())))
         if self.uncertain:
-            uncertain = sum(value[0] for value in self.uncertain.values())
-            void = sum(value[1] for value in self.uncertain.values())
+            uncertain, void, _ = map(sum, zip(*self.uncertain.values()))
             lines.append(f"colours: {uncertain:,} px uncertain (beyond the tolerance, ignored) in "
                          f"{sum(1 for v in self.uncertain.values() if v[0])} of {len(self.uncertain)} image(s), "
                          f"{void:,} px of void colours (ignored); per image in "
