@@ -66,6 +66,16 @@ ORIENTATIONS = {
     5: "transposed", 6: "rotated 90 degrees clockwise", 7: "transversed",
     8: "rotated 90 degrees counter-clockwise",
 }
+# The same, done to stored pixels (H, W[, C]) to give the image the orientation asks to show.
+_TURNS = {
+    2: lambda array: array[:, ::-1],
+    3: lambda array: array[::-1, ::-1],
+    4: lambda array: array[::-1],
+    5: lambda array: array.swapaxes(0, 1),
+    6: lambda array: np.rot90(array, -1),
+    7: lambda array: array[::-1, ::-1].swapaxes(0, 1),
+    8: lambda array: np.rot90(array, 1),
+}
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 PNG_PALETTE_COLOUR_TYPE = 3
@@ -97,16 +107,11 @@ def list_image_files(folder, recursive=True):
         recursive: bool. Also list the subfolders (predict, export calibration); dataset
             adapters list one folder of a split only.
     """
-    if not recursive:
-        return sorted(os.path.join(folder, name) for name in os.listdir(folder) if _is_image_name(name))
-    found = []
-    for root, _, names in os.walk(folder):
-        found += [os.path.join(root, name) for name in names if _is_image_name(name)]
-    return sorted(found)
-
-
-def _is_image_name(name):
-    return name.lower().endswith(IMAGE_EXTENSIONS) and not name.startswith(".")
+    walked = os.walk(folder) if recursive else [(folder, None, os.listdir(folder))]
+    return sorted(
+        os.path.join(root, name) for root, _, names in walked for name in names
+        if name.lower().endswith(IMAGE_EXTENSIONS) and not name.startswith(".")
+    )
 
 
 # -- headers ---------------------------------------------------------------------------
@@ -219,8 +224,7 @@ def _png_header(data):
 
 def _webp_header(data):
     # By hand: Pillow hides whether a frame is lossy, and gives libwebp the file before the size.
-    header = ImageHeader("webp")
-    exif = None
+    width = height = exif = None
     position = 12
     lossy = False
     for _ in range(100000):
@@ -230,26 +234,24 @@ def _webp_header(data):
         size = struct.unpack_from("<I", data, position + 4)[0]
         payload = data[position + 8: position + 8 + size]
         if fourcc == b"VP8X" and len(payload) >= 10:
-            header.width = 1 + int.from_bytes(payload[4:7], "little")
-            header.height = 1 + int.from_bytes(payload[7:10], "little")
+            width = 1 + int.from_bytes(payload[4:7], "little")
+            height = 1 + int.from_bytes(payload[7:10], "little")
         elif fourcc == b"VP8 ":
             lossy = True
-            if header.width is None and len(payload) >= 10 and payload[3:6] == b"\x9d\x01\x2a":
-                header.width = struct.unpack_from("<H", payload, 6)[0] & 0x3FFF
-                header.height = struct.unpack_from("<H", payload, 8)[0] & 0x3FFF
+            if width is None and len(payload) >= 10 and payload[3:6] == b"\x9d\x01\x2a":
+                width = struct.unpack_from("<H", payload, 6)[0] & 0x3FFF
+                height = struct.unpack_from("<H", payload, 8)[0] & 0x3FFF
         elif fourcc == b"VP8L":
-            if header.width is None and len(payload) >= 5 and payload[0] == 0x2F:
+            if width is None and len(payload) >= 5 and payload[0] == 0x2F:
                 bits = struct.unpack_from("<I", payload, 1)[0]
-                header.width = (bits & 0x3FFF) + 1
-                header.height = ((bits >> 14) & 0x3FFF) + 1
+                width = (bits & 0x3FFF) + 1
+                height = ((bits >> 14) & 0x3FFF) + 1
         elif fourcc == b"ANMF" and b"VP8 " in payload[16:64]:
             lossy = True
         elif fourcc == b"EXIF" and exif is None:
             exif = payload[6:] if payload.startswith(b"Exif\x00\x00") else payload
         position += 8 + size + (size & 1)
-    if header.width is not None:
-        header.pixels = header.width * header.height
-    header.lossy = "WebP (lossy VP8)" if lossy else None
+    header = ImageHeader("webp", width, height, lossy="WebP (lossy VP8)" if lossy else None)
     header.orientation = _orientation_from_exif(exif)
     return header
 
@@ -339,34 +341,14 @@ def _orientation_from_exif(exif):
     return value if isinstance(value, int) and 1 <= value <= 8 else 1
 
 
-def apply_orientation(array, orientation):
-    """Turns stored pixels (H, W[, C]) into the image an EXIF `orientation` asks to show."""
-    if orientation == 2:
-        array = array[:, ::-1]
-    elif orientation == 3:
-        array = array[::-1, ::-1]
-    elif orientation == 4:
-        array = array[::-1]
-    elif orientation == 5:
-        array = array.swapaxes(0, 1)
-    elif orientation == 6:
-        array = np.rot90(array, -1)
-    elif orientation == 7:
-        array = array[::-1, ::-1].swapaxes(0, 1)
-    elif orientation == 8:
-        array = np.rot90(array, 1)
-    return np.ascontiguousarray(array)
-
-
 def _orient(array, header):
     """Applies the header's orientation to pixels decoded as stored.
 
     TIFF is the exception: libtiff, inside OpenCV's decoder, already turns TIFF images by
     their orientation tag (even with IMREAD_UNCHANGED), so they are not turned twice.
     """
-    if header.format == "tiff":
-        return array
-    return apply_orientation(array, header.orientation)
+    turn = None if header.format == "tiff" else _TURNS.get(header.orientation)
+    return array if turn is None else np.ascontiguousarray(turn(array))
 
 
 # -- reading ---------------------------------------------------------------------------
@@ -451,15 +433,6 @@ def read_image(path, data=None):
     return np.ascontiguousarray(array[:, :, ::-1])
 
 
-def _refuse_lossy(header, path):
-    if header.lossy:
-        raise ImageError(
-            f"{path}: mask is stored as {header.lossy}, a lossy format (whatever its file name); "
-            f"{LOSSY_MASK_HINT}",
-            kind="lossy format",
-        )
-
-
 def _palette_indices(data, path):
     """A palette PNG's indices (OpenCV would turn them into colours)."""
     try:
@@ -491,7 +464,12 @@ def load_mask(path, data=None):
     if data is None:
         data = read_file(path, "mask file")
     header = probe(data)
-    _refuse_lossy(header, path)
+    if header.lossy:
+        raise ImageError(
+            f"{path}: mask is stored as {header.lossy}, a lossy format (whatever its file name); "
+            f"{LOSSY_MASK_HINT}",
+            kind="lossy format",
+        )
     check_pixels(header, path, "mask")
     if header.format == "png" and header.colour_type == PNG_PALETTE_COLOUR_TYPE:
         array = _palette_indices(data, path)
