@@ -72,7 +72,28 @@ def stack_batch(samples, ignore_index, pad_to=1):
     return images, masks
 
 
-class TrainingBatches(keras.utils.PyDataset):
+class _Batches:
+    """What both kinds of batches keep: the samples, how they are batched, and `take`."""
+
+    def __init__(self, samples, batch_size, ignore_index, pad_to=1, limit=None, workers=None):
+        self.samples = samples
+        self.batch_size = int(batch_size)
+        self.ignore_index = int(ignore_index)
+        self.pad_to = max(int(pad_to), 1)
+        self.limit = limit
+        self.threads = workers
+        self.skipped = None
+        self.num_pairs = len(samples)
+
+    def take(self, batches):
+        """The first `batches` batches (like tf.data's take)."""
+        taken = type(self)(self.samples, self.batch_size, self.ignore_index, self.pad_to,
+                           limit=self._limit(int(batches)), workers=self.threads)  # fmt: skip
+        taken.skipped = self.skipped
+        return taken
+
+
+class TrainingBatches(_Batches, keras.utils.PyDataset):
     """Training batches of one pass: batch `i` holds the samples at positions
     [i * batch_size, (i + 1) * batch_size) of the seeded order.
 
@@ -84,15 +105,8 @@ class TrainingBatches(keras.utils.PyDataset):
     """
 
     def __init__(self, samples, batch_size, ignore_index, pad_to=1, limit=None, workers=None):
-        super().__init__(workers=1, use_multiprocessing=False)
-        self.samples = samples
-        self.batch_size = int(batch_size)
-        self.ignore_index = int(ignore_index)
-        self.pad_to = max(int(pad_to), 1)
-        self.limit = limit
-        self.threads = workers or default_workers()
-        self.skipped = None
-        self.num_pairs = len(samples)
+        keras.utils.PyDataset.__init__(self, workers=1, use_multiprocessing=False)
+        _Batches.__init__(self, samples, batch_size, ignore_index, pad_to, limit, workers or default_workers())
         self._pool = None
         self._pending = {}
         self._lock = threading.Lock()
@@ -141,15 +155,11 @@ class TrainingBatches(keras.utils.PyDataset):
         if pool is not None:
             pool.shutdown()
 
-    def take(self, batches):
-        """The first `batches` batches (like tf.data's take)."""
-        taken = TrainingBatches(self.samples, self.batch_size, self.ignore_index, self.pad_to,
-                                limit=min(int(batches), self.num_batches), workers=self.threads)  # fmt: skip
-        taken.skipped = self.skipped
-        return taken
+    def _limit(self, batches):
+        return min(batches, self.num_batches)
 
 
-class EvaluationBatches:
+class EvaluationBatches(_Batches):
     """Evaluation batches in the pairs' order, each of images of one size only.
 
     Like tf.data's `group_by_window`: a sample joins the open batch of its size, which is
@@ -157,29 +167,15 @@ class EvaluationBatches:
     Iterating gives (images uint8 [B, H, W, 3], masks uint8 [B, H, W]) numpy batches.
     """
 
-    def __init__(self, samples, batch_size, ignore_index, pad_to=1, limit=None, workers=None):
-        self.samples = samples
-        self.batch_size = int(batch_size)
-        self.ignore_index = int(ignore_index)
-        self.pad_to = max(int(pad_to), 1)
-        self.limit = limit
-        self.workers = workers
-        self.skipped = None
-        self.num_pairs = len(samples)
-
-    def take(self, batches):
-        """At most the first `batches` batches (like tf.data's take)."""
-        taken = EvaluationBatches(self.samples, self.batch_size, self.ignore_index, self.pad_to,
-                                  limit=int(batches), workers=self.workers)  # fmt: skip
-        taken.skipped = self.skipped
-        return taken
+    def _limit(self, batches):
+        return batches  # at most that many: iteration stops at the last batch
 
     def __iter__(self):
         return itertools.islice(self._batches(), None if self.limit is None else max(self.limit, 0))
 
     def _batches(self):
         windows = {}
-        for sample in ordered_map(self.samples.read, range(len(self.samples)), self.workers,
+        for sample in ordered_map(self.samples.read, range(len(self.samples)), self.threads,
                                   describe=self.samples.describe):
             if sample is None:
                 continue
@@ -210,9 +206,7 @@ def make_py_dataset(loader, seed, *, training, batch_size, pad_to=1, workers=Non
     """
     samples = _Samples(loader, seed, shuffle=training)
     ignore_index = loader.spec.ignore_index  # the mask value of padding
-    if training:
-        batches = TrainingBatches(samples, batch_size, ignore_index, pad_to, workers=workers)
-    else:
-        batches = EvaluationBatches(samples, batch_size, ignore_index, pad_to, workers=workers)
+    kind = TrainingBatches if training else EvaluationBatches
+    batches = kind(samples, batch_size, ignore_index, pad_to, workers=workers)
     batches.skipped = loader.skipped
     return batches
