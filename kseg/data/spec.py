@@ -217,15 +217,12 @@ class DatasetSpec:
         """(pairs, issues) of a split: `_list_pairs` with an image listed again left out."""
         listed = self._list_pairs(split)
         counts = collections.Counter(image for image, _ in listed)
-        first = {}
-        for image, mask in listed:
-            first.setdefault(image, mask)
         issues = [PairingIssue(
             LISTED_TWICE, image,
             f"{image}: listed {count} times in the {self.name} split '{split}'; it is used "
             "once (remove the repeated lines from the split list)",
         ) for image, count in counts.items() if count > 1]  # fmt: skip
-        return list(first.items()), issues
+        return list(dict(reversed(listed)).items()), issues  # each image with the first mask listed for it
 
     def validation_note(self, split, train_split="train"):
         """One line saying which images validation uses (`kseg train` logs it), or None.
