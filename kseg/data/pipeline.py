@@ -171,7 +171,12 @@ def make_dataset(spec, split, *, training, batch_size, options=DatasetOptions())
     Raises:
         KsegError: bad arguments, or a split `spec.pairs` cannot list (no root, empty).
     """
-    batch_size = _checked_batch_size(batch_size)
+    try:
+        batch_size = operator.index(batch_size)
+    except TypeError:
+        batch_size = 0
+    if batch_size < 1:
+        raise KsegError(f"batch_size must be a positive integer. Received: batch_size={batch_size!r}")
     crop = None if options.crop is None else check_crop(options.crop)
     pairs = spec.pairs(split)
     augmenter = TrainAugmenter(crop=crop, scale_range=options.scale_range) if training else None
@@ -195,16 +200,6 @@ def make_dataset(spec, split, *, training, batch_size, options=DatasetOptions())
     dataset = dataset.prefetch(tf.data.AUTOTUNE)
     dataset.skipped, dataset.num_pairs, dataset.set_epoch = skipped, len(pairs), order.set_epoch
     return dataset
-
-
-def _checked_batch_size(batch_size):
-    try:
-        batch_size = operator.index(batch_size)
-    except TypeError:
-        batch_size = 0
-    if batch_size < 1:
-        raise KsegError(f"batch_size must be a positive integer. Received: batch_size={batch_size!r}")
-    return batch_size
 
 
 def default_engine():
