@@ -64,10 +64,8 @@ def _draw_shape(rng, kind, canvas, height, width, value):
     short = min(height, width)
     size = rng.uniform(0.12, 0.3) * short
     cy, cx = rng.uniform(0.1, 0.9) * height, rng.uniform(0.1, 0.9) * width
-    if kind == "circle":
-        cv2.circle(canvas, (int(cx), int(cy)), int(size), value, -1, cv2.LINE_8)
-    elif kind == "ring":
-        thickness = max(2, int(size * rng.uniform(0.25, 0.45)))
+    if kind in ("circle", "ring"):  # a filled circle, or one drawn as a thick line
+        thickness = -1 if kind == "circle" else max(2, int(size * rng.uniform(0.25, 0.45)))
         cv2.circle(canvas, (int(cx), int(cy)), int(size), value, thickness, cv2.LINE_8)
     elif kind == "rectangle":
         half_h, half_w = size * rng.uniform(0.6, 1.2), size * rng.uniform(0.6, 1.2)
@@ -113,8 +111,7 @@ def make_scene(seed, index, size=DEFAULT_SIZE):
         kind = SYNTHETIC_CLASSES[class_id]
         shape_seed = int(rng.integers(0, 2**31))
         blank = np.zeros((height, width), np.uint8)
-        region = _draw_shape(np.random.default_rng(shape_seed), kind, blank, height, width, 1)
-        region = region.astype(bool)
+        region = _draw_shape(np.random.default_rng(shape_seed), kind, blank, height, width, 1).astype(bool)
         colour = np.array(_random_colour(rng), np.float32)
         texture = rng.normal(0, rng.uniform(4, 14), size=(height, width, 3))
         image[region] = colour + texture[region]
