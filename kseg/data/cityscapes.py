@@ -131,13 +131,6 @@ class CityscapesSpec(DatasetSpec):
         return pairs
 
     def encode_label_ids(self, train_id_map):
-        """Maps train ids (0..18, 255) to official label ids, as the benchmark server expects.
-
-        Args:
-            train_id_map: np.ndarray. Integer array of train ids; 255 and unknown ids
-                become 0 ("unlabeled").
-
-        Returns:
-            np.ndarray. uint8 array of the same shape holding label ids.
-        """
+        """Maps train ids (0..18; 255 and unknown ids to 0) to official label ids, as the
+        benchmark server expects (`train_ids_to_label_ids`)."""
         return train_ids_to_label_ids(train_id_map)
