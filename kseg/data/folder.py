@@ -93,18 +93,18 @@ class ClassesFile:
     seed: int = DEFAULT_SPLIT_SEED
 
 
+def _is_byte(value):
+    return isinstance(value, int) and not isinstance(value, bool) and 0 <= value <= 255
+
+
 def _colour(value, where):
-    if (
-        not isinstance(value, (list, tuple))
-        or len(value) != 3
-        or not all(isinstance(c, int) and not isinstance(c, bool) and 0 <= c <= 255 for c in value)
-    ):
+    if not isinstance(value, (list, tuple)) or len(value) != 3 or not all(map(_is_byte, value)):
         raise KsegError(f"{where}: a colour must be [r, g, b] with integers 0..255. Received: {brief(value)}")
     return tuple(value)
 
 
 def _mask_value(value, where):
-    if not isinstance(value, int) or isinstance(value, bool) or not 0 <= value <= 255:
+    if not _is_byte(value):
         raise KsegError(f"{where}: a mask value must be an integer 0..255. Received: {brief(value)}")
     return value
 
@@ -154,14 +154,14 @@ def _class_entry(entry, where):
 def _check_values(path, names, values, ignore_values):
     """Refuses classes of which only some give a value, a value given twice, and ignored
     values that are a class's value; returns the values (None: masks store indices)."""
-    given = [index for index, value in enumerate(values) if value is not None]
-    if given and len(given) < len(names):
-        missing = next(index for index, value in enumerate(values) if value is None)
+    given = [value is not None for value in values]
+    if any(given) and not all(given):
+        missing = given.index(False)
         raise KsegError(
             f"{path}: class {missing} ({names[missing]}) has no value, but other classes give one: give every "
             "class the mask value(s) storing it (`value: N`), or none (masks then store class indices)"
         )
-    if not given:
+    if not any(given):
         for value in ignore_values:
             if value < len(names):
                 raise KsegError(
@@ -475,8 +475,7 @@ class FolderSpec(DatasetSpec):
                         f"{POOLED_SPLIT} to train on all {total}")  # fmt: skip
         if not self.pooled or split != VAL_SPLIT:
             return super().validation_note(split, train_split)
-        total = len(self.pairs(POOLED_SPLIT))
-        count = len(self.pairs(VAL_SPLIT))
+        total, count = len(self.pairs(POOLED_SPLIT)), len(self.pairs(VAL_SPLIT))
         if count == total:
             return (f"validation: on the only image of {self.root}, which is trained on too (no split folders, and "
                     "one image cannot be divided)")  # fmt: skip
