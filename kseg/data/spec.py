@@ -102,8 +102,7 @@ def value_tables(num_classes, values=None, ignore_values=()):
 
 def describe_values(values, limit=8):
     """Formats a list of mask values for a message, e.g. '12, 40, 77 (+3 more)'."""
-    values = [int(value) for value in values]
-    text = ", ".join(str(value) for value in values[:limit])
+    text = ", ".join(str(int(value)) for value in values[:limit])
     if len(values) > limit:
         text += f" (+{len(values) - limit} more)"
     return text
