@@ -111,13 +111,9 @@ class TrainingBatches(_Batches, keras.utils.PyDataset):
         self._pending = {}
         self._lock = threading.Lock()
 
-    @property
-    def num_batches(self):
+    def __len__(self):  # keras' PyDataset gives it as `num_batches` too
         batches = math.ceil(len(self.samples) / self.batch_size)
         return batches if self.limit is None else min(batches, self.limit)
-
-    def __len__(self):
-        return self.num_batches
 
     def _submit(self, index):
         if self._pool is None:
