@@ -261,10 +261,8 @@ def _bmp_header(data):
     if len(data) < 26:
         return ImageHeader("bmp")
     info_size = struct.unpack_from("<I", data, 14)[0]
-    if info_size == 12:
-        width, height = struct.unpack_from("<HH", data, 18)
-    else:
-        width, height = struct.unpack_from("<ii", data, 18)
+    # An OS/2 header (12 bytes) stores the size as two unsigned 16-bit fields, the others as signed 32-bit.
+    width, height = struct.unpack_from("<HH" if info_size == 12 else "<ii", data, 18)
     return ImageHeader("bmp", abs(width), abs(height))
 
 
