@@ -161,13 +161,12 @@ def _jpeg_segments(data):
         if position + 4 > end or data[position] != 0xFF:
             return
         marker = data[position + 1]
-        if marker == 0xFF:  # fill bytes: skip the whole run at once
-            run_end = position + 1
-            while run_end < end and data[run_end] == 0xFF and run_end - position < 64:
-                run_end += 1
-            if run_end - position >= 64:
+        if marker == 0xFF:  # fill bytes: skip the whole run at once (a run of 64 ends the walk)
+            window = data[position: position + 64]
+            run = len(window) - len(window.lstrip(b"\xff"))
+            if run >= 64:
                 return
-            position = run_end - 1
+            position += run - 1
             continue
         if marker in (0x01, 0xD8) or 0xD0 <= marker <= 0xD7:
             position += 2
