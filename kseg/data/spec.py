@@ -90,13 +90,10 @@ def value_tables(num_classes, values=None, ignore_values=()):
     if values is None:
         values = tuple((index,) for index in range(num_classes))
     raw_to_train = np.full(256, IGNORE_INDEX, dtype=np.uint8)
-    valid_raw = np.zeros(256, dtype=bool)
     for class_id, class_values in enumerate(values):
         raw_to_train[list(class_values)] = class_id
-        valid_raw[list(class_values)] = True
-    if raw_to_train[IGNORE_INDEX] == IGNORE_INDEX:  # 255 is no class's value
-        valid_raw[IGNORE_INDEX] = True
-    valid_raw[list(ignore_values)] = True
+    valid_raw = raw_to_train != IGNORE_INDEX  # the classes' values (train ids are below 255)
+    valid_raw[[IGNORE_INDEX, *ignore_values]] = True  # 255: a class's value, or ignored
     return raw_to_train, valid_raw
 
 
