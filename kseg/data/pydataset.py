@@ -62,8 +62,7 @@ def stack_batch(samples, ignore_index, pad_to=1):
     `pad_to` (at least one sample)."""
     height = max((image.shape[0] for image, _ in samples), default=1)
     width = max((image.shape[1] for image, _ in samples), default=1)
-    count = max(len(samples), 1)
-    count = math.ceil(count / pad_to) * pad_to
+    count = math.ceil(max(len(samples), 1) / pad_to) * pad_to
     images = np.zeros((count, height, width, 3), np.uint8)
     masks = np.full((count, height, width), ignore_index, np.uint8)
     for number, (image, mask) in enumerate(samples):
