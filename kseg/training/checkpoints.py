@@ -20,6 +20,7 @@ import os
 import warnings
 import zipfile
 
+import keras
 import numpy as np
 
 from kseg.config import FIXED_ON_RESUME, same_setting
@@ -80,13 +81,11 @@ class RunState:
     @classmethod
     def from_checkpoint(cls, path):
         """The state stored in a checkpoint, checked (a bad one is a one-line KsegError)."""
-        values = read_checkpoint_state(path)
-        known = {field.name: field for field in dataclasses.fields(cls)}
         kinds = {"epoch": int, "best_epoch": int, "best_score": (int, float), "history": list,
                  "seed_generators": list, "trained_with": dict}  # fmt: skip
         state = {}
-        for key, value in values.items():
-            if key not in known:
+        for key, value in read_checkpoint_state(path).items():
+            if key not in kinds:
                 continue
             if isinstance(value, bool) or not isinstance(value, kinds[key]):
                 raise KsegError(f"{path}: unreadable training state ({key} is {brief(value, 40)})")
@@ -105,27 +104,25 @@ def check_trained_with(config, state, num_classes, checkpoint, run_dir):
     for key, saved in state.trained_with.items():
         if key not in current or current[key] == saved:
             continue
-        if key != "num_classes" and _same_setting(key, current[key], saved):
-            continue  # e.g. "auto" precision, which resolves to the mode the run used
         if key == "num_classes":
             raise KsegError(
                 f"{checkpoint}: the checkpoint was trained for {brief(saved)} classes, but the dataset of "
                 f"{run_dir}/config.yaml has {current[key]}; use the dataset the run was trained on, or "
                 "start a new run (--init-from keeps the matching layers)"
             )
+        # config.yaml's value may still be the same setting, e.g. `auto` precision (a
+        # config.yaml edited to auto), resolved on this machine to the mode the run used.
+        if key == "mixed_precision":
+            same = resolve_precision(current[key]) == resolve_precision(saved)
+        else:
+            same = same_setting(key, current[key], saved)
+        if same:
+            continue
         raise KsegError(
             f"{run_dir}/config.yaml says {key} {brief(current[key], 60)}, the checkpoint {checkpoint} "
             f"was trained with {brief(saved, 60)}; put {key} back in config.yaml, or start a new run "
             f"(e.g. --init-from {run_dir})"
         )
-
-
-def _same_setting(key, requested, saved):
-    """Whether config.yaml's value equals the checkpoint's, `auto` precision resolved on
-    this machine (a config.yaml edited to auto)."""
-    if key == "mixed_precision":
-        return resolve_precision(requested) == resolve_precision(saved)
-    return same_setting(key, requested, saved)
 
 
 def load_checkpoint_weights(model, path, run_dir):
@@ -135,7 +132,7 @@ def load_checkpoint_weights(model, path, run_dir):
         try:
             model.load_weights(path)
         except Exception as error:
-            if is_disk_full(error) or isinstance(error, (KeyboardInterrupt, MemoryError)):
+            if is_disk_full(error) or isinstance(error, MemoryError):
                 raise
             first = " ".join(str(error).strip().splitlines()[0].split()) if str(error).strip() else ""
             raise KsegError(
@@ -160,8 +157,6 @@ def seed_generator_variables(model):
 
 def seed_generator_states(model):
     """The dropout generators' states, as JSON-ready lists (for `RunState.seed_generators`)."""
-    import keras
-
     return [np.asarray(keras.ops.convert_to_numpy(v)).tolist() for v in seed_generator_variables(model)]
 
 
