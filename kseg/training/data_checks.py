@@ -36,8 +36,6 @@ def compute_class_weights(config, spec):
         return list(config.class_weights)
     if config.class_weights == "none":
         return None
-
-
     logger.info("computing %s class weights over the %s split", config.class_weights, config.train_split)
     stats = compute_stats(spec, config.train_split)
     if stats.skipped and not config.skip_bad:
@@ -57,7 +55,8 @@ def check_dataset(config, spec):
     Returns:
         int. The number of problems skipped under `skip_bad`.
     """
-    report = _verify(spec, config.train_split)
+    logger.info("verifying the %s split of %s (every pair is read once)", config.train_split, spec.name)
+    report = verify_dataset(spec, config.train_split, progress=True)
     # verify counts a split without any labelled pixel as a problem of its own: not one that
     # --skip-bad could leave out, so it is refused below with its own message. Files that
     # cannot be paired are not in the split's pairs: one line says which were left out.
@@ -72,13 +71,12 @@ def check_dataset(config, spec):
             f"{' ...' if len(problems) > 3 else ''}; fix them (see `kseg data verify`) or pass "
             "--skip-bad to leave the bad pairs out"
         )
-    labelled = report.labelled_pixels
-    if labelled == 0 and report.masks_read == 0:
+    if report.labelled_pixels == 0 and report.masks_read == 0:
         raise KsegError(
             f"{spec.root}: the {config.train_split} split has no mask that can be read; fix them "
             "(see `kseg data verify`)"
         )
-    if labelled == 0:
+    if report.labelled_pixels == 0:
         raise KsegError(
             f"{spec.root}: the {config.train_split} split has no labelled pixel: every mask value is the "
             f"ignore label {spec.ignore_index} (or maps to it), so there is nothing to learn; check the "
@@ -139,7 +137,7 @@ def check_validation_split(config, spec):
             "separate train and val folders, or pass --val-split none", config.val_split, shared, len(val_images),
             config.train_split,
         )  # fmt: skip
-    if count_labelled_pixels(spec, config.val_split) == 0:
+    if not _any_labelled_pixel(spec, config.val_split):
         raise KsegError(
             f"{spec.root}: the {config.val_split} split has no labelled pixel: every mask value is the "
             f"ignore label {spec.ignore_index} (or maps to it), so no validation score can be computed; "
@@ -147,39 +145,27 @@ def check_validation_split(config, spec):
         )
 
 
-def count_labelled_pixels(spec, split, stop_at_first=True):
-    """Pixels of a split's masks that hold a class (not the ignore label).
-
-    With `stop_at_first`, reading stops at the first mask holding one (the count is then
-    that mask's). Masks that cannot be read are passed over (verification reports them);
-    None when none could be read.
-    """
-    total, readable = 0, 0
+def _any_labelled_pixel(spec, split):
+    """Whether a split's masks hold a pixel of a class (not the ignore label), reading them up
+    to the first that does. Masks that cannot be read are passed over; True (nothing to
+    refuse here) when none can be read."""
+    readable = False
     for _, mask_path in spec.pairs(split):
         try:
-            mask = spec.to_train_ids(spec.read_raw_mask(mask_path), mask_path)
+            mask = np.asarray(spec.to_train_ids(spec.read_raw_mask(mask_path), mask_path))
         except KsegError:
             continue
-        readable += 1
-        mask = np.asarray(mask)
-        total += int(np.count_nonzero((mask != spec.ignore_index) & (mask < spec.num_classes)))
-        if total and stop_at_first:
-            break
-    return total if readable else None
-
-
-def _verify(spec, split):
-    logger.info("verifying the %s split of %s (every pair is read once)", split, spec.name)
-    return verify_dataset(spec, split, progress=True)
+        readable = True
+        if np.any((mask != spec.ignore_index) & (mask < spec.num_classes)):
+            return True
+    return not readable
 
 
 def _dataset_problems(report):
     """The problems of a `kseg data verify` report that `--skip-bad` can leave out, one
     message each: all but those of the whole split (refused on their own)."""
-    problems = []
-    for problem in report.problems:
-        if problem.kind in SPLIT_PROBLEMS or problem.kind in PAIRING_PROBLEMS:
-            continue
-        path, message = str(problem.path), problem.message
-        problems.append(message if path in message else f"{path}: {message}")
-    return problems
+    return [
+        problem.message if str(problem.path) in problem.message else f"{problem.path}: {problem.message}"
+        for problem in report.problems
+        if problem.kind not in SPLIT_PROBLEMS and problem.kind not in PAIRING_PROBLEMS
+    ]
