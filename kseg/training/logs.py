@@ -33,21 +33,14 @@ VALIDATION_SCALARS = ("val_loss", "pixel_accuracy", "mean_accuracy", "mean_iou",
 
 
 def write_log_csv(path, history):
-    """Writes the per-epoch history as CSV (whole file, atomically)."""
+    """Writes the per-epoch history as CSV (whole file, atomically; a missing or None value
+    is an empty cell)."""
     buffer = io.StringIO()
     writer = csv.DictWriter(buffer, fieldnames=LOG_COLUMNS, extrasaction="ignore")
     writer.writeheader()
     for row in history:
-        writer.writerow({key: _csv_value(row.get(key)) for key in LOG_COLUMNS})
+        writer.writerow({key: f"{value:.6g}" if isinstance(value, float) else value for key, value in row.items()})
     write_bytes(path, buffer.getvalue().encode("utf8"))
-
-
-def _csv_value(value):
-    if value is None:
-        return ""
-    if isinstance(value, float):
-        return f"{value:.6g}"
-    return value
 
 
 def plot_training_curves(path, history):
@@ -66,10 +59,7 @@ def plot_training_curves(path, history):
     values = [value for row in history for value in (row["loss"], row.get("val_loss")) if value is not None]
     if values and all(math.isfinite(value) and value > 0 for value in values):
         losses.set_yscale("log")  # a loss that explodes does not flatten the rest of the curve
-    losses.set_xlabel("epoch")
     losses.set_ylabel("loss (log scale)" if losses.get_yscale() == "log" else "loss")
-    losses.legend()
-    losses.grid(alpha=0.3)
     for key, label in (
         ("mean_iou", "mean IoU"), ("pixel_accuracy", "pixel accuracy"),
         ("mean_accuracy", "mean accuracy"), ("frequency_weighted_iou", "f.w. IoU"),
@@ -78,13 +68,13 @@ def plot_training_curves(path, history):
     chance = [_nan(row.get("chance_mean_iou")) for row in history]
     if any(math.isfinite(value) for value in chance):
         scores.plot(epochs, chance, linestyle="--", color="grey", label="mIoU of one class everywhere")
-    for axes in (losses, scores):
-        axes.xaxis.set_major_locator(MaxNLocator(integer=True))
-    scores.set_xlabel("epoch")
     scores.set_ylabel("validation score")
     scores.set_ylim(0, 1)
-    scores.legend()
-    scores.grid(alpha=0.3)
+    for axes in (losses, scores):
+        axes.xaxis.set_major_locator(MaxNLocator(integer=True))
+        axes.set_xlabel("epoch")
+        axes.legend()
+        axes.grid(alpha=0.3)
     figure.tight_layout()
     with writing(path) as temporary:
         figure.savefig(temporary, format="png")
@@ -140,8 +130,7 @@ class RunLogs:
     def __init__(self, run_dir):
         self.run_dir = run_dir
         self._writers = {
-            "train": ScalarWriter(os.path.join(run_dir.tensorboard, "train")),
-            "validation": ScalarWriter(os.path.join(run_dir.tensorboard, "validation")),
+            name: ScalarWriter(os.path.join(run_dir.tensorboard, name)) for name in ("train", "validation")
         }
 
     def write(self, history):
@@ -193,10 +182,9 @@ class TrainingLog(keras.callbacks.Callback):
         if now - self.last < self.interval:
             return
         self.last = now
-        epochs = (self.params or {}).get("epochs")
-        steps = (self.params or {}).get("steps")
-        epoch = f"epoch {self.epoch + 1}" + (f"/{epochs}" if epochs else "")
-        step = f"step {batch + 1}" + (f"/{steps}" if steps else "")
+        params = self.params or {}
+        epoch = f"epoch {self.epoch + 1}" + (f"/{params['epochs']}" if params.get("epochs") else "")
+        step = f"step {batch + 1}" + (f"/{params['steps']}" if params.get("steps") else "")
         loss = (logs or {}).get("loss")
         loss = f", loss {float(loss):.4f}" if loss is not None else ""
         stream = sys.stdout if self.stream is None else self.stream
