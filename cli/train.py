@@ -17,6 +17,7 @@ from kseg.config import (
     check_setting,
     parse_crop,
     parse_loss,
+    parse_scale,
     resolve,
 )  # fmt: skip
 from kseg.data.registry import DATASET_NAMES as DATASETS  # no TensorFlow import
@@ -47,19 +48,9 @@ def parse_class_weights(text):
     return numbers
 
 
-def number(key):
-    """The Click type of a numeric option, from the limits TrainConfig checks."""
-    return Number(**NUMBER_RANGES[key])
-
-
-def _scale_option(ctx, param, text):
-    from kseg.config import parse_scale
-
-    return None if text is None else parse_scale(text, "--scale")
-
-
-def _loss_option(ctx, param, text):
-    return None if text is None else parse_loss(text, "--loss")
+def _parsed(parse, name):
+    """A click callback: the option's text parsed by `parse` (None when it is left out)."""
+    return lambda ctx, param, text: None if text is None else parse(text, name)
 
 
 def setting_option(key):
@@ -68,16 +59,15 @@ def setting_option(key):
     declaration = setting.option or "--" + key.replace("_", "-")
     details = {"help": setting.help}
     if setting.kind == "number":
-        details["type"] = number(key)
+        details["type"] = Number(**NUMBER_RANGES[key])  # the limits TrainConfig checks
     elif setting.kind == "choice":
         details["type"] = click.Choice(setting.choices)
     elif setting.kind == "flag":
         details["default"] = None
     elif setting.kind == "scale":
-        details["callback"] = _scale_option
+        details["callback"] = _parsed(parse_scale, "--scale")
     elif setting.kind == "loss":
-        details["callback"] = _loss_option
-        details["metavar"] = "LOSS"
+        details.update(callback=_parsed(parse_loss, "--loss"), metavar="LOSS")
     if key == "data":
         details["type"] = click.Choice(DATASETS)
     return click.option(declaration, key, **details)
