@@ -14,10 +14,7 @@ machine (`kseg.training.precision_check`): `auto` falls back to float32 when the
 an explicit choice stops. After each epoch, and at the end, a run that is not learning (a
 loss far above its first step's, a validation mIoU at chance level) says so.
 
-What one run needs travels in a `TrainingRun`. Checkpoints and exact resume are
-`kseg.training.checkpoints`; the strategy, precision and multi-worker setup
-`kseg.training.distribution`; the data checks `kseg.training.data_checks`; the run-folder
-lock `kseg.training.lock`.
+What one run needs travels in a `TrainingRun`.
 
 Training stops with a `KsegError` when the training or the validation loss becomes NaN or
 infinite; the checkpoints of the last good epoch are kept, and a score that is not finite
@@ -79,41 +76,22 @@ logger = logging.getLogger("kseg")
 
 @dataclasses.dataclass
 class TrainingRun:
-    """What one training run works with, from the checks before it to its last epoch.
+    """What one training run works with, from the checks before it to its last epoch."""
 
-    Args:
-        config: TrainConfig. Resolved: the values actually used (as config.yaml holds them).
-        spec: kseg.data.DatasetSpec. The dataset.
-        strategy: tf.distribute.Strategy, or under the JAX and PyTorch backends a
-            `kseg.training.distribution.KerasDistribution`.
-        policy: str. The keras dtype policy name.
-        run_dir: kseg.runs.RunDir. The run folder (a resumed run's checkpoint is read there).
-        write_dir: kseg.runs.RunDir. Where this process writes: the run folder, or a scratch
-            folder on a multi-worker run's other workers.
-        chief: bool. Whether this process writes the logs.
-        resume: bool. Continue from run_dir's last checkpoint.
-        state: RunState. Epochs done, best score, history (read from the checkpoint on resume).
-        class_weights: list of float or None.
-        skipped: int. Problems verification found that `skip_bad` leaves out.
-        verbose: int. Keras progress output.
-        callbacks: list of keras callbacks given to the fit, between kseg's own.
-        unsafe: bool. Allow an init_from model containing code.
-    """
-
-    config: TrainConfig
-    spec: object
-    strategy: object
-    policy: str
-    run_dir: runs.RunDir
-    write_dir: runs.RunDir
-    chief: bool = True
-    resume: bool = False
-    state: RunState = dataclasses.field(default_factory=RunState)
-    class_weights: list = None
-    skipped: int = 0
-    verbose: int = 1
-    callbacks: list = dataclasses.field(default_factory=list)
-    unsafe: bool = False
+    config: TrainConfig  # resolved: the values actually used (as config.yaml holds them)
+    spec: object  # the kseg.data.DatasetSpec
+    strategy: object  # a tf.distribute.Strategy, or under JAX and PyTorch a distribution.KerasDistribution
+    policy: str  # the keras dtype policy name
+    run_dir: runs.RunDir  # the run folder (a resumed run's checkpoint is read there)
+    write_dir: runs.RunDir  # where this process writes: run_dir, or a multi-worker run's other workers' scratch
+    chief: bool = True  # whether this process writes the logs
+    resume: bool = False  # continue from run_dir's last checkpoint
+    state: RunState = dataclasses.field(default_factory=RunState)  # read from the checkpoint on resume
+    class_weights: list = None  # list of float or None
+    skipped: int = 0  # problems verification found that `skip_bad` leaves out
+    verbose: int = 1  # keras progress output
+    callbacks: list = dataclasses.field(default_factory=list)  # given to the fit, between kseg's own
+    unsafe: bool = False  # allow an init_from model containing code
     requested_precision: str = "auto"  # --mixed-precision as given, before auto was resolved
     float32_layers: tuple = ()  # layers computed in float32 under a mixed policy (the precision check)
     model: object = None  # the keras model trained, once built
@@ -166,16 +144,14 @@ def train(config, resume=False, verbose=1, callbacks=(), unsafe=False):
     # scratch folder (saving must still happen on every worker under a multi-worker strategy).
     lock = lock_run_dir(config, resume) if chief else None
     run_dir = runs.RunDir(lock.run_dir if lock else (config.run_dir or default_run_dir(config)))
-    if resume and not os.path.isfile(run_dir.last):
-        if lock is not None:
-            lock.release()
-        raise KsegError(
-            f"{run_dir}: nothing to resume (no {runs.CHECKPOINTS}/{runs.LAST}); start a new run in "
-            "another --run-dir"
-        )
     write_dir = run_dir if chief else runs.RunDir(tempfile.mkdtemp(prefix="kseg-worker-"))
     failed = True
     try:
+        if resume and not os.path.isfile(run_dir.last):
+            raise KsegError(
+                f"{run_dir}: nothing to resume (no {runs.CHECKPOINTS}/{runs.LAST}); start a new run in "
+                "another --run-dir"
+            )
         run = _prepare(config.replace(run_dir=run_dir.path), run_dir, write_dir, chief, resume)
         run = dataclasses.replace(run, verbose=verbose, callbacks=list(callbacks), unsafe=unsafe)
         run = _checked_precision(run)
@@ -214,9 +190,7 @@ def _checked_config(config, resume):
 
 def _prepare(config, run_dir, write_dir, chief, resume):
     """Checks the checkpoint, the data and the options; returns the run, config resolved."""
-    state = RunState()
-    if resume:
-        state = RunState.from_checkpoint(run_dir.last)  # read before the model is built
+    state = RunState.from_checkpoint(run_dir.last) if resume else RunState()  # before the model is built
     # The strategy comes first: MultiWorkerMirroredStrategy must exist before other TF work.
     strategy = make_strategy(config.strategy, config.worker_timeout)
     spec = get_dataset_spec(config.data, config.data_dir, config.classes_file)
@@ -288,17 +262,16 @@ def _checked_precision(run):
 
 
 def _run(run):
-    config = run.config
+    config, spec = run.config, run.spec
     keras.utils.set_random_seed(config.seed)
-    num_pairs = len(run.spec.pairs(config.train_split))
-    run.steps = _steps_per_epoch(config, run.spec)
+    num_pairs = len(spec.pairs(config.train_split))
+    run.steps = _steps_per_epoch(config, spec)
     _build(run)
-    run.state.trained_with = checkpoints.trained_with(config, run.spec.num_classes)
+    run.state.trained_with = checkpoints.trained_with(config, spec.num_classes)
     # The run directory is written once the model exists (so a missing-weights error
     # leaves no empty run behind).
     os.makedirs(run.write_dir.checkpoints, exist_ok=True)
     config.to_yaml(run.write_dir.config)
-    spec = run.spec
     runs.write_classes(run.write_dir.path, spec.name, spec.class_names, spec.palette, spec.ignore_index)
     logger.info(
         "training %s on %s (%d classes, %d training pairs, %d steps/epoch) with policy %s "
@@ -317,7 +290,8 @@ def _run(run):
     bar = [keras.callbacks.ProgbarLogger()] if run.verbose else []
     callbacks = keras.callbacks.CallbackList(
         [progress, *run.callbacks, *bar, ends], add_history=True, verbose=run.verbose, epochs=config.epochs,
-        steps=_known_steps(run), model=run.model,
+        steps=None if config.skip_bad and _tf_data() else run.steps,  # unknown when bad pairs may be skipped
+        model=run.model,
     )  # fmt: skip
     progress.callbacks = callbacks  # validation reports to the callbacks of the fit, as keras' own does
     try:
@@ -405,27 +379,15 @@ def _run_data(run):
         val_batches = min(val_batches, config.val_steps)
     if not _tf_data():  # keras takes an iterable of batches as a generator, good for one pass
         return train_data, val_data.generator
-    if not config.skip_bad:  # a known length gives keras' progress bar its total
-        val_data = _with_length(val_data, val_batches)
-    val_data = distribute(val_data, run.multiworker)
+    val_data = _for_fit(run, val_data, val_batches)
     return train_data, lambda: val_data
 
 
 def _fit_data(run, train_data):
-    """The training dataset as fit takes it: `steps_per_epoch` batches of each pass, with its
-    length when it is known, sharded across the workers of a multi-worker run."""
+    """The training dataset as fit takes it: `steps_per_epoch` batches of each pass."""
     if run.config.steps_per_epoch:
         train_data = train_data.take(run.config.steps_per_epoch)
-    if not _tf_data():
-        return train_data
-    if not run.config.skip_bad:
-        train_data = _with_length(train_data, run.steps)
-    return distribute(train_data, run.multiworker)
-
-
-def _known_steps(run):
-    """Steps per epoch as keras' progress bar shows them (unknown when tf.data may skip bad pairs)."""
-    return None if run.config.skip_bad and _tf_data() else run.steps
+    return _for_fit(run, train_data, run.steps) if _tf_data() else train_data
 
 
 def _tf_data():
@@ -463,20 +425,17 @@ class _EpochProgress(keras.callbacks.Callback):
         # so a resumed run sees the data an uninterrupted one does.
         self.set_epoch(epoch)
         self.first_loss = None  # the loss of the epoch's first step
-        self.batches = self.timed_batches = 0
-        self.timed_seconds = 0.0
+        self.batches = 0
         self._start = time.perf_counter()
-        self._first_step_end = None
+        self._first_step_end = self._last_step_end = None
 
     def on_train_batch_end(self, batch, logs=None):
         self.batches += 1
-        now = time.perf_counter()
-        if self._first_step_end is None:
-            self._first_step_end = now
+        self._last_step_end = time.perf_counter()
+        if self.batches == 1:
+            self._first_step_end = self._last_step_end
             loss = (logs or {}).get("loss")
             self.first_loss = None if loss is None else _as_float(loss)
-        self.timed_batches = self.batches - 1
-        self.timed_seconds = now - self._first_step_end
 
     def on_epoch_end(self, epoch, logs=None):
         self.train_seconds = time.perf_counter() - self._start
@@ -486,8 +445,8 @@ class _EpochProgress(keras.callbacks.Callback):
 
     def images_per_second(self, batch_size):
         """Training images per second (the last batch counted as full)."""
-        if self.timed_batches > 0 and self.timed_seconds > 0:
-            return self.timed_batches * batch_size / self.timed_seconds
+        if self.batches > 1 and self._last_step_end > self._first_step_end:
+            return (self.batches - 1) * batch_size / (self._last_step_end - self._first_step_end)
         return self.batches * batch_size / max(self.train_seconds, 1e-9)
 
 
@@ -517,8 +476,7 @@ class _EpochEnd(keras.callbacks.Callback):
             raise _nonfinite_stop(self.run, "loss", _as_float(loss), f"epoch {self.epoch + 1}, step {batch + 1}")
 
     def on_epoch_end(self, epoch, logs=None):
-        row, score = self.row(epoch, logs)
-        self.record(row, score)
+        self.record(*self.row(epoch, logs))
 
     def row(self, epoch, logs):
         """The epoch's log row and its score (val mIoU, or -loss without validation)."""
@@ -572,11 +530,11 @@ class _EpochEnd(keras.callbacks.Callback):
             kept = run.kept(previous_epoch).replace("(continue", "(free some space, then continue")
             raise DiskFullError(f"training stopped at epoch {row['epoch']}: {error}; {kept}") from None
         problem = learning_problem(state.history, run.spec.class_names)
-        logger.info(
-            "epoch %d/%d: loss %.4f, val mIoU %s, %.1f images/s%s",
-            row["epoch"], run.config.epochs, row["loss"], _format(row.get("mean_iou")),
-            row["images_per_second"], _best_note(run) if state.best_epoch == row["epoch"] and not problem else "",
-        )  # fmt: skip
+        note = ""
+        if state.best_epoch == row["epoch"] and not problem:
+            note = " (best)" if run.validate else " (lowest training loss: best.keras)"
+        logger.info("epoch %d/%d: loss %.4f, val mIoU %s, %.1f images/s%s", row["epoch"], run.config.epochs,
+                    row["loss"], _format(row.get("mean_iou")), row["images_per_second"], note)  # fmt: skip
         if problem:
             logger.warning("epoch %d: not learning: %s", row["epoch"], problem)
 
@@ -610,15 +568,15 @@ def learning_problem(history, class_names):
     return ""
 
 
-def _best_note(run):
-    """What the log line says of an epoch that made best.keras."""
-    return " (best)" if run.validate else " (lowest training loss: best.keras)"
-
-
-def _with_length(dataset, batches):
+def _for_fit(run, dataset, batches):
+    """A tf.data dataset of `batches` batches as keras takes it: with its length when it is
+    known (a known length gives keras' progress bar its total), sharded across the workers
+    of a multi-worker run."""
     import tensorflow as tf
 
-    return dataset.apply(tf.data.experimental.assert_cardinality(batches))
+    if not run.config.skip_bad:
+        dataset = dataset.apply(tf.data.experimental.assert_cardinality(batches))
+    return distribute(dataset, run.multiworker)
 
 
 def _as_float(value):
