@@ -55,20 +55,19 @@ def sweep_temporaries(folder):
     """
     removed = []
     for parent, folders, files in os.walk(folder, topdown=True, followlinks=False):
-        for name in list(folders):
+        for name in [*folders, *files]:
             path = os.path.join(parent, name)
-            if is_temporary_name(name) and not os.path.islink(path):
+            if not is_temporary_name(name) or os.path.islink(path):
+                continue
+            if name in folders:
                 shutil.rmtree(path, ignore_errors=True)
-                folders.remove(name)
-                removed.append(path)
-        for name in files:
-            path = os.path.join(parent, name)
-            if is_temporary_name(name) and not os.path.islink(path):
+                folders.remove(name)  # not walked into
+            else:
                 try:
                     os.remove(path)
-                    removed.append(path)
                 except FileNotFoundError:
-                    pass
+                    continue
+            removed.append(path)
     return removed
 
 
