@@ -78,8 +78,7 @@ class ReaderPool:
             future, function, args = task
             if self._closed:
                 future.cancel()
-                continue
-            if not future.set_running_or_notify_cancel():
+            if not future.set_running_or_notify_cancel():  # cancelled
                 continue
             try:
                 result = function(*args)
