@@ -31,6 +31,7 @@ import inspect
 import math
 import time
 
+import keras
 import numpy as np
 
 import kseg.data
@@ -159,9 +160,6 @@ def compare_precisions(build, compile_model, batch, policy, steps=STEPS):
         policy: str. The reduced keras dtype policy, e.g. "mixed_bfloat16".
         steps: int. Optimizer updates.
     """
-    import keras
-
-
     start = time.perf_counter()
     images, masks = batch
     losses, updates = {}, 0
@@ -233,8 +231,6 @@ def blame_layers(config, spec, policy):
 
 def with_float32_layers(model, names):
     """A copy of a functional `model` (same weights) whose layers `names` compute in float32."""
-    import keras
-
     config = model.get_config()
     for layer in config["layers"]:
         if layer["config"].get("name") in names:
@@ -262,8 +258,6 @@ def _output_and_gradients(layer, inputs, weights):
     The layer is called through a one-layer model, so that its inputs and weights are cast
     to its compute dtype as in the whole model (a bare `stateless_call` would not).
     """
-    import keras
-
     extra = {"training": True} if "training" in inspect.signature(layer.call).parameters else {}
     placeholder = keras.Input(inputs.shape[1:], batch_size=inputs.shape[0])
     wrapper = keras.Model(placeholder, layer(placeholder, **extra))
@@ -304,9 +298,6 @@ def layer_errors(model, images, policy):
     float32}, for every single-input layer of the float32 `model` that has trainable
     weights, each given the input the float32 model gives it. Empty on a backend where
     gradients are not taken here (PyTorch)."""
-    import keras
-
-
     layers = [layer for layer in model.layers if layer.trainable_weights and not isinstance(layer, keras.Model)
               and not isinstance(layer.input, (list, tuple))]  # fmt: skip
     if not layers or keras.backend.backend() not in ("tensorflow", "jax"):
@@ -326,8 +317,6 @@ def layer_errors(model, images, policy):
         weights = rng.standard_normal(layer.compute_output_shape(x.shape)).astype("float32")
         reference = _output_and_gradients(layer, x, weights)
         ours = _output_and_gradients(twin, x, weights)
-        if reference is None or ours is None:
-            return {}
         errors[layer.name] = max(_relative_error(a, b) for a, b in zip(ours, reference))
     return errors
 
@@ -335,9 +324,6 @@ def layer_errors(model, images, policy):
 def disagreeing_layers(build, images, policy):
     """The names of the layers of `build()`'s model (built in float32) whose output or
     gradients in `policy` are off by more than LAYER_TOLERANCE, worst first."""
-    import keras
-
-
     with dtype_policy("float32"):
         keras.utils.set_random_seed(0)
         model = build()
