@@ -121,8 +121,7 @@ def resolve_precision(mode, warn=False):
         return auto_precision()[0]
     if mode not in PRECISION_POLICIES:
         raise KsegError(f"--mixed-precision: expected auto, off, fp16 or bf16. Received: {mode!r}")
-    message = precision_warning(mode, cuda_gpu_visible()) if warn and mode == "fp16" else None
-    if message:
+    if warn and mode == "fp16" and (message := precision_warning(mode, cuda_gpu_visible())):
         logger.warning("%s", message)
     return PRECISION_POLICIES[mode]
 
@@ -144,24 +143,16 @@ def precision_warning(mode, cuda_gpu):
             "or off")  # fmt: skip
 
 
-class dtype_policy:
-    """Context manager that sets keras' global dtype policy and restores the previous one.
-
-    Args:
-        name: str. A keras dtype policy name such as "mixed_bfloat16".
-    """
-
-    def __init__(self, name):
-        self.name = name
-        self._previous = None
-
-    def __enter__(self):
-        self._previous = keras.config.dtype_policy()
-        keras.config.set_dtype_policy(self.name)
-        return self
-
-    def __exit__(self, *exc_info):
-        keras.config.set_dtype_policy(self._previous)
+@contextlib.contextmanager
+def dtype_policy(name):
+    """Sets keras' global dtype policy `name` (e.g. "mixed_bfloat16") for the block, then
+    restores the previous one."""
+    previous = keras.config.dtype_policy()
+    keras.config.set_dtype_policy(name)
+    try:
+        yield
+    finally:
+        keras.config.set_dtype_policy(previous)
 
 
 TF_CONFIG_TASK_TYPES = ("chief", "worker", "evaluator")
@@ -393,7 +384,7 @@ class Watchdog:
     def __exit__(self, *exc_info):
         self._done.set()
         if self._pipe is not None:
-            signal.set_wakeup_fd(self._previous_fd if self._previous_fd is not None else -1)
+            signal.set_wakeup_fd(self._previous_fd)  # -1 where there was none
             with contextlib.suppress(OSError):  # a full pipe: select returns at once anyway
                 os.write(self._pipe[1], b"\0")  # wakes the thread's select at once
         # The pipe is closed only once the thread is gone: a descriptor closed under its
@@ -463,25 +454,21 @@ class KerasDistribution:
 
 
 def _keras_distribution(name):
-    """The data parallelism of a --strategy choice under keras.distribution (JAX)."""
+    """The data parallelism of a --strategy choice ("auto", "none" or "mirrored") under
+    keras.distribution (JAX)."""
     backend = keras_backend()
-    if name not in ("auto", "none", "mirrored"):
-        raise KsegError(f"--strategy: expected auto, none, mirrored or multiworker. Received: {brief(name)}")
-    if name == "none":
-        return KerasDistribution()
-    if backend != "jax":
-        if name == "mirrored" and backend == "torch":
-            import torch
+    if name == "mirrored" and backend == "torch":
+        import torch
 
-            if torch.cuda.device_count() > 1:
-                raise KsegError("--strategy mirrored: several GPUs need KERAS_BACKEND=jax or tensorflow; "
-                                "under torch kseg trains on one device (--strategy none)")  # fmt: skip
+        if torch.cuda.device_count() > 1:
+            raise KsegError("--strategy mirrored: several GPUs need KERAS_BACKEND=jax or tensorflow; "
+                            "under torch kseg trains on one device (--strategy none)")  # fmt: skip
+    if name == "none" or backend != "jax":
         return KerasDistribution()
     devices = keras.distribution.list_devices()
     accelerators = [device for device in devices if not device.lower().startswith("cpu")]
-    if name == "auto" and len(accelerators) < 2:
-        return KerasDistribution()
-    devices = accelerators or devices
+    # "auto" spreads over several accelerators only; "mirrored" over the CPU devices too
+    devices = accelerators or (devices if name == "mirrored" else [])
     if len(devices) < 2:
         return KerasDistribution()
     distribution = keras.distribution.DataParallel(devices=devices)
@@ -504,6 +491,8 @@ def make_strategy(name, worker_timeout=300.0):
         worker_timeout: float. Under "multiworker", seconds to wait for the other workers.
     """
     check_strategy_backend(name)
+    if name not in ("auto", "none", "mirrored", "multiworker"):
+        raise KsegError(f"--strategy: expected auto, none, mirrored or multiworker. Received: {brief(name)}")
     if keras_backend() != "tensorflow":
         return _keras_distribution(name)
     if name == "multiworker":
@@ -523,10 +512,8 @@ def make_strategy(name, worker_timeout=300.0):
     gpus = tf.config.list_physical_devices("GPU")
     if name == "none" or (name == "auto" and len(gpus) < 2):
         return tf.distribute.get_strategy()
-    if name in ("auto", "mirrored"):
-        devices = tf.config.list_logical_devices("GPU") or tf.config.list_logical_devices("CPU")
-        return tf.distribute.MirroredStrategy(devices=[device.name for device in devices])
-    raise KsegError(f"--strategy: expected auto, none, mirrored or multiworker. Received: {brief(name)}")
+    devices = tf.config.list_logical_devices("GPU") or tf.config.list_logical_devices("CPU")
+    return tf.distribute.MirroredStrategy(devices=[device.name for device in devices])
 
 
 def is_chief(strategy="multiworker"):
