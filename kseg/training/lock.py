@@ -117,12 +117,9 @@ class RunLock:
             self._lock_or_raise(descriptor)
             # The holder before us may have removed the file between our open and our lock:
             # the lock is only ours if the name still leads to the file we locked.
-            try:
-                same = os.path.samestat(os.fstat(descriptor), os.stat(self.path, follow_symlinks=False))
-            except FileNotFoundError:
-                same = False
-            if same:
-                break
+            with contextlib.suppress(FileNotFoundError):
+                if os.path.samestat(os.fstat(descriptor), os.stat(self.path, follow_symlinks=False)):
+                    break
             os.close(descriptor)
         else:
             raise KsegError(
@@ -311,11 +308,9 @@ def lock_run_dir(config, resume):
     else:
         base = default_run_dir(config)
         for number in range(1, 10000):
-            try:
+            with contextlib.suppress(FileExistsError):  # the name is taken: the next one
                 lock = RunLock(base if number == 1 else f"{base}-{number}", exclusive_create=True).acquire()
                 break
-            except FileExistsError:
-                continue
         else:
             raise KsegError(f"{base}: no free run folder name; give one with --run-dir")
     removed = sweep_temporaries(lock.run_dir)
