@@ -33,7 +33,7 @@ from kseg.models.arguments import check_num_classes, check_random_weights, check
 from kseg.models.backbones import Variant, build_on_backbone
 from kseg.models.heads import conv_bn_relu
 from kseg.models.layers import BilinearUpsample, padded_model
-from kseg.models.vgg16 import PIXEL_STD, conv_relu, he_initializer, scaled
+from kseg.models.vgg16 import conv_stack, he_initializer, scaled
 
 INPUT_MULTIPLE = 16  # four 2x2 poolings
 UNET_CHANNELS = (64, 128, 256, 512)
@@ -41,14 +41,6 @@ BOTTLENECK_CHANNELS = 1024
 UPSAMPLINGS = ("transpose", "bilinear")
 # Channels of the five decoder stages of an encoder U-Net (strides 16, 8, 4, 2, 1).
 DECODER_CHANNELS = (256, 128, 64, 32, 16)
-
-
-def _stage(x, channels, name, batch_norm, first=False):
-    """Two 3x3 convolutions + ReLU (BN before it with `batch_norm`), named {name}_conv1/2."""
-    for index in (1, 2):
-        initializer = he_initializer(PIXEL_STD if first and index == 1 else 1.0)
-        x = conv_relu(x, channels, 3, f"{name}_conv{index}", batch_norm, initializer)
-    return x
 
 
 def _up(x, channels, name, upsampling):
@@ -79,15 +71,15 @@ def build_unet(num_classes=21, weights=None, width=1.0, batch_norm=False, upsamp
     def scores(x):
         skips = []
         for stage, channels in enumerate(UNET_CHANNELS, start=1):
-            x = _stage(x, scaled(channels, width), f"down{stage}", batch_norm, first=stage == 1)
+            x = conv_stack(x, 2, scaled(channels, width), f"down{stage}", batch_norm, first=stage == 1)
             skips.append(x)
             x = layers.MaxPooling2D(2, strides=2, name=f"down{stage}_pool")(x)
-        x = _stage(x, scaled(BOTTLENECK_CHANNELS, width), "bottleneck", batch_norm)
+        x = conv_stack(x, 2, scaled(BOTTLENECK_CHANNELS, width), "bottleneck", batch_norm)
         for stage in range(len(UNET_CHANNELS), 0, -1):
             channels = scaled(UNET_CHANNELS[stage - 1], width)
             x = _up(x, channels, f"up{stage}_upsample", upsampling)
             x = layers.Concatenate(name=f"up{stage}_concat")([skips[stage - 1], x])
-            x = _stage(x, channels, f"up{stage}", batch_norm)
+            x = conv_stack(x, 2, channels, f"up{stage}", batch_norm)
         return layers.Conv2D(num_classes, 1, name="classifier")(x)
 
     return padded_model(name, scores, INPUT_MULTIPLE)

@@ -41,19 +41,23 @@ def conv_relu(x, channels, kernel_size, name, batch_norm=False, initializer=None
     The plain form is one layer named `name` with a fused ReLU (keras' VGG16 layout); the
     batch-normalised form adds `{name}_bn` and `{name}_relu`, as in VGG16-BN.
     """
-    layer = layer or layers.Conv2D
-    initializer = initializer or he_initializer()
-    if not batch_norm:
-        return layer(
-            channels, kernel_size, padding="same", activation="relu",
-            kernel_initializer=initializer, name=name,
-        )(x)  # fmt: skip
-    x = layer(
-        channels, kernel_size, padding="same", use_bias=False, kernel_initializer=initializer,
-        name=name,
+    x = (layer or layers.Conv2D)(
+        channels, kernel_size, padding="same", activation=None if batch_norm else "relu",
+        use_bias=not batch_norm, kernel_initializer=initializer or he_initializer(), name=name,
     )(x)  # fmt: skip
+    if not batch_norm:
+        return x
     x = layers.BatchNormalization(name=f"{name}_bn")(x)
     return layers.ReLU(name=f"{name}_relu")(x)
+
+
+def conv_stack(x, convs, channels, name, batch_norm=False, first=False):
+    """`convs` 3x3 `conv_relu`s named `{name}_conv1`, ...; with `first`, the first one
+    takes raw pixels (its He initialisation scaled by `PIXEL_STD`)."""
+    for index in range(1, convs + 1):
+        initializer = he_initializer(PIXEL_STD if first and index == 1 else 1.0)
+        x = conv_relu(x, channels, 3, f"{name}_conv{index}", batch_norm, initializer)
+    return x
 
 
 def vgg16_trunk(x, width=1.0, batch_norm=False):
@@ -72,12 +76,7 @@ def vgg16_trunk(x, width=1.0, batch_norm=False):
     """
     taps = {}
     for block, convs, channels in VGG16_BLOCKS:
-        for index in range(1, convs + 1):
-            first = block == 1 and index == 1
-            x = conv_relu(
-                x, scaled(channels, width), 3, f"block{block}_conv{index}", batch_norm,
-                he_initializer(PIXEL_STD if first else 1.0),
-            )  # fmt: skip
+        x = conv_stack(x, convs, scaled(channels, width), f"block{block}", batch_norm, first=block == 1)
         taps[f"block{block}_conv{convs}"] = x
         x = layers.MaxPooling2D(2, strides=2, name=f"block{block}_pool")(x)
         taps[f"block{block}_pool"] = x
