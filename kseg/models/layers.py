@@ -23,6 +23,21 @@ def rgb_to_bgr(images):
     return ops.concatenate([images[..., 2:3], images[..., 1:2], images[..., 0:1]], axis=-1)
 
 
+def _resized(input_shape, size):
+    """`input_shape` (batch, h, w, channels) with `size` applied to each known h and w."""
+    height, width = (None if length is None else size(length) for length in input_shape[1:3])
+    return (input_shape[0], height, width, input_shape[3])
+
+
+class _SizedLikeReference(keras.layers.Layer):
+    """A layer on `[tensor, reference]` whose output has the batch and channels of `tensor`
+    and the height and width of `reference`."""
+
+    def compute_output_shape(self, input_shapes):
+        tensor_shape, reference_shape = input_shapes
+        return (tensor_shape[0], reference_shape[1], reference_shape[2], tensor_shape[3])
+
+
 class _BGRMinusMean(keras.layers.Layer):
     """RGB [0, 255] (uint8 or float) -> BGR minus the per-channel `MEAN`.
 
@@ -77,17 +92,14 @@ class PadToMultiple(keras.layers.Layer):
         return ops.reshape(padded, (shape[0], shape[1] + pad_h, shape[2] + pad_w, images.shape[-1]))
 
     def compute_output_shape(self, input_shape):
-        def round_up(size):
-            return None if size is None else -(-size // self.multiple) * self.multiple
-
-        return (input_shape[0], round_up(input_shape[1]), round_up(input_shape[2]), input_shape[3])
+        return _resized(input_shape, lambda size: -(-size // self.multiple) * self.multiple)
 
     def get_config(self):
         return {**super().get_config(), "multiple": self.multiple}
 
 
 @keras.saving.register_keras_serializable(package="kseg")
-class CropToReference(keras.layers.Layer):
+class CropToReference(_SizedLikeReference):
     """Crops `inputs[0]` at the top left to the height and width of `inputs[1]`.
 
     Used last in every FCN, with dtype float32, so logits come out float32 and exactly as
@@ -98,10 +110,6 @@ class CropToReference(keras.layers.Layer):
         tensor, reference = inputs
         shape = ops.shape(reference)
         return tensor[:, : shape[1], : shape[2], :]
-
-    def compute_output_shape(self, input_shapes):
-        tensor_shape, reference_shape = input_shapes
-        return (tensor_shape[0], reference_shape[1], reference_shape[2], tensor_shape[3])
 
 
 def padded_model(name, body, multiple, preprocessing=None, crop=True):
@@ -227,17 +235,13 @@ class MaxPoolingMask(keras.layers.Layer):
 
 
 @keras.saving.register_keras_serializable(package="kseg")
-class MaxUnpooling(keras.layers.Layer):
+class MaxUnpooling(_SizedLikeReference):
     """SegNet's unpooling: `[y, mask]` -> `y` (batch, h, w, c) placed at the 1s of `mask`
     (batch, 2h, 2w, c, from `MaxPoolingMask`), zeros elsewhere."""
 
     def call(self, inputs):
         values, mask = inputs
         return resize_by(values, 2, "nearest") * ops.cast(mask, values.dtype)
-
-    def compute_output_shape(self, input_shapes):
-        values_shape, mask_shape = input_shapes
-        return (values_shape[0], mask_shape[1], mask_shape[2], values_shape[3])
 
 
 # -- The Caffe-exact FCNs' layers (kseg.models.caffe_fcn) -------------------------------
@@ -266,14 +270,11 @@ class CeilPoolPadding(keras.layers.Layer):
         return ops.pad(x, [[0, 0], [0, 1], [0, 1], [0, 0]], constant_values=float("-inf"))
 
     def compute_output_shape(self, input_shape):
-        def grow(size):
-            return None if size is None else size + 1
-
-        return (input_shape[0], grow(input_shape[1]), grow(input_shape[2]), input_shape[3])
+        return _resized(input_shape, lambda size: size + 1)
 
 
 @keras.saving.register_keras_serializable(package="kseg")
-class CaffeCrop(keras.layers.Layer):
+class CaffeCrop(_SizedLikeReference):
     """Caffe's Crop layer on height and width: `inputs[0][offset : offset + size]`, with
     the size of `inputs[1]`.
 
@@ -292,10 +293,6 @@ class CaffeCrop(keras.layers.Layer):
         shape = ops.shape(reference)
         top = self.offset
         return tensor[:, top : top + shape[1], top : top + shape[2], :]
-
-    def compute_output_shape(self, input_shapes):
-        tensor_shape, reference_shape = input_shapes
-        return (tensor_shape[0], reference_shape[1], reference_shape[2], tensor_shape[3])
 
     def get_config(self):
         return {**super().get_config(), "offset": self.offset}
@@ -365,10 +362,7 @@ class BilinearUpsample(keras.layers.Layer):
         return resize_by(inputs, self.factor, "bilinear")
 
     def compute_output_shape(self, input_shape):
-        def scale(size):
-            return None if size is None else size * self.factor
-
-        return (input_shape[0], scale(input_shape[1]), scale(input_shape[2]), input_shape[3])
+        return _resized(input_shape, lambda size: size * self.factor)
 
     def get_config(self):
         return {**super().get_config(), "factor": self.factor}
