@@ -13,6 +13,7 @@ Set KSEG_UNTESTED_KERAS=1 to skip the check (at your own risk: a wrong guess sho
 keras errors while loading models, or wrong parameter counts).
 """
 
+import contextlib
 import functools
 import os
 
@@ -63,34 +64,31 @@ def allocate_initial(variable):
     variable._deferred_initialize()
 
 
-class allocate_on_assign:
+@contextlib.contextmanager
+def allocate_on_assign(variables):
     """Within this context, an unallocated variable's first `assign(value)` creates it
     from `value` (one copy, no initializer run) instead of failing."""
-
-    def __init__(self, variables):
-        check_keras_version()
-        self.variables = [variable for variable in variables if not is_allocated(variable)]
-
-    def __enter__(self):
-        for variable in self.variables:
-            variable.assign = self._creator(variable)
-        return self
-
-    def __exit__(self, *exc_info):
-        for variable in self.variables:
+    check_keras_version()
+    variables = [variable for variable in variables if not is_allocated(variable)]
+    for variable in variables:
+        variable.assign = _creator(variable)
+    try:
+        yield
+    finally:
+        for variable in variables:
             del variable.assign
 
-    @staticmethod
-    def _creator(variable):
-        def assign(value):
-            if tuple(value.shape) != tuple(variable.shape):
-                raise ValueError(
-                    f"the stored value of {variable.path} has shape {tuple(value.shape)}; the "
-                    f"model expects {tuple(variable.shape)}"
-                )
-            variable._initialize(keras.ops.convert_to_tensor(value, dtype=variable.dtype))
 
-        return assign
+def _creator(variable):
+    def assign(value):
+        if tuple(value.shape) != tuple(variable.shape):
+            raise ValueError(
+                f"the stored value of {variable.path} has shape {tuple(value.shape)}; the "
+                f"model expects {tuple(variable.shape)}"
+            )
+        variable._initialize(keras.ops.convert_to_tensor(value, dtype=variable.dtype))
+
+    return assign
 
 
 def pending_variables():
