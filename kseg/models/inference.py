@@ -41,13 +41,14 @@ def slow_precision_warning(precision):
     return None
 
 
+def _as_matmul(layer):
+    """Whether `layer` is a large-kernel Conv2D to compute as one matmul (`Im2ColConv2D`)."""
+    return layer.name in MATMUL_LAYER_NAMES and type(layer) is keras.layers.Conv2D
+
+
 def _needs_rebuild(model, policy):
-    for layer in model.layers:
-        if layer.name in MATMUL_LAYER_NAMES and type(layer) is keras.layers.Conv2D:
-            return True
-        if not isinstance(layer, FLOAT32_LAYERS) and layer.dtype_policy.name != policy:
-            return True
-    return False
+    return any(_as_matmul(layer) or (not isinstance(layer, FLOAT32_LAYERS) and layer.dtype_policy.name != policy)
+               for layer in model.layers)  # fmt: skip
 
 
 def inference_model(model, precision="fp32"):
@@ -68,9 +69,7 @@ def inference_model(model, precision="fp32"):
         config = layer.get_config()
         if not isinstance(layer, FLOAT32_LAYERS):
             config["dtype"] = policy
-        if layer.name in MATMUL_LAYER_NAMES and type(layer) is keras.layers.Conv2D:
-            return Im2ColConv2D.from_config(config)
-        return type(layer).from_config(config)
+        return (Im2ColConv2D if _as_matmul(layer) else type(layer)).from_config(config)
 
     copy = keras.models.clone_model(model, clone_function=clone_layer)
     for layer in model.layers:
