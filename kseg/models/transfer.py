@@ -11,6 +11,7 @@ import os
 import keras
 
 from kseg.errors import KsegError
+from kseg.models.saving import load_model
 
 logger = logging.getLogger("kseg")
 
@@ -21,25 +22,6 @@ class TransferReport:
 
     copied: list = dataclasses.field(default_factory=list)
     skipped: list = dataclasses.field(default_factory=list)  # (layer name, reason)
-
-    def lines(self):
-        yield f"copied {len(self.copied)} layers: {', '.join(self.copied) or '-'}"
-        for name, reason in self.skipped:
-            yield f"not copied: {name} ({reason})"
-
-
-def load_source_model(source):
-    """Returns `source` as a keras.Model: a model, or a path to a `.keras` model file."""
-    if isinstance(source, keras.Model):
-        return source
-    path = os.fspath(source)
-    if not os.path.isfile(path):
-        raise KsegError(f"{path}: model file not found")
-    if not path.endswith(".keras"):
-        raise KsegError(f"{path}: expected a .keras model file to initialise from")
-    from kseg.models.saving import load_model  # keras' safe mode, errors as KsegError
-
-    return load_model(path)
 
 
 def transfer_weights(source, target):
@@ -52,7 +34,13 @@ def transfer_weights(source, target):
     Returns:
         TransferReport listing copied and skipped layers.
     """
-    source = load_source_model(source)
+    if not isinstance(source, keras.Model):
+        path = os.fspath(source)
+        if not os.path.isfile(path):
+            raise KsegError(f"{path}: model file not found")
+        if not path.endswith(".keras"):
+            raise KsegError(f"{path}: expected a .keras model file to initialise from")
+        source = load_model(path)  # keras' safe mode, errors as KsegError
     source_layers = {layer.name: layer for layer in source.layers}
     report = TransferReport()
     for layer in target.layers:
@@ -74,6 +62,7 @@ def transfer_weights(source, target):
     for name, layer in source_layers.items():
         if layer.weights and name not in target_names:
             report.skipped.append((name, "only in the source model"))
-    for line in report.lines():
-        logger.info(line)
+    logger.info(f"copied {len(report.copied)} layers: {', '.join(report.copied) or '-'}")
+    for name, reason in report.skipped:
+        logger.info(f"not copied: {name} ({reason})")
     return report
