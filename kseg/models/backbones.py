@@ -32,7 +32,6 @@ class Backbone:
     """One keras.applications backbone as kseg uses it.
 
     Args:
-        name: str. kseg's name for it ("mobilenetv3large").
         application: str. The keras.applications function ("MobileNetV3Large").
         preprocessing: str. "unit" (RGB scaled to [-1, 1]) or "caffe" (BGR minus the
             ImageNet mean).
@@ -47,7 +46,6 @@ class Backbone:
             empty for a backbone without a width option.
     """
 
-    name: str
     application: str
     preprocessing: str
     taps: dict
@@ -89,20 +87,20 @@ def _resnet_stage(stride, stage, blocks):
 
 BACKBONES = {
     "mobilenetv3large": Backbone(
-        "mobilenetv3large", "MobileNetV3Large", "unit",
+        "MobileNetV3Large", "unit",
         taps={2: "expanded_conv_project_bn", 4: "expanded_conv_2_add", 8: "expanded_conv_5_add",
               16: "expanded_conv_11_add"},
         stages=(_mobilenet_stage(32, (12, 13, 14)),),
         width_weights=(0.75, 1.0),
     ),
     "mobilenetv3small": Backbone(
-        "mobilenetv3small", "MobileNetV3Small", "unit",
+        "MobileNetV3Small", "unit",
         taps={8: "expanded_conv_2_add", 16: "expanded_conv_7_add"},
         stages=(_mobilenet_stage(32, (8, 9, 10)),),
         width_weights=(0.75, 1.0),
     ),
     "resnet50": Backbone(
-        "resnet50", "ResNet50", "caffe",
+        "ResNet50", "caffe",
         taps={2: "conv1_relu", 4: "conv2_block3_out", 8: "conv3_block4_out", 16: "conv4_block6_out"},
         stages=(_resnet_stage(32, 5, 3), _resnet_stage(16, 4, 6)),
     ),
