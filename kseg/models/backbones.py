@@ -25,6 +25,7 @@ from kseg.models import keras_internals
 from kseg.models.arguments import check_num_classes, check_weights_path, check_width
 from kseg.models.layers import VGGPreprocessing, padded_model
 from kseg.models.pretrained import assign_application_weights
+from kseg.models.saving import config_dicts
 
 
 @dataclasses.dataclass(frozen=True)
@@ -229,7 +230,8 @@ def hard_sigmoids_as_layers(config):
     by_name = {entry["name"]: entry for entry in entries}
     consumers = {}
     for entry in entries:
-        for tensor in _config_tensors(entry.get("inbound_nodes", [])):
+        tensors = config_dicts(entry.get("inbound_nodes", []))
+        for tensor in (node for node in tensors if node.get("class_name") == "__keras_tensor__"):
             consumers.setdefault(tensor["config"]["keras_history"][0], []).append(entry["name"])
 
     def only_consumer(name, class_name):
@@ -260,18 +262,6 @@ def hard_sigmoids_as_layers(config):
         dropped.update((relu["name"], scale["name"]))
     config["layers"] = [entry for entry in entries if entry["name"] not in dropped]
     return _rewire(config, renamed)
-
-
-def _config_tensors(node):
-    """Every keras tensor reference in a layer config's `inbound_nodes` (nested)."""
-    if isinstance(node, dict) and node.get("class_name") == "__keras_tensor__":
-        yield node
-    elif isinstance(node, dict):
-        for value in node.values():
-            yield from _config_tensors(value)
-    elif isinstance(node, list | tuple):
-        for value in node:
-            yield from _config_tensors(value)
 
 
 def _rewire(node, renamed):

@@ -231,23 +231,29 @@ _CODE_REFUSED = (
 )
 
 
-def _code_layers(config):
-    """Names the Lambda layers in a `.keras` file's model config, without building anything.
+def config_dicts(config):
+    """Every dict in a nested model config (dicts, lists, tuples), in document order.
 
     The config is walked with a stack, not by recursion: any nesting depth is read.
     """
-    found = []
     stack = [config]
     while stack:
         node = stack.pop()
         if isinstance(node, dict):
-            if node.get("class_name") == "Lambda":
-                settings = node.get("config")
-                name = settings.get("name", "?") if isinstance(settings, dict) else "?"
-                found.append(f"Lambda layer '{name}'")
+            yield node
             stack.extend(reversed(list(node.values())))
-        elif isinstance(node, list):
+        elif isinstance(node, list | tuple):
             stack.extend(reversed(node))
+
+
+def _code_layers(config):
+    """Names the Lambda layers in a `.keras` file's model config, without building anything."""
+    found = []
+    for node in config_dicts(config):
+        if node.get("class_name") == "Lambda":
+            settings = node.get("config")
+            name = settings.get("name", "?") if isinstance(settings, dict) else "?"
+            found.append(f"Lambda layer '{name}'")
     return found
 
 
