@@ -1,6 +1,13 @@
-"""Training configuration: four written-out sections (`ModelSettings`, `DataSettings`,
-`OptimizationSettings`, `RuntimeSettings`), checked when a config is made, read from and
-written to YAML.
+"""Training configuration: four written-out sections, checked when a config is made, read
+from and written to YAML.
+
+    ModelSettings         model, weights, width, dropout, learn_upsampling, init_from
+    DataSettings          data, data_dir, classes_file, train_split, val_split, batch_size,
+                          val_batch_size, crop, scale, skip_bad
+    OptimizationSettings  epochs, optimizer, lr, momentum, weight_decay, schedule, loss,
+                          class_weights
+    RuntimeSettings       mixed_precision, precision_check, strategy, seed, steps_per_epoch,
+                          val_steps, run_dir, worker_timeout
 
 `TrainConfig` is all four in one dataclass (`config.lr`), as config.yaml holds them. Each
 field's metadata says how it is checked (`check_value`) and gives the `kseg train` option's

@@ -14,7 +14,10 @@ machine (`kseg.training.precision_check`): `auto` falls back to float32 when the
 an explicit choice stops. After each epoch, and at the end, a run that is not learning (a
 loss far above its first step's, a validation mIoU at chance level) says so.
 
-What one run needs travels in a `TrainingRun`.
+What one run needs travels in a `TrainingRun`. Checkpoints and exact resume are
+`kseg.training.checkpoints`; the strategy, precision and multi-worker setup
+`kseg.training.distribution`; the data checks `kseg.training.data_checks`; the run-folder
+lock `kseg.training.lock`.
 
 Training stops with a `KsegError` when the training or the validation loss becomes NaN or
 infinite; the checkpoints of the last good epoch are kept, and a score that is not finite
