@@ -218,7 +218,10 @@ class DatasetSpec:
             f"{image}: listed {count} times in the {self.name} split '{split}'; it is used "
             "once (remove the repeated lines from the split list)",
         ) for image, count in counts.items() if count > 1]  # fmt: skip
-        return list(dict(reversed(listed)).items()), issues  # each image with the first mask listed for it
+        first = {}  # each image with the first mask listed for it
+        for image, mask in listed:
+            first.setdefault(image, mask)
+        return list(first.items()), issues
 
     def validation_note(self, split, train_split="train"):
         """One line saying which images validation uses (`kseg train` logs it), or None.
