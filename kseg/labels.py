@@ -8,6 +8,11 @@ the colours of classes that have none of their own (datasets, predictions, repor
 IGNORE_INDEX = 255
 
 
+def is_byte(value):
+    """Whether `value` is a whole number 0..255 (a mask value or colour channel; not a bool)."""
+    return isinstance(value, int) and not isinstance(value, bool) and 0 <= value <= 255
+
+
 def default_palette(num_classes):
     """Returns distinct, deterministic colours for classes without given colours.
 

@@ -22,7 +22,7 @@ import os
 
 from kseg.errors import KsegError
 from kseg.files import brief, load_json
-from kseg.labels import IGNORE_INDEX
+from kseg.labels import IGNORE_INDEX, is_byte
 from kseg.outputs import write_json
 
 DEFAULT_RUNS_ROOT = "runs"
@@ -229,10 +229,6 @@ def read_classes(run_dir, num_classes=None, model_path=None):
     return check_classes(load_json(path, "class description"), path, num_classes, model_path)
 
 
-def _is_byte(value):
-    return isinstance(value, int) and not isinstance(value, bool) and 0 <= value <= 255
-
-
 def check_classes(classes, path=CLASSES_FILE, num_classes=None, model_path=None):
     """Checks the structure of a classes.json payload; returns it.
 
@@ -260,13 +256,13 @@ def check_classes(classes, path=CLASSES_FILE, num_classes=None, model_path=None)
         if not isinstance(palette, list):
             refuse(f"'palette' must be a list of [R, G, B] colours, found {brief(palette)}")
         for index, colour in enumerate(palette):
-            if not (isinstance(colour, list) and len(colour) == 3 and all(map(_is_byte, colour))):
+            if not (isinstance(colour, list) and len(colour) == 3 and all(map(is_byte, colour))):
                 refuse(f"palette entry {index} is {brief(colour)}, expected [R, G, B] with whole "
                        "numbers 0..255")
         if names is not None and palette and len(palette) != len(names):
             refuse(f"'palette' has {len(palette)} colours for {len(names)} class names")
     ignore = classes.get("ignore_index")
-    if ignore is not None and not _is_byte(ignore):
+    if ignore is not None and not is_byte(ignore):
         refuse(f"'ignore_index' must be a whole number 0..255, found {brief(ignore)}")
     dataset = classes.get("dataset")
     if dataset is not None and not isinstance(dataset, str):

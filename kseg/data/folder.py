@@ -48,7 +48,7 @@ from kseg.data.spec import (
 from kseg.errors import KsegError
 from kseg.files import brief, load_yaml
 from kseg.images import IMAGE_EXTENSIONS, equal_channels, list_image_files
-from kseg.labels import IGNORE_INDEX, default_palette
+from kseg.labels import IGNORE_INDEX, default_palette, is_byte
 
 CLASSES_FILE = "classes.yaml"
 MASK_EXTENSIONS = (".png", ".bmp", ".tif", ".tiff")
@@ -93,18 +93,14 @@ class ClassesFile:
     seed: int = DEFAULT_SPLIT_SEED
 
 
-def _is_byte(value):
-    return isinstance(value, int) and not isinstance(value, bool) and 0 <= value <= 255
-
-
 def _colour(value, where):
-    if not isinstance(value, (list, tuple)) or len(value) != 3 or not all(map(_is_byte, value)):
+    if not isinstance(value, (list, tuple)) or len(value) != 3 or not all(map(is_byte, value)):
         raise KsegError(f"{where}: a colour must be [r, g, b] with integers 0..255. Received: {brief(value)}")
     return tuple(value)
 
 
 def _mask_value(value, where):
-    if not _is_byte(value):
+    if not is_byte(value):
         raise KsegError(f"{where}: a mask value must be an integer 0..255. Received: {brief(value)}")
     return value
 
