@@ -92,23 +92,6 @@ def decode_fields(data):
         yield field, wire, value
 
 
-def _packed_varints(value, wire):
-    if wire == VARINT:
-        return [value]
-    numbers, position = [], 0
-    while position < len(value):
-        number, position = _varint(value, position)
-        numbers.append(number)
-    return numbers
-
-
-def _floats(value, wire, dtype):
-    """Packed numbers (a length-delimited field), or one unpacked fixed32/fixed64 value."""
-    if wire == LENGTH and len(value) % np.dtype(dtype).itemsize:
-        raise WireError("packed numbers of a partial length")
-    return np.frombuffer(value, dtype)
-
-
 def decode_blob(data):
     """A BlobProto's bytes -> float32 array of its shape."""
     dims, legacy, chunks = None, {}, []
@@ -116,14 +99,21 @@ def decode_blob(data):
         if field == 7 and wire == LENGTH:
             dims = []
             for sub, sub_wire, sub_value in decode_fields(value):
-                if sub == 1:
-                    dims.extend(_packed_varints(sub_value, sub_wire))
+                if sub == 1 and sub_wire == VARINT:
+                    dims.append(sub_value)
+                elif sub == 1:  # packed dims
+                    position = 0
+                    while position < len(sub_value):
+                        number, position = _varint(sub_value, position)
+                        dims.append(number)
         elif field in (1, 2, 3, 4) and wire == VARINT:
             legacy[field] = value
-        elif field == 5 and wire in (LENGTH, FIXED32):
-            chunks.append(_floats(value, wire, "<f4"))
-        elif field == 8 and wire in (LENGTH, FIXED64):
-            chunks.append(_floats(value, wire, "<f8"))
+        elif field in (5, 8) and wire in (LENGTH, FIXED32 if field == 5 else FIXED64):
+            # packed numbers, or one unpacked fixed32 (data) / fixed64 (double_data) value
+            dtype = np.dtype("<f4" if field == 5 else "<f8")
+            if len(value) % dtype.itemsize:
+                raise WireError("packed numbers of a partial length")
+            chunks.append(np.frombuffer(value, dtype))
     if dims is None:
         dims = [legacy.get(field, 1) for field in (1, 2, 3, 4)] if legacy else [0]
     values = np.concatenate(chunks).astype(np.float32) if chunks else np.zeros(0, np.float32)
@@ -261,8 +251,7 @@ def assign_released_weights(model, blobs, source, source_format="caffemodel"):
                                f"{model.name} needs {len(shapes)}")
         converted = []
         for index, (array, shape) in enumerate(zip(arrays, shapes)):
-            if array.shape != shape and array.size == int(np.prod(shape)) and \
-                    tuple(d for d in array.shape if d != 1) == tuple(d for d in shape if d != 1):
+            if tuple(d for d in array.shape if d != 1) == tuple(d for d in shape if d != 1):
                 array = array.reshape(shape)  # legacy (num, channels, height, width) blobs
             if array.shape != shape:
                 scores = name.startswith(("score", "upscore"))
