@@ -47,24 +47,21 @@ def class_names_from_classes(classes, num_classes):
     return listed + [f"class {index}" for index in range(len(listed), num_classes)]
 
 
-def colorize(labels, palette, ignore_index=IGNORE_INDEX, ignore_color=IGNORE_COLOR):
-    """Maps a label map to colours.
+def colorize(labels, palette):
+    """Maps a label map to colours; ignored pixels (`IGNORE_INDEX`, 255 as everywhere in
+    kseg) and labels beyond the palette are `IGNORE_COLOR`.
 
     Args:
         labels: integer array (H, W). Class indices.
         palette: uint8 array (N, 3). Colour of each class.
-        ignore_index: int. Label drawn in `ignore_color` (255, as everywhere in kseg).
-        ignore_color: tuple. RGB colour of ignored pixels and of labels beyond the palette.
 
     Returns:
         uint8 array (H, W, 3).
     """
-    labels = np.asarray(labels)
-    table = np.tile(np.asarray(ignore_color, dtype=np.uint8), (max(256, len(palette)), 1))
+    table = np.full((max(256, len(palette)), 3), IGNORE_COLOR, np.uint8)
     table[: len(palette)] = palette
-    if ignore_index is not None and 0 <= ignore_index < len(table):
-        table[ignore_index] = ignore_color
-    return table[np.clip(labels, 0, len(table) - 1)]
+    table[IGNORE_INDEX] = IGNORE_COLOR
+    return table[np.clip(np.asarray(labels), 0, len(table) - 1)]
 
 
 def overlay(image, colors, alpha=0.5):
@@ -149,15 +146,13 @@ def legend(class_names, palette, width=None, classes=None):
     return sheet
 
 
-def contact_sheet(rows, titles=("image", "ground truth", "prediction"), legend_image=None,
-                  gap=4):
-    """Tiles rows of equally tall RGB images into one sheet, with column titles on top and
-    an optional legend below.
+def contact_sheet(rows, legend_image=None, gap=4):
+    """Tiles rows of equally tall RGB images into one sheet, under the column titles
+    "image", "ground truth" and "prediction", with an optional legend below.
 
     Args:
         rows: list of lists of uint8 RGB arrays; every image of a row has the same height,
             and every row the same number of images with the same widths.
-        titles: tuple of str. One title per column.
         legend_image: uint8 RGB array or None. Drawn under the last row (e.g. `legend`).
         gap: int. White pixels between images.
     """
@@ -171,7 +166,7 @@ def contact_sheet(rows, titles=("image", "ground truth", "prediction"), legend_i
     starts = [gap * (column + 1) + sum(widths[:column]) for column in range(len(widths))]
     title_height = LEGEND_ROW + gap
     parts = [np.full((title_height, width, 3), 255, np.uint8)]
-    for title, x in zip(titles, starts):
+    for title, x in zip(("image", "ground truth", "prediction"), starts):
         cv2.putText(parts[0], title, (x, title_height - 6), LEGEND_FONT, LEGEND_SCALE + 0.05,
                     (0, 0, 0), 1, cv2.LINE_AA)
     for row in rows:
