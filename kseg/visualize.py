@@ -176,7 +176,6 @@ def contact_sheet(rows, legend_image=None, gap=4):
         parts.append(band)
     if legend_image is not None:
         strip = np.full((legend_image.shape[0], width, 3), 255, np.uint8)
-        visible = min(width, legend_image.shape[1])
-        strip[:, :visible] = legend_image[:, :visible]
+        strip[:, : legend_image.shape[1]] = legend_image[:, :width]  # cropped to the sheet
         parts.append(strip)
     return np.concatenate(parts, axis=0)
