@@ -63,10 +63,7 @@ from kseg.outputs import Outputs, missing_folders, write_bytes, writing
 from kseg.parallel import ordered_map
 from kseg.progress import progress as progress_bar
 
-__all__ = [
-    "FORMATS", "ImportOptions", "ImportProblem", "ImportResult", "Pix2pixCityscapes", "import_dataset",
-    "make_importer",
-]  # fmt: skip
+__all__ = ["FORMATS", "ImportOptions", "ImportProblem", "ImportResult", "Pix2pixCityscapes", "import_dataset"]
 
 IMPORTERS = dict(zip(FORMATS, (LabelMe, Coco, Cvat, CamvidKaggle, Pix2pixCityscapes)))
 
@@ -93,19 +90,6 @@ def _report_text(result, source):
     return "\n".join(lines) + "\n"
 
 
-def make_importer(format, source, options=DEFAULTS):
-    """The reader of one format (see the module docstring); reads its class list and tasks.
-
-    Raises:
-        KsegError: an unknown format or a source that cannot be read.
-    """
-    if format not in IMPORTERS:
-        raise KsegError(f"unknown import format {brief(format)} (known: {', '.join(FORMATS)})")
-    if not os.path.exists(source):
-        raise KsegError(f"{source}: not found")
-    return IMPORTERS[format](source, options)
-
-
 def import_dataset(format, source, out_dir, options=DEFAULTS, progress=False, on_problem=None):
     """Imports an annotation export or Kaggle dataset into a new folder dataset.
 
@@ -121,13 +105,17 @@ def import_dataset(format, source, out_dir, options=DEFAULTS, progress=False, on
         ImportResult.
 
     Raises:
-        KsegError: an unreadable source, an existing OUT_DIR, nothing importable, or
-            (strict) any problem. Nothing is written then.
+        KsegError: an unknown format, an unreadable source, an existing OUT_DIR, nothing
+            importable, or (strict) any problem. Nothing is written then.
     """
     out_dir, source = os.fspath(out_dir), os.fspath(source)
     checked = Outputs(inputs=[source, options.images, options.labels])
     checked.add(out_dir, "imported dataset", option="OUT_DIR", folder=True)
-    importer = make_importer(format, source, options)
+    if format not in IMPORTERS:
+        raise KsegError(f"unknown import format {brief(format)} (known: {', '.join(FORMATS)})")
+    if not os.path.exists(source):
+        raise KsegError(f"{source}: not found")
+    importer = IMPORTERS[format](source, options)  # reads the class list and the tasks
     result = ImportResult(out_dir, format, importer.classes.names, importer.classes.colours)
 
     def note(problems):
