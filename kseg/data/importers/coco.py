@@ -20,7 +20,6 @@ from kseg.data.importers.common import (
     read_image_file,
     require_folder,
     split_folders,
-    stem_of,
     swapped_note,
 )
 from kseg.errors import KsegError
@@ -124,7 +123,7 @@ class Coco:
                 value = IGNORE_INDEX if crowd and self.crowd == "ignore" else self.category[category]
                 counts["crowd regions" if crowd else "objects drawn"] += 1
             mask[region] = value
-        return Sample(stem_of(path), split, rgb, data, extension, mask, origin=path), problems, counts
+        return Sample(path, split, rgb, data, extension, mask), problems, counts
 
 
 def _one_json(folder):

@@ -107,7 +107,7 @@ class ColourMasks:
         if colour is None:
             return None, problems, None
         mask = colours_to_ids(colour, self.table, mask_path, self.colour_file, problems)
-        return Sample(stem_of(image_path), split, *read, mask, origin=image_path), problems, None
+        return Sample(image_path, split, *read, mask), problems, None
 
 
 class Cvat(ColourMasks):

@@ -87,7 +87,7 @@ class ImportProblem:
 class Sample:
     """One converted image: what goes to images/ and masks/."""
 
-    stem: str
+    origin: str  # the file named in messages about the sample (its image, or its annotation)
     split: str
     image: np.ndarray  # RGB, as kseg reads it
     data: bytes = None  # the file to copy, or None: write `image` as PNG
@@ -95,7 +95,11 @@ class Sample:
     mask: np.ndarray = None  # uint8 train ids, 255 ignored
     uncertain: int = 0  # pix2pix: pixels beyond the colour tolerance
     void: int = 0  # pix2pix: pixels nearest to a colour of a class Cityscapes does not train
-    origin: str = ""  # the file named in messages about the sample (its image, or its annotation)
+
+    @property
+    def stem(self):
+        """The name the sample is written under: its origin's file name without extension."""
+        return stem_of(self.origin)
 
 
 @dataclasses.dataclass

@@ -26,7 +26,6 @@ from kseg.data.importers.common import (
     read_image_file,
     require_folder,
     split_folders,
-    stem_of,
     swapped_note,
 )
 from kseg.errors import KsegError
@@ -242,4 +241,4 @@ class LabelMe:
                 value = self.classes.id[label]
             mask[region] = value  # later shapes on top, as LabelMe draws them
             counts["shapes drawn"] += 1
-        return Sample(stem_of(path), split, rgb, data, extension, mask, origin=path), problems, counts
+        return Sample(path, split, rgb, data, extension, mask), problems, counts

@@ -16,7 +16,6 @@ from kseg.data.importers.common import (
     Sample,
     read_image_file,
     require_folder,
-    stem_of,
 )
 from kseg.errors import KsegError
 from kseg.images import list_image_files
@@ -64,8 +63,7 @@ class Pix2pixCityscapes:
                                         IMAGE_LEFT_OUT)], None  # fmt: skip
         photo, label = pair[:, : width // 2], pair[:, width // 2:]
         mask, uncertain, void = self.nearest(label)
-        sample = Sample(stem_of(path), split, np.ascontiguousarray(photo), None, ".png", mask, uncertain, void,
-                        origin=path)
+        sample = Sample(path, split, np.ascontiguousarray(photo), None, ".png", mask, uncertain, void)
         return sample, problems, None
 
     def nearest(self, label):
