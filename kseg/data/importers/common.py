@@ -188,9 +188,7 @@ def require_folder(path, what):
 
 def left_out(path, error):
     """The problem of a file that cannot be read: the reader's message without its leading 'PATH: '."""
-    message = str(error)
-    return ImportProblem(path, message[len(path) + 2:] if message.startswith(f"{path}: ") else message,
-                         IMAGE_LEFT_OUT)  # fmt: skip
+    return ImportProblem(path, str(error).removeprefix(f"{path}: "), IMAGE_LEFT_OUT)
 
 
 def read_image_file(where, problems, data=None):
