@@ -2,7 +2,6 @@
 draws them (docs/importing.md#labelme)."""
 
 import base64
-import binascii
 import collections
 import contextlib
 import io
@@ -113,7 +112,7 @@ def _mask_of(shape, where):
         check_pixels(probe(data), where, "mask")
         with Image.open(io.BytesIO(data)) as image:
             return np.asarray(image.convert("L")) > 0
-    except (binascii.Error, ValueError):
+    except ValueError:  # binascii.Error is a ValueError
         raise _LeftOut(f"{where}: 'mask' is not base64 data") from None
     except KsegError as error:
         raise _LeftOut(str(error)) from None
@@ -132,7 +131,7 @@ def _image_of(document, path, problems):
     if isinstance(encoded, str) and encoded:
         try:
             data = base64.b64decode(encoded, validate=True)
-        except (binascii.Error, ValueError):
+        except ValueError:  # binascii.Error is a ValueError
             problems.append(ImportProblem(path, "imageData is not base64 data", IMAGE_LEFT_OUT))
             return None
         return read_image_file(f"{path} (imageData)", problems, data)
