@@ -39,10 +39,8 @@ class Pix2pixCityscapes:
         by_colour = {}
         for label in cityscapes_labels.labels:  # every label's colour; a trained class wins a shared one
             colour = tuple(int(c) for c in label.color)
-            train_id = self.classes.id.get(label.name, IGNORE_INDEX) if 0 <= label.trainId < IGNORE_INDEX else (
-                IGNORE_INDEX)
-            if by_colour.get(colour, IGNORE_INDEX) == IGNORE_INDEX:
-                by_colour[colour] = train_id
+            if by_colour.get(colour, IGNORE_INDEX) == IGNORE_INDEX:  # a label not trained has no id: ignored
+                by_colour[colour] = self.classes.id.get(label.name, IGNORE_INDEX)
         self.colours = np.array(list(by_colour), np.int32)
         self.ids = np.array(list(by_colour.values()), np.uint8)
         self.tolerance = float(options.tolerance)
