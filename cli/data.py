@@ -111,8 +111,7 @@ def init(folder, no_progress):
 
     quiet_decoder_warnings()
     path, scan = init_classes_file(folder, progress=not no_progress)
-    for line in scan_summary(scan):
-        click.echo(line)
+    click.echo("\n".join(scan_summary(scan)))
     click.echo(f"wrote {path}: rename the classes there, then check and train:")
     _check_and_train(folder)
 
@@ -137,8 +136,6 @@ def verify(name, data_dir, splits, classes_file, max_problems, no_progress):
     masks with one name, an entry listed twice: training leaves them out). Mirrored or
     180-degree EXIF orientations are listed as warnings.
     """
-    import sys
-
     from kseg.data import get_dataset_spec
     from kseg.data.verify import verify_dataset
     from kseg.images import quiet_decoder_warnings
@@ -151,7 +148,7 @@ def verify(name, data_dir, splits, classes_file, max_problems, no_progress):
         click.echo(report.summary(max_problems=max_problems))
         clean = clean and report.ok
     if not clean:
-        sys.exit(1)
+        raise SystemExit(1)
 
 
 @data.command()
@@ -315,7 +312,6 @@ def import_(ctx, format, source, out_dir, max_problems, no_progress, **options):
     if len(result.problems) > max_problems:
         click.echo(f"... and {len(result.problems) - max_problems} more problem(s): all are in "
                    f"{out_dir}/import-report.txt", err=True)
-    for line in result.summary():
-        click.echo(line)
+    click.echo("\n".join(result.summary()))
     click.echo(f"wrote {out_dir}; check it and train:")
     _check_and_train(out_dir)
