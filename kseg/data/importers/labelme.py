@@ -89,9 +89,8 @@ def _labelme_region(shape, where, size, path, problems):
                            f"{x2 - x1 + 1}x{y2 - y1 + 1}")  # fmt: skip
         canvas.paste(Image.fromarray(mask.astype(np.uint8)), (int(x1), int(y1)))  # Pillow clips it to the image
     elif kind in ("circle", "point"):
-        (cx, cy) = xy[0]
         radius = math.dist(*xy) if kind == "circle" else POINT_RADIUS
-        draw.ellipse([cx - radius, cy - radius, cx + radius, cy + radius], outline=1, fill=1)
+        draw.circle(xy[0], radius, outline=1, fill=1)
     elif kind == "rectangle":
         (x1, y1), (x2, y2) = xy
         draw.rectangle([min(x1, x2), min(y1, y2), max(x1, x2), max(y1, y2)], outline=1, fill=1)
