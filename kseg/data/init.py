@@ -52,7 +52,7 @@ class MaskScan:
     Attributes:
         root: str. The dataset folder.
         kind: str. "index" or "colour".
-        pixels: dict. Value (int) or colour ((r, g, b)) -> pixels over every mask read.
+        pixels: collections.Counter. Value (int) or colour ((r, g, b)) -> pixels over every mask read.
         masks: collections.Counter. Value or colour -> number of masks holding it.
         masks_read: int. Masks read.
         unreadable: list. (path, message) of masks that could not be read.
@@ -64,7 +64,7 @@ class MaskScan:
 
     root: str
     kind: str = "index"
-    pixels: dict = dataclasses.field(default_factory=dict)
+    pixels: collections.Counter = dataclasses.field(default_factory=collections.Counter)
     masks: collections.Counter = dataclasses.field(default_factory=collections.Counter)
     masks_read: int = 0
     unreadable: list = dataclasses.field(default_factory=list)
@@ -151,9 +151,8 @@ def scan_masks(root, progress=False, workers=None):
                 continue
             example.setdefault(kind, mask_path)
             scan.masks_read += 1
-            for key, pixels in found.items():
-                scan.pixels[key] = scan.pixels.get(key, 0) + pixels
-                scan.masks[key] += 1
+            scan.pixels.update(found)
+            scan.masks.update(found.keys())
             if len(example) > 1:
                 raise KsegError(
                     f"{root}: the masks mix index PNGs (e.g. {example['index']}) and colour PNGs (e.g. "
