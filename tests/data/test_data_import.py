@@ -288,6 +288,23 @@ def test_coco_crowd_as_class_and_unlabelled_ignored(tmp_path):
     np.testing.assert_array_equal(mask_of(out, "x"), np.where(crowd, 1, IGNORE_INDEX))
 
 
+def test_coco_ignored_background_leaves_unlabelled_pixels_ignored(tmp_path):
+    """With `--ignore-class background` the unlabelled pixels are 255, not the first category's id."""
+    write_png(tmp_path / "x.png", random_image(np.random.default_rng(8), 8, 10))
+    source = tmp_path / "instances.json"
+    source.write_text(json.dumps({
+        "images": [{"id": 1, "file_name": "x.png", "width": 10, "height": 8}],
+        "annotations": [{"id": 1, "image_id": 1, "category_id": 1, "iscrowd": 0,
+                         "segmentation": [[2, 2, 6, 2, 6, 5, 2, 5]]}],
+        "categories": [{"id": 1, "name": "person"}, {"id": 2, "name": "car"}]}))
+    out = tmp_path / "out"
+    result = run("coco", source, out, "--ignore-class", "background")
+    assert result.exit_code == 0, result.output
+    assert class_names(out) == ["person", "car"]
+    mask = mask_of(out, "x")
+    assert mask[0, 0] == IGNORE_INDEX and mask[3, 4] == 0, mask
+
+
 def test_coco_roboflow_folder_of_splits(tmp_path):
     rng = np.random.default_rng(8)
     categories = [{"id": 0, "name": "leaves", "supercategory": "none"}, {"id": 1, "name": "leaf",

@@ -66,7 +66,7 @@ class Coco:
         names = ([BACKGROUND] if options.unlabelled == BACKGROUND else []) + [categories[key] for key in order]
         self.classes = ClassTable(names, None, options.ignore, parts[0][1])
         self.category = {key: self.classes.id[categories[key]] for key in order}
-        self.background = 0 if options.unlabelled == BACKGROUND else IGNORE_INDEX
+        self.background = self.classes.id[BACKGROUND] if options.unlabelled == BACKGROUND else IGNORE_INDEX
         self.crowd = options.crowd
 
     def _images(self, document, path):
