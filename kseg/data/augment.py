@@ -39,13 +39,10 @@ class TrainAugmenter:
         crop: tuple or None. (height, width) of the output; smaller inputs are padded.
             None keeps the (scaled) size.
         scale_range: tuple. (low, high) random scale factors, low <= high, both > 0.
-        flip: bool. Random horizontal flip (probability 0.5).
         colour_jitter: bool. Random brightness, contrast, saturation and a small hue shift.
-        ignore_index: int. Mask value used for padding.
     """
 
-    def __init__(self, crop=None, scale_range=DEFAULT_SCALE_RANGE, flip=True, colour_jitter=True,
-                 ignore_index=IGNORE_INDEX):
+    def __init__(self, crop=None, scale_range=DEFAULT_SCALE_RANGE, colour_jitter=True):
         if crop is not None:
             crop = check_crop(crop)
         low, high = (float(v) for v in scale_range)
@@ -55,9 +52,7 @@ class TrainAugmenter:
             )
         self.crop = crop
         self.scale_range = (low, high)
-        self.flip = bool(flip)
         self.colour_jitter = bool(colour_jitter)
-        self.ignore_index = int(ignore_index)
         self._local = threading.local()
 
     def _build(self):
@@ -74,11 +69,10 @@ class TrainAugmenter:
             height, width = self.crop
             steps.append(
                 A.PadIfNeeded(min_height=height, min_width=width, position="random",
-                              border_mode=cv2.BORDER_CONSTANT, fill=0, fill_mask=self.ignore_index)
+                              border_mode=cv2.BORDER_CONSTANT, fill=0, fill_mask=IGNORE_INDEX)
             )
             steps.append(A.RandomCrop(height=height, width=width))
-        if self.flip:
-            steps.append(A.HorizontalFlip(p=0.5))
+        steps.append(A.HorizontalFlip(p=0.5))
         if self.colour_jitter:
             steps.append(
                 A.ColorJitter(brightness=(0.75, 1.25), contrast=(0.75, 1.25), saturation=(0.75, 1.25),
@@ -106,7 +100,7 @@ class TrainAugmenter:
         short_rows, short_columns = max(0, smallest - mask.shape[0]), max(0, smallest - mask.shape[1])
         if short_rows or short_columns:
             image = np.pad(image, ((0, short_rows), (0, short_columns), (0, 0)))
-            mask = np.pad(mask, ((0, short_rows), (0, short_columns)), constant_values=self.ignore_index)
+            mask = np.pad(mask, ((0, short_rows), (0, short_columns)), constant_values=IGNORE_INDEX)
         compose.set_random_seed(int(seed) % (2**32))
         result = compose(image=image, mask=mask)
         return result["image"], result["mask"]
