@@ -82,10 +82,13 @@ _KIND_NAMES = {stat.S_IFDIR: "a folder", stat.S_IFIFO: "a FIFO (named pipe)", st
                stat.S_IFBLK: "a block device", stat.S_IFSOCK: "a socket"}
 
 
-def _not_regular(path, mode, what):
-    kind = _KIND_NAMES.get(stat.S_IFMT(mode), "not a regular file")
-    link = " (through a symbolic link)" if os.path.islink(path) else ""
-    return FileKindError(f"{path}: {what} is {kind}{link}, not a regular file")
+def _check_stat(path, info, what, limit):
+    """Refuses what `info` (`path`'s stat result) shows is not a regular file, or too large."""
+    if not stat.S_ISREG(info.st_mode):
+        kind = _KIND_NAMES.get(stat.S_IFMT(info.st_mode), "not a regular file")
+        link = " (through a symbolic link)" if os.path.islink(path) else ""
+        raise FileKindError(f"{path}: {what} is {kind}{link}, not a regular file")
+    _check_size(path, info.st_size, what, limit)
 
 
 def _os_error(path, what, error):
@@ -111,9 +114,7 @@ def check_regular_file(path, what="file", limit=None):
         info = os.stat(path)
     except OSError as error:
         raise _os_error(path, what, error) from None
-    if not stat.S_ISREG(info.st_mode):
-        raise _not_regular(path, info.st_mode, what)
-    _check_size(path, info.st_size, what, limit)
+    _check_stat(path, info, what, limit)
     return info.st_size
 
 
@@ -154,10 +155,7 @@ def read_bytes(path, what="file", limit=IMAGE_FILE_LIMIT):
             raise FileKindError(f"{path}: {what} is not a regular file") from None
         raise _os_error(path, what, error) from None
     try:
-        info = os.fstat(descriptor)
-        if not stat.S_ISREG(info.st_mode):
-            raise _not_regular(path, info.st_mode, what)
-        _check_size(path, info.st_size, what, limit)
+        _check_stat(path, os.fstat(descriptor), what, limit)
         chunks, total = [], 0
         while chunk := os.read(descriptor, min(16 * MiB, limit + 1 - total)):
             chunks.append(chunk)
