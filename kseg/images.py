@@ -374,11 +374,11 @@ def check_pixels(header, path, what="image"):
     )
 
 
-def _decode(data, path, flags=cv2.IMREAD_UNCHANGED):
+def _decode(data, path):
     if not data:
         raise ImageError(f"{path}: empty file", kind="unreadable")
     try:
-        array = cv2.imdecode(np.frombuffer(data, np.uint8), flags)
+        array = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_UNCHANGED)
     except cv2.error:
         array = None
     except MemoryError:
