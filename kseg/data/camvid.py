@@ -13,7 +13,7 @@ when read (a listed .jpg mask is refused as lossy). Without a list, the images o
 
 import os
 
-from kseg.data.spec import DatasetSpec, check_listed_path, value_tables
+from kseg.data.spec import DatasetSpec, check_listed_path, folder_entries, value_tables
 from kseg.errors import KsegError
 from kseg.files import MalformedFileError, brief, read_text
 from kseg.images import list_image_files
@@ -49,10 +49,8 @@ class CamVidSpec(DatasetSpec):
         return f"0..{self.num_classes - 1}, {VOID_INDEX} (void) or 255"
 
     def splits(self):
-        if not os.path.isdir(self.root):
-            return ()
         return tuple(sorted(
-            name for name in os.listdir(self.root)
+            name for name in folder_entries(self.root)
             if os.path.isdir(os.path.join(self.root, name)) and os.path.isdir(os.path.join(self.root, name + "annot"))
         ))  # fmt: skip
 

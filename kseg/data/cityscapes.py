@@ -14,7 +14,7 @@ import os
 
 import numpy as np
 
-from kseg.data.spec import DatasetSpec
+from kseg.data.spec import DatasetSpec, folder_entries
 from kseg.errors import KsegError
 from kseg.labels import IGNORE_INDEX
 
@@ -110,9 +110,7 @@ class CityscapesSpec(DatasetSpec):
 
     def splits(self):
         folder = os.path.join(self.root, "leftImg8bit")
-        if not os.path.isdir(folder):
-            return ()
-        return tuple(sorted(name for name in os.listdir(folder) if os.path.isdir(os.path.join(folder, name))))
+        return tuple(sorted(name for name in folder_entries(folder) if os.path.isdir(os.path.join(folder, name))))
 
     def _list_pairs(self, split):
         images_dir = self._require_dir(os.path.join(self.root, "leftImg8bit"), "leftImg8bit/")

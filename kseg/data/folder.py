@@ -43,6 +43,7 @@ from kseg.data.spec import (
     DatasetSpec,
     PairingIssue,
     describe_values,
+    folder_entries,
     value_tables,
 )
 from kseg.errors import KsegError
@@ -338,10 +339,8 @@ def split_folders(root):
     image that is not a regular file. Hidden folders are no splits either.
     """
     images = os.path.join(root, "images")
-    if not os.path.isdir(images):
-        return ()
     return tuple(sorted(
-        name for name in os.listdir(images)
+        name for name in folder_entries(images)
         if os.path.isdir(os.path.join(images, name))
         and not name.startswith(".") and not name.lower().endswith(IMAGE_EXTENSIONS)
     ))

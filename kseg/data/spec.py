@@ -105,6 +105,11 @@ def describe_values(values, limit=8):
     return text
 
 
+def folder_entries(folder):
+    """The names in `folder` (as `os.listdir` gives them); none when it is not a folder."""
+    return os.listdir(folder) if os.path.isdir(folder) else []
+
+
 MAX_LISTED_PATH = 4096  # characters: PATH_MAX on Linux
 
 

@@ -10,7 +10,7 @@ palette indices (not colours); the "difficult/border" band (255) stays ignored.
 
 import os
 
-from kseg.data.spec import DatasetSpec, check_listed_path, value_tables
+from kseg.data.spec import DatasetSpec, check_listed_path, folder_entries, value_tables
 from kseg.errors import KsegError
 from kseg.files import read_text
 from kseg.labels import default_palette
@@ -49,9 +49,7 @@ class VOCSpec(DatasetSpec):
 
     def splits(self):
         folder = os.path.join(self.root, "ImageSets", "Segmentation")
-        if not os.path.isdir(folder):
-            return ()
-        return tuple(sorted(name[:-4] for name in os.listdir(folder) if name.endswith(".txt")))
+        return tuple(sorted(name[:-4] for name in folder_entries(folder) if name.endswith(".txt")))
 
     def _list_pairs(self, split):
         images_dir = self._require_dir(os.path.join(self.root, "JPEGImages"), "JPEGImages/")
