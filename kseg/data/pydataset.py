@@ -74,22 +74,19 @@ def stack_batch(samples, ignore_index, pad_to=1):
 class _Batches:
     """What both kinds of batches keep: the samples, how they are batched, and `take`."""
 
-    def __init__(self, samples, batch_size, ignore_index, pad_to=1, limit=None, workers=None):
+    def __init__(self, samples, batch_size, pad_to=1, limit=None, workers=None):
         self.samples = samples
         self.batch_size = int(batch_size)
-        self.ignore_index = int(ignore_index)
+        self.ignore_index = int(samples.loader.spec.ignore_index)  # the mask value of padding
         self.pad_to = max(int(pad_to), 1)
         self.limit = limit
         self.threads = workers
-        self.skipped = None
+        self.skipped = samples.loader.skipped
         self.num_pairs = len(samples)
 
     def take(self, batches):
         """The first `batches` batches (like tf.data's take)."""
-        taken = type(self)(self.samples, self.batch_size, self.ignore_index, self.pad_to,
-                           limit=self._limit(int(batches)), workers=self.threads)  # fmt: skip
-        taken.skipped = self.skipped
-        return taken
+        return type(self)(self.samples, self.batch_size, self.pad_to, self._limit(int(batches)), self.threads)
 
 
 class TrainingBatches(_Batches, keras.utils.PyDataset):
@@ -103,9 +100,9 @@ class TrainingBatches(_Batches, keras.utils.PyDataset):
     shifted by one (and a resumed run would differ from an uninterrupted one).
     """
 
-    def __init__(self, samples, batch_size, ignore_index, pad_to=1, limit=None, workers=None):
+    def __init__(self, samples, batch_size, pad_to=1, limit=None, workers=None):
         keras.utils.PyDataset.__init__(self, workers=1, use_multiprocessing=False)
-        _Batches.__init__(self, samples, batch_size, ignore_index, pad_to, limit, workers or default_workers())
+        _Batches.__init__(self, samples, batch_size, pad_to, limit, workers or default_workers())
         self._pool = None
         self._pending = {}
         self._lock = threading.Lock()
@@ -200,8 +197,5 @@ def make_py_dataset(loader, seed, *, training, batch_size, pad_to=1, workers=Non
         workers: int or None. Reader threads (default: one per core, at most 8).
     """
     samples = _Samples(loader, seed, shuffle=training)
-    ignore_index = loader.spec.ignore_index  # the mask value of padding
     kind = TrainingBatches if training else EvaluationBatches
-    batches = kind(samples, batch_size, ignore_index, pad_to, workers=workers)
-    batches.skipped = loader.skipped
-    return batches
+    return kind(samples, batch_size, pad_to, workers=workers)
