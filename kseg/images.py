@@ -148,10 +148,6 @@ class ImageHeader:
         return self.orientation in (5, 6, 7, 8)
 
 
-def _u16be(data, offset):
-    return struct.unpack_from(">H", data, offset)[0]
-
-
 def _jpeg_segments(data):
     """Yields (marker, payload) of a JPEG's header segments, up to the scan (by hand:
     Pillow walks padding byte by byte in Python, minutes for a hostile 2 GiB file)."""
@@ -173,7 +169,7 @@ def _jpeg_segments(data):
             continue
         if marker in (0xD9, 0xDA):  # end of image, start of scan
             return
-        length = _u16be(data, position + 2)
+        length = struct.unpack_from(">H", data, position + 2)[0]
         if length < 2:
             return
         yield marker, data[position + 4: position + 2 + length]
@@ -181,14 +177,14 @@ def _jpeg_segments(data):
 
 
 def _jpeg_header(data):
-    header = ImageHeader("jpeg", lossy="JPEG")
-    exif = None
+    exif = width = height = None
     for marker, payload in _jpeg_segments(data):
         if marker == 0xE1 and exif is None and payload.startswith(b"Exif\x00\x00"):
             exif = payload[6:]
         elif marker in _JPEG_SOF and len(payload) >= 5:
-            header = ImageHeader("jpeg", _u16be(payload, 3), _u16be(payload, 1), lossy="JPEG")
+            height, width = struct.unpack_from(">HH", payload, 1)
             break
+    header = ImageHeader("jpeg", width, height, lossy="JPEG")
     header.orientation = _orientation_from_exif(exif)
     return header
 
