@@ -78,9 +78,7 @@ class CamVidSpec(DatasetSpec):
                 continue
             if len(fields) != 2:
                 raise MalformedFileError(f"{list_file}:{number}: expected 'IMAGE LABEL', found {brief(line.strip())}")
-            for field in fields:
-                check_listed_path(field, list_file, number)
-            pairs.append(tuple(self._resolve(field) for field in fields))
+            pairs.append(tuple(self._resolve(check_listed_path(field, list_file, number)) for field in fields))
         return pairs
 
     def _resolve(self, listed):
