@@ -337,12 +337,3 @@ class DatasetSpec:
                 f"image {image_path} is {image.shape[1]}x{image.shape[0]}"
             )
         return image, self.to_train_ids(raw_mask, mask_path)
-
-    def encode_label_ids(self, train_id_map):
-        """Turns a map of train ids into the dataset's own label ids (for saving predictions).
-
-        Only datasets whose stored ids differ from train ids (Cityscapes) implement it.
-        """
-        raise KsegError(
-            f"{self.name}: masks already store train ids; there are no separate label ids"
-        )
