@@ -418,10 +418,8 @@ class FolderSpec(DatasetSpec):
         self._colour_ids = np.asarray(ids, dtype=np.uint8)[order]
 
     def _split_dirs(self, split):
-        images = os.path.join(self.root, "images")
-        masks = os.path.join(self.root, "masks")
-        self._require_dir(images, "images/")
-        self._require_dir(masks, "masks/")
+        images = self._require_dir(os.path.join(self.root, "images"), "images/")
+        masks = self._require_dir(os.path.join(self.root, "masks"), "masks/")
         folders = split_folders(self.root)
         if split in folders:
             return os.path.join(images, split), os.path.join(masks, split)
