@@ -9,7 +9,7 @@ from kseg.data.registry import DATASET_NAMES as DATASETS  # no TensorFlow import
 
 @click.command()
 @click.argument("model", required=False)
-@click.option("--predictions", "predictions_dir", type=click.Path(file_okay=False),
+@click.option("--predictions", type=click.Path(file_okay=False),
               help="Score the label-map PNGs in this folder (matched by file stem) instead of a model.")
 @click.option("--data", required=True, type=click.Choice(DATASETS), help="Dataset holding the ground truth.")
 @click.option("--data-dir", help="Dataset root folder.")
@@ -26,7 +26,7 @@ from kseg.data.registry import DATASET_NAMES as DATASETS  # no TensorFlow import
               help="Write the metrics as JSON here. [default: RUN_DIR/metrics-SPLIT.json for a run]")
 @click.option("--confusion-png", type=click.Path(dir_okay=False),
               help="Write the confusion matrix image here. [default: beside --out]")
-@click.option("--sheet", "sheet_png", type=click.Path(dir_okay=False),
+@click.option("--sheet", type=click.Path(dir_okay=False),
               help="Write a contact sheet PNG here: image | ground truth | prediction for the "
                    "first --sheet-images images, with the legend of their classes.")
 @click.option("--sheet-images", default=6, show_default=True, type=Number(1, 64, integer=True),
@@ -40,8 +40,7 @@ from kseg.data.registry import DATASET_NAMES as DATASETS  # no TensorFlow import
                    "scores), or tile the image at that size, smaller tiles padded (each pixel "
                    "at its own scale, as the Keras model sees it).")
 @click.option("--unsafe", is_flag=True, help="Allow models containing code (trusted files only).")
-def evaluate(model, predictions_dir, data, data_dir, classes_file, split, batch_size, max_images,
-             label_format, out, confusion_png, sheet_png, sheet_images, precision, fit, unsafe):  # fmt: skip
+def evaluate(model, data, data_dir, split, **options):
     """Score MODEL or --predictions DIR on a dataset split.
 
     MODEL is a run directory or .keras file, or a file `kseg export` wrote: a .tflite or
@@ -70,9 +69,7 @@ def evaluate(model, predictions_dir, data, data_dir, classes_file, split, batch_
     import kseg
     from kseg.evaluation import EvaluateOptions
 
-    options = EvaluateOptions(predictions_dir, classes_file, batch_size, max_images, label_format, out,
-                              confusion_png, sheet_png, sheet_images, precision, fit, unsafe)  # fmt: skip
-    result = kseg.evaluate(model, data=data, data_dir=data_dir, split=split, options=options)
+    result = kseg.evaluate(model, data=data, data_dir=data_dir, split=split, options=EvaluateOptions(**options))
     click.echo("\n".join(result.report_lines()))
     for what, path in result.written:
         click.echo(f"{what}: {path}")

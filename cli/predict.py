@@ -61,8 +61,7 @@ def _tta_callback(ctx, param, value):
                    "over 99.5% of pixels (docs/performance.md).")
 @click.option("--unsafe", is_flag=True,
               help="Allow models containing code (Lambda layers); trusted files only.")
-def predict(inputs, model_path, out_dir, formats, tile, overlap, blend, tta, fit, alpha, precision,
-            unsafe):  # fmt: skip
+def predict(inputs, model_path, out_dir, formats, **options):
     """Segment INPUTS (image files, folders, glob patterns) with a trained model.
 
     \b
@@ -86,7 +85,6 @@ def predict(inputs, model_path, out_dir, formats, tile, overlap, blend, tta, fit
     from kseg.errors import KsegError
     from kseg.prediction import PredictOptions, parse_formats
 
-    options = PredictOptions(parse_formats(formats), tile, overlap, blend, tta, fit, alpha, precision, unsafe)
-    counts = kseg.predict(inputs, model_path, out_dir, options)
+    counts = kseg.predict(inputs, model_path, out_dir, PredictOptions(parse_formats(formats), **options))
     if counts.failed:
         raise KsegError(f"{counts.failed} input(s) failed (see the messages above)")
