@@ -187,7 +187,7 @@ def validate_tiling(tile, overlap, blend):
         )
 
 
-def iter_tiled_logits(model, image, tile, overlap=64, tta=TTA(), blend="center", batch_size=1):
+def iter_tiled_logits(model, image, tile, overlap=64, tta=TTA(), blend="center"):
     """Sliding-window logits of one image, yielded as finished horizontal strips.
 
     Args:
@@ -197,9 +197,6 @@ def iter_tiled_logits(model, image, tile, overlap=64, tta=TTA(), blend="center",
         overlap: int. Pixels shared by neighbouring tiles, in both directions.
         tta: TTA. Test-time augmentation applied to each tile.
         blend: str. "center" or "mean" (see the module docstring).
-        batch_size: int. Tiles given to the model at once. On a CPU a tile is already
-            enough work to keep every core busy, and each tile more in a batch holds
-            its activations too (about 100 MB per 512x512 tile for VGG16).
 
     Yields:
         (top, logits) with logits of shape (rows, W, num_classes) for image rows
@@ -218,7 +215,9 @@ def iter_tiled_logits(model, image, tile, overlap=64, tta=TTA(), blend="center",
     for index, y in enumerate(rows):
         strip = image[y:y + tile_h]
         tiles = np.stack([strip[:, x:x + tile_w] for x in columns])
-        logits = batch_logits(model, tiles, tta, batch_size)
+        # One tile at a time: on a CPU a tile is already enough work to keep every core busy, and
+        # each tile more in a batch holds its activations too (about 100 MB per 512x512 tile for VGG16).
+        logits = batch_logits(model, tiles, tta, batch_size=1)
         if sums is None:
             sums = np.zeros((0, width, logits.shape[-1]), dtype=np.float32)
             weights = np.zeros((0, width), dtype=np.float32)
@@ -241,11 +240,9 @@ def iter_tiled_logits(model, image, tile, overlap=64, tta=TTA(), blend="center",
             sums, weights, top = sums[done:], weights[done:], top + done
 
 
-def tiled_logits(model, image, tile, overlap=64, tta=TTA(), blend="center", batch_size=1):
+def tiled_logits(model, image, tile, overlap=64, tta=TTA(), blend="center"):
     """Sliding-window logits (H, W, num_classes) of one image. See `iter_tiled_logits`."""
-    strips = [logits for _, logits in
-              iter_tiled_logits(model, image, tile, overlap, tta, blend, batch_size)]
-    return np.concatenate(strips, axis=0)
+    return np.concatenate([logits for _, logits in iter_tiled_logits(model, image, tile, overlap, tta, blend)])
 
 
 def predict_labels(model, image, tile=None, overlap=64, tta=TTA(), blend="center"):
