@@ -210,8 +210,7 @@ def iter_tiled_logits(model, image, tile, overlap=64, tta=TTA(), blend="center")
     columns = tile_starts(width, tile_w, overlap)
     column_weights = [tile_window(x, tile_w, width, overlap, blend) for x in columns]
 
-    sums = weights = None
-    top = 0  # image row of sums[0]
+    sums = weights = None  # image rows from y on: what the tiles above left in them, then this row's
     for index, y in enumerate(rows):
         strip = image[y:y + tile_h]
         tiles = np.stack([strip[:, x:x + tile_w] for x in columns])
@@ -221,23 +220,21 @@ def iter_tiled_logits(model, image, tile, overlap=64, tta=TTA(), blend="center")
         if sums is None:
             sums = np.zeros((0, width, logits.shape[-1]), dtype=np.float32)
             weights = np.zeros((0, width), dtype=np.float32)
-        # Grow the buffer down to the bottom of this row of tiles.
-        grow = y + tile_h - (top + len(sums))
-        if grow > 0:
-            sums = np.concatenate([sums, np.zeros((grow,) + sums.shape[1:], np.float32)])
-            weights = np.concatenate([weights, np.zeros((grow, width), np.float32)])
+        # Grow the buffer down to the bottom of this row of tiles (tile starts only increase).
+        grow = tile_h - len(sums)
+        sums = np.concatenate([sums, np.zeros((grow,) + sums.shape[1:], np.float32)])
+        weights = np.concatenate([weights, np.zeros((grow, width), np.float32)])
         row_weights = tile_window(y, tile_h, height, overlap, blend)
         for x, tile_logits, x_weights in zip(columns, logits, column_weights):
             window = row_weights[:, None] * x_weights[None, :]
-            sums[y - top:y - top + tile_h, x:x + tile_w] += tile_logits * window[:, :, None]
-            weights[y - top:y - top + tile_h, x:x + tile_w] += window
+            sums[:, x:x + tile_w] += tile_logits * window[:, :, None]
+            weights[:, x:x + tile_w] += window
         # Rows above the next row of tiles receive nothing more: hand them out.
-        done = (rows[index + 1] if index + 1 < len(rows) else height) - top
-        if done > 0:
-            if not (weights[:done] > 0).all():  # a bug in the windows, never the user's
-                raise AssertionError("tiling left pixels without any logits")
-            yield top, sums[:done] / weights[:done, :, None]
-            sums, weights, top = sums[done:], weights[done:], top + done
+        done = (rows[index + 1] if index + 1 < len(rows) else height) - y
+        if not (weights[:done] > 0).all():  # a bug in the windows, never the user's
+            raise AssertionError("tiling left pixels without any logits")
+        yield y, sums[:done] / weights[:done, :, None]
+        sums, weights = sums[done:], weights[done:]
 
 
 def tiled_logits(model, image, tile, overlap=64, tta=TTA(), blend="center"):
