@@ -136,13 +136,11 @@ def _losses(model, images, masks, steps):
     loss scale; those calls are not counted (at most 3 x `steps` calls in all)."""
     losses = []
     for _ in range(3 * steps):
-        value = model.train_on_batch(images, masks)
-        losses.append(float(np.asarray(value).reshape(-1)[0]))
+        losses.append(float(np.ravel(model.train_on_batch(images, masks))[0]))
         if _updates(model) >= steps:
             break
     updates = _updates(model)
-    value = model.train_on_batch(images, masks)
-    return [*losses, float(np.asarray(value).reshape(-1)[0])], updates
+    return [*losses, float(np.ravel(model.train_on_batch(images, masks))[0])], updates
 
 
 def _updates(model):
@@ -273,7 +271,7 @@ def _output_and_gradients(layer, inputs, weights):
             output = keras.ops.cast(wrapper(x), "float32")
             total = keras.ops.sum(output * projection)
         gradients = tape.gradient(total, [x, *variables])
-    elif backend == "jax":
+    else:  # jax (`layer_errors` asks for no other backend)
         import jax
 
         others = [variable.value for variable in wrapper.non_trainable_variables]
@@ -288,8 +286,6 @@ def _output_and_gradients(layer, inputs, weights):
             projected, argnums=(1, 0), has_aux=True
         )(trainable, inputs)
         gradients = [input_gradient, *weight_gradients]
-    else:
-        return None
     return [keras.ops.convert_to_numpy(output)] + [keras.ops.convert_to_numpy(g) for g in gradients]
 
 
