@@ -2,6 +2,8 @@
 
 import logging
 
+import keras
+
 from kseg import runs
 from kseg.config import SETTINGS
 from kseg.data import DatasetOptions
@@ -16,8 +18,6 @@ logger = logging.getLogger("kseg")
 
 def build_optimizer(config, total_steps):
     """The optimizer with its learning-rate schedule over `total_steps` steps."""
-    import keras
-
     total_steps = max(int(total_steps), 1)
     if config.schedule == "poly":
         learning_rate = keras.optimizers.schedules.PolynomialDecay(
@@ -92,9 +92,6 @@ def with_float32_biases(model):
     Under mixed_bfloat16, TensorFlow sums a bfloat16 bias's gradient in bfloat16, up to
     46% off on a CamVid batch (`kseg.models.keras_internals.read_biases_in_float32`).
     """
-    import keras
-
-
     if keras.config.dtype_policy().compute_dtype != "float32":
         read_biases_in_float32(model)
     return model
