@@ -176,9 +176,7 @@ class RunLock:
             raise self._os_error(error, "cannot lock it") from None
 
     def _prepare_folder(self):
-        if not self.exclusive_create:
-            if os.path.lexists(self.run_dir) and not os.path.isdir(self.run_dir):
-                raise KsegError(f"{self.run_dir}: --run-dir exists and is not a folder; choose another --run-dir")
+        if not self.exclusive_create:  # `lock_run_dir` refused a --run-dir that is not a folder
             if os.path.isdir(self.run_dir):
                 return
             if not self.create:
@@ -261,11 +259,9 @@ class RunLock:
                 os.remove(self.path)
             os.close(descriptor)  # drops the flock
         if remove_created:
-            for path in self.created:
-                try:
-                    os.rmdir(path)
-                except OSError:
-                    break
+            for path in self.created:  # deepest first
+                with contextlib.suppress(OSError):
+                    os.rmdir(path)  # only while empty
             self.created = []
 
 
