@@ -270,10 +270,8 @@ def _read_pid(descriptor):
         content = os.pread(descriptor, 200, 0)
     except OSError:
         return None
-    if not content.startswith(_LOCK_TAG):
-        return None
-    digits = content[len(_LOCK_TAG):].strip()
-    return int(digits) if digits.isdigit() else None
+    digits = content.removeprefix(_LOCK_TAG).strip()
+    return int(digits) if content.startswith(_LOCK_TAG) and digits.isdigit() else None
 
 
 def default_run_dir(config):
