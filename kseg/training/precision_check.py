@@ -166,10 +166,8 @@ def compare_precisions(build, compile_model, batch, policy, steps=STEPS):
         with dtype_policy(name):
             keras.utils.set_random_seed(0)
             model = build()
-            if weights is None:
-                weights = model.get_weights()
-            else:
-                model.set_weights(weights)
+            weights = model.get_weights() if weights is None else weights
+            model.set_weights(weights)  # both copies start from float32's initial weights
             compile_model(model)
             losses[name], updates = _losses(model, images, masks, steps)
         del model
