@@ -82,7 +82,6 @@ class ExportedPredictor:
     Args:
         path: str. A SavedModel folder, `.tflite` or `.onnx` file.
         format: str or None. One of kseg.choices.EXPORT_FORMATS; from the path when None.
-        threads: int or None. CPU threads for TFLite; None lets LiteRT choose.
         fit: str. How a fixed-size file takes an image of another size: one of FITS
             (see the module docstring).
 
@@ -97,7 +96,7 @@ class ExportedPredictor:
             runtime not installed, or its output not logits of the image's size.
     """
 
-    def __init__(self, path, format=None, threads=None, fit="resize"):
+    def __init__(self, path, format=None, fit="resize"):
         if fit not in FITS:
             raise KsegError(f"--fit: expected one of {', '.join(FITS)}. Received: {fit!r}")
         self.path, self.fit = os.fspath(path), fit
@@ -108,7 +107,7 @@ class ExportedPredictor:
         if not os.path.exists(self.path):
             raise KsegError(f"{self.path}: no such {self.what}")
         try:
-            self._exported = ExportedModel(self.path, self.format, threads=threads)
+            self._exported = ExportedModel(self.path, self.format)
         except KsegError:
             raise
         except ImportError as error:
