@@ -154,11 +154,10 @@ def write_savedmodel(model, path, input_size=None, batch=None, description=None,
             archive.write_out(os.fspath(path), verbose=False)
     finally:
         tensorflow_log.setLevel(level)
-    if description is None:
-        return
-    marker = pathlib.Path(path, MARKER)
-    marker.parent.mkdir(parents=True, exist_ok=True)
-    marker.write_bytes(encode(description))
+    if description is not None:
+        marker = pathlib.Path(path, MARKER)
+        marker.parent.mkdir(parents=True, exist_ok=True)
+        marker.write_bytes(encode(description))
 
 
 @dataclasses.dataclass(frozen=True)
