@@ -156,9 +156,9 @@ def _unit_versions(schema, items):
 
 
 def _mediapipe_metadata():
-    """MediaPipe's metadata modules: (metadata, metadata_writer, image_segmenter)."""
+    """MediaPipe's metadata modules: (metadata, metadata_writer, image_segmenter, schema)."""
     try:
-        import mediapipe.tasks.metadata.metadata_schema_py_generated  # noqa: F401
+        from mediapipe.tasks.metadata import metadata_schema_py_generated as schema
     except ImportError as error:
         raise KsegError(
             f"TFLite metadata needs the mediapipe package ({error}); install kseg[export]"
@@ -179,7 +179,7 @@ def _mediapipe_metadata():
     from mediapipe.tasks.python.metadata import metadata
     from mediapipe.tasks.python.metadata.metadata_writers import image_segmenter, metadata_writer
 
-    return metadata, metadata_writer, image_segmenter
+    return metadata, metadata_writer, image_segmenter, schema
 
 
 def check_label_names(names):
@@ -203,8 +203,7 @@ def tflite_with_metadata(content, description, mediapipe=True):
     """
     from tensorflow.lite.tools import flatbuffer_utils
 
-    metadata, metadata_writer, image_segmenter = _mediapipe_metadata()
-    from mediapipe.tasks.metadata import metadata_schema_py_generated as schema
+    metadata, metadata_writer, image_segmenter, schema = _mediapipe_metadata()
 
     # The tensors are named after their signature keys, not the converter's
     # StatefulPartitionedCall:0.
