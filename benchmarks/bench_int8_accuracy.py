@@ -67,7 +67,7 @@ def main(argv=None):
     model = inference_model(load_model(path), "fp32")
     spec = get_dataset_spec(args.data, args.data_dir)
     pairs = spec.pairs(args.split)[: args.images or None]
-    calibration = load_images(args.data, args.data_dir, limit=args.calibration_images, split="train")
+    calibration = load_images(args.data, args.data_dir, limit=args.calibration_images)
 
     results = {"model": path, "data": args.data, "split": args.split, "images": len(pairs),
                "calibration_images": len(calibration), "variants": {}}  # fmt: skip

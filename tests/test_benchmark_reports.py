@@ -1,6 +1,9 @@
-"""The report writer the benchmark scripts share: what `--out` may replace, and how."""
+"""The benchmark scripts: the report writer they share (what `--out` may replace, and how),
+and their calls into kseg."""
 
+import ast
 import importlib.util
+import inspect
 import json
 import os
 
@@ -70,3 +73,29 @@ def test_an_out_that_is_not_a_regular_file_is_refused(tmp_path):
     for out in (link, fifo, folder):
         with pytest.raises(KsegError, match="kseg did not write|not written by kseg"):
             reports.check_out(str(out), "bench_x")
+
+
+def _keyword_mismatches(path):
+    """Calls in a benchmark script to a function imported from kseg that pass a keyword
+    the function does not take (the scripts run on real data only, so no test runs them)."""
+    tree = ast.parse(open(path, encoding="utf-8").read())
+    imported = {alias.asname or alias.name: (node.module, alias.name) for node in ast.walk(tree)
+                if isinstance(node, ast.ImportFrom) and (node.module or "").startswith("kseg")
+                for alias in node.names}  # fmt: skip
+    problems = []
+    for node in ast.walk(tree):
+        if not (isinstance(node, ast.Call) and isinstance(node.func, ast.Name) and node.func.id in imported):
+            continue
+        module, name = imported[node.func.id]
+        parameters = inspect.signature(getattr(importlib.import_module(module), name)).parameters
+        if any(parameter.kind == parameter.VAR_KEYWORD for parameter in parameters.values()):
+            continue
+        problems += [f"{os.path.basename(path)}:{node.lineno}: {name}() takes no {keyword.arg}="
+                     for keyword in node.keywords if keyword.arg and keyword.arg not in parameters]
+    return problems
+
+
+def test_the_benchmark_scripts_call_kseg_with_keywords_it_takes():
+    folder = os.path.dirname(_PATH)
+    scripts = sorted(os.path.join(folder, name) for name in os.listdir(folder) if name.endswith(".py"))
+    assert [problem for script in scripts for problem in _keyword_mismatches(script)] == []
