@@ -258,21 +258,15 @@ def _check_task(task, cluster):
 
 def _listen(port):
     """A listening socket on `port` of every interface (None where it cannot be had)."""
-    for family, address in ((socket.AF_INET6, "::"), (socket.AF_INET, "")):
+    for family in (socket.AF_INET6, socket.AF_INET):
         try:
-            listener = socket.socket(family, socket.SOCK_STREAM)
-        except OSError:
+            listener = socket.create_server(
+                ("", port), family=family, backlog=64, dualstack_ipv6=family == socket.AF_INET6
+            )
+        except (OSError, ValueError):  # ValueError: no dual-stack IPv6 here
             continue
-        try:
-            listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-            if family == socket.AF_INET6:
-                listener.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 0)
-            listener.bind((address, port))
-            listener.listen(64)
-            listener.setblocking(False)
-            return listener
-        except OSError:
-            listener.close()
+        listener.setblocking(False)
+        return listener
     return None
 
 
