@@ -36,9 +36,8 @@ NATIVE_BF16_FLAGS = ("avx512_bf16", "amx_bf16")
 CPUINFO = "/proc/cpuinfo"
 
 
-def keras_backend():
-    """The keras backend in use: "tensorflow", "jax", "torch" or "numpy"."""
-    return keras.backend.backend()
+# The keras backend in use: "tensorflow", "jax", "torch" or "numpy".
+keras_backend = keras.backend.backend
 
 
 def native_bf16_flags(cpuinfo):
@@ -489,20 +488,18 @@ def make_strategy(name, worker_timeout=300.0):
         raise KsegError(f"--strategy: expected auto, none, mirrored or multiworker. Received: {brief(name)}")
     if keras_backend() != "tensorflow":
         return _keras_distribution(name)
+    import tensorflow as tf
+
     if name == "multiworker":
         # Must come before anything initialises TensorFlow's runtime (even listing
         # logical devices does).
         tf_config = read_tf_config()
         wait_for_workers(tf_config, worker_timeout)
-        import tensorflow as tf
-
         with Watchdog(worker_timeout, "connecting to the other workers of TF_CONFIG"):
             try:
                 return tf.distribute.MultiWorkerMirroredStrategy()
             except (RuntimeError, ValueError) as error:
                 raise KsegError(f"--strategy multiworker: {str(error).splitlines()[0][:300]}") from None
-    import tensorflow as tf
-
     gpus = tf.config.list_physical_devices("GPU")
     if name == "none" or (name == "auto" and len(gpus) < 2):
         return tf.distribute.get_strategy()
@@ -519,10 +516,9 @@ def is_chief(strategy="multiworker"):
     if strategy != "multiworker":
         return True
     tf_config = read_tf_config()
-    task, cluster = tf_config["task"], tf_config["cluster"]
-    if task["type"] == "chief":
-        return True
-    return task["type"] == "worker" and task["index"] == 0 and "chief" not in cluster
+    task = tf_config["task"]
+    first_worker = task == {"type": "worker", "index": 0}
+    return task["type"] == "chief" or (first_worker and "chief" not in tf_config["cluster"])
 
 
 class MultiWorkerModel(keras.Model):
