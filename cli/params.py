@@ -23,10 +23,7 @@ class Number(click.ParamType):
     def __init__(self, low=None, high=None, min_open=False, max_open=False, integer=False):
         self.bounds = dict(low=low, high=high, min_open=min_open, max_open=max_open)
         self.integer = integer
-        self.name = "integer" if integer else "number"
-
-    def get_metavar(self, param, ctx=None):
-        return "INTEGER" if self.integer else "NUMBER"
+        self.name = "integer" if integer else "number"  # the metavar, upper-cased by click
 
     def convert(self, value, param, ctx):
         try:
