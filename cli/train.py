@@ -110,13 +110,13 @@ def train(recipe_name, config_file, resume, quiet, unsafe, **options):
     from kseg.training import train as run_training
     from kseg.training.logs import training_progress
 
-    options["crop"] = _crop_option(options["crop"])
+    if options["crop"] is not None:
+        crop = parse_crop(options["crop"], key="--crop")
+        options["crop"] = "none" if crop is None else list(crop)
     options["class_weights"] = parse_class_weights(options["class_weights"])
-    resume_dir = None
-    if resume:
-        resume_dir = options.pop("run_dir")
-        if not resume_dir:
-            raise KsegError("--resume needs --run-dir, the run directory to continue")
+    resume_dir = options.pop("run_dir") if resume else None
+    if resume and not resume_dir:
+        raise KsegError("--resume needs --run-dir, the run directory to continue")
     recipe = load_recipe(recipe_name) if recipe_name else None
     config = resolve(options, file=config_file, resume_dir=resume_dir, recipe=recipe)
     if recipe:
@@ -125,10 +125,3 @@ def train(recipe_name, config_file, resume, quiet, unsafe, **options):
     verbose, callbacks = training_progress(2 if quiet else 1)  # a bar only in a terminal
     run_dir = run_training(config, resume=resume, verbose=verbose, callbacks=callbacks, unsafe=unsafe)
     click.echo(f"run directory: {run_dir}")
-
-
-def _crop_option(text):
-    if text is None:
-        return None
-    crop = parse_crop(text, key="--crop")
-    return "none" if crop is None else list(crop)
