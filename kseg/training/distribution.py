@@ -206,11 +206,7 @@ def read_tf_config():
         raise _tf_config_error(f"expected a JSON object, found {brief(value, 40)}")
     cluster = value.get("cluster")
     _check_cluster(cluster)
-    task = value.get("task")
-    if not isinstance(task, dict):
-        raise _tf_config_error(f'"task" must be an object with "type" and "index", found {brief(task, 40)}')
-    kind, index = _check_task(task, cluster)
-    return {"cluster": cluster, "task": {"type": kind, "index": index}}
+    return {"cluster": cluster, "task": _check_task(value.get("task"), cluster)}
 
 
 def _check_cluster(cluster):
@@ -243,7 +239,9 @@ def _check_cluster(cluster):
 
 
 def _check_task(task, cluster):
-    """(type, index) of a TF_CONFIG "task", which must be one of the cluster's."""
+    """{"type": str, "index": int} of a TF_CONFIG "task", which must be one of the cluster's."""
+    if not isinstance(task, dict):
+        raise _tf_config_error(f'"task" must be an object with "type" and "index", found {brief(task, 40)}')
     kind, index = task.get("type"), task.get("index", 0)
     if not isinstance(kind, str) or kind not in cluster:
         raise _tf_config_error(f'task type {brief(kind, 40)} is not a task type of the cluster ({", ".join(cluster)})')
@@ -252,7 +250,7 @@ def _check_task(task, cluster):
             f'task index {brief(index, 40)} is not one of the {len(cluster[kind])} "{kind}" task(s) '
             f"(0 to {len(cluster[kind]) - 1})"
         )
-    return kind, index
+    return {"type": kind, "index": index}
 
 
 def _listen(port):
