@@ -7,6 +7,7 @@ Errors meant for the user (`KsegError`) are printed as one line, `error: ...`, w
 code 1; anything unexpected too, unless `--debug` asks for the traceback.
 """
 
+import contextlib
 import functools
 import importlib
 import json
@@ -148,11 +149,9 @@ def _keras_backend_name():
     name = os.environ.get("KERAS_BACKEND")
     if not name:
         home = os.environ.get("KERAS_HOME") or os.path.join(os.path.expanduser("~"), ".keras")
-        try:
-            with open(os.path.join(home, "keras.json"), encoding="utf8") as handle:
-                name = json.load(handle).get("backend")
-        except (OSError, ValueError, AttributeError):
-            name = None
+        path = os.path.join(home, "keras.json")
+        with contextlib.suppress(OSError, ValueError, AttributeError), open(path, encoding="utf8") as handle:
+            name = json.load(handle).get("backend")
     return name or "tensorflow"
 
 
