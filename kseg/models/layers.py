@@ -324,7 +324,7 @@ class ConstantScale(keras.layers.Layer):
 
 
 @keras.saving.register_keras_serializable(package="kseg")
-class BroadcastToReference(keras.layers.Layer):
+class BroadcastToReference(_SizedLikeReference):
     """Repeats a (batch, 1, 1, channels) map over the height and width of `inputs[1]`.
 
     ASPP's image-pooling branch: bilinear upsampling of a 1x1 map is this repetition.
@@ -334,10 +334,6 @@ class BroadcastToReference(keras.layers.Layer):
         pooled, reference = inputs
         shape = ops.shape(reference)
         return ops.broadcast_to(pooled, (shape[0], shape[1], shape[2], pooled.shape[-1]))
-
-    def compute_output_shape(self, input_shapes):
-        pooled_shape, reference_shape = input_shapes
-        return (reference_shape[0], reference_shape[1], reference_shape[2], pooled_shape[-1])
 
 
 @keras.saving.register_keras_serializable(package="kseg")
