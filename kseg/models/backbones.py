@@ -108,13 +108,6 @@ BACKBONES = {
 }  # fmt: skip
 
 
-def get_backbone(name):
-    """Returns the `Backbone` called `name`."""
-    if name not in BACKBONES:
-        raise ArgumentError(f"unknown backbone {name!r}; known: {', '.join(BACKBONES)}. Received: backbone={name!r}")
-    return BACKBONES[name]
-
-
 def application_kwargs(backbone, variant=Variant()):
     """The keyword arguments of the keras.applications function, without weights."""
     kwargs = dict(include_top=False)
@@ -148,13 +141,6 @@ def validate_backbone_arguments(backbone, weights, variant):
                 f"{' or '.join(str(w) for w in available)}; use one of them or --weights none. "
                 f"Received: width={width}"
             )
-
-
-def preprocessing_layer(backbone):
-    """The model's first layer: RGB [0, 255] (uint8 or float) -> what the backbone expects."""
-    if backbone.preprocessing == "caffe":
-        return VGGPreprocessing(name="preprocess")
-    return keras.layers.Rescaling(1 / 127.5, offset=-1.0, dtype="float32", name="preprocess")
 
 
 def backbone_features(x, backbone, variant=Variant()):
@@ -301,11 +287,19 @@ def build_on_backbone(backbone, head, num_classes, weights, output_stride, name,
         variant: Variant. MobileNetV3's width and minimalistic variant.
     """
     check_num_classes(num_classes)
-    spec = get_backbone(backbone)
+    if backbone not in BACKBONES:
+        raise ArgumentError(f"unknown backbone {backbone!r}; known: {', '.join(BACKBONES)}. "
+                            f"Received: backbone={backbone!r}")
+    spec = BACKBONES[backbone]
     validate_backbone_arguments(spec, weights, variant)
     check_weights_path(weights)
+    # The model's first layer: RGB [0, 255] (uint8 or float) -> what the backbone expects.
+    if spec.preprocessing == "caffe":
+        preprocessing = VGGPreprocessing(name="preprocess")
+    else:
+        preprocessing = keras.layers.Rescaling(1 / 127.5, offset=-1.0, dtype="float32", name="preprocess")
     model = padded_model(name, lambda x: head(backbone_features(x, spec, variant), output_stride), output_stride,
-                         preprocessing_layer(spec))  # fmt: skip
+                         preprocessing)  # fmt: skip
     if backbone.startswith("mobilenetv3"):
         model = _replace(model, keras.Model.from_config(hard_sigmoids_as_layers(model.get_config())))
     if output_stride != 32:
