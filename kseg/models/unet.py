@@ -43,13 +43,6 @@ UPSAMPLINGS = ("transpose", "bilinear")
 DECODER_CHANNELS = (256, 128, 64, 32, 16)
 
 
-def _up(x, channels, name, upsampling):
-    if upsampling == "transpose":
-        return layers.Conv2DTranspose(channels, 2, strides=2, name=name,
-                                      kernel_initializer=he_initializer())(x)  # fmt: skip
-    return BilinearUpsample(2, name=name)(x)
-
-
 def build_unet(num_classes=21, weights=None, width=1.0, batch_norm=False, upsampling="transpose", name="unet"):
     """U-Net: 4 down and 4 up stages with concatenated skips, from random weights.
 
@@ -77,7 +70,11 @@ def build_unet(num_classes=21, weights=None, width=1.0, batch_norm=False, upsamp
         x = conv_stack(x, 2, scaled(BOTTLENECK_CHANNELS, width), "bottleneck", batch_norm)
         for stage in range(len(UNET_CHANNELS), 0, -1):
             channels = scaled(UNET_CHANNELS[stage - 1], width)
-            x = _up(x, channels, f"up{stage}_upsample", upsampling)
+            if upsampling == "transpose":
+                x = layers.Conv2DTranspose(channels, 2, strides=2, name=f"up{stage}_upsample",
+                                           kernel_initializer=he_initializer())(x)  # fmt: skip
+            else:
+                x = BilinearUpsample(2, name=f"up{stage}_upsample")(x)
             x = layers.Concatenate(name=f"up{stage}_concat")([skips[stage - 1], x])
             x = conv_stack(x, 2, channels, f"up{stage}", batch_norm)
         return layers.Conv2D(num_classes, 1, name="classifier")(x)
