@@ -46,11 +46,6 @@ def _as_matmul(layer):
     return layer.name in MATMUL_LAYER_NAMES and type(layer) is keras.layers.Conv2D
 
 
-def _needs_rebuild(model, policy):
-    return any(_as_matmul(layer) or (not isinstance(layer, FLOAT32_LAYERS) and layer.dtype_policy.name != policy)
-               for layer in model.layers)  # fmt: skip
-
-
 def inference_model(model, precision="fp32"):
     """Returns `model` set up for inference at `precision` ("fp32" or "bf16").
 
@@ -62,7 +57,8 @@ def inference_model(model, precision="fp32"):
     if precision not in PRECISIONS:
         raise ArgumentError(f"`precision` must be one of {PRECISIONS}. Received: precision={precision!r}")
     policy = POLICIES[precision]
-    if not _needs_rebuild(model, policy):
+    if not any(_as_matmul(layer) or (not isinstance(layer, FLOAT32_LAYERS) and layer.dtype_policy.name != policy)
+               for layer in model.layers):  # fmt: skip
         return model
 
     def clone_layer(layer):
