@@ -43,9 +43,8 @@ class BilinearUpsampling(keras.initializers.Initializer):
             )
         size, channels = shape[0], shape[2]
         kernel = np.zeros(shape, dtype="float32")
-        kernel[:, :, np.arange(channels), np.arange(channels)] = bilinear_kernel_2d(size)[
-            :, :, None
-        ]
+        diagonal = np.arange(channels)
+        kernel[:, :, diagonal, diagonal] = bilinear_kernel_2d(size)[:, :, None]
         return keras.ops.convert_to_tensor(kernel, dtype=dtype or "float32")
 
     def get_config(self):
