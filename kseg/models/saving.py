@@ -85,13 +85,9 @@ def first_nonfinite_weight(model):
     Checked on the device, one variable at a time: no second copy of the weights.
     """
     for variable in model.weights:
-        if not keras.backend.is_float_dtype(variable.dtype):
-            continue
         value = variable.value
-        if bool(keras.ops.all(keras.ops.isfinite(value))):
-            continue
-        kind = "NaN" if bool(keras.ops.any(keras.ops.isnan(value))) else "inf"
-        return variable.path, kind
+        if keras.backend.is_float_dtype(variable.dtype) and not bool(keras.ops.all(keras.ops.isfinite(value))):
+            return variable.path, "NaN" if bool(keras.ops.any(keras.ops.isnan(value))) else "inf"
     return None
 
 
