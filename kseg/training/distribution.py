@@ -361,12 +361,13 @@ class Watchdog:
 
     def __enter__(self):
         self._done = threading.Event()
+        self._pipe = os.pipe()
         try:
-            read_end, write_end = os.pipe()
-            os.set_blocking(write_end, False)
-            self._previous_fd = signal.set_wakeup_fd(write_end, warn_on_full_buffer=False)
-            self._pipe = (read_end, write_end)
+            os.set_blocking(self._pipe[1], False)
+            self._previous_fd = signal.set_wakeup_fd(self._pipe[1], warn_on_full_buffer=False)
         except (ValueError, OSError):  # not the main thread: only the timeout is watched
+            for descriptor in self._pipe:
+                os.close(descriptor)
             self._pipe = None
         self._thread = threading.Thread(target=self._watch, name="kseg-watchdog", daemon=True)
         self._thread.start()

@@ -599,6 +599,25 @@ def test_the_watchdog_is_gone_before_its_pipe_is_closed(tmp_path):
         assert read_bytes(path) == content
 
 
+def test_a_watchdog_off_the_main_thread_leaves_no_descriptor_open():
+    """Off the main thread no signal can be watched (`signal.set_wakeup_fd` refuses): the
+    pipe made for it is closed at once, and only the timeout is watched."""
+    import threading
+
+    from kseg.training.distribution import Watchdog
+
+    def enter_and_leave():
+        for _ in range(5):
+            with Watchdog(60, "a step"):
+                pass
+
+    before = len(os.listdir("/proc/self/fd"))
+    thread = threading.Thread(target=enter_and_leave)
+    thread.start()
+    thread.join()
+    assert len(os.listdir("/proc/self/fd")) == before
+
+
 @pytest.mark.parametrize("weights", [[1.0, float("nan"), 1.0], [1.0, float("inf"), 1.0], [1.0, -1.0, 1.0], [0, 0, 0]])
 def test_loss_refuses_weights_that_would_poison_it(weights):
     from kseg.losses import MaskedSparseCrossEntropy
