@@ -44,7 +44,6 @@ from kseg.data.readers import read_index_mask
 from kseg.errors import KsegError
 from kseg.exported import ExportedPredictor, check_dataset_classes, choose_model, export_format
 from kseg.images import read_file
-from kseg.inference import resize
 from kseg.label_maps import LABELS_KEY, declared_format
 from kseg.labels import IGNORE_INDEX
 from kseg.metrics import METRIC_NAMES, at_chance_level, chance_mean_iou, confusion_matrix, segmentation_scores
@@ -555,14 +554,19 @@ def contact_sheet_png(result, path):
     heights = {row[0].shape[:2] for row in rows}
     if len(heights) > 1:  # images of several sizes: scale each row to the first's height
         height = rows[0][0].shape[0]
-        rows = [[resize(part, (height, max(1, round(part.shape[1] * (height / part.shape[0])))), cv2.INTER_NEAREST)
-                 for part in row] for row in rows]  # fmt: skip
+        rows = [[_scale_to_height(part, height) for part in row] for row in rows]
         widest = max(row[0].shape[1] for row in rows)
         rows = [[np.pad(part, ((0, 0), (0, widest - part.shape[1]), (0, 0)), constant_values=255) for part in row]
                 for row in rows]  # fmt: skip
     width = sum(part.shape[1] for part in rows[0]) + 16
     key = legend(result.class_names, palette, width=width, classes=sorted(present))
     return encode_png(contact_sheet(rows, legend_image=key))
+
+
+def _scale_to_height(image, height):
+    scale = height / image.shape[0]
+    size = (max(1, round(image.shape[1] * scale)), height)
+    return cv2.resize(image, size, interpolation=cv2.INTER_NEAREST)
 
 
 def write_reports(result, out=None, confusion_png=None, sheet_png=None, checked=None):
