@@ -109,20 +109,14 @@ def wait_for(future, what, timeout=None):
     """
     timeout = read_timeout() if timeout is None else timeout
     first = min(NOTICE_AFTER, timeout)
-    try:
-        return future.result(timeout=first)
-    except concurrent.futures.TimeoutError:
-        if future.done():  # the call itself raised a TimeoutError
-            raise
+    if concurrent.futures.wait([future], first).done:
+        return future.result()
     name = what() if callable(what) else what
     if timeout > first:
         write(f"waiting for {name} (read for {first:g} s so far; gives up after {timeout:g} s: "
               f"{READ_TIMEOUT_VARIABLE})")
-        try:
-            return future.result(timeout=timeout - first)
-        except concurrent.futures.TimeoutError:
-            if future.done():
-                raise
+        if concurrent.futures.wait([future], timeout - first).done:
+            return future.result()
     raise ReadTimeout(
         f"{name}: not read within {timeout:g} s (a stalled disk or network file system?); check the "
         f"file, or allow longer with {READ_TIMEOUT_VARIABLE}=SECONDS"
