@@ -201,7 +201,7 @@ class Outputs:
                        for source in given if os.path.lexists(source)]
         self.planned = {}  # ledger folder -> {relative name: kind}
         self.ledgers = {}  # ledger folder -> what its ledger listed when first read
-        self.paths = {}  # normalised real output path -> (path as given, option)
+        self.paths = {}  # normalised real output path -> how it was named (option and path)
         self.created = []  # folders `start` made, innermost first
 
     def add(self, path, kind, option="--out", folder=False, root=None, choose=None):
@@ -228,9 +228,8 @@ class Outputs:
         real = os.path.realpath(path)
         key = os.path.normcase(real)
         if key in self.paths:
-            other, other_option = self.paths[key]
-            raise KsegError(f"{named}: also given as {other_option or ''} {other}; give each "
-                            "output a path of its own")
+            raise KsegError(f"{named}: also given as {self.paths[key]}; give each output a path "
+                            "of its own")
         self._check_inputs(named, path, real, folder, way_out)
         if root is None:
             root = os.path.dirname(os.path.abspath(path))
@@ -248,7 +247,7 @@ class Outputs:
             self._check_replaceable(named, path, rule, root, name, folder, way_out)
         if rule.replace != "never":  # nothing to recognise later: no ledger needed
             self.planned.setdefault(root, {})[name] = kind
-        self.paths[key] = (path, option)
+        self.paths[key] = named
         return path
 
     def check_folder(self, path, option="--out"):

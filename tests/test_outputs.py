@@ -4,6 +4,7 @@ writer in the code goes through it and that docs/outputs.md lists every kind."""
 import ast
 import json
 import os
+import re
 
 import pytest
 
@@ -134,6 +135,12 @@ def test_two_outputs_on_one_path_and_kseg_names_are_refused(tmp_path):
     checked.add(str(tmp_path / "x.png"), "evaluation image", option="--sheet")
     with pytest.raises(KsegError, match="also given as --sheet"):
         checked.add(str(tmp_path / "x.png"), "evaluation image", option="--confusion-png")
+    # An output named by no option (predict's files) is named by its path alone.
+    link = tmp_path / "link.png"
+    link.symlink_to(tmp_path / "y.png")
+    checked.add(str(tmp_path / "y.png"), "predictions", option=None)
+    with pytest.raises(KsegError, match=re.escape(f"{link}: also given as {tmp_path / 'y.png'}; give")):
+        checked.add(str(link), "predictions", option=None)
     for name in (LEDGER, ".x.png.abcd1234.tmp.png"):
         with pytest.raises(KsegError, match="bookkeeping"):
             check(str(tmp_path / name), "metrics")
