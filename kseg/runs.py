@@ -88,11 +88,11 @@ def is_run_dir(path):
     return os.path.isdir(path) and bool(_checkpoints(path))
 
 
-def latest_run(root=DEFAULT_RUNS_ROOT):
-    """Returns the run directory under `root` with the newest checkpoint, or None."""
-    if not os.path.isdir(root):
+def latest_run():
+    """Returns the run directory under `DEFAULT_RUNS_ROOT` with the newest checkpoint, or None."""
+    if not os.path.isdir(DEFAULT_RUNS_ROOT):
         return None
-    runs = [os.path.join(root, name) for name in os.listdir(root)]
+    runs = [os.path.join(DEFAULT_RUNS_ROOT, name) for name in os.listdir(DEFAULT_RUNS_ROOT)]
     return max((path for path in runs if is_run_dir(path)), default=None,
                key=lambda run_dir: max(map(os.path.getmtime, _checkpoints(run_dir))))
 
@@ -146,13 +146,12 @@ class ModelChoice:
         return None if self.shipped else self.run_dir
 
 
-def choose_model(path=None, runs_root=DEFAULT_RUNS_ROOT, option="--model RUN_DIR|MODEL.keras"):
+def choose_model(path=None, option="--model RUN_DIR|MODEL.keras"):
     """The model of predict, evaluate and export: `path` when given, else the latest run
-    under `runs_root`, else the model kseg ships (checked against its SHA-256).
+    under `DEFAULT_RUNS_ROOT`, else the model kseg ships (checked against its SHA-256).
 
     Args:
         path: str or None. A run directory or `.keras` file the user gave.
-        runs_root: str. Where runs are looked for.
         option: str. How the verb takes a model, for the message when there is none.
 
     Returns:
@@ -164,7 +163,7 @@ def choose_model(path=None, runs_root=DEFAULT_RUNS_ROOT, option="--model RUN_DIR
     """
     if path is not None:
         return ModelChoice(*resolve_model_path(path))
-    run_dir = latest_run(runs_root)
+    run_dir = latest_run()
     if run_dir is not None:
         model_path, run_dir = resolve_model_path(run_dir)
         return ModelChoice(model_path, run_dir, LATEST_RUN, f"using the latest run: {run_dir} ({model_path})")
@@ -173,29 +172,28 @@ def choose_model(path=None, runs_root=DEFAULT_RUNS_ROOT, option="--model RUN_DIR
 
     train = f"train one with `kseg train --recipe {SHIPPED_RECIPE} --data-dir CAMVID_DIR`"
     way_out = f"{train} (`kseg recipes` lists others), or pass {option}"
+    no_model = f"no trained model found under ./{DEFAULT_RUNS_ROOT}, and kseg's shipped model"
     try:
         entry = shipped_model(SHIPPED_MODEL)
     except KsegError as error:
-        raise KsegError(f"no trained model found under ./{runs_root}, and kseg's shipped model cannot be "
-                        f"used ({error}); {way_out}") from None
+        raise KsegError(f"{no_model} cannot be used ({error}); {way_out}") from None
     try:
         entry.check(way_out)
     except KsegError as error:
         if error.kind != "missing":
             raise
-        raise KsegError(f"no trained model found under ./{runs_root}, and kseg's shipped model {entry.path} "
-                        f"is not installed; {way_out}") from None
-    return ModelChoice(entry.path, entry.folder, SHIPPED, shipped_model_note(entry, runs_root))
+        raise KsegError(f"{no_model} {entry.path} is not installed; {way_out}") from None
+    return ModelChoice(entry.path, entry.folder, SHIPPED, shipped_model_note(entry))
 
 
-def shipped_model_note(entry, runs_root=DEFAULT_RUNS_ROOT):
+def shipped_model_note(entry):
     """The line that tells the user kseg is using its shipped model: which file, what it
     was trained on, its val mIoU and how to train one's own."""
     what = f"{entry.model} " if entry.model else ""
     recipe = entry.recipe or SHIPPED_RECIPE
     trained = f"{what}trained on {entry.dataset or 'an unnamed dataset'} by recipe {recipe}"
     score = f"val mIoU {entry.val_miou:.3f}" if entry.val_miou is not None else "val mIoU not measured yet"
-    return (f"no run under ./{runs_root}: using kseg's shipped model {entry.path} ({trained}, {score}); "
+    return (f"no run under ./{DEFAULT_RUNS_ROOT}: using kseg's shipped model {entry.path} ({trained}, {score}); "
             f"train your own with `kseg train --recipe {recipe} --data-dir DATA`")
 
 
