@@ -82,14 +82,14 @@ class LineProgress:
         self.close()
 
 
-def progress(total=None, desc="", unit="it", enabled=True, leave=False):
+def progress(total=None, desc="", unit="it", enabled=True):
     """A progress display on stderr (see the module docstring); `enabled=False` shows
     nothing. Use it as a context manager or call `.update(n)` and `.close()`."""
     if not is_terminal():
         return LineProgress(total, desc, unit, enabled)
     from tqdm import tqdm
 
-    return tqdm(total=total, desc=desc, unit=unit, leave=leave, file=sys.stderr, disable=not enabled,
+    return tqdm(total=total, desc=desc, unit=unit, leave=False, file=sys.stderr, disable=not enabled,
                 mininterval=0.1, dynamic_ncols=True)
 
 
