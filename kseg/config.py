@@ -84,7 +84,6 @@ class Setting:
     """How one training setting is checked and offered as a `kseg train` option.
 
     Args:
-        section: str. "model", "data", "optimization" or "runtime".
         default: the value when none is given.
         kind: str. How values are checked: "text", "flag", "number" (NUMBER_RANGES),
             "choice" (one of `choices`), "crop", "scale" (`parse_scale`), "loss"
@@ -95,7 +94,6 @@ class Setting:
         option: str or None. The option's declaration where it is not --NAME-WITH-DASHES.
     """
 
-    section: str
     default: object
     kind: str
     help: str
@@ -198,16 +196,6 @@ class RuntimeSettings:
     worker_timeout: float = _field(300.0, "number",
                                    "Seconds --strategy multiworker waits for the other TF_CONFIG workers. "
                                    "[default: 300]")
-
-
-SECTIONS = {"model": ModelSettings, "data": DataSettings, "optimization": OptimizationSettings,
-            "runtime": RuntimeSettings}  # fmt: skip
-# Every setting, in config.yaml's (and `kseg train --help`'s) order: section by section.
-SETTINGS = {
-    field.name: Setting(section, field.default, optional=field.default is None or field.default is DATASET_CROP,
-                        **field.metadata)
-    for section, settings in SECTIONS.items() for field in dataclasses.fields(settings)
-}  # fmt: skip
 
 
 def check_setting(key, value, name=None):
@@ -487,6 +475,13 @@ class TrainConfig(RuntimeSettings, OptimizationSettings, DataSettings, ModelSett
             write_bytes(path, text.encode("utf8"))
         return text
 
+
+# Every setting, in config.yaml's (and `kseg train --help`'s) order: section by section.
+SETTINGS = {
+    field.name: Setting(field.default, optional=field.default is None or field.default is DATASET_CROP,
+                        **field.metadata)
+    for field in dataclasses.fields(TrainConfig)
+}  # fmt: skip
 
 def resolve(options=None, file=None, resume_dir=None, recipe=None):
     """The config of a `kseg train`: defaults < a recipe or a YAML file < the options.
