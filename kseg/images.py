@@ -132,7 +132,7 @@ class ImageHeader:
     """
 
     def __init__(self, format=None, width=None, height=None, bit_depth=None, colour_type=None,
-                 lossy=None):
+                 lossy=None, orientation=1):
         self.format = format
         self.width = width
         self.height = height
@@ -140,7 +140,7 @@ class ImageHeader:
         self.bit_depth = bit_depth
         self.colour_type = colour_type
         self.lossy = lossy
-        self.orientation = 1
+        self.orientation = orientation
 
     @property
     def swaps_axes(self):
@@ -184,9 +184,7 @@ def _jpeg_header(data):
         elif marker in _JPEG_SOF and len(payload) >= 5:
             height, width = struct.unpack_from(">HH", payload, 1)
             break
-    header = ImageHeader("jpeg", width, height, lossy="JPEG")
-    header.orientation = _orientation_from_exif(exif)
-    return header
+    return ImageHeader("jpeg", width, height, lossy="JPEG", orientation=_orientation_from_exif(exif))
 
 
 def _png_exif(data):
@@ -212,9 +210,8 @@ def _png_header(data):
     if len(data) < 26 or data[12:16] != b"IHDR":
         return ImageHeader("png")
     width, height = struct.unpack_from(">II", data, 16)
-    header = ImageHeader("png", width, height, bit_depth=data[24], colour_type=data[25])
-    header.orientation = _orientation_from_exif(_png_exif(data))
-    return header
+    return ImageHeader("png", width, height, bit_depth=data[24], colour_type=data[25],
+                       orientation=_orientation_from_exif(_png_exif(data)))
 
 
 def _webp_header(data):
@@ -246,9 +243,8 @@ def _webp_header(data):
         elif fourcc == b"EXIF" and exif is None:
             exif = payload[6:] if payload.startswith(b"Exif\x00\x00") else payload
         position += 8 + size + (size & 1)
-    header = ImageHeader("webp", width, height, lossy="WebP (lossy VP8)" if lossy else None)
-    header.orientation = _orientation_from_exif(exif)
-    return header
+    return ImageHeader("webp", width, height, lossy="WebP (lossy VP8)" if lossy else None,
+                       orientation=_orientation_from_exif(exif))
 
 
 def _bmp_header(data):
