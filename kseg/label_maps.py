@@ -68,4 +68,4 @@ def declared_format(data):
     if LABELS_KEY not in text:
         return None
     classes = text.get(CLASSES_KEY, "")
-    return text[LABELS_KEY], int(classes) if classes.isdigit() and len(classes) < 6 else None
+    return text[LABELS_KEY], int(classes) if classes.isascii() and classes.isdigit() and len(classes) < 6 else None

@@ -44,6 +44,13 @@ def test_label_maps_carry_their_format_and_keep_their_values():
         label_map_text("ids", 19)
 
 
+def test_a_class_count_of_other_digits_is_no_count():
+    labels = np.zeros((4, 5), np.uint8)
+    for count in ("\u00b2", "1\u00b9", "\u0663"):  # superscripts (Latin-1, as tEXt holds), Arabic-Indic 3
+        text = {"kseg:labels": TRAIN_IDS, "kseg:classes": count}
+        assert declared_format(encode_png(labels, text)) == (TRAIN_IDS, None)
+
+
 def test_predict_cityscapes_ids_then_evaluate_scores_them_as_label_ids(tmp_path):
     """The model predicts road everywhere: label id 7, which as a train id is traffic sign.
     Its values (all below 19) fit both readings; only the file's declaration tells."""
