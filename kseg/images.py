@@ -264,9 +264,7 @@ def _pillow_header(data, format=None, lossy=None):
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             with Image.open(io.BytesIO(data)) as image:
-                header.width, header.height = image.size
-                header.pixels = header.width * header.height
-                header.format = header.format or (image.format or "").lower() or None
+                return ImageHeader(format or (image.format or "").lower() or None, *image.size, lossy=lossy)
     except Image.DecompressionBombError as error:
         # Pillow gives the claimed size only in its message.
         match = re.search(r"\((\d+) pixels\)", str(error))
