@@ -86,10 +86,6 @@ class _SegmentationLoss(keras.losses.Loss):
         safe_labels = ops.where(valid, labels, ops.zeros_like(labels))
         return logits, safe_labels, valid
 
-    def batch_value(self, y_true, y_pred):
-        """The loss of this replica's batch as a scalar (before keras divides by replicas)."""
-        return ops.mean(self.call(y_true, y_pred))
-
     def get_config(self):
         return {
             "name": self.name,
@@ -293,7 +289,8 @@ class WeightedLossSum(_SegmentationLoss):
         self.terms = [(weight, LOSSES[term](num_classes, ignore_index, class_weights)) for weight, term in terms]
 
     def call(self, y_true, y_pred):
-        total = sum(weight * term.batch_value(y_true, y_pred) for weight, term in self.terms)
+        # Each term's loss of this replica's batch as a scalar (before keras divides by replicas).
+        total = sum(weight * ops.mean(term.call(y_true, y_pred)) for weight, term in self.terms)
         return ops.reshape(total, (1,))
 
     def get_config(self):
