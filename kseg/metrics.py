@@ -189,8 +189,5 @@ class ConfusionMatrixMetric(keras.metrics.Metric):
         """All metrics of `segmentation_scores` from the accumulated matrix (NumPy)."""
         return segmentation_scores(np.asarray(ops.convert_to_numpy(self.confusion)))
 
-    def reset_state(self):
-        self.confusion.assign(ops.zeros(self.confusion.shape, dtype=self.confusion.dtype))
-
     def get_config(self):
         return {**super().get_config(), "num_classes": self.num_classes, "ignore_index": self.ignore_index}
