@@ -87,13 +87,8 @@ class _SegmentationLoss(keras.losses.Loss):
         return logits, safe_labels, valid
 
     def get_config(self):
-        return {
-            "name": self.name,
-            "reduction": self.reduction,
-            "num_classes": self.num_classes,
-            "ignore_index": self.ignore_index,
-            "class_weights": self.class_weights,
-        }
+        return dict(super().get_config(), num_classes=self.num_classes, ignore_index=self.ignore_index,
+                    class_weights=self.class_weights)
 
 
 @keras.saving.register_keras_serializable(package="kseg")
