@@ -205,7 +205,7 @@ class Outputs:
         self.created = []  # folders `start` made, innermost first
 
     def add(self, path, kind, option="--out", folder=False, root=None, choose=None):
-        """Checks that `path` may be written as a `kind` output; returns `path`.
+        """Checks that `path` may be written as a `kind` output; returns the `Outputs`.
 
         Args:
             path: str. The file (or, with `folder`, the folder) to write.
@@ -248,7 +248,7 @@ class Outputs:
         if rule.replace != "never":  # nothing to recognise later: no ledger needed
             self.planned.setdefault(root, {})[name] = kind
         self.paths[key] = named
-        return path
+        return self
 
     def check_folder(self, path, option="--out"):
         """Checks a folder that outputs go into (predict's --out): not an input, not inside
@@ -342,9 +342,7 @@ class Outputs:
 
 def check(path, kind, inputs=(), force=False, option="--out", folder=False):
     """`Outputs(inputs, force).add(path, kind, ...)` for a command with one output."""
-    outputs = Outputs(inputs, force)
-    outputs.add(path, kind, option=option, folder=folder)
-    return outputs
+    return Outputs(inputs, force).add(path, kind, option=option, folder=folder)
 
 
 # -- atomic writes ------------------------------------------------------------------------
