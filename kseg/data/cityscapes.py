@@ -120,7 +120,7 @@ class CityscapesSpec(DatasetSpec):
             found = ", ".join(self.splits()) or "none"
             raise KsegError(f"{split_images}: no such Cityscapes split (found: {found})")
         pairs = []
-        for image_path in glob.glob(os.path.join(split_images, "*", "*" + IMAGE_SUFFIX)):
+        for image_path in glob.glob(os.path.join(glob.escape(split_images), "*", "*" + IMAGE_SUFFIX)):
             city = os.path.basename(os.path.dirname(image_path))
             stem = os.path.basename(image_path)[: -len(IMAGE_SUFFIX)]
             # A missing mask is reported when read, so verify can list every one.

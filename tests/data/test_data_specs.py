@@ -60,6 +60,13 @@ def test_cityscapes_layout_and_read_pair(tmp_path):
     assert (encoded[~trained] == 0).all()
 
 
+def test_cityscapes_root_with_glob_characters(tmp_path):
+    # a root named like a glob pattern ("[1]") is a folder name, not a pattern
+    root = str(tmp_path / "city[1]")
+    image_path, mask_path, _ = _make_cityscapes(root, np.random.default_rng(0))
+    assert get_dataset_spec("cityscapes", data_dir=root).pairs("train") == [(image_path, mask_path)]
+
+
 def test_cityscapes_env_variable_and_errors(tmp_path, monkeypatch):
     monkeypatch.setenv("CITYSCAPES_DATASET", str(tmp_path))
     assert get_dataset_spec("cityscapes").root == str(tmp_path)
