@@ -239,6 +239,10 @@ def load_classes_file(path):
     if not isinstance(ignore_list, list) or len(ignore_list) > 1 << 16:
         raise KsegError(f"{path}: ignore_colors must be a list of [r, g, b] colours. Received: {brief(ignore_list)}")
     ignore = tuple(_colour(value, f"{path}: ignore_colors") for value in ignore_list)
+    shared = [colour for colour in ignore if colour in colours]
+    if shared:
+        owner = names[colours.index(shared[0])]
+        raise KsegError(f"{path}: colour {list(shared[0])} is both the colour of {owner} and in ignore_colors")
     ignore_values = content.get("ignore_values", []) or []
     if not isinstance(ignore_values, list) or len(ignore_values) > 256:
         raise KsegError(f"{path}: ignore_values must be a list of mask values 0..255. Received: {brief(ignore_values)}")

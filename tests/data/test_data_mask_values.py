@@ -116,6 +116,8 @@ def test_colour_masks_follow_the_declared_values(tmp_path):
     ("classes: [a, b]\nsplits: {val_fraction: 0.9}\n", "at most 0.5"),
     ("classes:\n  - {name: a, value: 0, color: [1, 1, 1]}\n  - {name: b, value: 255, color: [2, 2, 2]}\n"
      "ignore_colors: [[0, 0, 0]]\n", "add one to ignore_values"),
+    ("classes:\n  - {name: a, color: [0, 0, 0]}\n  - {name: b, color: [1, 1, 1]}\nignore_colors: [[0, 0, 0]]\n",
+     r"colour \[0, 0, 0\] is both the colour of a and in ignore_colors"),
 ])
 def test_bad_declarations_are_one_line_naming_the_file(tmp_path, classes, message):
     root = binary_masks(tmp_path / "d", classes=classes, count=1)
