@@ -223,9 +223,7 @@ class DatasetSpec:
             f"{image}: listed {count} times in the {self.name} split '{split}'; it is used "
             "once (remove the repeated lines from the split list)",
         ) for image, count in counts.items() if count > 1]  # fmt: skip
-        first = {}  # each image with the first mask listed for it
-        for image, mask in listed:
-            first.setdefault(image, mask)
+        first = dict(reversed(listed))  # each image with the first mask listed for it
         return list(first.items()), issues
 
     def validation_note(self, split, train_split="train"):
