@@ -326,13 +326,12 @@ def pair_files(images_dir, masks_dir):
             ))  # fmt: skip
         else:
             pairs.append((found[0], candidates[0]))
-    for stem in sorted(set(masks) | set(others)):
-        if stem not in images:
-            issues += [PairingIssue(
-                MASK_WITHOUT_IMAGE, mask,
-                f"{mask}: no image named {stem} in {images_dir}; the mask is left out: check the names of "
-                "the two files, or remove the mask",
-            ) for mask in masks.get(stem, []) + others.get(stem, [])]  # fmt: skip
+    for stem in sorted((masks.keys() | others.keys()) - images.keys()):
+        issues += [PairingIssue(
+            MASK_WITHOUT_IMAGE, mask,
+            f"{mask}: no image named {stem} in {images_dir}; the mask is left out: check the names of "
+            "the two files, or remove the mask",
+        ) for mask in masks.get(stem, []) + others.get(stem, [])]  # fmt: skip
     return pairs, issues
 
 
