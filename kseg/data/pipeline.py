@@ -184,12 +184,11 @@ def make_dataset(spec, split, *, training, batch_size, options=DatasetOptions())
     loader = _PairLoader(spec, pairs, augmenter, options.skip_bad, skipped)
     engine = options.engine
     if (engine or default_engine()) == "python":
-        from kseg.data.pydataset import make_py_dataset
+        from kseg.data.pydataset import EvaluationBatches, Samples, TrainingBatches
 
-        return make_py_dataset(
-            loader, options.seed, training=training, batch_size=batch_size, pad_to=options.pad_to,
-            workers=options.workers,
-        )  # fmt: skip
+        samples = Samples(loader, options.seed, shuffle=training)
+        kind = TrainingBatches if training else EvaluationBatches
+        return kind(samples, batch_size, options.pad_to, workers=options.workers)
     if engine not in (None, "tf.data"):
         raise KsegError(f"engine must be 'tf.data' or 'python'. Received: engine={engine!r}")
     import tensorflow as tf

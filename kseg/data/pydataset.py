@@ -30,7 +30,7 @@ from kseg.data.augment import epoch_order
 from kseg.parallel import ReaderPool, default_workers, ordered_map, read_timeout, wait_for
 
 
-class _Samples:
+class Samples:
     """Reads the samples at positions of one pass; None for a bad pair under skip_bad.
 
     Pass 0 until `set_epoch` chooses another (its order and sample seeds: `epoch_order`).
@@ -182,20 +182,3 @@ class EvaluationBatches(_Batches):
     def generator(self):
         """A generator over the batches (what keras' fit takes as validation data)."""
         yield from self
-
-
-def make_py_dataset(loader, seed, *, training, batch_size, pad_to=1, workers=None):
-    """Training batches (a keras PyDataset) or evaluation batches (`EvaluationBatches`).
-
-    Args:
-        loader: kseg.data.pipeline._PairLoader. Spec, pairs, augmenter and skip_bad.
-        seed: int. The order and sample seeds of each pass (`epoch_order`).
-        training: bool. Shuffled fixed-position batches (PyDataset) or batches grouped by
-            size, in the pairs' order.
-        batch_size: int. Samples per batch.
-        pad_to: int. Round every batch up to a multiple of it with blank samples.
-        workers: int or None. Reader threads (default: one per core, at most 8).
-    """
-    samples = _Samples(loader, seed, shuffle=training)
-    kind = TrainingBatches if training else EvaluationBatches
-    return kind(samples, batch_size, pad_to, workers=workers)
