@@ -7,7 +7,11 @@ import click
 from kseg.cli.params import Number, Size
 
 from kseg.choices import CROWD, IMPORT_FORMATS, UNLABELLED
-from kseg.data.registry import DATASET_NAMES as DATASETS  # no TensorFlow import
+from kseg.data import get_dataset_spec  # no TensorFlow import
+from kseg.data.registry import DATASET_NAMES as DATASETS
+from kseg.errors import KsegError
+from kseg.images import quiet_decoder_warnings
+from kseg.outputs import check, write_json
 
 MAX_SCENES = 1_000_000  # per split (kseg.data.synthetic.MAX_SCENES)
 MIN_SIDE, MAX_SIDE = 32, 4096  # pixels per side of a synthetic scene
@@ -107,7 +111,6 @@ def init(folder, no_progress):
     images validation holds out. An existing classes.yaml is never replaced.
     """
     from kseg.data.init import init_classes_file, scan_summary
-    from kseg.images import quiet_decoder_warnings
 
     quiet_decoder_warnings()
     path, scan = init_classes_file(folder, progress=not no_progress)
@@ -136,9 +139,7 @@ def verify(name, data_dir, splits, classes_file, max_problems, no_progress):
     masks with one name, an entry listed twice: training leaves them out). Mirrored or
     180-degree EXIF orientations are listed as warnings.
     """
-    from kseg.data import get_dataset_spec
     from kseg.data.verify import verify_dataset
-    from kseg.images import quiet_decoder_warnings
 
     quiet_decoder_warnings()
     spec = get_dataset_spec(name, data_dir=data_dir, classes_file=classes_file)
@@ -165,11 +166,7 @@ def stats(name, data_dir, splits, classes_file, json_path, no_progress):
     A mask that cannot be read is named, left out, and makes the exit code 1.
     """
 
-    from kseg.data import get_dataset_spec
     from kseg.data.stats import compute_stats
-    from kseg.errors import KsegError
-    from kseg.images import quiet_decoder_warnings
-    from kseg.outputs import check, write_json
 
     quiet_decoder_warnings()
     spec = get_dataset_spec(name, data_dir=data_dir, classes_file=classes_file)
@@ -226,7 +223,6 @@ def synth(out, num_train, num_val, size, seed, force):
     it back with `--data synthetic --data-dir OUT` (or `--data folder`).
     """
     from kseg.data.synthetic import write_synthetic_dataset
-    from kseg.outputs import check
     from kseg.progress import progress
 
     check(out, "synthetic dataset", force=force, option="OUT", folder=True)  # a refusal before the bar
@@ -291,8 +287,6 @@ def import_(ctx, format, source, out_dir, max_problems, no_progress, **options):
     docs/importing.md describes each format.
     """
     from kseg.data.importers import ImportOptions, import_dataset
-    from kseg.errors import KsegError
-    from kseg.images import quiet_decoder_warnings
     from kseg.progress import write
 
     for name, formats in FORMAT_OPTIONS.items():
