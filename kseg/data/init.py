@@ -114,13 +114,12 @@ def _read(mask_path):
     return "index", {int(value): int(counts[value]) for value in np.flatnonzero(counts)}
 
 
-def scan_masks(root, progress=False, workers=None):
+def scan_masks(root, progress=False):
     """Reads every paired mask of a folder dataset and counts its values or colours.
 
     Args:
         root: str. The folder holding images/ and masks/.
         progress: bool. Show a progress bar on stderr.
-        workers: int or None. Reader threads; default: the number of CPU cores.
 
     Returns:
         MaskScan.
@@ -142,7 +141,7 @@ def scan_masks(root, progress=False, workers=None):
     example = {}
     with (
         progress_bar(len(pairs), "scanning masks", "mask", enabled=progress) as bar,
-        contextlib.closing(ordered_map(lambda pair: _read(pair[1]), pairs, workers)) as results,
+        contextlib.closing(ordered_map(lambda pair: _read(pair[1]), pairs)) as results,
     ):
         for (_, mask_path), (kind, found) in zip(pairs, results):
             bar.update(1)
@@ -232,13 +231,12 @@ def classes_yaml(scan):
     return "\n".join(lines) + "\n"
 
 
-def init_classes_file(root, progress=False, workers=None):
+def init_classes_file(root, progress=False):
     """Scans a folder dataset's masks and writes ROOT/classes.yaml (never over a file).
 
     Args:
         root: str. The folder holding images/ and masks/.
         progress: bool. Show a progress bar on stderr.
-        workers: int or None. Reader threads.
 
     Returns:
         tuple. (path written, MaskScan).
@@ -249,7 +247,7 @@ def init_classes_file(root, progress=False, workers=None):
     root = os.fspath(root)
     path = os.path.join(root, CLASSES_FILE)
     check(path, "dataset classes", option=None)  # never replaced: edit it, or move it away
-    scan = scan_masks(root, progress=progress, workers=workers)
+    scan = scan_masks(root, progress=progress)
     classes = len(scan.pixels) - (IGNORE_INDEX in scan.pixels and not scan.binary and scan.kind == "index")
     if classes < 2:
         only = ", ".join(str(key) for key in scan.pixels)

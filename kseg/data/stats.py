@@ -114,14 +114,13 @@ class DatasetStats:
         }
 
 
-def compute_stats(spec, split, progress=False, workers=None):
+def compute_stats(spec, split, progress=False):
     """Counts class pixels over the masks of a split (images are not decoded).
 
     Args:
         spec: DatasetSpec. The dataset.
         split: str. The split.
         progress: bool. Show a progress bar on stderr (`kseg.progress`).
-        workers: int or None. Reader threads; default: the number of CPU cores.
 
     Returns:
         DatasetStats. Masks that cannot be read are left out and listed in `.skipped`.
@@ -134,7 +133,7 @@ def compute_stats(spec, split, progress=False, workers=None):
 
     with (
         progress_bar(len(pairs), f"stats {spec.name}/{split}", "mask", enabled=progress) as bar,
-        contextlib.closing(ordered_map(load, pairs, workers)) as results,
+        contextlib.closing(ordered_map(load, pairs)) as results,
     ):
         for (_, mask_path), (mask, error) in zip(pairs, results):
             bar.update(1)

@@ -236,14 +236,13 @@ def _check_values(spec, mask_path, raw_mask, result):
         )
 
 
-def verify_dataset(spec, split, progress=False, workers=None):
+def verify_dataset(spec, split, progress=False):
     """Checks every pair of a split and reports all problems found.
 
     Args:
         spec: DatasetSpec. The dataset.
         split: str. The split to check.
         progress: bool. Show a progress bar on stderr (`kseg.progress`).
-        workers: int or None. Reader threads; default: the number of CPU cores.
 
     Returns:
         VerifyReport. `.ok` is False when anything is wrong.
@@ -261,7 +260,7 @@ def verify_dataset(spec, split, progress=False, workers=None):
     report.num_pairs = len(pairs)
     with (
         progress_bar(len(pairs), f"verify {spec.name}/{split}", "pair", enabled=progress) as bar,
-        contextlib.closing(ordered_map(lambda pair: _check_pair(spec, *pair), pairs, workers)) as results,
+        contextlib.closing(ordered_map(lambda pair: _check_pair(spec, *pair), pairs)) as results,
     ):
         _collect(report, pairs, results, bar)
     report.labelled_pixels = int(report.class_pixels[: spec.num_classes].sum())
