@@ -172,11 +172,12 @@ def make_dataset(spec, split, *, training, batch_size, options=DatasetOptions())
         KsegError: bad arguments, or a split `spec.pairs` cannot list (no root, empty).
     """
     try:
-        batch_size = operator.index(batch_size)
+        size = operator.index(batch_size)
     except TypeError:
-        batch_size = 0
-    if batch_size < 1:
+        size = 0
+    if size < 1:
         raise KsegError(f"batch_size must be a positive integer. Received: batch_size={batch_size!r}")
+    batch_size = size
     crop = None if options.crop is None else check_crop(options.crop)
     pairs = spec.pairs(split)
     augmenter = TrainAugmenter(crop=crop, scale_range=options.scale_range) if training else None

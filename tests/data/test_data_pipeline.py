@@ -114,6 +114,8 @@ def test_bad_pair_is_skipped_and_counted_or_named(spec, tmp_path):
 def test_bad_arguments(spec):
     with pytest.raises(KsegError, match="batch_size"):
         make_dataset(spec, "train", training=True, batch_size=0)
+    with pytest.raises(KsegError, match=r"Received: batch_size=2\.5$"):  # the value given, not a stand-in
+        make_dataset(spec, "train", training=True, batch_size=2.5)
     with pytest.raises(KsegError, match="crop"):
         make_dataset(spec, "train", training=True, batch_size=1, options=DatasetOptions(crop=(16,)))
     with pytest.raises(KsegError, match="no split folder"):
