@@ -45,8 +45,11 @@ class TrainAugmenter:
     def __init__(self, crop=None, scale_range=DEFAULT_SCALE_RANGE, colour_jitter=True):
         if crop is not None:
             crop = check_crop(crop)
-        low, high = (float(v) for v in scale_range)
-        if not 0 < low <= high:
+        try:
+            low, high = (float(v) for v in scale_range)
+        except (TypeError, ValueError):
+            low = high = math.nan  # not two numbers: refused below
+        if not 0 < low <= high < math.inf:
             raise KsegError(
                 f"scale_range must be (low, high) with 0 < low <= high. Received: scale_range={scale_range!r}"
             )

@@ -84,5 +84,7 @@ def test_same_seed_same_sample_and_jitter_changes_image_only():
 def test_bad_arguments():
     with pytest.raises(KsegError, match="crop"):
         TrainAugmenter(crop=(0, 10))
-    with pytest.raises(KsegError, match="scale_range"):
-        TrainAugmenter(scale_range=(2.0, 1.0))
+    # not two finite numbers: one line naming the argument, not an error from deep inside
+    for scale_range in ((2.0, 1.0), (0.5,), (0.5, "x"), None, (0.5, float("inf"))):
+        with pytest.raises(KsegError, match="scale_range"):
+            TrainAugmenter(scale_range=scale_range)
