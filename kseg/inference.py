@@ -108,25 +108,27 @@ def run_model(model, batch):
     return np.asarray(logits, dtype=np.float32)
 
 
-def resize(array, size, interpolation=cv2.INTER_LINEAR):
-    """Resizes an (H, W, C) array to `size` = (height, width), any number of channels."""
+def resize(array, size):
+    """Resizes an (H, W, C) array bilinearly to `size` = (height, width), any number of channels."""
     height, width = size
     if array.shape[:2] == (height, width):
         return array
-    # OpenCV resizes at most 512 channels at once, and returns one channel as (H, W).
-    pieces = [cv2.resize(array[:, :, start:start + 512], (width, height), interpolation=interpolation)
-              for start in range(0, array.shape[2], 512)]  # fmt: skip
+    # OpenCV resizes at most 512 channels at once (bilinear by default), and returns one channel as (H, W).
+    pieces = [cv2.resize(array[:, :, start:start + 512], (width, height)) for start in range(0, array.shape[2], 512)]
     return np.concatenate([piece.reshape(height, width, -1) for piece in pieces], axis=2)
 
 
-def batch_logits(model, images, tta=TTA(), batch_size=4):
+def batch_logits(model, images, tta=TTA()):
     """Logits of same-sized images (N, H, W, 3), averaged over the TTA views.
+
+    The model sees one image at a time: on a CPU one image (or tile) is already enough work
+    to keep every core busy, and each image more in a batch holds its activations too (about
+    100 MB per 512x512 tile for VGG16).
 
     Args:
         model: keras.Model. RGB images -> logits of the same height and width.
         images: array (N, H, W, 3). uint8 RGB.
         tta: TTA. Which views to average.
-        batch_size: int. Most images given to the model at once.
 
     Returns:
         float32 array (N, H, W, num_classes).
@@ -136,18 +138,14 @@ def batch_logits(model, images, tta=TTA(), batch_size=4):
     total = None
     for scale in tta.scales:
         size = (max(1, round(height * scale)), max(1, round(width * scale)))
-        scaled = np.stack([resize(image, size) for image in images]) if scale != 1 else images
-        views = [(scaled, False)] + ([(scaled[:, :, ::-1], True)] if tta.flip else [])
-        for view, flipped in views:
-            for start in range(0, len(view), batch_size):
-                logits = run_model(model, view[start:start + batch_size])
-                if flipped:
-                    logits = logits[:, :, ::-1]
-                if scale != 1:
-                    logits = np.stack([resize(item, (height, width)) for item in logits])
+        for index, image in enumerate(images):
+            scaled = resize(image, size)
+            for view, flipped in [(scaled, False)] + ([(scaled[:, ::-1], True)] if tta.flip else []):
+                logits = run_model(model, view[None])[0]
+                logits = resize(logits[:, ::-1] if flipped else logits, (height, width))
                 if total is None:
-                    total = np.zeros((len(images),) + logits.shape[1:], dtype=np.float32)
-                total[start:start + len(logits)] += logits
+                    total = np.zeros((len(images),) + logits.shape, dtype=np.float32)
+                total[index] += logits
     return total / tta.views
 
 
@@ -214,9 +212,7 @@ def iter_tiled_logits(model, image, tile, overlap=64, tta=TTA(), blend="center")
     for index, y in enumerate(rows):
         strip = image[y:y + tile_h]
         tiles = np.stack([strip[:, x:x + tile_w] for x in columns])
-        # One tile at a time: on a CPU a tile is already enough work to keep every core busy, and
-        # each tile more in a batch holds its activations too (about 100 MB per 512x512 tile for VGG16).
-        logits = batch_logits(model, tiles, tta, batch_size=1)
+        logits = batch_logits(model, tiles, tta)  # one tile at a time
         if sums is None:
             sums = np.zeros((0, width, logits.shape[-1]), dtype=np.float32)
             weights = np.zeros((0, width), dtype=np.float32)
