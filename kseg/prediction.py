@@ -291,7 +291,7 @@ class PredictOptions:
     unsafe: bool = False
 
     def __post_init__(self):
-        check_formats(self.formats)
+        object.__setattr__(self, "formats", check_formats(self.formats))  # each output once, as a tuple
         if self.tile is not None:
             validate_tiling(self.tile, self.overlap, self.blend)
         check_number(self.alpha, "--alpha", low=0, high=1)

@@ -7,7 +7,7 @@ from conftest import randomize_weights
 
 from kseg.errors import KsegError
 from kseg.inference import TTA, iter_tiled_logits, parse_tta, predict_labels, predict_logits, tile_starts, tiled_logits
-from kseg.prediction import collect_images
+from kseg.prediction import PredictOptions, check_output_formats, collect_images
 
 
 def local_model(radius, classes=3, seed=0):
@@ -152,3 +152,10 @@ def test_collect_images(tmp_path):
     assert len(problems) == 2 and all("skipped" in problem and "'x'" in problem for problem in problems)
     assert {problem.split(":")[0] for problem in problems} == {str(tmp_path / "a" / "x.png"),
                                                                  str(tmp_path / "a" / "x.jpg")}
+
+
+def test_predict_options_hold_each_output_once():
+    options = PredictOptions(formats=["cityscapes-ids", "cityscapes-ids"])
+    assert options.formats == ("cityscapes-ids",)
+    assert check_output_formats(19, options.formats, "m.keras") == []  # one output: no "folder of its own"
+    assert PredictOptions(formats=(kind for kind in ["labels"])).formats == ("labels",)  # not an empty iterator
