@@ -65,7 +65,7 @@ def resolve_class(spec, class_index_path=None):
     text = str(spec).strip()
     path = class_index_path or cached_class_index_path()
     entries = load_class_index(path) if path else None
-    if text.lstrip("-").isdigit():
+    if text.removeprefix("-").isdecimal():  # what int() reads: not "--5", nor a superscript "²"
         index = int(text)
         if not 0 <= index < IMAGENET_CLASSES:
             raise KsegError(f"--class {text}: ImageNet class indices are 0 to {IMAGENET_CLASSES - 1}")

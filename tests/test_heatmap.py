@@ -42,6 +42,11 @@ def test_resolve_class_by_index_name_and_wordnet_id(class_index_file, monkeypatc
         resolve_class("crane", class_index_file)
     with pytest.raises(KsegError, match="no ImageNet class"):
         resolve_class("unicorn", class_index_file)
+    with pytest.raises(KsegError, match="0 to 999"):
+        resolve_class("-5")
+    for text in ("--5", "\u00b2"):  # no index int() reads: looked up as a name, a one-line error
+        with pytest.raises(KsegError, match="no ImageNet class"):
+            resolve_class(text, class_index_file)
     (tmp_path / "bad.json").write_text("{}")
     with pytest.raises(KsegError, match="not an ImageNet class index"):
         resolve_class("tabby", str(tmp_path / "bad.json"))
