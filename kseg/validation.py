@@ -6,6 +6,7 @@ YAML files and Python, and by parsers of compound options such as `--tta scales=
 
 import math
 import os
+import sys
 
 from kseg.errors import KsegError
 from kseg.files import brief
@@ -22,6 +23,8 @@ def number_problem(number, low=None, high=None, min_open=False, max_open=False):
     """What is wrong with `number` (a str), or None when it is finite and in range."""
     if isinstance(number, bool) or not isinstance(number, (int, float)):
         return f"{str(number)[:40]!r} is not a number"
+    if isinstance(number, int) and abs(number) > sys.float_info.max:  # as a float it would overflow
+        return f"{str(number)[:40]}... has too many digits"
     if not math.isfinite(number):
         return f"{number} is not a finite number"
     if (low is not None and (number < low or (min_open and number == low))) or (

@@ -133,3 +133,14 @@ def test_one_size_parser_for_every_size_option():
             parse_size(bad, "--tile")
     with pytest.raises(KsegError, match="each side must be 32 to 4096"):
         parse_size("16x16", "--size", 32, 4096)
+
+
+def test_a_number_of_too_many_digits_is_refused_in_one_line():
+    from kseg.validation import check_number
+
+    for value in ("9" * 400, -(10**400)):  # an int beyond float's range: no OverflowError
+        with pytest.raises(KsegError, match=r"^--batch-size: -?\d+\.\.\. has too many digits$"):
+            check_number(value, "--batch-size", 1, 1024, integer=True)
+    with pytest.raises(KsegError, match="has too many digits"):
+        check_number(10**400, "lr")
+    assert check_number("1024", "--batch-size", 1, 1024, integer=True) == 1024
