@@ -548,8 +548,7 @@ def contact_sheet_png(result, path):
     rows, present = [], set()
     for image, truth, prediction in result.examples:
         truth, prediction = np.asarray(truth), np.asarray(prediction)
-        present.update(int(c) for c in np.unique(truth) if c != IGNORE_INDEX)
-        present.update(int(c) for c in np.unique(prediction))
+        present.update(np.unique(truth[truth != IGNORE_INDEX]).tolist(), np.unique(prediction).tolist())
         rows.append([np.asarray(image, np.uint8), colorize(truth, palette), colorize(prediction, palette)])
     heights = {row[0].shape[:2] for row in rows}
     if len(heights) > 1:  # images of several sizes: scale each row to the first's height

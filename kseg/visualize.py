@@ -159,9 +159,8 @@ def contact_sheet(rows, legend_image=None, gap=4):
     if not rows:
         raise ValueError("`rows` must hold at least one row of images")
     widths = [image.shape[1] for image in rows[0]]
-    for row in rows:
-        if [image.shape[1] for image in row] != widths:
-            raise ValueError("every row must hold images of the same widths")
+    if any([image.shape[1] for image in row] != widths for row in rows):
+        raise ValueError("every row must hold images of the same widths")
     width = sum(widths) + gap * (len(widths) + 1)
     starts = [gap * (column + 1) + sum(widths[:column]) for column in range(len(widths))]
     title_height = LEGEND_ROW + gap
