@@ -104,9 +104,6 @@ def seconds_from_environment(variable, default):
     if not text:
         return default
     try:
-        value = float(text)
-    except ValueError:
-        value = math.nan
-    if not (math.isfinite(value) and value > 0):
-        raise KsegError(f"{variable}={text[:40]!r}: expected a number of seconds above 0")
-    return value
+        return check_number(text, variable, low=0, min_open=True)
+    except KsegError:
+        raise KsegError(f"{variable}={text[:40]!r}: expected a number of seconds above 0") from None
