@@ -38,7 +38,6 @@ import logging
 import os
 import types
 
-import cv2
 import numpy as np
 
 from kseg import runs
@@ -174,14 +173,8 @@ class ExportedPredictor:
         """Logits of an image no larger than the input size: padded by reflection at the
         bottom and right, run, and cropped back."""
         height, width = image.shape[:2]
-        padded = image
-        while padded.shape[:2] != self.input_size:  # a reflection reaches one image length at most
-            rows, columns = padded.shape[:2]
-            bottom = min(self.input_size[0] - rows, max(rows - 1, 1))
-            right = min(self.input_size[1] - columns, max(columns - 1, 1))
-            border = cv2.BORDER_REFLECT_101 if min(rows, columns) > 1 else cv2.BORDER_REPLICATE
-            padded = cv2.copyMakeBorder(padded, 0, bottom, 0, right, border)
-        return self._run(np.ascontiguousarray(padded))[:height, :width]
+        padding = ((0, self.input_size[0] - height), (0, self.input_size[1] - width), (0, 0))
+        return self._run(np.pad(image, padding, mode="reflect"))[:height, :width]
 
     def predict_on_batch(self, images):
         """Logits (N, H, W, C) of a batch of same-sized RGB images (N, H, W, 3)."""
