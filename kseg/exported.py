@@ -162,8 +162,6 @@ class ExportedPredictor:
             return self._run(np.ascontiguousarray(image))
         if self.fit == "resize":
             return resize(self._run(resize(image, self.input_size)), size)
-        if size[0] <= self.input_size[0] and size[1] <= self.input_size[1]:
-            return self._padded(image)
         overlap = min(TILE_OVERLAP, min(self.input_size) // 4)
         # the tiling code sees a model whose tiles, none larger than the input size, are padded to it
         padding = types.SimpleNamespace(predict_on_batch=lambda tiles: np.stack([self._padded(t) for t in tiles]))
