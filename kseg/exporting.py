@@ -54,7 +54,7 @@ from kseg.images import IMAGE_EXTENSIONS, list_image_files, read_image
 from kseg.inference import predict_logits, resize
 from kseg.models.inference import inference_model
 from kseg.models.saving import load_segmentation_model
-from kseg.outputs import Outputs, scratch_beside, seal_folder, writing
+from kseg.outputs import check, scratch_beside, seal_folder, writing
 from kseg.progress import write
 from kseg.runs import SHIPPED_MODEL, choose_model, read_classes
 from kseg.signals import phase
@@ -369,9 +369,7 @@ def check_destination(out, format, model_path, run_dir=None, inputs=(), force=Fa
         KsegError: one line naming `out`, what it is, and the way out.
     """
     classes = os.path.join(run_dir, "classes.json") if run_dir else None
-    checked = Outputs([model_path, classes, *inputs], force)
-    checked.add(out, f"{format} export", folder=format == "savedmodel")
-    return checked
+    return check(out, f"{format} export", [model_path, classes, *inputs], force, folder=format == "savedmodel")
 
 
 def default_output_path(model_path, run_dir, format, quantize="none"):
