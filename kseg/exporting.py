@@ -318,7 +318,6 @@ def export_model(model, out, target, verify=None):
         raise KsegError(f"{out}: exists and is a file; a SavedModel is a folder")
     if format == "tflite":
         parent = os.path.dirname(os.path.abspath(out))
-        os.makedirs(parent, exist_ok=True)
         content = tflite_bytes(model, target, workdir=parent, name=os.path.basename(out))
     else:
         description = describe(num_classes_of(model), target.classes, format, quantize, input_size)
