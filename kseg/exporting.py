@@ -252,8 +252,7 @@ def _convert(model, saved, target, input_size, outputs):
         if is_disk_full(error):
             raise
         # The TFLite converter names the ops it cannot convert only in its message.
-        unsupported = [line.strip() for line in str(error).splitlines() if "ops:" in line]
-        detail = unsupported[0] if unsupported else str(error).strip()[:300]
+        detail = next((line.strip() for line in str(error).splitlines() if "ops:" in line), str(error).strip()[:300])
         raise KsegError(
             f"TFLite conversion ({quantize}) failed: {type(error).__name__}: {detail}"
         ) from None
