@@ -719,8 +719,7 @@ def export(model=None, format="tflite", out=None, options=None):
 def _export_check(model, format, out, options, model_path):
     """The `verify` of `export_model` that `export` passes with --check: compares the file
     written under a temporary name with the Keras model, and refuses it if they differ."""
-    images = load_images(options.check_images, option="--check-images") if options.check_images else (
-        sample_images())
+    images = load_images(options.check_images, option="--check-images") if options.check_images else sample_images()
 
     def verify(temporary):
         parity = check_export(model, ExportedModel(temporary, format, name=out), images)
