@@ -316,8 +316,7 @@ def export_model(model, out, target, verify=None):
     if format == "savedmodel" and os.path.isfile(out):
         raise KsegError(f"{out}: exists and is a file; a SavedModel is a folder")
     if format == "tflite":
-        parent = os.path.dirname(os.path.abspath(out))
-        content = tflite_bytes(model, target, workdir=parent, name=os.path.basename(out))
+        content = tflite_bytes(model, target, *os.path.split(os.path.abspath(out)))
     else:
         description = describe(num_classes_of(model), target.classes, format, quantize, input_size)
     with writing(out, directory=format == "savedmodel") as temporary:
