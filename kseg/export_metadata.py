@@ -168,11 +168,9 @@ def _mediapipe_metadata():
     except ImportError:  # see the module docstring
         parts = _VERSION_MODULE.split(".")
         for depth in range(3, len(parts)):
-            name = ".".join(parts[:depth])
-            if name not in sys.modules:
-                package = types.ModuleType(name)
-                package.__path__ = []
-                sys.modules[name] = package
+            package = types.ModuleType(".".join(parts[:depth]))
+            package.__path__ = []
+            sys.modules.setdefault(package.__name__, package)
         helper = types.ModuleType(_VERSION_MODULE)
         helper.GetMinimumMetadataParserVersion = _minimum_parser_version
         sys.modules[_VERSION_MODULE] = helper
