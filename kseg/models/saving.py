@@ -13,6 +13,7 @@ peak of 1.9 GB while fc6 is read.
 
 import os
 import zipfile
+import zlib
 
 import keras
 import numpy as np
@@ -43,7 +44,8 @@ def read_keras_config(path):
                 data = member.read(TEXT_FILE_LIMIT + 1)
     except KeyError:
         raise MalformedFileError(f"{path}: not a loadable keras model (no {CONFIG_MEMBER} inside)") from None
-    except (zipfile.BadZipFile, zipfile.LargeZipFile, EOFError, ValueError, NotImplementedError) as error:
+    except (zipfile.BadZipFile, zipfile.LargeZipFile, EOFError, ValueError, NotImplementedError, RuntimeError,
+            zlib.error) as error:  # RuntimeError: an encrypted member; zlib.error: a damaged deflate stream
         raise MalformedFileError(f"{path}: not a loadable keras model (not a .keras zip archive, or a "
                                  f"damaged one: {one_line(error, 200)})") from None
     except OSError as error:

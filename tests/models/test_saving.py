@@ -138,3 +138,32 @@ def test_a_saved_model_with_kseg_layers_loads_in_a_fresh_process(name, tmp_path)
                             env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"}, timeout=600)  # fmt: skip
     assert result.returncode == 0, result.stderr[-2000:]
     assert int(result.stdout.split()[-1]) == model.count_params()
+
+
+def _patched_config_archive(path, patch):
+    """A .keras-like zip holding a deflated config.json, its bytes then changed by `patch`."""
+    with zipfile.ZipFile(path, "w", zipfile.ZIP_DEFLATED) as archive:
+        archive.writestr("config.json", '{"class_name": "Functional", "config": "' + "x" * 2000 + '"}')
+    data = bytearray(path.read_bytes())
+    patch(data)
+    path.write_bytes(bytes(data))
+    return path
+
+
+def _encrypted(data):
+    data[data.find(b"PK\x01\x02") + 8] |= 1  # the central directory's "encrypted" flag
+
+
+def _scrambled(data):
+    start = data.find(b"PK\x03\x04") + 30 + len("config.json")  # the deflated bytes
+    data[start + 2 : start + 12] = bytes(byte ^ 0x55 for byte in data[start + 2 : start + 12])
+
+
+@pytest.mark.parametrize("patch", [_encrypted, _scrambled])
+def test_an_encrypted_or_undecompressable_config_is_one_error_naming_the_file(patch, tmp_path):
+    from kseg.files import MalformedFileError
+    from kseg.models.saving import read_keras_config
+
+    path = _patched_config_archive(tmp_path / "model.keras", patch)
+    with pytest.raises(MalformedFileError, match=r"model\.keras: not a loadable keras model"):
+        read_keras_config(path)
