@@ -385,6 +385,22 @@ def test_cvat_without_labelmap_is_one_error(tmp_path):
     assert len(result.output.strip().splitlines()) == 1
 
 
+
+def test_cvat_names_an_image_listed_in_two_split_lists_once(tmp_path):
+    from kseg.data.importers.colour_masks import Cvat
+
+    source = tmp_path / "cvat"
+    lists = source / "ImageSets" / "Segmentation"
+    os.makedirs(lists)
+    os.makedirs(source / "SegmentationClass")
+    os.makedirs(source / "JPEGImages")
+    (source / "labelmap.txt").write_text("background:0,0,0::\ncar:255,0,0::\n")
+    (lists / "train.txt").write_text("a\nb\n")
+    (lists / "val.txt").write_text("b\nb\n")  # listed twice here, and once in train.txt
+    (lists / "zz.txt").write_text("b\n")
+    twice = [str(problem) for problem in Cvat(source).problems if "also in" in problem.message]
+    assert twice == [f"{lists / 'val.txt'}: b is also in train.txt (image left out)"]
+
 # -- Kaggle CamVid, and the round trip to training --------------------------------------------------
 
 CAMVID = {"Void": (0, 0, 0), "Road": (128, 64, 128), "Car": (64, 0, 128), "Sky": (128, 128, 128)}

@@ -147,12 +147,10 @@ class Cvat(ColourMasks):
         for name in lists:
             path = os.path.join(self.lists_dir, name)
             for stem in read_text(path, "split list").split():
-                if split_of.get(stem, name[:-4]) != name[:-4]:
-                    self.problems.append(ImportProblem(path, f"{stem} is also in {split_of[stem]}.txt",
-                                                       IMAGE_LEFT_OUT))  # fmt: skip
+                first = split_of.setdefault(stem, name[:-4])  # None: already named as listed twice
+                if first not in (name[:-4], None):
+                    self.problems.append(ImportProblem(path, f"{stem} is also in {first}.txt", IMAGE_LEFT_OUT))
                     split_of[stem] = None
-                else:
-                    split_of[stem] = name[:-4]
         pooled = {split for split in split_of.values() if split} <= {"default"}
         tasks = []
         for stem in sorted(set(masks) | set(split_of)):
