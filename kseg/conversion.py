@@ -22,6 +22,7 @@ does.
 """
 
 import json
+import math
 import os
 
 import numpy as np
@@ -117,7 +118,7 @@ def decode_blob(data):
     if dims is None:
         dims = [legacy.get(field, 1) for field in (1, 2, 3, 4)] if legacy else [0]
     values = np.concatenate(chunks).astype(np.float32) if chunks else np.zeros(0, np.float32)
-    if values.size != int(np.prod(dims)):
+    if values.size != math.prod(dims) or max(dims, default=0) >= 1 << 63:  # NumPy's largest dimension
         raise WireError(f"a blob of shape {tuple(dims)} holds {values.size} values")
     return values.reshape(dims)
 

@@ -251,6 +251,15 @@ def test_truncated_and_foreign_files_are_one_line(tmp_path):
             convert.convert_released_weights(foreign, "fcn32s_caffe")
 
 
+
+@pytest.mark.parametrize("dims", [(1 << 32, 1 << 32), (1 << 62, 4), (0, 1 << 63)])
+def test_blob_shapes_past_numpy_sizes_are_damage(tmp_path, dims):
+    blob = field(7, field(1, b"".join(varint(d) for d in dims)))  # a shape, and no values
+    path = tmp_path / "huge.caffemodel"
+    path.write_bytes(caffemodel_bytes({}) + field(100, field(1, b"conv1_1") + field(7, blob)))
+    with pytest.raises(WeightsError, match="truncated or damaged .caffemodel .a blob of shape"):
+        convert.read_caffemodel(path)
+
 def test_wrong_class_count_unmatched_and_missing_blobs_are_named(tmp_path):
     path, _ = write_model_file(tmp_path, "fcn32s", classes=60)
     with pytest.raises(WeightsError, match="'score_fr' scores 60 classes, the model 21"):
