@@ -43,6 +43,8 @@ CONV_LAYERS = (
     "block5_conv1", "block5_conv2", "block5_conv3",
 )  # fmt: skip
 DENSE_LAYERS = ("fc1", "fc2", "predictions")
+# What h5py raises on a damaged file, or on a dataset where keras writes a group (and back).
+H5_ERRORS = (KeyError, OSError, TypeError, ValueError, AttributeError)
 
 
 def imagenet_weights_path():
@@ -91,7 +93,7 @@ class VGG16WeightsFile:
                 self._keras3 = True
             else:
                 raise WeightsError(f"{self.path}: HDF5 file holds no keras layer weights")
-        except (KeyError, OSError) as error:
+        except H5_ERRORS as error:
             self.close()
             raise WeightsError(f"{self.path}: damaged keras weights file ({error})") from None
         except WeightsError:
@@ -121,7 +123,7 @@ class VGG16WeightsFile:
                 variables = group["vars"]
                 return [variables[str(i)][()] for i in range(len(variables))]
             return [group[_text(w)][()] for w in group.attrs["weight_names"]]
-        except (KeyError, OSError) as error:
+        except H5_ERRORS as error:
             raise WeightsError(
                 f"{self.path}: weights of layer '{name}' are unreadable, truncated or corrupt "
                 f"({error})"

@@ -186,3 +186,31 @@ def test_a_listed_layer_without_its_group_is_a_clear_error(tmp_path):
         handle.attrs["layer_names"] = [b"block1_conv1"]
     with pytest.raises(WeightsError, match="listed.h5: damaged keras weights file"):
         fcn32s(num_classes=5, weights=str(path))
+
+
+def _dataset_for_a_group(handle, path):
+    handle.create_dataset(path, data=np.zeros(3))
+
+
+@pytest.mark.parametrize("layout", [
+    {"layers": _dataset_for_a_group},  # Keras 3: 'layers' a dataset
+    {"layers/block1_conv1/vars": _dataset_for_a_group},  # Keras 3: 'vars' a dataset
+    {"layers/block1_conv1": _dataset_for_a_group},  # Keras 3: the layer a dataset
+    {"block1_conv1": _dataset_for_a_group, "names": [b"block1_conv1"], "weights": [b"k"]},  # legacy
+    {"names": 5},  # legacy: layer_names not a list
+])
+def test_datasets_where_keras_writes_groups_are_a_damaged_file(tmp_path, layout):
+    import h5py
+
+    path = tmp_path / "odd.h5"
+    with h5py.File(path, "w") as handle:
+        for key, value in layout.items():
+            if callable(value):
+                value(handle, key)
+        if "names" in layout:
+            handle.attrs["layer_names"] = layout["names"]
+        if "weights" in layout:
+            handle["block1_conv1"].attrs["weight_names"] = layout["weights"]
+    damaged = "odd.h5: (damaged keras weights file|weights of layer 'block1_conv1' are unreadable)"
+    with pytest.raises(WeightsError, match=damaged), pretrained.VGG16WeightsFile(path) as weights:
+        weights.arrays("block1_conv1")
