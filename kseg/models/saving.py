@@ -108,9 +108,7 @@ def load_model(path, unsafe=False):
         unsafe: bool. Allow Lambda layers and other deserialized code (trusted files only).
     """
     path = os.fspath(path)
-    if not os.path.lexists(path):
-        raise KsegError(f"{path}: model file not found")
-    check_regular_file(path, "model file")
+    check_regular_file(path, "model file")  # "PATH: model file not found" when missing
     config = read_keras_config(path)
     code_layers = _code_layers(config)
     if code_layers and not unsafe:
