@@ -45,8 +45,7 @@ def build_segnet(num_classes=21, weights=None, width=1.0):
     def scores(x):
         taps = vgg16_trunk(x, width, batch_norm=True)
         x = taps["block5_pool"]
-        for position in range(len(VGG16_BLOCKS) - 1, -1, -1):
-            block, convs, channels = VGG16_BLOCKS[position]
+        for position, (block, convs, channels) in reversed(list(enumerate(VGG16_BLOCKS))):
             narrowed = VGG16_BLOCKS[position - 1][2] if position else channels
             pooled = [taps[f"block{block}_conv{convs}"], taps[f"block{block}_pool"]]
             mask = MaxPoolingMask(name=f"block{block}_pool_mask")(pooled)
