@@ -342,6 +342,18 @@ def test_coco_damaged_or_panoptic_files_and_misplaced_options(tmp_path):
     assert result.exit_code == 1 and "--crowd applies to coco only" in result.output
 
 
+
+@pytest.mark.parametrize("name", ["labelme\nsplits: {}", os.fsdecode(b"labelme\xff")])
+def test_a_source_named_with_a_line_break_or_not_in_utf8_gives_readable_files(tmp_path, name):
+    source = tmp_path / name
+    os.makedirs(source)
+    ok, png = cv2.imencode(".png", np.zeros((20, 30, 3), np.uint8))
+    labelme_file(source / "a.json", "a.png", [("car", "rectangle", [[1, 1], [9, 9]])], (20, 30),
+                 base64.b64encode(png.tobytes()).decode())
+    import_dataset("labelme", source, tmp_path / "out")
+    assert class_names(tmp_path / "out") == ["background", "car"]
+    assert (tmp_path / "out" / "import-report.txt").read_text(encoding="utf8").startswith("kseg data import")
+
 # -- CVAT ------------------------------------------------------------------------------------------
 
 CVAT_COLOURS = {"background": (0, 0, 0), "car": (255, 0, 0), "tree": (0, 255, 0)}

@@ -72,7 +72,8 @@ def _classes_yaml(result, source):
     entries = [{"name": name, "color": list(colour)} for name, colour in zip(result.names, result.colours)]
     text = yaml.safe_dump({"classes": entries}, sort_keys=False, allow_unicode=True, default_flow_style=None,
                           width=1000)  # fmt: skip
-    header = [f"# classes.yaml written by `kseg data import {result.format}` from {source}.",
+    shown = "".join(c if c.isprintable() else "?" for c in source)  # a line break would end the comment
+    header = [f"# classes.yaml written by `kseg data import {result.format}` from {shown}.",
               "# Masks are index PNGs: class k is stored as k, 255 is ignored (void, crowd, unknown).",
               "# The colours are for pictures kseg draws. The format: docs/datasets.md."]
     if "" in result.images:  # one pool
@@ -134,7 +135,8 @@ def import_dataset(format, source, out_dir, options=DEFAULTS, progress=False, on
                                 f"{result.problems[0]}); nothing was written (without --strict these are left "
                                 "out or ignored and the rest is imported)")  # fmt: skip
             write_bytes(os.path.join(temporary, CLASSES_FILE), _classes_yaml(result, source).encode())
-            write_bytes(os.path.join(temporary, REPORT_FILE), _report_text(result, source).encode())
+            report = _report_text(result, source).encode(errors="backslashreplace")  # file names not in UTF-8
+            write_bytes(os.path.join(temporary, REPORT_FILE), report)
             if os.path.lexists(out_dir):  # made meanwhile: never replaced
                 raise KsegError(f"OUT_DIR {out_dir}: appeared while importing; it is not replaced, choose "
                                 "another OUT_DIR")  # fmt: skip
