@@ -418,6 +418,15 @@ def test_cvat_names_an_image_listed_in_two_split_lists_once(tmp_path):
 CAMVID = {"Void": (0, 0, 0), "Road": (128, 64, 128), "Car": (64, 0, 128), "Sky": (128, 128, 128)}
 
 
+
+def test_a_kaggle_class_list_the_csv_module_cannot_read_is_one_error(tmp_path):
+    from kseg.data.importers.colour_masks import CamvidKaggle
+
+    os.makedirs(tmp_path / "camvid" / "train")
+    (tmp_path / "camvid" / "class_dict.csv").write_text('name,r,g,b\n"' + "x" * 200000 + '",1,2,3\n')
+    with pytest.raises(KsegError, match="class_dict.csv: not a readable CSV file .field larger than field limit"):
+        CamvidKaggle(tmp_path / "camvid")
+
 def kaggle_camvid(root, counts=(("train", 6), ("val", 2), ("test", 1)), size=(40, 48)):
     rng = np.random.default_rng(3)
     (root / "class_dict.csv").parent.mkdir(parents=True, exist_ok=True)

@@ -179,7 +179,10 @@ class CamvidKaggle(ColourMasks):
     def __init__(self, source, options=DEFAULTS):
         self.source = require_folder(os.fspath(source), "CamVid folder")
         self.colour_file = os.path.join(self.source, "class_dict.csv")
-        rows = list(csv.reader(io.StringIO(read_text(self.colour_file, "CamVid class list"))))
+        try:
+            rows = list(csv.reader(io.StringIO(read_text(self.colour_file, "CamVid class list"))))
+        except csv.Error as error:  # e.g. a field past the csv module's size limit
+            raise KsegError(f"{self.colour_file}: not a readable CSV file ({error})") from None
         if not rows or [cell.strip().lower() for cell in rows[0]] != ["name", "r", "g", "b"]:
             raise KsegError(f"{self.colour_file}: expected the header 'name,r,g,b'. Received: "
                             f"{brief(','.join(rows[0]) if rows else '')}")  # fmt: skip
