@@ -148,15 +148,14 @@ def _updates(model):
     return int(np.asarray(model.optimizer.iterations))
 
 
-def compare_precisions(build, compile_model, batch, policy, steps=STEPS):
-    """Trains a float32 and a `policy` copy of a model on one batch; returns a PrecisionCheck.
+def compare_precisions(build, compile_model, batch, policy):
+    """Trains a float32 and a `policy` copy of a model `STEPS` updates on one batch; returns a PrecisionCheck.
 
     Args:
         build: callable() -> keras.Model, built under the global dtype policy in force.
         compile_model: callable(model). Compiles it (a fresh optimizer for each copy).
         batch: tuple. (images, masks) numpy arrays.
         policy: str. The reduced keras dtype policy, e.g. "mixed_bfloat16".
-        steps: int. Optimizer updates.
     """
     start = time.perf_counter()
     images, masks = batch
@@ -169,7 +168,7 @@ def compare_precisions(build, compile_model, batch, policy, steps=STEPS):
             weights = model.get_weights() if weights is None else weights
             model.set_weights(weights)  # both copies start from float32's initial weights
             compile_model(model)
-            losses[name], updates = _losses(model, images, masks, steps)
+            losses[name], updates = _losses(model, images, masks, STEPS)
         del model
         gc.collect()
     return PrecisionCheck(
