@@ -67,7 +67,6 @@ from kseg.training.distribution import (
     is_chief,
     keras_backend,
     make_strategy,
-    read_tf_config,
     resolve_precision,
 )
 from kseg.training.lock import default_run_dir, lock_run_dir
@@ -176,7 +175,7 @@ def train(config, resume=False, verbose=1, callbacks=(), unsafe=False):
 def _checked_config(config, resume):
     """The config checked again (fields may have been set since it was made), and what can
     be refused at once: a misspelt model, weights it cannot take, a strategy the backend
-    lacks, a malformed TF_CONFIG, --resume without a run folder."""
+    lacks, --resume without a run folder. (`is_chief`, next, refuses a malformed TF_CONFIG.)"""
     if not isinstance(config, TrainConfig):
         raise KsegError(f"train expects a TrainConfig. Received: {type(config).__name__}")
     config = config.replace()
@@ -184,8 +183,6 @@ def _checked_config(config, resume):
     if not resume:  # a resumed run reads its checkpoint
         check_weights(config.model, config.model_weights)
     check_strategy_backend(config.strategy)  # multiworker is TensorFlow-only
-    if config.strategy == "multiworker":
-        read_tf_config()
     if resume and not config.run_dir:
         raise KsegError("--resume needs --run-dir, the run directory to continue")
     return config
