@@ -539,14 +539,3 @@ def _as_vectors(logs):
     return {key: keras.ops.reshape(value, (1,)) for key, value in logs.items()}
 
 
-def distribute(dataset, multiworker):
-    """Shards a dataset by data (not by file) across the workers of a multi-worker run."""
-    if multiworker:
-        import tensorflow as tf
-
-        options = tf.data.Options()
-        options.experimental_distribute.auto_shard_policy = tf.data.experimental.AutoShardPolicy.DATA
-        dataset = dataset.with_options(options)
-    return dataset
-
-

@@ -62,7 +62,6 @@ from kseg.training.distribution import (
     MultiWorkerModel,
     auto_precision,
     check_strategy_backend,
-    distribute,
     dtype_policy,
     is_chief,
     keras_backend,
@@ -570,13 +569,17 @@ def learning_problem(history, class_names):
 
 def _for_fit(run, dataset, batches):
     """A tf.data dataset of `batches` batches as keras takes it: with its length when it is
-    known (a known length gives keras' progress bar its total), sharded across the workers
-    of a multi-worker run."""
+    known (a known length gives keras' progress bar its total), sharded by data (not by
+    file) across the workers of a multi-worker run."""
     import tensorflow as tf
 
     if not run.config.skip_bad:
         dataset = dataset.apply(tf.data.experimental.assert_cardinality(batches))
-    return distribute(dataset, run.multiworker)
+    if run.multiworker:
+        options = tf.data.Options()
+        options.experimental_distribute.auto_shard_policy = tf.data.experimental.AutoShardPolicy.DATA
+        dataset = dataset.with_options(options)
+    return dataset
 
 
 def _as_float(value):
