@@ -87,10 +87,23 @@ class RunState:
         for key, value in read_checkpoint_state(path).items():
             if key not in kinds:
                 continue
-            if isinstance(value, bool) or not isinstance(value, kinds[key]):
+            if (
+                isinstance(value, bool)
+                or not isinstance(value, kinds[key])
+                or (key == "history" and not all(map(_is_log_row, value)))
+            ):
                 raise KsegError(f"{path}: unreadable training state ({key} is {brief(value, 40)})")
             state[key] = value
         return cls(**state)
+
+
+def _is_log_row(row):
+    """Whether `row` is a history row as kseg writes them (log.csv, training_curves.png and
+    the not-learning check read them): numbers or None by name, with an epoch and a loss."""
+    if not isinstance(row, dict) or row.get("epoch") is None or row.get("loss") is None:
+        return False
+    return all(value is None or (isinstance(value, (int, float)) and not isinstance(value, bool))
+               for value in row.values())  # fmt: skip
 
 
 def trained_with(config, num_classes):

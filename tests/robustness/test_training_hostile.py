@@ -513,6 +513,34 @@ def test_resume_of_an_older_checkpoint_that_does_not_fit_is_one_short_line(finis
     assert "\n" not in str(error.value) and len(str(error.value)) < 500, str(error.value)
 
 
+def edit_state(checkpoint, **values):
+    """Rewrites the checkpoint with `values` set in its kseg_state.json."""
+    from kseg.training.checkpoints import STATE_MEMBER
+
+    rebuilt = checkpoint + ".rebuilt"
+    with zipfile.ZipFile(checkpoint) as source, zipfile.ZipFile(rebuilt, "w") as target:
+        for item in source.infolist():
+            content = source.read(item)
+            if item.filename == STATE_MEMBER:
+                content = json.dumps(dict(json.loads(content), **values)).encode()
+            target.writestr(item, content)
+    os.replace(rebuilt, checkpoint)
+
+
+@pytest.mark.parametrize(
+    "history", [[1], [{}], [{"epoch": 1, "loss": "low"}], [{"epoch": 1, "loss": 0.5, "val_loss": "x"}]]
+)
+def test_resume_from_a_checkpoint_whose_history_is_not_log_rows_is_one_short_line(finished_run, tmp_path, history):
+    from kseg.training import train
+
+    run_dir = str(tmp_path / "edited")
+    shutil.copytree(finished_run, run_dir)
+    edit_state(runs.checkpoint_path(run_dir, runs.LAST), history=history)
+    with pytest.raises(KsegError, match="unreadable training state \\(history is") as error:
+        train(resolve({"epochs": 2}, resume_dir=run_dir), resume=True, verbose=0)
+    assert "\n" not in str(error.value) and len(str(error.value)) < 400, str(error.value)
+
+
 def test_disk_full_while_checkpointing_stops_with_one_line(finished_run, tmp_path, monkeypatch):
     import keras
 
