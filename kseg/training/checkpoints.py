@@ -173,6 +173,11 @@ def seed_generator_states(model):
     return [np.asarray(keras.ops.convert_to_numpy(v)).tolist() for v in seed_generator_variables(model)]
 
 
-def restore_seed_generators(model, states):
-    for variable, value in zip(seed_generator_variables(model), states):
-        variable.assign(np.asarray(value, dtype=variable.dtype))
+def restore_seed_generators(model, states, path):
+    """Sets the dropout generators' states stored in the checkpoint `path` (a bad one is a
+    one-line KsegError)."""
+    try:
+        for variable, value in zip(seed_generator_variables(model), states):
+            variable.assign(np.asarray(value, dtype=variable.dtype))
+    except (ValueError, TypeError, OverflowError):
+        raise KsegError(f"{path}: unreadable training state (seed_generators is {brief(states, 40)})") from None

@@ -351,7 +351,7 @@ def _build(run):
         model.optimizer.build(model.trainable_variables)
         if run.resume:
             checkpoints.load_checkpoint_weights(model, run.run_dir.last, run.run_dir)
-            checkpoints.restore_seed_generators(model, run.state.seed_generators)
+            checkpoints.restore_seed_generators(model, run.state.seed_generators, run.run_dir.last)
             logger.info("resuming %s after epoch %d (best mIoU %.4f at epoch %d)",
                         run.run_dir, run.state.epoch, run.state.best_score, run.state.best_epoch)  # fmt: skip
     run.model = model

@@ -541,6 +541,19 @@ def test_resume_from_a_checkpoint_whose_history_is_not_log_rows_is_one_short_lin
     assert "\n" not in str(error.value) and len(str(error.value)) < 400, str(error.value)
 
 
+def test_resume_from_a_checkpoint_whose_dropout_states_do_not_fit_is_one_short_line(data, tmp_path):
+    from kseg.training import train
+
+    finished = train(tiny(data, tmp_path / "run", dropout=0.5), verbose=0)
+    for index, states in enumerate([[["a"]], [[1, 2, 3]], [[1e30, 1]], [None]]):
+        run_dir = str(tmp_path / f"edited{index}")
+        shutil.copytree(finished, run_dir)
+        edit_state(runs.checkpoint_path(run_dir, runs.LAST), seed_generators=states)
+        with pytest.raises(KsegError, match="unreadable training state \\(seed_generators is") as error:
+            train(resolve({"epochs": 2}, resume_dir=run_dir), resume=True, verbose=0)
+        assert "\n" not in str(error.value) and len(str(error.value)) < 400, str(error.value)
+
+
 def test_disk_full_while_checkpointing_stops_with_one_line(finished_run, tmp_path, monkeypatch):
     import keras
 
