@@ -7,6 +7,7 @@ import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 
 import numpy as np
@@ -160,6 +161,37 @@ def test_nan_loss_stops_and_keeps_last_good_checkpoint(trained_run, tmp_path):
     for before, after in zip(weights, model_weights(last)):
         np.testing.assert_array_equal(before, after)
     assert len(read_log(run_dir)) == 3
+
+
+@pytest.mark.parametrize("steps_per_epoch", [None, 1])
+def test_a_run_stopped_mid_epoch_leaves_no_reader_threads_of_the_python_engine(
+    tiny_data, tmp_path, monkeypatch, steps_per_epoch
+):
+    import keras
+
+    import kseg.data.pipeline
+    import kseg.training.loop
+    from kseg.training import train
+
+    for module in (kseg.data.pipeline, kseg.training.loop):  # as under JAX and PyTorch
+        monkeypatch.setattr(module, "default_engine", lambda: "python")
+
+    class Stop(keras.callbacks.Callback):
+        def on_train_batch_end(self, batch, logs=None):
+            raise KsegError("stopped by a callback")
+
+    config = tiny_config(tiny_data, tmp_path / "run", batch_size=2, steps_per_epoch=steps_per_epoch)
+    before = set(threading.enumerate())
+    with pytest.raises(KsegError, match="stopped by a callback"):
+        train(config, verbose=0, callbacks=[Stop()])
+
+    def readers():
+        return [thread for thread in set(threading.enumerate()) - before if thread.name.startswith("kseg-data")]
+
+    deadline = time.monotonic() + 10  # a pool shut down lets its threads end on their own
+    while readers() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert not readers()
 
 
 def test_a_weight_that_became_infinite_stops_training_though_every_loss_was_finite(tiny_data, tmp_path):

@@ -293,12 +293,13 @@ def _run(run):
         model=run.model,
     )  # fmt: skip
     progress.callbacks = callbacks  # validation reports to the callbacks of the fit, as keras' own does
+    fit_data = _fit_data(run, train_data)
     try:
         with data_errors(), warnings.catch_warnings(), run.strategy.scope():
             # Skipped bad pairs make an epoch shorter than announced; that is expected.
             warnings.filterwarnings("ignore", message="Your input ran out of data")
             run.model.fit(
-                _fit_data(run, train_data), epochs=config.epochs, initial_epoch=run.state.epoch,
+                fit_data, epochs=config.epochs, initial_epoch=run.state.epoch,
                 callbacks=callbacks, verbose=run.verbose, shuffle=False,
             )  # fmt: skip
         _summarise(run)
@@ -307,6 +308,8 @@ def _run(run):
                            run.skipped, train_data.skipped.count)  # fmt: skip
     finally:
         ends.close()
+        if not _tf_data():  # the python engine's reader threads, left running by a fit stopped mid-epoch
+            fit_data.close()
 
 
 def _summarise(run):
