@@ -25,6 +25,7 @@ the whole-model check is run again on that model: the run trains in the reduced 
 with those exceptions only if that check agrees too.
 """
 
+import contextlib
 import dataclasses
 import gc
 import inspect
@@ -123,8 +124,8 @@ def check_batch(config, spec):
     if hasattr(dataset, "as_numpy_iterator"):  # tf.data
         images, masks = next(iter(dataset.take(1).as_numpy_iterator()))
     else:
-        images, masks = dataset[0]
-        dataset.close()
+        with contextlib.closing(dataset):  # its reader threads, also when the batch cannot be read
+            images, masks = dataset[0]
     # The top-left corner of larger crops: the cost of a step grows with its pixels.
     return np.asarray(images)[:, :MAX_SIDE, :MAX_SIDE], np.asarray(masks)[:, :MAX_SIDE, :MAX_SIDE]
 
