@@ -171,7 +171,7 @@ def parse_address(address):
         return None
     host, _, port = address.strip().rpartition(":")
     host = host[1:-1] if host.startswith("[") and host.endswith("]") else host  # [IPv6]
-    if not host or any(character.isspace() for character in host) or not port.isdigit():
+    if not host or any(character.isspace() for character in host) or not (port.isascii() and port.isdigit()):
         return None
     port = int(port)
     return (host, port) if 1 <= port <= 65535 else None

@@ -379,6 +379,8 @@ BAD_TF_CONFIGS = [
     '{"cluster": {"worker": ["127.0.0.1"]}, "task": {"type": "worker", "index": 0}}',
     '{"cluster": {"worker": ["127.0.0.1:0"]}, "task": {"type": "worker", "index": 0}}',
     '{"cluster": {"worker": ["127.0.0.1:70000"]}, "task": {"type": "worker", "index": 0}}',
+    '{"cluster": {"worker": ["127.0.0.1:\u00b2"]}, "task": {"type": "worker", "index": 0}}',  # a digit int() refuses
+    '{"cluster": {"worker": ["127.0.0.1:\uff11"]}, "task": {"type": "worker", "index": 0}}',  # a non-ASCII digit
     '{"cluster": {"worker": [5]}, "task": {"type": "worker", "index": 0}}',
     '{"cluster": {"ps": ["h:1"]}, "task": {"type": "ps", "index": 0}}',
     '{"cluster": {"worker": ["h:1", "h:1"]}, "task": {"type": "worker", "index": 0}}',
