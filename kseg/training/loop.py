@@ -513,7 +513,7 @@ class _EpochEnd(keras.callbacks.Callback):
         """Keeps the epoch: its row in the run state, best.keras when `score` improved,
         last.keras and the logs (each written through `kseg.outputs.writing`)."""
         run, state = self.run, self.run.state
-        previous_epoch = state.epoch
+        kept_epoch = state.epoch  # the epoch of the last last.keras written
         state.epoch = row["epoch"]
         state.history = [*state.history, row]
         try:
@@ -526,10 +526,11 @@ class _EpochEnd(keras.callbacks.Callback):
                 checkpoints.save_checkpoint(self.inference_model, run.write_dir.best)
             state.seed_generators = checkpoints.seed_generator_states(run.model)
             checkpoints.save_checkpoint(run.model, run.write_dir.last, dataclasses.asdict(state))
+            kept_epoch = state.epoch
             if self.logs is not None:
                 self.logs.write(state.history)
         except DiskFullError as error:
-            kept = run.kept(previous_epoch).replace("(continue", "(free some space, then continue")
+            kept = run.kept(kept_epoch).replace("(continue", "(free some space, then continue")
             raise DiskFullError(f"training stopped at epoch {row['epoch']}: {error}; {kept}") from None
         problem = learning_problem(state.history, run.spec.class_names)
         note = ""

@@ -556,6 +556,24 @@ def test_resume_from_a_checkpoint_whose_dropout_states_do_not_fit_is_one_short_l
         assert "\n" not in str(error.value) and len(str(error.value)) < 400, str(error.value)
 
 
+def test_disk_full_while_writing_the_logs_names_the_checkpoint_just_written(data, tmp_path, monkeypatch):
+    from matplotlib.figure import Figure
+
+    from kseg.training import read_checkpoint_state, train
+
+    def no_space(self, *args, **kwargs):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(Figure, "savefig", no_space)  # training_curves.png, after last.keras
+    run_dir = tmp_path / "run"
+    with pytest.raises(KsegError) as error:
+        train(tiny(data, run_dir), verbose=0)
+    message = str(error.value)
+    assert "no space left on device" in message and "training_curves.png" in message, message
+    assert f"the checkpoints of epoch 1 are kept in {run_dir} (free some space, then continue" in message, message
+    assert read_checkpoint_state(runs.checkpoint_path(str(run_dir), runs.LAST))["epoch"] == 1
+
+
 def test_disk_full_while_checkpointing_stops_with_one_line(finished_run, tmp_path, monkeypatch):
     import keras
 
