@@ -90,6 +90,7 @@ class RunState:
             if (
                 isinstance(value, bool)
                 or not isinstance(value, kinds[key])
+                or (key == "epoch" and value < 0)
                 or (key == "history" and not all(map(_is_log_row, value)))
             ):
                 raise KsegError(f"{path}: unreadable training state ({key} is {brief(value, 40)})")

@@ -543,6 +543,17 @@ def test_resume_from_a_checkpoint_whose_history_is_not_log_rows_is_one_short_lin
     assert "\n" not in str(error.value) and len(str(error.value)) < 400, str(error.value)
 
 
+def test_resume_from_a_checkpoint_with_a_negative_epoch_is_one_short_line(finished_run, tmp_path):
+    from kseg.training import train
+
+    run_dir = str(tmp_path / "edited")
+    shutil.copytree(finished_run, run_dir)
+    edit_state(runs.checkpoint_path(run_dir, runs.LAST), epoch=-2)
+    with pytest.raises(KsegError, match="unreadable training state \\(epoch is -2\\)") as error:
+        train(resolve({"epochs": 2}, resume_dir=run_dir), resume=True, verbose=0)
+    assert "\n" not in str(error.value) and len(str(error.value)) < 400, str(error.value)
+
+
 def test_resume_from_a_checkpoint_whose_dropout_states_do_not_fit_is_one_short_line(data, tmp_path):
     from kseg.training import train
 
