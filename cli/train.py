@@ -34,7 +34,7 @@ def parse_class_weights(text):
         return text
     parts = [part for part in text.replace(" ", "").split(",") if part]
     try:
-        numbers = [float(part) for part in parts]
+        numbers = [float(part) for part in parts or [text]]  # only commas: refused as not numbers
     except ValueError:
         raise KsegError(
             f"--class-weights: expected none, median-frequency, sqrt-median-frequency or numbers "

@@ -101,6 +101,7 @@ def test_evaluate_predictions_folder(tiny_data, tmp_path):
         (["--epochs", "0"], "--epochs"),
         (["--crop", "big"], "--crop"),
         (["--class-weights", "1,x"], "--class-weights"),
+        (["--class-weights", " , "], "--class-weights: expected none, median-frequency"),
         (["--width", "0.5", "--weights", "imagenet"], "weights"),
         (["--resume"], "--resume needs --run-dir"),
     ],
