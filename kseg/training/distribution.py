@@ -118,8 +118,8 @@ def resolve_precision(mode, warn=False):
     """
     if mode == "auto":
         return auto_precision()[0]
-    if mode not in PRECISION_POLICIES:
-        raise KsegError(f"--mixed-precision: expected auto, off, fp16 or bf16. Received: {mode!r}")
+    if not isinstance(mode, str) or mode not in PRECISION_POLICIES:  # e.g. a checkpoint's trained_with
+        raise KsegError(f"--mixed-precision: expected auto, off, fp16 or bf16. Received: {brief(mode)}")
     if warn and mode == "fp16" and (message := precision_warning(mode, cuda_gpu_visible())):
         logger.warning("%s", message)
     return PRECISION_POLICIES[mode]

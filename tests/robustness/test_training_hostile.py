@@ -554,6 +554,18 @@ def test_resume_from_a_checkpoint_with_a_negative_epoch_is_one_short_line(finish
     assert "\n" not in str(error.value) and len(str(error.value)) < 400, str(error.value)
 
 
+@pytest.mark.parametrize("precision", [[1], {"mode": "bf16"}, "banana"])
+def test_resume_from_a_checkpoint_trained_with_no_precision_mode_is_one_short_line(finished_run, tmp_path, precision):
+    from kseg.training import train
+
+    run_dir = str(tmp_path / "edited")
+    shutil.copytree(finished_run, run_dir)
+    edit_state(runs.checkpoint_path(run_dir, runs.LAST), trained_with={"mixed_precision": precision})
+    with pytest.raises(KsegError, match="--mixed-precision: expected auto, off, fp16 or bf16") as error:
+        train(resolve({"epochs": 2}, resume_dir=run_dir), resume=True, verbose=0)
+    assert "\n" not in str(error.value) and len(str(error.value)) < 400, str(error.value)
+
+
 def test_resume_from_a_checkpoint_whose_dropout_states_do_not_fit_is_one_short_line(data, tmp_path):
     from kseg.training import train
 
