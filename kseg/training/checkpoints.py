@@ -61,7 +61,9 @@ def read_checkpoint_state(path):
         return state
     except KeyError:
         raise KsegError(f"{path}: no training state inside; it cannot be resumed from") from None
-    except (OSError, zipfile.BadZipFile, ValueError, RecursionError) as error:
+    # RuntimeError: an encrypted member, an unknown compression method (NotImplementedError),
+    # JSON nested too deeply (RecursionError).
+    except (OSError, zipfile.BadZipFile, ValueError, RuntimeError) as error:
         raise KsegError(f"{path}: unreadable checkpoint ({brief(str(error), 200)[1:-1]})") from None
 
 

@@ -13,6 +13,7 @@ import os
 import shutil
 import signal
 import socket
+import struct
 import subprocess
 import sys
 import time
@@ -562,6 +563,25 @@ def test_resume_from_a_checkpoint_trained_with_no_precision_mode_is_one_short_li
     shutil.copytree(finished_run, run_dir)
     edit_state(runs.checkpoint_path(run_dir, runs.LAST), trained_with={"mixed_precision": precision})
     with pytest.raises(KsegError, match="--mixed-precision: expected auto, off, fp16 or bf16") as error:
+        train(resolve({"epochs": 2}, resume_dir=run_dir), resume=True, verbose=0)
+    assert "\n" not in str(error.value) and len(str(error.value)) < 400, str(error.value)
+
+
+@pytest.mark.parametrize("field, value", [(8, 0x1), (10, 99)])  # encrypted; an unknown compression method
+def test_resume_from_a_checkpoint_whose_state_cannot_be_extracted_is_one_line(finished_run, tmp_path, field, value):
+    from kseg.training import train
+
+    run_dir = str(tmp_path / "edited")
+    shutil.copytree(finished_run, run_dir)
+    last = runs.checkpoint_path(run_dir, runs.LAST)
+    with open(last, "rb") as handle:
+        content = bytearray(handle.read())
+    entry = content.rindex(b"PK\x01\x02")  # the central directory entry of kseg_state.json, written last
+    assert content[entry + 46 : entry + 61] == b"kseg_state.json"
+    struct.pack_into("<H", content, entry + field, value)
+    with open(last, "wb") as handle:
+        handle.write(content)
+    with pytest.raises(KsegError, match="unreadable checkpoint") as error:
         train(resolve({"epochs": 2}, resume_dir=run_dir), resume=True, verbose=0)
     assert "\n" not in str(error.value) and len(str(error.value)) < 400, str(error.value)
 
