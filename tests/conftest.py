@@ -1,4 +1,6 @@
 import os
+import threading
+import time
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 os.environ.setdefault("KERAS_BACKEND", "tensorflow")
@@ -80,3 +82,20 @@ def vgg16_weights_file(tmp_path_factory):
     del model
     keras.backend.clear_session()
     return str(path)
+
+
+@pytest.fixture
+def reader_threads_left():
+    """A call that returns the data reader threads started since the fixture was set up and
+    still running, after giving a shut-down pool up to 10 s to let them end on their own."""
+    before = set(threading.enumerate())
+
+    def left():
+        deadline = time.monotonic() + 10
+        while True:
+            threads = [t for t in set(threading.enumerate()) - before if t.name.startswith("kseg-data")]
+            if not threads or time.monotonic() > deadline:
+                return threads
+            time.sleep(0.05)
+
+    return left

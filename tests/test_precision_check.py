@@ -177,10 +177,7 @@ def config(data, run_dir, model, **changes):
     return TrainConfig(**values)
 
 
-def test_a_check_batch_that_cannot_be_read_leaves_no_reader_threads(tmp_path, monkeypatch):
-    import threading
-    import time
-
+def test_a_check_batch_that_cannot_be_read_leaves_no_reader_threads(tmp_path, monkeypatch, reader_threads_left):
     import kseg.data.pipeline
     from kseg.data import get_dataset_spec
     from kseg.data.synthetic import write_synthetic_dataset
@@ -191,17 +188,10 @@ def test_a_check_batch_that_cannot_be_read_leaves_no_reader_threads(tmp_path, mo
         with open(image, "wb") as handle:
             handle.write(b"not an image")
     monkeypatch.setattr(kseg.data.pipeline, "default_engine", lambda: "python")  # as under JAX and PyTorch
-    before = set(threading.enumerate())
     with pytest.raises(KsegError):
         precision_check.check_batch(config(root, tmp_path / "run", "fcn8s"), spec)
 
-    def readers():
-        return [thread for thread in set(threading.enumerate()) - before if thread.name.startswith("kseg-data")]
-
-    deadline = time.monotonic() + 10  # a pool shut down lets its threads end on their own
-    while readers() and time.monotonic() < deadline:
-        time.sleep(0.05)
-    assert not readers()
+    assert not reader_threads_left()
 
 
 def test_bf16_asked_for_by_name_stops_before_training(data, tmp_path, broken_model):

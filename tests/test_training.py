@@ -7,7 +7,6 @@ import signal
 import socket
 import subprocess
 import sys
-import threading
 import time
 
 import numpy as np
@@ -165,7 +164,7 @@ def test_nan_loss_stops_and_keeps_last_good_checkpoint(trained_run, tmp_path):
 
 @pytest.mark.parametrize("steps_per_epoch", [None, 1])
 def test_a_run_stopped_mid_epoch_leaves_no_reader_threads_of_the_python_engine(
-    tiny_data, tmp_path, monkeypatch, steps_per_epoch
+    tiny_data, tmp_path, monkeypatch, reader_threads_left, steps_per_epoch
 ):
     import keras
 
@@ -181,17 +180,10 @@ def test_a_run_stopped_mid_epoch_leaves_no_reader_threads_of_the_python_engine(
             raise KsegError("stopped by a callback")
 
     config = tiny_config(tiny_data, tmp_path / "run", batch_size=2, steps_per_epoch=steps_per_epoch)
-    before = set(threading.enumerate())
     with pytest.raises(KsegError, match="stopped by a callback"):
         train(config, verbose=0, callbacks=[Stop()])
 
-    def readers():
-        return [thread for thread in set(threading.enumerate()) - before if thread.name.startswith("kseg-data")]
-
-    deadline = time.monotonic() + 10  # a pool shut down lets its threads end on their own
-    while readers() and time.monotonic() < deadline:
-        time.sleep(0.05)
-    assert not readers()
+    assert not reader_threads_left()
 
 
 def test_a_weight_that_became_infinite_stops_training_though_every_loss_was_finite(tiny_data, tmp_path):
