@@ -413,6 +413,26 @@ def test_cvat_names_an_image_listed_in_two_split_lists_once(tmp_path):
     twice = [str(problem) for problem in Cvat(source).problems if "also in" in problem.message]
     assert twice == [f"{lists / 'val.txt'}: b is also in train.txt (image left out)"]
 
+def test_cvat_and_camvid_name_two_masks_of_one_name_instead_of_keeping_one(tmp_path):
+    from kseg.data.importers.colour_masks import CamvidKaggle, Cvat
+
+    source = tmp_path / "cvat"
+    os.makedirs(source / "JPEGImages")
+    (source / "labelmap.txt").write_text("background:0,0,0::\ncar:255,0,0::\n")
+    write_png(source / "JPEGImages" / "a.png", np.zeros((8, 8, 3), np.uint8))
+    write_png(source / "SegmentationClass" / "a.png", np.zeros((8, 8, 3), np.uint8))
+    write_png(source / "SegmentationClass" / "a.PNG", np.zeros((8, 8, 3), np.uint8))
+    importer = Cvat(source)
+    assert importer.tasks == []
+    named = [str(problem) for problem in importer.problems if "are named" in problem.message]
+    assert named == [f"{source / 'SegmentationClass' / name}: 2 masks are named a: which one to use is unknown "
+                     "(image left out)" for name in ("a.PNG", "a.png")]  # fmt: skip
+    kaggle_camvid(tmp_path / "camvid", counts=(("train", 1),))
+    write_png(tmp_path / "camvid" / "train_labels" / "0001TP_000000_L.bmp", np.zeros((40, 48, 3), np.uint8))
+    importer = CamvidKaggle(tmp_path / "camvid")
+    assert importer.tasks == []
+    assert sum("2 masks are named 0001TP_000000_L" in problem.message for problem in importer.problems) == 2
+
 # -- Kaggle CamVid, and the round trip to training --------------------------------------------------
 
 CAMVID = {"Void": (0, 0, 0), "Road": (128, 64, 128), "Car": (64, 0, 128), "Sky": (128, 128, 128)}

@@ -64,13 +64,14 @@ def read_colour_mask(path, problems):
     return None
 
 
-def images_by_stem(folder, problems):
+def files_by_stem(files, problems, what="images", which="is annotated"):
+    """{stem: path} of `files`; files that share a stem are left out, each named."""
     found = collections.defaultdict(list)
-    for path in list_image_files(folder):
+    for path in files:
         found[stem_of(path)].append(path)
     for stem, paths in found.items():
         if len(paths) > 1:
-            problems.extend(ImportProblem(path, f"{len(paths)} images are named {stem}: which one is annotated "
+            problems.extend(ImportProblem(path, f"{len(paths)} {what} are named {stem}: which one {which} "
                                           "is unknown", IMAGE_LEFT_OUT) for path in paths)  # fmt: skip
     return {stem: paths[0] for stem, paths in found.items() if len(paths) == 1}
 
@@ -139,8 +140,8 @@ class Cvat(ColourMasks):
         self.tasks = self._pairs()
 
     def _pairs(self):
-        masks = {stem_of(path): path for path in sorted(list_image_files(self.masks_dir, recursive=False))}
-        images = images_by_stem(self.images_dir, self.problems)
+        masks = files_by_stem(list_image_files(self.masks_dir, recursive=False), self.problems, "masks", "to use")
+        images = files_by_stem(list_image_files(self.images_dir), self.problems)
         split_of = {}
         lists = sorted(name for name in os.listdir(self.lists_dir) if name.endswith(".txt")) if os.path.isdir(
             self.lists_dir) else []
@@ -208,8 +209,8 @@ class CamvidKaggle(ColourMasks):
         tasks = []
         for split in self.splits:
             labels_dir = require_folder(os.path.join(self.source, f"{split}_labels"), f"labels folder of {split}/")
-            images = images_by_stem(os.path.join(self.source, split), self.problems)
-            labels = {stem_of(path): path for path in list_image_files(labels_dir, recursive=False)}
+            images = files_by_stem(list_image_files(os.path.join(self.source, split)), self.problems)
+            labels = files_by_stem(list_image_files(labels_dir, recursive=False), self.problems, "masks", "to use")
             for stem, image_path in sorted(images.items()):
                 label = labels.pop(f"{stem}_L", None)
                 if label is None:
