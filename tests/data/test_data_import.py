@@ -354,6 +354,19 @@ def test_a_source_named_with_a_line_break_or_not_in_utf8_gives_readable_files(tm
     assert class_names(tmp_path / "out") == ["background", "car"]
     assert (tmp_path / "out" / "import-report.txt").read_text(encoding="utf8").startswith("kseg data import")
 
+def test_the_cli_prints_file_and_class_names_not_in_utf8(tmp_path):
+    source, out = tmp_path / os.fsdecode(b"caf\xe9"), tmp_path / os.fsdecode(b"out\xe9")
+    os.makedirs(source)
+    ok, png = cv2.imencode(".png", np.zeros((20, 30, 3), np.uint8))
+    labelme_file(source / "a.json", "a.png", [("car\udce9", "rectangle", [[1, 1], [9, 9]]),
+                                              ("car", "polygon", [[1, 1]])], (20, 30),
+                 base64.b64encode(png.tobytes()).decode())
+    result = run("labelme", source, out, "--max-problems", "0")
+    assert result.exit_code == 0, result.output
+    assert f"1 more problem(s): all are in {tmp_path}/out\\udce9/import-report.txt" in result.output
+    assert "car\\udce9" in result.output and f"wrote {tmp_path}/out\\udce9;" in result.output
+    assert class_names(out) == ["background", "car", "car\udce9"]
+
 # -- CVAT ------------------------------------------------------------------------------------------
 
 CVAT_COLOURS = {"background": (0, 0, 0), "car": (255, 0, 0), "tree": (0, 255, 0)}
