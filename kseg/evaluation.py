@@ -43,6 +43,7 @@ from kseg.data.pipeline import data_errors
 from kseg.data.readers import read_index_mask
 from kseg.errors import KsegError
 from kseg.exported import ExportedPredictor, check_dataset_classes, choose_model, export_format
+from kseg.files import brief
 from kseg.images import read_file
 from kseg.label_maps import LABELS_KEY, declared_format
 from kseg.labels import IGNORE_INDEX
@@ -342,7 +343,7 @@ def _label_format(matched, spec, label_format, folder):
             continue
         written, classes = found
         if written not in DECLARED_FORMATS:
-            raise KsegError(f"{path}: its {LABELS_KEY} text says {written!r}, not a label format kseg knows "
+            raise KsegError(f"{path}: its {LABELS_KEY} text says {brief(written)}, not a label format kseg knows "
                             f"({', '.join(DECLARED_FORMATS)})")  # fmt: skip
         if written == "train-ids" and classes is not None and classes != spec.num_classes:
             raise KsegError(

@@ -112,6 +112,17 @@ def test_declarations_that_disagree_are_refused(tmp_path):
         evaluate_predictions(tmp_path / "ids", spec, "val", progress=False)
 
 
+def test_an_unknown_declaration_is_quoted_short(tmp_path):
+    from kseg.data import get_dataset_spec
+
+    _cityscapes(tmp_path / "cityscapes", np.full((24, 32), ROAD_LABEL_ID, np.uint8))
+    spec = get_dataset_spec("cityscapes", str(tmp_path / "cityscapes"))
+    _write(tmp_path / "p" / f"{STEM}_leftImg8bit.png", np.zeros((24, 32), np.uint8), {"kseg:labels": "x" * 5000})
+    with pytest.raises(KsegError, match="not a label format kseg knows") as caught:
+        evaluate_predictions(tmp_path / "p", spec, "val", progress=False)
+    assert len(str(caught.value)) < 300
+
+
 def test_cityscapes_label_ids_against_another_dataset_are_refused(tmp_path):
     from kseg.data import get_dataset_spec
 
