@@ -631,8 +631,6 @@ def evaluate(model=None, *, data, data_dir=None, split="val", options=None):
     chosen = exported = None
     if not options.predictions:
         chosen, exported = choose_model(model, "MODEL or --predictions DIR", options.precision)
-        if chosen.note:
-            write(chosen.note)
     out, confusion_png, checked = _report_outputs(split, chosen, exported, spec, options)
     if options.predictions:
         result = evaluate_predictions(options.predictions, spec, split, label_format=options.label_format)

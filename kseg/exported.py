@@ -45,6 +45,7 @@ from kseg.choices import FITS
 from kseg.errors import KsegError, is_out_of_memory
 from kseg.exporting import ExportedModel
 from kseg.inference import resize, tiled_logits
+from kseg.progress import write
 from kseg.visualize import class_names_from_classes
 
 logger = logging.getLogger("kseg")
@@ -188,7 +189,8 @@ def _brief(error):
 
 
 def choose_model(path=None, option="--model", precision="fp32"):
-    """`kseg.runs.choose_model`, also taking an exported file.
+    """`kseg.runs.choose_model`, also taking an exported file. The choice's note, when kseg
+    chose the model itself, is written on stderr.
 
     Args:
         path: str or None. What the user gave (None: the latest run, else kseg's model).
@@ -219,7 +221,10 @@ def choose_model(path=None, option="--model", precision="fp32"):
         if os.path.isdir(path) and not runs.is_run_dir(path):
             raise KsegError(f"{path}: neither a run directory (no {runs.CHECKPOINTS}/{runs.BEST}) nor a "
                             "SavedModel folder (no saved_model.pb)")  # fmt: skip
-    return runs.choose_model(path, option=f"{option} RUN_DIR|MODEL.keras|MODEL.tflite"), None
+    chosen = runs.choose_model(path, option=f"{option} RUN_DIR|MODEL.keras|MODEL.tflite")
+    if chosen.note:
+        write(chosen.note)
+    return chosen, None
 
 
 # -- class names and colours -----------------------------------------------------------

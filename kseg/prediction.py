@@ -470,8 +470,6 @@ def predict(inputs, model=None, out="predictions", options=None):
     if not (plan and plan.outputs):
         raise KsegError("no images to predict")
     chosen, exported = choose_model(model, precision=options.precision)
-    if chosen.note:
-        write(chosen.note)
     if exported:
         predictor = load_exported_predictor(chosen.path, options.formats, exported, options.fit)
         write(f"model: {predictor.model.describe()}")

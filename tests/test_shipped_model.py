@@ -84,6 +84,16 @@ def test_a_run_under_runs_wins_over_the_shipped_model(shipped, tmp_path):
     assert given.origin == runs.GIVEN and given.note is None and given.run_dir == str(shipped)
 
 
+def test_the_verbs_choice_says_once_which_model_kseg_chose(shipped, capsys):
+    from kseg.exported import choose_model
+
+    chosen, exported = choose_model()
+    assert exported is None and chosen.shipped
+    assert capsys.readouterr().err == chosen.note + "\n"
+    choose_model(str(shipped / "model.keras"))  # named by the user: nothing to say
+    assert capsys.readouterr().err == ""
+
+
 def test_an_unmeasured_model_says_so(tiny_model, tmp_path, monkeypatch):
     monkeypatch.setattr(manifest, "MANIFEST_PATH", write_manifest(tmp_path, tiny_model, val_miou=None))
     monkeypatch.chdir(tmp_path)
