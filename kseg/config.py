@@ -214,7 +214,7 @@ def check_setting(key, value, name=None):
     except KsegError as error:
         expected = (f"a whole number from {limits['low']} to {limits['high']}" if integer
                     else f"a number in {describe_range(**limits)}")
-        problem = str(error).split(": ", 1)[-1]
+        problem = str(error).removeprefix(f"{name}: ")
         if " is not in " in problem:
             problem = problem.split(" is not in ")[0] + " is out of range"
         raise KsegError(f"{name}: {problem}; expected {expected}") from None

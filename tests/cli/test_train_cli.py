@@ -113,6 +113,15 @@ def test_bad_options_give_one_line_errors(arguments, message, tiny_data):
     assert "Traceback" not in result.output
 
 
+def test_a_bad_class_weight_is_named_once():
+    from kseg.cli.train import parse_class_weights
+
+    with pytest.raises(KsegError) as caught:
+        parse_class_weights("1,inf")
+    assert str(caught.value).startswith("--class-weights: weight 2 ('inf'): inf is not a finite number;")
+    assert str(caught.value).count("weight 2") == 1
+
+
 def test_unknown_key_in_config_file(tmp_path):
     config_file = tmp_path / "bad.yaml"
     config_file.write_text("model: fcn8s\nlearning_rate: 0.1\n")
