@@ -91,9 +91,9 @@ def segmentation_scores(confusion):
         "absent_classes" (indices whose IoU is NaN).
     """
     confusion = np.asarray(confusion, dtype=np.float64)
-    num_classes = confusion.shape[0]
-    if confusion.ndim != 2 or confusion.shape[1] not in (num_classes, num_classes + 1):
+    if confusion.ndim != 2 or confusion.shape[1] - confusion.shape[0] not in (0, 1):
         raise ValueError(f"expected a (C, C) or (C, C+1) confusion matrix. Received: {confusion.shape}")
+    num_classes = confusion.shape[0]
     true_positives = np.diag(confusion[:, :num_classes])
     class_pixels = confusion.sum(axis=1)  # t_i, invalid predictions included
     predicted_pixels = confusion[:, :num_classes].sum(axis=0)

@@ -65,6 +65,12 @@ def test_square_matrix_accepted():
     assert scores["class_iou"][1] == pytest.approx(2 / 3)
 
 
+@pytest.mark.parametrize("shape", [(), (4,), (4, 6), (4, 3), (2, 2, 2)])
+def test_other_shapes_are_refused_as_not_a_confusion_matrix(shape):
+    with pytest.raises(ValueError, match=r"expected a \(C, C\) or \(C, C\+1\) confusion matrix"):
+        segmentation_scores(np.zeros(shape))
+
+
 def test_keras_metric_matches_numpy():
     rng = np.random.default_rng(0)
     labels = rng.integers(0, 5, size=(2, 6, 7))
