@@ -166,9 +166,14 @@ def train(config, resume=False, verbose=1, callbacks=(), unsafe=False):
         if lock is not None:
             # A fresh run that stopped before its first checkpoint leaves nothing behind.
             clean = failed and not resume and not os.path.isfile(run_dir.last)
-            if clean:
-                lock.remove_run_files()
-            lock.release(remove_created=clean)
+            try:
+                if clean:
+                    lock.remove_run_files()
+            except OSError as error:  # the error that stopped the run is the one to see
+                logger.warning("%s: cannot remove what this failed run wrote (%s); remove the folder by hand "
+                               "to start again", run_dir, error)  # fmt: skip
+            finally:
+                lock.release(remove_created=clean)
 
 
 def _checked_config(config, resume):

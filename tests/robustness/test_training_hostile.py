@@ -153,6 +153,21 @@ def test_a_failed_fresh_run_leaves_nothing_behind(data, tmp_path):
     assert not os.path.exists(tmp_path / "deep")
 
 
+def test_a_failed_fresh_run_that_cannot_clean_up_still_frees_the_lock(data, tmp_path, monkeypatch, caplog):
+    from kseg.training import train
+
+    def cannot_remove(self):
+        raise PermissionError(errno.EACCES, "Permission denied", os.path.join(self.run_dir, "config.yaml"))
+
+    monkeypatch.setattr(RunLock, "remove_run_files", cannot_remove)
+    run_dir = tmp_path / "run"
+    with pytest.raises(KsegError, match="no such model file or run directory"):  # the error that stopped it
+        train(tiny(data, run_dir, init_from=str(tmp_path / "missing")), verbose=0)
+    assert "cannot remove what this failed run wrote" in caplog.text
+    assert not os.path.exists(run_dir / LOCK_NAME)
+    RunLock(run_dir, create=True).acquire().release(remove_created=True)  # not held any more
+
+
 def test_lock_is_exclusive_and_released(tmp_path):
     first = RunLock(tmp_path / "run", create=True).acquire()
     with pytest.raises(RunLockedError, match=rf"another kseg process \(pid {os.getpid()}\); wait for it"):
