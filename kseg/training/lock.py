@@ -109,6 +109,14 @@ class RunLock:
             KsegError: the folder cannot be made or is not a folder.
         """
         self._prepare_folder()
+        try:
+            return self._take()
+        except BaseException:
+            self.release(remove_created=True)  # a folder made just now is not left behind empty
+            raise
+
+    def _take(self):
+        """Takes the lock in the folder `_prepare_folder` made ready; returns self."""
         for _ in range(LOCK_ATTEMPTS):  # another try only when the holder let go just then
             opened = self._open_lock_file()
             if opened is None:  # removed by its holder just now: try again

@@ -183,6 +183,25 @@ def test_lock_is_exclusive_and_released(tmp_path):
     assert (tmp_path / "other" / LOCK_NAME).read_text() == "a user's file"
 
 
+def test_a_lock_file_that_cannot_be_made_leaves_no_folder_kseg_made(tmp_path, monkeypatch):
+    from kseg.errors import DiskFullError
+
+    real_open = os.open
+
+    def no_space(path, *args, **kwargs):
+        if os.fspath(path).endswith(LOCK_NAME):
+            raise OSError(errno.ENOSPC, "No space left on device")
+        return real_open(path, *args, **kwargs)
+
+    monkeypatch.setattr(os, "open", no_space)
+    (tmp_path / "mine").mkdir()
+    for run_dir in (tmp_path / "deep" / "run", tmp_path / "mine" / "run"):
+        with pytest.raises(DiskFullError, match="cannot create its lock file: no space left on device"):
+            RunLock(run_dir, create=True).acquire()
+    assert sorted(os.listdir(tmp_path)) == ["mine"]  # a folder kseg did not make is kept
+    assert os.listdir(tmp_path / "mine") == []
+
+
 def test_sweep_removes_only_kseg_temporaries_everywhere(tmp_path):
     run = tmp_path / "run"
     stale = [
