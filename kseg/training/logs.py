@@ -129,9 +129,13 @@ class RunLogs:
 
     def __init__(self, run_dir):
         self.run_dir = run_dir
-        self._writers = {
-            name: ScalarWriter(os.path.join(run_dir.tensorboard, name)) for name in ("train", "validation")
-        }
+        self._writers = {}
+        try:
+            for name in ("train", "validation"):
+                self._writers[name] = ScalarWriter(os.path.join(run_dir.tensorboard, name))
+        except BaseException:  # the second cannot be made (a full disk): the first is closed again
+            self.close()
+            raise
 
     def write(self, history):
         """Records the history (a list of log rows); its last row is the epoch just done."""

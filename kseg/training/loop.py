@@ -289,17 +289,17 @@ def _run(run):
         return
     train_data, validation = _run_data(run)
     progress = _EpochProgress(run, train_data.set_epoch, validation)
-    ends = _EpochEnd(run, progress)
-    # keras' progress bar ends an epoch's line before kseg's own line about it.
-    bar = [keras.callbacks.ProgbarLogger()] if run.verbose else []
-    callbacks = keras.callbacks.CallbackList(
-        [progress, *run.callbacks, *bar, ends], add_history=True, verbose=run.verbose, epochs=config.epochs,
-        steps=None if config.skip_bad and _tf_data() else run.steps,  # unknown when bad pairs may be skipped
-        model=run.model,
-    )  # fmt: skip
-    progress.callbacks = callbacks  # validation reports to the callbacks of the fit, as keras' own does
     fit_data = _fit_data(run, train_data)
+    ends = _EpochEnd(run, progress)  # opens the TensorBoard writers: closed below, whatever fails
     try:
+        # keras' progress bar ends an epoch's line before kseg's own line about it.
+        bar = [keras.callbacks.ProgbarLogger()] if run.verbose else []
+        callbacks = keras.callbacks.CallbackList(  # a user's callback may fail in its set_model
+            [progress, *run.callbacks, *bar, ends], add_history=True, verbose=run.verbose, epochs=config.epochs,
+            steps=None if config.skip_bad and _tf_data() else run.steps,  # unknown when bad pairs may be skipped
+            model=run.model,
+        )  # fmt: skip
+        progress.callbacks = callbacks  # validation reports to the callbacks of the fit, as keras' own does
         with data_errors(), warnings.catch_warnings(), run.strategy.scope():
             # Skipped bad pairs make an epoch shorter than announced; that is expected.
             warnings.filterwarnings("ignore", message="Your input ran out of data")

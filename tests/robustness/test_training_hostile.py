@@ -16,6 +16,7 @@ import socket
 import struct
 import subprocess
 import sys
+import threading
 import time
 import zipfile
 
@@ -649,6 +650,42 @@ def test_disk_full_while_writing_the_logs_names_the_checkpoint_just_written(data
     assert "no space left on device" in message and "training_curves.png" in message, message
     assert f"the checkpoints of epoch 1 are kept in {run_dir} (free some space, then continue" in message, message
     assert read_checkpoint_state(runs.checkpoint_path(str(run_dir), runs.LAST))["epoch"] == 1
+
+
+def tensorboard_writers_open():
+    return [thread for thread in threading.enumerate() if type(thread).__name__ == "_AsyncWriterThread"]
+
+
+def test_a_callback_failing_in_set_model_leaves_no_tensorboard_writer_open(data, tmp_path):
+    import keras
+
+    from kseg.training import train
+
+    class Broken(keras.callbacks.Callback):
+        def set_model(self, model):
+            raise RuntimeError("a user's callback failed")
+
+    before = tensorboard_writers_open()
+    with pytest.raises(RuntimeError, match="a user's callback failed"):
+        train(tiny(data, tmp_path / "run"), verbose=0, callbacks=[Broken()])
+    assert tensorboard_writers_open() == before
+
+
+def test_disk_full_making_the_second_tensorboard_writer_closes_the_first(tmp_path, monkeypatch):
+    from kseg.errors import DiskFullError
+    from kseg.training import logs
+
+    def no_space_for_validation(log_dir, *args, **kwargs):
+        if log_dir.endswith("validation"):
+            raise OSError(errno.ENOSPC, "No space left on device")
+        return event_file_writer(log_dir, *args, **kwargs)
+
+    event_file_writer = logs.EventFileWriter
+    monkeypatch.setattr(logs, "EventFileWriter", no_space_for_validation)
+    before = tensorboard_writers_open()
+    with pytest.raises(DiskFullError, match="validation: no space left on device"):
+        logs.RunLogs(runs.RunDir(str(tmp_path / "run")))
+    assert tensorboard_writers_open() == before
 
 
 def test_disk_full_while_checkpointing_stops_with_one_line(finished_run, tmp_path, monkeypatch):
