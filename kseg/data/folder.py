@@ -94,6 +94,13 @@ class ClassesFile:
     seed: int = DEFAULT_SPLIT_SEED
 
 
+def comment_text(text):
+    """`text` (a path, a file name) as it may stand in a one-line comment of a classes.yaml
+    kseg writes: a character that is not printable (a line break, a byte of a name that is
+    not UTF-8) becomes "?", so the comment neither ends early nor fails to encode."""
+    return "".join(character if character.isprintable() else "?" for character in text)
+
+
 def _colour(value, where):
     if not isinstance(value, (list, tuple)) or len(value) != 3 or not all(map(is_byte, value)):
         raise KsegError(f"{where}: a colour must be [r, g, b] with integers 0..255. Received: {brief(value)}")

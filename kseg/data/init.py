@@ -28,6 +28,7 @@ from kseg.data.folder import (
     DEFAULT_VAL_FRACTION,
     MAX_CLASSES,
     colour_keys,
+    comment_text,
     held_out,
     pair_files,
     split_folders,
@@ -202,7 +203,8 @@ def classes_yaml(scan):
     """The text of the classes.yaml `kseg data init` writes for a MaskScan."""
     what = "index PNGs: each value a class" if scan.kind == "index" else "colour PNGs: each colour a class"
     lines = [
-        f"# classes.yaml written by `kseg data init` from the {scan.masks_read} masks of {scan.root}",
+        f"# classes.yaml written by `kseg data init` from the {scan.masks_read} masks of "
+        f"{comment_text(scan.root)}",
         f"# ({what}).",
         "# The classes are in train-id order: the model's output k is the k-th class. Rename",
         "# the placeholders; keep each value or colour: it is what the masks store for the",
@@ -213,8 +215,9 @@ def classes_yaml(scan):
         lines.append(f"# The masks hold two values, {min(scan.pixels)} and {IGNORE_INDEX}: read as background and "
                      f"object (not as ignore {IGNORE_INDEX}).")  # fmt: skip
     if scan.unreadable:
+        first = comment_text(os.path.basename(scan.unreadable[0][0]))
         lines.append(f"# {len(scan.unreadable)} mask(s) could not be read and are not counted (first: "
-                     f"{os.path.basename(scan.unreadable[0][0])}); `kseg data verify` says why.")  # fmt: skip
+                     f"{first}); `kseg data verify` says why.")  # fmt: skip
     class_lines, after = _class_lines(scan)
     lines += ["", "classes:", *class_lines, *after, ""]
     if scan.splits:

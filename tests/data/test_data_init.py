@@ -51,6 +51,19 @@ def test_binary_0_255_masks_become_background_and_object(tmp_path):
     assert len(spec.pairs("val")) == 1 and len(spec.pairs("train")) == 9
 
 
+def test_a_folder_named_with_bytes_not_utf8_or_a_line_break_is_described_and_readable(tmp_path):
+    for name in (os.fsdecode(b"caf\xe9"), "two\nlines: [x]"):
+        root = str(tmp_path / name)
+        os.rename(folder(tmp_path / "plain", binary(3)), root)  # OpenCV cannot write under such a name
+        result = init(root)
+        assert result.exit_code == 0, result.output
+        wrote = f"wrote {os.path.join(root, 'classes.yaml')}"
+        assert wrote.encode("utf8", "backslashreplace").decode() in result.output
+        assert get_dataset_spec("folder", root).class_names == ("background", "object")
+        header = (tmp_path / name / "classes.yaml").read_text(encoding="utf8").splitlines()[0]
+        assert header.endswith(str(tmp_path / name).replace("\n", "?").replace("\udce9", "?"))
+
+
 def test_an_existing_classes_file_is_never_replaced(tmp_path):
     root = folder(tmp_path / "d", binary(2))
     (tmp_path / "d" / "classes.yaml").write_text("classes: [mine, yours]\n")

@@ -42,7 +42,7 @@ import numpy as np
 import yaml
 
 from kseg.choices import IMPORT_FORMATS as FORMATS
-from kseg.data.folder import CLASSES_FILE, DEFAULT_SPLIT_SEED, DEFAULT_VAL_FRACTION
+from kseg.data.folder import CLASSES_FILE, DEFAULT_SPLIT_SEED, DEFAULT_VAL_FRACTION, comment_text
 from kseg.data.importers.coco import Coco
 from kseg.data.importers.colour_masks import CamvidKaggle, Cvat
 from kseg.data.importers.common import (
@@ -72,8 +72,7 @@ def _classes_yaml(result, source):
     entries = [{"name": name, "color": list(colour)} for name, colour in zip(result.names, result.colours)]
     text = yaml.safe_dump({"classes": entries}, sort_keys=False, allow_unicode=True, default_flow_style=None,
                           width=1000)  # fmt: skip
-    shown = "".join(c if c.isprintable() else "?" for c in source)  # a line break would end the comment
-    header = [f"# classes.yaml written by `kseg data import {result.format}` from {shown}.",
+    header = [f"# classes.yaml written by `kseg data import {result.format}` from {comment_text(source)}.",
               "# Masks are index PNGs: class k is stored as k, 255 is ignored (void, crowd, unknown).",
               "# The colours are for pictures kseg draws. The format: docs/datasets.md."]
     if "" in result.images:  # one pool
