@@ -39,16 +39,10 @@ def dataset_options(function):
     return function
 
 
-def _echo(text, err=False):
-    """click.echo of a text whose file or class names may hold bytes that are not UTF-8 (a
-    surrogate-escaped file name), shown as \\udcXX as import-report.txt shows them."""
-    click.echo(text.encode("utf-8", "backslashreplace").decode("utf-8"), err=err)
-
-
 def _check_and_train(folder):
     """Echoes the commands that check a folder dataset and train on it."""
-    _echo(f"  kseg data verify --data folder --data-dir {shlex.quote(folder)}")
-    _echo(f"  kseg train --recipe folder-scratch --data-dir {shlex.quote(folder)}")
+    click.echo(f"  kseg data verify --data folder --data-dir {shlex.quote(folder)}")
+    click.echo(f"  kseg train --recipe folder-scratch --data-dir {shlex.quote(folder)}")
 
 
 def _splits(spec, splits):
@@ -310,8 +304,8 @@ def import_(ctx, format, source, out_dir, max_problems, no_progress, **options):
     result = import_dataset(format, source, out_dir, ImportOptions(**options), progress=not no_progress,
                             on_problem=on_problem)  # fmt: skip
     if len(result.problems) > max_problems:
-        _echo(f"... and {len(result.problems) - max_problems} more problem(s): all are in "
-              f"{out_dir}/import-report.txt", err=True)
-    _echo("\n".join(result.summary()))
-    _echo(f"wrote {out_dir}; check it and train:")
+        click.echo(f"... and {len(result.problems) - max_problems} more problem(s): all are in "
+                   f"{out_dir}/import-report.txt", err=True)
+    click.echo("\n".join(result.summary()))
+    click.echo(f"wrote {out_dir}; check it and train:")
     _check_and_train(out_dir)

@@ -63,6 +63,10 @@ class LazyGroup(click.Group):
         from kseg.files import one_line
 
         signals.install()
+        if getattr(sys.stdout, "errors", None) == "strict":
+            # A file name whose bytes are not UTF-8 is shown as \udcXX, as on stderr, instead of
+            # ending the verb in a UnicodeEncodeError once its work is done.
+            sys.stdout.reconfigure(errors="backslashreplace")
         try:
             result = super().invoke(ctx)
             signals.raise_if_interrupted()  # a signal whose exception a library swallowed
