@@ -164,5 +164,6 @@ def test_an_export_without_a_description_reads_as_none_and_a_damaged_one_is_refu
 def test_a_class_name_with_a_line_break_is_refused_for_tflite(model, tmp_path):
     classes = {"class_names": ["road", "car\nbus", "sky"]}
     with pytest.raises(KsegError, match="line break"):
-        export_model(model, tmp_path / "m.tflite", ExportTarget("tflite", input_size=(32, 32), classes=classes))
-    assert not (tmp_path / "m.tflite").exists()
+        export_model(model, tmp_path / "new" / "m.tflite",
+                     ExportTarget("tflite", input_size=(32, 32), classes=classes))  # fmt: skip
+    assert not (tmp_path / "new").exists()  # refused: not even the folder it would go in is made
