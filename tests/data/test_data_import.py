@@ -546,3 +546,29 @@ def test_an_unknown_class_to_ignore_and_a_missing_source_are_errors(tmp_path):
         import_dataset("camvid-kaggle", str(tmp_path / "c"), str(tmp_path / "out"), ImportOptions(ignore=("Nope",)))
     result = run("labelme", tmp_path / "nowhere", tmp_path / "out")
     assert result.exit_code == 1 and "nowhere: not found" in result.output
+
+
+def test_cvat_and_camvid_name_files_that_share_a_name_once_and_nothing_more_about_them(tmp_path):
+    from kseg.data.importers.colour_masks import CamvidKaggle, Cvat
+
+    source = tmp_path / "cvat"
+    os.makedirs(source / "ImageSets" / "Segmentation")
+    (source / "labelmap.txt").write_text("background:0,0,0::\ncar:255,0,0::\n")
+    for folder, names in (("JPEGImages", ("a.png", "b.png", "b.bmp", "c.png")), ("SegmentationClass", (
+            "a.png", "a.bmp", "b.png", "d.png", "d.bmp"))):
+        for name in names:
+            write_png(source / folder / name, np.zeros((8, 8, 3), np.uint8))
+    pooled = Cvat(source)
+    (source / "ImageSets" / "Segmentation" / "train.txt").write_text("a\nb\nd\n")
+    for importer in (pooled, Cvat(source)):
+        assert importer.tasks == []
+        assert sorted(os.path.basename(problem.path) for problem in importer.problems) == [
+            "a.bmp", "a.png", "b.bmp", "b.png", "c.png", "d.bmp", "d.png"]
+        assert all("are named" in problem.message for problem in importer.problems
+                   if not problem.path.endswith("c.png"))
+    kaggle_camvid(tmp_path / "camvid", counts=(("train", 2),))
+    write_png(tmp_path / "camvid" / "train_labels" / "0001TP_000000_L.bmp", np.zeros((40, 48, 3), np.uint8))
+    write_png(tmp_path / "camvid" / "train" / "0001TP_000001.bmp", np.zeros((40, 48, 3), np.uint8))
+    importer = CamvidKaggle(tmp_path / "camvid")
+    assert importer.tasks == []
+    assert len(importer.problems) == 4 and all("2 " in problem.message for problem in importer.problems)

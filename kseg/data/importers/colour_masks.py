@@ -65,7 +65,8 @@ def read_colour_mask(path, problems):
 
 
 def files_by_stem(files, problems, what="images", which="is annotated"):
-    """{stem: path} of `files`; files that share a stem are left out, each named."""
+    """{stem: path} of `files`; files that share a stem are left out, each named, and their
+    stem maps to None, so that nothing more is said about it (no "no mask" for its image)."""
     found = collections.defaultdict(list)
     for path in files:
         found[stem_of(path)].append(path)
@@ -73,7 +74,7 @@ def files_by_stem(files, problems, what="images", which="is annotated"):
         if len(paths) > 1:
             problems.extend(ImportProblem(path, f"{len(paths)} {what} are named {stem}: which one {which} "
                                           "is unknown", IMAGE_LEFT_OUT) for path in paths)  # fmt: skip
-    return {stem: paths[0] for stem, paths in found.items() if len(paths) == 1}
+    return {stem: paths[0] if len(paths) == 1 else None for stem, paths in found.items()}
 
 
 def _rgb(values):
@@ -156,8 +157,8 @@ class Cvat(ColourMasks):
         tasks = []
         for stem in sorted(set(masks) | set(split_of)):
             split = split_of.get(stem, "") if lists else ""
-            if split is None:
-                continue
+            if split is None or None in (masks.get(stem, ""), images.get(stem, "")):
+                continue  # named already: listed twice, or two masks or two images share its name
             if stem not in masks or stem not in images:
                 where = masks.get(stem) or images.get(stem) or os.path.join(self.lists_dir, f"{split}.txt")
                 missing = "SegmentationClass/" if stem not in masks else "JPEGImages/"
@@ -168,7 +169,7 @@ class Cvat(ColourMasks):
                                                    IMAGE_LEFT_OUT))  # fmt: skip
                 continue
             tasks.append(("" if pooled else split, images[stem], masks[stem]))
-        for stem in sorted(set(images) - set(masks) - set(split_of)):
+        for stem in sorted({stem for stem, path in images.items() if path} - set(masks) - set(split_of)):
             self.problems.append(ImportProblem(images[stem], "no mask in SegmentationClass/", IMAGE_LEFT_OUT))
         return tasks
 
@@ -212,12 +213,14 @@ class CamvidKaggle(ColourMasks):
             images = files_by_stem(list_image_files(os.path.join(self.source, split)), self.problems)
             labels = files_by_stem(list_image_files(labels_dir, recursive=False), self.problems, "masks", "to use")
             for stem, image_path in sorted(images.items()):
-                label = labels.pop(f"{stem}_L", None)
-                if label is None:
-                    self.problems.append(ImportProblem(image_path, f"no {split}_labels/{stem}_L.png",
-                                                       IMAGE_LEFT_OUT))  # fmt: skip
+                if f"{stem}_L" not in labels:
+                    if image_path:  # None: two images share the name, named already
+                        self.problems.append(ImportProblem(image_path, f"no {split}_labels/{stem}_L.png",
+                                                           IMAGE_LEFT_OUT))  # fmt: skip
                     continue
-                tasks.append((split, image_path, label))
-            for path in sorted(labels.values()):
+                label = labels.pop(f"{stem}_L")
+                if image_path and label:
+                    tasks.append((split, image_path, label))
+            for path in sorted(filter(None, labels.values())):
                 self.problems.append(ImportProblem(path, f"no image in {split}/ for this label", IMAGE_LEFT_OUT))
         return tasks
