@@ -572,3 +572,13 @@ def test_cvat_and_camvid_name_files_that_share_a_name_once_and_nothing_more_abou
     importer = CamvidKaggle(tmp_path / "camvid")
     assert importer.tasks == []
     assert len(importer.problems) == 4 and all("2 " in problem.message for problem in importer.problems)
+
+
+def test_labelme_labels_naming_background_twice_name_the_source_without_a_labels_file(tmp_path):
+    source = tmp_path / "labelme"
+    write_png(source / "a.png", np.zeros((8, 8, 3), np.uint8))
+    labelme_file(source / "a.json", "a.png", [("background", "rectangle", [[1, 1], [3, 3]]),
+                                              ("_background_", "rectangle", [[4, 4], [6, 6]])], (8, 8))
+    with pytest.raises(KsegError) as caught:
+        import_dataset("labelme", str(source), str(tmp_path / "out"))
+    assert str(caught.value) == f"{source}: lists both _background_ and background: which is background?"

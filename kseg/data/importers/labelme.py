@@ -187,10 +187,11 @@ class LabelMe:
             listed = sorted(found - {LABELME_IGNORE})
         background = [name for name in listed if name in LABELME_BACKGROUND]
         others = [name for name in listed if name not in LABELME_BACKGROUND]
+        where = labels_file or self.source  # the labels came from the labels file, or from the shapes
         if len(background) > 1:
-            raise KsegError(f"{labels_file}: lists both {background[0]} and {background[1]}: which is background?")
+            raise KsegError(f"{where}: lists both {background[0]} and {background[1]}: which is background?")
         first = background[:1] or ([BACKGROUND] if options.unlabelled == BACKGROUND else [])
-        self.classes = ClassTable(first + others, None, options.ignore, labels_file or self.source)
+        self.classes = ClassTable(first + others, None, options.ignore, where)
         self.labelled = set(listed)
         self.background = self.classes.id.get(first[0], IGNORE_INDEX) if first else IGNORE_INDEX
         self.labels_file = labels_file
