@@ -275,7 +275,8 @@ def _class_entries(entries, path):
     return names, colours, values
 
 
-def _by_stem(paths):
+def paths_by_stem(paths):
+    """{file stem: [paths with that stem]}, in the order of `paths`."""
     found = {}
     for path in paths:
         found.setdefault(os.path.splitext(os.path.basename(path))[0], []).append(path)
@@ -304,9 +305,9 @@ def pair_files(images_dir, masks_dir):
     if not os.path.isdir(masks_dir):
         raise KsegError(f"{masks_dir}: missing masks folder for {images_dir}")
     listed = list_image_files(masks_dir, recursive=False)
-    masks = _by_stem(path for path in listed if path.lower().endswith(MASK_EXTENSIONS))
-    others = _by_stem(path for path in listed if not path.lower().endswith(MASK_EXTENSIONS))
-    images = _by_stem(list_image_files(images_dir, recursive=False))
+    masks = paths_by_stem(path for path in listed if path.lower().endswith(MASK_EXTENSIONS))
+    others = paths_by_stem(path for path in listed if not path.lower().endswith(MASK_EXTENSIONS))
+    images = paths_by_stem(list_image_files(images_dir, recursive=False))
     pairs, issues = [], []
     for stem in sorted(images):
         found = images[stem]

@@ -1,7 +1,6 @@
 """Datasets of colour masks with a colour table: CVAT's "Segmentation mask 1.1" export
 (labelmap.txt) and Kaggle's CamVid (class_dict.csv) (docs/importing.md)."""
 
-import collections
 import csv
 import io
 import os
@@ -9,7 +8,7 @@ import os
 import numpy as np
 from PIL import Image
 
-from kseg.data.folder import colour_keys
+from kseg.data.folder import colour_keys, paths_by_stem
 from kseg.data.importers.common import (
     DEFAULTS,
     IGNORED,
@@ -20,9 +19,9 @@ from kseg.data.importers.common import (
     left_out,
     read_image_file,
     require_folder,
-    stem_of,
     swapped_note,
 )
+from kseg.data.spec import folder_entries
 from kseg.errors import KsegError
 from kseg.files import brief, read_text
 from kseg.images import ImageError, check_pixels, list_image_files, probe, read_file
@@ -67,9 +66,7 @@ def read_colour_mask(path, problems):
 def files_by_stem(files, problems, what="images", which="is annotated"):
     """{stem: path} of `files`; files that share a stem are left out, each named, and their
     stem maps to None, so that nothing more is said about it (no "no mask" for its image)."""
-    found = collections.defaultdict(list)
-    for path in files:
-        found[stem_of(path)].append(path)
+    found = paths_by_stem(files)
     for stem, paths in found.items():
         if len(paths) > 1:
             problems.extend(ImportProblem(path, f"{len(paths)} {what} are named {stem}: which one {which} "
@@ -144,8 +141,7 @@ class Cvat(ColourMasks):
         masks = files_by_stem(list_image_files(self.masks_dir, recursive=False), self.problems, "masks", "to use")
         images = files_by_stem(list_image_files(self.images_dir), self.problems)
         split_of = {}
-        lists = sorted(name for name in os.listdir(self.lists_dir) if name.endswith(".txt")) if os.path.isdir(
-            self.lists_dir) else []
+        lists = sorted(name for name in folder_entries(self.lists_dir) if name.endswith(".txt"))
         for name in lists:
             path = os.path.join(self.lists_dir, name)
             for stem in read_text(path, "split list").split():
