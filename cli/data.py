@@ -9,12 +9,11 @@ from kseg.cli.params import Number, Size
 from kseg.choices import CROWD, IMPORT_FORMATS, UNLABELLED
 from kseg.data import get_dataset_spec  # no TensorFlow import
 from kseg.data.registry import DATASET_NAMES as DATASETS
+from kseg.data.synthetic import MAX_SCENES, MAX_SIDE, MIN_SIDE, write_synthetic_dataset
 from kseg.errors import KsegError
 from kseg.images import quiet_decoder_warnings
 from kseg.outputs import check, write_json
 
-MAX_SCENES = 1_000_000  # per split (kseg.data.synthetic.MAX_SCENES)
-MIN_SIDE, MAX_SIDE = 32, 4096  # pixels per side of a synthetic scene
 MAX_SEED = 10**9
 
 
@@ -222,7 +221,6 @@ def synth(out, num_train, num_val, size, seed, force):
     take colours from one shared range, so the class is told by shape, not colour. Read
     it back with `--data synthetic --data-dir OUT` (or `--data folder`).
     """
-    from kseg.data.synthetic import write_synthetic_dataset
     from kseg.progress import progress
 
     check(out, "synthetic dataset", force=force, option="OUT", folder=True)  # a refusal before the bar
