@@ -140,6 +140,15 @@ def _unknown_keys(mapping, known, where):
         raise KsegError(f"{where}: unknown key {brief(unknown[0])} (known: {', '.join(known)})")
 
 
+def _spelt_either_way(mapping, keys, where, default=None):
+    """The value `mapping` gives under either spelling of `keys` (color, colour); both
+    spellings at once is an error, as one of them would be ignored."""
+    given = [key for key in keys if key in mapping]
+    if len(given) > 1:
+        raise KsegError(f"{where}: {given[0]} and {given[1]} both given; keep one")
+    return mapping[given[0]] if given else default
+
+
 def _class_entry(entry, where):
     """(name, colour or None, values or None) of one entry of the classes list."""
     if isinstance(entry, str):
@@ -149,7 +158,7 @@ def _class_entry(entry, where):
             f"{where}: expected a name or {{name: ..., color: [r, g, b], value: N}}. Received: {brief(entry)}"
         )
     _unknown_keys(entry, CLASS_KEYS, where)
-    raw = entry.get("color", entry.get("colour"))
+    raw = _spelt_either_way(entry, ("color", "colour"), where)
     colour = None if raw is None else _colour(raw, where)
     values = _class_values(entry["value"], where) if "value" in entry else None
     return _class_name(entry["name"], where), colour, values
@@ -242,7 +251,7 @@ def load_classes_file(path):
     if len(entries) > MAX_CLASSES:
         raise KsegError(f"{path}: at most {MAX_CLASSES} classes (255 is the ignore label). Received: {len(entries)}")
     names, colours, values = _class_entries(entries, path)
-    ignore_list = content.get("ignore_colors", content.get("ignore_colours", [])) or []
+    ignore_list = _spelt_either_way(content, ("ignore_colors", "ignore_colours"), path) or []
     if not isinstance(ignore_list, list) or len(ignore_list) > 1 << 16:
         raise KsegError(f"{path}: ignore_colors must be a list of [r, g, b] colours. Received: {brief(ignore_list)}")
     ignore = tuple(_colour(value, f"{path}: ignore_colors") for value in ignore_list)

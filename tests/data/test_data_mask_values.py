@@ -118,6 +118,10 @@ def test_colour_masks_follow_the_declared_values(tmp_path):
      "ignore_colors: [[0, 0, 0]]\n", "add one to ignore_values"),
     ("classes:\n  - {name: a, color: [0, 0, 0]}\n  - {name: b, color: [1, 1, 1]}\nignore_colors: [[0, 0, 0]]\n",
      r"colour \[0, 0, 0\] is both the colour of a and in ignore_colors"),
+    ("classes:\n  - {name: a, color: [0, 0, 0], colour: [9, 9, 9]}\n  - {name: b, color: [1, 1, 1]}\n",
+     "class 0: color and colour both given; keep one"),
+    ("classes:\n  - {name: a, color: [0, 0, 0]}\n  - {name: b, color: [1, 1, 1]}\nignore_colors: [[2, 2, 2]]\n"
+     "ignore_colours: [[0, 0, 0]]\n", "ignore_colors and ignore_colours both given; keep one"),
 ])
 def test_bad_declarations_are_one_line_naming_the_file(tmp_path, classes, message):
     root = binary_masks(tmp_path / "d", classes=classes, count=1)
