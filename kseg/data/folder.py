@@ -44,6 +44,7 @@ from kseg.data.spec import (
     PairingIssue,
     describe_values,
     folder_entries,
+    holds_control_character,
     value_tables,
 )
 from kseg.errors import KsegError
@@ -129,7 +130,7 @@ def _class_name(name, where):
             f"{where}: class name of {len(name):,} characters, more than {MAX_CLASS_NAME} "
             f"({brief(name, 40)})"
         )
-    if any(ord(character) < 32 or ord(character) == 127 for character in name):
+    if holds_control_character(name):
         raise KsegError(f"{where}: class name {brief(name)} holds a control character (a line break?)")
     return name
 

@@ -17,6 +17,7 @@ files that claim one name) are not used, and each is a `PairingIssue` (`pairing_
 import collections
 import logging
 import os
+import unicodedata
 
 import numpy as np
 
@@ -110,6 +111,12 @@ def folder_entries(folder):
     return os.listdir(folder) if os.path.isdir(folder) else []
 
 
+def holds_control_character(name):
+    """Whether a name (a class's, a split's) holds a control character (C0, DEL or C1) or a
+    Unicode line or paragraph separator: a line break for a file of one name a line."""
+    return any(unicodedata.category(character) in ("Cc", "Zl", "Zp") for character in name)
+
+
 MAX_LISTED_PATH = 4096  # characters: PATH_MAX on Linux
 
 
@@ -201,7 +208,7 @@ class DatasetSpec:
     def _checked_listing(self, split):
         if not isinstance(split, str) or not split:
             raise KsegError(f"{self.name}: split must be a non-empty name. Received: split={brief(split)}")
-        if len(split) > 255 or any(ord(character) < 32 for character in split):
+        if len(split) > 255 or holds_control_character(split):
             raise KsegError(
                 f"{self.name}: split must be a folder or list name (no control characters, "
                 f"at most 255 characters). Received: split={brief(split)}"

@@ -128,3 +128,14 @@ def test_bad_declarations_are_one_line_naming_the_file(tmp_path, classes, messag
     with pytest.raises(KsegError, match=message) as error:
         get_dataset_spec("folder", root)
     assert str(error.value).startswith(os.path.join(root, "classes.yaml"))
+
+
+@pytest.mark.parametrize("character", ["\x85", "\u2028", "\u2029", "\x9b"])
+def test_a_class_name_holding_a_unicode_line_break_or_c1_control_is_refused(tmp_path, character):
+    from kseg.data.importers.common import ClassTable
+
+    root = binary_masks(tmp_path / "d", classes=f'classes: [a, "b\\u{ord(character):04x}c"]\n', count=1)
+    with pytest.raises(KsegError, match="holds a control character"):
+        get_dataset_spec("folder", root)
+    with pytest.raises(KsegError, match="holding a control character"):
+        ClassTable(["a", f"b{character}c"], None, (), "labels.txt")
