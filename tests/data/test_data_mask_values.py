@@ -139,3 +139,10 @@ def test_a_class_name_holding_a_unicode_line_break_or_c1_control_is_refused(tmp_
         get_dataset_spec("folder", root)
     with pytest.raises(KsegError, match="holding a control character"):
         ClassTable(["a", f"b{character}c"], None, (), "labels.txt")
+
+
+def test_a_split_name_holding_a_unicode_line_break_is_refused(tmp_path):
+    spec = get_dataset_spec("folder", binary_masks(tmp_path / "d", count=1))
+    for split in ("tr\x85ain", "tr\u2028ain", "tr\x7fain"):
+        with pytest.raises(KsegError, match="no control characters"):
+            spec.pairs(split)
