@@ -582,3 +582,27 @@ def test_labelme_labels_naming_background_twice_name_the_source_without_a_labels
     with pytest.raises(KsegError) as caught:
         import_dataset("labelme", str(source), str(tmp_path / "out"))
     assert str(caught.value) == f"{source}: lists both _background_ and background: which is background?"
+
+
+def test_an_id_or_shape_type_that_is_a_list_or_object_is_named_not_a_crash(tmp_path):
+    write_png(tmp_path / "x.png", np.zeros((8, 10, 3), np.uint8))
+    box = [[1, 1, 6, 1, 6, 6, 1, 6]]
+    source = tmp_path / "instances.json"
+    source.write_text(json.dumps({
+        "images": [{"id": 1, "file_name": "x.png", "width": 10, "height": 8}],
+        "annotations": [{"id": 1, "image_id": [1], "category_id": 1, "segmentation": box},
+                        {"id": 2, "image_id": 1, "category_id": {"id": 1}, "segmentation": box},
+                        {"id": 3, "image_id": 1, "category_id": 1, "segmentation": box}],
+        "categories": [{"id": 1, "name": "box"}]}))
+    problems = [str(problem) for problem in import_dataset("coco", str(source), str(tmp_path / "coco")).problems]
+    assert problems == [f"{source}: annotations[0] (id 1): image_id [1] is not in 'images' (annotation left out)",
+                        f"{source}: annotations[1] (id 2, image x.png): category_id {{'id': 1}} is not in "
+                        "'categories' (pixels ignored)"]  # fmt: skip
+    labelme_file(tmp_path / "x.json", "x.png", [("car", "rectangle", [[1, 1], [3, 3]])], (8, 10))
+    document = json.loads((tmp_path / "x.json").read_text())
+    document["shapes"].append(dict(document["shapes"][0], shape_type=["rectangle"]))
+    (tmp_path / "x.json").write_text(json.dumps(document))
+    result = import_dataset("labelme", str(tmp_path / "x.json"), str(tmp_path / "labelme"))
+    assert [problem.message for problem in result.problems] == [
+        "shape 1 ('car'): unknown shape_type ['rectangle'] (LabelMe's: polygon, rectangle, circle, line, linestrip, "
+        "point, mask)"]

@@ -78,7 +78,7 @@ class Coco:
                                                    f"{brief(annotation)}", SHAPE_LEFT_OUT))  # fmt: skip
                 continue
             owner = annotation.get("image_id")
-            if owner not in images or isinstance(owner, bool):
+            if not _is_int(owner) or owner not in images:  # a list or object id: not hashable
                 where = f"annotations[{number}] (id {brief(annotation.get('id'))})"
                 self.problems.append(ImportProblem(path, f"{where}: image_id {brief(owner)} is not in "
                                                    "'images'", SHAPE_LEFT_OUT))  # fmt: skip
@@ -114,7 +114,7 @@ class Coco:
             if region is None:
                 continue
             category = annotation.get("category_id")
-            if category not in self.category or isinstance(category, bool):
+            if not _is_int(category) or category not in self.category:
                 problems.append(ImportProblem(source, f"{where}: category_id {brief(category)} is not in "
                                               "'categories'", IGNORED))  # fmt: skip
                 value = IGNORE_INDEX

@@ -66,7 +66,7 @@ def _labelme_region(shape, where, size, path, problems):
     it (points outside the image are a problem, the shape kept); _LeftOut when it cannot be."""
     height, width = size
     kind = shape.get("shape_type") or "polygon"  # files of LabelMe 3 have no shape_type
-    if kind not in LABELME_SHAPES:
+    if not isinstance(kind, str) or kind not in LABELME_SHAPES:  # a list is not even hashable
         raise _LeftOut(f"{where}: unknown shape_type {brief(kind)} (LabelMe's: {', '.join(LABELME_SHAPES)})")
     points = _points(shape, where)
     least, more = LABELME_SHAPES[kind]
