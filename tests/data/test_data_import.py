@@ -606,3 +606,9 @@ def test_an_id_or_shape_type_that_is_a_list_or_object_is_named_not_a_crash(tmp_p
     assert [problem.message for problem in result.problems] == [
         "shape 1 ('car'): unknown shape_type ['rectangle'] (LabelMe's: polygon, rectangle, circle, line, linestrip, "
         "point, mask)"]
+
+
+@pytest.mark.parametrize("tolerance", [True, float("nan"), "40"])
+def test_a_tolerance_that_is_not_a_distance_is_refused(tolerance):
+    with pytest.raises(KsegError, match="tolerance must be an RGB distance"):
+        ImportOptions(tolerance=tolerance)

@@ -59,7 +59,8 @@ class ImportOptions:
         if self.unlabelled not in UNLABELLED or self.crowd not in CROWD:
             raise KsegError(f"unlabelled must be background or ignore, crowd ignore or class. Received: "
                             f"unlabelled={brief(self.unlabelled)}, crowd={brief(self.crowd)}")  # fmt: skip
-        if not isinstance(self.tolerance, (int, float)) or not 0 <= self.tolerance <= 442:
+        if isinstance(self.tolerance, bool) or not isinstance(self.tolerance, (int, float)) or not (
+                0 <= self.tolerance <= 442):
             raise KsegError(f"tolerance must be an RGB distance 0..442. Received: {brief(self.tolerance)}")
 
 
