@@ -12,10 +12,16 @@ from kseg.errors import KsegError
 from kseg.files import brief
 
 
+def _text(number):
+    """A number as messages show it: a whole number in full (up to 20 digits), others to
+    15 digits, so that a value just outside a bound never reads as the bound itself."""
+    return str(number) if isinstance(number, int) and abs(number) < 10**20 else f"{number:.15g}"
+
+
 def describe_range(low=None, high=None, min_open=False, max_open=False):
     """"(0, 1]"-style text for a range; None bounds are infinite."""
-    low_text = "-inf" if low is None else f"{low:g}"
-    high_text = "inf" if high is None else f"{high:g}"
+    low_text = "-inf" if low is None else _text(low)
+    high_text = "inf" if high is None else _text(high)
     return f"{'(' if min_open else '['}{low_text}, {high_text}{')' if max_open else ']'}"
 
 
@@ -30,7 +36,7 @@ def number_problem(number, low=None, high=None, min_open=False, max_open=False):
     if (low is not None and (number < low or (min_open and number == low))) or (
         high is not None and (number > high or (max_open and number == high))
     ):
-        return f"{number:g} is not in {describe_range(low, high, min_open, max_open)}"
+        return f"{_text(number)} is not in {describe_range(low, high, min_open, max_open)}"
     return None
 
 

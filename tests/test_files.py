@@ -144,3 +144,17 @@ def test_a_number_of_too_many_digits_is_refused_in_one_line():
     with pytest.raises(KsegError, match="has too many digits"):
         check_number(10**400, "lr")
     assert check_number("1024", "--batch-size", 1, 1024, integer=True) == 1024
+
+
+def test_a_number_just_outside_its_range_is_not_shown_as_the_bound():
+    from kseg.validation import check_number
+
+    cases = [("1000000001", 0, 10**9, True, "1000000001 is not in [0, 1000000000]"),
+             ("2147483648", 1, 2**31 - 1, True, "2147483648 is not in [1, 2147483647]"),
+             ("1.0000001", 0, 1, False, "1.0000001 is not in [0, 1]"),
+             ("2e6", 0, 1e6, False, "2000000 is not in [0, 1000000]"),
+             (10**300, 0, 2**63 - 1, True, "1e+300 is not in [0, 9223372036854775807]")]
+    for value, low, high, integer, message in cases:
+        with pytest.raises(KsegError) as caught:
+            check_number(value, "--n", low, high, integer=integer)
+        assert str(caught.value) == f"--n: {message}"
