@@ -373,12 +373,17 @@ def writing(path, directory=False):
                 shutil.rmtree(temporary, ignore_errors=True)  # now the previous folder
             else:
                 # Without an atomic exchange, move the old folder aside first (a kill
-                # between the two renames leaves it as .NAME.*.old beside `path`).
+                # between the two renames leaves it as .NAME.*.old beside `path`; an
+                # interruption or error there moves it back).
                 old = tempfile.mkdtemp(prefix=f".{os.path.basename(path)}.", suffix=".old",
                                        dir=os.path.dirname(temporary))
                 os.rmdir(old)
                 os.replace(path, old)
-                os.replace(temporary, path)
+                try:
+                    os.replace(temporary, path)
+                except BaseException:
+                    os.replace(old, path)
+                    raise
                 shutil.rmtree(old, ignore_errors=True)
         else:
             os.replace(temporary, path)

@@ -73,3 +73,27 @@ def test_a_folder_written_atomically_gets_a_normal_folders_mode(tmp_path):
     finally:
         os.umask(mask)
     assert stat.S_IMODE(os.stat(tmp_path / "dataset").st_mode) == 0o755
+
+
+def test_without_an_atomic_exchange_a_failed_second_rename_puts_the_previous_folder_back(
+        tmp_path, monkeypatch):
+    from kseg import outputs
+
+    target = tmp_path / "saved"
+    with atomic_path(target, directory=True) as temporary:
+        (open(os.path.join(temporary, "data"), "wb")).write(b"first")
+    monkeypatch.setattr(outputs, "_exchange", lambda first, second: False)  # not Linux
+    with atomic_path(target, directory=True) as temporary:  # the fallback replaces it too
+        (open(os.path.join(temporary, "data"), "wb")).write(b"second")
+    assert (target / "data").read_bytes() == b"second" and os.listdir(tmp_path) == ["saved"]
+    real_replace = os.replace
+
+    def interrupted_replace(source, destination):
+        if os.path.basename(source).endswith(".tmp"):  # the new folder into place
+            raise KeyboardInterrupt
+        real_replace(source, destination)
+
+    monkeypatch.setattr(os, "replace", interrupted_replace)
+    with pytest.raises(KeyboardInterrupt), atomic_path(target, directory=True) as temporary:
+        (open(os.path.join(temporary, "data"), "wb")).write(b"third")
+    assert (target / "data").read_bytes() == b"second" and os.listdir(tmp_path) == ["saved"]
