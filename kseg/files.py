@@ -146,8 +146,10 @@ def read_bytes(path, what="file", limit=IMAGE_FILE_LIMIT):
     """
     path = os.fspath(path)
     try:
-        # O_NONBLOCK: opening a FIFO with no writer would otherwise wait forever.
-        descriptor = os.open(path, os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0))
+        # O_NONBLOCK: opening a FIFO with no writer would otherwise wait forever. Windows has
+        # neither FIFOs nor that flag, and needs O_BINARY, or reads turn "\r\n" into "\n".
+        flags = os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_CLOEXEC", 0)
+        descriptor = os.open(path, flags | getattr(os, "O_BINARY", 0))
     except IsADirectoryError:
         raise FileKindError(f"{path}: {what} is a folder, not a regular file") from None
     except OSError as error:

@@ -158,3 +158,12 @@ def test_a_number_just_outside_its_range_is_not_shown_as_the_bound():
         with pytest.raises(KsegError) as caught:
             check_number(value, "--n", low, high, integer=integer)
         assert str(caught.value) == f"--n: {message}"
+
+
+def test_files_are_read_where_the_system_has_no_o_nonblock(tmp_path, monkeypatch):
+    (tmp_path / "a.txt").write_bytes(b"a\r\nb")
+    real_open, flags = os.open, []
+    monkeypatch.delattr(os, "O_NONBLOCK")  # as on Windows, which needs O_BINARY instead
+    monkeypatch.setattr(os, "O_BINARY", 0x8000, raising=False)
+    monkeypatch.setattr(os, "open", lambda path, given: flags.append(given) or real_open(path, given & ~0x8000))
+    assert read_bytes(tmp_path / "a.txt") == b"a\r\nb" and flags[0] & 0x8000
