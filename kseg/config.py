@@ -515,8 +515,9 @@ def resolve(options=None, file=None, resume_dir=None, recipe=None):
     saved = TrainConfig.from_yaml(path)
     for key in FIXED_ON_RESUME:
         if key in options and not same_setting(key, options[key], getattr(saved, key)):
+            option = (SETTINGS[key].option or "--" + key.replace("_", "-")).split("/")[0]
             raise KsegError(
-                f"--{key.replace('_', '-')}: cannot change on --resume (the run was trained with "
+                f"{option}: cannot change on --resume (the run was trained with "
                 f"{key}={getattr(saved, key)!r}); start a new run, e.g. with --init-from {resume_dir}"
             )
     # Options that cannot change were just found equal; the saved (resolved) values stay.

@@ -211,3 +211,14 @@ def test_bad_losses_give_one_line_naming_the_key(tmp_path, text, message):
     path.write_text(f"loss: {json.dumps(text)}\n")
     with pytest.raises(KsegError, match=f"^{path}: loss: "):
         TrainConfig.from_yaml(str(path))
+
+
+def test_a_setting_fixed_on_resume_is_named_by_its_option(tmp_path):
+    from kseg.config import resolve
+
+    TrainConfig(data="folder", data_dir="d", classes_file="a.yaml").to_yaml(str(tmp_path / "config.yaml"))
+    with pytest.raises(KsegError, match="^--classes: cannot change on --resume"):
+        resolve({"classes_file": "b.yaml"}, resume_dir=str(tmp_path))
+    with pytest.raises(KsegError, match="^--learn-upsampling: cannot change on --resume"):
+        resolve({"learn_upsampling": True}, resume_dir=str(tmp_path))
+    assert resolve({"classes_file": "a.yaml", "epochs": 3}, resume_dir=str(tmp_path)).epochs == 3
