@@ -128,9 +128,9 @@ def _write_ledger(folder, files, stamps=None):
 
 def _check_parents(named, path, way_out):
     parent = os.path.dirname(os.path.abspath(path))
-    while not os.path.lexists(parent):
+    while not os.path.lexists(parent) and os.path.dirname(parent) != parent:  # a drive that is not there
         parent = os.path.dirname(parent)
-    if not os.path.isdir(parent):
+    if os.path.lexists(parent) and not os.path.isdir(parent):
         raise KsegError(f"{named}: {parent} exists and is not a folder; {way_out}")
 
 

@@ -293,3 +293,17 @@ def test_every_kind_named_in_the_code_is_in_the_table_and_used():
     assert named - set(outputs.KINDS) == set()
     unused = set(outputs.KINDS) - named - {"run", "downloaded weights"}  # owned by the run folder / keras
     assert unused == set(), f"kinds no writer names: {sorted(unused)}"
+
+
+def test_an_output_on_a_drive_that_is_not_there_does_not_hang(monkeypatch):
+    calls = []
+
+    def nothing_exists(path):  # as on Windows for Q:\ when there is no drive Q:
+        calls.append(path)
+        if len(calls) > 100:
+            raise RuntimeError("looped")
+        return False
+
+    monkeypatch.setattr(os.path, "lexists", nothing_exists)
+    outputs._check_parents("--out /a/b.png", "/a/b.png", "choose another --out")  # nothing to refuse
+    assert len(calls) <= 3
