@@ -94,20 +94,19 @@ class ReaderPool:
             self._tasks.put(None)
 
 
-def wait_for(future, what, timeout=None):
-    """`future.result()`, waiting at most `timeout` seconds (default `read_timeout()`).
+def wait_for(future, what, timeout):
+    """`future.result()`, waiting at most `timeout` seconds (callers pass `read_timeout()`).
 
     After `NOTICE_AFTER` seconds one line (kseg.progress.write) says what is awaited.
 
     Args:
         future: concurrent.futures.Future.
         what: str or callable returning str. What the item is, for messages (a path).
-        timeout: float or None.
+        timeout: float.
 
     Raises:
         ReadTimeout: naming `what`; the reader thread is left to end on its own.
     """
-    timeout = read_timeout() if timeout is None else timeout
     first = min(NOTICE_AFTER, timeout)
     if concurrent.futures.wait([future], first).done:
         return future.result()
