@@ -301,20 +301,25 @@ class Outputs:
 
     def start(self):
         """Lists every added output in its folder's ledger before any is written, so that
-        a command killed halfway can be repeated into the same place."""
-        for root, names in self.planned.items():
-            for name in names:
-                for folder in missing_folders(os.path.dirname(os.path.join(root, name))):
-                    if folder not in self.created:
-                        self.created.append(folder)
-            files = read_ledger(root)[0]
-            if all(files.get(name) == kind for name, kind in names.items()):
-                continue
-            files.update(names)
-            try:
+        a command killed halfway can be repeated into the same place. If one ledger cannot
+        be written, those written before it are undone (`finish`)."""
+        try:
+            for root, names in self.planned.items():
+                for name in names:
+                    for folder in missing_folders(os.path.dirname(os.path.join(root, name))):
+                        if folder not in self.created:
+                            self.created.append(folder)
+                files = read_ledger(root)[0]
+                if all(files.get(name) == kind for name, kind in names.items()):
+                    continue
+                files.update(names)
                 _write_ledger(root, files)
-            except OSError as error:  # a full disk is a DiskFullError (a KsegError) already
-                raise KsegError(f"{root}: cannot write there ({error.strerror or error})") from None
+        except OSError as error:  # a full disk is a DiskFullError (a KsegError) already
+            self.finish()
+            raise KsegError(f"{root}: cannot write there ({error.strerror or error})") from None
+        except BaseException:
+            self.finish()
+            raise
         return self
 
     def finish(self):

@@ -307,3 +307,20 @@ def test_an_output_on_a_drive_that_is_not_there_does_not_hang(monkeypatch):
     monkeypatch.setattr(os.path, "lexists", nothing_exists)
     outputs._check_parents("--out /a/b.png", "/a/b.png", "choose another --out")  # nothing to refuse
     assert len(calls) <= 3
+
+
+def test_a_ledger_that_cannot_be_written_undoes_the_ledgers_and_folders_before_it(tmp_path, monkeypatch):
+    first, second = tmp_path / "new" / "metrics.json", tmp_path / "other" / "confusion.png"
+    (tmp_path / "other").mkdir()
+    checked = check(first, "metrics").add(second, "evaluation image", option="--confusion-png")
+    real_write_ledger = outputs._write_ledger
+
+    def refused(folder, files, stamps=None):
+        if folder == str(tmp_path / "other"):
+            raise PermissionError(13, "Permission denied")
+        real_write_ledger(folder, files, stamps)
+
+    monkeypatch.setattr(outputs, "_write_ledger", refused)
+    with pytest.raises(KsegError, match=r"other: cannot write there \(Permission denied\)"), checked:
+        pass
+    assert os.listdir(tmp_path) == ["other"] and os.listdir(tmp_path / "other") == []
