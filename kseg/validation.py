@@ -7,6 +7,7 @@ YAML files and Python, and by parsers of compound options such as `--tta scales=
 import math
 import os
 import sys
+import threading
 
 from kseg.errors import KsegError
 from kseg.files import brief
@@ -102,6 +103,8 @@ def parse_size(text, name, low=1, high=32768, square=False):
 
 def seconds_from_environment(variable, default):
     """A deadline in seconds from the environment variable `variable` (`default` when unset).
+    One longer than the system can wait (`threading.TIMEOUT_MAX`, some 292 years) is that
+    long, so "1e12" means no deadline rather than an OverflowError in the wait.
 
     Raises:
         KsegError: the value is not a number of seconds above 0.
@@ -110,6 +113,6 @@ def seconds_from_environment(variable, default):
     if not text:
         return default
     try:
-        return check_number(text, variable, low=0, min_open=True)
+        return min(check_number(text, variable, low=0, min_open=True), threading.TIMEOUT_MAX)
     except KsegError:
         raise KsegError(f"{variable}={text[:40]!r}: expected a number of seconds above 0") from None

@@ -302,3 +302,18 @@ def test_a_lock_file_replaced_on_every_try_ends_the_attempt(tmp_path, monkeypatc
     monkeypatch.setattr(lock.os.path, "samestat", lambda first, second: False)  # replaced each time
     with pytest.raises(KsegError, match="lock file was replaced 100 times"):
         lock.RunLock(tmp_path / "run", create=True).acquire()
+
+
+def test_a_deadline_longer_than_the_system_can_wait_means_no_deadline(monkeypatch):
+    import concurrent.futures
+
+    from kseg import parallel
+
+    for variable in (TIMEOUT_VARIABLE, STALL_VARIABLE, parallel.READ_TIMEOUT_VARIABLE):
+        monkeypatch.setenv(variable, "1e12")
+    assert download_timeouts() == (threading.TIMEOUT_MAX, threading.TIMEOUT_MAX)
+    soon = concurrent.futures.Future()
+    threading.Timer(0.2, soon.set_result, ["read"]).start()
+    assert parallel.wait_for(soon, "a.png", parallel.read_timeout()) == "read"
+    with network_deadline("x"):  # the socket timeout and the timer take it
+        pass
