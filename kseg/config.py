@@ -545,8 +545,10 @@ def _setting_values(values, source):
     if values is None:
         return {}
     if not isinstance(values, dict):
+        kinds = {list: "a list", str: "a string", int: "a number", float: "a number", bool: "true/false"}
+        found = kinds.get(type(values), type(values).__name__)
         raise KsegError(
-            f"{source}: expected a mapping of option: value, found {_yaml_kind(values)}; write one "
+            f"{source}: expected a mapping of option: value, found {found}; write one "
             "key: value per line, such as 'epochs: 10'"
         )
     cleaned = {}
@@ -557,8 +559,3 @@ def _setting_values(values, source):
             raise KsegError(f"{source}: unknown key {shown}; known keys: {', '.join(sorted(SETTINGS))}")
         cleaned[name] = value
     return cleaned
-
-
-def _yaml_kind(value):
-    names = {list: "a list", str: "a string", int: "a number", float: "a number", bool: "true/false"}
-    return names.get(type(value), type(value).__name__)
