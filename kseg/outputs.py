@@ -403,7 +403,7 @@ def writing(path, directory=False):
 
 
 # tempfile's random part: 8 characters of "abcdefghijklmnopqrstuvwxyz0123456789_".
-_TEMPORARY = re.compile(r"\.(?P<base>.+)\.[a-z0-9_]{8}\.(?P<kind>tmp|old)(?P<tail>.*)")
+_TEMPORARY = re.compile(r"\.(?P<base>.+)\.[a-z0-9_]{8}\.(?P<kind>tmp|old)(?P<tail>.*)", re.DOTALL)
 
 
 def _new_temporary(path, directory):

@@ -324,3 +324,14 @@ def test_a_ledger_that_cannot_be_written_undoes_the_ledgers_and_folders_before_i
     with pytest.raises(KsegError, match=r"other: cannot write there \(Permission denied\)"), checked:
         pass
     assert os.listdir(tmp_path) == ["other"] and os.listdir(tmp_path / "other") == []
+
+
+def test_a_temporary_of_a_name_with_a_line_break_is_known_as_one(tmp_path):
+    from kseg.training.lock import sweep_temporaries
+
+    with writing(tmp_path / "street\nnight.png") as temporary:
+        assert outputs.is_temporary_name(os.path.basename(temporary))
+        assert sweep_temporaries(str(tmp_path)) == [temporary]  # what a kill would leave
+        open(temporary, "wb").close()
+    with pytest.raises(KsegError, match="kept for kseg's own bookkeeping"):
+        check(tmp_path / ".a\nb.png.abcd_123.tmp.png", "predictions")
