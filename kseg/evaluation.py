@@ -225,9 +225,8 @@ def evaluate_model(model, spec, split="val", options=None, examples=0, progress=
     model, source, precision = _scoring_model(model, spec, options)
     batch_size, max_images = options.batch_size, options.max_images
     dataset = make_dataset(spec, split, training=False, batch_size=batch_size)
+    # batches hold images of one size: N images may take more than N / batch_size batches
     total = dataset.num_pairs if max_images is None else min(max_images, dataset.num_pairs)
-    if max_images is not None:
-        dataset = dataset.take(math.ceil(max_images / batch_size))
     confusion = np.zeros((spec.num_classes, spec.num_classes + 1), np.int64)
     seen, kept = 0, []
     # examples spread evenly over the split: its first images are often one scene's frames
@@ -246,6 +245,8 @@ def evaluate_model(model, spec, split="val", options=None, examples=0, progress=
                         if index in wanted)  # fmt: skip
             seen += len(images)
             bar.update(len(images))
+            if seen == total:
+                break
     return EvaluationResult(confusion, list(spec.class_names), seen, spec.name, split, source,
                             tuple(spec.palette), precision, kept)
 

@@ -258,3 +258,30 @@ def test_contact_sheet_shows_image_truth_and_prediction(spec, tmp_path):
     last_image, _ = spec.read_pair(*spec.pairs("val")[-1])
     assert len(spec.pairs("val")) > 2
     np.testing.assert_array_equal(result.examples[-1][0], last_image)
+
+
+def test_max_images_scores_that_many_images_of_several_sizes(tmp_path):
+    """Batches hold images of one size only, so N images can take more batches than
+    N / batch size: --max-images 3 still scores 3 images."""
+    import cv2
+
+    from kseg.data import get_dataset_spec
+    from kseg.data.synthetic import write_synthetic_dataset
+
+    root = write_synthetic_dataset(str(tmp_path / "synthetic"), num_train=1, num_val=4, size=(32, 40), seed=1)
+    for index, height in enumerate((32, 36, 40, 44)):  # every image a size of its own
+        for kind in ("images", "masks"):
+            path = os.path.join(root, kind, "val", f"{index:05d}.png")
+            array = cv2.imread(path, cv2.IMREAD_UNCHANGED)
+            cv2.imwrite(path, cv2.resize(array, (40, height), interpolation=cv2.INTER_NEAREST))
+    spec = get_dataset_spec("synthetic", root)
+
+    class Zeros:
+        layers = []
+
+        def predict_on_batch(self, images):
+            return np.zeros(images.shape[:3] + (spec.num_classes,), np.float32)
+
+    result = evaluate_model(Zeros(), spec, "val", EvaluateOptions(batch_size=2, max_images=3), progress=False)
+    assert result.num_images == 3
+    assert result.confusion.sum() == sum((spec.read_pair(*pair)[1] != 255).sum() for pair in spec.pairs("val")[:3])
