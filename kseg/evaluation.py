@@ -313,9 +313,9 @@ def _cityscapes_key(stem):
 
 def find_prediction(stem, predictions, cityscapes=False):
     """Returns the prediction file for an image stem, or None."""
-    if stem in predictions or not cityscapes:
+    key = _cityscapes_key(stem) if cityscapes else None
+    if stem in predictions or key is None:  # a stem of fewer than three parts has no id to match on
         return predictions.get(stem)
-    key = _cityscapes_key(stem)
     matches = [path for other, path in predictions.items() if _cityscapes_key(other) == key]
     return matches[0] if len(matches) == 1 else None
 

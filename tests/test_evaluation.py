@@ -285,3 +285,13 @@ def test_max_images_scores_that_many_images_of_several_sizes(tmp_path):
     result = evaluate_model(Zeros(), spec, "val", EvaluateOptions(batch_size=2, max_images=3), progress=False)
     assert result.num_images == 3
     assert result.confusion.sum() == sum((spec.read_pair(*pair)[1] != 255).sum() for pair in spec.pairs("val")[:3])
+
+
+def test_a_cityscapes_image_without_a_city_sequence_frame_id_matches_no_other_file():
+    """An image stem of fewer than three parts has no city_sequence_frame id to match on:
+    only its own <stem>.png is its prediction, not a file such as predict's legend.png."""
+    from kseg.evaluation import find_prediction
+
+    predictions = {"legend": "out/legend.png", "aachen_000000_000019_leftImg8bit": "out/a.png"}
+    assert find_prediction("extra_leftImg8bit", predictions, cityscapes=True) is None
+    assert find_prediction("aachen_000000_000019_x", predictions, cityscapes=True) == "out/a.png"
