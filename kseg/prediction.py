@@ -97,9 +97,10 @@ def folds_case(folder):
         names = []
     for path in [base] + [os.path.join(base, name) for name in names]:
         name = os.path.basename(path)
-        if name.swapcase() != name:
+        swapped = name.swapcase()
+        if swapped != name and swapped.swapcase() == name:  # not with ß or ı: "ı" -> "I" -> "i"
             try:
-                return os.path.samefile(path, os.path.join(os.path.dirname(path), name.swapcase()))
+                return os.path.samefile(path, os.path.join(os.path.dirname(path), swapped))
             except OSError:
                 return False
     return False

@@ -159,3 +159,24 @@ def test_predict_options_hold_each_output_once():
     assert options.formats == ("cityscapes-ids",)
     assert check_output_formats(19, options.formats, "m.keras") == []  # one output: no "folder of its own"
     assert PredictOptions(formats=(kind for kind in ["labels"])).formats == ("labels",)  # not an empty iterator
+
+
+@pytest.mark.parametrize("folder", ["çıktılar", "straße"])
+def test_a_case_folding_filesystem_is_seen_from_an_out_folder_named_with_i_or_sharp_s(tmp_path, monkeypatch, folder):
+    """ı and ß have no case pair to swap back to ("ı".swapcase() is "I", whose own is
+    "i"), so such a folder name says nothing of the filesystem: the names in it do."""
+    import os
+
+    from kseg.prediction import folds_case
+
+    out = tmp_path / folder
+    out.mkdir()
+    (out / "photo.png").write_bytes(b"")
+
+    def samefile(first, second):  # a filesystem that folds case, as macOS does by default
+        if first.lower() != second.lower():
+            raise FileNotFoundError(second)
+        return True
+
+    monkeypatch.setattr(os.path, "samefile", samefile)
+    assert folds_case(str(out))
