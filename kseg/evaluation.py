@@ -278,9 +278,9 @@ def check_run_classes(run_dir, spec):
         return
     trained = list(classes["class_names"])
     if len(trained) != spec.num_classes:
+        dataset = f" ({classes['dataset']})" if classes.get("dataset") else ""  # every key is optional
         raise KsegError(
-            f"{run_dir}: trained on {len(trained)} classes ({classes.get('dataset')}), but "
-            f"{spec.name} has {spec.num_classes}"
+            f"{run_dir}: trained on {len(trained)} classes{dataset}, but {spec.name} has {spec.num_classes}"
         )
     if trained != list(spec.class_names):
         logger.warning("%s: class names differ from %s's; scoring by index", run_dir, spec.name)

@@ -295,3 +295,16 @@ def test_a_cityscapes_image_without_a_city_sequence_frame_id_matches_no_other_fi
     predictions = {"legend": "out/legend.png", "aachen_000000_000019_leftImg8bit": "out/a.png"}
     assert find_prediction("extra_leftImg8bit", predictions, cityscapes=True) is None
     assert find_prediction("aachen_000000_000019_x", predictions, cityscapes=True) == "out/a.png"
+
+
+def test_a_run_of_other_classes_is_refused_naming_its_dataset_only_when_known(spec, tmp_path):
+    """Every key of classes.json is optional: one without "dataset" gives no "(None)"."""
+    from kseg.evaluation import check_run_classes
+
+    (tmp_path / "classes.json").write_text(json.dumps({"class_names": ["a", "b"]}))
+    with pytest.raises(KsegError, match=r"trained on 2 classes, but synthetic has") as caught:
+        check_run_classes(str(tmp_path), spec)
+    assert "None" not in str(caught.value)
+    (tmp_path / "classes.json").write_text(json.dumps({"class_names": ["a", "b"], "dataset": "camvid"}))
+    with pytest.raises(KsegError, match=r"trained on 2 classes \(camvid\), but synthetic has"):
+        check_run_classes(str(tmp_path), spec)
