@@ -491,14 +491,16 @@ def plot_confusion_matrix(result, path):
     axes = figure.subplots()
     image = axes.imshow(normalised * 100, cmap="Blues", vmin=0, vmax=100)
     figure.colorbar(image, ax=axes, fraction=0.046, pad=0.04, label="% of the true class's pixels")
-    axes.set_xticks(range(len(columns)), columns, rotation=60, ha="right", rotation_mode="anchor")
-    axes.set_yticks(range(len(result.class_names)), result.class_names)
+    # parse_math=False: names are text, and "$" in one is no formula (two of them would not parse)
+    axes.set_xticks(range(len(columns)), columns, rotation=60, ha="right", rotation_mode="anchor", parse_math=False)
+    axes.set_yticks(range(len(result.class_names)), result.class_names, parse_math=False)
     axes.set_xticks(np.arange(len(columns) + 1) - 0.5, minor=True)
     axes.set_yticks(np.arange(len(result.class_names) + 1) - 0.5, minor=True)
     axes.grid(which="minor", color="#d0d0d0", linewidth=0.5)
     axes.tick_params(which="minor", length=0)
-    axes.set(xlabel="predicted", ylabel="ground truth", title=f"{result.dataset} {result.split}: mean IoU "
-             f"{_percent(result.scores['mean_iou'])} (each row: % of that class's pixels)")  # fmt: skip
+    axes.set(xlabel="predicted", ylabel="ground truth")
+    axes.set_title(f"{result.dataset} {result.split}: mean IoU {_percent(result.scores['mean_iou'])} (each row: % "
+                   "of that class's pixels)", parse_math=False)  # fmt: skip
     if len(columns) <= 40:
         fontsize = 8 if len(columns) <= 25 else 6
         for (row, column), value in np.ndenumerate(normalised):

@@ -308,3 +308,12 @@ def test_a_run_of_other_classes_is_refused_naming_its_dataset_only_when_known(sp
     (tmp_path / "classes.json").write_text(json.dumps({"class_names": ["a", "b"], "dataset": "camvid"}))
     with pytest.raises(KsegError, match=r"trained on 2 classes \(camvid\), but synthetic has"):
         check_run_classes(str(tmp_path), spec)
+
+
+def test_the_confusion_matrix_draws_class_names_with_dollar_signs_as_text(tmp_path):
+    """Matplotlib reads text between two "$" as a formula; a class name is no formula."""
+    from kseg.evaluation import EvaluationResult, plot_confusion_matrix
+
+    result = EvaluationResult(np.array([[5, 1, 0], [2, 3, 0]]), ["cost $\\frac$", "b$^$"], 1, "folder", "v$al$")
+    plot_confusion_matrix(result, tmp_path / "confusion.png")
+    assert (tmp_path / "confusion.png").stat().st_size > 1000
