@@ -39,15 +39,17 @@ def load_class_index(path):
     """
     table = load_json(path, "class index", limit=CLASS_INDEX_LIMIT)  # regular file, bounded, parsed
     try:
-        entries = [tuple(table[str(index)]) for index in range(IMAGENET_CLASSES)]
+        entries = [table[str(index)] for index in range(IMAGENET_CLASSES)]
     except (ValueError, KeyError, TypeError) as error:
         raise KsegError(
             f"{path}: not an ImageNet class index ({type(error).__name__}: {error}); expected "
             'keras\' imagenet_class_index.json, {"0": ["n01440764", "tench"], ...}'
         ) from None
-    if not all(len(entry) == 2 and all(isinstance(part, str) for part in entry) for entry in entries):
+    # a list, not any pair of things: the string "ab" or {"a": 0, "b": 1} are two things too
+    if not all(isinstance(entry, list) and len(entry) == 2 and all(isinstance(part, str) for part in entry)
+               for entry in entries):  # fmt: skip
         raise KsegError(f"{path}: entries must be [wordnet id, name] pairs of strings")
-    return entries
+    return [tuple(entry) for entry in entries]
 
 
 def _normalise(name):

@@ -101,3 +101,14 @@ def test_peak_is_the_centre_of_the_best_cell_clipped_to_the_image():
     grid = np.zeros((2, 3), np.float32)
     grid[1, 2] = 0.75
     assert peak(grid, (40, 90)) == (0.75, 39, 80)
+
+
+@pytest.mark.parametrize("entry", ["ab", {"n0": 1, "tench": 2}])
+def test_a_class_index_entry_that_is_no_list_of_two_strings_is_refused(tmp_path, entry):
+    """A two-letter string or a two-key object has a length of two, and two strings in it."""
+    from kseg.heatmap import load_class_index
+
+    path = tmp_path / "imagenet_class_index.json"
+    path.write_text(json.dumps({str(index): entry if index == 7 else ["n0", "x"] for index in range(1000)}))
+    with pytest.raises(KsegError, match="pairs of strings"):
+        load_class_index(str(path))
