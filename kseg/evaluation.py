@@ -312,12 +312,16 @@ def _cityscapes_key(stem):
 
 
 def find_prediction(stem, predictions, cityscapes=False):
-    """Returns the prediction file for an image stem, or None."""
+    """Returns the prediction file for an image stem, or None; several files matching a
+    Cityscapes image's id are an error naming two of them, as in the official script."""
     key = _cityscapes_key(stem) if cityscapes else None
     if stem in predictions or key is None:  # a stem of fewer than three parts has no id to match on
         return predictions.get(stem)
     matches = [path for other, path in predictions.items() if _cityscapes_key(other) == key]
-    return matches[0] if len(matches) == 1 else None
+    if len(matches) > 1:
+        raise KsegError(f"{stem}: {len(matches)} prediction files match its id {key} ({matches[0]}, {matches[1]}); "
+                        "keep one, or name it <image stem>.png")  # fmt: skip
+    return matches[0] if matches else None
 
 
 # The --label-format choice each `kseg:labels` value of a label map stands for.

@@ -317,3 +317,11 @@ def test_the_confusion_matrix_draws_class_names_with_dollar_signs_as_text(tmp_pa
     result = EvaluationResult(np.array([[5, 1, 0], [2, 3, 0]]), ["cost $\\frac$", "b$^$"], 1, "folder", "v$al$")
     plot_confusion_matrix(result, tmp_path / "confusion.png")
     assert (tmp_path / "confusion.png").stat().st_size > 1000
+
+
+def test_several_predictions_for_one_cityscapes_image_are_named_not_called_missing():
+    from kseg.evaluation import find_prediction
+
+    predictions = {"aachen_000000_000019_a": "out/a.png", "aachen_000000_000019_b": "out/b.png"}
+    with pytest.raises(KsegError, match=r"2 prediction files match its id aachen_000000_000019 \(out/a.png, out/b"):
+        find_prediction("aachen_000000_000019_leftImg8bit", predictions, cityscapes=True)
