@@ -223,10 +223,9 @@ def evaluate_model(model, spec, split="val", options=None, examples=0, progress=
     """
     options = EvaluateOptions() if options is None else options
     model, source, precision = _scoring_model(model, spec, options)
-    batch_size, max_images = options.batch_size, options.max_images
-    dataset = make_dataset(spec, split, training=False, batch_size=batch_size)
+    dataset = make_dataset(spec, split, training=False, batch_size=options.batch_size)
     # batches hold images of one size: N images may take more than N / batch_size batches
-    total = dataset.num_pairs if max_images is None else min(max_images, dataset.num_pairs)
+    total = dataset.num_pairs if options.max_images is None else min(options.max_images, dataset.num_pairs)
     confusion = np.zeros((spec.num_classes, spec.num_classes + 1), np.int64)
     seen, kept = 0, []
     # examples spread evenly over the split: its first images are often one scene's frames
