@@ -480,7 +480,8 @@ def plot_confusion_matrix(result, path):
     from matplotlib.figure import Figure
 
     confusion = result.confusion.astype(np.float64)
-    columns = list(result.class_names)
+    names = [_drawable(name) for name in result.class_names]
+    columns = list(names)
     if confusion[:, -1].sum() > 0:
         columns.append("(no class)")
     else:
@@ -496,14 +497,14 @@ def plot_confusion_matrix(result, path):
     figure.colorbar(image, ax=axes, fraction=0.046, pad=0.04, label="% of the true class's pixels")
     # parse_math=False: names are text, and "$" in one is no formula (two of them would not parse)
     axes.set_xticks(range(len(columns)), columns, rotation=60, ha="right", rotation_mode="anchor", parse_math=False)
-    axes.set_yticks(range(len(result.class_names)), result.class_names, parse_math=False)
+    axes.set_yticks(range(len(names)), names, parse_math=False)
     axes.set_xticks(np.arange(len(columns) + 1) - 0.5, minor=True)
-    axes.set_yticks(np.arange(len(result.class_names) + 1) - 0.5, minor=True)
+    axes.set_yticks(np.arange(len(names) + 1) - 0.5, minor=True)
     axes.grid(which="minor", color="#d0d0d0", linewidth=0.5)
     axes.tick_params(which="minor", length=0)
     axes.set(xlabel="predicted", ylabel="ground truth")
-    axes.set_title(f"{result.dataset} {result.split}: mean IoU {_percent(result.scores['mean_iou'])} (each row: % "
-                   "of that class's pixels)", parse_math=False)  # fmt: skip
+    axes.set_title(f"{result.dataset} {_drawable(result.split)}: mean IoU {_percent(result.scores['mean_iou'])} "
+                   "(each row: % of that class's pixels)", parse_math=False)  # fmt: skip
     if len(columns) <= 40:
         fontsize = 8 if len(columns) <= 25 else 6
         for (row, column), value in np.ndenumerate(normalised):
@@ -513,6 +514,12 @@ def plot_confusion_matrix(result, path):
                           color="white" if percent > 50 else "black")  # fmt: skip
     figure.tight_layout()
     figure.savefig(path, format="png")
+
+
+def _drawable(text):
+    """`text` as a font can draw it: a lone surrogate (a "\\udcff" escape in classes.yaml, a
+    name not in UTF-8) is shown as \\udcXX, as on a terminal, instead of failing the image."""
+    return text.encode("utf8", "backslashreplace").decode("utf8")
 
 
 def _report_outputs(split, chosen, exported, spec, options):

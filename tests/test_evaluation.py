@@ -325,3 +325,12 @@ def test_several_predictions_for_one_cityscapes_image_are_named_not_called_missi
     predictions = {"aachen_000000_000019_a": "out/a.png", "aachen_000000_000019_b": "out/b.png"}
     with pytest.raises(KsegError, match=r"2 prediction files match its id aachen_000000_000019 \(out/a.png, out/b"):
         find_prediction("aachen_000000_000019_leftImg8bit", predictions, cityscapes=True)
+
+
+def test_the_confusion_matrix_shows_a_class_name_no_font_can_draw_escaped(tmp_path):
+    """classes.yaml may spell a lone surrogate ("\\udcff"), and --split come from a name not in UTF-8."""
+    from kseg.evaluation import EvaluationResult, plot_confusion_matrix
+
+    result = EvaluationResult(np.array([[5, 1, 0], [2, 3, 0]]), ["a\udcffb", "c"], 1, "folder", "v\udcffal")
+    plot_confusion_matrix(result, tmp_path / "confusion.png")
+    assert (tmp_path / "confusion.png").stat().st_size > 1000
