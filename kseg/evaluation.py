@@ -54,7 +54,7 @@ from kseg.outputs import Outputs, bytes_writer, write_together
 from kseg.prediction import encode_png
 from kseg.progress import progress as progress_bar
 from kseg.progress import write
-from kseg.visualize import colorize, contact_sheet, legend, palette_from_classes
+from kseg.visualize import colorize, contact_sheet, drawable_text, legend, palette_from_classes
 
 logger = logging.getLogger("kseg")
 
@@ -480,7 +480,7 @@ def plot_confusion_matrix(result, path):
     from matplotlib.figure import Figure
 
     confusion = result.confusion.astype(np.float64)
-    names = [_drawable(name) for name in result.class_names]
+    names = [drawable_text(name) for name in result.class_names]
     columns = list(names)
     if confusion[:, -1].sum() > 0:
         columns.append("(no class)")
@@ -503,7 +503,7 @@ def plot_confusion_matrix(result, path):
     axes.grid(which="minor", color="#d0d0d0", linewidth=0.5)
     axes.tick_params(which="minor", length=0)
     axes.set(xlabel="predicted", ylabel="ground truth")
-    axes.set_title(f"{result.dataset} {_drawable(result.split)}: mean IoU {_percent(result.scores['mean_iou'])} "
+    axes.set_title(f"{result.dataset} {drawable_text(result.split)}: mean IoU {_percent(result.scores['mean_iou'])} "
                    "(each row: % of that class's pixels)", parse_math=False)  # fmt: skip
     if len(columns) <= 40:
         fontsize = 8 if len(columns) <= 25 else 6
@@ -514,12 +514,6 @@ def plot_confusion_matrix(result, path):
                           color="white" if percent > 50 else "black")  # fmt: skip
     figure.tight_layout()
     figure.savefig(path, format="png")
-
-
-def _drawable(text):
-    """`text` as a font can draw it: a lone surrogate (a "\\udcff" escape in classes.yaml, a
-    name not in UTF-8) is shown as \\udcXX, as on a terminal, instead of failing the image."""
-    return text.encode("utf8", "backslashreplace").decode("utf8")
 
 
 def _report_outputs(split, chosen, exported, spec, options):

@@ -101,6 +101,13 @@ def score_colors(scores, low=None, high=None):
     return cv2.applyColorMap(levels, cv2.COLORMAP_JET)[:, :, ::-1].copy()  # BGR -> RGB
 
 
+def drawable_text(text):
+    """`text` as OpenCV and matplotlib can draw it: a lone surrogate (a "\\udcff" escape in
+    classes.json or classes.yaml, a name not in UTF-8; OpenCV crashes on it, matplotlib
+    fails) is shown as \\udcXX, as on a terminal."""
+    return text.encode("utf8", "backslashreplace").decode("utf8")
+
+
 LEGEND_FONT = cv2.FONT_HERSHEY_SIMPLEX
 LEGEND_SCALE = 0.4
 LEGEND_ROW = 18  # pixels per legend row
@@ -124,7 +131,7 @@ def legend(class_names, palette, width=None, classes=None):
     palette = np.asarray(palette, dtype=np.uint8)
     indices = range(len(class_names)) if classes is None else sorted({int(c) for c in classes})
     indices = [index for index in indices if 0 <= index < len(class_names)]
-    entries = [(index, f"{index} {class_names[index]}") for index in indices]
+    entries = [(index, drawable_text(f"{index} {class_names[index]}")) for index in indices]
     pad = 6
     text_widths = [cv2.getTextSize(text, LEGEND_FONT, LEGEND_SCALE, 1)[0][0] for _, text in entries]
     entry_width = LEGEND_SWATCH + 6 + max(text_widths or [0]) + 12

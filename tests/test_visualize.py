@@ -87,3 +87,11 @@ def test_contact_sheet_tiles_rows_under_titles():
     assert (sheet[..., 0] == 200).sum() == 6 * 10 * 12  # every image, whole, once
     with pytest.raises(ValueError, match="same widths"):
         contact_sheet([[red, red], [red, red[:, :5]]])
+
+
+def test_the_legend_draws_a_class_name_holding_a_lone_surrogate_escaped():
+    """classes.json may spell "\\udcff"; OpenCV's text functions crash the process on it."""
+    from kseg.visualize import legend
+
+    sheet = legend(["a\udcffb", "c"], np.zeros((2, 3), np.uint8))
+    assert sheet.shape[0] > 0 and (sheet < 255).any()
