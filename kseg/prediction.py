@@ -10,6 +10,7 @@ colour maps and overlays out.
 
 import dataclasses
 import glob
+import itertools
 import os
 
 import cv2
@@ -154,11 +155,9 @@ def plan_outputs(items, inputs, out_dir, formats):
             key = os.path.normpath(os.path.abspath(path))
             owners.setdefault(key.casefold() if fold else key, []).append((image, path))
     clashes = {}  # image -> (other image, path): photo.png's photo_color.png is photo_color.png's label map
-    for sharing in owners.values():
-        for image, path in sharing:
-            for other, _ in sharing:
-                if other != image:
-                    clashes.setdefault(image, (other, path))
+    for sharing in owners.values():  # one image's outputs never share a path: their suffixes differ
+        for (image, path), (other, _) in itertools.permutations(sharing, 2):
+            clashes.setdefault(image, (other, path))
     outputs, skipped = [], []
     for image, paths in planned:
         if image in clashes:
