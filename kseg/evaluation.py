@@ -389,7 +389,7 @@ def _label_format(matched, spec, label_format, folder):
     )
 
 
-def evaluate_predictions(folder, spec, split="val", label_format="auto", progress=True):
+def evaluate_predictions(folder, spec, split="val", label_format="auto", progress=True, max_images=None):
     """Scores label-map PNGs already written, matched to the split's images by file stem.
 
     Each ground-truth image of the split needs a prediction `<stem>.png` somewhere under
@@ -410,6 +410,8 @@ def evaluate_predictions(folder, spec, split="val", label_format="auto", progres
             both. A declaration that contradicts the option, the dataset or another
             file's is an error.
         progress: bool. Show a progress bar.
+        max_images: int or None. Score only the first N images of the split (only they
+            need a prediction).
 
     Returns:
         EvaluationResult.
@@ -427,7 +429,7 @@ def evaluate_predictions(folder, spec, split="val", label_format="auto", progres
     predictions = _index_predictions(folder)
     if not predictions:
         raise KsegError(f"{folder}: no prediction PNGs found")
-    pairs = spec.pairs(split)
+    pairs = spec.pairs(split)[:max_images]
     matched, missing = [], []
     for image_path, mask_path in pairs:
         stem = os.path.splitext(os.path.basename(image_path))[0]
@@ -640,7 +642,8 @@ def evaluate(model=None, *, data, data_dir=None, split="val", options=None):
         chosen, exported = choose_model(model, "MODEL or --predictions DIR", options.precision)
     out, confusion_png, checked = _report_outputs(split, chosen, exported, spec, options)
     if options.predictions:
-        result = evaluate_predictions(options.predictions, spec, split, label_format=options.label_format)
+        result = evaluate_predictions(options.predictions, spec, split, options.label_format,
+                                      max_images=options.max_images)  # fmt: skip
     else:
         result = evaluate_model(_announced(chosen.path, exported, options), spec, split, options,
                                 examples=options.sheet_images if options.sheet else 0)  # fmt: skip

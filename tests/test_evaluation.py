@@ -334,3 +334,16 @@ def test_the_confusion_matrix_shows_a_class_name_no_font_can_draw_escaped(tmp_pa
     result = EvaluationResult(np.array([[5, 1, 0], [2, 3, 0]]), ["a\udcffb", "c"], 1, "folder", "v\udcffal")
     plot_confusion_matrix(result, tmp_path / "confusion.png")
     assert (tmp_path / "confusion.png").stat().st_size > 1000
+
+
+def test_max_images_limits_the_prediction_files_scored_too(spec, tiny_data, tmp_path):
+    """--max-images N with --predictions scores the split's first N images: only they need a file."""
+    import kseg
+
+    truth = ground_truth(spec)[:2]
+    for image_path, mask in truth:
+        write_png(tmp_path / f"{os.path.splitext(os.path.basename(image_path))[0]}.png", mask)
+    options = EvaluateOptions(predictions=str(tmp_path), max_images=2)
+    result = kseg.evaluate(data="synthetic", data_dir=tiny_data, options=options)
+    assert result.num_images == 2
+    assert result.confusion.sum() == sum((mask != 255).sum() for _, mask in truth)
