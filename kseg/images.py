@@ -97,7 +97,8 @@ class ImageError(KsegError):
 def list_image_files(folder, recursive=True):
     """Returns the image files (by extension) in `folder` (and its subfolders), sorted.
 
-    Hidden files are left out: among them the temporary files of an interrupted write.
+    Hidden files and subfolders are left out: among them the temporary files and folders
+    of an interrupted write (a killed `kseg data synthetic` leaves `.NAME.XXXXXXXX.tmp/`).
     Entries that are not regular files (a FIFO or socket named like an image, and without
     `recursive` a folder named like one) are listed too: reading them is refused with a
     message naming them, so they are reported, not silently dropped, and never waited on.
@@ -107,11 +108,12 @@ def list_image_files(folder, recursive=True):
         recursive: bool. Also list the subfolders (predict, export calibration); dataset
             adapters list one folder of a split only.
     """
-    walked = os.walk(folder) if recursive else [(folder, None, os.listdir(folder))]
-    return sorted(
-        os.path.join(root, name) for root, _, names in walked for name in names
-        if name.lower().endswith(IMAGE_EXTENSIONS) and not name.startswith(".")
-    )
+    found = []
+    for root, folders, names in os.walk(folder) if recursive else [(folder, [], os.listdir(folder))]:
+        folders[:] = [name for name in folders if not name.startswith(".")]  # not walked into
+        found += [os.path.join(root, name) for name in names
+                  if name.lower().endswith(IMAGE_EXTENSIONS) and not name.startswith(".")]  # fmt: skip
+    return sorted(found)
 
 
 # -- headers ---------------------------------------------------------------------------

@@ -180,3 +180,11 @@ def test_a_case_folding_filesystem_is_seen_from_an_out_folder_named_with_i_or_sh
 
     monkeypatch.setattr(os.path, "samefile", samefile)
     assert folds_case(str(out))
+
+
+def test_a_folder_input_leaves_out_hidden_subfolders_such_as_a_killed_writes_temporary_folder(tmp_path):
+    for name in ("x.png", ".synthetic.0a1b2c3d.tmp/images/val/00000.png", ".ipynb_checkpoints/x-checkpoint.png"):
+        (tmp_path / name).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / name).write_bytes(b"")
+    items, problems = collect_images([str(tmp_path)])
+    assert [name for _, name in items] == ["x"] and problems == []
