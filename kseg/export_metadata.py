@@ -180,12 +180,19 @@ def _mediapipe_metadata():
     return metadata, metadata_writer, image_segmenter, schema
 
 
-def check_label_names(names):
-    """Refuses a class name that TFLite's labels file (one name a line) cannot hold."""
-    broken = [name for name in names if "\n" in name or "\r" in name]
-    if broken:
-        raise KsegError(f"class name {broken[0]!r} holds a line break; TFLite's labels file "
-                        "holds one name a line: rename the class in classes.json")
+def check_label_names(names, labels_file=True):
+    """Refuses a class name an export cannot hold: one holding bytes that were not UTF-8
+    (a lone surrogate, "\\udcXX"; TFLite's labels file and a SavedModel's string tensor
+    store names as UTF-8), or, for TFLite's labels file (one name a line), a line break."""
+    for name in names:
+        if labels_file and ("\n" in name or "\r" in name):
+            raise KsegError(f"class name {name!r} holds a line break; TFLite's labels file "
+                            "holds one name a line: rename the class in classes.json")
+        try:
+            name.encode("utf-8")
+        except UnicodeEncodeError:
+            raise KsegError(f"class name {name!r} holds bytes that are not UTF-8; the export stores "
+                            "names as UTF-8: rename the class in classes.json") from None
 
 
 def tflite_with_metadata(content, description, mediapipe=True):

@@ -319,6 +319,8 @@ def export_model(model, out, target, verify=None):
         content = tflite_bytes(model, target, *os.path.split(os.path.abspath(out)))
     else:
         description = describe(num_classes_of(model), target.classes, format, quantize, input_size)
+        if format == "savedmodel":  # its names go into a string tensor; ONNX's stay JSON
+            check_label_names(description["class_names"], labels_file=False)
     with writing(out, directory=format == "savedmodel") as temporary:
         if format == "savedmodel":
             os.rmdir(temporary)  # the SavedModel writer creates the folder itself

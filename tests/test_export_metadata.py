@@ -167,3 +167,18 @@ def test_a_class_name_with_a_line_break_is_refused_for_tflite(model, tmp_path):
         export_model(model, tmp_path / "new" / "m.tflite",
                      ExportTarget("tflite", input_size=(32, 32), classes=classes))  # fmt: skip
     assert not (tmp_path / "new").exists()  # refused: not even the folder it would go in is made
+
+
+@pytest.mark.parametrize("export_format, out", [("tflite", "m.tflite"), ("savedmodel", "saved")])
+def test_a_class_name_that_is_not_utf8_is_refused_in_one_line(model, tmp_path, export_format, out):
+    classes = {"class_names": ["road", "caf\udcc3", "sky"]}  # a folder name whose bytes were not UTF-8
+    with pytest.raises(KsegError, match=r"class name 'caf\\udcc3' holds bytes that are not UTF-8"):
+        export_model(model, tmp_path / "new" / out,
+                     ExportTarget(export_format, input_size=(32, 32), classes=classes))  # fmt: skip
+    assert not (tmp_path / "new").exists()
+
+
+def test_onnx_keeps_a_class_name_that_is_not_utf8(model, tmp_path):
+    classes = {"class_names": ["road", "caf\udcc3", "sky"]}  # its description is JSON, escaped
+    out = export_model(model, tmp_path / "m.onnx", ExportTarget("onnx", classes=classes))
+    assert read_metadata(out, "onnx")["class_names"] == classes["class_names"]
