@@ -28,8 +28,10 @@ import os
 import sys
 import types
 import zipfile
+import zlib
 
 from kseg.errors import KsegError
+from kseg.files import TEXT_FILE_LIMIT, read_bytes
 from kseg.labels import IGNORE_INDEX
 from kseg.visualize import class_names_from_classes, palette_from_classes
 
@@ -320,15 +322,17 @@ def read_metadata(path, export_format, onnx_properties=None):
             marker = os.path.join(path, MARKER)
             if not os.path.isfile(marker):
                 return None
-            with open(marker, "rb") as handle:
-                text = handle.read()
+            text = read_bytes(marker, "its kseg description", TEXT_FILE_LIMIT)
         elif export_format == "tflite":
             if not zipfile.is_zipfile(path):
                 return None
             with zipfile.ZipFile(path) as packed:
                 if KSEG_FILE not in packed.namelist():
                     return None
-                text = packed.read(KSEG_FILE)
+                with packed.open(KSEG_FILE) as member:  # read no further than the limit: a zip bomb
+                    text = member.read(TEXT_FILE_LIMIT + 1)
+            if len(text) > TEXT_FILE_LIMIT:
+                raise KsegError(f"{path}: its kseg description unpacks to more than kseg reads for it")
         elif export_format == "onnx":
             if onnx_properties is None:
                 import onnx
@@ -340,7 +344,9 @@ def read_metadata(path, export_format, onnx_properties=None):
         else:
             raise KsegError(f"unknown export format {export_format!r}")
         description = json.loads(text)
-    except (OSError, ValueError, zipfile.BadZipFile) as error:
+    # zlib.error: a damaged deflate stream; RuntimeError: an encrypted member, a compression
+    # zipfile lacks (NotImplementedError), or JSON nested too deeply (RecursionError)
+    except (OSError, ValueError, zipfile.BadZipFile, zlib.error, RuntimeError, EOFError) as error:
         raise KsegError(f"{path}: its kseg description cannot be read ({error})") from None
     if not isinstance(description, dict):
         raise KsegError(f"{path}: its kseg description is not a JSON object")

@@ -182,3 +182,24 @@ def test_onnx_keeps_a_class_name_that_is_not_utf8(model, tmp_path):
     classes = {"class_names": ["road", "caf\udcc3", "sky"]}  # its description is JSON, escaped
     out = export_model(model, tmp_path / "m.onnx", ExportTarget("onnx", classes=classes))
     assert read_metadata(out, "onnx")["class_names"] == classes["class_names"]
+
+
+def test_a_tflite_description_that_unpacks_too_large_or_is_damaged_is_refused_in_one_line(tmp_path):
+    bomb = tmp_path / "bomb.tflite"  # about 70 KB that unpacks to more than 64 MiB of valid JSON
+    padding = "x" * (65 << 20)
+    with zipfile.ZipFile(bomb, "w", zipfile.ZIP_DEFLATED) as packed:
+        packed.writestr(KSEG_FILE, json.dumps({"class_names": ["a"], "padding": padding}))
+    del padding
+    with pytest.raises(KsegError, match="unpacks to more than kseg reads"):
+        read_metadata(bomb, "tflite")
+    damaged = tmp_path / "damaged.tflite"
+    with zipfile.ZipFile(damaged, "w", zipfile.ZIP_DEFLATED) as packed:
+        packed.writestr(KSEG_FILE, json.dumps({"class_names": ["a"] * 100}))
+    with zipfile.ZipFile(damaged) as packed:
+        info = packed.getinfo(KSEG_FILE)
+    data = bytearray(damaged.read_bytes())
+    start = info.header_offset + 30 + len(info.filename) + len(info.extra)
+    data[start:start + 4] = b"\xff\xff\xff\xff"  # deflate block type 3: not a deflate stream
+    damaged.write_bytes(bytes(data))
+    with pytest.raises(KsegError, match="cannot be read"):
+        read_metadata(damaged, "tflite")
