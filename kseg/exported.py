@@ -106,6 +106,8 @@ class ExportedPredictor:
         self.what = FORMAT_NAMES[self.format]
         if not os.path.exists(self.path):
             raise KsegError(f"{self.path}: no such {self.what}")
+        if self.format != "savedmodel" and not os.path.isfile(self.path):  # a FIFO: the runtime would wait
+            raise KsegError(f"{self.path}: not a regular file; a {self.what} must be one")
         try:
             self._exported = ExportedModel(self.path, self.format)
         except KsegError:

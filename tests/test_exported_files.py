@@ -138,6 +138,16 @@ def test_a_damaged_export_is_one_error_line(tmp_path, data, name, content):
     assert not (tmp_path / "out").exists()
 
 
+@pytest.mark.skipif(not hasattr(os, "mkfifo"), reason="no named pipes")
+@pytest.mark.parametrize("name, what", [("pipe.tflite", "TFLite file"), ("pipe.onnx", "ONNX file")])
+def test_a_named_pipe_is_refused_not_waited_on(tmp_path, name, what):
+    os.mkfifo(tmp_path / name)  # opening it for reading would wait for a writer forever
+    with pytest.raises(KsegError, match=rf"{re.escape(name)}: not a regular file; a {what} must be one"):
+        ExportedPredictor(tmp_path / name)
+    with pytest.raises(KsegError, match="not a regular file"):
+        ExportedPredictor(tmp_path, "tflite")  # a folder given as a TFLite file
+
+
 def test_an_unknown_file_is_one_error_line(tmp_path, data):
     (tmp_path / "model.pt").write_bytes(b"torch")
     line = one_error(invoke("evaluate", tmp_path / "model.pt", "--data", "synthetic", "--data-dir", data))
