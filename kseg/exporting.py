@@ -687,7 +687,7 @@ def export(model=None, format="tflite", out=None, options=None):
     chosen = choose_model(model, option="RUN_DIR|MODEL.keras")
     if chosen.note:
         write(chosen.note)
-    if out is None and chosen.shipped:  # never into kseg's weights folder: the current one
+    if not out and chosen.shipped:  # never into kseg's weights folder: the current one
         out = os.path.basename(default_output_path(SHIPPED_MODEL + ".keras", None, format, options.quantize))
     out = os.fspath(out) if out else default_output_path(chosen.path, chosen.run_dir, format, options.quantize)
     checked = check_destination(out, format, chosen.path, chosen.run_dir,

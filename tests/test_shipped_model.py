@@ -192,6 +192,13 @@ def test_export_without_model_writes_the_shipped_model_into_the_current_folder(s
     assert sorted(os.listdir(shipped)) == ["classes.json", "model.keras"]  # never into weights/
 
 
+def test_export_with_an_empty_out_writes_the_shipped_model_into_the_current_folder_too(shipped, tmp_path):
+    result = CliRunner().invoke(cli, ["export", "--format", "savedmodel", "--out", ""])  # e.g. --out "$UNSET"
+    assert result.exit_code == 0, result.output
+    assert (tmp_path / "work" / f"{runs.SHIPPED_MODEL}_savedmodel" / "saved_model.pb").is_file()
+    assert sorted(os.listdir(shipped)) == ["classes.json", "model.keras"]  # never into weights/
+
+
 def test_evaluate_without_model_scores_the_shipped_model_and_writes_nothing_beside_it(shipped, tmp_path):
     from kseg.data.synthetic import write_synthetic_dataset
 
