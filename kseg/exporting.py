@@ -681,8 +681,7 @@ def export(model=None, format="tflite", out=None, options=None):
             (nothing is written then).
     """
     options = ExportOptions() if options is None else options
-    problem = options.problem(format)
-    if problem:
+    if problem := options.problem(format):
         raise KsegError(problem)
     chosen = choose_model(model, option="RUN_DIR|MODEL.keras")
     if chosen.note:
