@@ -315,6 +315,8 @@ def export_model(model, out, target, verify=None):
     out = os.fspath(out)
     if format == "savedmodel" and os.path.isfile(out):
         raise KsegError(f"{out}: exists and is a file; a SavedModel is a folder")
+    if format != "savedmodel" and os.path.isdir(out):  # checked before the conversion, not at the rename
+        raise KsegError(f"{out}: exists and is a folder; the {format} export is a file")
     if format == "tflite":
         content = tflite_bytes(model, target, *os.path.split(os.path.abspath(out)))
     else:

@@ -285,3 +285,15 @@ def test_the_check_counts_the_pixels_whose_logits_differ():
     model = keras.Sequential([keras.Input((None, None, 3)), keras.layers.Conv2D(3, 1, bias_initializer="ones")])
     parity = check_export(model, Shifted(model, 3), [np.full((50, 40, 3), 100, np.uint8)] * 2)
     assert parity.off_pixels == 6 / 4000 and parity.max_logit_diff >= 5
+
+
+@pytest.mark.parametrize("export_format", ["tflite", "onnx"])
+def test_a_file_export_onto_a_folder_or_a_savedmodel_onto_a_file_is_refused_in_one_line(
+        model, tmp_path, export_format):
+    (tmp_path / "folder").mkdir()
+    with pytest.raises(KsegError, match=rf"folder: exists and is a folder; the {export_format} export is a file"):
+        export_model(model, tmp_path / "folder", ExportTarget(export_format, input_size=(32, 32)))
+    (tmp_path / "file").write_bytes(b"x")
+    with pytest.raises(KsegError, match="file: exists and is a file; a SavedModel is a folder"):
+        export_model(model, tmp_path / "file", ExportTarget("savedmodel"))
+    assert sorted(os.listdir(tmp_path)) == ["file", "folder"] and not os.listdir(tmp_path / "folder")
