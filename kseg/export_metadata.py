@@ -31,7 +31,7 @@ import zipfile
 import zlib
 
 from kseg.errors import KsegError
-from kseg.files import TEXT_FILE_LIMIT, read_bytes
+from kseg.files import TEXT_FILE_LIMIT
 from kseg.labels import IGNORE_INDEX
 from kseg.visualize import class_names_from_classes, palette_from_classes
 
@@ -322,7 +322,8 @@ def read_metadata(path, export_format, onnx_properties=None):
             marker = os.path.join(path, MARKER)
             if not os.path.isfile(marker):
                 return None
-            text = read_bytes(marker, "its kseg description", TEXT_FILE_LIMIT)
+            with open(marker, "rb") as handle:
+                text = handle.read(TEXT_FILE_LIMIT + 1)
         elif export_format == "tflite":
             if not zipfile.is_zipfile(path):
                 return None
@@ -331,8 +332,6 @@ def read_metadata(path, export_format, onnx_properties=None):
                     return None
                 with packed.open(KSEG_FILE) as member:  # read no further than the limit: a zip bomb
                     text = member.read(TEXT_FILE_LIMIT + 1)
-            if len(text) > TEXT_FILE_LIMIT:
-                raise KsegError(f"{path}: its kseg description unpacks to more than kseg reads for it")
         elif export_format == "onnx":
             if onnx_properties is None:
                 import onnx
@@ -343,6 +342,8 @@ def read_metadata(path, export_format, onnx_properties=None):
             text = onnx_properties["kseg_export"]
         else:
             raise KsegError(f"unknown export format {export_format!r}")
+        if len(text) > TEXT_FILE_LIMIT:
+            raise KsegError(f"{path}: its kseg description is larger than kseg reads for it")
         description = json.loads(text)
     # zlib.error: a damaged deflate stream; RuntimeError: an encrypted member, a compression
     # zipfile lacks (NotImplementedError), or JSON nested too deeply (RecursionError)

@@ -190,7 +190,7 @@ def test_a_tflite_description_that_unpacks_too_large_or_is_damaged_is_refused_in
     with zipfile.ZipFile(bomb, "w", zipfile.ZIP_DEFLATED) as packed:
         packed.writestr(KSEG_FILE, json.dumps({"class_names": ["a"], "padding": padding}))
     del padding
-    with pytest.raises(KsegError, match="unpacks to more than kseg reads"):
+    with pytest.raises(KsegError, match="description is larger than kseg reads"):
         read_metadata(bomb, "tflite")
     damaged = tmp_path / "damaged.tflite"
     with zipfile.ZipFile(damaged, "w", zipfile.ZIP_DEFLATED) as packed:
