@@ -192,6 +192,13 @@ def test_a_tflite_description_that_unpacks_too_large_or_is_damaged_is_refused_in
     del padding
     with pytest.raises(KsegError, match="description is larger than kseg reads"):
         read_metadata(bomb, "tflite")
+    marker = tmp_path / "saved" / "assets.extra" / KSEG_FILE
+    marker.parent.mkdir(parents=True)
+    with zipfile.ZipFile(bomb) as packed:
+        marker.write_bytes(packed.read(KSEG_FILE))
+    with pytest.raises(KsegError, match="description is larger than kseg reads"):
+        read_metadata(tmp_path / "saved", "savedmodel")
+    marker.unlink()
     damaged = tmp_path / "damaged.tflite"
     with zipfile.ZipFile(damaged, "w", zipfile.ZIP_DEFLATED) as packed:
         packed.writestr(KSEG_FILE, json.dumps({"class_names": ["a"] * 100}))
