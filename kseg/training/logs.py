@@ -146,8 +146,10 @@ class RunLogs:
         self._writers["validation"].write({key: row.get(key) for key in VALIDATION_SCALARS}, row["epoch"])
 
     def close(self):
-        for writer in self._writers.values():
-            writer.close()
+        """Closes every writer, even when one of them fails to (its error is raised after)."""
+        with contextlib.ExitStack() as stack:
+            for writer in self._writers.values():
+                stack.callback(writer.close)
 
 
 # -- Progress within epochs ------------------------------------------------------------

@@ -688,6 +688,24 @@ def test_disk_full_making_the_second_tensorboard_writer_closes_the_first(tmp_pat
     assert tensorboard_writers_open() == before
 
 
+def test_a_tensorboard_writer_that_fails_to_close_leaves_no_other_open(tmp_path, monkeypatch):
+    from kseg.training import logs
+
+    before = tensorboard_writers_open()
+    run_logs = logs.RunLogs(runs.RunDir(str(tmp_path / "run")))
+    first = run_logs._writers["train"]
+    close = first.close
+
+    def close_then_fail():
+        close()
+        raise OSError(errno.EIO, "Input/output error")
+
+    monkeypatch.setattr(first, "close", close_then_fail)
+    with pytest.raises(OSError, match="Input/output error"):
+        run_logs.close()
+    assert tensorboard_writers_open() == before
+
+
 def test_disk_full_while_checkpointing_stops_with_one_line(finished_run, tmp_path, monkeypatch):
     import keras
 
