@@ -244,8 +244,10 @@ class RunLock:
         """Removes what a run writes (config.yaml, checkpoints/, ...) from the folder.
 
         Used when a fresh run fails before its first checkpoint: the folder was empty when
-        it was locked, so these names are this run's own.
+        it was locked, so these names are this run's own. A file that cannot be removed does
+        not keep the others: the first such error is raised once all were tried.
         """
+        errors = []
         for name in RUN_FILES:
             path = os.path.join(self.run_dir, name)
             if os.path.islink(path):
@@ -253,8 +255,13 @@ class RunLock:
             if os.path.isdir(path):
                 shutil.rmtree(path, ignore_errors=True)
             elif os.path.isfile(path):
-                os.remove(path)
+                try:
+                    os.remove(path)
+                except OSError as error:
+                    errors.append(error)
         sweep_temporaries(self.run_dir)
+        if errors:
+            raise errors[0]
 
     def release(self, remove_created=False):
         """Releases the lock (the lock file goes too); with `remove_created`, the folders

@@ -169,6 +169,28 @@ def test_a_failed_fresh_run_that_cannot_clean_up_still_frees_the_lock(data, tmp_
     RunLock(run_dir, create=True).acquire().release(remove_created=True)  # not held any more
 
 
+def test_a_run_file_that_cannot_be_removed_does_not_keep_the_others(tmp_path, monkeypatch):
+    run_dir = tmp_path / "run"
+    lock = RunLock(run_dir, create=True).acquire()
+    for name in ("config.yaml", "classes.json", "log.csv", ".log.csv.abcd1234.tmp.csv"):
+        (run_dir / name).write_text("x")
+    (run_dir / "checkpoints").mkdir()
+    real_remove = os.remove
+
+    def cannot_remove_config(path, *args, **kwargs):
+        if os.fspath(path).endswith("config.yaml"):
+            raise PermissionError(errno.EACCES, "Permission denied", path)
+        return real_remove(path, *args, **kwargs)
+
+    monkeypatch.setattr(os, "remove", cannot_remove_config)
+    try:
+        with pytest.raises(PermissionError, match="config.yaml"):
+            lock.remove_run_files()
+        assert sorted(os.listdir(run_dir)) == [LOCK_NAME, "config.yaml"]
+    finally:
+        lock.release()
+
+
 def test_lock_is_exclusive_and_released(tmp_path):
     first = RunLock(tmp_path / "run", create=True).acquire()
     with pytest.raises(RunLockedError, match=rf"another kseg process \(pid {os.getpid()}\); wait for it"):
