@@ -233,8 +233,9 @@ def _check_cluster(cluster):
         raise _tf_config_error('the cluster has neither "chief" nor "worker" tasks')
     if len(cluster.get("chief", [])) > 1:
         raise _tf_config_error(f'a cluster has at most one chief, found {len(cluster["chief"])}')
-    addresses = [address.strip() for kind in cluster for address in cluster[kind]]
-    if len(set(addresses)) != len(addresses):
+    # Host names are compared without case, ports as numbers: "H:01" is "h:1".
+    addresses = [parse_address(address) for kind in cluster for address in cluster[kind]]
+    if len({(host.lower(), port) for host, port in addresses}) != len(addresses):
         raise _tf_config_error("two tasks of the cluster have the same host:port")
 
 

@@ -469,6 +469,16 @@ def test_malformed_tf_config_is_one_line_naming_it(value, monkeypatch):
     make_strategy("none")
 
 
+@pytest.mark.parametrize("addresses", [["h:1", "H:1"], ["h:1", "h:01"], ["[::1]:5", "::1:5"]])
+def test_one_host_port_written_two_ways_is_refused(addresses, monkeypatch):
+    from kseg.training.distribution import read_tf_config
+
+    monkeypatch.setenv("TF_CONFIG", json.dumps({"cluster": {"worker": addresses},
+                                                "task": {"type": "worker", "index": 0}}))  # fmt: skip
+    with pytest.raises(KsegError, match="two tasks of the cluster have the same host:port"):
+        read_tf_config()
+
+
 def free_port():
     with socket.socket() as handle:
         handle.bind(("127.0.0.1", 0))
