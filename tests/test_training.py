@@ -186,6 +186,36 @@ def test_a_run_stopped_mid_epoch_leaves_no_reader_threads_of_the_python_engine(
     assert not reader_threads_left()
 
 
+def test_a_run_whose_logs_fail_to_close_still_leaves_no_reader_threads(
+    tiny_data, tmp_path, monkeypatch, reader_threads_left
+):
+    import keras
+
+    import kseg.data.pipeline
+    import kseg.training.loop
+    from kseg.training import train
+    from kseg.training.logs import RunLogs
+
+    for module in (kseg.data.pipeline, kseg.training.loop):  # as under JAX and PyTorch
+        monkeypatch.setattr(module, "default_engine", lambda: "python")
+    close = RunLogs.close
+
+    def close_then_fail(self):
+        close(self)
+        raise OSError("the TensorBoard files could not be closed")
+
+    monkeypatch.setattr(RunLogs, "close", close_then_fail)
+
+    class Stop(keras.callbacks.Callback):
+        def on_train_batch_end(self, batch, logs=None):
+            raise KsegError("stopped by a callback")
+
+    with pytest.raises(OSError, match="could not be closed"):
+        train(tiny_config(tiny_data, tmp_path / "run", batch_size=2), verbose=0, callbacks=[Stop()])
+
+    assert not reader_threads_left()
+
+
 def test_a_weight_that_became_infinite_stops_training_though_every_loss_was_finite(tiny_data, tmp_path):
     """The last kernel turns inf after the epoch's losses were computed: no loss can show
     it, on any CPU; the run must stop before saving that epoch."""

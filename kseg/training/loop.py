@@ -31,6 +31,7 @@ folder are swept under the lock. Under `--strategy multiworker` only the chief w
 locks the run folder.
 """
 
+import contextlib
 import dataclasses
 import logging
 import math
@@ -290,8 +291,11 @@ def _run(run):
     train_data, validation = _run_data(run)
     progress = _EpochProgress(run, train_data.set_epoch, validation)
     fit_data = _fit_data(run, train_data)
-    ends = _EpochEnd(run, progress)  # opens the TensorBoard writers: closed below, whatever fails
-    try:
+    with contextlib.ExitStack() as closing:  # each closed, even when another fails to close
+        if not _tf_data():  # the python engine's reader threads, left running by a fit stopped mid-epoch
+            closing.callback(fit_data.close)
+        ends = _EpochEnd(run, progress)  # opens the TensorBoard writers
+        closing.callback(ends.close)
         # keras' progress bar ends an epoch's line before kseg's own line about it.
         bar = [keras.callbacks.ProgbarLogger()] if run.verbose else []
         callbacks = keras.callbacks.CallbackList(  # a user's callback may fail in its set_model
@@ -311,10 +315,6 @@ def _run(run):
         if config.skip_bad:
             logger.warning("--skip-bad: verification found %d problem(s); training skipped %d bad pair(s)",
                            run.skipped, train_data.skipped.count)  # fmt: skip
-    finally:
-        ends.close()
-        if not _tf_data():  # the python engine's reader threads, left running by a fit stopped mid-epoch
-            fit_data.close()
 
 
 def _summarise(run):
