@@ -177,10 +177,10 @@ def seed_generator_states(model):
 
 
 def restore_seed_generators(model, states, path):
-    """Sets the dropout generators' states stored in the checkpoint `path` (a bad one is a
-    one-line KsegError)."""
+    """Sets the dropout generators' states stored in the checkpoint `path` (a bad one, or
+    one per generator of another count, is a one-line KsegError; none stored leaves them)."""
     try:
-        for variable, value in zip(seed_generator_variables(model), states):
+        for variable, value in zip(seed_generator_variables(model), states, strict=bool(states)):
             variable.assign(np.asarray(value, dtype=variable.dtype))
     except (ValueError, TypeError, OverflowError):
         raise KsegError(f"{path}: unreadable training state (seed_generators is {brief(states, 40)})") from None

@@ -666,6 +666,22 @@ def test_resume_from_a_checkpoint_whose_dropout_states_do_not_fit_is_one_short_l
         assert "\n" not in str(error.value) and len(str(error.value)) < 400, str(error.value)
 
 
+def test_dropout_states_of_another_count_than_the_models_are_refused():
+    import keras
+
+    from kseg.training.checkpoints import restore_seed_generators, seed_generator_states
+
+    inputs = keras.Input((4,))
+    model = keras.Model(inputs, keras.layers.Dropout(0.5)(keras.layers.Dropout(0.5)(inputs)))
+    states = seed_generator_states(model)
+    assert len(states) == 2
+    restore_seed_generators(model, states, "last.keras")
+    restore_seed_generators(model, [], "last.keras")  # a checkpoint of a kseg that did not store them
+    for edited in (states[:1], [*states, states[0]]):
+        with pytest.raises(KsegError, match=r"last.keras: unreadable training state \(seed_generators is"):
+            restore_seed_generators(model, edited, "last.keras")
+
+
 def test_disk_full_while_writing_the_logs_names_the_checkpoint_just_written(data, tmp_path, monkeypatch):
     from matplotlib.figure import Figure
 
