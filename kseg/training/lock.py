@@ -48,7 +48,8 @@ def sweep_temporaries(folder):
     """Removes, in `folder` and every folder below it, what killed writes left behind.
 
     Symbolic links are neither followed nor removed; names that are not exactly a
-    temporary name of `kseg.outputs` (the lock file, a user's hidden files) are kept.
+    temporary name of `kseg.outputs` (the lock file, a user's hidden files) are kept, and
+    so is a temporary that cannot be removed.
 
     Returns:
         list of str. The paths removed.
@@ -63,11 +64,10 @@ def sweep_temporaries(folder):
                 shutil.rmtree(path, ignore_errors=True)
                 folders.remove(name)  # not walked into
             else:
-                try:
+                with contextlib.suppress(OSError):
                     os.remove(path)
-                except FileNotFoundError:
-                    continue
-            removed.append(path)
+            if not os.path.lexists(path):
+                removed.append(path)
     return removed
 
 

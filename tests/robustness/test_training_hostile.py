@@ -251,6 +251,29 @@ def test_sweep_removes_only_kseg_temporaries_everywhere(tmp_path):
     assert not is_temporary_name(".last.keras.abcd1234.tmp.yaml")
 
 
+def test_a_temporary_that_cannot_be_removed_neither_stops_the_run_nor_keeps_it_locked(data, tmp_path, monkeypatch):
+    from kseg.training import lock as training_lock
+
+    run_dir = tmp_path / "run"
+    (run_dir / "checkpoints").mkdir(parents=True)
+    stuck, gone = run_dir / ".log.csv.q1w2e3r4.tmp.csv", run_dir / "checkpoints" / ".last.keras.abcd1234.tmp.keras"
+    for path in (stuck, gone):
+        path.write_text("x")
+    real_remove = os.remove
+
+    def read_only(path, *args, **kwargs):
+        if os.fspath(path) == str(stuck):
+            raise PermissionError(errno.EACCES, "Permission denied", path)
+        return real_remove(path, *args, **kwargs)
+
+    monkeypatch.setattr(os, "remove", read_only)
+    assert sweep_temporaries(str(run_dir)) == [str(gone)]  # only what was removed is counted
+    lock = training_lock.lock_run_dir(tiny(data, run_dir), resume=False)
+    lock.release()
+    RunLock(run_dir).acquire().release()  # not held any more
+    assert stuck.exists()
+
+
 @pytest.mark.slow
 def test_second_train_refused_while_first_runs_and_sigkill_frees_the_lock(data, tmp_path):
     """The first run stops inside its write of log.csv (epoch 1 checkpointed) and is
