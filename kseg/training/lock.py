@@ -122,7 +122,7 @@ class RunLock:
             if opened is None:  # removed by its holder just now: try again
                 continue
             descriptor, made = opened
-            self._lock_or_raise(descriptor)
+            self._lock_or_raise(descriptor, made)
             # The holder before us may have removed the file between our open and our lock:
             # the lock is only ours if the name still leads to the file we locked.
             with contextlib.suppress(FileNotFoundError):
@@ -168,8 +168,9 @@ class RunLock:
         except OSError as error:
             raise self._os_error(error, "cannot open its lock file") from None
 
-    def _lock_or_raise(self, descriptor):
-        """Takes the exclusive lock on `descriptor`, or closes it and says who holds it."""
+    def _lock_or_raise(self, descriptor, made):
+        """Takes the exclusive lock on `descriptor`, or closes it and says who holds it (the
+        file goes too when this call `made` it and it cannot be locked at all)."""
         try:
             fcntl.flock(descriptor, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except OSError as error:
@@ -181,6 +182,9 @@ class RunLock:
                     f"{self.run_dir}: is being trained by another kseg process ({pid}); "
                     "wait for it or choose another --run-dir"
                 ) from None
+            if made:  # no process can lock it (e.g. ENOLCK): not left in a folder kseg may remove
+                with contextlib.suppress(OSError):
+                    os.remove(self.path)
             raise self._os_error(error, "cannot lock it") from None
 
     def _prepare_folder(self):

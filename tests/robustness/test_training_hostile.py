@@ -225,6 +225,18 @@ def test_a_lock_file_that_cannot_be_made_leaves_no_folder_kseg_made(tmp_path, mo
     assert os.listdir(tmp_path / "mine") == []
 
 
+def test_a_lock_that_cannot_be_taken_leaves_no_lock_file_or_folder_kseg_made(tmp_path, monkeypatch):
+    import fcntl
+
+    def no_locks(descriptor, operation):
+        raise OSError(errno.ENOLCK, "No locks available")
+
+    monkeypatch.setattr(fcntl, "flock", no_locks)
+    with pytest.raises(KsegError, match="cannot lock it"):
+        RunLock(tmp_path / "deep" / "run", create=True).acquire()
+    assert os.listdir(tmp_path) == []
+
+
 def test_sweep_removes_only_kseg_temporaries_everywhere(tmp_path):
     run = tmp_path / "run"
     stale = [
