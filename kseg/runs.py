@@ -20,6 +20,7 @@ weights/manifest.yaml), and says which it chose.
 import dataclasses
 import os
 
+from kseg.data.folder import class_name_problem
 from kseg.errors import KsegError
 from kseg.files import brief, load_json
 from kseg.labels import IGNORE_INDEX, is_byte
@@ -232,6 +233,7 @@ def check_classes(classes, path=CLASSES_FILE, num_classes=None, model_path=None)
 
     Expected: {"dataset": str, "class_names": [str, ...], "palette": [[r, g, b], ...]
     (one colour per class, or empty), "ignore_index": int 0..255}; every key optional.
+    Class names follow classes.yaml's rule (`kseg.data.folder.class_name_problem`).
 
     Raises:
         KsegError: one line naming `path`, what is wrong, and the way out.
@@ -244,11 +246,9 @@ def check_classes(classes, path=CLASSES_FILE, num_classes=None, model_path=None)
     if not isinstance(classes, dict):
         refuse(f"expected a JSON object with class_names and palette, found {type(classes).__name__}")
     names = classes.get("class_names")
-    if names is not None:
-        if not isinstance(names, list) or not all(isinstance(name, str) for name in names):
-            refuse(f"'class_names' must be a list of strings, found {brief(names)}")
-        if not names:
-            refuse("'class_names' is empty")
+    problem = names is not None and _names_problem(names)
+    if problem:
+        refuse(problem)
     palette = classes.get("palette")
     if palette is not None:
         if not isinstance(palette, list):
@@ -275,3 +275,13 @@ def check_classes(classes, path=CLASSES_FILE, num_classes=None, model_path=None)
                 "classes.json)"
             )
     return classes
+
+
+def _names_problem(names):
+    """What is wrong with a classes.json's class_names, or None."""
+    if not isinstance(names, list) or not all(isinstance(name, str) for name in names):
+        return f"'class_names' must be a list of strings, found {brief(names)}"
+    if not names:
+        return "'class_names' is empty"
+    # the rule of classes.yaml: a name is one line a labels file can hold
+    return next(filter(None, map(class_name_problem, names)), None)

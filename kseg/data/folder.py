@@ -122,16 +122,22 @@ def _class_values(raw, where):
     return tuple(dict.fromkeys(_mask_value(value, where) for value in listed))
 
 
-def _class_name(name, where):
+def class_name_problem(name):
+    """What keeps `name` (a str) from being a class name, or None: the one rule for every
+    file a class name is read from (classes.yaml, classes.json, an export's description)."""
     if not name.strip():
-        raise KsegError(f"{where}: empty class name")
+        return "empty class name"
     if len(name) > MAX_CLASS_NAME:
-        raise KsegError(
-            f"{where}: class name of {len(name):,} characters, more than {MAX_CLASS_NAME} "
-            f"({brief(name, 40)})"
-        )
+        return f"class name of {len(name):,} characters, more than {MAX_CLASS_NAME} ({brief(name, 40)})"
     if holds_control_character(name):
-        raise KsegError(f"{where}: class name {brief(name)} holds a control character (a line break?)")
+        return f"class name {brief(name)} holds a control character (a line break?)"
+    return None
+
+
+def _class_name(name, where):
+    problem = class_name_problem(name)
+    if problem:
+        raise KsegError(f"{where}: {problem}")
     return name
 
 
