@@ -221,8 +221,8 @@ def choose_model(path=None, option="--model", precision="fp32"):
         if os.path.isfile(path) and not path.endswith(".keras"):
             raise KsegError(f"{path}: not a model kseg can run; {option} takes {ACCEPTED}")
         if os.path.isdir(path) and not runs.is_run_dir(path):
-            raise KsegError(f"{path}: neither a run directory (no {runs.CHECKPOINTS}/{runs.BEST}) nor a "
-                            "SavedModel folder (no saved_model.pb)")  # fmt: skip
+            raise KsegError(f"{path}: neither a run directory (no {runs.CHECKPOINTS}/{runs.BEST} or "
+                            f"{runs.LAST}) nor a SavedModel folder (no saved_model.pb)")  # fmt: skip
     chosen = runs.choose_model(path, option=f"{option} RUN_DIR|MODEL.keras|MODEL.tflite")
     if chosen.note:
         write(chosen.note)
