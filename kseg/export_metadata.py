@@ -224,7 +224,7 @@ def tflite_with_metadata(content, description, mediapipe=True):
     if mediapipe and outputs != ["logits"]:
         raise KsegError(f"a MediaPipe-ready TFLite file has one output, logits; found {outputs}")
     labels = metadata_writer.Labels().add(list(description["class_names"]))
-    writer = metadata_writer.MetadataWriter.create(bytearray(content))
+    writer = _utf8_labels_writer(metadata_writer).create(bytearray(content))
     try:
         title = "ImageSegmenter" if mediapipe else "kseg segmentation"
         writer.add_general_info(title, f"{description['num_classes']}-class semantic segmentation "
@@ -247,6 +247,20 @@ def tflite_with_metadata(content, description, mediapipe=True):
     finally:
         del writer  # its label files live in a temporary folder it removes when deleted
     return _with_kseg_file(content, description, metadata, schema)
+
+
+def _utf8_labels_writer(metadata_writer):
+    """MediaPipe's MetadataWriter with its labels file written as UTF-8: its own writes the
+    file in the locale's encoding, which fails on (LC_ALL=C) or garbles a non-ASCII name."""
+
+    class Writer(metadata_writer.MetadataWriter):
+        def _export_labels(self, filename, index_to_label):
+            path = super()._export_labels(filename, [])  # the empty file, recorded for populate()
+            with open(path, "w", encoding="utf-8") as handle:
+                handle.write("\n".join(index_to_label))
+            return path
+
+    return Writer
 
 
 def _with_kseg_file(content, description, metadata, schema):

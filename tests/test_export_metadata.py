@@ -3,6 +3,8 @@
 
 import json
 import os
+import subprocess
+import sys
 import zipfile
 
 import numpy as np
@@ -210,3 +212,27 @@ def test_a_tflite_description_that_unpacks_too_large_or_is_damaged_is_refused_in
     damaged.write_bytes(bytes(data))
     with pytest.raises(KsegError, match="cannot be read"):
         read_metadata(damaged, "tflite")
+
+
+def test_mediapipe_labels_are_utf8_whatever_the_locale(model, tmp_path, monkeypatch):
+    import kseg.exporting
+
+    names, raw = ["background", "Straße", "道路"], {}
+    monkeypatch.setattr(kseg.exporting, "tflite_with_metadata",
+                        lambda content, description, mediapipe: raw.update(content=content, description=description)
+                        or b"")  # fmt: skip
+    export_model(model, tmp_path / "raw.tflite", ExportTarget("tflite", input_size=(32, 32),
+                                                              classes={"class_names": names}))
+    (tmp_path / "raw.bin").write_bytes(raw["content"])
+    (tmp_path / "description.json").write_text(json.dumps(raw["description"]))
+    script = ("import json, sys\nfrom kseg.export_metadata import tflite_with_metadata\n"
+              "assert not sys.flags.utf8_mode\n"
+              "content = open('raw.bin', 'rb').read()\n"
+              "description = json.load(open('description.json'))\n"
+              "open('m.tflite', 'wb').write(tflite_with_metadata(content, description))\n")
+    environment = {**os.environ, "LC_ALL": "C", "LANG": "C", "PYTHONUTF8": "0", "PYTHONIOENCODING": ""}
+    done = subprocess.run([sys.executable, "-c", script], cwd=tmp_path, env=environment, capture_output=True,
+                          text=True, errors="replace")  # fmt: skip
+    assert done.returncode == 0, done.stderr[-2000:]
+    with zipfile.ZipFile(tmp_path / "m.tflite") as packed:
+        assert packed.read("labels.txt").decode("utf-8").split("\n") == names
