@@ -4,9 +4,10 @@ SavedModel folder, a `.tflite` or an `.onnx` file written by `kseg export`.
 `ExportedPredictor` puts an export behind the one call kseg's evaluation and prediction
 make on a Keras model, `predict_on_batch(images) -> logits`, so the same metrics, tables,
 tiling, test-time augmentation and writers serve both. The file itself is run by
-`kseg.exporting.ExportedModel` (the reader `kseg export --check` uses), which knows the
-export's input type and which output holds the logits; nothing here depends on output
-names.
+`kseg.exporting.ExportedModel` (the reader `kseg export --check` uses), which feeds it
+uint8 images and reads the logits by the names `kseg export` gives them (input `images`,
+output `logits` of the `serving_default` signature; for ONNX, the first input and the
+output `logits` or else the 4-D one); nothing here depends on output names.
 
 What kind of file a path is comes from the path alone (`export_format`): a `.tflite` or
 `.onnx` suffix, or a folder holding `saved_model.pb`. Anything else is left to the Keras
