@@ -137,8 +137,19 @@ def test_a_class_name_holding_a_unicode_line_break_or_c1_control_is_refused(tmp_
     root = binary_masks(tmp_path / "d", classes=f'classes: [a, "b\\u{ord(character):04x}c"]\n', count=1)
     with pytest.raises(KsegError, match="holds a control character"):
         get_dataset_spec("folder", root)
-    with pytest.raises(KsegError, match="holding a control character"):
+    with pytest.raises(KsegError, match="^labels.txt: class name .* holds a control character"):
         ClassTable(["a", f"b{character}c"], None, (), "labels.txt")
+
+
+@pytest.mark.parametrize(("name", "message"), [
+    (" ", "empty class name"), ("x" * 201, "class name of 201 characters, more than 200"),
+    (7, "class name 7 is not text"),
+])
+def test_an_import_class_list_follows_the_rule_of_classes_yaml(name, message):
+    from kseg.data.importers.common import ClassTable
+
+    with pytest.raises(KsegError, match=f"^labels.txt: {message}"):
+        ClassTable(["a", name], None, (), "labels.txt")
 
 
 def test_a_split_name_holding_a_unicode_line_break_is_refused(tmp_path):

@@ -9,9 +9,8 @@ import os
 import numpy as np
 
 from kseg.choices import CROWD, UNLABELLED
-from kseg.data.folder import DEFAULT_SPLIT_SEED, DEFAULT_VAL_FRACTION, MAX_CLASS_NAME, MAX_CLASSES
+from kseg.data.folder import DEFAULT_SPLIT_SEED, DEFAULT_VAL_FRACTION, MAX_CLASSES, class_name_problem
 from kseg.data.readers import read_rgb_image
-from kseg.data.spec import holds_control_character
 from kseg.errors import KsegError
 from kseg.files import brief
 from kseg.images import ImageError, probe, read_file, read_image
@@ -232,10 +231,9 @@ class ClassTable:
         if len(names) > MAX_CLASSES:
             raise KsegError(f"{where}: {len(names)} classes, more than kseg's {MAX_CLASSES} (255 is the ignore label)")
         for name in names:
-            if not isinstance(name, str) or not name.strip() or len(name) > MAX_CLASS_NAME or (
-                    holds_control_character(name)):
-                raise KsegError(f"{where}: class name {brief(name)} cannot be a class name (empty, longer than "
-                                f"{MAX_CLASS_NAME} characters or holding a control character)")  # fmt: skip
+            problem = class_name_problem(name) if isinstance(name, str) else f"class name {brief(name)} is not text"
+            if problem:
+                raise KsegError(f"{where}: {problem}")
         duplicates = sorted({name for name in names if names.count(name) > 1})
         if duplicates:
             raise KsegError(f"{where}: two classes are named {brief(duplicates[0])}")
