@@ -5,7 +5,31 @@ for pixels that count in no class (void, borders, unlabelled). `default_palette`
 the colours of classes that have none of their own (datasets, predictions, reports).
 """
 
+import unicodedata
+
+from kseg.files import brief
+
 IGNORE_INDEX = 255
+MAX_CLASS_NAME = 200  # characters
+
+
+def holds_control_character(name):
+    """Whether a name (a class's, a split's) holds a control character (C0, DEL or C1) or a
+    Unicode line or paragraph separator: a line break for a file of one name a line."""
+    return any(unicodedata.category(character) in ("Cc", "Zl", "Zp") for character in name)
+
+
+def class_name_problem(name):
+    """What keeps `name` (a str) from being a class name, or None: the one rule for every
+    file a class name is read from (classes.yaml, classes.json, an export's description,
+    an import's class list)."""
+    if not name.strip():
+        return "empty class name"
+    if len(name) > MAX_CLASS_NAME:
+        return f"class name of {len(name):,} characters, more than {MAX_CLASS_NAME} ({brief(name, 40)})"
+    if holds_control_character(name):
+        return f"class name {brief(name)} holds a control character (a line break?)"
+    return None
 
 
 def is_byte(value):

@@ -20,10 +20,9 @@ weights/manifest.yaml), and says which it chose.
 import dataclasses
 import os
 
-from kseg.data.folder import class_name_problem
 from kseg.errors import KsegError
 from kseg.files import brief, load_json
-from kseg.labels import IGNORE_INDEX, is_byte
+from kseg.labels import IGNORE_INDEX, class_name_problem, is_byte
 from kseg.outputs import write_json
 
 DEFAULT_RUNS_ROOT = "runs"
@@ -233,7 +232,7 @@ def check_classes(classes, path=CLASSES_FILE, num_classes=None, model_path=None)
 
     Expected: {"dataset": str, "class_names": [str, ...], "palette": [[r, g, b], ...]
     (one colour per class, or empty), "ignore_index": int 0..255}; every key optional.
-    Class names follow classes.yaml's rule (`kseg.data.folder.class_name_problem`).
+    Class names follow classes.yaml's rule (`kseg.labels.class_name_problem`).
 
     Raises:
         KsegError: one line naming `path`, what is wrong, and the way out.

@@ -44,13 +44,12 @@ from kseg.data.spec import (
     PairingIssue,
     describe_values,
     folder_entries,
-    holds_control_character,
     value_tables,
 )
 from kseg.errors import KsegError
 from kseg.files import brief, load_yaml
 from kseg.images import IMAGE_EXTENSIONS, equal_channels, list_image_files
-from kseg.labels import IGNORE_INDEX, default_palette, is_byte
+from kseg.labels import IGNORE_INDEX, class_name_problem, default_palette, is_byte
 
 CLASSES_FILE = "classes.yaml"
 MASK_EXTENSIONS = (".png", ".bmp", ".tif", ".tiff")
@@ -61,7 +60,6 @@ DEFAULT_SPLIT_SEED = 0
 MAX_SEED = 2**32 - 1
 
 MAX_CLASSES = 255  # 255 is the ignore label
-MAX_CLASS_NAME = 200  # characters
 # 255 classes with names and colours take a few KiB; a bigger file is not a class list
 # (and YAML parsing of megabytes takes seconds).
 CLASSES_FILE_LIMIT = 256 << 10
@@ -120,18 +118,6 @@ def _class_values(raw, where):
     if not listed or len(listed) > 256:
         raise KsegError(f"{where}: value must be a mask value 0..255 or a list of them. Received: {brief(raw)}")
     return tuple(dict.fromkeys(_mask_value(value, where) for value in listed))
-
-
-def class_name_problem(name):
-    """What keeps `name` (a str) from being a class name, or None: the one rule for every
-    file a class name is read from (classes.yaml, classes.json, an export's description)."""
-    if not name.strip():
-        return "empty class name"
-    if len(name) > MAX_CLASS_NAME:
-        return f"class name of {len(name):,} characters, more than {MAX_CLASS_NAME} ({brief(name, 40)})"
-    if holds_control_character(name):
-        return f"class name {brief(name)} holds a control character (a line break?)"
-    return None
 
 
 def _class_name(name, where):

@@ -17,14 +17,13 @@ files that claim one name) are not used, and each is a `PairingIssue` (`pairing_
 import collections
 import logging
 import os
-import unicodedata
 
 import numpy as np
 
 from kseg.data.readers import read_index_mask, read_rgb_image
 from kseg.errors import KsegError
 from kseg.files import MalformedFileError, brief
-from kseg.labels import IGNORE_INDEX
+from kseg.labels import IGNORE_INDEX, holds_control_character
 
 logger = logging.getLogger("kseg")
 
@@ -109,12 +108,6 @@ def describe_values(values, limit=8):
 def folder_entries(folder):
     """The names in `folder` (as `os.listdir` gives them); none when it is not a folder."""
     return os.listdir(folder) if os.path.isdir(folder) else []
-
-
-def holds_control_character(name):
-    """Whether a name (a class's, a split's) holds a control character (C0, DEL or C1) or a
-    Unicode line or paragraph separator: a line break for a file of one name a line."""
-    return any(unicodedata.category(character) in ("Cc", "Zl", "Zp") for character in name)
 
 
 MAX_LISTED_PATH = 4096  # characters: PATH_MAX on Linux

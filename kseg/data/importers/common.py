@@ -9,12 +9,12 @@ import os
 import numpy as np
 
 from kseg.choices import CROWD, UNLABELLED
-from kseg.data.folder import DEFAULT_SPLIT_SEED, DEFAULT_VAL_FRACTION, MAX_CLASSES, class_name_problem
+from kseg.data.folder import DEFAULT_SPLIT_SEED, DEFAULT_VAL_FRACTION, MAX_CLASSES
 from kseg.data.readers import read_rgb_image
 from kseg.errors import KsegError
 from kseg.files import brief
 from kseg.images import ImageError, probe, read_file, read_image
-from kseg.labels import IGNORE_INDEX, default_palette
+from kseg.labels import IGNORE_INDEX, class_name_problem, default_palette
 
 REPORT_FILE = "import-report.txt"
 BACKGROUND = "background"
