@@ -4,6 +4,8 @@ Library code raises these with a message that names the file or option and the p
 the CLI prints the message on one line and exits non-zero, without a traceback.
 """
 
+import errno
+
 
 class KsegError(Exception):
     """A problem the user can fix: bad input, missing file, impossible option.
@@ -41,7 +43,8 @@ class DiskFullError(KsegError):
     kind = "disk full"
 
 
-NO_SPACE_ERRNOS = (28, 122)  # ENOSPC, EDQUOT
+# By name: the numbers differ between systems (EDQUOT is 122 on Linux, 69 on macOS).
+NO_SPACE_ERRNOS = tuple(getattr(errno, name) for name in ("ENOSPC", "EDQUOT") if hasattr(errno, name))
 
 
 def is_disk_full(error):
