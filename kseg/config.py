@@ -448,6 +448,7 @@ class TrainConfig(RuntimeSettings, OptimizationSettings, DataSettings, ModelSett
         settings = load_yaml(source, "config file")
         if isinstance(settings, dict):  # a recipe's description is not a setting
             settings.pop(RECIPE_SECTION, None)
+            _one_spelling(settings, source)
         settings = _setting_values(settings, source)
         config = cls.from_dict(settings, source)
         overrides = _given(overrides)
@@ -538,6 +539,16 @@ def same_setting(key, requested, saved):
 
 def _given(values):
     return {key: value for key, value in (values or {}).items() if value is not None}
+
+
+def _one_spelling(values, source):
+    """Refuses a file that gives one setting twice, as batch-size and as batch_size: only
+    one of the two values would be used."""
+    spellings = {}
+    for key in values:
+        name = key.replace("-", "_") if isinstance(key, str) else None
+        if name in SETTINGS and spellings.setdefault(name, key) != key:
+            raise KsegError(f"{source}: '{spellings[name]}' and '{key}' are the same setting; keep one")
 
 
 def _setting_values(values, source):

@@ -254,6 +254,24 @@ class _NoAliasLoader(yaml.SafeLoader):
         finally:
             self._depth -= 1
 
+    def construct_mapping(self, node, deep=False):
+        # PyYAML keeps the last of two equal keys; one value would be dropped unseen.
+        first_nodes = {}
+        for key_node, _ in node.value:
+            if key_node.tag == "tag:yaml.org,2002:merge":
+                continue
+            key = self.construct_object(key_node, deep=deep)
+            try:
+                first = first_nodes.setdefault(key, key_node)
+            except TypeError:  # an unhashable key, which the safe loader refuses itself
+                continue
+            if first is not key_node:
+                raise yaml.constructor.ConstructorError(
+                    None, None, f"{brief(key, 60)} is given twice (first at line {first.start_mark.line + 1}); "
+                    "keep one", key_node.start_mark,
+                )
+        return super().construct_mapping(node, deep=deep)
+
 
 def parse_yaml(text, source):
     """Parses YAML text with the safe loader, refusing aliases and deep nesting.

@@ -222,3 +222,19 @@ def test_a_setting_fixed_on_resume_is_named_by_its_option(tmp_path):
     with pytest.raises(KsegError, match="^--learn-upsampling: cannot change on --resume"):
         resolve({"learn_upsampling": True}, resume_dir=str(tmp_path))
     assert resolve({"classes_file": "a.yaml", "epochs": 3}, resume_dir=str(tmp_path)).epochs == 3
+
+
+@pytest.mark.parametrize(
+    "text, message",
+    [("epochs: 3\nlr: 0.1\nepochs: 5\n", r"dup.yaml: not valid YAML at line 3, column 1: 'epochs' is given twice "
+                                         r"\(first at line 1\); keep one"),
+     ("batch-size: 3\nlr: 0.1\nbatch_size: 5\n", "dup.yaml: 'batch-size' and 'batch_size' are the same setting; "
+                                                 "keep one")],
+)  # fmt: skip
+def test_a_file_that_gives_one_setting_twice_is_refused_in_one_line(tmp_path, text, message):
+    path = tmp_path / "dup.yaml"
+    path.write_text(text)
+    with pytest.raises(KsegError, match=message):
+        TrainConfig.from_yaml(path)
+    path.write_text("batch-size: 3\nlr: 0.1\n")  # an option may still change a setting of the file
+    assert TrainConfig.from_yaml(path, overrides={"batch_size": 5}).batch_size == 5

@@ -101,6 +101,15 @@ def test_safe_yaml_still_refuses_python_tags_and_reads_plain_yaml(tmp_path):
     assert load_yaml(path) == {"model": "fcn8s", "crop": [512, 1024], "lr": 0.001}
 
 
+def test_a_key_given_twice_in_one_yaml_mapping_is_refused(tmp_path):
+    path = tmp_path / "classes.yaml"
+    path.write_text("names: {road: 1, sky: 2, road: 3}\n")
+    with pytest.raises(KsegError, match=r"classes.yaml: not valid YAML at line 1, column 26: 'road' is given twice"):
+        load_yaml(path)
+    path.write_text("a: {road: 1}\nb: {road: 2}\n")
+    assert load_yaml(path) == {"a": {"road": 1}, "b": {"road": 2}}  # equal keys of different mappings
+
+
 def test_malformed_json_names_the_file(tmp_path):
     path = tmp_path / "classes.json"
     path.write_text('{"class_names": [')
