@@ -169,17 +169,22 @@ def import_tensorflow_quietly():
     if _keras_backend_name() != "tensorflow":
         return
 
-    sys.stderr.flush()
-    saved = os.dup(2)
-    with tempfile.TemporaryFile() as captured:
-        os.dup2(captured.fileno(), 2)
+    with contextlib.ExitStack() as stack:
+        captured = None
+        if sys.stderr is not None:  # None where fd 2 was closed when Python started
+            sys.stderr.flush()
+            with contextlib.suppress(OSError):  # fd 2 closed, or no temporary file: a plain import
+                saved = os.dup(2)
+                stack.callback(os.close, saved)
+                captured = stack.enter_context(tempfile.TemporaryFile())
+        if captured is not None:
+            stack.callback(os.dup2, saved, 2)  # before either file is closed
+            os.dup2(captured.fileno(), 2)
         try:
             import tensorflow  # noqa: F401
         except BaseException:
-            os.dup2(saved, 2)
-            captured.seek(0)
-            sys.stderr.write(captured.read().decode(errors="replace"))
+            if captured is not None:
+                os.dup2(saved, 2)
+                captured.seek(0)
+                sys.stderr.write(captured.read().decode(errors="replace"))
             raise
-        finally:
-            os.dup2(saved, 2)
-            os.close(saved)

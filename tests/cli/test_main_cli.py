@@ -1,3 +1,4 @@
+import os
 import subprocess
 import sys
 
@@ -43,6 +44,26 @@ def test_installed_entry_point_runs_without_tensorflow_chatter():
     assert result.returncode == 0, result.stderr
     assert "fcn8s" in result.stdout
     assert "oneDNN" not in result.stderr
+
+
+def test_a_tensorflow_verb_runs_with_standard_error_closed():
+    result = subprocess.run(["sh", "-c", 'exec "$0" -m kseg.cli models 2>&-', sys.executable],
+                            capture_output=True, text=True, timeout=300)  # fmt: skip
+    assert result.returncode == 0 and "fcn8s" in result.stdout
+
+
+def test_tensorflow_is_imported_plainly_where_no_temporary_file_can_be_made(monkeypatch):
+    import tempfile
+
+    from kseg.cli import main
+
+    def fail():
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(tempfile, "TemporaryFile", fail)
+    before = sorted(os.listdir("/proc/self/fd"))
+    main.import_tensorflow_quietly()
+    assert sorted(os.listdir("/proc/self/fd")) == before and "tensorflow" in sys.modules
 
 
 def test_help_of_a_verb_and_data_verbs_do_not_import_tensorflow(tmp_path):
