@@ -102,12 +102,12 @@ class ResourceExhaustedError(Exception):
     (RuntimeError("h5py: Can't write data (file write failed: No space left on device)"), "no space left"),
 ])
 def test_running_out_of_a_resource_is_named_in_one_line(monkeypatch, tmp_path, error, words):
-    import kseg.data.synthetic
+    import kseg.cli.data
 
     def fail(*args, **kwargs):
         raise error
 
-    monkeypatch.setattr(kseg.data.synthetic, "write_synthetic_dataset", fail)
+    monkeypatch.setattr(kseg.cli.data, "write_synthetic_dataset", fail)  # the name the verb calls
     result = CliRunner().invoke(cli, ["data", "synth", str(tmp_path / "out"), "--num-train", "1", "--num-val", "1"])
     assert result.exit_code == 1
     lines = [line for line in result.output.splitlines() if line.strip()]
