@@ -540,11 +540,12 @@ def _report_outputs(split, chosen, exported, spec, options):
     run_dir = chosen and chosen.run_dir
     classes = run_dir and os.path.join(run_dir, runs.CLASSES_FILE)
     checked = Outputs([chosen and chosen.path, options.classes_file, classes, spec.root, options.predictions])
-    if out:
-        checked.add(out, "metrics", option="--out")
-    for option, path in (("--confusion-png", confusion_png), ("--sheet", options.sheet)):
+    # A path chosen by default is named as it is, not as an option the user did not give.
+    for path, kind, option, given in ((out, "metrics", "--out", options.out),
+                                      (confusion_png, "evaluation image", "--confusion-png", options.confusion_png),
+                                      (options.sheet, "evaluation image", "--sheet", options.sheet)):  # fmt: skip
         if path:
-            checked.add(path, "evaluation image", option=option)
+            checked.add(path, kind, option=option if given else None, choose=None if given else f"a path with {option}")
     return out, confusion_png, checked
 
 

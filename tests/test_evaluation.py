@@ -347,3 +347,25 @@ def test_max_images_limits_the_prediction_files_scored_too(spec, tiny_data, tmp_
     result = kseg.evaluate(data="synthetic", data_dir=tiny_data, options=options)
     assert result.num_images == 2
     assert result.confusion.sum() == sum((mask != 255).sum() for _, mask in truth)
+
+
+def test_a_default_report_path_is_named_without_an_option_the_user_did_not_give(tmp_path):
+    from types import SimpleNamespace
+
+    from kseg.evaluation import _report_outputs
+
+    (tmp_path / "metrics-val.json").write_text('{"my": "notes"}')
+    (tmp_path / "m-confusion.png").write_text("my picture")
+    chosen = SimpleNamespace(output_dir=str(tmp_path), path=str(tmp_path / "best.keras"), run_dir=None)
+    options = SimpleNamespace(out=None, confusion_png=None, classes_file=None, predictions=None, sheet=None)
+    spec = SimpleNamespace(root=str(tmp_path / "data"))
+    with pytest.raises(KsegError) as error:
+        _report_outputs("val", chosen, False, spec, options)
+    message = str(error.value)
+    assert message.startswith(f"{tmp_path / 'metrics-val.json'}: ") and "choose a path with --out" in message
+    options.out = str(tmp_path / "m.json")  # the confusion matrix goes beside it by default
+    with pytest.raises(KsegError, match="^/.*m-confusion.png: .*choose a path with --confusion-png"):
+        _report_outputs("val", chosen, False, spec, options)
+    options.out = str(tmp_path / "metrics-val.json")  # given: named by its option, as before
+    with pytest.raises(KsegError, match="^--out .*metrics-val.json: .*choose another --out"):
+        _report_outputs("val", chosen, False, spec, options)
