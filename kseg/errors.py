@@ -52,8 +52,9 @@ def is_disk_full(error):
     if isinstance(error, OSError) and error.errno in NO_SPACE_ERRNOS:
         return True
     # Libraries (h5py, TensorFlow) wrap the OSError into their own types and keep only
-    # its text, so the text is all there is to go on.
-    return "no space left on device" in str(error).lower() or "disk quota exceeded" in str(error).lower()
+    # its text, so the text is all there is to go on ("Disc quota exceeded" on macOS).
+    text = str(error).lower()
+    return "no space left on device" in text or "disk quota exceeded" in text or "disc quota exceeded" in text
 
 
 def is_out_of_memory(error):

@@ -15,3 +15,8 @@ def test_a_disk_full_error_is_known_by_its_errno_name_on_every_system(monkeypatc
     monkeypatch.delattr(errno, "EDQUOT")  # a system without disk quotas
     spec.loader.exec_module(errors)
     assert errors.NO_SPACE_ERRNOS == (errno.ENOSPC,)
+
+
+def test_a_wrapped_quota_error_is_known_by_its_text_in_either_spelling():
+    assert kseg.errors.is_disk_full(RuntimeError("Can't write data (Disk quota exceeded)"))  # Linux
+    assert kseg.errors.is_disk_full(RuntimeError("Can't write data (Disc quota exceeded)"))  # macOS
