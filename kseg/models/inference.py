@@ -13,10 +13,13 @@ import keras
 
 from kseg.choices import PRECISIONS
 from kseg.errors import ArgumentError
-from kseg.models.layers import CropToReference, Im2ColConv2D, VGGPreprocessing
+from kseg.models.layers import CaffeCrop, CaffeFCNPreprocessing, CropToReference, Im2ColConv2D, VGGPreprocessing
 
 POLICIES = {"fp32": "float32", "bf16": "bfloat16"}
-FLOAT32_LAYERS = (keras.layers.InputLayer, VGGPreprocessing, CropToReference)
+# Preprocessing and crops: the Caffe FCNs' skip crops too, which is exact (a slice), and
+# lets their final crop keep the logits float32.
+FLOAT32_LAYERS = (keras.layers.InputLayer, VGGPreprocessing, CaffeFCNPreprocessing, CropToReference,
+                  CaffeCrop)
 MATMUL_LAYER_NAMES = ("fc6",)  # large-kernel convolutions on small maps
 
 

@@ -4,6 +4,7 @@ import keras
 import numpy as np
 import pytest
 
+from kseg.models.caffe_fcn import caffe_fcn
 from kseg.models.fcn import build_fcn
 from kseg.models.flops import count_flops, layer_costs
 from kseg.models.inference import cpu_has_bf16, inference_model
@@ -95,6 +96,16 @@ def test_bf16_inference_model_keeps_weights_in_bf16_and_logits_in_float32():
     assert np.abs(logits - expected).max() < 0.05 * np.abs(expected).max()
     # and the original model is untouched
     assert all(weight.dtype == "float32" for weight in model.weights)
+
+
+def test_bf16_caffe_fcn_keeps_its_preprocessing_and_logits_in_float32():
+    model = randomized(caffe_fcn("fcn8s", num_classes=3, width=0.0625, dropout=0))
+    bf16 = inference_model(model, "bf16")
+    assert bf16.get_layer("preprocess").compute_dtype == "float32"
+    image = np.random.default_rng(5).integers(0, 256, (1, 37, 45, 3), dtype=np.uint8)
+    expected, logits = np.asarray(model(image)), np.asarray(bf16(image))
+    assert logits.dtype == np.float32 and logits.shape == expected.shape
+    assert np.abs(logits - expected).max() < 0.05 * np.abs(expected).max()
 
 
 def test_unknown_precision_is_refused():
