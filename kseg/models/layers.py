@@ -106,10 +106,13 @@ class CropToReference(_SizedLikeReference):
     large as the input image even under a mixed-precision policy.
     """
 
+    offset = 0  # the first row and column kept (`CaffeCrop` sets it)
+
     def call(self, inputs):
         tensor, reference = inputs
         shape = ops.shape(reference)
-        return tensor[:, : shape[1], : shape[2], :]
+        top = self.offset
+        return tensor[:, top : top + shape[1], top : top + shape[2], :]
 
 
 def padded_model(name, body, multiple, preprocessing=None, crop=True):
@@ -274,7 +277,7 @@ class CeilPoolPadding(keras.layers.Layer):
 
 
 @keras.saving.register_keras_serializable(package="kseg")
-class CaffeCrop(_SizedLikeReference):
+class CaffeCrop(CropToReference):
     """Caffe's Crop layer on height and width: `inputs[0][offset : offset + size]`, with
     the size of `inputs[1]`.
 
@@ -287,12 +290,6 @@ class CaffeCrop(_SizedLikeReference):
             raise ValueError(f"`offset` must be a whole number >= 0. Received: offset={offset}")
         super().__init__(**kwargs)
         self.offset = int(offset)
-
-    def call(self, inputs):
-        tensor, reference = inputs
-        shape = ops.shape(reference)
-        top = self.offset
-        return tensor[:, top : top + shape[1], top : top + shape[2], :]
 
     def get_config(self):
         return {**super().get_config(), "offset": self.offset}
