@@ -140,7 +140,10 @@ def read_caffemodel(path):
             name, blobs = None, []
             for sub, sub_wire, sub_value in decode_fields(value):
                 if sub == name_field and sub_wire == LENGTH:
-                    name = bytes(sub_value).decode("utf8")
+                    try:
+                        name = bytes(sub_value).decode("utf8")
+                    except UnicodeDecodeError:
+                        raise WireError("a layer name that is not UTF-8") from None
                 elif sub == blobs_field and sub_wire == LENGTH:
                     blobs.append(decode_blob(sub_value))
             if name is None:
@@ -154,8 +157,6 @@ def read_caffemodel(path):
         if not seen_layer:
             raise WeightsError(foreign) from None
         raise WeightsError(f"{path}: truncated or damaged .caffemodel ({error})") from None
-    except UnicodeDecodeError:
-        raise WeightsError(foreign) from None
     if not layers:
         raise WeightsError(foreign)
     return layers

@@ -252,6 +252,18 @@ def test_truncated_and_foreign_files_are_one_line(tmp_path):
 
 
 
+def test_a_layer_name_not_utf8_after_whole_layers_is_damage_not_a_foreign_file(tmp_path):
+    blob = blob_bytes(np.zeros(2, np.float32))
+    path = tmp_path / "bad-name.caffemodel"
+    path.write_bytes(caffemodel_bytes({}) + field(100, field(1, b"conv1_\xff") + field(7, blob)))
+    with pytest.raises(WeightsError, match="truncated or damaged .caffemodel .a layer name that is not UTF-8"):
+        convert.read_caffemodel(path)
+    first = tmp_path / "first.caffemodel"
+    first.write_bytes(field(100, field(1, b"conv1_\xff") + field(7, blob)))
+    with pytest.raises(WeightsError, match="not a Caffe .caffemodel"):
+        convert.read_caffemodel(first)
+
+
 @pytest.mark.parametrize("dims", [(1 << 32, 1 << 32), (1 << 62, 4), (0, 1 << 63)])
 def test_blob_shapes_past_numpy_sizes_are_damage(tmp_path, dims):
     blob = field(7, field(1, b"".join(varint(d) for d in dims)))  # a shape, and no values
