@@ -47,8 +47,12 @@ def download_timeouts():
 
 def keras_models_folder():
     """The folder keras.utils.get_file caches models in (what `cache_subdir="models"` gives)."""
-    home = os.environ.get("KERAS_HOME") or os.path.join(os.path.expanduser("~"), ".keras")
-    if os.path.isdir(home) and not os.access(home, os.W_OK):
+    home = os.environ.get("KERAS_HOME")
+    if home is None:  # keras' home: ~/.keras, or /tmp/.keras when ~ cannot be written to
+        user = os.path.expanduser("~")
+        home = os.path.join(user if os.access(user, os.W_OK) else "/tmp", ".keras")
+    home = os.path.expanduser(home)
+    if not home or (os.path.isdir(home) and not os.access(home, os.W_OK)):
         home = os.path.join("/tmp", ".keras")  # where keras goes when it cannot write there
     return os.path.join(home, "models")
 

@@ -17,7 +17,7 @@ import time
 import pytest
 import robustness_corpus as corpus
 
-from kseg.download import STALL_VARIABLE, TIMEOUT_VARIABLE, download_timeouts, network_deadline
+from kseg.download import STALL_VARIABLE, TIMEOUT_VARIABLE, download_timeouts, keras_models_folder, network_deadline
 from kseg.errors import KsegError
 
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -317,3 +317,20 @@ def test_a_deadline_longer_than_the_system_can_wait_means_no_deadline(monkeypatc
     assert parallel.wait_for(soon, "a.png", parallel.read_timeout()) == "read"
     with network_deadline("x"):  # the socket timeout and the timer take it
         pass
+
+
+def test_the_keras_cache_folder_named_is_the_one_keras_uses(tmp_path, monkeypatch):
+    # keras (its config and get_file) uses /tmp/.keras when the home folder, or the
+    # KERAS_HOME given, cannot be written to (an empty KERAS_HOME never can)
+    home = str(tmp_path / "home")
+    os.mkdir(home)
+    monkeypatch.setenv("HOME", home)
+    monkeypatch.delenv("KERAS_HOME", raising=False)
+    assert keras_models_folder() == os.path.join(home, ".keras", "models")
+    writable = os.access
+    monkeypatch.setattr(os, "access", lambda path, mode: path != home and writable(path, mode))
+    assert keras_models_folder() == os.path.join("/tmp", ".keras", "models")
+    monkeypatch.setenv("KERAS_HOME", "")
+    assert keras_models_folder() == os.path.join("/tmp", ".keras", "models")
+    monkeypatch.setenv("KERAS_HOME", "~/cache")
+    assert keras_models_folder() == os.path.join(home, "cache", "models")
