@@ -296,7 +296,7 @@ def read_class_names(spec):
         classes = {"dataset": "voc", "class_names": list(VOC_CLASSES)}
     elif not os.path.lexists(path):
         raise WeightsError(f"--classes {path}: expected 'voc' or a file of class names")
-    elif path.endswith(".json"):
+    elif path.lower().endswith(".json"):
         classes = check_classes(load_json(path, "classes file"), path)
         if not classes.get("class_names"):
             raise WeightsError(f"--classes {path}: lists no class_names")

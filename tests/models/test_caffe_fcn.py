@@ -1,6 +1,8 @@
 """The Caffe-exact FCNs against an independent NumPy run of the released nets, through a
 .caffemodel written here byte by byte in protobuf's wire format."""
 
+import json
+
 import numpy as np
 import pytest
 
@@ -262,6 +264,13 @@ def test_a_layer_name_not_utf8_after_whole_layers_is_damage_not_a_foreign_file(t
     first.write_bytes(field(100, field(1, b"conv1_\xff") + field(7, blob)))
     with pytest.raises(WeightsError, match="not a Caffe .caffemodel"):
         convert.read_caffemodel(first)
+
+
+def test_a_classes_file_named_json_in_capitals_is_read_as_json(tmp_path):
+    path = tmp_path / "CLASSES.JSON"
+    path.write_text(json.dumps({"dataset": "pets", "class_names": ["background", "cat", "dog"]}))
+    classes = convert.read_class_names(path)
+    assert classes["dataset"] == "pets" and classes["class_names"] == ["background", "cat", "dog"]
 
 
 @pytest.mark.parametrize("dims", [(1 << 32, 1 << 32), (1 << 62, 4), (0, 1 << 63)])
