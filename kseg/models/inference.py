@@ -16,9 +16,11 @@ from kseg.errors import ArgumentError
 from kseg.models.layers import CaffeFCNPreprocessing, CropToReference, Im2ColConv2D, VGGPreprocessing
 
 POLICIES = {"fp32": "float32", "bf16": "bfloat16"}
-# Preprocessing and crops (`CaffeCrop` is one): the Caffe FCNs' skip crops too, which is
-# exact (a slice), and lets their final crop keep the logits float32.
-FLOAT32_LAYERS = (keras.layers.InputLayer, VGGPreprocessing, CaffeFCNPreprocessing, CropToReference)
+# Preprocessing (MobileNetV3's is a Rescaling) and crops (`CaffeCrop` is one): the Caffe
+# FCNs' skip crops too, which is exact (a slice), and lets their final crop keep the
+# logits float32.
+FLOAT32_LAYERS = (keras.layers.InputLayer, VGGPreprocessing, CaffeFCNPreprocessing, keras.layers.Rescaling,
+                  CropToReference)
 MATMUL_LAYER_NAMES = ("fc6",)  # large-kernel convolutions on small maps
 
 

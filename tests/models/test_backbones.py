@@ -160,6 +160,7 @@ def test_mobilenet_hard_sigmoids_are_layers_and_bf16_inference_agrees(name):
     assert gates and all(layer.get_config()["activation"] == "hard_sigmoid" for layer in gates)
     images = uint8_images((1, 37, 53, 3), seed=8)
     bf16 = inference_model(model, "bf16")
+    assert bf16.get_layer("preprocess").compute_dtype == "float32"  # scaled to [-1, 1] in float32
     reference = np.asarray(model(images))
     np.testing.assert_allclose(bf16(images), reference, atol=0.05 * np.abs(reference).max())
 
