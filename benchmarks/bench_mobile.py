@@ -71,9 +71,10 @@ def random_image(seed=0):
 def bench_model(name, args):
     import tensorflow as tf
 
+    from kseg.cpu import cpu_has_bf16
     from kseg.exporting import ExportedModel, ExportTarget, tflite_bytes
     from kseg.models import create_model
-    from kseg.models.inference import cpu_has_bf16, inference_model
+    from kseg.models.inference import inference_model
 
     model = create_model(name, num_classes=args.num_classes, weights=None)
     image = random_image()

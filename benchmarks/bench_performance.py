@@ -192,7 +192,8 @@ def bf16_agreement(args):
 
 
 def bench_bf16(args, context):
-    from kseg.models.inference import cpu_has_bf16, inference_model
+    from kseg.cpu import cpu_has_bf16
+    from kseg.models.inference import inference_model
 
     model = context.setdefault("fcn8s", build_fcn8s())
     image = random_image(512, 1024)

@@ -18,7 +18,8 @@ import numpy as np
 import pytest
 
 from kseg import runs
-from kseg.training.distribution import choose_auto_precision, native_bf16_flags
+from kseg.cpu import native_bf16_flags, read_cpuinfo
+from kseg.training.distribution import choose_auto_precision
 
 AVX2_CPUINFO = textwrap.dedent(
     """\
@@ -50,7 +51,7 @@ def test_auto_precision_from_cpuinfo():
 
 
 def test_auto_precision_on_this_machine_follows_its_cpuinfo():
-    from kseg.training.distribution import cuda_gpu_visible, read_cpuinfo, resolve_precision
+    from kseg.training.distribution import cuda_gpu_visible, resolve_precision
 
     expected = choose_auto_precision(cuda_gpu_visible(), read_cpuinfo())[0]
     assert resolve_precision("auto") == expected
@@ -292,3 +293,13 @@ def test_jax_checkpoint_resumes_and_exports_under_tensorflow(jax_runs, tmp_path)
     )
     assert result.exit_code == 0, result.output
     assert os.path.getsize(tmp_path / "m.tflite") > 0
+
+
+def test_training_and_inference_read_one_answer_to_does_this_cpu_compute_bf16(monkeypatch):
+    # the bf16 inference warning and --mixed-precision auto agree on every CPU
+    from kseg import cpu
+
+    for text, expected in ((AVX2_CPUINFO, False), (COOPER_LAKE_CPUINFO, True), ("", None)):
+        monkeypatch.setattr(cpu, "read_cpuinfo", lambda text=text: text)
+        assert cpu.cpu_has_bf16() is expected
+        assert (choose_auto_precision(False, text)[0] == "mixed_bfloat16") is bool(expected)

@@ -7,11 +7,10 @@ fc6's 103M weights that is a large share of the time), the weights are cast once
 Preprocessing and the final crop stay float32, so logits come out float32 either way.
 """
 
-import sys
-
 import keras
 
 from kseg.choices import PRECISIONS
+from kseg.cpu import cpu_has_bf16
 from kseg.errors import ArgumentError
 from kseg.models.layers import CaffeFCNPreprocessing, CropToReference, Im2ColConv2D, VGGPreprocessing
 
@@ -22,18 +21,6 @@ POLICIES = {"fp32": "float32", "bf16": "bfloat16"}
 FLOAT32_LAYERS = (keras.layers.InputLayer, VGGPreprocessing, CaffeFCNPreprocessing, keras.layers.Rescaling,
                   CropToReference)
 MATMUL_LAYER_NAMES = ("fc6",)  # large-kernel convolutions on small maps
-
-
-def cpu_has_bf16():
-    """Whether this CPU has native bfloat16 instructions; None where it cannot be told."""
-    if not sys.platform.startswith("linux"):
-        return None
-    try:
-        with open("/proc/cpuinfo") as cpuinfo:
-            flags = next((line for line in cpuinfo if line.startswith("flags")), "").split()
-    except OSError:
-        return None
-    return "avx512_bf16" in flags or "amx_bf16" in flags
 
 
 def slow_precision_warning(precision):

@@ -24,6 +24,7 @@ import time
 
 import keras
 
+from kseg.cpu import native_bf16_flags, read_cpuinfo
 from kseg.errors import KsegError
 from kseg.files import brief
 
@@ -31,23 +32,10 @@ logger = logging.getLogger("kseg")
 
 PRECISION_POLICIES = {"off": "float32", "fp16": "mixed_float16", "bf16": "mixed_bfloat16"}
 PRECISION_MODES = {policy: mode for mode, policy in PRECISION_POLICIES.items()}  # policy -> --mixed-precision
-# /proc/cpuinfo flags of x86 CPUs that compute bfloat16 natively.
-NATIVE_BF16_FLAGS = ("avx512_bf16", "amx_bf16")
-CPUINFO = "/proc/cpuinfo"
 
 
 # The keras backend in use: "tensorflow", "jax", "torch" or "numpy".
 keras_backend = keras.backend.backend
-
-
-def native_bf16_flags(cpuinfo):
-    """The flags of NATIVE_BF16_FLAGS that /proc/cpuinfo text lists (in that order)."""
-    found = set()
-    for line in cpuinfo.splitlines():
-        key, colon, value = line.partition(":")
-        if colon and key.strip() in ("flags", "Features"):
-            found.update(value.split())
-    return [flag for flag in NATIVE_BF16_FLAGS if flag in found]
 
 
 def choose_auto_precision(cuda_gpu, cpuinfo):
@@ -87,15 +75,6 @@ def cuda_gpu_visible(backend=None):
 
         return bool(torch.cuda.is_available())
     return False
-
-
-def read_cpuinfo(path=CPUINFO):
-    """The text of /proc/cpuinfo, or "" where there is none."""
-    try:
-        with open(path, encoding="utf8", errors="replace") as handle:
-            return handle.read(8 << 20)
-    except OSError:
-        return ""
 
 
 _AUTO_CHOICE = {}

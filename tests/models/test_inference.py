@@ -4,10 +4,11 @@ import keras
 import numpy as np
 import pytest
 
+from kseg.cpu import cpu_has_bf16
 from kseg.models.caffe_fcn import caffe_fcn
 from kseg.models.fcn import build_fcn
 from kseg.models.flops import count_flops, layer_costs
-from kseg.models.inference import cpu_has_bf16, inference_model
+from kseg.models.inference import inference_model
 from kseg.models.layers import Im2ColConv2D
 
 
