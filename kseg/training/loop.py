@@ -293,9 +293,9 @@ def _run(run):
     fit_data = _fit_data(run, train_data)
     with contextlib.ExitStack() as closing:  # each closed, even when another fails to close
         if not _tf_data():  # the python engine's reader threads, left running by a fit stopped mid-epoch
-            closing.callback(fit_data.close)
+            closing.push(_closer(fit_data.close))
         ends = _EpochEnd(run, progress)  # opens the TensorBoard writers
-        closing.callback(ends.close)
+        closing.push(_closer(ends.close))
         # keras' progress bar ends an epoch's line before kseg's own line about it.
         bar = [keras.callbacks.ProgbarLogger()] if run.verbose else []
         callbacks = keras.callbacks.CallbackList(  # a user's callback may fail in its set_model
@@ -395,6 +395,23 @@ def _fit_data(run, train_data):
     if run.config.steps_per_epoch:
         train_data = train_data.take(run.config.steps_per_epoch)
     return _for_fit(run, train_data, run.steps) if _tf_data() else train_data
+
+
+def _closer(close):
+    """An exit callback for an ExitStack that calls `close`: its error is raised when
+    training ended well, and only logged when training already stops with an error, so
+    the user sees why training stopped rather than a failure to close after it."""
+
+    def exit_callback(exc_type, exc, traceback):
+        try:
+            close()
+        except Exception as error:
+            if exc is None:
+                raise
+            logger.warning("while stopping: %s", error)
+        return False
+
+    return exit_callback
 
 
 def _tf_data():
