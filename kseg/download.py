@@ -127,7 +127,8 @@ def network_deadline(what, url="", notify=True):
     finally:
         if use_alarm:
             signal.setitimer(signal.ITIMER_REAL, 0)
-            signal.signal(signal.SIGALRM, previous_handler)
+            # None is a handler not set from Python, which cannot be put back: the default can
+            signal.signal(signal.SIGALRM, signal.SIG_DFL if previous_handler is None else previous_handler)
         socket.setdefaulttimeout(previous_timeout)
         notice.cancel()
 

@@ -334,3 +334,20 @@ def test_the_keras_cache_folder_named_is_the_one_keras_uses(tmp_path, monkeypatc
     assert keras_models_folder() == os.path.join("/tmp", ".keras", "models")
     monkeypatch.setenv("KERAS_HOME", "~/cache")
     assert keras_models_folder() == os.path.join(home, "cache", "models")
+
+
+def test_a_timer_handler_not_set_from_python_leaves_the_default_after_a_download(monkeypatch):
+    import signal
+
+    set_handler = signal.signal
+    handlers = []
+
+    def as_for_a_handler_set_in_c(number, handler):
+        previous = set_handler(number, handler)
+        handlers.append(handler)
+        return None if len(handlers) == 1 else previous  # what Python says of a handler it did not set
+
+    monkeypatch.setattr(signal, "signal", as_for_a_handler_set_in_c)
+    with network_deadline("x", notify=False):
+        pass
+    assert handlers[-1] is signal.SIG_DFL
