@@ -109,11 +109,17 @@ def list_image_files(folder, recursive=True):
             adapters list one folder of a split only.
     """
     found = []
-    for root, folders, names in os.walk(folder) if recursive else [(folder, [], os.listdir(folder))]:
+    walk = os.walk(folder, onerror=_unreadable) if recursive else [(folder, [], os.listdir(folder))]
+    for root, folders, names in walk:
         folders[:] = [name for name in folders if not name.startswith(".")]  # not walked into
         found += [os.path.join(root, name) for name in names
                   if name.lower().endswith(IMAGE_EXTENSIONS) and not name.startswith(".")]  # fmt: skip
     return sorted(found)
+
+
+def _unreadable(error):
+    """A folder that cannot be listed is named, not passed over as if it held no images."""
+    raise KsegError(f"{error.filename}: folder cannot be read ({error.strerror})")
 
 
 # -- headers ---------------------------------------------------------------------------

@@ -154,6 +154,24 @@ def test_collect_images(tmp_path):
                                                                  str(tmp_path / "a" / "x.jpg")}
 
 
+def test_a_subfolder_that_cannot_be_listed_is_named_not_passed_over(tmp_path, monkeypatch):
+    import os
+
+    (tmp_path / "a" / "locked").mkdir(parents=True)
+    (tmp_path / "a" / "x.png").write_bytes(b"")
+    locked = str(tmp_path / "a" / "locked")
+    scandir = os.scandir
+
+    def refuse_locked(path="."):  # as for a folder without read permission (tests run as root)
+        if os.fspath(path) == locked:
+            raise PermissionError(13, "Permission denied", locked)
+        return scandir(path)
+
+    monkeypatch.setattr(os, "scandir", refuse_locked)
+    with pytest.raises(KsegError, match=f"^{locked}: folder cannot be read \\(Permission denied\\)$"):
+        collect_images([str(tmp_path / "a")])
+
+
 def test_predict_options_hold_each_output_once():
     options = PredictOptions(formats=["cityscapes-ids", "cityscapes-ids"])
     assert options.formats == ("cityscapes-ids",)
