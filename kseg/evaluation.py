@@ -540,13 +540,19 @@ def _report_outputs(split, chosen, exported, spec, options):
     run_dir = chosen and chosen.run_dir
     classes = run_dir and os.path.join(run_dir, runs.CLASSES_FILE)
     checked = Outputs([chosen and chosen.path, options.classes_file, classes, spec.root, options.predictions])
-    # A path chosen by default is named as it is, not as an option the user did not give.
-    for path, kind, option, given in ((out, "metrics", "--out", options.out),
-                                      (confusion_png, "evaluation image", "--confusion-png", options.confusion_png),
-                                      (options.sheet, "evaluation image", "--sheet", options.sheet)):  # fmt: skip
+    if out:
+        checked.add(out, "metrics", **_named_by(options.out, "--out"))
+    for option, path, given in (("--confusion-png", confusion_png, options.confusion_png),
+                                ("--sheet", options.sheet, options.sheet)):  # fmt: skip
         if path:
-            checked.add(path, kind, option=option if given else None, choose=None if given else f"a path with {option}")
+            checked.add(path, "evaluation image", **_named_by(given, option))
     return out, confusion_png, checked
+
+
+def _named_by(given, option):
+    """How messages name an output: by `option` where the user gave it; a path chosen by
+    default is named as it is, not as an option the user did not give."""
+    return {"option": option} if given else {"option": None, "choose": f"a path with {option}"}
 
 
 def contact_sheet_png(result, path):
