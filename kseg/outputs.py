@@ -484,6 +484,27 @@ def missing_folders(folder):
     return missing
 
 
+def folds_case(folder):
+    """Whether the filesystem holding `folder` (or its nearest existing parent) ignores
+    the case of names, as on macOS and Windows by default."""
+    base = os.path.abspath(folder)
+    while not os.path.isdir(base) and os.path.dirname(base) != base:
+        base = os.path.dirname(base)
+    try:
+        names = sorted(os.listdir(base))[:20]
+    except OSError:
+        names = []
+    for path in [base] + [os.path.join(base, name) for name in names]:
+        name = os.path.basename(path)
+        swapped = name.swapcase()
+        if swapped != name and swapped.swapcase() == name:  # not with ß or ı: "ı" -> "I" -> "i"
+            try:
+                return os.path.samefile(path, os.path.join(os.path.dirname(path), swapped))
+            except OSError:
+                return False
+    return False
+
+
 def _umask():
     mask = os.umask(0)
     os.umask(mask)

@@ -25,7 +25,7 @@ from kseg.inference import TTA, NonFiniteLogitsError, predict_labels, validate_t
 from kseg.label_maps import CITYSCAPES_IDS, TRAIN_IDS, encode_png_with_text, label_map_text
 from kseg.models.inference import inference_model, slow_precision_warning
 from kseg.models.saving import load_segmentation_model, nonfinite_logits_message
-from kseg.outputs import Outputs, bytes_writer, write_bytes, write_together
+from kseg.outputs import Outputs, bytes_writer, folds_case, write_bytes, write_together
 from kseg.progress import progress, write
 from kseg.validation import check_number
 from kseg.visualize import class_names_from_classes, colorize, legend, overlay, palette_from_classes
@@ -84,27 +84,6 @@ OUTPUTS = tuple(SUFFIXES)
 
 LEGEND_FILE = "legend.png"  # in --out, with color or overlay outputs: names and colours
 COLOURED = ("color", "overlay")
-
-
-def folds_case(folder):
-    """Whether the filesystem holding `folder` (or its nearest existing parent) ignores
-    the case of names, as on macOS and Windows by default."""
-    base = os.path.abspath(folder)
-    while not os.path.isdir(base) and os.path.dirname(base) != base:
-        base = os.path.dirname(base)
-    try:
-        names = sorted(os.listdir(base))[:20]
-    except OSError:
-        names = []
-    for path in [base] + [os.path.join(base, name) for name in names]:
-        name = os.path.basename(path)
-        swapped = name.swapcase()
-        if swapped != name and swapped.swapcase() == name:  # not with ß or ı: "ı" -> "I" -> "i"
-            try:
-                return os.path.samefile(path, os.path.join(os.path.dirname(path), swapped))
-            except OSError:
-                return False
-    return False
 
 
 @dataclasses.dataclass
