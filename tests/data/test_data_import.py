@@ -612,3 +612,25 @@ def test_an_id_or_shape_type_that_is_a_list_or_object_is_named_not_a_crash(tmp_p
 def test_a_tolerance_that_is_not_a_distance_is_refused(tolerance):
     with pytest.raises(KsegError, match="tolerance must be an RGB distance"):
         ImportOptions(tolerance=tolerance)
+
+
+def test_names_that_differ_only_in_case_clash_where_out_dirs_filesystem_ignores_case(tmp_path, monkeypatch):
+    """On macOS and Windows a.png would be written over A.png; "straße" and "STRASSE" stay
+    two names there (filesystems map case letter by letter)."""
+    source = tmp_path / "labelme"
+    for stem in ("A", "a", "straße", "STRASSE"):
+        write_png(source / f"{stem}.png", np.zeros((6, 8, 3), np.uint8))
+        labelme_file(source / f"{stem}.json", f"{stem}.png", [("car", "rectangle", [[1, 1], [3, 3]])], (6, 8))
+
+    def samefile(first, second):  # a filesystem that folds case, as macOS does by default
+        if first.lower() != second.lower():
+            raise FileNotFoundError(second)
+        return True
+
+    monkeypatch.setattr(os.path, "samefile", samefile)
+    out = tmp_path / "out"
+    result = run("labelme", source, out)
+    assert result.exit_code == 0, result.output
+    assert f"{source / 'a.json'}: another image is already imported as 'a' (from {source / 'A.json'}); names " \
+           "must differ (image left out)" in result.output
+    assert sorted(os.listdir(out / "masks")) == ["A.png", "STRASSE.png", "straße.png"]
