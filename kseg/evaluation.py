@@ -39,7 +39,7 @@ from kseg import runs
 from kseg.choices import LABEL_FORMATS
 from kseg.data import get_dataset_spec, make_dataset
 from kseg.data.cityscapes import label_id_to_train_id_table
-from kseg.data.pipeline import data_errors
+from kseg.data.pipeline import DatasetOptions, data_errors
 from kseg.data.readers import read_index_mask
 from kseg.errors import KsegError
 from kseg.exported import ExportedPredictor, check_dataset_classes, choose_model, export_format
@@ -223,9 +223,10 @@ def evaluate_model(model, spec, split="val", options=None, examples=0, progress=
     """
     options = EvaluateOptions() if options is None else options
     model, source, precision = _scoring_model(model, spec, options)
-    dataset = make_dataset(spec, split, training=False, batch_size=options.batch_size)
-    # batches hold images of one size: N images may take more than N / batch_size batches
-    total = dataset.num_pairs if options.max_images is None else min(options.max_images, dataset.num_pairs)
+    # the split's first N pairs: batches hold images of one size, so not its first batches
+    dataset = make_dataset(spec, split, training=False, batch_size=options.batch_size,
+                           options=DatasetOptions(max_pairs=options.max_images))  # fmt: skip
+    total = dataset.num_pairs
     confusion = np.zeros((spec.num_classes, spec.num_classes + 1), np.int64)
     seen, kept = 0, []
     # examples spread evenly over the split: its first images are often one scene's frames
@@ -234,7 +235,6 @@ def evaluate_model(model, spec, split="val", options=None, examples=0, progress=
     with progress_bar(total, f"evaluating {split}", "img", enabled=progress) as bar, data_errors():
         for images, masks in dataset:
             images, masks = np.asarray(images), np.asarray(masks)  # tf.data or numpy batches
-            images, masks = images[: total - seen], masks[: total - seen]
             logits = np.asarray(model.predict_on_batch(images))
             if not np.isfinite(logits).all():  # argmax would score NaN as class 0
                 raise KsegError(nonfinite_logits_message(source) + "; no metrics computed")
@@ -244,8 +244,6 @@ def evaluate_model(model, spec, split="val", options=None, examples=0, progress=
                         if index in wanted)  # fmt: skip
             seen += len(images)
             bar.update(len(images))
-            if seen == total:
-                break
     return EvaluationResult(confusion, list(spec.class_names), seen, spec.name, split, source,
                             tuple(spec.palette), precision, kept)
 

@@ -287,6 +287,41 @@ def test_max_images_scores_that_many_images_of_several_sizes(tmp_path):
     assert result.confusion.sum() == sum((spec.read_pair(*pair)[1] != 255).sum() for pair in spec.pairs("val")[:3])
 
 
+@pytest.mark.parametrize("engine", ["tf.data", "python"])
+def test_max_images_scores_the_first_images_of_a_split_of_mixed_sizes(tmp_path, monkeypatch, engine):
+    """Batches hold images of one size only: --max-images 2 at batch size 2 over sizes
+    A, B, A, B scores images 0 and 1 (as with --predictions), not the first batch's 0 and 2."""
+    import cv2
+
+    import kseg.data.pipeline
+    from kseg.data import get_dataset_spec
+    from kseg.data.synthetic import write_synthetic_dataset
+
+    monkeypatch.setattr(kseg.data.pipeline, "default_engine", lambda: engine)
+    root = write_synthetic_dataset(str(tmp_path / "synthetic"), num_train=1, num_val=4, size=(32, 40), seed=1)
+    for index, height in enumerate((32, 36, 32, 36)):
+        for kind in ("images", "masks"):
+            path = os.path.join(root, kind, "val", f"{index:05d}.png")
+            array = cv2.imread(path, cv2.IMREAD_UNCHANGED)
+            cv2.imwrite(path, cv2.resize(array, (40, height), interpolation=cv2.INTER_NEAREST))
+    spec = get_dataset_spec("synthetic", root)
+
+    class Zeros:
+        layers = []
+
+        def predict_on_batch(self, images):
+            return np.zeros(images.shape[:3] + (spec.num_classes,), np.float32)
+
+    result = evaluate_model(Zeros(), spec, "val", EvaluateOptions(batch_size=2, max_images=2), progress=False)
+    folder = tmp_path / "predictions"
+    folder.mkdir()
+    for image_path, mask in ground_truth(spec):
+        write_png(folder / os.path.basename(image_path), np.zeros_like(mask))
+    scored = evaluate_predictions(str(folder), spec, "val", max_images=2, progress=False)
+    assert result.num_images == scored.num_images == 2
+    np.testing.assert_array_equal(result.confusion, scored.confusion)
+
+
 def test_a_cityscapes_image_without_a_city_sequence_frame_id_matches_no_other_file():
     """An image stem of fewer than three parts has no city_sequence_frame id to match on:
     only its own <stem>.png is its prediction, not a file such as predict's legend.png."""

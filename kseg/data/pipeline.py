@@ -136,6 +136,8 @@ class DatasetOptions:
             backend, python under the others.
         pad_to: int. Without tf.data only: blank samples (image 0, mask ignored) round every
             batch up to a multiple of it (the devices a data-parallel step splits it over).
+        max_pairs: int or None. Read only the split's first N pairs (evaluation batches
+            group images by size, so the first N batches may not be the first N images).
     """
 
     crop: tuple = None
@@ -145,6 +147,7 @@ class DatasetOptions:
     workers: int = None
     engine: str = None
     pad_to: int = 1
+    max_pairs: int = None
 
 
 def make_dataset(spec, split, *, training, batch_size, options=DatasetOptions()):
@@ -163,7 +166,7 @@ def make_dataset(spec, split, *, training, batch_size, options=DatasetOptions())
         options: DatasetOptions. Crop, scales, seed, bad pairs, readers and engine.
 
     Returns:
-        tf.data.Dataset, finite, with `skipped` (a SkippedPairs), `num_pairs` (listed pairs)
+        tf.data.Dataset, finite, with `skipped` (a SkippedPairs), `num_pairs` (pairs read)
         and `set_epoch(n)`: every later pass (also of datasets made from it by `take`) is
         pass n, its order and augmentation chosen by the seed and n. Without it, tf.data's
         passes are 0, 1, 2, ...; the python engine's all 0.
@@ -179,7 +182,7 @@ def make_dataset(spec, split, *, training, batch_size, options=DatasetOptions())
         raise KsegError(f"batch_size must be a positive integer. Received: batch_size={batch_size!r}")
     batch_size = size
     crop = None if options.crop is None else check_crop(options.crop)
-    pairs = spec.pairs(split)
+    pairs = spec.pairs(split)[: options.max_pairs]
     augmenter = TrainAugmenter(crop=crop, scale_range=options.scale_range) if training else None
     skipped = SkippedPairs()
     loader = _PairLoader(spec, pairs, augmenter, options.skip_bad, skipped)
