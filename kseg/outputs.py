@@ -505,6 +505,14 @@ def folds_case(folder):
     return False
 
 
+def case_key(name):
+    """`name` as a filesystem that ignores case compares it (NTFS, APFS): each character
+    mapped on its own, so "straße" is not "STRASSE" (as under str.casefold) and "Σ" is
+    "σ" wherever it stands (str.lower makes a final one "ς")."""
+    upper = (char.upper() if len(char.upper()) == 1 else char for char in name)
+    return "".join(char.lower() if len(char.lower()) == 1 else char for char in upper)
+
+
 def _umask():
     mask = os.umask(0)
     os.umask(mask)

@@ -25,7 +25,7 @@ from kseg.inference import TTA, NonFiniteLogitsError, predict_labels, validate_t
 from kseg.label_maps import CITYSCAPES_IDS, TRAIN_IDS, encode_png_with_text, label_map_text
 from kseg.models.inference import inference_model, slow_precision_warning
 from kseg.models.saving import load_segmentation_model, nonfinite_logits_message
-from kseg.outputs import Outputs, bytes_writer, folds_case, write_bytes, write_together
+from kseg.outputs import Outputs, bytes_writer, case_key, folds_case, write_bytes, write_together
 from kseg.progress import progress, write
 from kseg.validation import check_number
 from kseg.visualize import class_names_from_classes, colorize, legend, overlay, palette_from_classes
@@ -132,7 +132,7 @@ def plan_outputs(items, inputs, out_dir, formats):
     for image, paths in planned:
         for path in paths.values():
             key = os.path.normpath(os.path.abspath(path))
-            owners.setdefault(key.casefold() if fold else key, []).append((image, path))
+            owners.setdefault(case_key(key) if fold else key, []).append((image, path))
     clashes = {}  # image -> (other image, path): photo.png's photo_color.png is photo_color.png's label map
     for sharing in owners.values():  # one image's outputs never share a path: their suffixes differ
         for (image, path), (other, _) in itertools.permutations(sharing, 2):
@@ -151,7 +151,7 @@ def plan_outputs(items, inputs, out_dir, formats):
     if any(kind in formats for kind in COLOURED):
         legend = os.path.join(out_dir, LEGEND_FILE)
         key = os.path.normpath(os.path.abspath(legend))
-        if (key.casefold() if fold else key) in owners:
+        if (case_key(key) if fold else key) in owners:
             legend = None  # an image's own output takes the name: that image wins
         else:
             checked.add(legend, "predictions", option=None, root=out_dir, choose="another --out")

@@ -200,6 +200,35 @@ def test_a_case_folding_filesystem_is_seen_from_an_out_folder_named_with_i_or_sh
     assert folds_case(str(out))
 
 
+@pytest.mark.parametrize(
+    ("first", "second", "clash"), [("STRASSE", "straße", False), ("Photo", "photo", True), ("ΟΔΟΣ 1", "οδοσ 1", True)]
+)
+def test_outputs_clash_on_a_case_folding_filesystem_as_it_maps_case_one_character_at_a_time(
+    tmp_path, monkeypatch, first, second, clash
+):
+    """NTFS and APFS map case one character at a time: "straße" and "STRASSE" are two
+    names there (str.casefold makes ß "ss"), "ΟΔΟΣ 1" and "οδοσ 1" one (str.lower makes
+    that Σ a final ς)."""
+    import os
+
+    from kseg.prediction import plan_outputs
+
+    items = []
+    for folder, name in (("a", first), ("b", second)):
+        (tmp_path / folder).mkdir()
+        (tmp_path / folder / f"{name}.png").write_bytes(b"")
+        items.append((str(tmp_path / folder / f"{name}.png"), name))
+
+    def samefile(first, second):  # a filesystem that folds case, as macOS does by default
+        if first.lower() != second.lower():
+            raise FileNotFoundError(second)
+        return True
+
+    monkeypatch.setattr(os.path, "samefile", samefile)
+    plan = plan_outputs(items, [str(tmp_path / "a"), str(tmp_path / "b")], str(tmp_path / "out"), ("labels",))
+    assert len(plan.skipped) == (2 if clash else 0) and len(plan.outputs) == (0 if clash else 2)
+
+
 def test_a_folder_input_leaves_out_hidden_subfolders_such_as_a_killed_writes_temporary_folder(tmp_path):
     for name in ("x.png", ".synthetic.0a1b2c3d.tmp/images/val/00000.png", ".ipynb_checkpoints/x-checkpoint.png"):
         (tmp_path / name).parent.mkdir(parents=True, exist_ok=True)
