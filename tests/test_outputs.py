@@ -197,7 +197,8 @@ SAFE_FUNCTIONS = {
     ("kseg/data/synthetic.py", "_write_png_plain"): "writes into the temporary dataset folder",
     ("kseg/outputs.py", "bytes_writer"): "writes the temporary write_together gives it",
     ("kseg/label_maps.py", "encode_png_with_text"): "saves into an in-memory buffer",
-    ("kseg/export_metadata.py", "_export_labels"): "rewrites as UTF-8 the labels file MediaPipe's writer made in its own temporary folder",
+    ("kseg/export_metadata.py", "_export_labels"):
+        "rewrites as UTF-8 the labels file MediaPipe's writer made in its own temporary folder",
     ("kseg/training/loop.py", "train"): "a worker's scratch folder, removed in `finally`",
     ("cli/export.py", "export"): "kseg.export, which writes inside its checked destination (kseg/exporting.py)",
 }
