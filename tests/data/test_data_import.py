@@ -615,10 +615,10 @@ def test_a_tolerance_that_is_not_a_distance_is_refused(tolerance):
 
 
 def test_names_that_differ_only_in_case_clash_where_out_dirs_filesystem_ignores_case(tmp_path, monkeypatch):
-    """On macOS and Windows a.png would be written over A.png; "straße" and "STRASSE" stay
-    two names there (filesystems map case letter by letter)."""
+    """On macOS and Windows a.png would be written over A.png, and "οδοσ" over "ΟΔΟΣ";
+    "straße" and "STRASSE" stay two names there (filesystems map case letter by letter)."""
     source = tmp_path / "labelme"
-    for stem in ("A", "a", "straße", "STRASSE"):
+    for stem in ("A", "a", "straße", "STRASSE", "ΟΔΟΣ", "οδοσ"):
         write_png(source / f"{stem}.png", np.zeros((6, 8, 3), np.uint8))
         labelme_file(source / f"{stem}.json", f"{stem}.png", [("car", "rectangle", [[1, 1], [3, 3]])], (6, 8))
 
@@ -633,4 +633,5 @@ def test_names_that_differ_only_in_case_clash_where_out_dirs_filesystem_ignores_
     assert result.exit_code == 0, result.output
     assert f"{source / 'a.json'}: another image is already imported as 'a' (from {source / 'A.json'}); names " \
            "must differ (image left out)" in result.output
-    assert sorted(os.listdir(out / "masks")) == ["A.png", "STRASSE.png", "straße.png"]
+    assert f"{source / 'οδοσ.json'}: another image is already imported as 'οδοσ'" in result.output
+    assert sorted(os.listdir(out / "masks")) == ["A.png", "STRASSE.png", "straße.png", "ΟΔΟΣ.png"]

@@ -59,7 +59,7 @@ from kseg.errors import KsegError
 from kseg.files import brief
 from kseg.images import write_png
 from kseg.labels import IGNORE_INDEX
-from kseg.outputs import Outputs, folds_case, missing_folders, write_bytes, writing
+from kseg.outputs import Outputs, case_key, folds_case, missing_folders, write_bytes, writing
 from kseg.parallel import ordered_map
 from kseg.progress import progress as progress_bar
 
@@ -150,7 +150,7 @@ def import_dataset(format, source, out_dir, options=DEFAULTS, progress=False, on
 def _convert_all(importer, folder, result, note, progress, workers):
     """Converts every task on reader threads and writes each sample into `folder`, counting
     into `result`. Where `folder`'s filesystem ignores case, names that differ only in case
-    are one name (str.lower, not casefold: filesystems keep "straße" apart from "STRASSE")."""
+    are one name, as that filesystem compares them (`kseg.outputs.case_key`)."""
     stems, fold = {}, folds_case(folder)
     with progress_bar(len(importer.tasks), f"importing {result.format}", "image", enabled=progress) as bar, \
             contextlib.closing(ordered_map(importer.convert, importer.tasks, workers)) as converted:
@@ -160,7 +160,7 @@ def _convert_all(importer, folder, result, note, progress, workers):
             if sample is None:
                 continue
             result.counts.update(counts)
-            key = (sample.split, sample.stem.lower() if fold else sample.stem)  # splits are lower case
+            key = (sample.split, case_key(sample.stem) if fold else sample.stem)  # splits are lower case
             if key in stems or not sample.stem or sample.stem.startswith("."):
                 note([ImportProblem(sample.origin, f"another image is already imported as {sample.stem!r} (from "
                                     f"{stems.get(key)}); names must differ" if key in stems else
