@@ -64,6 +64,9 @@ def _tta_callback(ctx, param, value):
 def predict(inputs, model_path, out_dir, formats, **options):
     """Segment INPUTS (image files, folders, glob patterns) with a trained model.
 
+    A folder is searched through its subfolders; hidden files and folders (a name
+    starting with ".", such as the temporaries of an interrupted write) are left out.
+
     \b
     Outputs per image, in --out:
       <stem>.png          label map (pixel value = class index)
