@@ -260,29 +260,41 @@ def test_contact_sheet_shows_image_truth_and_prediction(spec, tmp_path):
     np.testing.assert_array_equal(result.examples[-1][0], last_image)
 
 
-def test_max_images_scores_that_many_images_of_several_sizes(tmp_path):
-    """Batches hold images of one size only, so N images can take more batches than
-    N / batch size: --max-images 3 still scores 3 images."""
+def split_of_heights(tmp_path, heights):
+    """A synthetic dataset whose val images (width 40) have the given heights."""
     import cv2
 
     from kseg.data import get_dataset_spec
     from kseg.data.synthetic import write_synthetic_dataset
 
-    root = write_synthetic_dataset(str(tmp_path / "synthetic"), num_train=1, num_val=4, size=(32, 40), seed=1)
-    for index, height in enumerate((32, 36, 40, 44)):  # every image a size of its own
+    root = write_synthetic_dataset(str(tmp_path / "synthetic"), num_train=1, num_val=len(heights), size=(32, 40),
+                                   seed=1)  # fmt: skip
+    for index, height in enumerate(heights):
         for kind in ("images", "masks"):
             path = os.path.join(root, kind, "val", f"{index:05d}.png")
             array = cv2.imread(path, cv2.IMREAD_UNCHANGED)
             cv2.imwrite(path, cv2.resize(array, (40, height), interpolation=cv2.INTER_NEAREST))
-    spec = get_dataset_spec("synthetic", root)
+    return get_dataset_spec("synthetic", root)
 
-    class Zeros:
-        layers = []
 
-        def predict_on_batch(self, images):
-            return np.zeros(images.shape[:3] + (spec.num_classes,), np.float32)
+class ZeroLogits:
+    """A model that predicts class 0 everywhere."""
 
-    result = evaluate_model(Zeros(), spec, "val", EvaluateOptions(batch_size=2, max_images=3), progress=False)
+    layers = []
+
+    def __init__(self, num_classes):
+        self.num_classes = num_classes
+
+    def predict_on_batch(self, images):
+        return np.zeros(images.shape[:3] + (self.num_classes,), np.float32)
+
+
+def test_max_images_scores_that_many_images_of_several_sizes(tmp_path):
+    """Batches hold images of one size only, so N images can take more batches than
+    N / batch size: --max-images 3 still scores 3 images."""
+    spec = split_of_heights(tmp_path, (32, 36, 40, 44))  # every image a size of its own
+    result = evaluate_model(ZeroLogits(spec.num_classes), spec, "val", EvaluateOptions(batch_size=2, max_images=3),
+                            progress=False)  # fmt: skip
     assert result.num_images == 3
     assert result.confusion.sum() == sum((spec.read_pair(*pair)[1] != 255).sum() for pair in spec.pairs("val")[:3])
 
@@ -291,28 +303,12 @@ def test_max_images_scores_that_many_images_of_several_sizes(tmp_path):
 def test_max_images_scores_the_first_images_of_a_split_of_mixed_sizes(tmp_path, monkeypatch, engine):
     """Batches hold images of one size only: --max-images 2 at batch size 2 over sizes
     A, B, A, B scores images 0 and 1 (as with --predictions), not the first batch's 0 and 2."""
-    import cv2
-
     import kseg.data.pipeline
-    from kseg.data import get_dataset_spec
-    from kseg.data.synthetic import write_synthetic_dataset
 
     monkeypatch.setattr(kseg.data.pipeline, "default_engine", lambda: engine)
-    root = write_synthetic_dataset(str(tmp_path / "synthetic"), num_train=1, num_val=4, size=(32, 40), seed=1)
-    for index, height in enumerate((32, 36, 32, 36)):
-        for kind in ("images", "masks"):
-            path = os.path.join(root, kind, "val", f"{index:05d}.png")
-            array = cv2.imread(path, cv2.IMREAD_UNCHANGED)
-            cv2.imwrite(path, cv2.resize(array, (40, height), interpolation=cv2.INTER_NEAREST))
-    spec = get_dataset_spec("synthetic", root)
-
-    class Zeros:
-        layers = []
-
-        def predict_on_batch(self, images):
-            return np.zeros(images.shape[:3] + (spec.num_classes,), np.float32)
-
-    result = evaluate_model(Zeros(), spec, "val", EvaluateOptions(batch_size=2, max_images=2), progress=False)
+    spec = split_of_heights(tmp_path, (32, 36, 32, 36))
+    result = evaluate_model(ZeroLogits(spec.num_classes), spec, "val", EvaluateOptions(batch_size=2, max_images=2),
+                            progress=False)  # fmt: skip
     folder = tmp_path / "predictions"
     folder.mkdir()
     for image_path, mask in ground_truth(spec):
